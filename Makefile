@@ -1,0 +1,90 @@
+# dino.c build. `make` builds build/libdino.a and build/dino; `make test` installs
+# what the tests need (scripts/setup.sh), builds, and runs every test binary.
+# Dependencies are probed below and reported by `make config`.
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O3
+CFLAGS  ?=
+LDFLAGS ?=
+
+# -march=native only where the compiler accepts it (never -Ofast: it breaks erf GELU).
+NATIVE := $(shell $(CC) -march=native -E -x c /dev/null >/dev/null 2>&1 && echo -march=native)
+
+# OpenBLAS: prefer the OpenMP build so BLAS and our kernels share one thread pool.
+BLAS_DIR := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/openblas-openmp /usr/lib/aarch64-linux-gnu/openblas-openmp))
+BLAS_INC := $(firstword $(wildcard /usr/include/x86_64-linux-gnu/openblas-openmp /usr/include/aarch64-linux-gnu/openblas-openmp /usr/include/openblas))
+ifneq ($(BLAS_DIR),)
+  BLAS_LIBS := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas
+else
+  BLAS_LIBS := -lopenblas
+endif
+
+PKGS := libpng libzip libcjson zlib
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PLPLOT_CFLAGS := $(shell pkg-config --cflags plplot 2>/dev/null)
+PLPLOT_LIBS   := $(shell pkg-config --libs plplot 2>/dev/null)
+
+WARN   := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes
+DEFS   := -D_GNU_SOURCE
+INCS   := -Isrc $(if $(BLAS_INC),-I$(BLAS_INC)) $(PKG_CFLAGS) $(PLPLOT_CFLAGS)
+ALL_CFLAGS := -std=c11 $(OPT) $(NATIVE) -fopenmp -g $(WARN) $(DEFS) $(INCS) $(CFLAGS)
+LIBS   := $(BLAS_LIBS) $(PKG_LIBS) $(PLPLOT_LIBS) -ljpeg -lm -fopenmp $(LDFLAGS)
+
+# Files whose arithmetic must match Pillow bit for bit: no FMA contraction.
+EXACT_SRCS := $(wildcard src/image/*.c)
+
+LIB_SRCS := $(filter-out src/cli/%,$(wildcard src/*.c src/*/*.c))
+CLI_SRCS := $(wildcard src/cli/*.c)
+TEST_SRCS := $(wildcard tests/test_*.c)
+TEST_COMMON := $(filter-out $(TEST_SRCS),$(wildcard tests/*.c))
+
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/%.o)
+TEST_COMMON_OBJS := $(TEST_COMMON:%.c=$(BUILD)/%.o)
+TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+
+LIB := $(BUILD)/libdino.a
+BIN := $(BUILD)/dino
+
+.PHONY: all test check config clean setup
+all: $(BIN) $(TEST_BINS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(if $(filter $<,$(EXACT_SRCS)),-ffp-contract=off) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BIN): $(CLI_OBJS) $(LIB)
+	$(CC) $(ALL_CFLAGS) $(CLI_OBJS) $(LIB) $(LIBS) -o $@
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_COMMON_OBJS) $(LIB)
+	$(CC) $(ALL_CFLAGS) $< $(TEST_COMMON_OBJS) $(LIB) $(LIBS) -o $@
+
+# The single test command: installs what is missing, builds, runs every test.
+test:
+	@scripts/setup.sh
+	@$(MAKE) --no-print-directory all
+	@scripts/run_tests.sh $(BUILD)
+
+# Run the tests without the set-up step (for a machine that is already set up).
+check: all
+	@scripts/run_tests.sh $(BUILD)
+
+setup:
+	@scripts/setup.sh
+
+config:
+	@echo "cc:       $(CC) $(NATIVE)"
+	@echo "openblas: $(if $(BLAS_DIR),$(BLAS_DIR) (OpenMP build),system default)"
+	@echo "packages: $(if $(PKG_LIBS),$(PKG_LIBS),MISSING: run scripts/setup.sh)"
+	@echo "plplot:   $(if $(PLPLOT_LIBS),$(PLPLOT_LIBS),missing)"
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(LIB_OBJS:.o=.d) $(CLI_OBJS:.o=.d) $(TEST_COMMON_OBJS:.o=.d) $(TEST_BINS:=.d)

@@ -1,0 +1,57 @@
+// `dino`: the command-line front end. Handles the global --threads flag, then
+// hands argv to the subcommand named by argv[1].
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "common.h"
+
+static const Command COMMANDS[] = {
+    {"version", cmd_version, "print the build configuration"},
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: dino <command> [flags]   (dino <command> --help for its flags)\n\ncommands:\n");
+    for (const Command *c = COMMANDS; c->name; c++) fprintf(f, "  %-10s %s\n", c->name, c->summary);
+    fprintf(f, "\nglobal flags:\n  --threads N   threads for OpenMP and OpenBLAS together (default: all cores)\n");
+}
+
+// Removes --threads N / --threads=N from argv (any position) and applies it.
+static int take_threads_flag(int argc, char **argv) {
+    int threads = 0;
+    const char *env = getenv("DINO_THREADS");
+    if (env) threads = atoi(env);
+    int out = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads")) {
+            if (i + 1 >= argc) dino_die("--threads expects a number");
+            threads = atoi(argv[++i]);
+            if (threads <= 0) dino_die("--threads expects a positive number, got '%s'", argv[i]);
+            continue;
+        }
+        if (!strncmp(argv[i], "--threads=", 10)) {
+            threads = atoi(argv[i] + 10);
+            if (threads <= 0) dino_die("--threads expects a positive number, got '%s'", argv[i] + 10);
+            continue;
+        }
+        argv[out++] = argv[i];
+    }
+    argv[out] = NULL;
+    dino_set_threads(threads);
+    return out;
+}
+
+int main(int argc, char **argv) {
+    argc = take_threads_flag(argc, argv);
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return argc < 2 ? 1 : 0;
+    }
+    for (const Command *c = COMMANDS; c->name; c++)
+        if (!strcmp(c->name, argv[1])) return c->run(argc - 1, argv + 1);
+    fprintf(stderr, "dino: error: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 1;
+}

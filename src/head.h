@@ -1,0 +1,53 @@
+// The DINO projection head (SPEC §2): an MLP (Linear-GELU-...-Linear to the
+// bottleneck), L2 normalisation, and a weight-normalised last layer
+// (w = g·v/||v||, per output row; g fixed at 1 when norm_last_layer).
+// BatchNorm in the head (use_bn_in_head) is not implemented.
+#ifndef DINO_HEAD_H
+#define DINO_HEAD_H
+
+#include <stdint.h>
+
+#include "params.h"
+
+#define HEAD_MAX_LAYERS 8
+
+typedef struct {
+    int in_dim;
+    int out_dim;       // 65536
+    int nlayers;       // 3
+    int hidden;        // 2048
+    int bottleneck;    // 256
+    int norm_last_layer;  // 1: weight_g fixed at 1 and not trained
+} HeadConfig;
+
+void head_config_default(HeadConfig *cfg, int in_dim, int out_dim);
+
+// Entries in the reference order: mlp.{0,2,4}.{weight,bias}, last_layer.weight_g
+// (out,1), last_layer.weight_v (out, bottleneck). weight_g is marked not
+// trainable when norm_last_layer.
+void head_param_table(const HeadConfig *cfg, ParamTable *t, const char *prefix);
+
+typedef struct {
+    float *mlp_w[HEAD_MAX_LAYERS], *mlp_b[HEAD_MAX_LAYERS];  // layer i: (out_i, in_i)
+    float *weight_g;  // (out_dim)
+    float *weight_v;  // (out_dim, bottleneck)
+} HeadWeights;
+
+void head_weights_bind(HeadWeights *w, const HeadConfig *cfg, float *base);
+// trunc_normal(.02) MLP weights, zero biases; weight_v with PyTorch's default
+// Linear init; weight_g = 1.
+void head_init(const HeadConfig *cfg, HeadWeights *w, uint64_t seed);
+
+typedef struct HeadActs HeadActs;
+HeadActs *head_acts_create(const HeadConfig *cfg, int N, int train);
+void head_acts_free(HeadActs *a);
+// in (N, in_dim) -> logits (N, out_dim).
+void head_forward(const HeadConfig *cfg, const HeadWeights *w, HeadActs *a, const float *in,
+                  int N);
+const float *head_output(const HeadActs *a);
+// Accumulates parameter gradients into g (weight_g only when trainable) and
+// writes din (N, in_dim) if not NULL.
+void head_backward(const HeadConfig *cfg, const HeadWeights *w, HeadWeights *g, HeadActs *a,
+                   const float *dout, float *din);
+
+#endif

@@ -1,0 +1,51 @@
+// A DINO network: ViT backbone + projection head over one flat parameter
+// buffer whose table uses the reference's names ("backbone.*", "head.*").
+// The multi-crop pass runs each resolution group through the backbone once
+// and the head once over all CLS features, in crop-major order (SPEC §3).
+#ifndef DINO_MODEL_H
+#define DINO_MODEL_H
+
+#include "batch.h"
+#include "head.h"
+#include "params.h"
+#include "vit.h"
+
+typedef struct {
+    ViTConfig vit;
+    HeadConfig head;
+    int has_head;      // 0 for a backbone-only model (evaluation, official weights)
+    ParamTable table;  // "backbone.*" then "head.*"
+} DinoModel;
+
+// Builds the table. has_head = 0 leaves out the head.
+void model_build(DinoModel *m, const ViTConfig *vit, const HeadConfig *head, int has_head);
+void model_free(DinoModel *m);
+// Points backbone and head pointers into a buffer laid out as m->table.
+void model_bind(const DinoModel *m, float *base, ViTWeights *vw, HeadWeights *hw);
+void model_init(const DinoModel *m, float *params, uint64_t seed);
+
+// Activations for multi-crop passes: one ViTActs per crop group and one head.
+typedef struct {
+    int n_groups;
+    int B;
+    int sizes[BATCH_MAX_GROUPS];
+    int n_crops[BATCH_MAX_GROUPS];
+    struct ViTActs *vit[BATCH_MAX_GROUPS];
+    HeadActs *head;
+    float *features;  // (total crops·B, D): CLS features in crop-major order
+    float *dfeatures;
+    int train;
+} MultiCropActs;
+
+// Activations for the first n_groups groups of batches shaped like `b`.
+MultiCropActs *multicrop_acts_create(const DinoModel *m, const Batch *b, int n_groups, int train);
+void multicrop_acts_free(MultiCropActs *a);
+// Runs groups 0..a->n_groups-1 of the batch; returns logits (crops·B, out_dim).
+// drop_scale per group as in vit_forward (NULL: no drop path).
+const float *multicrop_forward(const DinoModel *m, const float *params, MultiCropActs *a,
+                               const Batch *b, float *const *drop_scale);
+// Backward from dlogits (crops·B, out_dim); accumulates into grads.
+void multicrop_backward(const DinoModel *m, const float *params, float *grads, MultiCropActs *a,
+                        const float *dlogits);
+
+#endif

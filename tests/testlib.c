@@ -1,0 +1,65 @@
+// The test harness declared in testlib.h.
+#include "testlib.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <unistd.h>
+
+static int g_pass, g_fail;
+
+void test_check(int ok, const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (ok) {
+        g_pass++;
+        printf("ok   ");
+    } else {
+        g_fail++;
+        printf("FAIL %s:%d: ", file, line);
+    }
+    vprintf(fmt, ap);
+    printf("\n");
+    fflush(stdout);
+    va_end(ap);
+}
+
+int test_close(const char *what, const float *got, const float *want, size_t n, double atol,
+               double rtol) {
+    double max_abs = 0, max_rel = 0;
+    size_t worst = 0, bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double g = got[i], w = want[i], d = fabs(g - w);
+        int nan_mismatch = isnan(g) != isnan(w);
+        if (nan_mismatch) d = INFINITY;
+        if (d > max_abs) { max_abs = d; worst = i; }
+        double rel = d / (fabs(w) > 1e-30 ? fabs(w) : 1e-30);
+        if (fabs(w) > atol && rel > max_rel) max_rel = rel;
+        if (!(d <= atol + rtol * fabs(w))) bad++;
+    }
+    test_check(bad == 0, __FILE__, __LINE__,
+               "%s: n=%zu max_abs=%.3g max_rel=%.3g (atol %.1g rtol %.1g)%s", what, n, max_abs,
+               max_rel, atol, rtol, bad ? "" : "");
+    if (bad)
+        printf("     %zu elements out of tolerance; worst at %zu: got %.9g want %.9g\n", bad, worst,
+               got[worst], want[worst]);
+    return bad == 0;
+}
+
+int test_finish(void) {
+    printf("checks: %d passed, %d failed\n", g_pass, g_fail);
+    return g_fail ? 1 : 0;
+}
+
+const char *test_fixture_path(const char *name) {
+    static char buf[4][1024];
+    static int slot;
+    char *out = buf[slot++ & 3];
+    const char *roots[] = {"tests/fixtures/", "../tests/fixtures/", "fixtures/"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(out, 1024, "%s%s", roots[i], name);
+        if (access(out, R_OK) == 0) return out;
+    }
+    snprintf(out, 1024, "tests/fixtures/%s", name);
+    return out;
+}
