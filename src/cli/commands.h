@@ -1,13 +1,28 @@
-// The `dino` subcommands: one file each in src/cli/, dispatched from main.c.
+// The `dino` subcommands: one file each in src/cli/ (cmd_<name>.c), dispatched
+// from main.c. Declared weak so that a build lists every command even while
+// one is being written; main.c reports a missing one instead of running it.
 #ifndef DINO_CLI_COMMANDS_H
 #define DINO_CLI_COMMANDS_H
 
+typedef int (*CommandFn)(int argc, char **argv);  // argv[0] is the subcommand name
+
 typedef struct {
     const char *name;
-    int (*run)(int argc, char **argv);  // argv[0] is the subcommand name
+    CommandFn run;
     const char *summary;
 } Command;
 
-int cmd_version(int argc, char **argv);
+#define DINO_COMMAND(name) int cmd_##name(int argc, char **argv) __attribute__((weak))
+DINO_COMMAND(train);
+DINO_COMMAND(features);
+DINO_COMMAND(knn);
+DINO_COMMAND(linear);
+DINO_COMMAND(attention);
+DINO_COMMAND(augment);
+DINO_COMMAND(plot);
+DINO_COMMAND(convert);
+DINO_COMMAND(info);
+DINO_COMMAND(bench);
+DINO_COMMAND(version);
 
 #endif

@@ -8,13 +8,24 @@
 #include "common.h"
 
 static const Command COMMANDS[] = {
+    {"train", cmd_train, "train a ViT with DINO on a folder or dataset of images"},
+    {"features", cmd_features, "extract features of a dataset to .npy files"},
+    {"knn", cmd_knn, "weighted k-NN classification of frozen features"},
+    {"linear", cmd_linear, "linear probe on frozen features"},
+    {"attention", cmd_attention, "render the last block's attention maps of an image"},
+    {"augment", cmd_augment, "show the multi-crop augmentation of an image"},
+    {"plot", cmd_plot, "plot the curves of a training log"},
+    {"convert", cmd_convert, "convert a model between .pth, safetensors and native files"},
+    {"info", cmd_info, "describe a model or checkpoint file"},
+    {"bench", cmd_bench, "time forward, training step and data pipeline"},
     {"version", cmd_version, "print the build configuration"},
     {NULL, NULL, NULL},
 };
 
 static void usage(FILE *f) {
     fprintf(f, "usage: dino <command> [flags]   (dino <command> --help for its flags)\n\ncommands:\n");
-    for (const Command *c = COMMANDS; c->name; c++) fprintf(f, "  %-10s %s\n", c->name, c->summary);
+    for (const Command *c = COMMANDS; c->name; c++)
+        if (c->run) fprintf(f, "  %-10s %s\n", c->name, c->summary);
     fprintf(f, "\nglobal flags:\n  --threads N   threads for OpenMP and OpenBLAS together (default: all cores)\n");
 }
 
@@ -50,7 +61,10 @@ int main(int argc, char **argv) {
         return argc < 2 ? 1 : 0;
     }
     for (const Command *c = COMMANDS; c->name; c++)
-        if (!strcmp(c->name, argv[1])) return c->run(argc - 1, argv + 1);
+        if (!strcmp(c->name, argv[1])) {
+            if (!c->run) dino_die("'%s' is not part of this build yet", c->name);
+            return c->run(argc - 1, argv + 1);
+        }
     fprintf(stderr, "dino: error: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 1;
