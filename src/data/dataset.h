@@ -1,0 +1,39 @@
+// Datasets: where images come from (SPEC §5, issue 3). One --data_path
+// argument is recognised as an ImageFolder tree (classes = sorted sub-folder
+// names), a plain folder of images (recursive, unlabeled), a text file listing
+// paths with optional integer labels, IDX files (MNIST / Fashion-MNIST, raw or
+// gzip) or CIFAR-10/100 binary batches. Every dataset yields 8-bit RGB images;
+// grey data is expanded to three channels.
+#ifndef DINO_DATASET_H
+#define DINO_DATASET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int w, h;       // pixels
+    uint8_t *rgb;   // (h, w, 3), row-major, owned
+} Image;
+
+void image_free(Image *im);
+
+typedef enum { SPLIT_TRAIN = 0, SPLIT_TEST = 1 } Split;
+
+typedef struct Dataset Dataset;
+
+// Opens `path` for the given split (IDX and CIFAR hold both splits; folder
+// datasets use path/train and path/val when those exist, else path itself for
+// either split). NULL with err filled when nothing readable is there.
+Dataset *dataset_open(const char *path, Split split, char *err, size_t errlen);
+void dataset_close(Dataset *d);
+int64_t dataset_size(const Dataset *d);
+int dataset_num_classes(const Dataset *d);  // 0 when unlabeled
+int32_t dataset_label(const Dataset *d, int64_t i);  // -1 when unlabeled
+const char *dataset_describe(const Dataset *d);  // e.g. "IDX fashion-mnist train: 60000 images, 10 classes"
+// Decodes image i. `min_side`, when > 0, lets JPEG decoding scale down in the
+// DCT domain as long as both sides stay >= min_side. Returns 0, or -1 with
+// err filled for an unreadable image (the caller skips and counts it).
+// Thread-safe.
+int dataset_load(const Dataset *d, int64_t i, int min_side, Image *out, char *err, size_t errlen);
+
+#endif
