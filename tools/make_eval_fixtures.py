@@ -103,6 +103,51 @@ def check_npy(directory):
         print(f"numpy reads {f}: dtype {a.dtype} shape {a.shape}")
 
 
+# ----------------------------------------------------------------------------- linear probe
+
+def make_linear():
+    """A tiny run of the reference's linear-probe training loop: Linear(dim, C),
+    SGD(momentum 0.9, weight decay 0) at lr * batch / 256, CosineAnnealingLR
+    (T_max = epochs, eta_min = 0) stepped per epoch, CrossEntropyLoss, dataset
+    order (no shuffle), a smaller last batch. Initial weight from fill (the C
+    test sets the same), bias 0."""
+    import torch
+    n, nv, d, c, batch, epochs, lr = 100, 40, 16, 5, 32, 3, 2.0
+    rng = np.random.default_rng(11)
+    y = rng.integers(0, c, n)
+    yv = rng.integers(0, c, nv)
+    x = fill((n, d), 201, -1, 1)
+    xv = fill((nv, d), 203, -1, 1)
+    lin = torch.nn.Linear(d, c)
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(fill((c, d), 202, -0.05, 0.05)))
+        lin.bias.zero_()
+    opt = torch.optim.SGD(lin.parameters(), lr * batch / 256.0, momentum=0.9, weight_decay=0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs, eta_min=0)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    out = {"meta": np.array([n, nv, d, c, batch, epochs, lr], np.float32),
+           "y": y.astype(np.float32), "yv": yv.astype(np.float32)}
+    for e in range(epochs):
+        losses = []
+        out[f"lr{e}"] = np.array([opt.param_groups[0]["lr"]], np.float32)
+        for s in range(0, n, batch):
+            loss = loss_fn(lin(xt[s:s + batch]), yt[s:s + batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        sched.step()
+        out[f"w{e}"] = lin.weight.detach().clone()
+        out[f"b{e}"] = lin.bias.detach().clone()
+        out[f"loss{e}"] = np.array([np.mean(losses)], np.float32)
+        with torch.no_grad():
+            pred = lin(torch.from_numpy(xv)).argmax(1).numpy()
+        out[f"top1_{e}"] = np.array([100.0 * np.mean(pred == yv)], np.float32)
+        print(f"linear epoch {e}: loss {np.mean(losses):.5f} val top1 {out[f'top1_{e}'][0]:.2f}")
+    write(os.path.join(OUT, "eval_linear.bin"), out)
+
+
 # ----------------------------------------------------------------------------- main
 
 def main():
@@ -114,7 +159,7 @@ def main():
         check_npy(args.check_npy)
         return
     os.makedirs(OUT, exist_ok=True)
-    makers = {"knn": make_knn, "npy": make_npy}
+    makers = {"knn": make_knn, "npy": make_npy, "linear": make_linear}
     for name, fn in makers.items():
         if not args.only or name in args.only:
             fn()
