@@ -65,11 +65,9 @@ $(BIN): $(CLI_OBJS) $(LIB)
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_COMMON_OBJS) $(LIB)
 	$(CC) $(ALL_CFLAGS) $< $(TEST_COMMON_OBJS) $(LIB) $(LIBS) -o $@
 
-# The single test command: installs what is missing, builds, runs every test.
+# The test command (same as scripts/test.sh): installs what is missing, builds, runs every test.
 test:
-	@scripts/setup.sh
-	@$(MAKE) --no-print-directory all
-	@scripts/run_tests.sh $(BUILD)
+	@scripts/test.sh
 
 # Run the tests without the set-up step (for a machine that is already set up).
 check: all
