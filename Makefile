@@ -48,7 +48,8 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 LIB := $(BUILD)/libdino.a
 BIN := $(BUILD)/dino
 
-.PHONY: all test check config clean setup
+.PHONY: all test check config clean setup asan
+.SECONDARY:
 all: $(BIN) $(TEST_BINS)
 
 $(BUILD)/%.o: %.c
@@ -75,6 +76,11 @@ check: all
 
 setup:
 	@scripts/setup.sh
+
+# The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer, in its own build folder.
+asan:
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" LDFLAGS="-fsanitize=address,undefined" all
+	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 scripts/run_tests.sh build-asan
 
 config:
 	@echo "cc:       $(CC) $(NATIVE)"
