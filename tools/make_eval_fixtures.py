@@ -148,6 +148,129 @@ def make_linear():
     write(os.path.join(OUT, "eval_linear.bin"), out)
 
 
+# ----------------------------------------------------------------------------- attention maps
+
+PARAM_SEED = 1000  # the engine fixtures' weight scheme (tools/make_engine_fixtures.py)
+
+
+def param_range(name, shape):
+    """Fill range of a parameter, the same rule as the engine fixtures."""
+    if name.endswith(".bias"):
+        return -0.1, 0.1
+    if len(shape) == 1:  # LayerNorm weight
+        return 0.5, 1.5
+    if name.endswith("cls_token") or name.endswith("pos_embed"):
+        return -0.5, 0.5
+    fan_in = int(np.prod(shape)) // shape[0]
+    a = float(np.float32(1.0 / math.sqrt(fan_in)))
+    return -a, a
+
+
+def tiny_vit(img_size, patch, dim, depth, heads, hidden):
+    """The reference ViT, restated: returns a function image -> (tokens after
+    the final norm for every block output, last block's attention)."""
+    import torch
+    import torch.nn.functional as F
+    P = {}
+    grid = img_size // patch
+    shapes = [("cls_token", (1, 1, dim)), ("pos_embed", (1, grid * grid + 1, dim)),
+              ("patch_embed.proj.weight", (dim, 3, patch, patch)), ("patch_embed.proj.bias", (dim,))]
+    for b in range(depth):
+        pre = f"blocks.{b}."
+        shapes += [(pre + "norm1.weight", (dim,)), (pre + "norm1.bias", (dim,)),
+                   (pre + "attn.qkv.weight", (3 * dim, dim)), (pre + "attn.qkv.bias", (3 * dim,)),
+                   (pre + "attn.proj.weight", (dim, dim)), (pre + "attn.proj.bias", (dim,)),
+                   (pre + "norm2.weight", (dim,)), (pre + "norm2.bias", (dim,)),
+                   (pre + "mlp.fc1.weight", (hidden, dim)), (pre + "mlp.fc1.bias", (hidden,)),
+                   (pre + "mlp.fc2.weight", (dim, hidden)), (pre + "mlp.fc2.bias", (dim,))]
+    shapes += [("norm.weight", (dim,)), ("norm.bias", (dim,))]
+    for i, (name, shape) in enumerate(shapes):
+        lo, hi = param_range(name, shape)
+        P[name] = torch.from_numpy(fill(shape, PARAM_SEED + i, lo, hi))
+
+    def pos_for(h_img, w_img, npatch):
+        n = P["pos_embed"].shape[1] - 1
+        if npatch == n and h_img == w_img:
+            return P["pos_embed"]
+        side = int(math.sqrt(n))
+        g0 = h_img // patch + 0.1  # the reference calls this w0 (image dim 2)
+        g1 = w_img // patch + 0.1
+        grid_pe = P["pos_embed"][:, 1:].reshape(1, side, side, dim).permute(0, 3, 1, 2)
+        grid_pe = F.interpolate(grid_pe, scale_factor=(g0 / math.sqrt(n), g1 / math.sqrt(n)),
+                                mode="bicubic")
+        assert grid_pe.shape[-2] == int(g0) and grid_pe.shape[-1] == int(g1)
+        grid_pe = grid_pe.permute(0, 2, 3, 1).reshape(1, -1, dim)
+        return torch.cat((P["pos_embed"][:, :1], grid_pe), dim=1)
+
+    def run(img):
+        B, _, H, W = img.shape
+        x = F.conv2d(img, P["patch_embed.proj.weight"], P["patch_embed.proj.bias"], stride=patch)
+        x = x.flatten(2).transpose(1, 2)
+        x = torch.cat((P["cls_token"].expand(B, -1, -1), x), dim=1)
+        x = x + pos_for(H, W, x.shape[1] - 1)
+        outs, attn = [], None
+        nh, hd = heads, dim // heads
+        for b in range(depth):
+            pre = f"blocks.{b}."
+            y = F.layer_norm(x, (dim,), P[pre + "norm1.weight"], P[pre + "norm1.bias"], 1e-6)
+            qkv = F.linear(y, P[pre + "attn.qkv.weight"], P[pre + "attn.qkv.bias"])
+            qkv = qkv.reshape(B, -1, 3, nh, hd).permute(2, 0, 3, 1, 4)
+            q, k, v = qkv[0], qkv[1], qkv[2]
+            attn = ((q @ k.transpose(-2, -1)) * hd ** -0.5).softmax(dim=-1)
+            y = (attn @ v).transpose(1, 2).reshape(B, -1, dim)
+            x = x + F.linear(y, P[pre + "attn.proj.weight"], P[pre + "attn.proj.bias"])
+            y = F.layer_norm(x, (dim,), P[pre + "norm2.weight"], P[pre + "norm2.bias"], 1e-6)
+            y = F.linear(F.gelu(F.linear(y, P[pre + "mlp.fc1.weight"], P[pre + "mlp.fc1.bias"])),
+                         P[pre + "mlp.fc2.weight"], P[pre + "mlp.fc2.bias"])
+            x = x + y
+            outs.append(F.layer_norm(x, (dim,), P["norm.weight"], P["norm.bias"], 1e-6))
+        return outs, attn
+
+    return run
+
+
+def threshold_masks(maps, threshold):
+    """visualize_attention.py's mask, restated: per head sort ascending,
+    normalise to sum 1, cumulative sum > 1 - threshold, back to the patch order."""
+    import torch
+    val, idx = torch.sort(maps, stable=True)
+    val = val / torch.sum(val, dim=1, keepdim=True)
+    keep = torch.cumsum(val, dim=1) > (1 - threshold)
+    back = torch.argsort(idx)
+    out = torch.zeros_like(keep)
+    for h in range(maps.shape[0]):
+        out[h] = keep[h][back[h]]
+    return out.float()
+
+
+def make_attention():
+    import torch
+    cfg = dict(img_size=32, patch=8, dim=48, depth=2, heads=3, hidden=192)
+    run = tiny_vit(**cfg)
+    H_raw, W_raw, img_seed = 43, 61, 5100
+    img = torch.from_numpy(fill((1, 3, H_raw, W_raw), img_seed, -2, 2))
+    p = cfg["patch"]
+    H, W = H_raw - H_raw % p, W_raw - W_raw % p  # the reference's top-left crop
+    img = img[:, :, :H, :W]
+    with torch.no_grad():
+        outs, attn = run(img)
+    nh = cfg["heads"]
+    maps = attn[0, :, 0, 1:].reshape(nh, -1)
+    out = {"config": np.array([cfg["img_size"], p, cfg["dim"], cfg["depth"], nh, cfg["hidden"],
+                               H_raw, W_raw, img_seed], np.float32),
+           "attn": attn[0], "maps": maps,
+           "mask_0.6": threshold_masks(maps, 0.6), "mask_0.25": threshold_masks(maps, 0.25),
+           # Features of the same image: final-norm CLS (model(x)), last-2-blocks CLS
+           # concatenated, and CLS interleaved with the mean patch token (avgpool, n=1).
+           "feat_cls": outs[-1][0, 0],
+           "feat_n2": torch.cat([o[0, 0] for o in outs[-2:]], dim=-1),
+           "feat_avgpool": torch.cat((outs[-1][:, 0].unsqueeze(-1),
+                                      outs[-1][:, 1:].mean(dim=1).unsqueeze(-1)), dim=-1).reshape(-1),
+           "tokens": outs[-1][0]}
+    print("attention: grid", H // p, "x", W // p, "mask 0.6 keeps", out["mask_0.6"].sum(1).tolist())
+    write(os.path.join(OUT, "eval_attention.bin"), out)
+
+
 # ----------------------------------------------------------------------------- main
 
 def main():
@@ -159,7 +282,8 @@ def main():
         check_npy(args.check_npy)
         return
     os.makedirs(OUT, exist_ok=True)
-    makers = {"knn": make_knn, "npy": make_npy, "linear": make_linear}
+    makers = {"knn": make_knn, "npy": make_npy, "linear": make_linear,
+              "attention": make_attention}
     for name, fn in makers.items():
         if not args.only or name in args.only:
             fn()
