@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "eval/attnmap.h"
@@ -110,7 +111,8 @@ static void test_pictures(void) {
 
     // PNG round trip.
     char err[256];
-    const char *path = "/tmp/dino_test_attnmap.png";
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/dino_test_attnmap_%d.png", (int)getpid());
     CHECK(png_write_rgb(path, gw, gh, grid, err, sizeof err) == 0, "PNG written");
     int rw, rh;
     uint8_t *back = png_read_rgb(path, &rw, &rh, err, sizeof err);
