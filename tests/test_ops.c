@@ -187,7 +187,7 @@ static void test_gelu(void) {
     // tanh approximation differs by ~1e-3 at x=-2: make sure this is not it.
     float xm2 = -2.0f, ym2;
     gelu_forward(&ym2, &xm2, 1);
-    CHECK(fabs(ym2 - (-0.0455002638)) < 1e-7, "gelu(-2) = %.9f (erf: -0.0455002638)", ym2);
+    CHECK(fabs(ym2 - (-0.0455002638)) < 3e-7, "gelu(-2) = %.9f (erf: -0.0455002638, tanh form: -0.0454023)", ym2);
     gelu_backward(dx, x, R, n);
     check_fd("gelu backward", gelu_loss, &c, c.x, n, dx);
     free(x), free(R), free(c.x), free(c.R), free(c.out);
