@@ -176,8 +176,19 @@ static void png_warning_cb(png_structp png, png_const_charp msg) {
     (void)msg;
 }
 
+static uint32_t be32(const uint8_t *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
 static int decode_png(const uint8_t *buf, size_t len, Image *out, const char *name, char *err,
                       size_t errlen) {
+    // The pixel limit straight from the IHDR bytes, before libpng reads on.
+    if (len >= 24 && !memcmp(buf + 12, "IHDR", 4)) {
+        long long w = be32(buf + 16), h = be32(buf + 20);
+        if (w * h > IMAGE_MAX_PIXELS)
+            return fail(err, errlen, "%s: PNG is %lldx%lld pixels, above the limit of %lld", name, w,
+                        h, (long long)IMAGE_MAX_PIXELS);
+    }
     PngSrc src = {buf, len, 0, {0}};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_error_cb,
                                              png_warning_cb);
@@ -204,33 +215,38 @@ static int decode_png(const uint8_t *buf, size_t len, Image *out, const char *na
     }
     // Pillow opens 16-bit grey as "I;16", whose conversion to RGB clips the
     // value at 255 (it does not take the high byte); every other 16-bit type
-    // keeps the high byte. Alpha is dropped without compositing.
+    // keeps the high byte. Alpha (and tRNS transparency) is dropped without
+    // compositing. libpng expands palette and low-bit grey to 8 bits; the
+    // channel layout is then handled here whatever libpng chose.
     int grey16 = depth == 16 && ctype == PNG_COLOR_TYPE_GRAY;
     if (ctype == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (ctype == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
     if (depth == 16 && !grey16) png_set_strip_16(png);
-    if (ctype & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
-    if (!grey16 && (ctype == PNG_COLOR_TYPE_GRAY || ctype == PNG_COLOR_TYPE_GRAY_ALPHA))
-        png_set_gray_to_rgb(png);
     int passes = png_set_interlace_handling(png);
     png_read_update_info(png, info);
+    int nch = png_get_channels(png, info);
+    int bytes_per = grey16 ? 2 : 1;
     size_t rowbytes = png_get_rowbytes(png, info);
-    size_t want = grey16 ? (size_t)W * 2 : (size_t)W * 3;
-    if (rowbytes != want) png_error(png, "unexpected row layout after conversion");
+    if (nch < 1 || nch > 4 || rowbytes != (size_t)W * nch * bytes_per || (grey16 && nch != 1))
+        png_error(png, "unexpected row layout after conversion");
     pixels = malloc((size_t)W * H * 3);
-    row = malloc(grey16 ? rowbytes * H : 1);
+    row = malloc(rowbytes * H);
     if (!pixels || !row) png_error(png, "out of memory");
     for (int p = 0; p < passes; p++)
-        for (png_uint_32 y = 0; y < H; y++) {
-            png_bytep rp = grey16 ? (png_bytep)row + y * rowbytes : (png_bytep)pixels + (size_t)y * W * 3;
-            png_read_row(png, rp, NULL);
-        }
+        for (png_uint_32 y = 0; y < H; y++) png_read_row(png, (png_bytep)row + y * rowbytes, NULL);
     png_read_end(png, NULL);
-    if (grey16) {
-        for (size_t i = 0; i < (size_t)W * H; i++) {
-            unsigned v = ((unsigned)row[2 * i] << 8) | row[2 * i + 1];
-            uint8_t g = (uint8_t)(v > 255 ? 255 : v);
-            pixels[3 * i] = pixels[3 * i + 1] = pixels[3 * i + 2] = g;
+    for (size_t i = 0; i < (size_t)W * H; i++) {
+        const uint8_t *s = row + i * nch * bytes_per;
+        uint8_t *o = pixels + 3 * i;
+        if (grey16) {
+            unsigned v = ((unsigned)s[0] << 8) | s[1];
+            o[0] = o[1] = o[2] = (uint8_t)(v > 255 ? 255 : v);
+        } else if (nch >= 3) {
+            o[0] = s[0];
+            o[1] = s[1];
+            o[2] = s[2];
+        } else {
+            o[0] = o[1] = o[2] = s[0];
         }
     }
     png_destroy_read_struct(&png, &info, NULL);
