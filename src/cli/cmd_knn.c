@@ -40,13 +40,14 @@ static int64_t *load_labels(const char *path, int64_t n) {
 
 int cmd_knn(int argc, char **argv) {
     const char *train_features = NULL, *train_labels = NULL, *val_features = NULL,
-               *val_labels = NULL;
+               *val_labels = NULL, *features_dir = NULL;
     IntList nb_knn = {4, {10, 20, 100, 200}};
     float temperature = 0.07f;
     int num_classes = 0;
     EvalModelArgs ma;
     eval_model_args_default(&ma);
     ArgSpec specs[] = {
+        {"features_dir", ARG_STRING, &features_dir, "folder written by dino features (sets the four files below)"},
         {"train_features", ARG_STRING, &train_features, ".npy (N, D) training features"},
         {"train_labels", ARG_STRING, &train_labels, ".npy (N) training labels"},
         {"val_features", ARG_STRING, &val_features, ".npy (M, D) validation features"},
@@ -72,6 +73,12 @@ int cmd_knn(int argc, char **argv) {
     float *tr = NULL, *te = NULL;
     int64_t *trl = NULL, *tel = NULL, ntr = 0, nte = 0;
     int d = 0, d2 = 0;
+    char fpaths[4][4096];
+    if (features_dir) {
+        const char *names[4] = {"train_features", "train_labels", "val_features", "val_labels"};
+        for (int i = 0; i < 4; i++) snprintf(fpaths[i], sizeof fpaths[i], "%s/%s.npy", features_dir, names[i]);
+        train_features = fpaths[0], train_labels = fpaths[1], val_features = fpaths[2], val_labels = fpaths[3];
+    }
     int from_files = train_features || val_features || train_labels || val_labels;
     if (from_files) {
         if (!train_features || !val_features)
@@ -88,10 +95,13 @@ int cmd_knn(int argc, char **argv) {
         if (!ma.pretrained_weights || !ma.data_path)
             dino_die("dino knn needs --train_features/--val_features files or "
                      "--pretrained_weights and --data_path (see dino knn --help)");
+        EvalModel em;
+        eval_model_load(&ma, &em);
         EvalFeatures ftr, fte;
-        eval_features_from_model(&ma, 0, &ftr);
-        eval_features_from_model(&ma, 1, &fte);
-        tr = ftr.x; trl = ftr.labels; ntr = ftr.n; d = ftr.d;
+        eval_features_from_model(&ma, &em, 0, 0, &ftr);
+        eval_features_from_model(&ma, &em, 1, 0, &fte);
+        eval_model_free(&em);
+        tr = ftr.x; trl = ftr.labels; ntr = ftr.n; d = (int)ftr.d;
         te = fte.x; tel = fte.labels; nte = fte.n;
         if (!ftr.labelled || !fte.labelled)
             dino_die("dino knn needs labels, but %s has none (use a labelled dataset)",

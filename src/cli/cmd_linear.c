@@ -40,7 +40,7 @@ static int64_t *load_labels(const char *path, int64_t n) {
 
 int cmd_linear(int argc, char **argv) {
     const char *train_features = NULL, *train_labels = NULL, *val_features = NULL,
-               *val_labels = NULL, *output_dir = NULL;
+               *val_labels = NULL, *features_dir = NULL, *output_dir = NULL;
     int num_labels = 0, seed = 0;
     LinearConfig cfg;
     linear_config_default(&cfg);
@@ -49,6 +49,7 @@ int cmd_linear(int argc, char **argv) {
     eval_model_args_default(&ma);
     ma.n_last_blocks = 4;  // eval_linear.py default (4 for ViT-S, 1 for ViT-B)
     ArgSpec specs[] = {
+        {"features_dir", ARG_STRING, &features_dir, "folder written by dino features (sets the four files below)"},
         {"train_features", ARG_STRING, &train_features, ".npy (N, D) training features"},
         {"train_labels", ARG_STRING, &train_labels, ".npy (N) training labels"},
         {"val_features", ARG_STRING, &val_features, ".npy (M, D) validation features"},
@@ -74,6 +75,12 @@ int cmd_linear(int argc, char **argv) {
     float *tr, *te;
     int64_t *trl, *tel, ntr, nte;
     int d, d2;
+    char fpaths[4][4096];
+    if (features_dir) {
+        const char *names[4] = {"train_features", "train_labels", "val_features", "val_labels"};
+        for (int i = 0; i < 4; i++) snprintf(fpaths[i], sizeof fpaths[i], "%s/%s.npy", features_dir, names[i]);
+        train_features = fpaths[0], train_labels = fpaths[1], val_features = fpaths[2], val_labels = fpaths[3];
+    }
     if (train_features || val_features || train_labels || val_labels) {
         if (!train_features || !val_features)
             dino_die("dino linear needs both --train_features and --val_features");
@@ -89,13 +96,16 @@ int cmd_linear(int argc, char **argv) {
         if (!ma.pretrained_weights || !ma.data_path)
             dino_die("dino linear needs --train_features/--val_features files or "
                      "--pretrained_weights and --data_path (see dino linear --help)");
+        EvalModel em;
+        eval_model_load(&ma, &em);
         EvalFeatures ftr, fte;
-        eval_features_from_model(&ma, 0, &ftr);
-        eval_features_from_model(&ma, 1, &fte);
+        eval_features_from_model(&ma, &em, 0, 0, &ftr);
+        eval_features_from_model(&ma, &em, 1, 0, &fte);
+        eval_model_free(&em);
         if (!ftr.labelled || !fte.labelled)
             dino_die("dino linear needs labels, but %s has none (use a labelled dataset)",
                      ma.data_path);
-        tr = ftr.x; trl = ftr.labels; ntr = ftr.n; d = ftr.d;
+        tr = ftr.x; trl = ftr.labels; ntr = ftr.n; d = (int)ftr.d;
         te = fte.x; tel = fte.labels; nte = fte.n;
     }
     int64_t max_label = -1;
