@@ -66,6 +66,23 @@ int main(void) {
     free(img);
     plot_log_free(&log);
 
+    // Our trainer's log: step records (epoch, step) and per-epoch summaries.
+    f = fopen(LOG, "w");
+    fprintf(f, "{\"type\": \"step\", \"epoch\": 0, \"step\": 0, \"it\": 0, \"loss\": 8.0}\n");
+    fprintf(f, "{\"type\": \"step\", \"epoch\": 0, \"step\": 3, \"it\": 3, \"loss\": 7.0}\n");
+    fprintf(f, "{\"train_loss\": 7.5, \"epoch\": 0, \"knn_top1\": 50}\n");
+    fprintf(f, "{\"type\": \"step\", \"epoch\": 1, \"step\": 2, \"it\": 6, \"loss\": 6.0}\n");
+    fprintf(f, "{\"train_loss\": 6.5, \"epoch\": 1}\n");
+    fclose(f);
+    CHECK(plot_log_read(LOG, &log, err, sizeof err) == 0, "trainer-style log read");
+    loss = plot_log_series(&log, "loss");
+    const PlotSeries *tl = plot_log_series(&log, "train_loss");
+    CHECK(loss && loss->n == 3 && loss->x[1] == 0.75 && loss->x[2] == 1.5 && tl && tl->n == 2 &&
+              tl->x[0] == 1.0 && tl->x[1] == 2.0 && !strcmp(log.x_name, "epoch"),
+          "step records at epoch + step/4, summaries at the epoch's end");
+    CHECK(!plot_log_series(&log, "it") && !plot_log_series(&log, "step"), "position keys are not series");
+    plot_log_free(&log);
+
     f = fopen(LOG, "w");
     fprintf(f, "{\"epoch\": 1, \"other\": 3}\n");
     fclose(f);

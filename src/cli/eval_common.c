@@ -103,3 +103,39 @@ void eval_features_from_model(const EvalModelArgs *a, const EvalModel *em, int s
         if (out->labels[i] < 0) out->labelled = 0;
     dataset_close(ds);
 }
+
+// ---------------------------------------------------------------- training hook
+
+// The trainer's `--eval_knn_every` hook (train_eval_hook, declared weak in
+// src/train/trainer.h): k-NN of the teacher backbone on the training
+// dataset's labelled train/val splits with k = 20 (the reference's "usually
+// best") and T = 0.07, logged as knn_top1/knn_top5 in log.txt. Defined here,
+// in an object the dino binary always links, because a weak reference does
+// not pull a member out of libdino.a. Nothing until src/train/trainer.h exists.
+#if __has_include("train/trainer.h")
+#include "eval/knn_model.h"
+#include "train/trainer.h"
+
+int train_eval_hook(const TrainConfig *cfg, const DinoModel *model, const float *teacher,
+                    int epoch, char *json, size_t n) {
+    ViTWeights w;
+    model_bind(model, (float *)teacher, &w, NULL);  // read only: a forward pass never writes weights
+    KnnModelConfig kc;
+    knn_model_config_default(&kc, cfg->data_path);
+    kc.knn.n_k = 1;
+    kc.knn.ks[0] = 20;
+    int th = dino_get_threads();
+    kc.threads = th < 1 ? 1 : th > 8 ? 8 : th;
+    KnnResult r;
+    char err[512];
+    double t0 = dino_now();
+    if (knn_evaluate_model(&model->vit, &w, &kc, &r, err, sizeof err) != 0) {
+        dino_warn("epoch %d: k-NN evaluation skipped: %s", epoch, err);
+        return -1;
+    }
+    dino_info("epoch %d: 20-NN top-1 %.2f top-5 %.2f (%.1f s)", epoch, r.top1, r.top5,
+              dino_now() - t0);
+    snprintf(json, n, "\"knn_k\": 20, \"knn_top1\": %.4f, \"knn_top5\": %.4f", r.top1, r.top5);
+    return 0;
+}
+#endif

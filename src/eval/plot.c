@@ -63,6 +63,16 @@ static int json_number(const cJSON *v, double *out) {
     return 0;
 }
 
+typedef struct {
+    double epoch, step, it;
+    int has_epoch, has_step, has_it;
+} RecordPos;
+
+static int json_key_number(const cJSON *obj, const char *key, double *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return v && json_number(v, out);
+}
+
 int plot_log_read(const char *path, PlotLog *log, char *err, size_t errlen) {
     memset(log, 0, sizeof *log);
     FILE *f = fopen(path, "r");
@@ -70,11 +80,13 @@ int plot_log_read(const char *path, PlotLog *log, char *err, size_t errlen) {
         snprintf(err, errlen, "cannot open log %s: %s", path, strerror(errno));
         return -1;
     }
-    static const char *X_KEYS[] = {"epoch", "step", "it", "iteration"};
+    // First pass: every numeric field with x = its record's index; the
+    // record positions are kept to place the records on one axis after.
+    RecordPos *pos = NULL;
+    int pos_cap = 0;
     char *line = NULL;
     size_t cap = 0;
-    ssize_t len;
-    while ((len = getline(&line, &cap, f)) >= 0) {
+    while (getline(&line, &cap, f) >= 0) {
         char *p = line;
         while (*p == ' ' || *p == '\t') p++;
         if (*p == '\n' || *p == 0) continue;
@@ -84,28 +96,22 @@ int plot_log_read(const char *path, PlotLog *log, char *err, size_t errlen) {
             cJSON_Delete(obj);
             continue;
         }
-        if (log->n_lines == 0) {
-            snprintf(log->x_name, sizeof log->x_name, "line");
-            for (int k = 0; k < 4; k++)
-                if (cJSON_GetObjectItemCaseSensitive(obj, X_KEYS[k])) {
-                    snprintf(log->x_name, sizeof log->x_name, "%s", X_KEYS[k]);
-                    break;
-                }
+        if (log->n_lines == pos_cap) {
+            pos_cap = pos_cap ? 2 * pos_cap : 256;
+            pos = reallocCheck(pos, (size_t)pos_cap * sizeof *pos);
         }
-        double x = log->n_lines;
-        if (strcmp(log->x_name, "line") != 0) {
-            const cJSON *xv = cJSON_GetObjectItemCaseSensitive(obj, log->x_name);
-            if (!xv || !json_number(xv, &x)) {  // a line without the x key: skip it
-                log->n_bad++;
-                cJSON_Delete(obj);
-                continue;
-            }
-        }
+        RecordPos *r = &pos[log->n_lines];
+        memset(r, 0, sizeof *r);
+        r->has_epoch = json_key_number(obj, "epoch", &r->epoch);
+        r->has_step = json_key_number(obj, "step", &r->step);
+        r->has_it = json_key_number(obj, "it", &r->it) || json_key_number(obj, "iteration", &r->it);
         for (const cJSON *it = obj->child; it; it = it->next) {
             double y;
-            if (!it->string || !strcmp(it->string, log->x_name) || !json_number(it, &y)) continue;
+            if (!it->string || !strcmp(it->string, "epoch") || !strcmp(it->string, "step") ||
+                !strcmp(it->string, "it") || !strcmp(it->string, "iteration") || !json_number(it, &y))
+                continue;
             PlotSeries *s = series_get(log, it->string);
-            if (s) series_add(s, x, y);
+            if (s) series_add(s, (double)log->n_lines, y);
         }
         log->n_lines++;
         cJSON_Delete(obj);
@@ -113,15 +119,50 @@ int plot_log_read(const char *path, PlotLog *log, char *err, size_t errlen) {
     free(line);
     fclose(f);
     if (log->n_lines == 0) {
+        free(pos);
         snprintf(err, errlen, "log %s holds no JSON lines to plot", path);
         return -1;
     }
+    // The axis: fractional epochs when per-step records exist (a step record
+    // at epoch + step/steps, an epoch summary at the epoch's end), plain
+    // epochs for the reference's per-epoch log, else iterations or lines.
+    int any_epoch = 0, any_step = 0, any_it = 0;
+    double max_step = 0;
+    for (int i = 0; i < log->n_lines; i++) {
+        any_epoch |= pos[i].has_epoch;
+        any_step |= pos[i].has_epoch && pos[i].has_step;
+        any_it |= pos[i].has_it;
+        if (pos[i].has_step && pos[i].step > max_step) max_step = pos[i].step;
+    }
+    double *x = mallocCheck((size_t)log->n_lines * sizeof(double));
+    for (int i = 0; i < log->n_lines; i++) {
+        const RecordPos *r = &pos[i];
+        if (any_step) x[i] = !r->has_epoch ? NAN : r->has_step ? r->epoch + r->step / (max_step + 1) : r->epoch + 1;
+        else if (any_epoch) x[i] = r->has_epoch ? r->epoch : NAN;
+        else if (any_it) x[i] = r->has_it ? r->it : NAN;
+        else x[i] = i;
+    }
+    snprintf(log->x_name, sizeof log->x_name, "%s", any_epoch ? "epoch" : any_it ? "it" : "line");
+    for (int k = 0; k < log->n_series; k++) {
+        PlotSeries *s = &log->s[k];
+        int m = 0;
+        for (int i = 0; i < s->n; i++) {
+            double xi = x[(int)s->x[i]];
+            if (isnan(xi)) continue;  // a record without the axis' key
+            s->x[m] = xi;
+            s->y[m] = s->y[i];
+            m++;
+        }
+        s->n = m;
+    }
+    free(x);
+    free(pos);
     return 0;
 }
 
 // Which panel a series belongs to: 0 loss, 1 learning rate, 2 entropy, 3 k-NN, -1 none.
 static int panel_of(const char *name) {
-    if (strstr(name, "knn")) return 3;
+    if (strstr(name, "knn")) return strcmp(name, "knn_k") ? 3 : -1;  // knn_k is a setting
     if (strstr(name, "entropy")) return 2;
     if (strstr(name, "loss")) return 0;
     size_t n = strlen(name);

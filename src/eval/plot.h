@@ -16,7 +16,7 @@ typedef struct {
 } PlotSeries;
 
 typedef struct {
-    char x_name[32];  // "epoch", "step", "it" or "line"
+    char x_name[32];  // "epoch", "it" or "line"
     int n_series;
     PlotSeries s[PLOT_MAX_SERIES];
     int n_lines;      // JSON objects read
@@ -24,9 +24,12 @@ typedef struct {
 } PlotLog;
 
 // Reads every numeric field of every JSON line into a series named after the
-// key. x is the first of "epoch", "step", "it", "iteration" present in the
-// first object; 0..n-1 when none is. 0, or -1 with err filled (unreadable
-// file, no JSON object in it).
+// key. The x axis: with per-step records (objects with "epoch" and "step", as
+// our trainer writes every few iterations) fractional epochs, a step record at
+// epoch + step/(largest step + 1) and an epoch summary at epoch + 1; with only
+// "epoch" (the reference's log.txt) the epoch; else "it", else the line
+// number. Lines that are not JSON objects are counted in n_bad and skipped.
+// 0, or -1 with err filled (unreadable file, no JSON object in it).
 int plot_log_read(const char *path, PlotLog *log, char *err, size_t errlen);
 void plot_log_free(PlotLog *log);
 // The series called name, or NULL.
