@@ -31,7 +31,9 @@ static void write_png(const char *dir, const char *name, int w, int h, const uin
 int cmd_attention(int argc, char **argv) {
     const char *out = ".";
     IntList image_size = {0, {0}};
-    float threshold = 0.6f;
+    // Parsed as a double: the reference computes 1 - threshold on a Python float,
+    // and 1 - (double)0.6f would put the cut one float32 step lower.
+    const char *threshold_arg = "0.6";
     EvalModelArgs ma;
     eval_model_args_default(&ma);
     ArgSpec specs[] = {
@@ -40,7 +42,7 @@ int cmd_attention(int argc, char **argv) {
         {"arch", ARG_STRING, &ma.arch, "expected architecture (default: the file's)"},
         {"patch_size", ARG_INT, &ma.patch_size, "expected patch size (0: the file's)"},
         {"image_size", ARG_INT_LIST, &image_size, "resize to H W (or the shorter side to one value); default: as is"},
-        {"threshold", ARG_FLOAT, &threshold, "mass kept by the masks (0: no masks)"},
+        {"threshold", ARG_STRING, &threshold_arg, "mass kept by the masks (0: no masks)"},
         {"out", ARG_STRING, &out, "output folder"},
         {"output_dir", ARG_STRING, &out, "same as --out"},
         {NULL, 0, NULL, NULL},
@@ -54,7 +56,10 @@ int cmd_attention(int argc, char **argv) {
     for (int i = 0; i < image_size.n; i++)
         if (image_size.v[i] < 1 || image_size.v[i] > 8192)
             dino_die("--image_size values must lie in [1, 8192], got %d", image_size.v[i]);
-    if (threshold < 0 || threshold > 1) dino_die("--threshold must lie in [0, 1], got %g", threshold);
+    char *tend;
+    double threshold = strtod(threshold_arg, &tend);
+    if (*tend || tend == threshold_arg || !(threshold >= 0 && threshold <= 1))
+        dino_die("--threshold must be a number in [0, 1], got '%s'", threshold_arg);
 
     char err[1024];
     Image im = {0};
@@ -123,7 +128,7 @@ int cmd_attention(int argc, char **argv) {
     }
     if (threshold > 0) {
         float *mask = mallocCheck((size_t)nh * (T - 1) * sizeof(float));
-        attnmap_threshold(maps, nh, T - 1, (double)threshold, mask);
+        attnmap_threshold(maps, nh, T - 1, threshold, mask);
         uint8_t *all = mallocCheck((size_t)W * H * 3), *tmp = mallocCheck((size_t)W * H * 3);
         memcpy(all, crop, (size_t)W * H * 3);
         for (int j = 0; j < nh; j++) {
