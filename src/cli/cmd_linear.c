@@ -2,7 +2,9 @@
 // features are computed once (from .npy files, or by running the model over
 // the dataset once with the evaluation transform) and the classifier trains
 // on them for --epochs. Prints per-epoch lines and the best validation top-1,
-// and optionally saves the classifier (.npy weight and bias).
+// and optionally saves the classifier (.npy weight and bias). --full runs the
+// reference's mode instead: augmented training images through the backbone
+// every epoch (src/eval/linear_full.c).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +13,10 @@
 #include "cli/eval_common.h"
 #include "commands.h"
 #include "common.h"
+#include "data/dataset.h"
+#include "eval/features.h"
 #include "eval/linear.h"
+#include "eval/linear_full.h"
 #include "eval/npy.h"
 
 static float *load_features(const char *path, int64_t *n, int *d) {
@@ -38,10 +43,66 @@ static int64_t *load_labels(const char *path, int64_t n) {
     return l;
 }
 
+static void save_classifier(const LinearClassifier *lc, const char *output_dir) {
+    char path[4096], err[1024];
+    int64_t ws[2] = {lc->num_classes, lc->dim}, bs[1] = {lc->num_classes};
+    snprintf(path, sizeof path, "%s/linear_weight.npy", output_dir);
+    if (npy_write_f32(path, 2, ws, lc->w, err, sizeof err) != 0) dino_die("%s", err);
+    snprintf(path, sizeof path, "%s/linear_bias.npy", output_dir);
+    if (npy_write_f32(path, 1, bs, lc->b, err, sizeof err) != 0) dino_die("%s", err);
+    printf("classifier written to %s/linear_{weight,bias}.npy\n", output_dir);
+}
+
+// --full: RandomResizedCrop + flip views through the backbone every epoch.
+static int linear_full_mode(const EvalModelArgs *ma, const LinearConfig *cfg, int num_labels,
+                            const char *output_dir) {
+    if (!ma->pretrained_weights || !ma->data_path)
+        dino_die("dino linear --full needs --pretrained_weights and --data_path");
+    EvalModel em;
+    eval_model_load(ma, &em);
+    EvalFeatures fv;
+    eval_features_from_model(ma, &em, 1, 0, &fv);
+    if (!fv.labelled) dino_die("dino linear needs labels, but the val split of %s has none", ma->data_path);
+    char err[1024];
+    Dataset *ds = dataset_open(ma->data_path, SPLIT_TRAIN, err, sizeof err);
+    if (!ds) dino_die("%s", err);
+    if (dataset_num_classes(ds) == 0)
+        dino_die("dino linear needs labels, but the train split of %s has none", ma->data_path);
+    int nc = num_labels > 0 ? num_labels : dataset_num_classes(ds);
+    FeatureConfig fc;
+    feature_config_default(&fc);
+    fc.crop = eval_crop(ma, &em);
+    fc.n_last_blocks = ma->n_last_blocks;
+    fc.avgpool = ma->avgpool;
+    printf("linear probe (full mode, as the reference): %lld training images augmented every epoch "
+           "(RandomResizedCrop %d, scale 0.08-1, bilinear; flip), %lld validation images, "
+           "dimension %lld, %d classes, %d epochs, lr %g x %d/256; random crops come from our "
+           "own generator\n",
+           (long long)dataset_size(ds), fc.crop, (long long)fv.n, (long long)fv.d, nc, cfg->epochs,
+           cfg->lr, cfg->batch_size);
+    LinearClassifier lc;
+    LinearResult res;
+    double t0 = dino_now();
+    if (linear_probe_full(&em.m.vit, &em.w, ds, fv.x, fv.labels, fv.n, &fc, cfg, nc, &lc, &res,
+                          err, sizeof err) != 0)
+        dino_die("%s", err);
+    printf("Training of the supervised linear classifier on frozen features completed.\n"
+           "Top-1 test accuracy: %.1f (best, epoch %d; top-5 %.1f); last epoch top-1 %.1f "
+           "(%.1f s)\n",
+           res.best_top1, res.best_epoch, res.best_top5, res.last_top1, dino_now() - t0);
+    if (output_dir) save_classifier(&lc, output_dir);
+    linear_free(&lc);
+    dataset_close(ds);
+    free(fv.x);
+    free(fv.labels);
+    eval_model_free(&em);
+    return 0;
+}
+
 int cmd_linear(int argc, char **argv) {
     const char *train_features = NULL, *train_labels = NULL, *val_features = NULL,
                *val_labels = NULL, *features_dir = NULL, *output_dir = NULL;
-    int num_labels = 0, seed = 0;
+    int num_labels = 0, seed = 0, full = 0;
     LinearConfig cfg;
     linear_config_default(&cfg);
     cfg.verbose = 1;
@@ -63,6 +124,7 @@ int cmd_linear(int argc, char **argv) {
         {"num_labels", ARG_INT, &num_labels, "classes (0: from the labels)"},
         {"seed", ARG_INT, &seed, "seed of the weight init and the shuffles"},
         {"output_dir", ARG_STRING, &output_dir, "write linear_weight.npy and linear_bias.npy here"},
+        {"full", ARG_BOOL, &full, "the reference's mode: augmented training images through the backbone every epoch"},
         EVAL_MODEL_ARG_SPECS(ma),
         {NULL, 0, NULL, NULL},
     };
@@ -72,6 +134,7 @@ int cmd_linear(int argc, char **argv) {
     args_parse("linear", usage, specs, argc, argv, NULL, 0);
     cfg.seed = (uint64_t)seed;
 
+    if (full) return linear_full_mode(&ma, &cfg, num_labels, output_dir);
     float *tr, *te;
     int64_t *trl, *tel, ntr, nte;
     int d, d2;
@@ -129,15 +192,7 @@ int cmd_linear(int argc, char **argv) {
            "Top-1 test accuracy: %.1f (best, epoch %d; top-5 %.1f); last epoch top-1 %.1f "
            "(%.1f s)\n",
            res.best_top1, res.best_epoch, res.best_top5, res.last_top1, dino_now() - t0);
-    if (output_dir) {
-        char path[4096];
-        int64_t ws[2] = {nc, d}, bs[1] = {nc};
-        snprintf(path, sizeof path, "%s/linear_weight.npy", output_dir);
-        if (npy_write_f32(path, 2, ws, lc.w, err, sizeof err) != 0) dino_die("%s", err);
-        snprintf(path, sizeof path, "%s/linear_bias.npy", output_dir);
-        if (npy_write_f32(path, 1, bs, lc.b, err, sizeof err) != 0) dino_die("%s", err);
-        printf("classifier written to %s/linear_{weight,bias}.npy\n", output_dir);
-    }
+    if (output_dir) save_classifier(&lc, output_dir);
     linear_free(&lc);
     free(tr); free(te); free(trl); free(tel);
     return 0;
