@@ -6,7 +6,9 @@
 // - the last block's attention and its CLS maps; the threshold masks;
 // - features: final-norm CLS, last-2-blocks CLS concatenated, CLS/mean-patch
 //   interleaved (avgpool), all patch tokens; and each equals the model's own
-//   forward output (vit_output / vit_intermediate) exactly.
+//   forward output (vit_output / vit_intermediate) exactly;
+// - features_extract over a small ImageFolder (partial last batch, threaded
+//   loader) equals the eval transform + forward one image at a time.
 // Tolerance: 5e-6 relative to each tensor's scale (float32 vs PyTorch CPU).
 #include <math.h>
 #include <stdio.h>
@@ -20,6 +22,11 @@
 #include "fixture.h"
 #include "testlib.h"
 #include "vit.h"
+#include "data/augment.h"
+#include "data/dataset.h"
+#include "image/decode.h"
+#include <sys/stat.h>
+#include <unistd.h>
 
 int main(void) {
     dino_set_threads(2);
@@ -107,6 +114,52 @@ int main(void) {
     fc.patch_tokens = 1;
     fc.crop = 32;
     CHECK(features_dim(&cfg, &fc) == 16 * D, "dim of patch tokens at crop 32 = 16D");
+
+    // features_extract over a small ImageFolder (5 images, batches of 2: a
+    // partial last batch) equals the per-image eval transform + forward.
+    {
+        char dir[256], path[512], err[512];
+        snprintf(dir, sizeof dir, "/tmp/dino_test_features_%d", (int)getpid());
+        mkdir(dir, 0755);
+        const char *cls[2] = {"cat", "dog"};
+        uint8_t rgb[45 * 37 * 3];
+        for (int k = 0; k < 5; k++) {
+            snprintf(path, sizeof path, "%s/%s", dir, cls[k % 2]);
+            mkdir(path, 0755);
+            for (size_t i = 0; i < sizeof rgb; i++) rgb[i] = (uint8_t)((i * (7 + k) + 31 * k) % 256);
+            snprintf(path, sizeof path, "%s/%s/%d.png", dir, cls[k % 2], k);
+            CHECK(image_write_png(path, rgb, 45, 37, err, sizeof err) == 0, "write %s", path);
+        }
+        Dataset *ds = dataset_open(dir, SPLIT_TRAIN, err, sizeof err);
+        CHECK(ds && dataset_size(ds) == 5, "ImageFolder of 5 images opened (%s)", ds ? "" : err);
+        if (ds) {
+            FeatureConfig f2;
+            feature_config_default(&f2);
+            f2.crop = 32;
+            f2.batch_size = 2;
+            f2.threads = 2;
+            float got[5 * 48];
+            int64_t lab[5];
+            CHECK(features_extract(&cfg, &w, ds, &f2, got, lab, err, sizeof err) == 0, "features_extract runs (%s)", err);
+            CHECK(lab[0] == 0 && lab[1] == 0 && lab[2] == 0 && lab[3] == 1 && lab[4] == 1,
+                  "labels in dataset order (cat: 0 2 4, dog: 1 3)");
+            struct ViTActs *a1 = vit_acts_create(&cfg, 1, 32, 32, 0);
+            float *x = mallocCheck(3 * 32 * 32 * sizeof(float)), want[5 * 48];
+            for (int64_t i = 0; i < 5; i++) {
+                Image im;
+                dataset_load(ds, i, 0, &im, err, sizeof err);
+                eval_transform(&im, 32, x);
+                features_from_images(&cfg, &w, a1, x, 1, &f2, want + i * 48);
+                image_free(&im);
+            }
+            test_close("features_extract rows vs one image at a time", got, want, 5 * 48, 3e-6, 1e-5);
+            free(x);
+            vit_acts_free(a1);
+            dataset_close(ds);
+        }
+        snprintf(path, sizeof path, "rm -rf %s", dir);
+        if (system(path) != 0) printf("     cleanup of %s failed\n", dir);
+    }
 
     vit_acts_free(a);
     free(raw); free(img); free(maps); free(mask); free(feat); free(inter); free(params);

@@ -135,7 +135,7 @@ void knn_vote(const float *sim, const int64_t *idx, int kmax, int64_t n_test,
               const int64_t *train_labels, const int64_t *test_labels, int num_classes,
               const KnnConfig *cfg, KnnResult *results) {
     int64_t c1[KNN_MAX_K] = {0}, c5[KNN_MAX_K] = {0};
-    float inv_t = cfg->temperature;
+    float T = cfg->temperature;
 #pragma omp parallel
     {
         float *score = mallocCheck((size_t)num_classes * sizeof(float));
@@ -149,7 +149,7 @@ void knn_vote(const float *sim, const int64_t *idx, int kmax, int64_t n_test,
                 int k = cfg->ks[q] < kmax ? cfg->ks[q] : kmax;
                 memset(score, 0, (size_t)num_classes * sizeof(float));
                 // As the reference: (sim / T).exp(), summed over neighbours in order.
-                for (int j = 0; j < k; j++) score[train_labels[ix[j]]] += expf(s[j] / inv_t);
+                for (int j = 0; j < k; j++) score[train_labels[ix[j]]] += expf(s[j] / T);
                 // Rank of the target under (score desc, class index asc).
                 float st = score[target];
                 int rank = 0;
