@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common.h"
 
@@ -18,27 +19,53 @@ static float box_radius(float sigma, int passes) {
     return l + a;
 }
 
-// One pass over n samples spaced `step` apart (in, out may not alias).
-static void box_line(uint8_t *out, const uint8_t *in, int n, size_t step, int ri, uint32_t ww,
-                     uint32_t fw) {
+// One horizontal pass over a row of n RGB pixels (in, out may not alias).
+// For each channel: out[x] = (ww·Σ_{|k|<=ri} in[c(x+k)] + fw·(in[c(x-ri-1)] +
+// in[c(x+ri+1)]) + 2^23) >> 24 with c() clamping to the row (edge replicated).
+static void box_row(uint8_t *out, const uint8_t *in, int n, int ri, uint32_t ww, uint32_t fw) {
     int last = n - 1;
-    // Running sum over the window [x-ri, x+ri] with clamped indices.
-    uint32_t acc = 0;
+    uint32_t acc[3] = {0, 0, 0};
     for (int k = -ri; k <= ri; k++) {
         int c = k < 0 ? 0 : k > last ? last : k;
-        acc += in[(size_t)c * step];
+        for (int ch = 0; ch < 3; ch++) acc[ch] += in[3 * c + ch];
     }
     for (int x = 0; x < n; x++) {
-        int l = x - ri - 1, r = x + ri + 1;
-        int lc = l < 0 ? 0 : l > last ? last : l;
-        int rc = r < 0 ? 0 : r > last ? last : r;
-        uint32_t bulk = acc * ww + ((uint32_t)in[(size_t)lc * step] + in[(size_t)rc * step]) * fw;
-        out[(size_t)x * step] = (uint8_t)((bulk + (1u << 23)) >> 24);
-        // Slide: drop x-ri, add x+ri+1.
-        int dl = x - ri, dr = x + ri + 1;
+        int l = x - ri - 1, r = x + ri + 1, dl = x - ri;
+        l = l < 0 ? 0 : l > last ? last : l;
+        r = r < 0 ? 0 : r > last ? last : r;
         dl = dl < 0 ? 0 : dl > last ? last : dl;
-        dr = dr < 0 ? 0 : dr > last ? last : dr;
-        acc += (uint32_t)in[(size_t)dr * step] - in[(size_t)dl * step];
+        for (int ch = 0; ch < 3; ch++) {
+            uint32_t bulk = acc[ch] * ww + ((uint32_t)in[3 * l + ch] + in[3 * r + ch]) * fw;
+            out[3 * x + ch] = (uint8_t)((bulk + (1u << 23)) >> 24);
+            // Slide the window: drop x-ri, add x+ri+1.
+            acc[ch] += (uint32_t)in[3 * r + ch] - in[3 * dl + ch];
+        }
+    }
+}
+
+// One vertical pass over the whole image (rows of m bytes), row-wise so the
+// inner loops run over contiguous bytes; same arithmetic per column.
+static void box_cols(uint8_t *out, const uint8_t *in, int h, size_t m, int ri, uint32_t ww, uint32_t fw,
+                     uint32_t *acc) {
+    int last = h - 1;
+    for (size_t x = 0; x < m; x++) acc[x] = 0;
+    for (int k = -ri; k <= ri; k++) {
+        int c = k < 0 ? 0 : k > last ? last : k;
+        const uint8_t *row = in + (size_t)c * m;
+        for (size_t x = 0; x < m; x++) acc[x] += row[x];
+    }
+    for (int y = 0; y < h; y++) {
+        int l = y - ri - 1, r = y + ri + 1, dl = y - ri;
+        l = l < 0 ? 0 : l > last ? last : l;
+        r = r < 0 ? 0 : r > last ? last : r;
+        dl = dl < 0 ? 0 : dl > last ? last : dl;
+        const uint8_t *rl = in + (size_t)l * m, *rr = in + (size_t)r * m, *rd = in + (size_t)dl * m;
+        uint8_t *o = out + (size_t)y * m;
+        for (size_t x = 0; x < m; x++) {
+            uint32_t bulk = acc[x] * ww + ((uint32_t)rl[x] + rr[x]) * fw;
+            o[x] = (uint8_t)((bulk + (1u << 23)) >> 24);
+            acc[x] += (uint32_t)rr[x] - rd[x];
+        }
     }
 }
 
@@ -49,31 +76,23 @@ void image_gaussian_blur(uint8_t *rgb, int w, int h, float sigma) {
     int ri = (int)R;
     uint32_t ww = (uint32_t)((float)(1 << 24) / (R * 2 + 1));
     uint32_t fw = ((1u << 24) - (uint32_t)(ri * 2 + 1) * ww) / 2;
-    int maxn = w > h ? w : h;
-    uint8_t *line = mallocCheck((size_t)maxn * 2);
-    uint8_t *a = line, *b = line + maxn;
-    // Horizontal passes, row by row and channel by channel.
-    for (int y = 0; y < h; y++)
-        for (int c = 0; c < 3; c++) {
-            uint8_t *row = rgb + (size_t)y * w * 3 + c;
-            for (int x = 0; x < w; x++) a[x] = row[(size_t)x * 3];
-            for (int p = 0; p < passes; p++) {
-                box_line(b, a, w, 1, ri, ww, fw);
-                uint8_t *t = a; a = b; b = t;
-            }
-            for (int x = 0; x < w; x++) row[(size_t)x * 3] = a[x];
-        }
-    // Vertical passes, column by column.
-    for (int x = 0; x < w; x++)
-        for (int c = 0; c < 3; c++) {
-            uint8_t *col = rgb + (size_t)x * 3 + c;
-            size_t stride = (size_t)w * 3;
-            for (int y = 0; y < h; y++) a[y] = col[y * stride];
-            for (int p = 0; p < passes; p++) {
-                box_line(b, a, h, 1, ri, ww, fw);
-                uint8_t *t = a; a = b; b = t;
-            }
-            for (int y = 0; y < h; y++) col[y * stride] = a[y];
-        }
+    size_t m = (size_t)w * 3;
+    // Horizontal passes row by row.
+    uint8_t *line = mallocCheck(m * 2);
+    for (int y = 0; y < h; y++) {
+        uint8_t *row = rgb + (size_t)y * m;
+        box_row(line, row, w, ri, ww, fw);
+        box_row(line + m, line, w, ri, ww, fw);
+        box_row(row, line + m, w, ri, ww, fw);
+    }
     free(line);
+    // Vertical passes over the whole image, ping-ponging through one buffer.
+    uint8_t *tmp = mallocCheck(m * (size_t)h);
+    uint32_t *acc = mallocCheck(sizeof(uint32_t) * m);
+    box_cols(tmp, rgb, h, m, ri, ww, fw, acc);
+    box_cols(rgb, tmp, h, m, ri, ww, fw, acc);
+    box_cols(tmp, rgb, h, m, ri, ww, fw, acc);
+    memcpy(rgb, tmp, m * (size_t)h);
+    free(acc);
+    free(tmp);
 }

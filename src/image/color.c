@@ -42,23 +42,14 @@ static inline uint8_t blend_out(int in1, int in2, float alpha) {
     return (uint8_t)(int)t;
 }
 
-// out = blend(degenerate, image, f) where the degenerate is given per pixel
-// (per_pixel = 1: deg[i] for every channel of pixel i) or constant (deg[0]).
-static void blend_with(uint8_t *rgb, int n, const uint8_t *deg, int per_pixel, float f) {
+static void blend_const_lut(uint8_t *rgb, int n, int d, float f) {
+    uint8_t lut[256];
     int inside = f >= 0.0f && f <= 1.0f;
-    for (int i = 0; i < n; i++) {
-        int d = per_pixel ? deg[i] : deg[0];
-        for (int c = 0; c < 3; c++) {
-            int v = rgb[3 * i + c];
-            rgb[3 * i + c] = inside ? blend_in(d, v, f) : blend_out(d, v, f);
-        }
-    }
+    for (int v = 0; v < 256; v++) lut[v] = inside ? blend_in(d, v, f) : blend_out(d, v, f);
+    for (int i = 0; i < 3 * n; i++) rgb[i] = lut[rgb[i]];
 }
 
-void image_brightness(uint8_t *rgb, int n, float f) {
-    uint8_t zero = 0;
-    blend_with(rgb, n, &zero, 0, f);
-}
+void image_brightness(uint8_t *rgb, int n, float f) { blend_const_lut(rgb, n, 0, f); }
 
 void image_contrast(uint8_t *rgb, int n, float f) {
     // m = int(mean(L) + 0.5), the mean from the 256-bin histogram in double.
@@ -67,8 +58,7 @@ void image_contrast(uint8_t *rgb, int n, float f) {
     double sum = 0.0;
     for (int v = 0; v < 256; v++) sum += (double)v * (double)hist[v];
     double mean = sum / (double)n;
-    uint8_t m = (uint8_t)(int)(mean + 0.5);
-    blend_with(rgb, n, &m, 0, f);
+    blend_const_lut(rgb, n, (int)(mean + 0.5), f);
 }
 
 void image_saturation(uint8_t *rgb, int n, float f) {
@@ -97,14 +87,14 @@ void image_rgb_to_hsv_pixel(const uint8_t in[3], uint8_t out[3]) {
     }
     float cr = (float)(mx - mn);
     float s = cr / (float)mx;
-    float rc = (float)(mx - r) / cr;
-    float gc = (float)(mx - g) / cr;
-    float bc = (float)(mx - b) / cr;
+    // Only the two quotients a branch uses are computed (same values).
     float h;
-    if (r == mx) h = bc - gc;
-    else if (g == mx) h = (float)((2.0 + (double)rc) - (double)bc);
-    else h = (float)((4.0 + (double)gc) - (double)rc);
-    h = (float)fmod((double)h / 6.0 + 1.0, 1.0);
+    if (r == mx) h = (float)(mx - b) / cr - (float)(mx - g) / cr;
+    else if (g == mx) h = (float)((2.0 + (double)((float)(mx - r) / cr)) - (double)((float)(mx - b) / cr));
+    else h = (float)((4.0 + (double)((float)(mx - g) / cr)) - (double)((float)(mx - r) / cr));
+    // fmod(x, 1.0) for x = h/6 + 1 in [5/6, 11/6): subtracting 1 is exact there.
+    double x = (double)h / 6.0 + 1.0;
+    h = (float)(x >= 1.0 ? x - 1.0 : x);
     int hi = (int)((double)h * 255.0), si = (int)((double)s * 255.0);
     out[0] = (uint8_t)(hi < 0 ? 0 : hi > 255 ? 255 : hi);
     out[1] = (uint8_t)(si < 0 ? 0 : si > 255 ? 255 : si);
@@ -112,8 +102,12 @@ void image_rgb_to_hsv_pixel(const uint8_t in[3], uint8_t out[3]) {
 }
 
 static inline uint8_t clip_round(double x) {
-    long v = lround(x);  // C round: half away from zero
-    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+    // C round (half away from zero) for the non-negative values met here:
+    // x - trunc(x) is exact, so comparing it with 0.5 rounds correctly.
+    if (x <= 0.0) return 0;
+    long v = (long)x;
+    if (x - (double)v >= 0.5) v++;
+    return (uint8_t)(v > 255 ? 255 : v);
 }
 
 void image_hsv_to_rgb_pixel(const uint8_t in[3], uint8_t out[3]) {
