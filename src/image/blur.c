@@ -19,34 +19,27 @@ static float box_radius(float sigma, int passes) {
     return l + a;
 }
 
-// One horizontal pass over a row of n RGB pixels (in, out may not alias).
-// For each channel: out[x] = (ww·Σ_{|k|<=ri} in[c(x+k)] + fw·(in[c(x-ri-1)] +
-// in[c(x+ri+1)]) + 2^23) >> 24 with c() clamping to the row (edge replicated).
-static void box_row(uint8_t *out, const uint8_t *in, int n, int ri, uint32_t ww, uint32_t fw) {
-    int last = n - 1;
-    uint32_t acc[3] = {0, 0, 0};
-    for (int k = -ri; k <= ri; k++) {
-        int c = k < 0 ? 0 : k > last ? last : k;
-        for (int ch = 0; ch < 3; ch++) acc[ch] += in[3 * c + ch];
-    }
-    for (int x = 0; x < n; x++) {
-        int l = x - ri - 1, r = x + ri + 1, dl = x - ri;
-        l = l < 0 ? 0 : l > last ? last : l;
-        r = r < 0 ? 0 : r > last ? last : r;
-        dl = dl < 0 ? 0 : dl > last ? last : dl;
-        for (int ch = 0; ch < 3; ch++) {
-            uint32_t bulk = acc[ch] * ww + ((uint32_t)in[3 * l + ch] + in[3 * r + ch]) * fw;
-            out[3 * x + ch] = (uint8_t)((bulk + (1u << 23)) >> 24);
-            // Slide the window: drop x-ri, add x+ri+1.
-            acc[ch] += (uint32_t)in[3 * r + ch] - in[3 * dl + ch];
+// dst (w rows of h pixels) = transpose of src (h rows of w pixels), RGB.
+static void transpose_px(uint8_t *restrict dst, const uint8_t *restrict src, int w, int h) {
+    const int T = 16;
+    for (int y0 = 0; y0 < h; y0 += T)
+        for (int x0 = 0; x0 < w; x0 += T) {
+            int y1 = y0 + T < h ? y0 + T : h, x1 = x0 + T < w ? x0 + T : w;
+            for (int y = y0; y < y1; y++)
+                for (int x = x0; x < x1; x++) {
+                    const uint8_t *s = src + ((size_t)y * w + x) * 3;
+                    uint8_t *d = dst + ((size_t)x * h + y) * 3;
+                    d[0] = s[0];
+                    d[1] = s[1];
+                    d[2] = s[2];
+                }
         }
-    }
 }
 
 // One vertical pass over the whole image (rows of m bytes), row-wise so the
 // inner loops run over contiguous bytes; same arithmetic per column.
-static void box_cols(uint8_t *out, const uint8_t *in, int h, size_t m, int ri, uint32_t ww, uint32_t fw,
-                     uint32_t *acc) {
+static void box_cols(uint8_t *restrict out, const uint8_t *restrict in, int h, size_t m, int ri, uint32_t ww,
+                     uint32_t fw, uint32_t *restrict acc) {
     int last = h - 1;
     for (size_t x = 0; x < m; x++) acc[x] = 0;
     for (int k = -ri; k <= ri; k++) {
@@ -76,23 +69,20 @@ void image_gaussian_blur(uint8_t *rgb, int w, int h, float sigma) {
     int ri = (int)R;
     uint32_t ww = (uint32_t)((float)(1 << 24) / (R * 2 + 1));
     uint32_t fw = ((1u << 24) - (uint32_t)(ri * 2 + 1) * ww) / 2;
-    size_t m = (size_t)w * 3;
-    // Horizontal passes row by row.
-    uint8_t *line = mallocCheck(m * 2);
-    for (int y = 0; y < h; y++) {
-        uint8_t *row = rgb + (size_t)y * m;
-        box_row(line, row, w, ri, ww, fw);
-        box_row(line + m, line, w, ri, ww, fw);
-        box_row(row, line + m, w, ri, ww, fw);
-    }
-    free(line);
-    // Vertical passes over the whole image, ping-ponging through one buffer.
-    uint8_t *tmp = mallocCheck(m * (size_t)h);
-    uint32_t *acc = mallocCheck(sizeof(uint32_t) * m);
-    box_cols(tmp, rgb, h, m, ri, ww, fw, acc);
-    box_cols(rgb, tmp, h, m, ri, ww, fw, acc);
-    box_cols(tmp, rgb, h, m, ri, ww, fw, acc);
-    memcpy(rgb, tmp, m * (size_t)h);
+    // Horizontal passes as vertical passes over the transposed image (the
+    // row-wise form vectorises), then the vertical passes; ping-pong buffers.
+    size_t m = (size_t)w * 3, mt = (size_t)h * 3;
+    uint8_t *t1 = mallocCheck(m * (size_t)h), *t2 = mallocCheck(m * (size_t)h);
+    uint32_t *acc = mallocCheck(sizeof(uint32_t) * (m > mt ? m : mt));
+    transpose_px(t1, rgb, w, h);
+    box_cols(t2, t1, w, mt, ri, ww, fw, acc);
+    box_cols(t1, t2, w, mt, ri, ww, fw, acc);
+    box_cols(t2, t1, w, mt, ri, ww, fw, acc);
+    transpose_px(t1, t2, h, w);
+    box_cols(t2, t1, h, m, ri, ww, fw, acc);
+    box_cols(t1, t2, h, m, ri, ww, fw, acc);
+    box_cols(rgb, t1, h, m, ri, ww, fw, acc);
+    free(t1);
+    free(t2);
     free(acc);
-    free(tmp);
 }
