@@ -189,58 +189,112 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
 
 // ---------------------------------------------------------------- GELU
 
-// exp(x) for x <= 0 (softmax after subtracting the row max), vectorisable:
-// Cody-Waite range reduction and the Cephes polynomial, ~1 ulp.
-#pragma omp declare simd
-static inline float exp_neg(float x) {
-    if (x < -87.0f) x = -87.0f;
-    float n = floorf(x * 1.44269504088896341f + 0.5f);
-    float r = x - n * 0.693359375f;
+// Element-wise maths in 8-wide GCC vector extensions (AVX2 where available,
+// generic code elsewhere): libm's expf/erff do not vectorise, and without
+// -ffast-math GCC will not vectorise our scalar versions (clamps and floor).
+// A row tail is computed in a zero-padded vector, so every element goes
+// through the same arithmetic.
+typedef float vf8 __attribute__((vector_size(32)));
+typedef int32_t vi8 __attribute__((vector_size(32)));
+#define V8(c) ((vf8){(c), (c), (c), (c), (c), (c), (c), (c)})
+#define V8I(c) ((vi8){(c), (c), (c), (c), (c), (c), (c), (c)})
+
+// Full vectors are single unaligned loads/stores; only a row's tail takes the
+// element-wise path (kept out of line so GCC does not merge both into memcpy).
+static inline vf8 vload8(const float *p) {
+    vf8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void vstore8(float *p, vf8 v) { memcpy(p, &v, sizeof v); }
+static __attribute__((noinline)) vf8 vload_tail(const float *p, int n) {
+    vf8 v = V8(0.0f);
+    for (int i = 0; i < n; i++) v[i] = p[i];
+    return v;
+}
+static __attribute__((noinline)) void vstore_tail(float *p, vf8 v, int n) {
+    for (int i = 0; i < n; i++) p[i] = v[i];
+}
+static inline vf8 vload(const float *p, int n) { return n == 8 ? vload8(p) : vload_tail(p, n); }
+static inline void vstore(float *p, vf8 v, int n) {
+    if (n == 8) vstore8(p, v);
+    else vstore_tail(p, v, n);
+}
+
+// exp(x) for x <= 0: Cody-Waite range reduction and the Cephes polynomial,
+// ~1 ulp; inputs below -87 are clamped (result ~1e-38 instead of 0).
+static inline vf8 vexp_neg(vf8 x) {
+    vi8 lo = x < V8(-87.0f);
+    x = (vf8)(((vi8)x & ~lo) | ((vi8)V8(-87.0f) & lo));
+    vf8 y = x * 1.44269504088896341f + 0.5f;
+    vi8 ti = __builtin_convertvector(y, vi8);  // truncation; fix up to floor
+    ti += (vi8)(__builtin_convertvector(ti, vf8) > y);
+    vf8 n = __builtin_convertvector(ti, vf8);
+    vf8 r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500E-4f;
+    vf8 p = V8(1.9875691500E-4f);
     p = p * r + 1.3981999507E-3f;
     p = p * r + 8.3334519073E-3f;
     p = p * r + 4.1665795894E-2f;
     p = p * r + 1.6666665459E-1f;
     p = p * r + 5.0000001201E-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    return p * (vf8)((ti + 127) << 23);
 }
 
 // erf as PyTorch's vectorised CPU kernel computes it (Abramowitz & Stegun
-// 7.1.26, |error| < 1.5e-7, with FMAs in the same places), so our GELU tracks
-// nn.GELU() on CPU more closely than libm's erff would, and vectorises.
-#pragma omp declare simd
-static inline float erf_fast(float x) {
-    float ax = fabsf(x);
-    float t = 1.0f / fmaf(0.3275911f, ax, 1.0f);
-    float r = fmaf(fmaf(fmaf(fmaf(1.061405429f, t, -1.453152027f), t, 1.421413741f), t,
-                        -0.284496736f),
-                   t, 0.254829592f);
-    float e = exp_neg(-(x * x));
-    float y = fmaf(-e * t, r, 1.0f);
-    return x < 0.0f ? -y : y;
+// 7.1.26, |error| < 1.5e-7), so our GELU tracks nn.GELU() on CPU.
+static inline vf8 verf(vf8 x) {
+    vi8 sign = (vi8)x & V8I((int32_t)0x80000000u);
+    vf8 ax = (vf8)((vi8)x & V8I(0x7fffffff));
+    vf8 t = 1.0f / (0.3275911f * ax + 1.0f);
+    vf8 r = (((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t +
+            0.254829592f;
+    vf8 e = vexp_neg(-(x * x));
+    vf8 y = 1.0f - e * t * r;
+    return (vf8)((vi8)y | sign);
 }
 
+static inline vf8 vgelu(vf8 x) { return x * 0.5f * (1.0f + verf(x * (float)M_SQRT1_2)); }
+
+static inline vf8 vgelu_grad(vf8 x, vf8 dy) {
+    vf8 cdf = 0.5f * (1.0f + verf(x * (float)M_SQRT1_2));
+    vf8 pdf = 0.3989422804014327f * vexp_neg(x * x * -0.5f);
+    return dy * (cdf + x * pdf);
+}
+
+// 32 elements per step: four independent dependency chains keep the FP
+// pipes busy (one chain is ~40 dependent operations long).
 void gelu_forward(float *out, const float *inp, size_t n) {
-#pragma omp parallel for simd if (n > PAR_MIN_WORK)
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        out[i] = x * 0.5f * (1.0f + erf_fast(x * (float)M_SQRT1_2));
+    size_t nb = n / 32;
+#pragma omp parallel for if (n > PAR_MIN_WORK)
+    for (size_t v = 0; v < nb; v++) {
+        const float *x = inp + v * 32;
+        float *y = out + v * 32;
+        vf8 a = vgelu(vload8(x)), b = vgelu(vload8(x + 8)), c = vgelu(vload8(x + 16)),
+            d = vgelu(vload8(x + 24));
+        vstore8(y, a), vstore8(y + 8, b), vstore8(y + 16, c), vstore8(y + 24, d);
+    }
+    for (size_t i = nb * 32; i < n; i += 8) {
+        int k = n - i < 8 ? (int)(n - i) : 8;
+        vstore(out + i, vgelu(vload(inp + i, k)), k);
     }
 }
 
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
-    const float inv_sqrt_2pi = 0.3989422804014327f;
-#pragma omp parallel for simd if (n > PAR_MIN_WORK)
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        float cdf = 0.5f * (1.0f + erf_fast(x * (float)M_SQRT1_2));
-        float pdf = inv_sqrt_2pi * exp_neg(x * x * -0.5f);
-        dinp[i] = dout[i] * (cdf + x * pdf);
+    size_t nb = n / 32;
+#pragma omp parallel for if (n > PAR_MIN_WORK)
+    for (size_t v = 0; v < nb; v++) {
+        const float *x = inp + v * 32, *dy = dout + v * 32;
+        float *dx = dinp + v * 32;
+        vf8 a = vgelu_grad(vload8(x), vload8(dy)), b = vgelu_grad(vload8(x + 8), vload8(dy + 8)),
+            c = vgelu_grad(vload8(x + 16), vload8(dy + 16)),
+            d = vgelu_grad(vload8(x + 24), vload8(dy + 24));
+        vstore8(dx, a), vstore8(dx + 8, b), vstore8(dx + 16, c), vstore8(dx + 24, d);
+    }
+    for (size_t i = nb * 32; i < n; i += 8) {
+        int k = n - i < 8 ? (int)(n - i) : 8;
+        vstore(dinp + i, vgelu_grad(vload(inp + i, k), vload(dout + i, k)), k);
     }
 }
 
@@ -253,13 +307,17 @@ static void softmax_rows(float *x, size_t rows, int T) {
         float mx = r[0];
 #pragma omp simd reduction(max : mx)
         for (int j = 1; j < T; j++) mx = r[j] > mx ? r[j] : mx;
+        vf8 vs = V8(0.0f);
         float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < T; j++) {
-            float e = exp_neg(r[j] - mx);
-            r[j] = e;
-            sum += e;
+        for (int j = 0; j < T; j += 8) {
+            int k = T - j < 8 ? T - j : 8;
+            vf8 e = vexp_neg(vload(r + j, k) - mx);
+            vstore(r + j, e, k);
+            if (k == 8) vs += e;
+            else
+                for (int q = 0; q < k; q++) sum += e[q];
         }
+        for (int q = 0; q < 8; q++) sum += vs[q];
         float inv = 1.0f / sum;
 #pragma omp simd
         for (int j = 0; j < T; j++) r[j] *= inv;
