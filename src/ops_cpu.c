@@ -300,88 +300,163 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
 
 // ---------------------------------------------------------------- attention
 
-static void softmax_rows(float *x, size_t rows, int T) {
-#pragma omp parallel for if (rows * T > PAR_MIN_WORK)
-    for (size_t i = 0; i < rows; i++) {
-        float *r = x + i * T;
-        float mx = r[0];
+// One softmax row in place (the scale is already applied).
+static void softmax_row(float *r, int T) {
+    float mx = r[0];
 #pragma omp simd reduction(max : mx)
-        for (int j = 1; j < T; j++) mx = r[j] > mx ? r[j] : mx;
-        vf8 vs = V8(0.0f);
-        float sum = 0.0f;
-        for (int j = 0; j < T; j += 8) {
-            int k = T - j < 8 ? T - j : 8;
-            vf8 e = vexp_neg(vload(r + j, k) - mx);
-            vstore(r + j, e, k);
-            if (k == 8) vs += e;
-            else
-                for (int q = 0; q < k; q++) sum += e[q];
-        }
-        for (int q = 0; q < 8; q++) sum += vs[q];
-        float inv = 1.0f / sum;
-#pragma omp simd
-        for (int j = 0; j < T; j++) r[j] *= inv;
+    for (int j = 1; j < T; j++) mx = r[j] > mx ? r[j] : mx;
+    vf8 vs = V8(0.0f);
+    float sum = 0.0f;
+    for (int j = 0; j < T; j += 8) {
+        int k = T - j < 8 ? T - j : 8;
+        vf8 e = vexp_neg(vload(r + j, k) - mx);
+        vstore(r + j, e, k);
+        if (k == 8) vs += e;
+        else
+            for (int q = 0; q < k; q++) sum += e[q];
     }
+    for (int q = 0; q < 8; q++) sum += vs[q];
+    float inv = 1.0f / sum;
+#pragma omp simd
+    for (int j = 0; j < T; j++) r[j] *= inv;
+}
+
+// Attention runs one (sample, head) pair per task inside a single OpenMP
+// region, with its own small GEMM kernel: a head's GEMMs (T x T x hd) are too
+// small for the BLAS to split well over threads, and one region per call
+// instead of one BLAS call per head avoids thousands of thread hand-offs.
+// Operands are packed into zero-padded buffers (rows to a multiple of 4,
+// columns to a multiple of 16) so the kernel has no edge cases.
+#define FMA_FN __attribute__((optimize("fp-contract=fast")))
+#define RUP(x, m) (((x) + (m) - 1) / (m) * (m))
+
+// C (Mp x Np, ldc) = alpha · A (Mp x K, lda) · B (K x Np, ldb); Mp % 4 == 0,
+// Np % 16 == 0. 4x16 register tile, 8 accumulators.
+FMA_FN static void gemm_tile(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
+                             int Mp, int Np, int K, float alpha) {
+    for (int i = 0; i < Mp; i += 4)
+        for (int j = 0; j < Np; j += 16) {
+            vf8 c00 = V8(0.0f), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
+                c31 = c00;
+            const float *a0 = A + (size_t)i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+            const float *b = B + j;
+            for (int k = 0; k < K; k++, b += ldb) {
+                vf8 b0 = vload8(b), b1 = vload8(b + 8), x;
+                x = V8(a0[k]), c00 += x * b0, c01 += x * b1;
+                x = V8(a1[k]), c10 += x * b0, c11 += x * b1;
+                x = V8(a2[k]), c20 += x * b0, c21 += x * b1;
+                x = V8(a3[k]), c30 += x * b0, c31 += x * b1;
+            }
+            float *c = C + (size_t)i * ldc + j;
+            vstore8(c, alpha * c00), vstore8(c + 8, alpha * c01), c += ldc;
+            vstore8(c, alpha * c10), vstore8(c + 8, alpha * c11), c += ldc;
+            vstore8(c, alpha * c20), vstore8(c + 8, alpha * c21), c += ldc;
+            vstore8(c, alpha * c30), vstore8(c + 8, alpha * c31);
+        }
+}
+
+// dst (rows_p x cols_p) = src (rows x cols, stride ld), zero padded.
+static void pack(float *dst, int rows_p, int cols_p, const float *src, int ld, int rows, int cols) {
+    for (int r = 0; r < rows_p; r++) {
+        float *d = dst + (size_t)r * cols_p;
+        if (r < rows) {
+            memcpy(d, src + (size_t)r * ld, (size_t)cols * sizeof(float));
+            memset(d + cols, 0, (size_t)(cols_p - cols) * sizeof(float));
+        } else {
+            memset(d, 0, (size_t)cols_p * sizeof(float));
+        }
+    }
+}
+// dst (cols_p x rows_p) = transpose of src (rows x cols, stride ld), zero padded.
+static void pack_t(float *dst, int cols_p, int rows_p, const float *src, int ld, int rows,
+                   int cols) {
+    memset(dst, 0, (size_t)cols_p * rows_p * sizeof(float));
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) dst[(size_t)c * rows_p + r] = src[(size_t)r * ld + c];
+}
+// dst (rows x cols, stride ld) = the top-left block of src (stride lds).
+static void unpack(float *dst, int ld, const float *src, int lds, int rows, int cols) {
+    for (int r = 0; r < rows; r++)
+        memcpy(dst + (size_t)r * ld, src + (size_t)r * lds, (size_t)cols * sizeof(float));
 }
 
 void attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int NH) {
-    int hd = D / NH, D3 = 3 * D;
+    int hd = D / NH, D3 = 3 * D, Tq = RUP(T, 16), hp = RUP(hd, 16);
     float scale = 1.0f / sqrtf((float)hd);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
+    int tasks = B * NH;
+#pragma omp parallel if (tasks > 1 && (size_t)tasks * T * T * hd > PAR_MIN_WORK)
+    {
+        float *Qp = alignedAllocCheck(((size_t)Tq * hp * 4 + (size_t)Tq * Tq) * sizeof(float));
+        float *KT = Qp + (size_t)Tq * hp, *Vp = KT + (size_t)Tq * hp, *Yp = Vp + (size_t)Tq * hp;
+        float *S = Yp + (size_t)Tq * hp;
+#pragma omp for schedule(dynamic)
+        for (int t = 0; t < tasks; t++) {
+            int b = t / NH, h = t % NH;
             const float *q = qkv + (size_t)b * T * D3 + h * hd;
-            float *S = att + ((size_t)b * NH + h) * T * T;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, D3, q + D, D3,
-                        0.0f, S, T);
+            pack(Qp, Tq, hp, q, D3, T, hd);
+            pack_t(KT, hp, Tq, q + D, D3, T, hd);
+            pack(Vp, Tq, hp, q + 2 * D, D3, T, hd);
+            gemm_tile(S, Tq, Qp, hp, KT, Tq, Tq, Tq, hd, scale);  // scores
+            float *P = att + (size_t)t * T * T;
+            for (int i = 0; i < T; i++) {
+                float *r = S + (size_t)i * Tq;
+                softmax_row(r, T);
+                memcpy(P + (size_t)i * T, r, (size_t)T * sizeof(float));
+            }
+            gemm_tile(Yp, hp, S, Tq, Vp, hp, Tq, hp, T, 1.0f);  // P·V over the T real keys
+            unpack(out + (size_t)b * T * D + h * hd, D, Yp, hp, T, hd);
         }
-    softmax_rows(att, (size_t)B * NH * T, T);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            const float *v = qkv + (size_t)b * T * D3 + 2 * D + h * hd;
-            const float *P = att + ((size_t)b * NH + h) * T * T;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, v, D3, 0.0f,
-                        out + (size_t)b * T * D + h * hd, D);
-        }
+        free(Qp);
+    }
 }
 
 void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
                         const float *att, int B, int T, int D, int NH) {
-    int hd = D / NH, D3 = 3 * D;
+    (void)datt;  // per-thread scratch is used instead
+    int hd = D / NH, D3 = 3 * D, Tq = RUP(T, 16), hp = RUP(hd, 16);
     float scale = 1.0f / sqrtf((float)hd);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            size_t o = ((size_t)b * NH + h) * T * T;
-            const float *dy = dout + (size_t)b * T * D + h * hd;
-            const float *v = qkv + (size_t)b * T * D3 + 2 * D + h * hd;
-            float *dv = dqkv + (size_t)b * T * D3 + 2 * D + h * hd;
-            // dP = dY·Vᵀ, dV = Pᵀ·dY
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dy, D, v, D3, 0.0f,
-                        datt + o, T);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, att + o, T, dy, D,
-                        0.0f, dv, D3);
-        }
-    // Softmax backward in place: dS = P ⊙ (dP - Σ_j P·dP).
-    size_t rows = (size_t)B * NH * T;
-#pragma omp parallel for if (rows * T > PAR_MIN_WORK)
-    for (size_t i = 0; i < rows; i++) {
-        const float *P = att + i * T;
-        float *dP = datt + i * T;
-        float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-        for (int j = 0; j < T; j++) dot += P[j] * dP[j];
-        for (int j = 0; j < T; j++) dP[j] = P[j] * (dP[j] - dot);
-    }
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            size_t o = ((size_t)b * NH + h) * T * T;
+    int tasks = B * NH;
+#pragma omp parallel if (tasks > 1 && (size_t)tasks * T * T * hd > PAR_MIN_WORK)
+    {
+        float *dYp = alignedAllocCheck(((size_t)Tq * hp * 5 + (size_t)Tq * Tq * 3) * sizeof(float));
+        float *VT = dYp + (size_t)Tq * hp, *Qp = VT + (size_t)Tq * hp, *Kp = Qp + (size_t)Tq * hp;
+        float *G = Kp + (size_t)Tq * hp;  // gradient output block (Tq x hp)
+        float *dS = G + (size_t)Tq * hp, *PT = dS + (size_t)Tq * Tq, *dST = PT + (size_t)Tq * Tq;
+#pragma omp for schedule(dynamic)
+        for (int t = 0; t < tasks; t++) {
+            int b = t / NH, h = t % NH;
             const float *q = qkv + (size_t)b * T * D3 + h * hd;
+            const float *P = att + (size_t)t * T * T;
             float *dq = dqkv + (size_t)b * T * D3 + h * hd;
+            pack(dYp, Tq, hp, dout + (size_t)b * T * D + h * hd, D, T, hd);
+            pack_t(VT, hp, Tq, q + 2 * D, D3, T, hd);
+            pack(Qp, Tq, hp, q, D3, T, hd);
+            pack(Kp, Tq, hp, q + D, D3, T, hd);
+            pack_t(PT, Tq, Tq, P, T, T, T);
+            // dV = Pᵀ·dY
+            gemm_tile(G, hp, PT, Tq, dYp, hp, Tq, hp, T, 1.0f);
+            unpack(dq + 2 * D, D3, G, hp, T, hd);
+            // dP = dY·Vᵀ, then dS = P ⊙ (dP − Σ_j P·dP) (zero outside T x T)
+            gemm_tile(dS, Tq, dYp, hp, VT, Tq, Tq, Tq, hd, 1.0f);
+            for (int i = 0; i < T; i++) {
+                const float *p = P + (size_t)i * T;
+                float *g = dS + (size_t)i * Tq, dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+                for (int j = 0; j < T; j++) dot += p[j] * g[j];
+#pragma omp simd
+                for (int j = 0; j < T; j++) g[j] = p[j] * (g[j] - dot);
+                memset(g + T, 0, (size_t)(Tq - T) * sizeof(float));
+            }
+            memset(dS + (size_t)T * Tq, 0, (size_t)(Tq - T) * Tq * sizeof(float));
             // dQ = scale·dS·K, dK = scale·dSᵀ·Q
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, datt + o, T,
-                        q + D, D3, 0.0f, dq, D3);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, datt + o, T, q, D3,
-                        0.0f, dq + D, D3);
+            gemm_tile(G, hp, dS, Tq, Kp, hp, Tq, hp, T, scale);
+            unpack(dq, D3, G, hp, T, hd);
+            pack_t(dST, Tq, Tq, dS, Tq, Tq, Tq);
+            gemm_tile(G, hp, dST, Tq, Qp, hp, Tq, hp, T, scale);
+            unpack(dq + D, D3, G, hp, T, hd);
         }
+        free(dYp);
+    }
 }
 
 // ---------------------------------------------------------------- drop path
