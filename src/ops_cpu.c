@@ -61,6 +61,19 @@ void linear_residual_forward(float *out, const float *res, const float *inp, con
     int all_one = 1;
     if (scale)
         for (int s = 0; s < B; s++) all_one &= scale[s] == 1.0f;
+    if (!all_one && out != res) {
+        // Drop path in training (factors 0 or 1/keep): one GEMM for the whole
+        // branch, then out = res + factor·branch, as the reference computes it.
+        linear_forward(out, inp, w, b, (int)rows, C, OC);
+#pragma omp parallel for if (rows * OC > PAR_MIN_WORK)
+        for (size_t i = 0; i < rows; i++) {
+            float s = scale[i / T];
+            float *o = out + i * OC;
+            const float *r = res + i * OC;
+            for (int j = 0; j < OC; j++) o[j] = r[j] + o[j] * s;
+        }
+        return;
+    }
     // out = res + scale·b, then the GEMM accumulates scale·inp·Wᵀ into it.
 #pragma omp parallel for if (rows * OC > PAR_MIN_WORK)
     for (size_t i = 0; i < rows; i++) {
