@@ -166,7 +166,7 @@ def param_range(name, shape):
     return -a, a
 
 
-def tiny_vit(img_size, patch, dim, depth, heads, hidden):
+def tiny_vit(img_size, patch, dim, depth, heads, hidden, seed_base=PARAM_SEED, params_out=None):
     """The reference ViT, restated: returns a function image -> (tokens after
     the final norm for every block output, last block's attention)."""
     import torch
@@ -186,7 +186,9 @@ def tiny_vit(img_size, patch, dim, depth, heads, hidden):
     shapes += [("norm.weight", (dim,)), ("norm.bias", (dim,))]
     for i, (name, shape) in enumerate(shapes):
         lo, hi = param_range(name, shape)
-        P[name] = torch.from_numpy(fill(shape, PARAM_SEED + i, lo, hi))
+        P[name] = torch.from_numpy(fill(shape, seed_base + i, lo, hi))
+    if params_out is not None:
+        params_out.update(P)
 
     def pos_for(h_img, w_img, npatch):
         n = P["pos_embed"].shape[1] - 1
@@ -271,6 +273,44 @@ def make_attention():
     write(os.path.join(OUT, "eval_attention.bin"), out)
 
 
+def e2e_image(h, w, seed):
+    """uint8 (h, w, 3) image from fill; tests/test_eval_cli.c makes the same bytes."""
+    return np.clip(np.floor(fill((h, w, 3), seed, 0, 256)), 0, 255).astype(np.uint8)
+
+
+def make_attention_e2e():
+    """End to end as visualize_attention.py: a DINO training-checkpoint-shaped
+    .pth (teacher: backbone.*, student: module.backbone.*, different weights),
+    a 53x71 PNG resized with Resize((40, 60)) (PIL bilinear), ToTensor,
+    Normalize, cropped to multiples of 8, last block's CLS attention per head."""
+    import torch
+    from PIL import Image
+    import torchvision.transforms as T
+    cfg = dict(img_size=32, patch=8, dim=48, depth=2, heads=3, hidden=192)
+    pt, ps = {}, {}
+    run_t = tiny_vit(**cfg, params_out=pt)
+    run_s = tiny_vit(**cfg, seed_base=PARAM_SEED + 500, params_out=ps)
+    ckpt = {"teacher": {"backbone." + k: v for k, v in pt.items()},
+            "student": {"module.backbone." + k: v for k, v in ps.items()},
+            "epoch": 3}
+    torch.save(ckpt, os.path.join(OUT, "eval_tiny_vit.pth"))
+    img = Image.fromarray(e2e_image(53, 71, 6100))
+    tf = T.Compose([T.Resize((40, 60)), T.ToTensor(),
+                    T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    x = tf(img)
+    p = cfg["patch"]
+    x = x[:, :x.shape[1] - x.shape[1] % p, :x.shape[2] - x.shape[2] % p].unsqueeze(0)
+    out = {}
+    for tag, run in (("teacher", run_t), ("student", run_s)):
+        with torch.no_grad():
+            _, attn = run(x)
+        maps = attn[0, :, 0, 1:].reshape(cfg["heads"], -1)
+        out[f"maps_{tag}"] = maps
+        out[f"mask_{tag}"] = threshold_masks(maps, 0.6)
+    print("attention e2e: input", tuple(x.shape), "maps", tuple(out["maps_teacher"].shape))
+    write(os.path.join(OUT, "eval_attention_e2e.bin"), out)
+
+
 # ----------------------------------------------------------------------------- main
 
 def main():
@@ -283,7 +323,7 @@ def main():
         return
     os.makedirs(OUT, exist_ok=True)
     makers = {"knn": make_knn, "npy": make_npy, "linear": make_linear,
-              "attention": make_attention}
+              "attention": make_attention, "attention_e2e": make_attention_e2e}
     for name, fn in makers.items():
         if not args.only or name in args.only:
             fn()

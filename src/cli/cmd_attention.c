@@ -41,6 +41,7 @@ int cmd_attention(int argc, char **argv) {
         {"checkpoint_key", ARG_STRING, &ma.checkpoint_key, "teacher or student, for training checkpoints"},
         {"arch", ARG_STRING, &ma.arch, "expected architecture (default: the file's)"},
         {"patch_size", ARG_INT, &ma.patch_size, "expected patch size (0: the file's)"},
+        {"heads", ARG_INT, &ma.heads, "attention heads, for files that do not record them (0: dim/64)"},
         {"image_size", ARG_INT_LIST, &image_size, "resize to H W (or the shorter side to one value); default: as is"},
         {"threshold", ARG_STRING, &threshold_arg, "mass kept by the masks (0: no masks)"},
         {"out", ARG_STRING, &out, "output folder"},

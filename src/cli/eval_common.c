@@ -37,6 +37,7 @@ void eval_model_load(const EvalModelArgs *a, EvalModel *em) {
     memset(&opt, 0, sizeof opt);
     opt.checkpoint_key = a->checkpoint_key;
     opt.head = MODEL_HEAD_NONE;
+    opt.heads = a->heads;
     char err[1024];
     if (model_load(a->pretrained_weights, &opt, &em->m, &em->params, err, sizeof err) != 0)
         dino_die("%s", err);

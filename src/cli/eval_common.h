@@ -16,6 +16,7 @@ typedef struct {
     const char *checkpoint_key;      // "teacher" (reference default) or "student"
     const char *arch;                // NULL: from the file; else checked against it
     int patch_size;                  // 0: from the file; else checked against it
+    int heads;                       // attention heads when the file cannot say (0: D/64)
     const char *data_path;
     int batch_size;     // images per forward pass
     int crop;           // centre-crop size; 0: the model's img_size (224; 28 for 28-px models)
@@ -30,6 +31,7 @@ void eval_model_args_default(EvalModelArgs *a);
     {"checkpoint_key", ARG_STRING, &(ma).checkpoint_key, "teacher or student, for training checkpoints"}, \
     {"arch", ARG_STRING, &(ma).arch, "expected architecture (vit_tiny/small/base); default: the file's"}, \
     {"patch_size", ARG_INT, &(ma).patch_size, "expected patch size (0: the file's)"},            \
+    {"heads", ARG_INT, &(ma).heads, "attention heads, for files that do not record them (0: dim/64)"}, \
     {"data_path", ARG_STRING, &(ma).data_path, "dataset (ImageFolder, IDX, CIFAR, list, folder)"}, \
     {"batch_size_per_gpu", ARG_INT, &(ma).batch_size, "images per forward pass"},                \
     {"crop", ARG_INT, &(ma).crop, "centre-crop size after resizing to crop*256/224 (0: the model's img_size)"}, \
