@@ -56,6 +56,7 @@ int cmd_knn(int argc, char **argv) {
         {"temperature", ARG_FLOAT, &temperature, "temperature of the exp(sim/T) vote"},
         {"num_classes", ARG_INT, &num_classes, "classes (0: from the labels)"},
         EVAL_MODEL_ARG_SPECS(ma),
+        {"batch_size_per_gpu", ARG_INT, &ma.batch_size, "images per forward pass"},
         {NULL, 0, NULL, NULL},
     };
     const char *usage =

@@ -117,7 +117,7 @@ int cmd_linear(int argc, char **argv) {
         {"val_labels", ARG_STRING, &val_labels, ".npy (M) validation labels"},
         {"epochs", ARG_INT, &cfg.epochs, "training epochs"},
         {"lr", ARG_FLOAT, &cfg.lr, "learning rate for a batch of 256 (scaled by batch/256)"},
-        {"batch_size_per_gpu", ARG_INT, &cfg.batch_size, "SGD batch size"},
+        {"batch_size_per_gpu", ARG_INT, &cfg.batch_size, "SGD batch size (and images per forward pass)"},
         {"momentum", ARG_FLOAT, &cfg.momentum, "SGD momentum"},
         {"weight_decay", ARG_FLOAT, &cfg.weight_decay, "SGD weight decay"},
         {"val_freq", ARG_INT, &cfg.val_freq, "validate every this many epochs"},
@@ -133,6 +133,7 @@ int cmd_linear(int argc, char **argv) {
         "--pretrained_weights FILE --data_path PATH) [flags]";
     args_parse("linear", usage, specs, argc, argv, NULL, 0);
     cfg.seed = (uint64_t)seed;
+    ma.batch_size = cfg.batch_size;  // one batch size, as in the reference
 
     if (full) return linear_full_mode(&ma, &cfg, num_labels, output_dir);
     float *tr, *te;

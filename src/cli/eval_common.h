@@ -18,7 +18,7 @@ typedef struct {
     int patch_size;                  // 0: from the file; else checked against it
     int heads;                       // attention heads when the file cannot say (0: D/64)
     const char *data_path;
-    int batch_size;     // images per forward pass
+    int batch_size;     // images per forward pass (flag --batch_size_per_gpu, per command)
     int crop;           // centre-crop size; 0: the model's img_size (224; 28 for 28-px models)
     int n_last_blocks;  // concatenate the CLS tokens of the last n blocks
     int avgpool;        // append the mean of the last block's patch tokens
@@ -33,7 +33,6 @@ void eval_model_args_default(EvalModelArgs *a);
     {"patch_size", ARG_INT, &(ma).patch_size, "expected patch size (0: the file's)"},            \
     {"heads", ARG_INT, &(ma).heads, "attention heads, for files that do not record them (0: dim/64)"}, \
     {"data_path", ARG_STRING, &(ma).data_path, "dataset (ImageFolder, IDX, CIFAR, list, folder)"}, \
-    {"batch_size_per_gpu", ARG_INT, &(ma).batch_size, "images per forward pass"},                \
     {"crop", ARG_INT, &(ma).crop, "centre-crop size after resizing to crop*256/224 (0: the model's img_size)"}, \
     {"n_last_blocks", ARG_INT, &(ma).n_last_blocks, "concatenate the CLS tokens of the last n blocks"}, \
     {"avgpool_patchtokens", ARG_BOOL, &(ma).avgpool, "add the mean patch token of the last block"}
