@@ -343,28 +343,36 @@ static void softmax_row(float *r, int T) {
 #define FMA_FN __attribute__((optimize("fp-contract=fast")))
 #define RUP(x, m) (((x) + (m) - 1) / (m) * (m))
 
-// C (Mp x Np, ldc) = alpha · A (Mp x K, lda) · B (K x Np, ldb); Mp % 4 == 0,
-// Np % 16 == 0. 4x16 register tile, 8 accumulators.
+// C (Mp x Np, ldc) = alpha · A (Mp x K, lda) · B (K x Np, ldb); Mp % 6 == 0,
+// Np % 16 == 0. 6x16 register tile: 12 accumulators, 2 B vectors, 1 broadcast.
 FMA_FN static void gemm_tile(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
                              int Mp, int Np, int K, float alpha) {
-    for (int i = 0; i < Mp; i += 4)
+    for (int i = 0; i < Mp; i += 6)
         for (int j = 0; j < Np; j += 16) {
             vf8 c00 = V8(0.0f), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
-                c31 = c00;
+                c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
             const float *a0 = A + (size_t)i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+            const float *a4 = a3 + lda, *a5 = a4 + lda;
             const float *b = B + j;
             for (int k = 0; k < K; k++, b += ldb) {
                 vf8 b0 = vload8(b), b1 = vload8(b + 8), x;
+#if defined(__GNUC__) && defined(__AVX__)
+                __asm__("" : "+x"(b0), "+x"(b1));  // keep B in registers, not refolded loads
+#endif
                 x = V8(a0[k]), c00 += x * b0, c01 += x * b1;
                 x = V8(a1[k]), c10 += x * b0, c11 += x * b1;
                 x = V8(a2[k]), c20 += x * b0, c21 += x * b1;
                 x = V8(a3[k]), c30 += x * b0, c31 += x * b1;
+                x = V8(a4[k]), c40 += x * b0, c41 += x * b1;
+                x = V8(a5[k]), c50 += x * b0, c51 += x * b1;
             }
             float *c = C + (size_t)i * ldc + j;
             vstore8(c, alpha * c00), vstore8(c + 8, alpha * c01), c += ldc;
             vstore8(c, alpha * c10), vstore8(c + 8, alpha * c11), c += ldc;
             vstore8(c, alpha * c20), vstore8(c + 8, alpha * c21), c += ldc;
-            vstore8(c, alpha * c30), vstore8(c + 8, alpha * c31);
+            vstore8(c, alpha * c30), vstore8(c + 8, alpha * c31), c += ldc;
+            vstore8(c, alpha * c40), vstore8(c + 8, alpha * c41), c += ldc;
+            vstore8(c, alpha * c50), vstore8(c + 8, alpha * c51);
         }
 }
 
@@ -394,29 +402,31 @@ static void unpack(float *dst, int ld, const float *src, int lds, int rows, int 
 }
 
 void attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int NH) {
-    int hd = D / NH, D3 = 3 * D, Tq = RUP(T, 16), hp = RUP(hd, 16);
+    // Rows padded for the 6-row tile (Tr), columns for the 16-wide one (Tc).
+    int hd = D / NH, D3 = 3 * D, Tr = RUP(T, 6), Tc = RUP(T, 16), hp = RUP(hd, 16);
+    int Tn = Tr > Tc ? Tr : Tc;
     float scale = 1.0f / sqrtf((float)hd);
     int tasks = B * NH;
 #pragma omp parallel if (tasks > 1 && (size_t)tasks * T * T * hd > PAR_MIN_WORK)
     {
-        float *Qp = alignedAllocCheck(((size_t)Tq * hp * 4 + (size_t)Tq * Tq) * sizeof(float));
-        float *KT = Qp + (size_t)Tq * hp, *Vp = KT + (size_t)Tq * hp, *Yp = Vp + (size_t)Tq * hp;
-        float *S = Yp + (size_t)Tq * hp;
+        float *Qp = alignedAllocCheck(((size_t)Tn * hp * 4 + (size_t)Tr * Tc) * sizeof(float));
+        float *KT = Qp + (size_t)Tn * hp, *Vp = KT + (size_t)Tn * hp, *Yp = Vp + (size_t)Tn * hp;
+        float *S = Yp + (size_t)Tn * hp;
 #pragma omp for schedule(dynamic)
         for (int t = 0; t < tasks; t++) {
             int b = t / NH, h = t % NH;
             const float *q = qkv + (size_t)b * T * D3 + h * hd;
-            pack(Qp, Tq, hp, q, D3, T, hd);
-            pack_t(KT, hp, Tq, q + D, D3, T, hd);
-            pack(Vp, Tq, hp, q + 2 * D, D3, T, hd);
-            gemm_tile(S, Tq, Qp, hp, KT, Tq, Tq, Tq, hd, scale);  // scores
+            pack(Qp, Tr, hp, q, D3, T, hd);
+            pack_t(KT, hp, Tc, q + D, D3, T, hd);
+            pack(Vp, T, hp, q + 2 * D, D3, T, hd);
+            gemm_tile(S, Tc, Qp, hp, KT, Tc, Tr, Tc, hd, scale);  // scores
             float *P = att + (size_t)t * T * T;
             for (int i = 0; i < T; i++) {
-                float *r = S + (size_t)i * Tq;
+                float *r = S + (size_t)i * Tc;
                 softmax_row(r, T);
                 memcpy(P + (size_t)i * T, r, (size_t)T * sizeof(float));
             }
-            gemm_tile(Yp, hp, S, Tq, Vp, hp, Tq, hp, T, 1.0f);  // P·V over the T real keys
+            gemm_tile(Yp, hp, S, Tc, Vp, hp, Tr, hp, T, 1.0f);  // P·V over the T real keys
             unpack(out + (size_t)b * T * D + h * hd, D, Yp, hp, T, hd);
         }
         free(Qp);
@@ -426,46 +436,47 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
 void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
                         const float *att, int B, int T, int D, int NH) {
     (void)datt;  // per-thread scratch is used instead
-    int hd = D / NH, D3 = 3 * D, Tq = RUP(T, 16), hp = RUP(hd, 16);
+    int hd = D / NH, D3 = 3 * D, Tr = RUP(T, 6), Tc = RUP(T, 16), hp = RUP(hd, 16);
+    int Tn = Tr > Tc ? Tr : Tc;
     float scale = 1.0f / sqrtf((float)hd);
     int tasks = B * NH;
 #pragma omp parallel if (tasks > 1 && (size_t)tasks * T * T * hd > PAR_MIN_WORK)
     {
-        float *dYp = alignedAllocCheck(((size_t)Tq * hp * 5 + (size_t)Tq * Tq * 3) * sizeof(float));
-        float *VT = dYp + (size_t)Tq * hp, *Qp = VT + (size_t)Tq * hp, *Kp = Qp + (size_t)Tq * hp;
-        float *G = Kp + (size_t)Tq * hp;  // gradient output block (Tq x hp)
-        float *dS = G + (size_t)Tq * hp, *PT = dS + (size_t)Tq * Tq, *dST = PT + (size_t)Tq * Tq;
+        float *dYp = alignedAllocCheck(((size_t)Tn * hp * 5 + (size_t)Tr * Tc * 3) * sizeof(float));
+        float *VT = dYp + (size_t)Tn * hp, *Qp = VT + (size_t)Tn * hp, *Kp = Qp + (size_t)Tn * hp;
+        float *G = Kp + (size_t)Tn * hp;  // gradient output block (Tr x hp)
+        float *dS = G + (size_t)Tn * hp, *PT = dS + (size_t)Tr * Tc, *dST = PT + (size_t)Tr * Tc;
 #pragma omp for schedule(dynamic)
         for (int t = 0; t < tasks; t++) {
             int b = t / NH, h = t % NH;
             const float *q = qkv + (size_t)b * T * D3 + h * hd;
             const float *P = att + (size_t)t * T * T;
             float *dq = dqkv + (size_t)b * T * D3 + h * hd;
-            pack(dYp, Tq, hp, dout + (size_t)b * T * D + h * hd, D, T, hd);
-            pack_t(VT, hp, Tq, q + 2 * D, D3, T, hd);
-            pack(Qp, Tq, hp, q, D3, T, hd);
-            pack(Kp, Tq, hp, q + D, D3, T, hd);
-            pack_t(PT, Tq, Tq, P, T, T, T);
+            pack(dYp, Tr, hp, dout + (size_t)b * T * D + h * hd, D, T, hd);
+            pack_t(VT, hp, Tc, q + 2 * D, D3, T, hd);
+            pack(Qp, Tr, hp, q, D3, T, hd);
+            pack(Kp, T, hp, q + D, D3, T, hd);
+            pack_t(PT, Tr, Tc, P, T, T, T);
             // dV = Pᵀ·dY
-            gemm_tile(G, hp, PT, Tq, dYp, hp, Tq, hp, T, 1.0f);
+            gemm_tile(G, hp, PT, Tc, dYp, hp, Tr, hp, T, 1.0f);
             unpack(dq + 2 * D, D3, G, hp, T, hd);
             // dP = dY·Vᵀ, then dS = P ⊙ (dP − Σ_j P·dP) (zero outside T x T)
-            gemm_tile(dS, Tq, dYp, hp, VT, Tq, Tq, Tq, hd, 1.0f);
+            gemm_tile(dS, Tc, dYp, hp, VT, Tc, Tr, Tc, hd, 1.0f);
             for (int i = 0; i < T; i++) {
                 const float *p = P + (size_t)i * T;
-                float *g = dS + (size_t)i * Tq, dot = 0.0f;
+                float *g = dS + (size_t)i * Tc, dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
                 for (int j = 0; j < T; j++) dot += p[j] * g[j];
 #pragma omp simd
                 for (int j = 0; j < T; j++) g[j] = p[j] * (g[j] - dot);
-                memset(g + T, 0, (size_t)(Tq - T) * sizeof(float));
+                memset(g + T, 0, (size_t)(Tc - T) * sizeof(float));
             }
-            memset(dS + (size_t)T * Tq, 0, (size_t)(Tq - T) * Tq * sizeof(float));
+            memset(dS + (size_t)T * Tc, 0, (size_t)(Tr - T) * Tc * sizeof(float));
             // dQ = scale·dS·K, dK = scale·dSᵀ·Q
-            gemm_tile(G, hp, dS, Tq, Kp, hp, Tq, hp, T, scale);
+            gemm_tile(G, hp, dS, Tc, Kp, hp, Tr, hp, T, scale);
             unpack(dq, D3, G, hp, T, hd);
-            pack_t(dST, Tq, Tq, dS, Tq, Tq, Tq);
-            gemm_tile(G, hp, dST, Tq, Qp, hp, Tq, hp, T, scale);
+            pack_t(dST, Tr, Tc, dS, Tc, T, T);
+            gemm_tile(G, hp, dST, Tc, Qp, hp, Tr, hp, T, scale);
             unpack(dq + D, D3, G, hp, T, hd);
         }
         free(dYp);
