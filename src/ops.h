@@ -51,7 +51,7 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
 // ---- multi-head self-attention core (between qkv and proj) ----
 // qkv (B,T,3D) rows [q;k;v], head h = columns h·hd..h·hd+hd-1 of each part.
 // out (B,T,D) = concat_h softmax(q_h k_hᵀ·hd^-0.5) v_h; att (B,NH,T,T) holds
-// the probabilities.
+// the probabilities (att may be NULL when they are not needed).
 void attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int NH);
 // dqkv (B,T,3D) is written; datt (B,NH,T,T) is scratch.
 void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,

@@ -420,11 +420,10 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
             pack_t(KT, hp, Tc, q + D, D3, T, hd);
             pack(Vp, T, hp, q + 2 * D, D3, T, hd);
             gemm_tile(S, Tc, Qp, hp, KT, Tc, Tr, Tc, hd, scale);  // scores
-            float *P = att + (size_t)t * T * T;
             for (int i = 0; i < T; i++) {
                 float *r = S + (size_t)i * Tc;
                 softmax_row(r, T);
-                memcpy(P + (size_t)i * T, r, (size_t)T * sizeof(float));
+                if (att) memcpy(att + ((size_t)t * T + i) * T, r, (size_t)T * sizeof(float));
             }
             gemm_tile(Yp, hp, S, Tc, Vp, hp, Tr, hp, T, 1.0f);  // P·V over the T real keys
             unpack(out + (size_t)b * T * D + h * hd, D, Yp, hp, T, hd);

@@ -353,7 +353,8 @@ void vit_forward(const ViTConfig *cfg, const ViTWeights *w, ViTActs *a, const fl
         layernorm_forward(ln1, m1, m1 ? m1 + BT : NULL, xin, w->blocks[l].ln1_w,
                           w->blocks[l].ln1_b, (int)BT, D, eps);
         linear_forward(qkv, ln1, w->blocks[l].qkv_w, w->blocks[l].qkv_b, (int)BT, D, 3 * D);
-        attention_forward(atty, att, qkv, B, T, D, NH);
+        // Inference keeps only the last block's probabilities.
+        attention_forward(atty, a->train || l == L - 1 ? att : NULL, qkv, B, T, D, NH);
         linear_residual_forward(xmid, xin, atty, w->blocks[l].proj_w, w->blocks[l].proj_b, s1, B,
                                 T, D, D);
         // x_out = x_mid + s2·fc2(gelu(fc1(ln2(x_mid))))
