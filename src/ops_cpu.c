@@ -432,9 +432,8 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
     }
 }
 
-void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
-                        const float *att, int B, int T, int D, int NH) {
-    (void)datt;  // per-thread scratch is used instead
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int B,
+                        int T, int D, int NH) {
     int hd = D / NH, D3 = 3 * D, Tr = RUP(T, 6), Tc = RUP(T, 16), hp = RUP(hd, 16);
     int Tn = Tr > Tc ? Tr : Tc;
     float scale = 1.0f / sqrtf((float)hd);

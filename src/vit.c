@@ -226,7 +226,7 @@ struct ViTActs {
     float *drop;    // 2·depth·B drop-path factors of the last forward
     int has_drop;
     // Backward scratch (train only).
-    float *dres, *dbr, *dln, *datty, *dqkv, *datt, *dh, *dcols, *dpos;
+    float *dres, *dbr, *dln, *datty, *dqkv, *dh, *dcols, *dpos;
 };
 
 static float *act_alloc(size_t n) {
@@ -275,7 +275,6 @@ ViTActs *vit_acts_create(const ViTConfig *cfg, int B, int H, int W, int train) {
         a->dln = act_alloc(btd);
         a->datty = act_alloc(btd);
         a->dqkv = act_alloc(3 * btd);
-        a->datt = act_alloc(BT * a->NH * a->T);
         a->dh = act_alloc(BT * a->H4);
         a->dcols = act_alloc((size_t)B * a->Np * a->CPP);
         a->dpos = act_alloc((size_t)a->T * a->D);
@@ -287,7 +286,7 @@ void vit_acts_free(ViTActs *a) {
     if (!a) return;
     float *bufs[] = {a->cols, a->pos,  a->res,  a->ln,    a->qkv,  a->att,   a->atty,
                      a->fc1,  a->out,  a->statsf, a->drop, a->mid, a->stats1, a->stats2,
-                     a->hbuf, a->dres, a->dbr,  a->dln,   a->datty, a->dqkv, a->datt,
+                     a->hbuf, a->dres, a->dbr,  a->dln,   a->datty, a->dqkv,
                      a->dh,   a->dcols, a->dpos};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(a);
@@ -429,7 +428,7 @@ void vit_backward(const ViTConfig *cfg, const ViTWeights *w, ViTWeights *g, ViTA
         }
         linear_backward(a->datty, g->blocks[l].proj_w, g->blocks[l].proj_b, dbr, atty,
                         w->blocks[l].proj_w, (int)BT, D, D);
-        attention_backward(a->dqkv, a->datt, a->datty, qkv, att, B, T, D, NH);
+        attention_backward(a->dqkv, a->datty, qkv, att, B, T, D, NH);
         layernorm_forward(a->ln, NULL, NULL, xin, w->blocks[l].ln1_w, w->blocks[l].ln1_b,
                           (int)BT, D, cfg->ln_eps);
         linear_backward(a->dln, g->blocks[l].qkv_w, g->blocks[l].qkv_b, a->dqkv, a->ln,
