@@ -58,7 +58,7 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
                         int T, int D, int NH);
 
 // ---- residual stream / drop path ----
-// out[b] = scale[b]·dout[b] for samples of n floats (per-sample stochastic
+// out[b] = scale[b]·inp[b] for samples of n floats (per-sample stochastic
 // depth mask factor; 0 or 1/keep). out (B,n).
 void scale_rows_forward(float *out, const float *inp, const float *scale, int B, size_t n);
 
