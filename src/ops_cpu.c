@@ -313,25 +313,34 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
 
 // ---------------------------------------------------------------- attention
 
-// One softmax row in place (the scale is already applied).
+// One softmax row in place (the scale is already applied). The exps run
+// four vectors at a time: independent chains keep the FP pipes busy.
 static void softmax_row(float *r, int T) {
     float mx = r[0];
 #pragma omp simd reduction(max : mx)
     for (int j = 1; j < T; j++) mx = r[j] > mx ? r[j] : mx;
-    vf8 vs = V8(0.0f);
+    vf8 s0 = V8(0.0f), s1 = s0, s2 = s0, s3 = s0;
+    int j = 0;
+    for (; j + 32 <= T; j += 32) {
+        vf8 e0 = vexp_neg(vload8(r + j) - mx), e1 = vexp_neg(vload8(r + j + 8) - mx);
+        vf8 e2 = vexp_neg(vload8(r + j + 16) - mx), e3 = vexp_neg(vload8(r + j + 24) - mx);
+        vstore8(r + j, e0), vstore8(r + j + 8, e1), vstore8(r + j + 16, e2), vstore8(r + j + 24, e3);
+        s0 += e0, s1 += e1, s2 += e2, s3 += e3;
+    }
     float sum = 0.0f;
-    for (int j = 0; j < T; j += 8) {
+    for (; j < T; j += 8) {
         int k = T - j < 8 ? T - j : 8;
         vf8 e = vexp_neg(vload(r + j, k) - mx);
         vstore(r + j, e, k);
-        if (k == 8) vs += e;
+        if (k == 8) s0 += e;
         else
             for (int q = 0; q < k; q++) sum += e[q];
     }
+    vf8 vs = (s0 + s1) + (s2 + s3);
     for (int q = 0; q < 8; q++) sum += vs[q];
     float inv = 1.0f / sum;
 #pragma omp simd
-    for (int j = 0; j < T; j++) r[j] *= inv;
+    for (int i = 0; i < T; i++) r[i] *= inv;
 }
 
 // Attention runs one (sample, head) pair per task inside a single OpenMP
