@@ -208,6 +208,9 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
 // A row tail is computed in a zero-padded vector, so every element goes
 // through the same arithmetic.
 typedef float vf8 __attribute__((vector_size(32)));
+// Functions whose multiply-adds may be fused (FMA): the vector maths and the
+// attention kernel. The whole file cannot be: -std=c11 turns contraction off.
+#define FMA_FN __attribute__((optimize("fp-contract=fast")))
 typedef int32_t vi8 __attribute__((vector_size(32)));
 #define V8(c) ((vf8){(c), (c), (c), (c), (c), (c), (c), (c)})
 #define V8I(c) ((vi8){(c), (c), (c), (c), (c), (c), (c), (c)})
@@ -236,7 +239,7 @@ static inline void vstore(float *p, vf8 v, int n) {
 
 // exp(x) for x <= 0: Cody-Waite range reduction and the Cephes polynomial,
 // ~1 ulp; inputs below -87 are clamped (result ~1e-38 instead of 0).
-static inline vf8 vexp_neg(vf8 x) {
+FMA_FN static inline vf8 vexp_neg(vf8 x) {
     vi8 lo = x < V8(-87.0f);
     x = (vf8)(((vi8)x & ~lo) | ((vi8)V8(-87.0f) & lo));
     vf8 y = x * 1.44269504088896341f + 0.5f;
@@ -257,7 +260,7 @@ static inline vf8 vexp_neg(vf8 x) {
 
 // erf as PyTorch's vectorised CPU kernel computes it (Abramowitz & Stegun
 // 7.1.26, |error| < 1.5e-7), so our GELU tracks nn.GELU() on CPU.
-static inline vf8 verf(vf8 x) {
+FMA_FN static inline vf8 verf(vf8 x) {
     vi8 sign = (vi8)x & V8I((int32_t)0x80000000u);
     vf8 ax = (vf8)((vi8)x & V8I(0x7fffffff));
     vf8 t = 1.0f / (0.3275911f * ax + 1.0f);
@@ -268,9 +271,9 @@ static inline vf8 verf(vf8 x) {
     return (vf8)((vi8)y | sign);
 }
 
-static inline vf8 vgelu(vf8 x) { return x * 0.5f * (1.0f + verf(x * (float)M_SQRT1_2)); }
+FMA_FN static inline vf8 vgelu(vf8 x) { return x * 0.5f * (1.0f + verf(x * (float)M_SQRT1_2)); }
 
-static inline vf8 vgelu_grad(vf8 x, vf8 dy) {
+FMA_FN static inline vf8 vgelu_grad(vf8 x, vf8 dy) {
     vf8 cdf = 0.5f * (1.0f + verf(x * (float)M_SQRT1_2));
     vf8 pdf = 0.3989422804014327f * vexp_neg(x * x * -0.5f);
     return dy * (cdf + x * pdf);
@@ -278,7 +281,7 @@ static inline vf8 vgelu_grad(vf8 x, vf8 dy) {
 
 // 32 elements per step: four independent dependency chains keep the FP
 // pipes busy (one chain is ~40 dependent operations long).
-void gelu_forward(float *out, const float *inp, size_t n) {
+FMA_FN void gelu_forward(float *out, const float *inp, size_t n) {
     size_t nb = n / 32;
 #pragma omp parallel for if (n > PAR_MIN_WORK)
     for (size_t v = 0; v < nb; v++) {
@@ -294,7 +297,7 @@ void gelu_forward(float *out, const float *inp, size_t n) {
     }
 }
 
-void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+FMA_FN void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
     size_t nb = n / 32;
 #pragma omp parallel for if (n > PAR_MIN_WORK)
     for (size_t v = 0; v < nb; v++) {
@@ -315,7 +318,7 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
 
 // One softmax row in place (the scale is already applied). The exps run
 // four vectors at a time: independent chains keep the FP pipes busy.
-static void softmax_row(float *r, int T) {
+FMA_FN static void softmax_row(float *r, int T) {
     float mx = r[0];
 #pragma omp simd reduction(max : mx)
     for (int j = 1; j < T; j++) mx = r[j] > mx ? r[j] : mx;
@@ -349,7 +352,6 @@ static void softmax_row(float *r, int T) {
 // instead of one BLAS call per head avoids thousands of thread hand-offs.
 // Operands are packed into zero-padded buffers (rows to a multiple of 4,
 // columns to a multiple of 16) so the kernel has no edge cases.
-#define FMA_FN __attribute__((optimize("fp-contract=fast")))
 #define RUP(x, m) (((x) + (m) - 1) / (m) * (m))
 
 // C (Mp x Np, ldc) = alpha · A (Mp x K, lda) · B (K x Np, ldb); Mp % 6 == 0,
@@ -410,7 +412,7 @@ static void unpack(float *dst, int ld, const float *src, int lds, int rows, int 
         memcpy(dst + (size_t)r * ld, src + (size_t)r * lds, (size_t)cols * sizeof(float));
 }
 
-void attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int NH) {
+FMA_FN void attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int NH) {
     // Rows padded for the 6-row tile (Tr), columns for the 16-wide one (Tc).
     int hd = D / NH, D3 = 3 * D, Tr = RUP(T, 6), Tc = RUP(T, 16), hp = RUP(hd, 16);
     int Tn = Tr > Tc ? Tr : Tc;
