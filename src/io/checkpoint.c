@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "io/atomic_file.h"
 #include "io/xxh64.h"
 
 #define CKPT_MAGIC "DINOCKPT"
@@ -72,15 +73,14 @@ typedef struct {
 } WTensor;
 
 struct CkptWriter {
-    char *path, *tmp;
+    char *path;
     MetaKV *meta;
     int n_meta, cap_meta;
     WTensor *t;
     int n_t, cap_t;
     // streaming state while committing
-    FILE *f;
+    AtomicFile *f;
     Xxh64State h;
-    int io_errno;
 };
 
 CkptWriter *ckpt_writer_open(const char *path, char *err, size_t errlen) {
@@ -93,11 +93,8 @@ CkptWriter *ckpt_writer_open(const char *path, char *err, size_t errlen) {
         return NULL;
     }
     CkptWriter *w = callocCheck(1, sizeof *w);
-    size_t n = strlen(path);
-    w->path = mallocCheck(n + 1);
-    memcpy(w->path, path, n + 1);
-    w->tmp = mallocCheck(n + 5);
-    snprintf(w->tmp, n + 5, "%s.tmp", path);
+    w->path = strdup(path);
+    DINO_ASSERT(w->path);
     return w;
 }
 
@@ -161,15 +158,14 @@ static void writer_free(CkptWriter *w) {
     free(w->meta);
     free(w->t);
     free(w->path);
-    free(w->tmp);
     free(w);
 }
 
-// Writes and hashes; remembers the first error (errno) and then does nothing.
+// Hashes and writes (the atomic file remembers the first error).
 static void w_bytes(CkptWriter *w, const void *p, size_t n) {
-    if (w->io_errno || n == 0) return;
+    if (n == 0) return;
     xxh64_update(&w->h, p, n);
-    if (fwrite(p, 1, n, w->f) != n) w->io_errno = errno ? errno : EIO;
+    atomic_write(w->f, p, n);
 }
 static void w_u32(CkptWriter *w, uint32_t v) {
     uint8_t b[4];
@@ -191,27 +187,6 @@ static void w_zeros(CkptWriter *w, size_t n) {
 }
 static uint64_t align_up(uint64_t x) { return (x + CKPT_ALIGN - 1) / CKPT_ALIGN * CKPT_ALIGN; }
 
-static int fsync_parent_dir(const char *path) {
-    char *dir = strdup(path);
-    DINO_ASSERT(dir);
-    char *slash = strrchr(dir, '/');
-    if (!slash) {
-        strcpy(dir, ".");
-    } else if (slash == dir) {
-        dir[1] = 0;
-    } else {
-        *slash = 0;
-    }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    free(dir);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    // Some filesystems refuse fsync on a directory; the rename already happened.
-    if (rc != 0 && (errno == EINVAL || errno == EROFS)) rc = 0;
-    close(fd);
-    return rc;
-}
-
 int ckpt_writer_commit(CkptWriter *w, char *err, size_t errlen) {
     DINO_ASSERT(w);
     // Header length, then the data layout.
@@ -228,15 +203,12 @@ int ckpt_writer_commit(CkptWriter *w, char *err, size_t errlen) {
     }
     uint64_t data_len = pos;
 
-    w->f = fopen(w->tmp, "wb");
+    w->f = atomic_open(w->path, err, errlen);
     if (!w->f) {
-        set_err(err, errlen, "cannot write %s: %s", w->tmp, strerror(errno));
         writer_free(w);
         return -1;
     }
-    setvbuf(w->f, NULL, _IOFBF, 1 << 20);
     xxh64_init(&w->h, 0);
-    w->io_errno = 0;
 
     w_bytes(w, CKPT_MAGIC, 8);
     w_u32(w, CKPT_VERSION);
@@ -274,36 +246,12 @@ int ckpt_writer_commit(CkptWriter *w, char *err, size_t errlen) {
     }
     // The checksum itself is not hashed.
     uint64_t digest = xxh64_digest(&w->h);
-    if (!w->io_errno) {
-        uint8_t b[8];
-        for (int i = 0; i < 8; i++) b[i] = (uint8_t)(digest >> (8 * i));
-        if (fwrite(b, 1, 8, w->f) != 8) w->io_errno = errno ? errno : EIO;
-    }
-    if (!w->io_errno && fflush(w->f) != 0) w->io_errno = errno ? errno : EIO;
-    if (!w->io_errno && fsync(fileno(w->f)) != 0) w->io_errno = errno ? errno : EIO;
-    if (fclose(w->f) != 0 && !w->io_errno) w->io_errno = errno ? errno : EIO;
-    w->f = NULL;
-    if (w->io_errno) {
-        set_err(err, errlen, "cannot write %s: %s (the previous file, if any, is untouched)",
-                w->path, strerror(w->io_errno));
-        unlink(w->tmp);
-        writer_free(w);
-        return -1;
-    }
-    if (rename(w->tmp, w->path) != 0) {
-        set_err(err, errlen, "cannot rename %s to %s: %s", w->tmp, w->path, strerror(errno));
-        unlink(w->tmp);
-        writer_free(w);
-        return -1;
-    }
-    if (fsync_parent_dir(w->path) != 0) {
-        set_err(err, errlen, "wrote %s but could not fsync its directory: %s", w->path,
-                strerror(errno));
-        writer_free(w);
-        return -1;
-    }
+    uint8_t b[8];
+    for (int i = 0; i < 8; i++) b[i] = (uint8_t)(digest >> (8 * i));
+    atomic_write(w->f, b, 8);
+    int rc = atomic_commit(w->f, err, errlen);
     writer_free(w);
-    return 0;
+    return rc;
 }
 
 // ---------------------------------------------------------------- reading
