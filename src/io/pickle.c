@@ -301,7 +301,7 @@ static PickleValue *tensor_from_args(PickleDoc *d, const PickleValue *args) {
         }
     }
     if (!empty && last >= st->numel)
-        fail(d, "a tensor reaches element %llu of storage '%s', which has only %llu elements",
+        fail(d, "a tensor reaches outside its storage: element %llu of storage '%s', which has %llu",
              (unsigned long long)last, st->s, (unsigned long long)st->numel);
     return t;
 }
