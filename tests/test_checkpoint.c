@@ -120,6 +120,14 @@ static void test_round_trip(void) {
               strcmp(ckpt_meta(c, "config.json"), "{\"dim\": 128, \"depth\": 2}") == 0,
           "JSON metadata value");
     CHECK(ckpt_meta(c, "absent") == NULL, "absent metadata is NULL");
+    const char *k0, *v0, *k3, *v3;
+    int nm = ckpt_n_meta(c);
+    if (nm == 4) {
+        ckpt_meta_at(c, 0, &k0, &v0);
+        ckpt_meta_at(c, 3, &k3, &v3);
+    }
+    CHECK(nm == 4 && !strcmp(k0, "format") && !strcmp(v0, "dino.c-test") && !strcmp(k3, "config.json"),
+          "metadata listed in file order");
     CHECK(ckpt_tensor(c, "absent") == NULL, "absent tensor is NULL");
     struct {
         const char *name;

@@ -17,6 +17,8 @@
 #include "io/checkpoint.h"
 #include "io/model_io.h"
 #include "io/safetensors.h"
+#include "rng.h"
+#include "vit.h"
 #include "testlib.h"
 
 static Fixture g_fx;
@@ -192,7 +194,10 @@ static void test_round_trips(void) {
     }
 }
 
-// A native training checkpoint laid out as docs/FORMATS.md §1.2 describes.
+// Native training checkpoints laid out as docs/FORMATS.md §1.2 describes, as
+// src/train/trainer.c writes them ("student."/"teacher." prefixes, optimizer
+// moments, an int64 step tensor, the centre, "format" and "arg.*" metadata),
+// with and without model_meta_write's "vit.*"/"head.*" entries.
 static void test_native_training_checkpoint(void) {
     char err[1024];
     DinoModel a;
@@ -203,38 +208,65 @@ static void test_native_training_checkpoint(void) {
     }
     float *ps = malloc(a.table.total * sizeof(float));
     for (size_t i = 0; i < a.table.total; i++) ps[i] = pa[i] * 0.5f + 1.0f;
-    const char *path = tmp_path("train.dino");
-    CkptWriter *w = ckpt_writer_open(path, err, sizeof err);
-    ckpt_add_meta(w, "dino.kind", "train");
-    ckpt_add_meta(w, "epoch", "5");
-    model_meta_write(w, &a);
-    char name[160];
-    for (int i = 0; i < a.table.n; i++) {
-        const ParamInfo *pi = &a.table.p[i];
-        snprintf(name, sizeof name, "student.%s", pi->name);
-        ckpt_add_tensor(w, name, DT_F32, pi->ndim, pi->shape, ps + pi->offset);
-        snprintf(name, sizeof name, "teacher.%s", pi->name);
-        ckpt_add_tensor(w, name, DT_F32, pi->ndim, pi->shape, pa + pi->offset);
-        snprintf(name, sizeof name, "optim.exp_avg.%s", pi->name);
-        ckpt_add_tensor(w, name, DT_F32, pi->ndim, pi->shape, ps + pi->offset);
+    for (int variant = 0; variant < 2; variant++) {
+        const char *path = tmp_path(variant ? "train_meta.dino" : "train.dino");
+        CkptWriter *w = ckpt_writer_open(path, err, sizeof err);
+        ckpt_add_meta(w, "format", "dino.c training checkpoint");
+        ckpt_add_meta(w, "epoch", "5");
+        ckpt_add_meta(w, "arg.norm_last_layer", "1");
+        if (variant) model_meta_write(w, &a);
+        else ckpt_add_meta(w, "arg.num_heads", "2");
+        char name[160];
+        for (int i = 0; i < a.table.n; i++) {
+            const ParamInfo *pi = &a.table.p[i];
+            snprintf(name, sizeof name, "student.%s", pi->name);
+            ckpt_add_tensor(w, name, DT_F32, pi->ndim, pi->shape, ps + pi->offset);
+        }
+        for (int i = 0; i < a.table.n; i++) {
+            const ParamInfo *pi = &a.table.p[i];
+            snprintf(name, sizeof name, "teacher.%s", pi->name);
+            ckpt_add_tensor(w, name, DT_F32, pi->ndim, pi->shape, pa + pi->offset);
+            snprintf(name, sizeof name, "optimizer.m.%s", pi->name);
+            ckpt_add_tensor(w, name, DT_F32, pi->ndim, pi->shape, ps + pi->offset);
+        }
+        static int64_t steps[64];
+        int64_t ns[1] = {a.table.n}, cs[2] = {1, 32};
+        ckpt_add_tensor(w, "optimizer.step", DT_I64, 1, ns, steps);
+        ckpt_add_tensor(w, "dino_loss.center", DT_F32, 2, cs, ps);
+        CHECK(ckpt_writer_commit(w, err, sizeof err) == 0, "write a native training checkpoint");
+        DinoModel b;
+        float *pb;
+        int rc = model_load(path, NULL, &b, &pb, err, sizeof err);
+        int heads_ok = rc == 0 && b.vit.heads == (variant ? 1 : 2);
+        if (heads_ok) b.vit.heads = a.vit.heads;
+        CHECK(rc == 0 && heads_ok && configs_equal(&a, &b) && params_equal(&a, pa, &b, pb),
+              "native training checkpoint%s: the teacher by default, heads from the metadata (%s)",
+              variant ? " with model metadata" : "", rc ? err : "ok");
+        if (!rc) { free(pb); model_free(&b); }
+        ModelLoadOptions opt = {"student", MODEL_HEAD_AUTO, 0};
+        rc = model_load(path, &opt, &b, &pb, err, sizeof err);
+        int same = rc == 0 && b.table.total == a.table.total &&
+                   memcmp(pb, ps, a.table.total * sizeof(float)) == 0;
+        CHECK(same, "native training checkpoint: --checkpoint_key student (%s)", rc ? err : "ok");
+        if (!rc) { free(pb); model_free(&b); }
+        opt.checkpoint_key = "ema";
+        rc = model_load(path, &opt, &b, &pb, err, sizeof err);
+        CHECK(rc == -1 && strstr(err, "'ema'") && pb == NULL && b.table.n == 0,
+              "an absent checkpoint key in a training checkpoint is refused: %s", err);
     }
-    CHECK(ckpt_writer_commit(w, err, sizeof err) == 0, "write a native training checkpoint");
-    DinoModel b;
-    float *pb;
-    int rc = model_load(path, NULL, &b, &pb, err, sizeof err);
-    CHECK(rc == 0 && configs_equal(&a, &b) && params_equal(&a, pa, &b, pb),
-          "native training checkpoint: the teacher by default (%s)", rc ? err : "ok");
-    if (!rc) { free(pb); model_free(&b); }
-    ModelLoadOptions opt = {"student", MODEL_HEAD_AUTO, 0};
-    rc = model_load(path, &opt, &b, &pb, err, sizeof err);
-    int same = rc == 0 && b.table.total == a.table.total &&
-               memcmp(pb, ps, a.table.total * sizeof(float)) == 0;
-    CHECK(same, "native training checkpoint: --checkpoint_key student (%s)", rc ? err : "ok");
-    if (!rc) { free(pb); model_free(&b); }
-    opt.checkpoint_key = "ema";
-    rc = model_load(path, &opt, &b, &pb, err, sizeof err);
-    CHECK(rc == -1 && strstr(err, "'ema'") && pb == NULL && b.table.n == 0,
-          "an absent checkpoint key in a training checkpoint is refused: %s", err);
+    // dino info on it lists progress metadata.
+    const char *out = tmp_path("info_native.txt");
+    FILE *f = fopen(out, "w");
+    int rc = model_describe(tmp_path("train.dino"), NULL, f, 0, err, sizeof err);
+    fclose(f);
+    char buf[16384];
+    f = fopen(out, "r");
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    CHECK(rc == 0 && strstr(buf, "training checkpoint") && strstr(buf, "epoch: 5") &&
+              strstr(buf, "model: 'teacher'") && strstr(buf, "heads=2"),
+          "info on a native training checkpoint shows its kind, epoch and the teacher's architecture");
     free(ps);
     free(pa);
     model_free(&a);
@@ -356,6 +388,69 @@ static void test_heads_and_refusals(void) {
     model_free(&a);
 }
 
+
+// PyTorch's forward outputs (timm VisionTransformer.forward_features for the
+// timm/DINO files, transformers ViTModel last_hidden_state for the HF file,
+// the DINO head on the teacher's CLS features) against ours on the loaded
+// weights, for inputs regenerated with fixture_fill. float32 throughout;
+// tolerance 1e-5 absolute (observed ~1.5e-6 from summation order; using
+// eps 1e-6 instead of HF's 1e-12 for the HF file moves its output by 8e-5).
+static void test_forward(void) {
+    struct {
+        const char *file, *key, *want;
+        uint64_t seed;
+        int img;
+        int head;
+    } cases[] = {
+        {"io_vit_bb.pth", NULL, "fwd/bb/input_seed4242", 4242, 8, 0},
+        {"io_vit_timm.safetensors", NULL, "fwd/bb/input_seed4242", 4242, 8, 0},
+        {"io_vit_hf.safetensors", NULL, "fwd/hf/input_seed4242", 4242, 8, 0},
+        {"io_vit2h_bf16.safetensors", NULL, "fwd/bf16_2h/input_seed4243", 4243, 4, 0},
+        {"io_vit_train.pth", "teacher", "fwd/teacher_head/input_seed4242", 4242, 8, 1},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char err[1024];
+        DinoModel m;
+        float *p;
+        ModelLoadOptions opt = {cases[c].key, cases[c].head ? MODEL_HEAD_REQUIRE : MODEL_HEAD_NONE, 0};
+        if (model_load(test_fixture_path(cases[c].file), &opt, &m, &p, err, sizeof err)) {
+            CHECK(0, "load %s: %s", cases[c].file, err);
+            continue;
+        }
+        const FixtureTensor *want = fixture_get(&g_fx, cases[c].want);
+        int B = 2, S = cases[c].img, C = m.vit.in_chans;
+        float *x = malloc((size_t)B * C * S * S * sizeof(float));
+        fixture_fill(x, (size_t)B * C * S * S, cases[c].seed, -1.0f, 1.0f);
+        ViTWeights vw;
+        HeadWeights hw;
+        model_bind(&m, p, &vw, m.has_head ? &hw : NULL);
+        ViTActs *a = vit_acts_create(&m.vit, B, S, S, 0);
+        vit_forward(&m.vit, &vw, a, x, B, NULL);
+        const float *out = vit_output(a);
+        int T = vit_acts_tokens(a), D = m.vit.dim;
+        char what[200];
+        snprintf(what, sizeof what, "%s: forward matches PyTorch (%s)", cases[c].file, cases[c].want);
+        if (!cases[c].head) {
+            CHECK(want->numel == (size_t)B * T * D, "%s: output size %d x %d x %d", cases[c].file, B, T, D);
+            if (want->numel == (size_t)B * T * D) test_close(what, out, want->data, want->numel, 1e-5, 0);
+        } else {
+            float *cls = malloc((size_t)B * D * sizeof(float));
+            for (int b = 0; b < B; b++) memcpy(cls + (size_t)b * D, out + (size_t)b * T * D, (size_t)D * sizeof(float));
+            HeadActs *ha = head_acts_create(&m.head, B, 0);
+            head_forward(&m.head, &hw, ha, cls, B);
+            CHECK(want->numel == (size_t)B * m.head.out_dim, "head output size %d x %d", B, m.head.out_dim);
+            if (want->numel == (size_t)B * m.head.out_dim)
+                test_close(what, head_output(ha), want->data, want->numel, 1e-5, 0);
+            head_acts_free(ha);
+            free(cls);
+        }
+        vit_acts_free(a);
+        free(x);
+        free(p);
+        model_free(&m);
+    }
+}
+
 static void test_describe(void) {
     char err[1024];
     const char *path = tmp_path("info.txt");
@@ -382,6 +477,7 @@ int main(void) {
     test_round_trips();
     test_native_training_checkpoint();
     test_heads_and_refusals();
+    test_forward();
     test_describe();
     fixture_free(&g_fx);
     char cmd[300];

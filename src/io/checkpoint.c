@@ -493,6 +493,14 @@ const char *ckpt_meta(const Ckpt *c, const char *key) {
     return NULL;
 }
 
+int ckpt_n_meta(const Ckpt *c) { return c->n_meta; }
+
+void ckpt_meta_at(const Ckpt *c, int i, const char **key, const char **value) {
+    DINO_ASSERT(i >= 0 && i < c->n_meta);
+    *key = c->keys[i];
+    *value = c->values[i];
+}
+
 int ckpt_n_tensors(const Ckpt *c) { return c->n_t; }
 
 const CkptTensor *ckpt_tensor_at(const Ckpt *c, int i) {

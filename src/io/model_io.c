@@ -292,6 +292,13 @@ static int count_tensors(const PickleValue *d) {
     return c;
 }
 
+// A native training checkpoint: ours ("dino.kind" = "train") or the
+// trainer's ("format" = "dino.c training checkpoint").
+static int native_is_training(const Ckpt *c) {
+    const char *k = ckpt_meta(c, "dino.kind"), *f = ckpt_meta(c, "format");
+    return (k && !strcmp(k, "train")) || (f && strstr(f, "training checkpoint"));
+}
+
 // Opens `path` in whichever format it is and selects the tensors of one model.
 static int source_open(Source *s, const char *path, const char *key, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
@@ -312,8 +319,7 @@ static int source_open(Source *s, const char *path, const char *key, char *err, 
         int n = ckpt_n_tensors(s->ck), with_prefix = 0;
         for (int i = 0; i < n; i++)
             if (starts_with(ckpt_tensor_at(s->ck, i)->name, prefix)) with_prefix++;
-        if (key && !with_prefix && ckpt_meta(s->ck, "dino.kind") &&
-            strcmp(ckpt_meta(s->ck, "dino.kind"), "train") == 0) {
+        if (key && !with_prefix && native_is_training(s->ck)) {
             set_err(err, errlen, "%s is a training checkpoint without a '%s' model", path, key);
             source_close(s);
             return -1;
@@ -517,7 +523,7 @@ static int infer_vit(Source *s, const ModelLoadOptions *opt, ViTConfig *cfg, cha
         return -1;
     }
     int heads = opt && opt->heads > 0 ? opt->heads : 0;
-    if (!heads) meta_int(s, "vit.heads", &heads);
+    if (!heads && !meta_int(s, "vit.heads", &heads)) meta_int(s, "arg.num_heads", &heads);
     if (!heads) {
         if (D % 64) {
             set_err(err, errlen, "%s: cannot infer the number of attention heads for D=%lld (not a "
@@ -605,7 +611,8 @@ static int infer_head(Source *s, int D, HeadConfig *h, char *err, size_t errlen)
     h->bottleneck = (int)last->shape[0];
     h->out_dim = (int)v->shape[0];
     int nll;
-    if (meta_int(s, "head.norm_last_layer", &nll) || pth_args_bool(s, "norm_last_layer", &nll)) {
+    if (meta_int(s, "head.norm_last_layer", &nll) || meta_int(s, "arg.norm_last_layer", &nll) ||
+        pth_args_bool(s, "norm_last_layer", &nll)) {
         h->norm_last_layer = nll != 0;
     } else {
         // Without a record, a weight_g of all ones means it was frozen at 1.
@@ -817,10 +824,8 @@ int model_describe(const char *path, const ModelLoadOptions *opt, FILE *out, int
     fprintf(out, "file: %s\n", path);
     switch (s.kind) {
         case SRC_NATIVE: {
-            const char *kind = ckpt_meta(s.ck, "dino.kind");
             fprintf(out, "format: dino.c native (%s), %d tensors\n",
-                    kind && !strcmp(kind, "train") ? "training checkpoint" : "model",
-                    ckpt_n_tensors(s.ck));
+                    native_is_training(s.ck) ? "training checkpoint" : "model", ckpt_n_tensors(s.ck));
             break;
         }
         case SRC_PTH: fprintf(out, "format: PyTorch torch.save zip (.pth)\n"); break;
@@ -832,15 +837,15 @@ int model_describe(const char *path, const ModelLoadOptions *opt, FILE *out, int
     if (s.kind == SRC_NATIVE || s.kind == SRC_SAFE) {
         int nm = s.kind == SRC_NATIVE ? 0 : s.sf->n_meta;
         if (s.kind == SRC_NATIVE) {
-            // ckpt.h has no metadata iterator: show the keys this project writes.
-            static const char *const keys[] = {"dino.kind", "epoch", "iteration", "step",
-                                               "total_epochs", "loss", "seed", "arch", "args"};
+            // Every entry except the trainer's per-flag "arg.*" copies (its
+            // "args" entry holds them all).
             int any = 0;
-            for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-                const char *v = ckpt_meta(s.ck, keys[i]);
-                if (!v) continue;
+            for (int i = 0; i < ckpt_n_meta(s.ck); i++) {
+                const char *k, *v;
+                ckpt_meta_at(s.ck, i, &k, &v);
+                if (starts_with(k, "arg.")) continue;
                 if (!any++) fprintf(out, "metadata:\n");
-                fprintf(out, "  %s: %.200s\n", keys[i], v);
+                fprintf(out, "  %s: %.300s%s\n", k, v, strlen(v) > 300 ? "..." : "");
             }
         }
         for (int i = 0; i < nm; i++) {
