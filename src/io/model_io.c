@@ -423,7 +423,11 @@ static int entry_read(Source *s, Entry *e, float *out, char *err, size_t errlen)
         else for (size_t i = 0; i < e->numel; i++) out[i] = ckpt_elem(e->ct, i);
         return 0;
     }
-    if (e->pv) return pth_tensor_read_f32(s->pth, e->pv, out, err, errlen);
+    if (e->pv) {
+        int rc = pth_tensor_read_f32(s->pth, e->pv, out, err, errlen);
+        pth_release_storages(s->pth);
+        return rc;
+    }
     if (e->st) return safetensors_read_f32(s->sf, e->st, out, err, errlen);
     DINO_ASSERT(0);
     return -1;

@@ -255,6 +255,11 @@ PthFile *pth_open(const char *path, char *err, size_t errlen) {
     return f;
 }
 
+void pth_release_storages(PthFile *f) {
+    for (int i = 0; i < f->n_cache; i++) free(f->cache[i].bytes);
+    f->n_cache = 0;
+}
+
 size_t pth_tensor_numel(const PickleValue *t) {
     size_t n = 1;
     for (int k = 0; k < t->ndim; k++) n *= (size_t)t->shape[k];
