@@ -379,6 +379,8 @@ static void test_heads_and_refusals(void) {
     rc = model_load(test_fixture_path("io_evil_os_system.pth"), NULL, &m, &p, err, sizeof err);
     CHECK(rc == -1 && strstr(err, "os.system") && access("/tmp/dino_pwned", F_OK) != 0,
           "a hostile .pth is refused and nothing ran: %s", err);
+    rc = model_load(test_fixture_path("io_evil_short_storage.pth"), NULL, &m, &p, err, sizeof err);
+    CHECK(rc == -1 && strstr(err, "40 bytes"), "a storage shorter than declared is refused before allocating: %s", err);
     rc = model_load(test_fixture_path("io_misc_p2.pth"), NULL, &m, &p, err, sizeof err);
     CHECK(rc == -1 && strstr(err, "not a supported ViT"), "a dict of unrelated tensors is refused: %s", err);
     rc = model_load(tmp_path("absent.pth"), NULL, &m, &p, err, sizeof err);

@@ -268,11 +268,20 @@ static int normalise(Source *s, char *err, size_t errlen) {
     return 0;
 }
 
-static int collect_pth_dict(Source *s, const PickleValue *d) {
+// Collects the tensors of one dict. A tensor with more elements than its
+// storage (a broadcast view with zero strides) is no model parameter and
+// could make us allocate without bound: refused.
+static int collect_pth_dict(Source *s, const PickleValue *d, char *err, size_t errlen) {
     int count = 0;
     for (size_t i = 0; i + 1 < d->n; i += 2) {
         const PickleValue *k = d->items[i], *v = d->items[i + 1];
         if (k->type != PV_STR || v->type != PV_TENSOR) continue;
+        if (pth_tensor_numel(v) > v->storage->numel) {
+            set_err(err, errlen, "%s: tensor '%.100s' is a broadcast view larger than its storage, "
+                    "not a model parameter", s->path, k->s);
+            return -1;
+        }
+        if (pth_storage_check(s->pth, v->storage, err, errlen)) return -1;
         Entry *e = add_entry(s, k->s);
         e->pv = v;
         e->dtype = pickle_storage_name(v->storage->st);
@@ -371,7 +380,10 @@ static int source_open(Source *s, const char *path, const char *key, char *err, 
             return -1;
         }
         s->dict = d;
-        collect_pth_dict(s, d);
+        if (collect_pth_dict(s, d, err, errlen) < 0) {
+            source_close(s);
+            return -1;
+        }
     } else if (safetensors_sniff(path)) {
         s->kind = SRC_SAFE;
         s->sf = safetensors_open(path, err, errlen);
@@ -671,7 +683,10 @@ static int load_from_source(Source *s, const ModelLoadOptions *opt, DinoModel *m
         }
     }
     model_build(m, &vit, has_head ? &head : NULL, has_head);
-    float *p = alignedAllocCheck(m->table.total * sizeof(float) + 64);
+    float *p = NULL;
+    // Every tensor is found and its shape checked before memory is allocated,
+    // so the allocation is bounded by what the file really holds.
+    Entry **src = mallocCheck((size_t)m->table.n * sizeof *src);
     for (int i = 0; i < m->table.n; i++) {
         const ParamInfo *pi = &m->table.p[i];
         const char *nm = pi->name;
@@ -688,8 +703,11 @@ static int load_from_source(Source *s, const ModelLoadOptions *opt, DinoModel *m
             set_err(err, errlen, "%s: tensor '%s' has shape %s, expected %s", s->path, e->orig, b, a);
             goto fail;
         }
-        if (entry_read(s, e, p + pi->offset, err, errlen)) goto fail;
+        src[i] = e;
     }
+    p = alignedAllocCheck(m->table.total * sizeof(float) + 64);
+    for (int i = 0; i < m->table.n; i++)
+        if (entry_read(s, src[i], p + m->table.p[i].offset, err, errlen)) goto fail;
     // A tensor of the backbone that was not used means a model we do not
     // understand (e.g. more blocks than the numbering suggests).
     for (int i = 0; i < s->n; i++) {
@@ -707,9 +725,11 @@ static int load_from_source(Source *s, const ModelLoadOptions *opt, DinoModel *m
             goto fail;
         }
     }
+    free(src);
     *params = p;
     return 0;
 fail:
+    free(src);
     free(p);
     model_free(m);
     memset(m, 0, sizeof *m);

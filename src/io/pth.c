@@ -47,11 +47,12 @@ static const uint8_t LEGACY_MAGIC[15] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9
 int pth_sniff(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return 0;
-    uint8_t b[16];
+    uint8_t b[512];
     size_t n = fread(b, 1, sizeof b, f);
     fclose(f);
     if (n >= 4 && memcmp(b, "PK\x03\x04", 4) == 0) return 1;
     if (n >= 15 && memcmp(b, LEGACY_MAGIC, 15) == 0) return 1;
+    if (n >= 262 && memcmp(b + 257, "ustar", 5) == 0) return 1;  // oldest torch format: refused by pth_open
     return 0;
 }
 
@@ -253,6 +254,25 @@ PthFile *pth_open(const char *path, char *err, size_t errlen) {
         return NULL;
     }
     return f;
+}
+
+int pth_storage_check(PthFile *f, const PickleValue *s, char *err, size_t errlen) {
+    char name[512];
+    snprintf(name, sizeof name, "%sdata/%s", f->root, s->s);
+    zip_int64_t idx = zip_name_locate(f->za, name, 0);
+    zip_stat_t st;
+    zip_stat_init(&st);
+    if (idx < 0 || zip_stat_index(f->za, (zip_uint64_t)idx, 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE)) {
+        set_err(err, errlen, "%s has no entry %s (an incomplete or non-PyTorch zip)", f->path, name);
+        return -1;
+    }
+    size_t es = pickle_storage_elsize(s->st);
+    if (s->numel > UINT64_MAX / es || st.size != s->numel * es) {
+        set_err(err, errlen, "%s: entry %s has %llu bytes but its tensors need %llu", f->path, name,
+                (unsigned long long)st.size, (unsigned long long)(s->numel * es));
+        return -1;
+    }
+    return 0;
 }
 
 void pth_release_storages(PthFile *f) {

@@ -28,6 +28,9 @@ size_t pth_tensor_numel(const PickleValue *t);
 // floats, C order), converting from its storage type (f64/f32/f16/bf16/ints).
 // 0, or -1 with err filled (missing or short storage, CRC mismatch, bool).
 int pth_tensor_read_f32(PthFile *f, const PickleValue *t, float *out, char *err, size_t errlen);
+// Checks, without reading it, that a storage's zip entry exists with the
+// size its persistent id declares. 0, or -1 with err filled.
+int pth_storage_check(PthFile *f, const PickleValue *storage, char *err, size_t errlen);
 // Frees the storages read so far (they are re-read if asked for again), so
 // loading a model needs memory for the model plus one storage, not two copies.
 void pth_release_storages(PthFile *f);
