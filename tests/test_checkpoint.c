@@ -306,8 +306,8 @@ static void test_forged(void) {
 }
 
 static void test_failing_writes(void) {
-    char err[512];
-    const char *path = tmp_path("keep.dino");
+    char err[512], path[512];
+    snprintf(path, sizeof path, "%s", tmp_path("keep.dino"));  // tmp_path's buffers rotate
     CHECK(write_sample(path, 0, err, sizeof err) == 0, "write the file to keep");
     size_t n0;
     uint8_t *before = slurp(path, &n0);
@@ -343,12 +343,23 @@ static void test_failing_writes(void) {
     CHECK(after && n1 == n0 && memcmp(before, after, n0) == 0, "the previous file is untouched");
     free(after);
 
-    // 3. The target directory does not exist.
+    // 3. A full disk: the temporary path is a symlink to /dev/full, so every
+    // write fails with ENOSPC.
+    if (symlink("/dev/full", tmp_path("keep.dino.tmp")) == 0) {
+        rc = write_sample(path, 1, err, sizeof err);
+        CHECK(rc == -1 && strstr(err, "No space left"), "a full disk (ENOSPC) returns an error: %s", err);
+        unlink(tmp_path("keep.dino.tmp"));
+        after = slurp(path, &n1);
+        CHECK(after && n1 == n0 && memcmp(before, after, n0) == 0, "the previous file is untouched");
+        free(after);
+    }
+
+    // 4. The target directory does not exist.
     CHECK(write_sample("/nonexistent-dir/x.dino", 0, err, sizeof err) == -1 &&
               strstr(err, "/nonexistent-dir/x.dino.tmp"),
           "a missing directory returns an error: %s", err);
 
-    // 4. A successful overwrite replaces the content.
+    // 5. A successful overwrite replaces the content.
     CHECK(write_sample(path, 1, err, sizeof err) == 0, "overwrite succeeds");
     Ckpt *c = ckpt_open(path, err, sizeof err);
     CHECK(c && strcmp(ckpt_meta(c, "epoch"), "8") == 0, "the new content is there");

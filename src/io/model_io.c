@@ -766,7 +766,15 @@ static int config_kv(const DinoModel *m, KV *kv) {
     PUT("vit.depth", "%d", m->vit.depth);
     PUT("vit.heads", "%d", m->vit.heads);
     PUT("vit.mlp_hidden", "%d", m->vit.mlp_hidden);
-    PUT("vit.ln_eps", "%.9g", (double)m->vit.ln_eps);
+    {
+        // The shortest text that reads back as the same float ("1e-06").
+        char e[32];
+        for (int prec = 1; prec <= 9; prec++) {
+            snprintf(e, sizeof e, "%.*g", prec, (double)m->vit.ln_eps);
+            if ((float)strtod(e, NULL) == m->vit.ln_eps) break;
+        }
+        PUT("vit.ln_eps", "%s", e);
+    }
     if (m->has_head) {
         PUT("head.out_dim", "%d", m->head.out_dim);
         PUT("head.nlayers", "%d", m->head.nlayers);
