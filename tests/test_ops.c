@@ -115,6 +115,10 @@ static void test_linear(void) {
     linear_residual_forward(out2, out2, x, w, b, NULL, 3, 1, C, OC);  // in place, no scale
     for (int i = 0; i < N * OC; i++) want[i] = res[i] + c.out[i];
     close_d("linear_residual_forward in place", out2, want, 12, TOL_FWD);
+    memcpy(out2, res, sizeof res);
+    linear_residual_forward(out2, out2, x, w, b, sc, 3, 1, C, OC);  // in place with scale
+    for (int i = 0; i < N * OC; i++) want[i] = res[i] + sc[i / OC] * c.out[i];
+    close_d("linear_residual_forward in place with scale", out2, want, 12, TOL_FWD);
     float sr[12];
     scale_rows_forward(sr, res, sc, 3, 4);
     for (int i = 0; i < 12; i++) want[i] = sc[i / 4] * res[i];
