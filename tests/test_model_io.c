@@ -125,6 +125,61 @@ static void test_formats(void) {
     }
 }
 
+// The same HF weights under transformers 5's module names (layers.N.attention.q_proj,
+// o_proj, mlp.fc1/fc2), with the "vit." prefix of ViTForImageClassification and a
+// pooler and classifier that must be dropped.
+static void test_hf_module_names(void) {
+    char err[1024];
+    SafeFile *f = safetensors_open(test_fixture_path("io_vit_hf.safetensors"), err, sizeof err);
+    if (!f) { CHECK(0, "open HF fixture: %s", err); return; }
+    static const char *const map[][2] = {
+        {"encoder.layer.", "layers."}, {"attention.attention.query", "attention.q_proj"},
+        {"attention.attention.key", "attention.k_proj"}, {"attention.attention.value", "attention.v_proj"},
+        {"attention.output.dense", "attention.o_proj"}, {"intermediate.dense", "mlp.fc1"},
+        {"output.dense", "mlp.fc2"},
+    };
+    int n = f->n;
+    SafeWriteTensor *t = calloc((size_t)n + 2, sizeof *t);
+    char (*names)[200] = calloc((size_t)n, sizeof *names);
+    float **data = calloc((size_t)n, sizeof *data);
+    for (int i = 0; i < n; i++) {
+        char tmp[200];
+        snprintf(tmp, sizeof tmp, "%s", f->t[i].name);
+        for (size_t k = 0; k < sizeof map / sizeof map[0]; k++) {
+            char *q = strstr(tmp, map[k][0]);
+            if (!q) continue;
+            char rest[200];
+            snprintf(rest, sizeof rest, "%s", q + strlen(map[k][0]));
+            snprintf(q, sizeof tmp - (size_t)(q - tmp), "%s%s", map[k][1], rest);
+        }
+        snprintf(names[i], sizeof names[i], "vit.%.180s", tmp);
+        data[i] = malloc(f->t[i].numel * sizeof(float));
+        safetensors_read_f32(f, &f->t[i], data[i], err, sizeof err);
+        t[i] = (SafeWriteTensor){names[i], f->t[i].ndim, f->t[i].shape, data[i]};
+    }
+    static float pool[64 * 64];
+    int64_t ps[2] = {64, 64}, cs[2] = {10, 64};
+    t[n] = (SafeWriteTensor){"vit.pooler.dense.weight", 2, ps, pool};
+    t[n + 1] = (SafeWriteTensor){"classifier.weight", 2, cs, pool};
+    const char *path = tmp_path("hf5.safetensors");
+    int rc = safetensors_write_f32(path, t, n + 2, NULL, 0, err, sizeof err);
+    DinoModel m;
+    float *p;
+    if (!rc) rc = model_load(path, NULL, &m, &p, err, sizeof err);
+    CHECK(rc == 0 && m.vit.ln_eps == 1e-12f && m.vit.depth == 2, "transformers 5 module names load (%s)",
+          rc ? err : "ok");
+    if (!rc) {
+        check_signatures("transformers 5 names", "bb", &m, p);
+        free(p);
+        model_free(&m);
+    }
+    for (int i = 0; i < n; i++) free(data[i]);
+    free(data);
+    free(names);
+    free(t);
+    safetensors_close(f);
+}
+
 static int params_equal(const DinoModel *a, const float *pa, const DinoModel *b, const float *pb) {
     if (a->table.n != b->table.n || a->table.total != b->table.total) return 0;
     for (int i = 0; i < a->table.n; i++)
@@ -476,6 +531,7 @@ int main(void) {
     mkdir(g_dir, 0700);
     g_fx = fixture_load("io_expect.dfx");
     test_formats();
+    test_hf_module_names();
     test_round_trips();
     test_native_training_checkpoint();
     test_heads_and_refusals();
