@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fixture.h"
@@ -508,6 +509,66 @@ static void test_forward(void) {
     }
 }
 
+// Runs `dino ARGS` (the binary next to this test's folder) and captures its
+// output. Returns the exit status, or -1 when the binary is not there.
+static int run_dino(const char *args, char *out, size_t outlen) {
+    char exe[1024], cmd[2048];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return -1;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');  // .../build/tests/test_model_io
+    if (!slash) return -1;
+    *slash = 0;
+    slash = strrchr(exe, '/');
+    if (!slash) return -1;
+    *slash = 0;  // .../build
+    snprintf(cmd, sizeof cmd, "%s/dino", exe);
+    if (access(cmd, X_OK) != 0) return -1;
+    snprintf(cmd, sizeof cmd, "%s/dino %s 2>&1", exe, args);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t k = fread(out, 1, outlen - 1, p);
+    out[k] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static void test_cli(void) {
+    static char out[65536];
+    char args[2048], err[1024];
+    const char *train = test_fixture_path("io_vit_train.pth");
+    int rc = run_dino("version", out, sizeof out);
+    if (rc < 0) {
+        printf("     build/dino not found next to the tests: CLI checks not run\n");
+        return;
+    }
+    snprintf(args, sizeof args, "convert %s %s", train, tmp_path("cli.safetensors"));
+    rc = run_dino(args, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "60880 parameters"), "dino convert .pth -> safetensors: %s", out);
+    DinoModel a, b;
+    float *pa, *pb;
+    if (rc == 0 && !model_load(train, NULL, &a, &pa, err, sizeof err)) {
+        int lr = model_load(tmp_path("cli.safetensors"), NULL, &b, &pb, err, sizeof err);
+        CHECK(lr == 0 && params_equal(&a, pa, &b, pb), "and the file holds the teacher, bit for bit");
+        if (!lr) { free(pb); model_free(&b); }
+        free(pa);
+        model_free(&a);
+    }
+    snprintf(args, sizeof args, "convert %s %s --checkpoint_key student --no_head", train, tmp_path("cli.dino"));
+    rc = run_dino(args, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "54080 parameters"), "dino convert --checkpoint_key student --no_head: %s", out);
+    snprintf(args, sizeof args, "info %s", train);
+    rc = run_dino(args, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "epoch: 3") && strstr(out, "parameters: 60880"), "dino info on a training checkpoint");
+    snprintf(args, sizeof args, "info %s", test_fixture_path("io_evil_eval.pth"));
+    rc = run_dino(args, out, sizeof out);
+    CHECK(rc == 1 && strstr(out, "builtins.eval") && strchr(out, '\n') == out + strlen(out) - 1,
+          "dino info on a hostile pickle: exit 1, one line: %s", out);
+    snprintf(args, sizeof args, "convert %s %s", train, tmp_path("x.pth"));
+    rc = run_dino(args, out, sizeof out);
+    CHECK(rc == 1 && strstr(out, "not supported"), "dino convert to .pth is refused: %s", out);
+}
+
 static void test_describe(void) {
     char err[1024];
     const char *path = tmp_path("info.txt");
@@ -537,6 +598,7 @@ int main(void) {
     test_heads_and_refusals();
     test_forward();
     test_describe();
+    test_cli();
     fixture_free(&g_fx);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
