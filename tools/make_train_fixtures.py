@@ -1,0 +1,244 @@
+"""Reference fixtures for the training code (tests/test_loss.c, test_optim.c,
+test_schedule.c, test_train_step.c), written from SPEC.md §4 and §6 with
+PyTorch and numpy as the oracle. Inputs come from fixture_io.fill so the C
+tests regenerate them instead of reading them.
+
+Usage: PY=$(tools/venv.sh); $PY tools/make_train_fixtures.py [loss|optim|schedule|step ...]
+"""
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_io import fill, write  # noqa: E402
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
+torch.set_num_threads(1)
+
+
+def T(a):
+    return torch.from_numpy(np.array(a, dtype=np.float32))
+
+
+def split_double(x):
+    """A double as two float32 values hi + lo (the fixture format is float32 only)."""
+    x = np.asarray(x, dtype=np.float64)
+    hi = x.astype(np.float32)
+    lo = (x - hi.astype(np.float64)).astype(np.float32)
+    return hi, lo
+
+
+# ---------------------------------------------------------------- loss (SPEC §4)
+class RefDINOLoss:
+    """DINOLoss as SPEC §4 describes it."""
+
+    def __init__(self, out_dim, ncrops, warmup_teacher_temp, teacher_temp,
+                 warmup_teacher_temp_epochs, nepochs, student_temp=0.1, center_momentum=0.9):
+        self.student_temp = student_temp
+        self.center_momentum = center_momentum
+        self.ncrops = ncrops
+        self.center = torch.zeros(1, out_dim)
+        self.teacher_temp_schedule = np.concatenate((
+            np.linspace(warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs),
+            np.ones(nepochs - warmup_teacher_temp_epochs) * teacher_temp))
+
+    def __call__(self, student_output, teacher_output, epoch):
+        s = (student_output / self.student_temp).chunk(self.ncrops)
+        temp = self.teacher_temp_schedule[epoch]
+        q = F.softmax((teacher_output - self.center) / temp, dim=-1).detach().chunk(2)
+        total, n = 0, 0
+        for iq in range(2):
+            for v in range(self.ncrops):
+                if v == iq:
+                    continue
+                total = total + torch.sum(-q[iq] * F.log_softmax(s[v], dim=-1), dim=-1).mean()
+                n += 1
+        total = total / n
+        self.update_center(teacher_output)
+        return total, torch.cat(q), temp
+
+    @torch.no_grad()
+    def update_center(self, teacher_output):
+        bc = torch.sum(teacher_output, dim=0, keepdim=True) / len(teacher_output)
+        self.center = self.center * self.center_momentum + bc * (1 - self.center_momentum)
+
+
+def entropies(q):
+    q64 = q.double()
+    h = -(q64 * torch.where(q64 > 0, q64.log(), torch.zeros_like(q64))).sum(-1).mean()
+    m = q64.mean(0)
+    hm = -(m * torch.where(m > 0, m.log(), torch.zeros_like(m))).sum()
+    return float(h), float(hm)
+
+
+def make_loss():
+    cases = [
+        # name, K, B, ncrops, scale of logits, epoch, (warm, final, warm epochs, nepochs), center seed
+        ("a", 300, 3, 4, 3.0, 1, (0.04, 0.07, 3, 5), 13),
+        ("b", 1000, 2, 6, 40.0, 4, (0.04, 0.04, 0, 5), 14),   # large logits: stability
+    ]
+    out = {}
+    for name, K, B, nc, sc, epoch, (w, f, we, ne), cseed in cases:
+        student = T(fill([nc * B, K], 11, -sc, sc)).requires_grad_(True)
+        teacher = T(fill([2 * B, K], 12, -sc, sc))
+        L = RefDINOLoss(K, nc, w, f, we, ne)
+        L.center = T(fill([1, K], cseed, -0.5, 0.5))
+        loss, q, temp = L(student, teacher, epoch)
+        loss.backward()
+        h, hm = entropies(q)
+        p = f"{name}."
+        out[p + "dims"] = [K, B, nc, epoch, we, ne]
+        out[p + "params"] = [sc, w, f, cseed]
+        out[p + "loss"] = [loss.item()]
+        out[p + "dstudent"] = student.grad
+        out[p + "center_new"] = L.center[0]
+        out[p + "temp"] = [temp]
+        out[p + "entropy"] = [h, hm]
+    write(os.path.join(OUT, "train_loss.bin"), out)
+
+
+# ---------------------------------------------------------------- optimizers (SPEC §6, FORMATS B6)
+class RefLARS(torch.optim.Optimizer):
+    """LARS as SPEC §6 describes DINO's utils.LARS: weight decay and the trust
+    ratio only for tensors with ndim != 1, then heavy-ball momentum."""
+
+    def __init__(self, params, lr=0, weight_decay=0, momentum=0.9, eta=0.001):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, eta=eta))
+
+    @torch.no_grad()
+    def step(self):
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                d = p.grad
+                if p.ndim != 1:
+                    d = d.add(p, alpha=g["weight_decay"])
+                    pn, un = torch.norm(p), torch.norm(d)
+                    one = torch.ones_like(pn)
+                    ratio = torch.where(pn > 0.0, torch.where(un > 0, g["eta"] * pn / un, one), one)
+                    d = d.mul(ratio)
+                st = self.state[p]
+                if "mu" not in st:
+                    st["mu"] = torch.zeros_like(p)
+                mu = st["mu"]
+                mu.mul_(g["momentum"]).add_(d)
+                p.add_(mu, alpha=-g["lr"])
+
+
+OPT_SHAPES = [("w", [37, 5]), ("bias", [11]), ("ln", [7]), ("last_layer", [4, 3, 2])]
+OPT_STEPS = 6
+
+
+def opt_schedule(s):
+    lr = 1e-3 * (s + 1) / 3.0 + 2e-4 * math.cos(s)
+    wd = 0.04 + 0.07 * s
+    return lr, wd
+
+
+def make_optim():
+    out = {}
+    for kind in ["adamw", "sgd", "lars"]:
+        params = [torch.nn.Parameter(T(fill(shape, 100 + i, -1.0, 1.0))) for i, (_, shape) in enumerate(OPT_SHAPES)]
+        g0 = [params[0], params[3]]          # regularized
+        g1 = [params[1], params[2]]          # no decay (bias, 1-D)
+        groups = [{"params": g0}, {"params": g1, "weight_decay": 0.0}]
+        if kind == "adamw":
+            opt = torch.optim.AdamW(groups, foreach=False)
+        elif kind == "sgd":
+            opt = torch.optim.SGD(groups, lr=0, momentum=0.9, foreach=False)
+        else:
+            opt = RefLARS(groups)
+        for s in range(OPT_STEPS):
+            lr, wd = opt_schedule(s)
+            for i, g in enumerate(opt.param_groups):
+                g["lr"] = lr
+                if i == 0:
+                    g["weight_decay"] = wd
+            for i, p in enumerate(params):
+                # grads scaled by a per-step factor, some steps tiny, one large
+                p.grad = T(fill(p.shape, 1000 + 10 * s + i, -1.0, 1.0) * (10.0 ** ((s % 3) - 1)))
+            if s in (1, 2):
+                params[3].grad = None  # frozen last layer: skipped entirely
+            opt.step()
+            for i, (name, _) in enumerate(OPT_SHAPES):
+                out[f"{kind}.{s}.{name}"] = params[i]
+                st = opt.state.get(params[i], {})
+                if kind == "adamw" and "exp_avg" in st:
+                    out[f"{kind}.{s}.{name}.m"] = st["exp_avg"]
+                    out[f"{kind}.{s}.{name}.v"] = st["exp_avg_sq"]
+                    out[f"{kind}.{s}.{name}.step"] = [float(st["step"])]
+                if kind != "adamw" and ("momentum_buffer" in st or "mu" in st):
+                    buf = st.get("momentum_buffer", st.get("mu"))
+                    out[f"{kind}.{s}.{name}.m"] = buf
+    # per-step lr/wd as the C test must use them (doubles split in two floats)
+    lrs = [opt_schedule(s)[0] for s in range(OPT_STEPS)]
+    wds = [opt_schedule(s)[1] for s in range(OPT_STEPS)]
+    out["lr.hi"], out["lr.lo"] = split_double(lrs)
+    out["wd.hi"], out["wd.lo"] = split_double(wds)
+
+    # clip_gradients: per-parameter norm, scaled by clip/(norm+1e-6) when < 1
+    clip = 3.0
+    for i, (name, shape) in enumerate(OPT_SHAPES):
+        g = T(fill(shape, 2000 + i, -1.0, 1.0) * (1.0 + i))
+        n = g.norm(2)
+        c = clip / (n + 1e-6)
+        if c < 1:
+            g.mul_(c)
+        out[f"clip.{name}"] = g
+    # teacher EMA
+    ms = [0.996, 0.9995, 1.0 - 0.002 * (1 + math.cos(math.pi * 3 / 7))]
+    for j, m in enumerate(ms):
+        m = np.float64(m)
+        t = T(fill([257], 3000 + j, -1.0, 1.0))
+        s_ = T(fill([257], 3100 + j, -1.0, 1.0))
+        t.mul_(m).add_((1 - m) * s_)
+        out[f"ema.{j}"] = t
+    out["ema.m.hi"], out["ema.m.lo"] = split_double(ms)
+    write(os.path.join(OUT, "train_optim.bin"), out)
+
+
+# ---------------------------------------------------------------- schedules (SPEC §6)
+def cosine_scheduler(base_value, final_value, epochs, niter_per_ep, warmup_epochs=0, start_warmup_value=0):
+    """The reference's cosine_scheduler as SPEC §6 describes it."""
+    warmup = np.array([])
+    wi = warmup_epochs * niter_per_ep
+    if warmup_epochs > 0:
+        warmup = np.linspace(start_warmup_value, base_value, wi)
+    iters = np.arange(epochs * niter_per_ep - wi)
+    sched = final_value + 0.5 * (base_value - final_value) * (1 + np.cos(np.pi * iters / len(iters)))
+    sched = np.concatenate((warmup, sched))
+    assert len(sched) == epochs * niter_per_ep
+    return sched
+
+
+SCHED_CASES = [
+    # base, final, epochs, niter, warmup
+    (0.0005 * 512 / 256, 1e-6, 100, 37, 10),
+    (0.04, 0.4, 100, 37, 0),
+    (0.996, 1.0, 100, 37, 0),
+    (0.0005 * 64 / 256, 1e-6, 7, 5, 2),
+    (0.03, 0.03, 3, 4, 1),
+]
+
+
+def make_schedule():
+    out = {}
+    for i, (b, f, e, n, w) in enumerate(SCHED_CASES):
+        s = cosine_scheduler(b, f, e, n, w)
+        out[f"s{i}.args"] = [b, f, e, n, w]
+        out[f"s{i}.hi"], out[f"s{i}.lo"] = split_double(s)
+    tt = np.concatenate((np.linspace(0.04, 0.07, 30), np.ones(70) * 0.07))
+    out["ttemp.hi"], out["ttemp.lo"] = split_double(tt)
+    write(os.path.join(OUT, "train_schedule.bin"), out)
+
+
+if __name__ == "__main__":
+    what = sys.argv[1:] or ["loss", "optim", "schedule"]
+    for w in what:
+        globals()["make_" + w]()
+        print("wrote", w)
