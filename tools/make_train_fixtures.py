@@ -25,11 +25,14 @@ def T(a):
 
 
 def split_double(x):
-    """A double as two float32 values hi + lo (the fixture format is float32 only)."""
+    """A double as three float32 values hi + mid + lo, exact (the fixture format is
+    float32 only); C adds them back in double."""
     x = np.asarray(x, dtype=np.float64)
     hi = x.astype(np.float32)
-    lo = (x - hi.astype(np.float64)).astype(np.float32)
-    return hi, lo
+    mid = (x - hi.astype(np.float64)).astype(np.float32)
+    lo = (x - hi.astype(np.float64) - mid.astype(np.float64)).astype(np.float32)
+    assert np.all(hi.astype(np.float64) + mid.astype(np.float64) + lo.astype(np.float64) == x)
+    return np.stack([hi, mid, lo])
 
 
 # ---------------------------------------------------------------- loss (SPEC §4)
@@ -132,6 +135,7 @@ class RefLARS(torch.optim.Optimizer):
 
 OPT_SHAPES = [("w", [37, 5]), ("bias", [11]), ("ln", [7]), ("last_layer", [4, 3, 2])]
 OPT_STEPS = 6
+CLIP_SCALE = [1.0, 0.5, 3.0, 0.2]
 
 
 def opt_schedule(s):
@@ -166,25 +170,25 @@ def make_optim():
                 params[3].grad = None  # frozen last layer: skipped entirely
             opt.step()
             for i, (name, _) in enumerate(OPT_SHAPES):
-                out[f"{kind}.{s}.{name}"] = params[i]
+                out[f"{kind}.{s}.{name}"] = params[i].detach().clone()
                 st = opt.state.get(params[i], {})
                 if kind == "adamw" and "exp_avg" in st:
-                    out[f"{kind}.{s}.{name}.m"] = st["exp_avg"]
-                    out[f"{kind}.{s}.{name}.v"] = st["exp_avg_sq"]
+                    out[f"{kind}.{s}.{name}.m"] = st["exp_avg"].clone()
+                    out[f"{kind}.{s}.{name}.v"] = st["exp_avg_sq"].clone()
                     out[f"{kind}.{s}.{name}.step"] = [float(st["step"])]
                 if kind != "adamw" and ("momentum_buffer" in st or "mu" in st):
                     buf = st.get("momentum_buffer", st.get("mu"))
-                    out[f"{kind}.{s}.{name}.m"] = buf
+                    out[f"{kind}.{s}.{name}.m"] = buf.clone()
     # per-step lr/wd as the C test must use them (doubles split in two floats)
     lrs = [opt_schedule(s)[0] for s in range(OPT_STEPS)]
     wds = [opt_schedule(s)[1] for s in range(OPT_STEPS)]
-    out["lr.hi"], out["lr.lo"] = split_double(lrs)
-    out["wd.hi"], out["wd.lo"] = split_double(wds)
+    out["lr"] = split_double(lrs)
+    out["wd"] = split_double(wds)
 
     # clip_gradients: per-parameter norm, scaled by clip/(norm+1e-6) when < 1
     clip = 3.0
     for i, (name, shape) in enumerate(OPT_SHAPES):
-        g = T(fill(shape, 2000 + i, -1.0, 1.0) * (1.0 + i))
+        g = T(fill(shape, 2000 + i, -1.0, 1.0) * np.float32(CLIP_SCALE[i]))
         n = g.norm(2)
         c = clip / (n + 1e-6)
         if c < 1:
@@ -198,7 +202,7 @@ def make_optim():
         s_ = T(fill([257], 3100 + j, -1.0, 1.0))
         t.mul_(m).add_((1 - m) * s_)
         out[f"ema.{j}"] = t
-    out["ema.m.hi"], out["ema.m.lo"] = split_double(ms)
+    out["ema.m"] = split_double(ms)
     write(os.path.join(OUT, "train_optim.bin"), out)
 
 
@@ -231,9 +235,9 @@ def make_schedule():
     for i, (b, f, e, n, w) in enumerate(SCHED_CASES):
         s = cosine_scheduler(b, f, e, n, w)
         out[f"s{i}.args"] = [b, f, e, n, w]
-        out[f"s{i}.hi"], out[f"s{i}.lo"] = split_double(s)
+        out[f"s{i}"] = split_double(s)
     tt = np.concatenate((np.linspace(0.04, 0.07, 30), np.ones(70) * 0.07))
-    out["ttemp.hi"], out["ttemp.lo"] = split_double(tt)
+    out["ttemp"] = split_double(tt)
     write(os.path.join(OUT, "train_schedule.bin"), out)
 
 
