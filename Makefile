@@ -48,7 +48,8 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 LIB := $(BUILD)/libdino.a
 BIN := $(BUILD)/dino
 
-.PHONY: all test check config clean setup
+.PHONY: all test check config clean setup asan
+.SECONDARY:
 all: $(BIN) $(TEST_BINS)
 
 $(BUILD)/%.o: %.c
@@ -65,11 +66,9 @@ $(BIN): $(CLI_OBJS) $(LIB)
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_COMMON_OBJS) $(LIB)
 	$(CC) $(ALL_CFLAGS) $< $(TEST_COMMON_OBJS) $(LIB) $(LIBS) -o $@
 
-# The single test command: installs what is missing, builds, runs every test.
+# The test command (same as scripts/test.sh): installs what is missing, builds, runs every test.
 test:
-	@scripts/setup.sh
-	@$(MAKE) --no-print-directory all
-	@scripts/run_tests.sh $(BUILD)
+	@scripts/test.sh
 
 # Run the tests without the set-up step (for a machine that is already set up).
 check: all
@@ -77,6 +76,11 @@ check: all
 
 setup:
 	@scripts/setup.sh
+
+# The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer, in its own build folder.
+asan:
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" LDFLAGS="-fsanitize=address,undefined" all
+	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 scripts/run_tests.sh build-asan
 
 config:
 	@echo "cc:       $(CC) $(NATIVE)"

@@ -1,0 +1,89 @@
+// Tests of src/rng.c: the fixture generator reproduces tools/fixture_io.fill
+// exactly, keyed streams are deterministic and distinct, and the draws have
+// the range and moments they promise. Also checks the parameter table rules.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixture.h"
+#include "params.h"
+#include "rng.h"
+#include "testlib.h"
+
+static void check_fill(const Fixture *fx, const char *name, uint64_t seed, float lo, float hi) {
+    const FixtureTensor *t = fixture_get(fx, name);
+    float *x = malloc(t->numel * sizeof(float));
+    fixture_fill(x, t->numel, seed, lo, hi);
+    CHECK(memcmp(x, t->data, t->numel * sizeof(float)) == 0, "fixture_fill matches Python fill (%s, bitwise)", name);
+    free(x);
+}
+
+int main(void) {
+    Fixture fx = fixture_load("core_fill.dfx");
+    check_fill(&fx, "fill_s0_m1_1", 0, -1.0f, 1.0f);
+    check_fill(&fx, "fill_s7_0_1", 7, 0.0f, 1.0f);
+    check_fill(&fx, "fill_s123456_m0.02_0.02", 123456, -0.02f, 0.02f);
+    fixture_free(&fx);
+
+    Rng a, b, c;
+    rng_stream(&a, 1, 2, 3, 4);
+    rng_stream(&b, 1, 2, 3, 4);
+    rng_stream(&c, 1, 2, 3, 5);
+    int same = 1, differ = 0;
+    for (int i = 0; i < 100; i++) {
+        uint64_t x = rng_u64(&a), y = rng_u64(&b), z = rng_u64(&c);
+        same &= x == y;
+        differ += x != z;
+    }
+    CHECK(same, "equal keys give equal streams");
+    CHECK(differ == 100, "a different key gives a different stream (%d/100 differ)", differ);
+
+    Rng r;
+    rng_stream(&r, 42, 0, 0, 0);
+    const int n = 200000;
+    double sum = 0, sum2 = 0, nsum = 0, nsum2 = 0;
+    float umin = 1, umax = 0;
+    int below_ok = 1, counts[7] = {0};
+    for (int i = 0; i < n; i++) {
+        float u = rng_uniform(&r);
+        umin = fminf(umin, u);
+        umax = fmaxf(umax, u);
+        sum += u;
+        sum2 += (double)u * u;
+        double g = rng_normal(&r);
+        nsum += g;
+        nsum2 += g * g;
+        uint32_t k = rng_below(&r, 7);
+        below_ok &= k < 7;
+        counts[k < 7 ? k : 0]++;
+    }
+    CHECK(umin >= 0 && umax < 1, "uniform in [0,1): min %g max %g", umin, umax);
+    CHECK(fabs(sum / n - 0.5) < 0.005, "uniform mean %.4f ~ 0.5", sum / n);
+    CHECK(fabs(sum2 / n - sum * sum / ((double)n * n) - 1.0 / 12) < 0.003, "uniform variance ~ 1/12");
+    CHECK(fabs(nsum / n) < 0.01 && fabs(nsum2 / n - 1) < 0.02, "normal mean %.4f variance %.4f", nsum / n, nsum2 / n);
+    int cnt_ok = below_ok;
+    for (int k = 0; k < 7; k++) cnt_ok &= fabs(counts[k] / (double)n - 1.0 / 7) < 0.005;
+    CHECK(cnt_ok, "rng_below(7) in range and uniform");
+    float tmin = 1, tmax = -1;
+    for (int i = 0; i < 10000; i++) {
+        float t = rng_trunc_normal(&r, 1.0f, -0.5f, 0.5f);
+        tmin = fminf(tmin, t);
+        tmax = fmaxf(tmax, t);
+    }
+    CHECK(tmin >= -0.5f && tmax <= 0.5f, "trunc_normal within bounds [%g, %g]", tmin, tmax);
+
+    ParamTable t;
+    param_table_init(&t);
+    int64_t s2[2] = {4, 3}, s1[1] = {4}, s3[3] = {1, 1, 4};
+    param_table_add(&t, "backbone.", "blocks.0.attn.qkv.weight", 2, s2);
+    param_table_add(&t, "backbone.", "blocks.0.attn.qkv.bias", 1, s1);
+    param_table_add(&t, "backbone.", "norm.weight", 1, s1);
+    param_table_add(&t, "backbone.", "cls_token", 3, s3);
+    CHECK(t.total == 12 + 4 + 4 + 4 && t.p[2].offset == 16, "table offsets are cumulative");
+    CHECK(!t.p[0].no_decay && t.p[1].no_decay && t.p[2].no_decay && !t.p[3].no_decay,
+          "no-decay group: biases and 1-D tensors only (cls_token is decayed, as in the reference)");
+    CHECK(param_table_find(&t, "backbone.norm.weight") == 2 && param_table_find(&t, "norm.weight") == -1,
+          "lookup by full name");
+    param_table_free(&t);
+    return test_finish();
+}
