@@ -241,8 +241,124 @@ def make_schedule():
     write(os.path.join(OUT, "train_schedule.bin"), out)
 
 
+
+# ---------------------------------------------------------------- full training steps (SPEC §4, §6)
+# The tiny model is the engine fixtures' (tools/make_engine_fixtures.py: ViT,
+# DINOHead, MultiCropWrapper written from SPEC), initialised with the same
+# seeded fill scheme, so tests/test_train_step.c regenerates it in C.
+STEP_CFG = dict(img=16, patch=4, dim=24, depth=2, heads=2, hidden=32, bottleneck=16, out_dim=64,
+                B=2, n_local=2, local=8, niter=2, epochs=4, lr=0.3, min_lr=1e-5, warmup_epochs=0,
+                wd=0.04, wd_end=0.4, momentum=0.9, wtt=0.04, tt=0.07, wtt_epochs=2, freeze=1,
+                steps=3)
+STEP_IMG_SEED = 9000
+
+
+def _engine():
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        import make_engine_fixtures as E  # noqa: F401
+    except ImportError:  # before the engine is merged: its worktree
+        sys.path.insert(0, os.path.join(here, "..", "..", "engine", "tools"))
+        import make_engine_fixtures as E
+    return E
+
+
+def step_crops(s, c):
+    B = c["B"]
+    g0 = fill((2 * B, 3, c["img"], c["img"]), STEP_IMG_SEED + 16 * s, -2.0, 2.0)
+    g1 = fill((c["n_local"] * B, 3, c["local"], c["local"]), STEP_IMG_SEED + 16 * s + 1, -2.0, 2.0)
+    crops = [torch.from_numpy(g0[i * B:(i + 1) * B]) for i in range(2)]
+    crops += [torch.from_numpy(g1[i * B:(i + 1) * B]) for i in range(c["n_local"])]
+    return crops
+
+
+def make_step():
+    E = _engine()
+    c = STEP_CFG
+
+    def build():
+        vit = E.ViT(c["img"], c["patch"], c["dim"], c["depth"], c["heads"], 4 * c["dim"])
+        head = E.DINOHead(c["dim"], c["out_dim"], norm_last_layer=False, nlayers=3,
+                          hidden_dim=c["hidden"], bottleneck_dim=c["bottleneck"])
+        return E.Dino(vit, head)
+
+    student = build()
+    E.fill_params(student)
+    teacher = build()
+    teacher.load_state_dict(student.state_dict())
+    for p in teacher.parameters():
+        p.requires_grad = False
+    # get_params_groups: biases and 1-D tensors without weight decay
+    reg, noreg = [], []
+    for name, p in student.named_parameters():
+        if not p.requires_grad:
+            continue
+        (noreg if name.endswith(".bias") or len(p.shape) == 1 else reg).append(p)
+    opt = torch.optim.AdamW([{"params": reg}, {"params": noreg, "weight_decay": 0.0}], foreach=False)
+    ncrops = 2 + c["n_local"]
+    loss_fn = RefDINOLoss(c["out_dim"], ncrops, c["wtt"], c["tt"], c["wtt_epochs"], c["epochs"])
+    B = c["B"]
+    lr_s = cosine_scheduler(c["lr"] * B / 256.0, c["min_lr"], c["epochs"], c["niter"], c["warmup_epochs"])
+    wd_s = cosine_scheduler(c["wd"], c["wd_end"], c["epochs"], c["niter"])
+    mom_s = cosine_scheduler(c["momentum"], 1, c["epochs"], c["niter"])
+    out = {}
+    clip = None
+    for s in range(c["steps"]):
+        epoch, it = s // c["niter"], s
+        for i, pg in enumerate(opt.param_groups):
+            pg["lr"] = lr_s[it]
+            if i == 0:
+                pg["weight_decay"] = wd_s[it]
+        crops = step_crops(s, c)
+        t_out = teacher.multicrop(crops[:2], [None])
+        s_out = student.multicrop(crops, [None, None])
+        loss, _, temp = loss_fn(s_out, t_out, epoch)
+        opt.zero_grad()
+        loss.backward()
+        if clip is None:
+            # a threshold in the middle of the per-tensor norms: some tensors are clipped, some not
+            norms = sorted(p.grad.norm(2).item() for p in student.parameters() if p.grad is not None)
+            clip = float(np.float32(norms[len(norms) // 2]))
+        nclipped = 0  # counted over the tensors that keep their gradient this step
+        for n_, p in student.named_parameters():  # clip_gradients (SPEC §6 step 4)
+            if p.grad is not None:
+                n = p.grad.data.norm(2)
+                coef = clip / (n + 1e-6)
+                if coef < 1:
+                    p.grad.data.mul_(coef)
+                    nclipped += not (epoch < c["freeze"] and "last_layer" in n_)
+        if epoch < c["freeze"]:  # cancel_gradients_last_layer
+            for n_, p in student.named_parameters():
+                if "last_layer" in n_:
+                    p.grad = None
+        grads = {n_: (p.grad.clone() if p.grad is not None else None) for n_, p in student.named_parameters()}
+        opt.step()
+        with torch.no_grad():
+            m = mom_s[it]
+            for pq, pk in zip(student.parameters(), teacher.parameters()):
+                pk.data.mul_(m).add_((1 - m) * pq.detach().data)
+        out[f"{s}.loss"] = [loss.item()]
+        out[f"{s}.temp"] = [temp]
+        out[f"{s}.sched"] = split_double([lr_s[it], wd_s[it], mom_s[it]])
+        out[f"{s}.center"] = loss_fn.center[0]
+        out[f"{s}.nclipped"] = [nclipped]
+        for n_, p in student.named_parameters():
+            out[f"{s}.student.{n_}"] = p.detach().clone()
+            if grads[n_] is not None:
+                out[f"{s}.grad.{n_}"] = grads[n_]
+        for n_, p in teacher.named_parameters():
+            out[f"{s}.teacher.{n_}"] = p.detach().clone()
+        print(f"  step {s}: loss {loss.item():.6f}, temp {temp}, lr {lr_s[it]:.4g}, {nclipped} tensors clipped")
+    out["clip"] = [clip]
+    out["cfg"] = [c[k] for k in ["img", "patch", "dim", "depth", "heads", "hidden", "bottleneck", "out_dim",
+                                  "B", "n_local", "local", "niter", "epochs", "warmup_epochs",
+                                  "wtt_epochs", "freeze", "steps"]]
+    out["cfg.d"] = split_double([c["lr"], c["min_lr"], c["wd"], c["wd_end"], c["momentum"], c["wtt"], c["tt"]])
+    write(os.path.join(OUT, "train_step.bin"), out)
+
+
 if __name__ == "__main__":
-    what = sys.argv[1:] or ["loss", "optim", "schedule"]
+    what = sys.argv[1:] or ["loss", "optim", "schedule", "step"]
     for w in what:
         globals()["make_" + w]()
         print("wrote", w)
