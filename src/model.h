@@ -34,6 +34,7 @@ typedef struct {
     HeadActs *head;
     float *features;  // (total crops·B, D): CLS features in crop-major order
     float *dfeatures;
+    float *dtokens[BATCH_MAX_GROUPS];  // (n_crops·B, T, D) backward scratch: dL/d(tokens)
     int train;
 } MultiCropActs;
 

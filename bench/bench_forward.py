@@ -1,0 +1,58 @@
+"""Times PyTorch's ViT inference pass on the shapes `dino bench forward` uses.
+
+timm's vit_small_patch16_224 (random weights, num_classes=0), eval mode,
+torch.no_grad(), forward_features on a (batch, 3, size, size) input, with
+torch.set_num_threads(threads). Prints images/s and GFLOP/s with the same
+analytic FLOP count as src/cli/cmd_bench.c.
+
+Run: PY=$(tools/venv.sh); $PY bench/bench_forward.py --threads 2 --batch 8 --size 224 --iters 10
+"""
+import argparse
+import time
+
+import torch
+import timm
+
+
+def forward_macs(dim, depth, heads, patch, H, W, in_chans=3, mlp_ratio=4):
+    n = 1 + (H // patch) * (W // patch)
+    h4 = mlp_ratio * dim
+    patch_macs = (n - 1) * dim * in_chans * patch * patch
+    block = n * dim * 3 * dim + n * dim * dim + 2 * n * dim * h4 + 2 * n * n * dim
+    return patch_macs + depth * block
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--arch", default="vit_small_patch16_224")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    m = timm.create_model(args.arch, pretrained=False, num_classes=0,
+                          img_size=args.size, dynamic_img_size=False).eval()
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    with torch.no_grad():
+        for _ in range(args.warmup):
+            m.forward_features(x)
+        times = []
+        for _ in range(args.iters):
+            t0 = time.perf_counter()
+            m.forward_features(x)
+            times.append(time.perf_counter() - t0)
+    mean, best = sum(times) / len(times), min(times)
+    pe = m.patch_embed.proj
+    flops = 2 * forward_macs(m.embed_dim, len(m.blocks), m.blocks[0].attn.num_heads,
+                             pe.kernel_size[0], args.size, args.size) * args.batch
+    print(f"torch {torch.__version__}, timm {timm.__version__}, threads {torch.get_num_threads()}")
+    print(f"model: {args.arch}, batch {args.batch}, {args.size}x{args.size}")
+    print(f"forward: mean {mean:.4f} s, best {best:.4f} s per batch over {args.iters} iters")
+    print(f"images/s: {args.batch / mean:.2f} (mean), {args.batch / best:.2f} (best)")
+    print(f"GFLOP/s: {flops / mean / 1e9:.1f} (mean), {flops / best / 1e9:.1f} (best)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,335 @@
+// dataset.h: recognises what one path holds and opens it; the file-based
+// sources live here (torchvision ImageFolder order: classes = sorted
+// sub-folders, files found recursively and sorted per folder as
+// sorted(os.walk) gives them; a plain recursive folder; a list file of
+// "path [label]" lines). IDX and CIFAR are in dataset_arrays.c.
+#include <ctype.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "common.h"
+#include "data/dataset_internal.h"
+#include "image/decode.h"
+
+void image_free(Image *im) {
+    if (!im) return;
+    free(im->rgb);
+    im->rgb = NULL;
+    im->w = im->h = 0;
+}
+
+Dataset *dataset_new(DatasetKind kind) {
+    Dataset *d = callocCheck(1, sizeof(Dataset));
+    d->kind = kind;
+    return d;
+}
+
+void dataset_close(Dataset *d) {
+    if (!d) return;
+    if (d->paths)
+        for (int64_t i = 0; i < d->n; i++) free(d->paths[i]);
+    free(d->paths);
+    free(d->labels);
+    free(d->pixels);
+    free(d);
+}
+
+int64_t dataset_size(const Dataset *d) { return d->n; }
+int dataset_num_classes(const Dataset *d) { return d->n_classes; }
+int32_t dataset_label(const Dataset *d, int64_t i) {
+    return d->labels && i >= 0 && i < d->n ? d->labels[i] : -1;
+}
+const char *dataset_describe(const Dataset *d) { return d->desc; }
+
+int dataset_load(const Dataset *d, int64_t i, int min_side, Image *out, char *err, size_t errlen) {
+    out->w = out->h = 0;
+    out->rgb = NULL;
+    if (i < 0 || i >= d->n) {
+        snprintf(err, errlen, "image index %lld is outside the dataset (%lld images)",
+                 (long long)i, (long long)d->n);
+        return -1;
+    }
+    if (d->kind == DS_FILES) return image_decode_file(d->paths[i], min_side, out, err, errlen);
+    size_t np = (size_t)d->h * d->w;
+    const uint8_t *src = d->pixels + (size_t)i * np * d->c;
+    out->w = d->w;
+    out->h = d->h;
+    out->rgb = mallocCheck(np * 3);
+    for (size_t p = 0; p < np; p++)
+        for (int c = 0; c < 3; c++)
+            out->rgb[3 * p + c] = d->c == 1 ? src[p] : d->planar ? src[c * np + p] : src[3 * p + c];
+    return 0;
+}
+
+// ---------------------------------------------------------------- file lists
+
+static int is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int is_file(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+// torchvision's IMG_EXTENSIONS (case-insensitive), so indices match its
+// ImageFolder; formats we cannot decode are skipped by the loader.
+static int has_image_ext(const char *name) {
+    static const char *exts[] = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"};
+    size_t n = strlen(name);
+    for (size_t k = 0; k < sizeof exts / sizeof *exts; k++) {
+        size_t e = strlen(exts[k]);
+        if (n >= e && !strcasecmp(name + n - e, exts[k])) return 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    char **v;
+    int64_t n, cap;
+} StrVec;
+
+static void sv_push(StrVec *s, char *x) {
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 64;
+        s->v = reallocCheck(s->v, sizeof(char *) * (size_t)s->cap);
+    }
+    s->v[s->n++] = x;
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char *join(const char *a, const char *b) {
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *s = mallocCheck(n);
+    snprintf(s, n, "%s/%s", a, b);
+    return s;
+}
+
+// Sorted names in dir (no "." / ".."), files or dirs as asked.
+static StrVec list_dir(const char *dir, int want_dirs) {
+    StrVec out = {0};
+    DIR *dp = opendir(dir);
+    if (!dp) return out;
+    struct dirent *e;
+    while ((e = readdir(dp))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char *full = join(dir, e->d_name);
+        int d = is_dir(full);
+        free(full);
+        if (d == want_dirs) sv_push(&out, strdup(e->d_name));
+    }
+    closedir(dp);
+    qsort(out.v, (size_t)out.n, sizeof(char *), cmp_str);
+    return out;
+}
+
+static void sv_free(StrVec *s) {
+    for (int64_t i = 0; i < s->n; i++) free(s->v[i]);
+    free(s->v);
+    s->v = NULL;
+    s->n = s->cap = 0;
+}
+
+// Collects the (dir, file) pairs of a tree in sorted(os.walk) order: folders
+// by full path string, files sorted within each folder.
+static void walk(const char *dir, StrVec *dirs, int depth) {
+    if (depth > 64) return;
+    sv_push(dirs, strdup(dir));
+    StrVec subs = list_dir(dir, 1);
+    for (int64_t i = 0; i < subs.n; i++) {
+        char *p = join(dir, subs.v[i]);
+        walk(p, dirs, depth + 1);
+        free(p);
+    }
+    sv_free(&subs);
+}
+
+static void collect_images(const char *root, StrVec *out) {
+    StrVec dirs = {0};
+    walk(root, &dirs, 0);
+    qsort(dirs.v, (size_t)dirs.n, sizeof(char *), cmp_str);
+    for (int64_t i = 0; i < dirs.n; i++) {
+        StrVec files = list_dir(dirs.v[i], 0);
+        for (int64_t k = 0; k < files.n; k++)
+            if (has_image_ext(files.v[k])) sv_push(out, join(dirs.v[i], files.v[k]));
+        sv_free(&files);
+    }
+    sv_free(&dirs);
+}
+
+static Dataset *open_folder(const char *dir, const char *split_name, char *err, size_t errlen) {
+    StrVec top = list_dir(dir, 0);
+    int direct_images = 0;
+    for (int64_t i = 0; i < top.n; i++) direct_images |= has_image_ext(top.v[i]);
+    sv_free(&top);
+    StrVec classes = list_dir(dir, 1);
+    Dataset *d = dataset_new(DS_FILES);
+    StrVec paths = {0};
+    if (direct_images || classes.n == 0) {
+        collect_images(dir, &paths);
+        d->n_classes = 0;
+        snprintf(d->desc, sizeof d->desc, "image folder %s%s%s: %lld images, unlabeled", dir,
+                 split_name ? " " : "", split_name ? split_name : "", (long long)paths.n);
+    } else {
+        int32_t *labels = NULL;
+        for (int64_t c = 0; c < classes.n; c++) {
+            char *cd = join(dir, classes.v[c]);
+            int64_t before = paths.n;
+            collect_images(cd, &paths);
+            free(cd);
+            labels = reallocCheck(labels, sizeof(int32_t) * (size_t)(paths.n ? paths.n : 1));
+            for (int64_t i = before; i < paths.n; i++) labels[i] = (int32_t)c;
+        }
+        d->labels = labels;
+        d->n_classes = (int)classes.n;
+        snprintf(d->desc, sizeof d->desc, "ImageFolder %s%s%s: %lld images, %d classes", dir,
+                 split_name ? " " : "", split_name ? split_name : "", (long long)paths.n,
+                 d->n_classes);
+    }
+    sv_free(&classes);
+    d->paths = paths.v;
+    d->n = paths.n;
+    if (d->n == 0) {
+        snprintf(err, errlen, "%s: no image files (.jpg, .jpeg, .png, ...) found", dir);
+        dataset_close(d);
+        return NULL;
+    }
+    return d;
+}
+
+// A text file with one "path [label]" per line; relative paths are relative
+// to the list file's folder. Blank lines and lines starting with # are skipped.
+static Dataset *open_list(const char *path, char *err, size_t errlen) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open", path);
+        return NULL;
+    }
+    char base[4096];
+    snprintf(base, sizeof base, "%s", path);
+    char *slash = strrchr(base, '/');
+    if (slash) *slash = 0; else snprintf(base, sizeof base, ".");
+    StrVec paths = {0};
+    int32_t *labels = NULL;
+    int labeled = -1, max_label = -1;
+    char line[8192];
+    int64_t lineno = 0;
+    Dataset *d = NULL;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        size_t n = strlen(line);
+        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r' || isspace((unsigned char)line[n - 1]))) line[--n] = 0;
+        char *s = line;
+        while (isspace((unsigned char)*s)) s++;
+        if (!*s || *s == '#') continue;
+        // A trailing integer separated by whitespace is the label.
+        int has_label = 0;
+        long lab = -1;
+        char *sp = strrchr(s, ' '), *tab = strrchr(s, '\t');
+        if (tab > sp) sp = tab;
+        if (sp) {
+            char *end;
+            lab = strtol(sp + 1, &end, 10);
+            if (*end == 0 && end != sp + 1) {
+                has_label = 1;
+                while (sp > s && isspace((unsigned char)sp[-1])) sp--;
+                *sp = 0;
+            }
+        }
+        if (labeled == -1) labeled = has_label;
+        if (labeled != has_label || (has_label && (lab < 0 || lab > 1000000))) {
+            snprintf(err, errlen, "%s:%lld: %s", path, (long long)lineno,
+                     has_label && labeled ? "the label must be an integer in 0..1000000"
+                                          : "either every line has a label or none does");
+            goto fail;
+        }
+        sv_push(&paths, s[0] == '/' ? strdup(s) : join(base, s));
+        if (has_label) {
+            labels = reallocCheck(labels, sizeof(int32_t) * (size_t)paths.n);
+            labels[paths.n - 1] = (int32_t)lab;
+            if (lab > max_label) max_label = (int)lab;
+        }
+    }
+    if (paths.n == 0) {
+        snprintf(err, errlen, "%s: the list names no images", path);
+        goto fail;
+    }
+    d = dataset_new(DS_FILES);
+    d->paths = paths.v;
+    d->n = paths.n;
+    d->labels = labels;
+    d->n_classes = labeled == 1 ? max_label + 1 : 0;
+    snprintf(d->desc, sizeof d->desc, "image list %s: %lld images, %s", path, (long long)d->n,
+             labeled == 1 ? "labeled" : "unlabeled");
+    if (labeled == 1)
+        snprintf(d->desc + strlen(d->desc), sizeof d->desc - strlen(d->desc), " (%d classes)",
+                 d->n_classes);
+    fclose(f);
+    return d;
+fail:
+    fclose(f);
+    sv_free(&paths);
+    free(labels);
+    return NULL;
+}
+
+// A single image file as a one-image dataset (handy for `dino features img.jpg`).
+static Dataset *open_single(const char *path) {
+    Dataset *d = dataset_new(DS_FILES);
+    d->paths = mallocCheck(sizeof(char *));
+    d->paths[0] = strdup(path);
+    d->n = 1;
+    snprintf(d->desc, sizeof d->desc, "image %s", path);
+    return d;
+}
+
+static int file_magic_is_image(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    uint8_t m[8] = {0};
+    size_t n = fread(m, 1, 8, f);
+    fclose(f);
+    return (n >= 3 && m[0] == 0xFF && m[1] == 0xD8 && m[2] == 0xFF) ||
+           (n == 8 && !memcmp(m, "\x89PNG\r\n\x1a\n", 8));
+}
+
+Dataset *dataset_open(const char *path, Split split, char *err, size_t errlen) {
+    if (!path || !*path) {
+        snprintf(err, errlen, "no dataset path given");
+        return NULL;
+    }
+    // Trim trailing slashes so descriptions and joins look normal.
+    char p[4096];
+    snprintf(p, sizeof p, "%s", path);
+    for (size_t n = strlen(p); n > 1 && p[n - 1] == '/'; n--) p[n - 1] = 0;
+    if (!is_dir(p) && !is_file(p)) {
+        snprintf(err, errlen, "%s: no such file or folder", p);
+        return NULL;
+    }
+    int recognised = 0;
+    Dataset *d = dataset_open_idx(p, split, &recognised, err, errlen);
+    if (d || recognised) return d;
+    d = dataset_open_cifar(p, split, &recognised, err, errlen);
+    if (d || recognised) return d;
+    if (is_file(p)) {
+        if (has_image_ext(p) || file_magic_is_image(p)) return open_single(p);
+        return open_list(p, err, errlen);
+    }
+    const char *sub = split == SPLIT_TRAIN ? "train" : "val";
+    char *sp = join(p, sub);
+    if (is_dir(sp)) {
+        d = open_folder(sp, NULL, err, errlen);
+        free(sp);
+        return d;
+    }
+    free(sp);
+    return open_folder(p, NULL, err, errlen);
+}

@@ -1,0 +1,192 @@
+// The DINO projection head declared in head.h: MLP (Linear, GELU, ...,
+// Linear to the bottleneck), F.normalize, and the weight-normalised last layer
+// (w = g·v/||v_row||, recomputed every forward). No BatchNorm variant.
+#include "head.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "ops.h"
+#include "rng.h"
+
+#define L2_EPS 1e-12f
+
+void head_config_default(HeadConfig *cfg, int in_dim, int out_dim) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->in_dim = in_dim;
+    cfg->out_dim = out_dim;
+    cfg->nlayers = 3;
+    cfg->hidden = 2048;
+    cfg->bottleneck = 256;
+    cfg->norm_last_layer = 1;
+}
+
+// Input and output width of MLP layer i.
+static void layer_dims(const HeadConfig *cfg, int i, int *in, int *out) {
+    int nl = cfg->nlayers;
+    *in = i == 0 ? cfg->in_dim : cfg->hidden;
+    *out = i == nl - 1 ? cfg->bottleneck : cfg->hidden;
+}
+
+void head_param_table(const HeadConfig *cfg, ParamTable *t, const char *prefix) {
+    DINO_ASSERT(cfg->nlayers >= 1 && cfg->nlayers <= HEAD_MAX_LAYERS);
+    char name[PARAM_NAME_MAX];
+    for (int i = 0; i < cfg->nlayers; i++) {
+        int in, out;
+        layer_dims(cfg, i, &in, &out);
+        // nlayers = 1 is a bare nn.Linear ("mlp.weight"); otherwise a
+        // Sequential whose Linears sit at indices 0, 2, 4, ... (GELUs between).
+        if (cfg->nlayers == 1) snprintf(name, sizeof name, "mlp.weight");
+        else snprintf(name, sizeof name, "mlp.%d.weight", 2 * i);
+        param_table_add(t, prefix, name, 2, (int64_t[]){out, in});
+        if (cfg->nlayers == 1) snprintf(name, sizeof name, "mlp.bias");
+        else snprintf(name, sizeof name, "mlp.%d.bias", 2 * i);
+        param_table_add(t, prefix, name, 1, (int64_t[]){out});
+    }
+    int ig = param_table_add(t, prefix, "last_layer.weight_g", 2, (int64_t[]){cfg->out_dim, 1});
+    t->p[ig].trainable = !cfg->norm_last_layer;
+    param_table_add(t, prefix, "last_layer.weight_v", 2,
+                    (int64_t[]){cfg->out_dim, cfg->bottleneck});
+}
+
+void head_weights_bind(HeadWeights *w, const HeadConfig *cfg, float *base) {
+    memset(w, 0, sizeof *w);
+    for (int i = 0; i < cfg->nlayers; i++) {
+        int in, out;
+        layer_dims(cfg, i, &in, &out);
+        w->mlp_w[i] = base;
+        base += (size_t)out * in;
+        w->mlp_b[i] = base;
+        base += out;
+    }
+    w->weight_g = base;
+    base += cfg->out_dim;
+    w->weight_v = base;
+}
+
+void head_init(const HeadConfig *cfg, HeadWeights *w, uint64_t seed) {
+    // Streams keyed (seed, 2 = head, parameter index within the head).
+    int idx = 0;
+    for (int i = 0; i < cfg->nlayers; i++, idx += 2) {
+        int in, out;
+        layer_dims(cfg, i, &in, &out);
+        Rng r;
+        rng_stream(&r, seed, 2, (uint64_t)idx, 0);
+        for (size_t j = 0; j < (size_t)out * in; j++)
+            w->mlp_w[i][j] = rng_trunc_normal(&r, 0.02f, -2.0f, 2.0f);
+        memset(w->mlp_b[i], 0, (size_t)out * sizeof(float));
+    }
+    for (int o = 0; o < cfg->out_dim; o++) w->weight_g[o] = 1.0f;
+    Rng r;
+    rng_stream(&r, seed, 2, (uint64_t)idx + 1, 0);
+    // nn.Linear default: kaiming_uniform(a=√5) = U(±1/√in).
+    float bound = 1.0f / sqrtf((float)cfg->bottleneck);
+    for (size_t j = 0; j < (size_t)cfg->out_dim * cfg->bottleneck; j++)
+        w->weight_v[j] = (2.0f * rng_uniform(&r) - 1.0f) * bound;
+}
+
+struct HeadActs {
+    int Nmax, N, train;
+    const float *in;              // (N, in_dim) the caller's input, read by backward
+    float *h[HEAD_MAX_LAYERS];    // (N, out_i) outputs of each MLP Linear
+    float *gel[HEAD_MAX_LAYERS];  // (N, hidden) GELU of h[i], i < nlayers-1
+    float *z, *znorm;             // (N, bottleneck) normalised, (N) norms
+    float *W, *vnorm;             // (out_dim, bottleneck) weight-normed, (out_dim)
+    float *logits;                // (N, out_dim)
+    float *dW, *d0, *d1;          // backward scratch
+};
+
+HeadActs *head_acts_create(const HeadConfig *cfg, int N, int train) {
+    HeadActs *a = callocCheck(1, sizeof *a);
+    a->Nmax = a->N = N;
+    a->train = train;
+    size_t wmax = (size_t)(cfg->hidden > cfg->bottleneck ? cfg->hidden : cfg->bottleneck);
+    if ((size_t)cfg->in_dim > wmax) wmax = (size_t)cfg->in_dim;
+    for (int i = 0; i < cfg->nlayers; i++) {
+        int in, out;
+        layer_dims(cfg, i, &in, &out);
+        a->h[i] = alignedAllocCheck((size_t)N * out * sizeof(float));
+        if (i < cfg->nlayers - 1) a->gel[i] = alignedAllocCheck((size_t)N * out * sizeof(float));
+    }
+    a->z = alignedAllocCheck((size_t)N * cfg->bottleneck * sizeof(float));
+    a->znorm = alignedAllocCheck((size_t)N * sizeof(float));
+    a->W = alignedAllocCheck((size_t)cfg->out_dim * cfg->bottleneck * sizeof(float));
+    a->vnorm = alignedAllocCheck((size_t)cfg->out_dim * sizeof(float));
+    a->logits = alignedAllocCheck((size_t)N * cfg->out_dim * sizeof(float));
+    if (train) {
+        a->dW = alignedAllocCheck((size_t)cfg->out_dim * cfg->bottleneck * sizeof(float));
+        a->d0 = alignedAllocCheck((size_t)N * wmax * sizeof(float));
+        a->d1 = alignedAllocCheck((size_t)N * wmax * sizeof(float));
+    }
+    return a;
+}
+
+void head_acts_free(HeadActs *a) {
+    if (!a) return;
+    for (int i = 0; i < HEAD_MAX_LAYERS; i++) {
+        free(a->h[i]);
+        free(a->gel[i]);
+    }
+    free(a->z);
+    free(a->znorm);
+    free(a->W);
+    free(a->vnorm);
+    free(a->logits);
+    free(a->dW);
+    free(a->d0);
+    free(a->d1);
+    free(a);
+}
+
+const float *head_output(const HeadActs *a) { return a->logits; }
+
+void head_forward(const HeadConfig *cfg, const HeadWeights *w, HeadActs *a, const float *in,
+                  int N) {
+    DINO_ASSERT(N >= 1 && N <= a->Nmax);
+    a->N = N;
+    a->in = in;
+    const float *x = in;
+    for (int i = 0; i < cfg->nlayers; i++) {
+        int ci, co;
+        layer_dims(cfg, i, &ci, &co);
+        linear_forward(a->h[i], x, w->mlp_w[i], w->mlp_b[i], N, ci, co);
+        if (i < cfg->nlayers - 1) {
+            gelu_forward(a->gel[i], a->h[i], (size_t)N * co);
+            x = a->gel[i];
+        } else {
+            x = a->h[i];
+        }
+    }
+    l2norm_forward(a->z, a->znorm, x, N, cfg->bottleneck, L2_EPS);
+    weightnorm_forward(a->W, a->vnorm, w->weight_g, w->weight_v, cfg->out_dim, cfg->bottleneck);
+    linear_forward(a->logits, a->z, a->W, NULL, N, cfg->bottleneck, cfg->out_dim);
+}
+
+void head_backward(const HeadConfig *cfg, const HeadWeights *w, HeadWeights *g, HeadActs *a,
+                   const float *dout, float *din) {
+    DINO_ASSERT(a->train);
+    int N = a->N, O = cfg->out_dim, K = cfg->bottleneck;
+    memset(a->dW, 0, (size_t)O * K * sizeof(float));
+    linear_backward(a->d1, a->dW, NULL, dout, a->z, a->W, N, K, O);  // d1 = dL/dz
+    weightnorm_backward(cfg->norm_last_layer ? NULL : g->weight_g, g->weight_v, a->dW,
+                        w->weight_g, w->weight_v, a->vnorm, O, K);
+    float *dh = a->d0, *dnext = a->d1;
+    l2norm_backward(dh, a->d1, a->z, a->znorm, N, K, L2_EPS);  // dh = dL/dh[last]
+    for (int i = cfg->nlayers - 1; i >= 0; i--) {
+        int ci, co;
+        layer_dims(cfg, i, &ci, &co);
+        const float *x = i == 0 ? NULL : a->gel[i - 1];
+        if (i == 0) {
+            linear_backward(din, g->mlp_w[0], g->mlp_b[0], dh, a->in, w->mlp_w[0], N, ci, co);
+            break;
+        }
+        linear_backward(dnext, g->mlp_w[i], g->mlp_b[i], dh, x, w->mlp_w[i], N, ci, co);
+        gelu_backward(dnext, a->h[i - 1], dnext, (size_t)N * ci);
+        float *t = dh;
+        dh = dnext;
+        dnext = t;
+    }
+}

@@ -1,0 +1,132 @@
+// A DINO network (model.h): the parameter table over backbone and head, and
+// the reference's MultiCropWrapper pass: each resolution group of the batch
+// goes through the backbone in one pass, the CLS features are concatenated in
+// crop-major order and the head runs once over all of them.
+#include "model.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+void model_build(DinoModel *m, const ViTConfig *vit, const HeadConfig *head, int has_head) {
+    memset(m, 0, sizeof *m);
+    m->vit = *vit;
+    if (head) m->head = *head;
+    m->has_head = has_head;
+    param_table_init(&m->table);
+    vit_param_table(vit, &m->table, "backbone.");
+    if (has_head) {
+        DINO_ASSERT(head && head->in_dim == vit->dim);
+        head_param_table(head, &m->table, "head.");
+    }
+}
+
+void model_free(DinoModel *m) { param_table_free(&m->table); }
+
+// Offset of the head's first parameter: the backbone's size.
+static size_t head_offset(const DinoModel *m) {
+    for (int i = 0; i < m->table.n; i++)
+        if (!strncmp(m->table.p[i].name, "head.", 5)) return m->table.p[i].offset;
+    return m->table.total;
+}
+
+void model_bind(const DinoModel *m, float *base, ViTWeights *vw, HeadWeights *hw) {
+    if (vw) vit_weights_bind(vw, &m->vit, base);
+    if (hw) {
+        memset(hw, 0, sizeof *hw);
+        if (m->has_head) head_weights_bind(hw, &m->head, base + head_offset(m));
+    }
+}
+
+void model_init(const DinoModel *m, float *params, uint64_t seed) {
+    ViTWeights vw;
+    HeadWeights hw;
+    model_bind(m, params, &vw, &hw);
+    vit_init(&m->vit, &vw, seed);
+    if (m->has_head) head_init(&m->head, &hw, seed);
+}
+
+MultiCropActs *multicrop_acts_create(const DinoModel *m, const Batch *b, int n_groups, int train) {
+    DINO_ASSERT(n_groups >= 1 && n_groups <= b->n_groups && n_groups <= BATCH_MAX_GROUPS);
+    MultiCropActs *a = callocCheck(1, sizeof *a);
+    a->n_groups = n_groups;
+    a->B = b->B;
+    a->train = train;
+    int rows = 0, D = m->vit.dim;
+    for (int g = 0; g < n_groups; g++) {
+        const CropGroup *cg = &b->groups[g];
+        a->sizes[g] = cg->size;
+        a->n_crops[g] = cg->n_crops;
+        int Bg = cg->n_crops * b->B;
+        a->vit[g] = vit_acts_create(&m->vit, Bg, cg->size, cg->size, train);
+        if (train)
+            a->dtokens[g] = callocCheck((size_t)Bg * vit_acts_tokens(a->vit[g]) * D, sizeof(float));
+        rows += Bg;
+    }
+    a->features = callocCheck((size_t)rows * D, sizeof(float));
+    if (train) a->dfeatures = callocCheck((size_t)rows * D, sizeof(float));
+    if (m->has_head) a->head = head_acts_create(&m->head, rows, train);
+    return a;
+}
+
+void multicrop_acts_free(MultiCropActs *a) {
+    if (!a) return;
+    for (int g = 0; g < a->n_groups; g++) {
+        vit_acts_free(a->vit[g]);
+        free(a->dtokens[g]);
+    }
+    head_acts_free(a->head);
+    free(a->features);
+    free(a->dfeatures);
+    free(a);
+}
+
+const float *multicrop_forward(const DinoModel *m, const float *params, MultiCropActs *a,
+                               const Batch *b, float *const *drop_scale) {
+    DINO_ASSERT(b->B == a->B);
+    ViTWeights vw;
+    HeadWeights hw;
+    model_bind(m, (float *)params, &vw, &hw);
+    int D = m->vit.dim, row = 0;
+    for (int g = 0; g < a->n_groups; g++) {
+        const CropGroup *cg = &b->groups[g];
+        DINO_ASSERT(cg->size == a->sizes[g] && cg->n_crops == a->n_crops[g]);
+        int Bg = cg->n_crops * b->B;
+        vit_forward(&m->vit, &vw, a->vit[g], cg->pixels, Bg, drop_scale ? drop_scale[g] : NULL);
+        // The CLS token of every crop, in the group's crop-major order.
+        const float *tok = vit_output(a->vit[g]);
+        int T = vit_acts_tokens(a->vit[g]);
+        for (int i = 0; i < Bg; i++)
+            memcpy(a->features + (size_t)(row + i) * D, tok + (size_t)i * T * D,
+                   (size_t)D * sizeof(float));
+        row += Bg;
+    }
+    if (!m->has_head) return a->features;
+    head_forward(&m->head, &hw, a->head, a->features, row);
+    return head_output(a->head);
+}
+
+void multicrop_backward(const DinoModel *m, const float *params, float *grads, MultiCropActs *a,
+                        const float *dlogits) {
+    DINO_ASSERT(a->train);
+    ViTWeights vw, gw;
+    HeadWeights hw, ghw;
+    model_bind(m, (float *)params, &vw, &hw);
+    model_bind(m, grads, &gw, &ghw);
+    int D = m->vit.dim, rows = 0;
+    for (int g = 0; g < a->n_groups; g++) rows += a->n_crops[g] * a->B;
+    if (m->has_head) head_backward(&m->head, &hw, &ghw, a->head, dlogits, a->dfeatures);
+    else memcpy(a->dfeatures, dlogits, (size_t)rows * D * sizeof(float));
+    int row = 0;
+    for (int g = 0; g < a->n_groups; g++) {
+        int Bg = a->n_crops[g] * a->B, T = vit_acts_tokens(a->vit[g]);
+        float *dt = a->dtokens[g];
+        // Only the CLS rows carry gradient; the patch rows stay zero.
+        for (int i = 0; i < Bg; i++)
+            memcpy(dt + (size_t)i * T * D, a->dfeatures + (size_t)(row + i) * D,
+                   (size_t)D * sizeof(float));
+        vit_backward(&m->vit, &vw, &gw, a->vit[g], dt, NULL);
+        row += Bg;
+    }
+}

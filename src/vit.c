@@ -1,0 +1,454 @@
+// The Vision Transformer backbone declared in vit.h: presets, the parameter
+// table in state_dict order, initialisation, DINO's position-embedding
+// interpolation, and forward/backward as a list of ops.h calls. Training
+// activations keep every block's inputs; inference activations keep one set
+// of buffers plus the residual stream of the last VIT_KEEP_LAST blocks (for
+// get_intermediate_layers), so their size does not grow with depth.
+#include "vit.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "ops.h"
+#include "rng.h"
+
+// Block outputs an inference pass keeps (eval_linear's default n_last_blocks).
+#define VIT_KEEP_LAST 4
+
+int vit_config_preset(ViTConfig *cfg, const char *arch, int patch) {
+    if (!strncmp(arch, "deit_", 5)) arch += 5;
+    else if (!strncmp(arch, "vit_", 4)) arch += 4;
+    else return -1;
+    int dim, heads;
+    if (!strcmp(arch, "tiny")) dim = 192, heads = 3;
+    else if (!strcmp(arch, "small")) dim = 384, heads = 6;
+    else if (!strcmp(arch, "base")) dim = 768, heads = 12;
+    else return -1;
+    if (patch <= 0) return -1;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->img_size = 224;
+    cfg->patch = patch;
+    cfg->in_chans = 3;
+    cfg->dim = dim;
+    cfg->depth = 12;
+    cfg->heads = heads;
+    cfg->mlp_hidden = 4 * dim;
+    cfg->ln_eps = 1e-6f;
+    cfg->drop_path_rate = 0.0f;
+    return 0;
+}
+
+void vit_config_describe(const ViTConfig *cfg, char *buf, size_t n) {
+    const char *name = cfg->dim == 192 ? "vit_tiny" : cfg->dim == 384 ? "vit_small"
+                     : cfg->dim == 768 ? "vit_base" : "vit_custom";
+    if (cfg->depth != 12 || cfg->heads * 64 != cfg->dim || cfg->mlp_hidden != 4 * cfg->dim)
+        name = "vit_custom";
+    snprintf(buf, n, "%s/%d: D=%d depth=%d heads=%d mlp=%d img=%d in_chans=%d eps=%g drop_path=%g",
+             name, cfg->patch, cfg->dim, cfg->depth, cfg->heads, cfg->mlp_hidden, cfg->img_size,
+             cfg->in_chans, (double)cfg->ln_eps, (double)cfg->drop_path_rate);
+}
+
+int vit_grid(const ViTConfig *cfg) { return cfg->img_size / cfg->patch; }
+
+int vit_tokens(const ViTConfig *cfg, int H, int W) {
+    return 1 + (H / cfg->patch) * (W / cfg->patch);
+}
+
+void vit_param_table(const ViTConfig *cfg, ParamTable *t, const char *prefix) {
+    DINO_ASSERT(cfg->depth >= 1 && cfg->depth <= VIT_MAX_DEPTH);
+    DINO_ASSERT(cfg->heads >= 1 && cfg->dim % cfg->heads == 0);
+    int64_t D = cfg->dim, H4 = cfg->mlp_hidden, g = vit_grid(cfg), p = cfg->patch;
+    char name[PARAM_NAME_MAX];
+    param_table_add(t, prefix, "cls_token", 3, (int64_t[]){1, 1, D});
+    param_table_add(t, prefix, "pos_embed", 3, (int64_t[]){1, 1 + g * g, D});
+    param_table_add(t, prefix, "patch_embed.proj.weight", 4, (int64_t[]){D, cfg->in_chans, p, p});
+    param_table_add(t, prefix, "patch_embed.proj.bias", 1, (int64_t[]){D});
+    static const char *const names[] = {"norm1.weight", "norm1.bias", "attn.qkv.weight",
+                                        "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
+                                        "norm2.weight", "norm2.bias", "mlp.fc1.weight",
+                                        "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias"};
+    int64_t shapes[12][2] = {{D, 0}, {D, 0}, {3 * D, D}, {3 * D, 0}, {D, D}, {D, 0},
+                             {D, 0}, {D, 0}, {H4, D},    {H4, 0},    {D, H4}, {D, 0}};
+    for (int l = 0; l < cfg->depth; l++)
+        for (int k = 0; k < 12; k++) {
+            snprintf(name, sizeof name, "blocks.%d.%s", l, names[k]);
+            param_table_add(t, prefix, name, shapes[k][1] ? 2 : 1, shapes[k]);
+        }
+    param_table_add(t, prefix, "norm.weight", 1, (int64_t[]){D});
+    param_table_add(t, prefix, "norm.bias", 1, (int64_t[]){D});
+}
+
+// Walks the parameters in table order; every caller below visits them in the
+// same order, so binding and initialisation cannot drift from the table.
+typedef struct {
+    float **ptr;
+    size_t numel;
+} ParamSlot;
+
+static int vit_slots(const ViTConfig *cfg, ViTWeights *w, ParamSlot *s) {
+    size_t D = cfg->dim, H4 = cfg->mlp_hidden, g = vit_grid(cfg), p = cfg->patch;
+    int n = 0;
+#define SLOT(field, size) s[n++] = (ParamSlot){&(field), (size)}
+    SLOT(w->cls_token, D);
+    SLOT(w->pos_embed, (1 + g * g) * D);
+    SLOT(w->patch_w, D * cfg->in_chans * p * p);
+    SLOT(w->patch_b, D);
+    for (int l = 0; l < cfg->depth; l++) {
+        SLOT(w->blocks[l].ln1_w, D);
+        SLOT(w->blocks[l].ln1_b, D);
+        SLOT(w->blocks[l].qkv_w, 3 * D * D);
+        SLOT(w->blocks[l].qkv_b, 3 * D);
+        SLOT(w->blocks[l].proj_w, D * D);
+        SLOT(w->blocks[l].proj_b, D);
+        SLOT(w->blocks[l].ln2_w, D);
+        SLOT(w->blocks[l].ln2_b, D);
+        SLOT(w->blocks[l].fc1_w, H4 * D);
+        SLOT(w->blocks[l].fc1_b, H4);
+        SLOT(w->blocks[l].fc2_w, D * H4);
+        SLOT(w->blocks[l].fc2_b, D);
+    }
+    SLOT(w->norm_w, D);
+    SLOT(w->norm_b, D);
+#undef SLOT
+    return n;
+}
+
+void vit_weights_bind(ViTWeights *w, const ViTConfig *cfg, float *base) {
+    memset(w, 0, sizeof *w);
+    ParamSlot s[4 + 12 * VIT_MAX_DEPTH + 2];
+    int n = vit_slots(cfg, w, s);
+    for (int i = 0; i < n; i++) {
+        *s[i].ptr = base;
+        base += s[i].numel;
+    }
+}
+
+void vit_init(const ViTConfig *cfg, ViTWeights *w, uint64_t seed) {
+    ViTWeights tmp = *w;
+    ParamSlot s[4 + 12 * VIT_MAX_DEPTH + 2];
+    int n = vit_slots(cfg, &tmp, s);
+    float fan_in = (float)(cfg->in_chans * cfg->patch * cfg->patch);
+    float bound = 1.0f / sqrtf(fan_in);
+    for (int i = 0; i < n; i++) {
+        float *x = *s[i].ptr;
+        Rng r;
+        rng_stream(&r, seed, 1, (uint64_t)i, 0);  // stream: (seed, backbone, parameter index)
+        int blk = i >= 4 && i < n - 2 ? (i - 4) % 12 : -1;
+        if (i == 0 || i == 1 || blk == 2 || blk == 4 || blk == 8 || blk == 10) {
+            // cls_token, pos_embed, Linear weights: trunc_normal(std .02, [-2, 2])
+            for (size_t j = 0; j < s[i].numel; j++) x[j] = rng_trunc_normal(&r, 0.02f, -2.0f, 2.0f);
+        } else if (i == 2 || i == 3) {
+            // Conv2d default: kaiming_uniform(a=√5) = U(±1/√fan_in), bias the same bound.
+            for (size_t j = 0; j < s[i].numel; j++) x[j] = (2.0f * rng_uniform(&r) - 1.0f) * bound;
+        } else if (blk == 0 || blk == 6 || i == n - 2) {
+            for (size_t j = 0; j < s[i].numel; j++) x[j] = 1.0f;  // LayerNorm weight
+        } else {
+            memset(x, 0, s[i].numel * sizeof(float));  // biases
+        }
+    }
+}
+
+// ---------------------------------------------------------------- position embedding
+
+// The reference's interpolate_pos_encoding decides from the image size: skip
+// when the patch count equals the stored one and the image is square.
+static int pos_needs_interp(const ViTConfig *cfg, int H, int W) {
+    int g = vit_grid(cfg);
+    return !(vit_tokens(cfg, H, W) - 1 == g * g && H == W);
+}
+
+// Output grid and the kernel's source step for one dim: scale_factor =
+// (n + 0.1)/g in double (no recompute_scale_factor), out = trunc(g·sf),
+// step = (float)(1/sf).
+static void pos_interp_dims(const ViTConfig *cfg, int H, int W, int *oh, int *ow, float *sh,
+                            float *sw) {
+    int g = vit_grid(cfg), p = cfg->patch;
+    double sqrtN = sqrt((double)(g * g));
+    double sfh = ((double)(H / p) + 0.1) / sqrtN, sfw = ((double)(W / p) + 0.1) / sqrtN;
+    *oh = (int)(int64_t)((double)g * sfh);
+    *ow = (int)(int64_t)((double)g * sfw);
+    DINO_ASSERT(*oh == H / p && *ow == W / p);  // the reference asserts the same
+    *sh = (float)(1.0 / sfh);
+    *sw = (float)(1.0 / sfw);
+}
+
+void vit_interpolate_pos(const ViTConfig *cfg, const float *pos_embed, int H, int W, float *out) {
+    int D = cfg->dim, g = vit_grid(cfg);
+    if (!pos_needs_interp(cfg, H, W)) {
+        memcpy(out, pos_embed, (size_t)(1 + g * g) * D * sizeof(float));
+        return;
+    }
+    int oh, ow;
+    float sh, sw;
+    pos_interp_dims(cfg, H, W, &oh, &ow, &sh, &sw);
+    memcpy(out, pos_embed, (size_t)D * sizeof(float));
+    bicubic_forward(out + D, pos_embed + D, g, g, oh, ow, D, sh, sw);
+}
+
+void vit_interpolate_pos_backward(const ViTConfig *cfg, float *dpos_embed, int H, int W,
+                                  const float *dout) {
+    int D = cfg->dim, g = vit_grid(cfg);
+    if (!pos_needs_interp(cfg, H, W)) {
+        size_t n = (size_t)(1 + g * g) * D;
+        for (size_t i = 0; i < n; i++) dpos_embed[i] += dout[i];
+        return;
+    }
+    int oh, ow;
+    float sh, sw;
+    pos_interp_dims(cfg, H, W, &oh, &ow, &sh, &sw);
+    for (int i = 0; i < D; i++) dpos_embed[i] += dout[i];
+    bicubic_backward(dpos_embed + D, dout + D, g, g, oh, ow, D, sh, sw);
+}
+
+// ---------------------------------------------------------------- activations
+
+struct ViTActs {
+    int Bmax, B, H, W, Np, T, train, nslots;
+    int D, NH, H4, CPP, depth;
+    size_t btd;     // Bmax·T·D: stride of one (B,T,D) buffer
+    float *cols;    // (B·Np, C·p·p) unfolded patches
+    float *pos;     // (T, D) position embedding for this size
+    float *res;     // nslots × (B,T,D): residual stream (train: every block input + output)
+    float *mid;     // train: depth × (B,T,D) stream after the attention branch
+    float *ln1, *ln2;          // train: depth × (B,T,D); inference: one shared buffer
+    float *stats1, *stats2;    // train: depth × 2·(B·T): mean, rstd
+    float *qkv;     // (B,T,3D), per block in train
+    float *att;     // (B,NH,T,T), per block in train
+    float *atty;    // (B,T,D) attention output before proj, per block in train
+    float *fc1;     // (B,T,H4) pre-GELU, per block in train (GELU in place in inference)
+    float *hbuf;    // train: (B,T,H4) GELU output, recomputed in backward
+    float *out;     // (B,T,D) final-norm tokens
+    float *statsf;  // 2·(B·T)
+    float *drop;    // 2·depth·B drop-path factors of the last forward
+    int has_drop;
+    // Backward scratch (train only).
+    float *dres, *dbr, *dln, *datty, *dqkv, *datt, *dh, *dcols, *dpos;
+};
+
+static float *act_alloc(size_t n) {
+    float *p = alignedAllocCheck((n ? n : 1) * sizeof(float));
+    memset(p, 0, (n ? n : 1) * sizeof(float));
+    return p;
+}
+
+ViTActs *vit_acts_create(const ViTConfig *cfg, int B, int H, int W, int train) {
+    DINO_ASSERT(B >= 1 && H >= cfg->patch && W >= cfg->patch);
+    ViTActs *a = callocCheck(1, sizeof *a);
+    a->Bmax = a->B = B;
+    a->H = H;
+    a->W = W;
+    a->Np = (H / cfg->patch) * (W / cfg->patch);
+    a->T = a->Np + 1;
+    a->train = train;
+    a->D = cfg->dim;
+    a->NH = cfg->heads;
+    a->H4 = cfg->mlp_hidden;
+    a->CPP = cfg->in_chans * cfg->patch * cfg->patch;
+    a->depth = cfg->depth;
+    size_t BT = (size_t)B * a->T, btd = BT * a->D;
+    a->btd = btd;
+    size_t L = train ? (size_t)cfg->depth : 1;
+    int keep = cfg->depth < VIT_KEEP_LAST ? cfg->depth : VIT_KEEP_LAST;
+    a->nslots = train ? cfg->depth + 1 : keep + 1;
+    a->cols = act_alloc((size_t)B * a->Np * a->CPP);
+    a->pos = act_alloc((size_t)a->T * a->D);
+    a->res = act_alloc(a->nslots * btd);
+    a->ln1 = act_alloc(L * btd);
+    a->ln2 = train ? act_alloc(L * btd) : a->ln1;
+    a->qkv = act_alloc(L * 3 * btd);
+    a->att = act_alloc(L * BT * a->NH * a->T);
+    a->atty = act_alloc(L * btd);
+    a->fc1 = act_alloc(L * BT * a->H4);
+    a->out = act_alloc(btd);
+    a->statsf = act_alloc(2 * BT);
+    a->drop = act_alloc((size_t)2 * cfg->depth * B);
+    if (train) {
+        a->mid = act_alloc(L * btd);
+        a->stats1 = act_alloc(L * 2 * BT);
+        a->stats2 = act_alloc(L * 2 * BT);
+        a->hbuf = act_alloc(BT * a->H4);
+        a->dres = act_alloc(btd);
+        a->dbr = act_alloc(btd);
+        a->dln = act_alloc(btd);
+        a->datty = act_alloc(btd);
+        a->dqkv = act_alloc(3 * btd);
+        a->datt = act_alloc(BT * a->NH * a->T);
+        a->dh = act_alloc(BT * a->H4);
+        a->dcols = act_alloc((size_t)B * a->Np * a->CPP);
+        a->dpos = act_alloc((size_t)a->T * a->D);
+    }
+    return a;
+}
+
+void vit_acts_free(ViTActs *a) {
+    if (!a) return;
+    float *bufs[] = {a->cols, a->pos,  a->res,  a->ln1,   a->qkv,  a->att,   a->atty,
+                     a->fc1,  a->out,  a->statsf, a->drop, a->mid, a->stats1, a->stats2,
+                     a->hbuf, a->dres, a->dbr,  a->dln,   a->datty, a->dqkv, a->datt,
+                     a->dh,   a->dcols, a->dpos};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    if (a->ln2 != a->ln1) free(a->ln2);
+    free(a);
+}
+
+const float *vit_output(const ViTActs *a) { return a->out; }
+int vit_acts_tokens(const ViTActs *a) { return a->T; }
+
+// Per-block buffers: training keeps one per block, inference reuses one.
+static inline size_t blk(const ViTActs *a, int l) { return a->train ? (size_t)l : 0; }
+static inline float *slot(const ViTActs *a, int l) {
+    return a->res + (size_t)(l % a->nslots) * a->btd;
+}
+
+const float *vit_last_attention(const ViTActs *a) {
+    size_t per = (size_t)a->Bmax * a->T * a->NH * a->T;
+    return a->att + blk(a, a->depth - 1) * per;
+}
+
+// ---------------------------------------------------------------- forward
+
+void vit_forward(const ViTConfig *cfg, const ViTWeights *w, ViTActs *a, const float *images,
+                 int B, const float *drop_scale) {
+    DINO_ASSERT(B >= 1 && B <= a->Bmax);
+    a->B = B;
+    int D = a->D, T = a->T, Np = a->Np, NH = a->NH, H4 = a->H4, L = cfg->depth;
+    size_t BT = (size_t)B * T, btd = a->btd, ptt = (size_t)a->Bmax * T * NH * T;
+    float eps = cfg->ln_eps;
+    a->has_drop = drop_scale != NULL;
+    if (drop_scale) memcpy(a->drop, drop_scale, (size_t)2 * L * B * sizeof(float));
+
+    // Patch embedding (GEMM over unfolded patches) into scratch, then tokens.
+    patch_unfold(a->cols, images, B, cfg->in_chans, a->H, a->W, cfg->patch);
+    float *tok = a->atty;  // (B·Np, D) scratch; atty is rewritten by block 0
+    linear_forward(tok, a->cols, w->patch_w, w->patch_b, B * Np, a->CPP, D);
+    vit_interpolate_pos(cfg, w->pos_embed, a->H, a->W, a->pos);
+    float *x0 = slot(a, 0);
+    const float *pos = a->pos;
+#pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            float *dst = x0 + ((size_t)b * T + t) * D;
+            const float *src = t == 0 ? w->cls_token : tok + ((size_t)b * Np + t - 1) * D;
+            const float *pe = pos + (size_t)t * D;
+            for (int j = 0; j < D; j++) dst[j] = src[j] + pe[j];
+        }
+
+    for (int l = 0; l < L; l++) {
+        size_t k = blk(a, l);
+        const float *xin = slot(a, l);
+        float *xout = slot(a, l + 1);
+        float *xmid = a->train ? a->mid + k * btd : xout;
+        float *ln1 = a->ln1 + k * btd, *ln2 = a->ln2 + k * btd;
+        float *qkv = a->qkv + k * 3 * btd, *att = a->att + k * ptt, *atty = a->atty + k * btd;
+        float *fc1 = a->fc1 + k * (size_t)a->Bmax * T * H4;
+        float *m1 = a->train ? a->stats1 + k * 2 * a->Bmax * T : NULL;
+        float *m2 = a->train ? a->stats2 + k * 2 * a->Bmax * T : NULL;
+        const float *s1 = drop_scale ? drop_scale + (size_t)(2 * l) * B : NULL;
+        const float *s2 = drop_scale ? drop_scale + (size_t)(2 * l + 1) * B : NULL;
+
+        // x_mid = x_in + s1·proj(attn(ln1(x_in)))
+        layernorm_forward(ln1, m1, m1 ? m1 + BT : NULL, xin, w->blocks[l].ln1_w,
+                          w->blocks[l].ln1_b, (int)BT, D, eps);
+        linear_forward(qkv, ln1, w->blocks[l].qkv_w, w->blocks[l].qkv_b, (int)BT, D, 3 * D);
+        attention_forward(atty, att, qkv, B, T, D, NH);
+        linear_residual_forward(xmid, xin, atty, w->blocks[l].proj_w, w->blocks[l].proj_b, s1, B,
+                                T, D, D);
+        // x_out = x_mid + s2·fc2(gelu(fc1(ln2(x_mid))))
+        layernorm_forward(ln2, m2, m2 ? m2 + BT : NULL, xmid, w->blocks[l].ln2_w,
+                          w->blocks[l].ln2_b, (int)BT, D, eps);
+        linear_forward(fc1, ln2, w->blocks[l].fc1_w, w->blocks[l].fc1_b, (int)BT, D, H4);
+        float *h = a->train ? a->hbuf : fc1;
+        gelu_forward(h, fc1, BT * H4);
+        linear_residual_forward(xout, xmid, h, w->blocks[l].fc2_w, w->blocks[l].fc2_b, s2, B, T,
+                                H4, D);
+    }
+    layernorm_forward(a->out, a->statsf, a->statsf + BT, slot(a, L), w->norm_w, w->norm_b,
+                      (int)BT, D, eps);
+}
+
+void vit_intermediate(const ViTConfig *cfg, const ViTWeights *w, const ViTActs *a, int n,
+                      float *out) {
+    int L = cfg->depth;
+    DINO_ASSERT(n >= 1 && n <= L);
+    if (n > a->nslots - 1)
+        dino_die("the last %d blocks were asked for, but an inference pass keeps only the last %d",
+                 n, a->nslots - 1);
+    size_t BT = (size_t)a->B * a->T;
+    for (int k = 0; k < n; k++)
+        layernorm_forward(out + (size_t)k * BT * a->D, NULL, NULL, slot(a, L - n + k + 1), w->norm_w,
+                          w->norm_b, (int)BT, a->D, cfg->ln_eps);
+}
+
+// ---------------------------------------------------------------- backward
+
+void vit_backward(const ViTConfig *cfg, const ViTWeights *w, ViTWeights *g, ViTActs *a,
+                  const float *dout, float *dimages) {
+    DINO_ASSERT(a->train);
+    int B = a->B, D = a->D, T = a->T, Np = a->Np, NH = a->NH, H4 = a->H4, L = cfg->depth;
+    size_t BT = (size_t)B * T, btd = a->btd, ptt = (size_t)a->Bmax * T * NH * T;
+    float *dres = a->dres;
+
+    memset(dres, 0, BT * D * sizeof(float));
+    layernorm_backward(dres, g->norm_w, g->norm_b, dout, slot(a, L), w->norm_w, a->statsf,
+                       a->statsf + BT, (int)BT, D);
+
+    for (int l = L - 1; l >= 0; l--) {
+        size_t k = (size_t)l;
+        const float *xin = slot(a, l), *xmid = a->mid + k * btd;
+        const float *ln1 = a->ln1 + k * btd, *ln2 = a->ln2 + k * btd;
+        const float *qkv = a->qkv + k * 3 * btd, *att = a->att + k * ptt;
+        const float *atty = a->atty + k * btd;
+        const float *fc1 = a->fc1 + k * (size_t)a->Bmax * T * H4;
+        const float *m1 = a->stats1 + k * 2 * a->Bmax * T, *m2 = a->stats2 + k * 2 * a->Bmax * T;
+
+        // MLP branch.
+        const float *dbr = dres;
+        if (a->has_drop) {
+            scale_rows_forward(a->dbr, dres, a->drop + (size_t)(2 * l + 1) * B, B, (size_t)T * D);
+            dbr = a->dbr;
+        }
+        gelu_forward(a->hbuf, fc1, BT * H4);
+        linear_backward(a->dh, g->blocks[l].fc2_w, g->blocks[l].fc2_b, dbr, a->hbuf,
+                        w->blocks[l].fc2_w, (int)BT, H4, D);
+        gelu_backward(a->dh, fc1, a->dh, BT * H4);
+        linear_backward(a->dln, g->blocks[l].fc1_w, g->blocks[l].fc1_b, a->dh, ln2,
+                        w->blocks[l].fc1_w, (int)BT, D, H4);
+        layernorm_backward(dres, g->blocks[l].ln2_w, g->blocks[l].ln2_b, a->dln, xmid,
+                           w->blocks[l].ln2_w, m2, m2 + BT, (int)BT, D);
+
+        // Attention branch.
+        dbr = dres;
+        if (a->has_drop) {
+            scale_rows_forward(a->dbr, dres, a->drop + (size_t)(2 * l) * B, B, (size_t)T * D);
+            dbr = a->dbr;
+        }
+        linear_backward(a->datty, g->blocks[l].proj_w, g->blocks[l].proj_b, dbr, atty,
+                        w->blocks[l].proj_w, (int)BT, D, D);
+        attention_backward(a->dqkv, a->datt, a->datty, qkv, att, B, T, D, NH);
+        linear_backward(a->dln, g->blocks[l].qkv_w, g->blocks[l].qkv_b, a->dqkv, ln1,
+                        w->blocks[l].qkv_w, (int)BT, D, 3 * D);
+        layernorm_backward(dres, g->blocks[l].ln1_w, g->blocks[l].ln1_b, a->dln, xin,
+                           w->blocks[l].ln1_w, m1, m1 + BT, (int)BT, D);
+    }
+
+    // Embedding: x0[b,t] = (t ? tok[b,t-1] : cls) + pos[t].
+    float *dpos = a->dpos, *dtok = a->dln;
+#pragma omp parallel for
+    for (int t = 0; t < T; t++) {
+        float *dp = dpos + (size_t)t * D;
+        memset(dp, 0, (size_t)D * sizeof(float));
+        for (int b = 0; b < B; b++) {
+            const float *src = dres + ((size_t)b * T + t) * D;
+            for (int j = 0; j < D; j++) dp[j] += src[j];
+            if (t > 0) memcpy(dtok + ((size_t)b * Np + t - 1) * D, src, (size_t)D * sizeof(float));
+        }
+    }
+    for (int j = 0; j < D; j++) g->cls_token[j] += dpos[j];
+    vit_interpolate_pos_backward(cfg, g->pos_embed, a->H, a->W, dpos);
+    linear_backward(dimages ? a->dcols : NULL, g->patch_w, g->patch_b, dtok, a->cols, w->patch_w,
+                    B * Np, a->CPP, D);
+    if (dimages) patch_fold(dimages, a->dcols, B, cfg->in_chans, a->H, a->W, cfg->patch);
+}

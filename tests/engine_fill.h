@@ -1,0 +1,58 @@
+// Shared by the engine tests: regenerates the weights, inputs and loss weights
+// of tools/make_engine_fixtures.py with fixture_fill (same seeds, same ranges),
+// and compares tensors with a tolerance relative to the tensor's scale.
+#ifndef DINO_TESTS_ENGINE_FILL_H
+#define DINO_TESTS_ENGINE_FILL_H
+
+#include <math.h>
+#include <string.h>
+
+#include "params.h"
+#include "rng.h"
+#include "testlib.h"
+
+#define ENGINE_PARAM_SEED 1000
+#define ENGINE_IMG_SEED 5000
+#define ENGINE_R_SEED 7000
+#define ENGINE_RT_SEED 8000
+
+static int engine_ends_with(const char *s, const char *suf) {
+    size_t n = strlen(s), m = strlen(suf);
+    return n >= m && !strcmp(s + n - m, suf);
+}
+
+// param_range() of the fixture script.
+static void engine_param_range(const ParamInfo *p, float *lo, float *hi) {
+    if (engine_ends_with(p->name, "weight_g") || (p->ndim == 1 && !engine_ends_with(p->name, ".bias"))) {
+        *lo = 0.5f, *hi = 1.5f;
+    } else if (engine_ends_with(p->name, ".bias")) {
+        *lo = -0.1f, *hi = 0.1f;
+    } else if (engine_ends_with(p->name, "cls_token") || engine_ends_with(p->name, "pos_embed")) {
+        *lo = -0.5f, *hi = 0.5f;
+    } else {
+        size_t fan_in = p->numel / (size_t)p->shape[0];
+        float a = (float)(1.0 / sqrt((double)fan_in));
+        *lo = -a, *hi = a;
+    }
+}
+
+// Parameter i of the table = fill(shape, ENGINE_PARAM_SEED + i, lo, hi).
+static void engine_fill_params(const ParamTable *t, float *buf) {
+    for (int i = 0; i < t->n; i++) {
+        float lo, hi;
+        engine_param_range(&t->p[i], &lo, &hi);
+        fixture_fill(buf + t->p[i].offset, t->p[i].numel, ENGINE_PARAM_SEED + (uint64_t)i, lo, hi);
+    }
+}
+
+// |got - want| <= rel·(max|want| + |want|): a tolerance relative to the
+// tensor's scale, so near-zero elements of a large tensor are not held to a
+// relative bound they cannot meet in fp32.
+static int engine_close(const char *what, const float *got, const float *want, size_t n,
+                        double rel) {
+    double mx = 0;
+    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(want[i]));
+    return test_close(what, got, want, n, rel * (mx > 0 ? mx : 1.0), rel);
+}
+
+#endif
