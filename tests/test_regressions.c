@@ -1,0 +1,132 @@
+// Replays every fuzzing input we keep, in the normal build: the seed corpora
+// (fuzz/corpus/<reader>/, valid files that must be accepted) and every input
+// that once crashed a fuzzer (fuzz/regressions/<reader>/, which must now be
+// handled: accepted or refused with a message, never a crash). Each input runs
+// in a forked child through the same entry point the libFuzzer target uses
+// (fuzz/fuzz_entries.h), so a crash, an abort from a broken contract or an
+// exit other than 0/1 fails one check naming the file instead of the whole
+// test. docs/RELIABILITY.md lists what each regression input found.
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli/args.c"  // src/cli is not in libdino.a; the flag parser is one file
+#include "../fuzz/fuzz_entries.h"
+#include "testlib.h"
+
+typedef int (*Entry)(const uint8_t *d, size_t n);
+
+typedef struct {
+    const char *reader;
+    Entry entry;
+} Reader;
+
+static const Reader READERS[] = {
+    {"image", fuzz_entry_image},
+    {"idx", fuzz_entry_idx},
+    {"cifar", fuzz_entry_cifar},
+    {"list", fuzz_entry_list},
+    {"args", fuzz_entry_args},
+};
+
+static uint8_t *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc(len > 0 ? (size_t)len : 1);
+    *n = fread(b, 1, len > 0 ? (size_t)len : 0, f);
+    fclose(f);
+    return b;
+}
+
+// Runs entry on the file in a child. Returns the child's status as
+// "accepted" 1 / "refused" 0 / -1 for a crash or an unexpected exit.
+static int replay(Entry entry, const char *path, char *why, size_t whylen) {
+    size_t n = 0;
+    uint8_t *d = slurp(path, &n);
+    if (!d) {
+        snprintf(why, whylen, "cannot read");
+        return -1;
+    }
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        // Quiet child: the entries' refusals (dino_die) print one line each.
+        if (!freopen("/dev/null", "w", stderr)) _exit(3);
+        int acc = entry(d, n);
+        exit(acc ? 10 : 11);  // exit (not _exit) runs the scratch-folder cleanup
+    }
+    free(d);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    if (WIFSIGNALED(st)) {
+        snprintf(why, whylen, "killed by signal %d", WTERMSIG(st));
+        return -1;
+    }
+    int code = WEXITSTATUS(st);
+    if (code == 10) return 1;
+    if (code == 11 || code == 1) return 0;  // 1: a dino_die refusal (flags)
+    snprintf(why, whylen, "exit status %d", code);
+    return -1;
+}
+
+// Replays every file in dir; seeds must be accepted.
+static void replay_dir(const Reader *r, const char *dir, int must_accept) {
+    DIR *dp = opendir(dir);
+    if (!dp) return;
+    struct dirent *e;
+    int count = 0, ok = 0;
+    char path[1024], why[128];
+    while ((e = readdir(dp))) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        why[0] = 0;
+        int res = replay(r->entry, path, why, sizeof why);
+        count++;
+        if (res < 0) {
+            CHECK(0, "%s: %s", path, why);
+        } else if (must_accept && res == 0) {
+            CHECK(0, "%s: a valid seed was refused", path);
+        } else {
+            ok++;
+        }
+    }
+    closedir(dp);
+    CHECK(count > 0 || !must_accept, "%s: %d inputs replayed, %d %s", dir, count, ok,
+          must_accept ? "accepted" : "handled without a crash");
+}
+
+static const char *find_dir(const char *sub) {
+    static char out[512];
+    const char *roots[] = {"fuzz/", "../fuzz/"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(out, sizeof out, "%s%s", roots[i], sub);
+        DIR *dp = opendir(out);
+        if (dp) {
+            closedir(dp);
+            return out;
+        }
+    }
+    return NULL;
+}
+
+int main(void) {
+    char sub[256];
+    for (size_t k = 0; k < sizeof READERS / sizeof *READERS; k++) {
+        const Reader *r = &READERS[k];
+        snprintf(sub, sizeof sub, "corpus/%s", r->reader);
+        const char *dir = find_dir(sub);
+        CHECK(dir != NULL, "seed corpus fuzz/%s exists", sub);
+        if (dir) replay_dir(r, dir, 1);
+        snprintf(sub, sizeof sub, "regressions/%s", r->reader);
+        dir = find_dir(sub);
+        if (dir) replay_dir(r, dir, 0);
+    }
+    return test_finish();
+}
