@@ -249,6 +249,282 @@ FUZZ_FN int fuzz_entry_list(const uint8_t *d, size_t n) {
     return fuzz_dataset_walk(path, SPLIT_TRAIN);
 }
 
+// ---------------------------------------------------------------- model files (src/io)
+
+#if __has_include("io/xxh64.h")
+#define FUZZ_HAVE_IO 1
+#include "io/checkpoint.h"
+#include "io/model_io.h"
+#include "io/pickle.h"
+#include "io/pth.h"
+#include "io/safetensors.h"
+#include "io/xxh64.h"
+
+// Native files carry an XXH64 of everything before it, so random mutations
+// stop at the checksum. The entry opens the bytes as they are and then a
+// "forged" copy: data_len set to fit the file (when data_offset allows) and
+// the checksum recomputed, which lets the fuzzer reach the table and tensor
+// checks that only someone forging a checksum could reach.
+FUZZ_FN size_t fuzz_native_forge(const uint8_t *d, size_t n, uint8_t **out) {
+    *out = NULL;
+    if (n < 72 || memcmp(d, "DINOCKPT", 8) != 0) return 0;
+    uint8_t *b = malloc(n);
+    memcpy(b, d, n);
+    uint64_t data_offset;
+    memcpy(&data_offset, b + 32, 8);
+    if (data_offset <= n - 8) {
+        uint64_t data_len = n - 8 - data_offset;
+        memcpy(b + 40, &data_len, 8);
+    }
+    uint64_t h = xxh64(b, n - 8, 0);
+    memcpy(b + n - 8, &h, 8);
+    *out = b;
+    return n;
+}
+
+FUZZ_FN int fuzz_ckpt_walk(const char *path) {
+    char err[1024] = "";
+    Ckpt *c = ckpt_open(path, err, sizeof err);
+    if (!c) {
+        fuzz_check_err(err);
+        return 0;
+    }
+    for (int i = 0; i < ckpt_n_meta(c); i++) {
+        const char *k = NULL, *v = NULL;
+        ckpt_meta_at(c, i, &k, &v);
+        FUZZ_REQUIRE(k && v, "metadata entry %d without key or value", i);
+        fuzz_touch(k, strlen(k));
+        fuzz_touch(v, strlen(v));
+        FUZZ_REQUIRE(ckpt_meta(c, k) != NULL, "metadata key not found by name");
+    }
+    for (int i = 0; i < ckpt_n_tensors(c); i++) {
+        const CkptTensor *t = ckpt_tensor_at(c, i);
+        FUZZ_REQUIRE(t && t->ndim >= 0 && t->ndim <= 8, "tensor %d: bad ndim", i);
+        FUZZ_REQUIRE(memchr(t->name, 0, sizeof t->name) != NULL, "unterminated tensor name");
+        size_t es = t->dtype == DT_F32 || t->dtype == DT_I32 ? 4 : t->dtype == DT_I64 ? 8 : t->dtype == DT_U8 ? 1 : 2;
+        size_t numel = 1;
+        for (int k = 0; k < t->ndim; k++) {
+            FUZZ_REQUIRE(t->shape[k] >= 0, "negative dimension");
+            numel *= (size_t)t->shape[k];
+        }
+        FUZZ_REQUIRE(numel == t->numel, "numel %zu does not match the shape (%zu)", t->numel, numel);
+        if (t->numel) fuzz_touch(t->data, t->numel * es);
+        FUZZ_REQUIRE(ckpt_tensor(c, t->name) != NULL, "tensor not found by its name");
+    }
+    ckpt_close(c);
+    return 1;
+}
+
+// The native reader: ckpt_open on the bytes, then on the forged copy.
+FUZZ_FN int fuzz_entry_checkpoint(const uint8_t *d, size_t n) {
+    fuzz_reset();
+    int acc = fuzz_ckpt_walk(fuzz_put("m.dino", d, n));
+    uint8_t *forged;
+    if (fuzz_native_forge(d, n, &forged)) {
+        acc |= fuzz_ckpt_walk(fuzz_put("forged.dino", forged, n));
+        free(forged);
+    }
+    return acc;
+}
+
+FUZZ_FN int fuzz_entry_safetensors(const uint8_t *d, size_t n) {
+    fuzz_reset();
+    const char *path = fuzz_put("m.safetensors", d, n);
+    char err[1024] = "";
+    SafeFile *f = safetensors_open(path, err, sizeof err);
+    if (!f) {
+        fuzz_check_err(err);
+        return 0;
+    }
+    for (int i = 0; i < f->n_meta; i++) {
+        fuzz_touch(f->meta_key[i], strlen(f->meta_key[i]));
+        fuzz_touch(f->meta_value[i], strlen(f->meta_value[i]));
+        FUZZ_REQUIRE(safetensors_meta(f, f->meta_key[i]) != NULL, "metadata key not found");
+    }
+    for (int i = 0; i < f->n; i++) {
+        const SafeTensor *t = &f->t[i];
+        FUZZ_REQUIRE(t->end >= t->begin && f->data_start + t->end <= f->file_size,
+                     "tensor %d outside the file", i);
+        FUZZ_REQUIRE(safetensors_find(f, t->name) == t, "tensor not found by its name");
+        if (t->numel > (1u << 22)) continue;
+        float *out = malloc((t->numel ? t->numel : 1) * sizeof(float));
+        char e2[1024] = "";
+        if (safetensors_read_f32(f, t, out, e2, sizeof e2) == 0) fuzz_touch(out, t->numel * 4);
+        else fuzz_check_err(e2);
+        free(out);
+    }
+    safetensors_close(f);
+    return 1;
+}
+
+// Walks an unpickled tree (bounded depth: the harness must not overflow its
+// own stack) and renders it as `dino info` does.
+FUZZ_FN void fuzz_pickle_walk(const PickleValue *v, int depth, PthFile *pf) {
+    if (!v || depth > 200) return;
+    if (v->s) fuzz_touch(v->s, v->len);
+    if (v->type == PV_TENSOR) {
+        FUZZ_REQUIRE(v->ndim >= 0 && v->ndim <= 8 && v->storage, "tensor without storage");
+        if (pf) {
+            size_t numel = pth_tensor_numel(v);
+            if (numel <= (1u << 22)) {
+                float *out = malloc((numel ? numel : 1) * sizeof(float));
+                char err[1024] = "";
+                if (pth_tensor_read_f32(pf, v, out, err, sizeof err) == 0) fuzz_touch(out, numel * 4);
+                else fuzz_check_err(err);
+                free(out);
+            }
+        }
+    }
+    // items holds n values; a dict's are key, value, key, value (n = 2·pairs).
+    if (v->type == PV_TUPLE || v->type == PV_LIST || v->type == PV_DICT) {
+        FUZZ_REQUIRE(v->type != PV_DICT || v->n % 2 == 0, "a dict with %zu items", v->n);
+        for (size_t i = 0; i < v->n; i++) fuzz_pickle_walk(v->items[i], depth + 1, pf);
+    }
+    if (v->state) fuzz_pickle_walk(v->state, depth + 1, pf);
+}
+
+// The pickle machine alone (data.pkl of a .pth), fed the raw bytes.
+FUZZ_FN int fuzz_entry_pickle(const uint8_t *d, size_t n) {
+    char err[1024] = "";
+    PickleDoc *doc = pickle_parse(d, n, "data.pkl", err, sizeof err);
+    if (!doc) {
+        fuzz_check_err(err);
+        return 0;
+    }
+    const PickleValue *root = pickle_root(doc);
+    FUZZ_REQUIRE(root != NULL, "a parsed pickle without a root");
+    fuzz_pickle_walk(root, 0, NULL);
+    char repr[256];
+    pickle_repr(root, repr, sizeof repr);
+    FUZZ_REQUIRE(memchr(repr, 0, sizeof repr) != NULL, "unterminated repr");
+    pickle_dict_get(root, "model");
+    pickle_attr(root, "arch");
+    pickle_free(doc);
+    return 1;
+}
+
+// A whole .pth (zip + pickle + storages) through pth_open.
+FUZZ_FN int fuzz_entry_pth(const uint8_t *d, size_t n) {
+    fuzz_reset();
+    const char *path = fuzz_put("m.pth", d, n);
+    char err[1024] = "";
+    PthFile *f = pth_open(path, err, sizeof err);
+    if (!f) {
+        fuzz_check_err(err);
+        return 0;
+    }
+    fuzz_pickle_walk(pth_root(f), 0, f);
+    pth_release_storages(f);
+    pth_close(f);
+    return 1;
+}
+
+// model_load, which every command that takes --pretrained_weights runs on a
+// file of any format (native, .pth, safetensors), and `dino info`'s
+// model_describe; native inputs are also forged as in fuzz_entry_checkpoint.
+FUZZ_FN int fuzz_model_one(const char *path) {
+    DinoModel m;
+    float *params = NULL;
+    char err[1024] = "";
+    ModelLoadOptions opt = {0};
+    int acc = 0;
+    if (model_load(path, &opt, &m, &params, err, sizeof err) == 0) {
+        FUZZ_REQUIRE(params != NULL, "a loaded model without parameters");
+        fuzz_touch(params, m.table.total * sizeof(float));
+        free(params);
+        model_free(&m);
+        acc = 1;
+    } else {
+        FUZZ_REQUIRE(params == NULL, "a failed load left a parameter buffer");
+        fuzz_check_err(err);
+    }
+    FILE *devnull = fopen("/dev/null", "w");
+    char e2[1024] = "";
+    if (model_describe(path, &opt, devnull, 1, e2, sizeof e2) != 0) fuzz_check_err(e2);
+    fclose(devnull);
+    return acc;
+}
+
+FUZZ_FN int fuzz_entry_model(const uint8_t *d, size_t n) {
+    fuzz_reset();
+    int acc = fuzz_model_one(fuzz_put("m.bin", d, n));
+    uint8_t *forged;
+    if (fuzz_native_forge(d, n, &forged)) {
+        acc |= fuzz_model_one(fuzz_put("forged.dino", forged, n));
+        free(forged);
+    }
+    return acc;
+}
+#endif
+
+// ---------------------------------------------------------------- evaluation inputs (src/eval)
+
+#if __has_include("eval/npy.h")
+#define FUZZ_HAVE_NPY 1
+#include "eval/npy.h"
+
+// .npy features and labels (dino knn / linear read them).
+FUZZ_FN int fuzz_entry_npy(const uint8_t *d, size_t n) {
+    fuzz_reset();
+    const char *path = fuzz_put("a.npy", d, n);
+    int acc = 0;
+    NpyInfo info;
+    char err[1024] = "";
+    float *f = npy_read_f32(path, &info, err, sizeof err);
+    if (f) {
+        FUZZ_REQUIRE(info.ndim >= 0 && info.ndim <= NPY_MAX_DIMS, "bad ndim");
+        fuzz_touch(f, info.numel * sizeof(float));
+        free(f);
+        acc = 1;
+    } else {
+        fuzz_check_err(err);
+    }
+    char e2[1024] = "";
+    int64_t *l = npy_read_i64(path, &info, e2, sizeof e2);
+    if (l) {
+        fuzz_touch(l, info.numel * sizeof(int64_t));
+        free(l);
+        acc = 1;
+    } else {
+        fuzz_check_err(e2);
+    }
+    return acc;
+}
+#endif
+
+#if __has_include("eval/plot.h")
+#define FUZZ_HAVE_PLOT 1
+#include "eval/plot.h"
+
+// The log reader behind `dino plot`; an input starting with '#' (a line the
+// reader skips) is also drawn, small, so PLplot sees the parsed values too.
+FUZZ_FN int fuzz_entry_plot(const uint8_t *d, size_t n) {
+    fuzz_reset();
+    const char *path = fuzz_put("log.txt", d, n);
+    PlotLog log;
+    char err[1024] = "";
+    if (plot_log_read(path, &log, err, sizeof err) != 0) {
+        fuzz_check_err(err);
+        return 0;
+    }
+    FUZZ_REQUIRE(log.n_series >= 0 && log.n_series <= PLOT_MAX_SERIES, "%d series", log.n_series);
+    for (int i = 0; i < log.n_series; i++) {
+        const PlotSeries *s = &log.s[i];
+        FUZZ_REQUIRE(s->n >= 0 && s->n <= s->cap, "series %d: n %d cap %d", i, s->n, s->cap);
+        fuzz_touch(s->x, s->n * sizeof(double));
+        fuzz_touch(s->y, s->n * sizeof(double));
+        FUZZ_REQUIRE(plot_log_series(&log, s->name) == s, "series not found by its name");
+    }
+    if (n > 0 && d[0] == '#') {
+        char e2[1024] = "", png[600];
+        snprintf(png, sizeof png, "%s/curves.png", fuzz_dir());
+        if (plot_curves(&log, png, 160, 120, "fuzz", e2, sizeof e2) < 0) fuzz_check_err(e2);
+    }
+    plot_log_free(&log);
+    return 1;
+}
+#endif
+
 // ---------------------------------------------------------------- flags
 
 #ifdef DINO_CLI_ARGS_H
