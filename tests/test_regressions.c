@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -134,7 +135,63 @@ static const char *find_dir(const char *sub) {
     return NULL;
 }
 
+// Runs fn in a child that must finish within `secs` seconds and exit 0.
+static int in_child(void (*fn)(const char *), const char *arg, int secs) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm((unsigned)secs);
+        fn(arg);
+        exit(0);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+// A path that is not a regular file must be refused without reading it:
+// /dev/zero would be read until memory ran out and a FIFO would block in
+// open() (found by reviewing what the list-file fuzzer had to neutralise).
+static void decode_special(const char *path) {
+    Image im;
+    char err[512] = "";
+    int rc = image_decode_file(path, 0, &im, err, sizeof err);
+    exit(rc == -1 && strstr(err, "not a regular file") ? 0 : 1);
+}
+
+static void list_special(const char *path) {
+    // A list file naming the special file, loaded as the loader would.
+    char list[600];
+    snprintf(list, sizeof list, "%s/list.txt", fuzz_dir());
+    FILE *f = fopen(list, "w");
+    fprintf(f, "%s 0\n", path);
+    fclose(f);
+    char err[512] = "";
+    Dataset *ds = dataset_open(list, SPLIT_TRAIN, err, sizeof err);
+    if (!ds) exit(2);
+    Image im;
+    int rc = dataset_load(ds, 0, 0, &im, err, sizeof err);
+    dataset_close(ds);
+    exit(rc == -1 && strstr(err, "not a regular file") ? 0 : 1);
+}
+
+static void check_special_files(void) {
+    char fifo[600];
+    snprintf(fifo, sizeof fifo, "/tmp/dino_regress_fifo_%d", (int)getpid());
+    unlink(fifo);
+    int have_fifo = mkfifo(fifo, 0600) == 0;
+    CHECK(in_child(decode_special, "/dev/zero", 5), "image_decode_file refuses /dev/zero at once");
+    CHECK(in_child(list_special, "/dev/zero", 5), "a list file naming /dev/zero: the image is refused at once");
+    CHECK(in_child(list_special, "/dev/null", 5), "a list file naming /dev/null: refused as not a regular file");
+    if (have_fifo) {
+        CHECK(in_child(decode_special, fifo, 5), "image_decode_file refuses a FIFO without blocking");
+        CHECK(in_child(list_special, fifo, 5), "a list file naming a FIFO: refused without blocking");
+        unlink(fifo);
+    }
+}
+
 int main(void) {
+    check_special_files();
     char sub[256];
     for (size_t k = 0; k < sizeof READERS / sizeof *READERS; k++) {
         const Reader *r = &READERS[k];
