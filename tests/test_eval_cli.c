@@ -33,6 +33,7 @@
 #include "testlib.h"
 
 static char DIR_[256];
+static char DINO[600];  // the dino binary of this build: <build>/dino next to <build>/tests/
 
 static int run(const char *cmd, char *out, size_t n) {
     char full[8192];
@@ -60,8 +61,15 @@ static void make_image(uint8_t *rgb, int w, int h, int cls, int k) {
         }
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    (void)argc;
     dino_set_threads(2);
+    snprintf(DINO, sizeof DINO, "%s", argv[0]);
+    char *slash = strrchr(DINO, '/');
+    if (slash) *slash = 0;  // <build>/tests
+    slash = strrchr(DINO, '/');
+    if (slash) strcpy(slash, "/dino");
+    else snprintf(DINO, sizeof DINO, "build/dino");
     snprintf(DIR_, sizeof DIR_, "/tmp/dino_test_eval_cli_%d", (int)getpid());
     char path[1024], cmd[4096], out[16384], err[1024];
     mkdir(DIR_, 0755);
@@ -102,8 +110,8 @@ int main(void) {
     }
 
     // dino features -> .npy, compared with the in-process pipeline.
-    snprintf(cmd, sizeof cmd, "build/dino features --threads 2 --pretrained_weights %s --data_path %s/ds "
-             "--output_dir %s/feat", model_path, DIR_, DIR_);
+    snprintf(cmd, sizeof cmd, "%s features --threads 2 --pretrained_weights %s --data_path %s/ds "
+             "--output_dir %s/feat", DINO, model_path, DIR_, DIR_);
     int rc = run(cmd, out, sizeof out);
     CHECK(rc == 0, "dino features runs (exit %d)", rc);
     if (rc) printf("%s", out);
@@ -138,24 +146,24 @@ int main(void) {
     free(tl);
 
     // k-NN from the files and from the model.
-    snprintf(cmd, sizeof cmd, "build/dino knn --threads 2 --features_dir %s/feat --nb_knn 1 3", DIR_);
+    snprintf(cmd, sizeof cmd, "%s knn --threads 2 --features_dir %s/feat --nb_knn 1 3", DINO, DIR_);
     rc = run(cmd, out, sizeof out);
     CHECK(rc == 0 && strstr(out, "1-NN classifier result: Top1: 100.0000"), "dino knn --features_dir: %s",
           rc ? out : "100%");
     char first[16384];
     snprintf(first, sizeof first, "%s", strstr(out, "1-NN") ? strstr(out, "1-NN") : "");
     *strstr(first, "k-NN time") = 0;
-    snprintf(cmd, sizeof cmd, "build/dino knn --threads 2 --pretrained_weights %s --data_path %s/ds --nb_knn 1 3 2>/dev/null",
+    snprintf(cmd, sizeof cmd, "%s knn --threads 2 --pretrained_weights %s --data_path %s/ds --nb_knn 1 3 2>/dev/null", DINO,
              model_path, DIR_);
     rc = run(cmd, out, sizeof out);
     CHECK(rc == 0 && strstr(out, first), "dino knn from the model prints the same results as from files");
-    snprintf(cmd, sizeof cmd, "build/dino linear --threads 2 --features_dir %s/feat --epochs 30 --lr 10", DIR_);
+    snprintf(cmd, sizeof cmd, "%s linear --threads 2 --features_dir %s/feat --epochs 30 --lr 10", DINO, DIR_);
     rc = run(cmd, out, sizeof out);
     CHECK(rc == 0 && strstr(out, "Top-1 test accuracy: 100.0"), "dino linear on the features reaches 100%%");
 
     // Full mode: augmented views through the backbone every epoch.
-    snprintf(cmd, sizeof cmd, "build/dino linear --threads 2 --full --pretrained_weights %s --data_path %s/ds "
-             "--n_last_blocks 1 --epochs 5 --lr 10 --batch_size_per_gpu 4 2>/dev/null", model_path, DIR_);
+    snprintf(cmd, sizeof cmd, "%s linear --threads 2 --full --pretrained_weights %s --data_path %s/ds "
+             "--n_last_blocks 1 --epochs 5 --lr 10 --batch_size_per_gpu 4 2>/dev/null", DINO, model_path, DIR_);
     rc = run(cmd, out, sizeof out);
     CHECK(rc == 0 && strstr(out, "full mode") && strstr(out, "epoch 4:"), "dino linear --full runs 5 epochs (exit %d)", rc);
     if (rc == 0) printf("     %s\n", strstr(out, "Top-1") ? strstr(out, "Top-1") : out);
@@ -189,7 +197,7 @@ int main(void) {
 
     // Attention on a non-square image.
     snprintf(path, sizeof path, "%s/ds/val/a/0.png", DIR_);
-    snprintf(cmd, sizeof cmd, "build/dino attention %s --threads 2 --pretrained_weights %s --out %s/att --threshold 0.6",
+    snprintf(cmd, sizeof cmd, "%s attention %s --threads 2 --pretrained_weights %s --out %s/att --threshold 0.6", DINO,
              path, model_path, DIR_);
     rc = run(cmd, out, sizeof out);
     CHECK(rc == 0, "dino attention runs (exit %d)", rc);
@@ -250,8 +258,8 @@ int main(void) {
         snprintf(pth, sizeof pth, "%s", test_fixture_path("eval_tiny_vit.pth"));
         const char *keys[2] = {"teacher", "student"};
         for (int k = 0; k < 2; k++) {
-            snprintf(cmd, sizeof cmd, "build/dino attention %s --threads 2 --pretrained_weights %s --checkpoint_key %s "
-                     "--image_size 40 60 --heads 3 --out %s/e2e_%s", img_path, pth, keys[k], DIR_, keys[k]);
+            snprintf(cmd, sizeof cmd, "%s attention %s --threads 2 --pretrained_weights %s --checkpoint_key %s "
+                     "--image_size 40 60 --heads 3 --out %s/e2e_%s", DINO, img_path, pth, keys[k], DIR_, keys[k]);
             rc = run(cmd, out, sizeof out);
             CHECK(rc == 0, "dino attention on the .pth checkpoint, key %s (exit %d) %s", keys[k], rc, rc ? out : "");
             snprintf(path, sizeof path, "%s/e2e_%s/attn_maps.npy", DIR_, keys[k]);
@@ -278,7 +286,7 @@ int main(void) {
     }
 
     // Errors: one line, exit status 1.
-    snprintf(cmd, sizeof cmd, "build/dino attention %s/ds/val/a/0.png --pretrained_weights %s --arch vit_small --out %s/att",
+    snprintf(cmd, sizeof cmd, "%s attention %s/ds/val/a/0.png --pretrained_weights %s --arch vit_small --out %s/att", DINO,
              DIR_, model_path, DIR_);
     rc = run(cmd, out, sizeof out);
     CHECK(rc == 1 && strstr(out, "different architecture") && one_line(out), "wrong architecture: %s", out);
@@ -286,13 +294,13 @@ int main(void) {
     FILE *f = fopen(path, "w");
     fputs("this is text, not a PNG\n", f);
     fclose(f);
-    snprintf(cmd, sizeof cmd, "build/dino attention %s --pretrained_weights %s --out %s/att", path, model_path, DIR_);
+    snprintf(cmd, sizeof cmd, "%s attention %s --pretrained_weights %s --out %s/att", DINO, path, model_path, DIR_);
     rc = run(cmd, out, sizeof out);
     CHECK(rc == 1 && strstr(out, "not_an_image.png") && one_line(out), "unreadable image: %s", out);
-    snprintf(cmd, sizeof cmd, "build/dino attention %s/ds/val/a/0.png --pretrained_weights %s --out %s/att", DIR_, path, DIR_);
+    snprintf(cmd, sizeof cmd, "%s attention %s/ds/val/a/0.png --pretrained_weights %s --out %s/att", DINO, DIR_, path, DIR_);
     rc = run(cmd, out, sizeof out);
     CHECK(rc == 1 && one_line(out), "a model file that is not one: %s", out);
-    snprintf(cmd, sizeof cmd, "build/dino knn --train_features %s/feat/train_features.npy --val_features %s/feat/val_features.npy",
+    snprintf(cmd, sizeof cmd, "%s knn --train_features %s/feat/train_features.npy --val_features %s/feat/val_features.npy", DINO,
              DIR_, DIR_);
     rc = run(cmd, out, sizeof out);
     CHECK(rc == 1 && strstr(out, "labels") && one_line(out), "k-NN without labels: %s", out);
@@ -301,7 +309,7 @@ int main(void) {
     mkdir(path, 0755);
     snprintf(cmd, sizeof cmd, "cp %s/ds/train/a/*.png %s/plain/", DIR_, DIR_);
     if (system(cmd) != 0) printf("     cp failed\n");
-    snprintf(cmd, sizeof cmd, "build/dino knn --pretrained_weights %s --data_path %s/plain 2>&1 | tail -1", model_path, DIR_);
+    snprintf(cmd, sizeof cmd, "%s knn --pretrained_weights %s --data_path %s/plain 2>&1 | tail -1", DINO, model_path, DIR_);
     rc = run(cmd, out, sizeof out);
     CHECK(strstr(out, "needs labels") != NULL, "k-NN on an unlabelled folder: %s", out);
 
