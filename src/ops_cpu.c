@@ -208,6 +208,9 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
 // A row tail is computed in a zero-padded vector, so every element goes
 // through the same arithmetic.
 typedef float vf8 __attribute__((vector_size(32)));
+// Functions whose multiply-adds may be fused (FMA): the vector maths and the
+// attention kernel. The whole file cannot be: -std=c11 turns contraction off.
+#define FMA_FN __attribute__((optimize("fp-contract=fast")))
 typedef int32_t vi8 __attribute__((vector_size(32)));
 #define V8(c) ((vf8){(c), (c), (c), (c), (c), (c), (c), (c)})
 #define V8I(c) ((vi8){(c), (c), (c), (c), (c), (c), (c), (c)})
@@ -236,7 +239,7 @@ static inline void vstore(float *p, vf8 v, int n) {
 
 // exp(x) for x <= 0: Cody-Waite range reduction and the Cephes polynomial,
 // ~1 ulp; inputs below -87 are clamped (result ~1e-38 instead of 0).
-static inline vf8 vexp_neg(vf8 x) {
+FMA_FN static inline vf8 vexp_neg(vf8 x) {
     vi8 lo = x < V8(-87.0f);
     x = (vf8)(((vi8)x & ~lo) | ((vi8)V8(-87.0f) & lo));
     vf8 y = x * 1.44269504088896341f + 0.5f;
@@ -257,7 +260,7 @@ static inline vf8 vexp_neg(vf8 x) {
 
 // erf as PyTorch's vectorised CPU kernel computes it (Abramowitz & Stegun
 // 7.1.26, |error| < 1.5e-7), so our GELU tracks nn.GELU() on CPU.
-static inline vf8 verf(vf8 x) {
+FMA_FN static inline vf8 verf(vf8 x) {
     vi8 sign = (vi8)x & V8I((int32_t)0x80000000u);
     vf8 ax = (vf8)((vi8)x & V8I(0x7fffffff));
     vf8 t = 1.0f / (0.3275911f * ax + 1.0f);
@@ -268,9 +271,9 @@ static inline vf8 verf(vf8 x) {
     return (vf8)((vi8)y | sign);
 }
 
-static inline vf8 vgelu(vf8 x) { return x * 0.5f * (1.0f + verf(x * (float)M_SQRT1_2)); }
+FMA_FN static inline vf8 vgelu(vf8 x) { return x * 0.5f * (1.0f + verf(x * (float)M_SQRT1_2)); }
 
-static inline vf8 vgelu_grad(vf8 x, vf8 dy) {
+FMA_FN static inline vf8 vgelu_grad(vf8 x, vf8 dy) {
     vf8 cdf = 0.5f * (1.0f + verf(x * (float)M_SQRT1_2));
     vf8 pdf = 0.3989422804014327f * vexp_neg(x * x * -0.5f);
     return dy * (cdf + x * pdf);
@@ -278,7 +281,7 @@ static inline vf8 vgelu_grad(vf8 x, vf8 dy) {
 
 // 32 elements per step: four independent dependency chains keep the FP
 // pipes busy (one chain is ~40 dependent operations long).
-void gelu_forward(float *out, const float *inp, size_t n) {
+FMA_FN void gelu_forward(float *out, const float *inp, size_t n) {
     size_t nb = n / 32;
 #pragma omp parallel for if (n > PAR_MIN_WORK)
     for (size_t v = 0; v < nb; v++) {
@@ -294,7 +297,7 @@ void gelu_forward(float *out, const float *inp, size_t n) {
     }
 }
 
-void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+FMA_FN void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
     size_t nb = n / 32;
 #pragma omp parallel for if (n > PAR_MIN_WORK)
     for (size_t v = 0; v < nb; v++) {
@@ -313,25 +316,34 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
 
 // ---------------------------------------------------------------- attention
 
-// One softmax row in place (the scale is already applied).
-static void softmax_row(float *r, int T) {
+// One softmax row in place (the scale is already applied). The exps run
+// four vectors at a time: independent chains keep the FP pipes busy.
+FMA_FN static void softmax_row(float *r, int T) {
     float mx = r[0];
 #pragma omp simd reduction(max : mx)
     for (int j = 1; j < T; j++) mx = r[j] > mx ? r[j] : mx;
-    vf8 vs = V8(0.0f);
+    vf8 s0 = V8(0.0f), s1 = s0, s2 = s0, s3 = s0;
+    int j = 0;
+    for (; j + 32 <= T; j += 32) {
+        vf8 e0 = vexp_neg(vload8(r + j) - mx), e1 = vexp_neg(vload8(r + j + 8) - mx);
+        vf8 e2 = vexp_neg(vload8(r + j + 16) - mx), e3 = vexp_neg(vload8(r + j + 24) - mx);
+        vstore8(r + j, e0), vstore8(r + j + 8, e1), vstore8(r + j + 16, e2), vstore8(r + j + 24, e3);
+        s0 += e0, s1 += e1, s2 += e2, s3 += e3;
+    }
     float sum = 0.0f;
-    for (int j = 0; j < T; j += 8) {
+    for (; j < T; j += 8) {
         int k = T - j < 8 ? T - j : 8;
         vf8 e = vexp_neg(vload(r + j, k) - mx);
         vstore(r + j, e, k);
-        if (k == 8) vs += e;
+        if (k == 8) s0 += e;
         else
             for (int q = 0; q < k; q++) sum += e[q];
     }
+    vf8 vs = (s0 + s1) + (s2 + s3);
     for (int q = 0; q < 8; q++) sum += vs[q];
     float inv = 1.0f / sum;
 #pragma omp simd
-    for (int j = 0; j < T; j++) r[j] *= inv;
+    for (int i = 0; i < T; i++) r[i] *= inv;
 }
 
 // Attention runs one (sample, head) pair per task inside a single OpenMP
@@ -340,31 +352,38 @@ static void softmax_row(float *r, int T) {
 // instead of one BLAS call per head avoids thousands of thread hand-offs.
 // Operands are packed into zero-padded buffers (rows to a multiple of 4,
 // columns to a multiple of 16) so the kernel has no edge cases.
-#define FMA_FN __attribute__((optimize("fp-contract=fast")))
 #define RUP(x, m) (((x) + (m) - 1) / (m) * (m))
 
-// C (Mp x Np, ldc) = alpha · A (Mp x K, lda) · B (K x Np, ldb); Mp % 4 == 0,
-// Np % 16 == 0. 4x16 register tile, 8 accumulators.
+// C (Mp x Np, ldc) = alpha · A (Mp x K, lda) · B (K x Np, ldb); Mp % 6 == 0,
+// Np % 16 == 0. 6x16 register tile: 12 accumulators, 2 B vectors, 1 broadcast.
 FMA_FN static void gemm_tile(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
                              int Mp, int Np, int K, float alpha) {
-    for (int i = 0; i < Mp; i += 4)
+    for (int i = 0; i < Mp; i += 6)
         for (int j = 0; j < Np; j += 16) {
             vf8 c00 = V8(0.0f), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
-                c31 = c00;
+                c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
             const float *a0 = A + (size_t)i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+            const float *a4 = a3 + lda, *a5 = a4 + lda;
             const float *b = B + j;
             for (int k = 0; k < K; k++, b += ldb) {
                 vf8 b0 = vload8(b), b1 = vload8(b + 8), x;
+#if defined(__GNUC__) && defined(__AVX__)
+                __asm__("" : "+x"(b0), "+x"(b1));  // keep B in registers, not refolded loads
+#endif
                 x = V8(a0[k]), c00 += x * b0, c01 += x * b1;
                 x = V8(a1[k]), c10 += x * b0, c11 += x * b1;
                 x = V8(a2[k]), c20 += x * b0, c21 += x * b1;
                 x = V8(a3[k]), c30 += x * b0, c31 += x * b1;
+                x = V8(a4[k]), c40 += x * b0, c41 += x * b1;
+                x = V8(a5[k]), c50 += x * b0, c51 += x * b1;
             }
             float *c = C + (size_t)i * ldc + j;
             vstore8(c, alpha * c00), vstore8(c + 8, alpha * c01), c += ldc;
             vstore8(c, alpha * c10), vstore8(c + 8, alpha * c11), c += ldc;
             vstore8(c, alpha * c20), vstore8(c + 8, alpha * c21), c += ldc;
-            vstore8(c, alpha * c30), vstore8(c + 8, alpha * c31);
+            vstore8(c, alpha * c30), vstore8(c + 8, alpha * c31), c += ldc;
+            vstore8(c, alpha * c40), vstore8(c + 8, alpha * c41), c += ldc;
+            vstore8(c, alpha * c50), vstore8(c + 8, alpha * c51);
         }
 }
 
@@ -393,79 +412,80 @@ static void unpack(float *dst, int ld, const float *src, int lds, int rows, int 
         memcpy(dst + (size_t)r * ld, src + (size_t)r * lds, (size_t)cols * sizeof(float));
 }
 
-void attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int NH) {
-    int hd = D / NH, D3 = 3 * D, Tq = RUP(T, 16), hp = RUP(hd, 16);
+FMA_FN void attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int NH) {
+    // Rows padded for the 6-row tile (Tr), columns for the 16-wide one (Tc).
+    int hd = D / NH, D3 = 3 * D, Tr = RUP(T, 6), Tc = RUP(T, 16), hp = RUP(hd, 16);
+    int Tn = Tr > Tc ? Tr : Tc;
     float scale = 1.0f / sqrtf((float)hd);
     int tasks = B * NH;
 #pragma omp parallel if (tasks > 1 && (size_t)tasks * T * T * hd > PAR_MIN_WORK)
     {
-        float *Qp = alignedAllocCheck(((size_t)Tq * hp * 4 + (size_t)Tq * Tq) * sizeof(float));
-        float *KT = Qp + (size_t)Tq * hp, *Vp = KT + (size_t)Tq * hp, *Yp = Vp + (size_t)Tq * hp;
-        float *S = Yp + (size_t)Tq * hp;
+        float *Qp = alignedAllocCheck(((size_t)Tn * hp * 4 + (size_t)Tr * Tc) * sizeof(float));
+        float *KT = Qp + (size_t)Tn * hp, *Vp = KT + (size_t)Tn * hp, *Yp = Vp + (size_t)Tn * hp;
+        float *S = Yp + (size_t)Tn * hp;
 #pragma omp for schedule(dynamic)
         for (int t = 0; t < tasks; t++) {
             int b = t / NH, h = t % NH;
             const float *q = qkv + (size_t)b * T * D3 + h * hd;
-            pack(Qp, Tq, hp, q, D3, T, hd);
-            pack_t(KT, hp, Tq, q + D, D3, T, hd);
-            pack(Vp, Tq, hp, q + 2 * D, D3, T, hd);
-            gemm_tile(S, Tq, Qp, hp, KT, Tq, Tq, Tq, hd, scale);  // scores
-            float *P = att + (size_t)t * T * T;
+            pack(Qp, Tr, hp, q, D3, T, hd);
+            pack_t(KT, hp, Tc, q + D, D3, T, hd);
+            pack(Vp, T, hp, q + 2 * D, D3, T, hd);
+            gemm_tile(S, Tc, Qp, hp, KT, Tc, Tr, Tc, hd, scale);  // scores
             for (int i = 0; i < T; i++) {
-                float *r = S + (size_t)i * Tq;
+                float *r = S + (size_t)i * Tc;
                 softmax_row(r, T);
-                memcpy(P + (size_t)i * T, r, (size_t)T * sizeof(float));
+                if (att) memcpy(att + ((size_t)t * T + i) * T, r, (size_t)T * sizeof(float));
             }
-            gemm_tile(Yp, hp, S, Tq, Vp, hp, Tq, hp, T, 1.0f);  // P·V over the T real keys
+            gemm_tile(Yp, hp, S, Tc, Vp, hp, Tr, hp, T, 1.0f);  // P·V over the T real keys
             unpack(out + (size_t)b * T * D + h * hd, D, Yp, hp, T, hd);
         }
         free(Qp);
     }
 }
 
-void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
-                        const float *att, int B, int T, int D, int NH) {
-    (void)datt;  // per-thread scratch is used instead
-    int hd = D / NH, D3 = 3 * D, Tq = RUP(T, 16), hp = RUP(hd, 16);
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int B,
+                        int T, int D, int NH) {
+    int hd = D / NH, D3 = 3 * D, Tr = RUP(T, 6), Tc = RUP(T, 16), hp = RUP(hd, 16);
+    int Tn = Tr > Tc ? Tr : Tc;
     float scale = 1.0f / sqrtf((float)hd);
     int tasks = B * NH;
 #pragma omp parallel if (tasks > 1 && (size_t)tasks * T * T * hd > PAR_MIN_WORK)
     {
-        float *dYp = alignedAllocCheck(((size_t)Tq * hp * 5 + (size_t)Tq * Tq * 3) * sizeof(float));
-        float *VT = dYp + (size_t)Tq * hp, *Qp = VT + (size_t)Tq * hp, *Kp = Qp + (size_t)Tq * hp;
-        float *G = Kp + (size_t)Tq * hp;  // gradient output block (Tq x hp)
-        float *dS = G + (size_t)Tq * hp, *PT = dS + (size_t)Tq * Tq, *dST = PT + (size_t)Tq * Tq;
+        float *dYp = alignedAllocCheck(((size_t)Tn * hp * 5 + (size_t)Tr * Tc * 3) * sizeof(float));
+        float *VT = dYp + (size_t)Tn * hp, *Qp = VT + (size_t)Tn * hp, *Kp = Qp + (size_t)Tn * hp;
+        float *G = Kp + (size_t)Tn * hp;  // gradient output block (Tr x hp)
+        float *dS = G + (size_t)Tn * hp, *PT = dS + (size_t)Tr * Tc, *dST = PT + (size_t)Tr * Tc;
 #pragma omp for schedule(dynamic)
         for (int t = 0; t < tasks; t++) {
             int b = t / NH, h = t % NH;
             const float *q = qkv + (size_t)b * T * D3 + h * hd;
             const float *P = att + (size_t)t * T * T;
             float *dq = dqkv + (size_t)b * T * D3 + h * hd;
-            pack(dYp, Tq, hp, dout + (size_t)b * T * D + h * hd, D, T, hd);
-            pack_t(VT, hp, Tq, q + 2 * D, D3, T, hd);
-            pack(Qp, Tq, hp, q, D3, T, hd);
-            pack(Kp, Tq, hp, q + D, D3, T, hd);
-            pack_t(PT, Tq, Tq, P, T, T, T);
+            pack(dYp, Tr, hp, dout + (size_t)b * T * D + h * hd, D, T, hd);
+            pack_t(VT, hp, Tc, q + 2 * D, D3, T, hd);
+            pack(Qp, Tr, hp, q, D3, T, hd);
+            pack(Kp, T, hp, q + D, D3, T, hd);
+            pack_t(PT, Tr, Tc, P, T, T, T);
             // dV = Pᵀ·dY
-            gemm_tile(G, hp, PT, Tq, dYp, hp, Tq, hp, T, 1.0f);
+            gemm_tile(G, hp, PT, Tc, dYp, hp, Tr, hp, T, 1.0f);
             unpack(dq + 2 * D, D3, G, hp, T, hd);
             // dP = dY·Vᵀ, then dS = P ⊙ (dP − Σ_j P·dP) (zero outside T x T)
-            gemm_tile(dS, Tq, dYp, hp, VT, Tq, Tq, Tq, hd, 1.0f);
+            gemm_tile(dS, Tc, dYp, hp, VT, Tc, Tr, Tc, hd, 1.0f);
             for (int i = 0; i < T; i++) {
                 const float *p = P + (size_t)i * T;
-                float *g = dS + (size_t)i * Tq, dot = 0.0f;
+                float *g = dS + (size_t)i * Tc, dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
                 for (int j = 0; j < T; j++) dot += p[j] * g[j];
 #pragma omp simd
                 for (int j = 0; j < T; j++) g[j] = p[j] * (g[j] - dot);
-                memset(g + T, 0, (size_t)(Tq - T) * sizeof(float));
+                memset(g + T, 0, (size_t)(Tc - T) * sizeof(float));
             }
-            memset(dS + (size_t)T * Tq, 0, (size_t)(Tq - T) * Tq * sizeof(float));
+            memset(dS + (size_t)T * Tc, 0, (size_t)(Tr - T) * Tc * sizeof(float));
             // dQ = scale·dS·K, dK = scale·dSᵀ·Q
-            gemm_tile(G, hp, dS, Tq, Kp, hp, Tq, hp, T, scale);
+            gemm_tile(G, hp, dS, Tc, Kp, hp, Tr, hp, T, scale);
             unpack(dq, D3, G, hp, T, hd);
-            pack_t(dST, Tq, Tq, dS, Tq, Tq, Tq);
-            gemm_tile(G, hp, dST, Tq, Qp, hp, Tq, hp, T, scale);
+            pack_t(dST, Tr, Tc, dS, Tc, T, T);
+            gemm_tile(G, hp, dST, Tc, Qp, hp, Tr, hp, T, scale);
             unpack(dq + D, D3, G, hp, T, hd);
         }
         free(dYp);

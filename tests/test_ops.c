@@ -238,15 +238,14 @@ static void test_attention(void) {
     size_t nq = (size_t)B * T * 3 * D, no = (size_t)B * T * D, na = (size_t)B * NH * T * T;
     float *qkv = randf(nq, 31, -1.5f, 1.5f), *R = randf(no, 32, -1, 1);
     float *out = mallocCheck(no * 4), *att = mallocCheck(na * 4), *dqkv = mallocCheck(nq * 4);
-    float *datt = mallocCheck(na * 4);
     AttCtx c = {B, T, D, NH, tod(qkv, nq), tod(R, no), mallocCheck(no * 8), mallocCheck(na * 8)};
     attention_forward(out, att, qkv, B, T, D, NH);
     att_loss(&c);
     close_d("attention forward output", out, c.out, no, TOL_FWD);
     close_d("attention probabilities", att, c.att, na, TOL_FWD);
-    attention_backward(dqkv, datt, R, qkv, att, B, T, D, NH);
+    attention_backward(dqkv, R, qkv, att, B, T, D, NH);
     check_fd("attention dqkv", att_loss, &c, c.qkv, nq, dqkv);
-    free(qkv), free(R), free(out), free(att), free(dqkv), free(datt);
+    free(qkv), free(R), free(out), free(att), free(dqkv);
     free(c.qkv), free(c.R), free(c.out), free(c.att);
 }
 

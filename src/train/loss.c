@@ -1,0 +1,200 @@
+// The DINO loss (see loss.h). Rows are independent, so every pass runs
+// OpenMP over rows (or over output dimensions for column sums) and writes
+// per-row partial results that are then added up in a fixed order: the
+// result does not depend on the thread count.
+#include "train/loss.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+void dino_loss_init(DinoLoss *L, int out_dim, int ncrops, double warmup_teacher_temp,
+                    double teacher_temp, int warmup_teacher_temp_epochs) {
+    DINO_ASSERT(out_dim > 0 && ncrops >= 2);
+    memset(L, 0, sizeof *L);
+    L->out_dim = out_dim;
+    L->ncrops = ncrops;
+    L->student_temp = 0.1f;
+    L->center_momentum = 0.9;
+    L->warmup_teacher_temp = warmup_teacher_temp;
+    L->teacher_temp = teacher_temp;
+    L->warmup_teacher_temp_epochs = warmup_teacher_temp_epochs;
+    L->center = callocCheck((size_t)out_dim, sizeof(float));
+}
+
+void dino_loss_free(DinoLoss *L) {
+    free(L->center);
+    free(L->tprob);
+    memset(L, 0, sizeof *L);
+}
+
+double dino_teacher_temp(const DinoLoss *L, int epoch) {
+    int n = L->warmup_teacher_temp_epochs;
+    if (epoch >= n) return L->teacher_temp;
+    // numpy.linspace(start, stop, n): i·step + start with step = (stop−start)/(n−1),
+    // the last value replaced by stop; (i/div)·delta + start when step == 0.
+    if (epoch == n - 1) return L->teacher_temp;
+    double delta = L->teacher_temp - L->warmup_teacher_temp;
+    double div = (double)(n - 1);
+    double step = delta / div;
+    if (step == 0.0) return ((double)epoch / div) * delta + L->warmup_teacher_temp;
+    return (double)epoch * step + L->warmup_teacher_temp;
+}
+
+// Σ −p·log p in double, skipping zeros.
+static double entropy(const float *p, int K) {
+    double h = 0.0;
+    for (int k = 0; k < K; k++)
+        if (p[k] > 0.0f) h -= (double)p[k] * log((double)p[k]);
+    return h;
+}
+
+LossStats dino_loss_forward_backward(DinoLoss *L, float *dstudent, const float *student,
+                                     const float *teacher, int B, int epoch) {
+    const int K = L->out_dim, NC = L->ncrops;
+    const int TR = 2 * B, SR = NC * B;
+    LossStats st = {0};
+    double temp = dino_teacher_temp(L, epoch);
+    st.teacher_temp = temp;
+    const float tempf = (float)temp, stemp = L->student_temp;
+
+    size_t need = (size_t)TR * K;
+    if (L->tprob_cap < need) {
+        free(L->tprob);
+        L->tprob = alignedAllocCheck(need * sizeof(float));
+        L->tprob_cap = need;
+    }
+    float *q = L->tprob;
+    const float *center = L->center;
+    double *qsum = mallocCheck((size_t)TR * sizeof(double));
+    double *tent = mallocCheck((size_t)TR * sizeof(double));
+
+    // Teacher: softmax((t − center)/τ) per row, as PyTorch: subtract the max,
+    // exponentiate, multiply by the reciprocal of the sum.
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < TR; r++) {
+        const float *t = teacher + (size_t)r * K;
+        float *qr = q + (size_t)r * K;
+        float mx = -INFINITY;
+        for (int k = 0; k < K; k++) {
+            float x = (t[k] - center[k]) / tempf;
+            qr[k] = x;
+            if (x > mx) mx = x;
+        }
+        float s = 0.0f;
+        for (int k = 0; k < K; k++) {
+            float e = expf(qr[k] - mx);
+            qr[k] = e;
+            s += e;
+        }
+        float inv = 1.0f / s;
+        double qs = 0.0;
+        for (int k = 0; k < K; k++) {
+            qr[k] *= inv;
+            qs += qr[k];
+        }
+        qsum[r] = qs;
+        tent[r] = entropy(qr, K);
+    }
+
+    // Student: log_softmax(s/0.1) per row into lp (dstudent doubles as storage).
+    float *lp = dstudent ? dstudent : alignedAllocCheck((size_t)SR * K * sizeof(float));
+    double *rowloss = callocCheck((size_t)SR * 2, sizeof(double));
+    const int nterms = 2 * NC - 2;
+    // d loss / d row-loss of each term: 1/(terms·B); then /0.1 for the scaling.
+    const double gscale = 1.0 / ((double)nterms * (double)B);
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < SR; r++) {
+        const float *s = student + (size_t)r * K;
+        float *lr = lp + (size_t)r * K;
+        const int v = r / B, b = r % B;
+        float mx = -INFINITY;
+        for (int k = 0; k < K; k++) {
+            float x = s[k] / stemp;
+            lr[k] = x;
+            if (x > mx) mx = x;
+        }
+        double se = 0.0;
+        for (int k = 0; k < K; k++) se += exp((double)(lr[k] - mx));
+        float lse = (float)log(se);
+        for (int k = 0; k < K; k++) lr[k] = (lr[k] - mx) - lse;
+        for (int iq = 0; iq < 2; iq++) {
+            if (iq == v) continue;
+            const float *qr = q + ((size_t)iq * B + b) * K;
+            double d = 0.0;
+            for (int k = 0; k < K; k++) d -= (double)qr[k] * (double)lr[k];
+            rowloss[(size_t)r * 2 + iq] = d;
+        }
+        if (!dstudent) continue;
+        // d/dlogits of −Σ q·log_softmax(x) is softmax(x)·Σq − q, summed over the
+        // teacher views this student view is compared with.
+        const float *q0 = (v != 0) ? q + (size_t)b * K : NULL;
+        const float *q1 = (v != 1) ? q + ((size_t)B + b) * K : NULL;
+        double sq = (q0 ? qsum[b] : 0.0) + (q1 ? qsum[B + b] : 0.0);
+        float c = (float)(gscale / (double)stemp);
+        for (int k = 0; k < K; k++) {
+            double p = exp((double)lr[k]);
+            double g = p * sq;
+            if (q0) g -= q0[k];
+            if (q1) g -= q1[k];
+            lr[k] = (float)(g * c);
+        }
+    }
+
+    // The loss: each term is a mean over the batch; the terms are averaged.
+    double total = 0.0;
+    for (int iq = 0; iq < 2; iq++)
+        for (int v = 0; v < NC; v++) {
+            if (v == iq) continue;
+            double term = 0.0;
+            for (int b = 0; b < B; b++) term += rowloss[((size_t)v * B + b) * 2 + iq];
+            total += term / B;
+        }
+    st.loss = total / nterms;
+
+    // Collapse statistics of the teacher output.
+    double hm = 0.0;
+    for (int r = 0; r < TR; r++) hm += tent[r];
+    st.teacher_entropy = hm / TR;
+    double *hk = mallocCheck((size_t)K * sizeof(double));
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < K; k++) {
+        double m = 0.0;
+        for (int r = 0; r < TR; r++) m += q[(size_t)r * K + k];
+        m /= TR;
+        hk[k] = m > 0.0 ? -m * log(m) : 0.0;
+    }
+    double hbar = 0.0;
+    for (int k = 0; k < K; k++) hbar += hk[k];
+    st.teacher_mean_entropy = hbar;
+    free(hk);
+
+    if (!dstudent) free(lp);
+    free(rowloss);
+    free(qsum);
+    free(tent);
+    return st;
+}
+
+void dino_center_batch_sum(float *sum, const float *teacher, int rows, int K) {
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < K; k++) {
+        double s = 0.0;
+        for (int r = 0; r < rows; r++) s += teacher[(size_t)r * K + k];
+        sum[k] = (float)s;
+    }
+}
+
+void dino_center_update(DinoLoss *L, const float *sum, int64_t count) {
+    // As the reference: batch_center = sum / count; center·m + batch_center·(1−m),
+    // each product rounded to float32.
+    const float m = (float)L->center_momentum;
+    const float om = (float)(1.0 - L->center_momentum);
+    const float cnt = (float)count;
+    for (int k = 0; k < L->out_dim; k++) {
+        float bc = sum[k] / cnt;
+        L->center[k] = L->center[k] * m + bc * om;
+    }
+}

@@ -1,0 +1,54 @@
+// The DINO objective (SPEC §4): cross-entropy between the centred, sharpened
+// teacher distribution of each global crop and the student distribution of
+// every other crop, its gradient with respect to the student logits, the
+// teacher-temperature schedule, the centre update (split into a batch sum,
+// which a distributed run all-reduces, and the momentum step), and the
+// collapse statistics of the teacher output that the trainer monitors.
+#ifndef DINO_TRAIN_LOSS_H
+#define DINO_TRAIN_LOSS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int out_dim;                  // K
+    int ncrops;                   // 2 global + local crops
+    float student_temp;           // 0.1
+    double center_momentum;       // 0.9 (a Python float in the reference)
+    double warmup_teacher_temp;   // 0.04
+    double teacher_temp;          // 0.04
+    int warmup_teacher_temp_epochs;  // 0
+    float *center;                // (K), starts at zero; owned
+    float *tprob;                 // workspace: teacher probabilities (2B, K)
+    size_t tprob_cap;
+} DinoLoss;
+
+// Statistics of one loss evaluation.
+typedef struct {
+    double loss;
+    double teacher_entropy;       // mean over the 2B teacher rows of H(P_t)
+    double teacher_mean_entropy;  // H(mean over the 2B rows of P_t)
+    double teacher_temp;          // τ_t used
+} LossStats;
+
+void dino_loss_init(DinoLoss *L, int out_dim, int ncrops, double warmup_teacher_temp,
+                    double teacher_temp, int warmup_teacher_temp_epochs);
+void dino_loss_free(DinoLoss *L);
+
+// τ_t(epoch): numpy linspace(warmup, final, warmup_epochs) then constant.
+double dino_teacher_temp(const DinoLoss *L, int epoch);
+
+// student (ncrops·B, K) raw logits in crop-major order, teacher (2B, K) raw
+// logits of the two global crops. Writes dstudent (ncrops·B, K) = dLoss/dstudent
+// (may be NULL for evaluation only) and returns the statistics. Uses the
+// current centre; does not update it.
+LossStats dino_loss_forward_backward(DinoLoss *L, float *dstudent, const float *student,
+                                     const float *teacher, int B, int epoch);
+
+// sum (K) = Σ over `rows` rows of teacher (rows, K). This is the quantity a
+// distributed run all-reduces before dino_center_update.
+void dino_center_batch_sum(float *sum, const float *teacher, int rows, int K);
+// center ← m·center + (1−m)·sum/count (count = rows summed over all ranks).
+void dino_center_update(DinoLoss *L, const float *sum, int64_t count);
+
+#endif

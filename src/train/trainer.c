@@ -1,0 +1,811 @@
+// The training loop and its state (see trainer.h). The order of one
+// iteration follows main_dino.py's train_one_epoch: schedules by global
+// iteration, teacher forward on the global crops, student forward on all
+// crops, loss, backward, per-tensor clipping, last-layer freeze, optimizer
+// step, teacher EMA, centre update. Everything random is keyed by position,
+// so the state saved by trainer_save plus (epoch, step) determines the rest
+// of the run.
+#include "train/trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "io/checkpoint.h"
+#include "rng.h"
+
+// ---------------------------------------------------------------- configuration
+
+void train_config_default(TrainConfig *c) {
+    memset(c, 0, sizeof *c);
+    c->arch = "vit_small";
+    c->patch_size = 16;
+    c->out_dim = 65536;
+    c->norm_last_layer = 1;
+    c->img_size = 224;
+    c->head_hidden_dim = 2048;
+    c->head_bottleneck_dim = 256;
+    c->head_nlayers = 3;
+    c->drop_path_rate = 0.1f;
+    c->momentum_teacher = 0.996;
+    c->warmup_teacher_temp = 0.04;
+    c->teacher_temp = 0.04;
+    c->warmup_teacher_temp_epochs = 0;
+    c->weight_decay = 0.04;
+    c->weight_decay_end = 0.4;
+    c->clip_grad = 3.0;
+    c->batch_size_per_gpu = 64;
+    c->epochs = 100;
+    c->freeze_last_layer = 1;
+    c->lr = 0.0005;
+    c->warmup_epochs = 10;
+    c->min_lr = 1e-6;
+    c->optimizer = "adamw";
+    c->global_crops_scale[0] = 0.4f;
+    c->global_crops_scale[1] = 1.0f;
+    c->local_crops_number = 8;
+    c->local_crops_scale[0] = 0.05f;
+    c->local_crops_scale[1] = 0.4f;
+    c->global_crop_size = 224;
+    c->local_crop_size = 96;
+    c->data_path = "/path/to/imagenet/train/";
+    c->output_dir = ".";
+    c->saveckp_freq = 20;
+    c->seed = 0;
+    c->num_workers = 10;
+    c->world_size = 1;
+    c->log_every_steps = 10;
+}
+
+void train_config_preset_fmnist(TrainConfig *c) {
+    c->data_path = "/usr/share/datasets/fashion-mnist";
+    c->arch = "vit_tiny";
+    c->patch_size = 4;
+    c->img_size = 28;
+    c->embed_dim = 192;
+    c->depth = 6;
+    c->num_heads = 3;
+    c->out_dim = 4096;
+    c->head_hidden_dim = 1024;
+    c->head_bottleneck_dim = 128;
+    c->global_crop_size = 28;
+    c->local_crop_size = 16;
+    c->local_crops_number = 6;
+    c->global_crops_scale[0] = 0.4f;
+    c->local_crops_scale[0] = 0.1f;
+    c->local_crops_scale[1] = 0.4f;
+    c->batch_size_per_gpu = 128;
+    c->epochs = 30;
+    c->warmup_epochs = 3;
+    c->lr = 0.001;
+    c->momentum_teacher = 0.996;
+    c->warmup_teacher_temp = 0.04;
+    c->teacher_temp = 0.06;
+    c->warmup_teacher_temp_epochs = 5;
+    c->drop_path_rate = 0.05f;
+    c->saveckp_freq = 10;
+}
+
+int train_config_model(const TrainConfig *c, ViTConfig *vit, HeadConfig *head, char *err,
+                       size_t errlen) {
+    if (vit_config_preset(vit, c->arch, c->patch_size) != 0) {
+        snprintf(err, errlen, "unknown --arch '%s' (vit_tiny, vit_small, vit_base, deit_tiny, deit_small)", c->arch);
+        return -1;
+    }
+    if (c->patch_size <= 0) return snprintf(err, errlen, "--patch_size must be positive"), -1;
+    if (c->embed_dim > 0) vit->dim = c->embed_dim;
+    if (c->num_heads > 0) vit->heads = c->num_heads;
+    if (c->depth > 0) vit->depth = c->depth;
+    if (c->img_size > 0) vit->img_size = c->img_size;
+    vit->mlp_hidden = 4 * vit->dim;
+    vit->drop_path_rate = c->drop_path_rate;
+    if (vit->depth > VIT_MAX_DEPTH)
+        return snprintf(err, errlen, "--depth %d is more than the %d blocks supported", vit->depth, VIT_MAX_DEPTH), -1;
+    if (vit->dim % vit->heads != 0)
+        return snprintf(err, errlen, "--embed_dim %d is not divisible by --num_heads %d", vit->dim, vit->heads), -1;
+    if (vit->img_size % vit->patch != 0)
+        return snprintf(err, errlen, "--img_size %d is not a multiple of --patch_size %d", vit->img_size, vit->patch), -1;
+    if (c->global_crop_size % vit->patch || c->local_crop_size % vit->patch)
+        return snprintf(err, errlen, "crop sizes (--global_crop_size %d, --local_crop_size %d) must be multiples of --patch_size %d",
+                        c->global_crop_size, c->local_crop_size, vit->patch), -1;
+    if (c->drop_path_rate < 0 || c->drop_path_rate >= 1)
+        return snprintf(err, errlen, "--drop_path_rate must be in [0, 1), got %g", c->drop_path_rate), -1;
+    if (c->out_dim <= 0) return snprintf(err, errlen, "--out_dim must be positive"), -1;
+    head_config_default(head, vit->dim, c->out_dim);
+    if (c->head_hidden_dim > 0) head->hidden = c->head_hidden_dim;
+    if (c->head_bottleneck_dim > 0) head->bottleneck = c->head_bottleneck_dim;
+    if (c->head_nlayers > 0) head->nlayers = c->head_nlayers;
+    if (head->nlayers > HEAD_MAX_LAYERS)
+        return snprintf(err, errlen, "--head_nlayers %d is more than %d", head->nlayers, HEAD_MAX_LAYERS), -1;
+    head->norm_last_layer = c->norm_last_layer;
+    return 0;
+}
+
+// ---------------------------------------------------------------- trainer state
+
+Trainer *trainer_create(const TrainConfig *cfg, int64_t niter_per_ep, char *err, size_t errlen) {
+    ViTConfig vit;
+    HeadConfig head;
+    if (train_config_model(cfg, &vit, &head, err, errlen)) return NULL;
+    OptimKind kind;
+    if (optim_kind_parse(cfg->optimizer, &kind)) {
+        snprintf(err, errlen, "unknown --optimizer '%s' (adamw, sgd, lars)", cfg->optimizer);
+        return NULL;
+    }
+    if (cfg->batch_size_per_gpu <= 0 || cfg->epochs <= 0 || niter_per_ep <= 0) {
+        snprintf(err, errlen, "--batch_size_per_gpu, --epochs and the iterations per epoch must be positive");
+        return NULL;
+    }
+    if (cfg->warmup_epochs > cfg->epochs || cfg->warmup_teacher_temp_epochs > cfg->epochs) {
+        snprintf(err, errlen, "--warmup_epochs (%d) and --warmup_teacher_temp_epochs (%d) cannot exceed --epochs (%d)",
+                 cfg->warmup_epochs, cfg->warmup_teacher_temp_epochs, cfg->epochs);
+        return NULL;
+    }
+    if (cfg->local_crops_number < 0 || cfg->local_crops_number > 64) {
+        snprintf(err, errlen, "--local_crops_number must be between 0 and 64");
+        return NULL;
+    }
+    Trainer *t = callocCheck(1, sizeof *t);
+    t->cfg = *cfg;
+    model_build(&t->model, &vit, &head, 1);
+    size_t n = t->model.table.total;
+    t->student = alignedAllocCheck(n * sizeof(float));
+    t->teacher = alignedAllocCheck(n * sizeof(float));
+    t->grads = alignedAllocCheck(n * sizeof(float));
+    model_init(&t->model, t->student, (uint64_t)cfg->seed);
+    memcpy(t->teacher, t->student, n * sizeof(float));  // teacher.load_state_dict(student)
+    memset(t->grads, 0, n * sizeof(float));
+    optim_init(&t->opt, kind, &t->model.table);
+    t->ncrops = 2 + cfg->local_crops_number;
+    dino_loss_init(&t->loss, cfg->out_dim, t->ncrops, cfg->warmup_teacher_temp, cfg->teacher_temp,
+                   cfg->warmup_teacher_temp_epochs);
+    t->niter_per_ep = niter_per_ep;
+    int W = cfg->world_size > 0 ? cfg->world_size : 1;
+    // lr = args.lr · (batch_size_per_gpu · world_size) / 256, in Python's order
+    double base_lr = cfg->lr * (double)(cfg->batch_size_per_gpu * W) / 256.0;
+    cosine_schedule_init(&t->lr_sched, base_lr, cfg->min_lr, cfg->epochs, niter_per_ep,
+                         cfg->warmup_epochs, 0.0);
+    cosine_schedule_init(&t->wd_sched, cfg->weight_decay, cfg->weight_decay_end, cfg->epochs,
+                         niter_per_ep, 0, 0.0);
+    cosine_schedule_init(&t->mom_sched, cfg->momentum_teacher, 1.0, cfg->epochs, niter_per_ep, 0,
+                         0.0);
+    t->skip = callocCheck((size_t)t->model.table.n, 1);
+    t->grad_norms = callocCheck((size_t)t->model.table.n, sizeof(float));
+    t->center_sum = mallocCheck((size_t)cfg->out_dim * sizeof(float));
+    return t;
+}
+
+static void free_acts(Trainer *t) {
+    multicrop_acts_free(t->sacts);
+    multicrop_acts_free(t->tacts);
+    t->sacts = t->tacts = NULL;
+    for (int g = 0; g < BATCH_MAX_GROUPS; g++) {
+        free(t->drop[g]);
+        t->drop[g] = NULL;
+    }
+    free(t->dlogits);
+    t->dlogits = NULL;
+}
+
+void trainer_free(Trainer *t) {
+    if (!t) return;
+    free_acts(t);
+    free(t->student);
+    free(t->teacher);
+    free(t->grads);
+    free(t->skip);
+    free(t->grad_norms);
+    free(t->center_sum);
+    optim_free(&t->opt);
+    dino_loss_free(&t->loss);
+    model_free(&t->model);
+    free(t);
+}
+
+// (Re)creates activations when the batch shape changes (normally once).
+static void ensure_buffers(Trainer *t, const Batch *b) {
+    int same = t->sacts && t->acts_B == b->B && t->acts_groups == b->n_groups;
+    for (int g = 0; same && g < b->n_groups; g++) same = t->acts_sizes[g] == b->groups[g].size;
+    if (same) return;
+    free_acts(t);
+    int crops = 0;
+    for (int g = 0; g < b->n_groups; g++) crops += b->groups[g].n_crops;
+    DINO_ASSERT(b->groups[0].n_crops == 2);
+    DINO_ASSERT(crops == t->ncrops);
+    t->sacts = multicrop_acts_create(&t->model, b, b->n_groups, 1);
+    t->tacts = multicrop_acts_create(&t->model, b, 1, 0);
+    for (int g = 0; g < b->n_groups; g++) {
+        size_t nd = (size_t)t->model.vit.depth * 2 * b->groups[g].n_crops * b->B;
+        t->drop[g] = mallocCheck(nd * sizeof(float));
+        t->acts_sizes[g] = b->groups[g].size;
+    }
+    t->acts_B = b->B;
+    t->acts_groups = b->n_groups;
+    t->dlogits = alignedAllocCheck((size_t)crops * b->B * t->cfg.out_dim * sizeof(float));
+}
+
+#define DROP_SEED_TAG 0x64726f7070617468ull  // "droppath": streams apart from the data's
+
+void trainer_drop_scales(const TrainConfig *cfg, const ViTConfig *vit, int64_t it, int group,
+                         int Bg, float *out) {
+    const int L = vit->depth;
+    for (int l = 0; l < L; l++) {
+        // linspace(0, drop_path_rate, depth)[l]
+        float rate = L > 1 ? (float)((double)cfg->drop_path_rate * l / (L - 1)) : 0.0f;
+        float keep = 1.0f - rate;
+        for (int br = 0; br < 2; br++) {
+            float *o = out + (size_t)(l * 2 + br) * Bg;
+            if (rate <= 0.0f) {
+                for (int b = 0; b < Bg; b++) o[b] = 1.0f;
+                continue;
+            }
+            Rng r;
+            rng_stream(&r, (uint64_t)cfg->seed ^ DROP_SEED_TAG, (uint64_t)it, (uint64_t)group,
+                       (uint64_t)(l * 2 + br));
+            // mask = floor(keep + U[0,1)), output = x / keep · mask
+            for (int b = 0; b < Bg; b++) o[b] = floorf(keep + rng_uniform(&r)) >= 1.0f ? 1.0f / keep : 0.0f;
+        }
+    }
+}
+
+int trainer_step(Trainer *t, const Batch *b, StepStats *st) {
+    double t0 = dino_now();
+    const TrainConfig *c = &t->cfg;
+    const int64_t it = (int64_t)t->epoch * t->niter_per_ep + t->step;
+    const int K = c->out_dim, B = b->B;
+    ensure_buffers(t, b);
+    memset(st, 0, sizeof *st);
+    st->lr = cosine_schedule_at(&t->lr_sched, it);
+    st->wd = cosine_schedule_at(&t->wd_sched, it);
+    st->momentum = cosine_schedule_at(&t->mom_sched, it);
+
+    // Teacher: the two global crops only, no drop path, no stored activations.
+    const float *tl = multicrop_forward(&t->model, t->teacher, t->tacts, b, NULL);
+    // Student: every crop, with keyed drop-path masks.
+    float *drop[BATCH_MAX_GROUPS] = {0};
+    if (c->drop_path_rate > 0)
+        for (int g = 0; g < b->n_groups; g++) {
+            trainer_drop_scales(c, &t->model.vit, it, g, b->groups[g].n_crops * B, t->drop[g]);
+            drop[g] = t->drop[g];
+        }
+    const float *sl = multicrop_forward(&t->model, t->student, t->sacts, b,
+                                        c->drop_path_rate > 0 ? drop : NULL);
+    LossStats ls = dino_loss_forward_backward(&t->loss, t->dlogits, sl, tl, B, t->epoch);
+    st->loss = ls.loss;
+    st->teacher_temp = ls.teacher_temp;
+    st->teacher_entropy = ls.teacher_entropy;
+    st->teacher_mean_entropy = ls.teacher_mean_entropy;
+    if (!isfinite(ls.loss) || !isfinite((float)ls.loss)) return -1;
+    // The centre's batch statistic (a distributed run all-reduces this sum).
+    dino_center_batch_sum(t->center_sum, tl, 2 * B, K);
+
+    memset(t->grads, 0, t->model.table.total * sizeof(float));
+    multicrop_backward(&t->model, t->student, t->grads, t->sacts, t->dlogits);
+
+    // cancel_gradients_last_layer: while epoch < freeze_last_layer the last
+    // layer has no gradient, so the optimizer leaves it completely alone.
+    const ParamTable *tab = &t->model.table;
+    for (int i = 0; i < tab->n; i++)
+        t->skip[i] = t->epoch < c->freeze_last_layer && strstr(tab->p[i].name, "last_layer") != NULL;
+    if (c->clip_grad > 0) clip_gradients(tab, t->grads, (float)c->clip_grad, t->skip, t->grad_norms);
+    optim_step(&t->opt, t->student, t->grads, st->lr, st->wd, t->skip);
+    ema_update(t->teacher, t->student, tab->total, st->momentum);
+    int W = c->world_size > 0 ? c->world_size : 1;
+    dino_center_update(&t->loss, t->center_sum, (int64_t)2 * B * W);
+    st->seconds = dino_now() - t0;
+    return 0;
+}
+
+void trainer_advance(Trainer *t, const StepStats *st) {
+    // MetricLogger: loss.item() is a float32 value summed in double.
+    t->ep_loss += (double)(float)st->loss;
+    t->ep_lr += st->lr;
+    t->ep_wd += st->wd;
+    t->ep_count++;
+    t->step++;
+}
+
+// ---------------------------------------------------------------- checkpoints
+
+typedef struct {
+    char key[48];
+    char value[256];
+    int structural;  // differs => refuse to resume
+} CfgItem;
+
+#define MAX_ITEMS 64
+
+static int config_items(const Trainer *t, CfgItem *it) {
+    const TrainConfig *c = &t->cfg;
+    const ViTConfig *v = &t->model.vit;
+    const HeadConfig *h = &t->model.head;
+    int n = 0;
+#define ITEM(k, s, ...) (snprintf(it[n].key, sizeof it[n].key, "%s", k), \
+                         snprintf(it[n].value, sizeof it[n].value, __VA_ARGS__), it[n].structural = s, n++)
+    ITEM("arch", 1, "%s", c->arch);
+    ITEM("patch_size", 1, "%d", v->patch);
+    ITEM("embed_dim", 1, "%d", v->dim);
+    ITEM("depth", 1, "%d", v->depth);
+    ITEM("num_heads", 1, "%d", v->heads);
+    ITEM("img_size", 1, "%d", v->img_size);
+    ITEM("out_dim", 1, "%d", h->out_dim);
+    ITEM("head_hidden_dim", 1, "%d", h->hidden);
+    ITEM("head_bottleneck_dim", 1, "%d", h->bottleneck);
+    ITEM("head_nlayers", 1, "%d", h->nlayers);
+    ITEM("norm_last_layer", 1, "%d", h->norm_last_layer);
+    ITEM("optimizer", 1, "%s", c->optimizer);
+    ITEM("batch_size_per_gpu", 1, "%d", c->batch_size_per_gpu);
+    ITEM("world_size", 1, "%d", c->world_size);
+    ITEM("local_crops_number", 1, "%d", c->local_crops_number);
+    ITEM("global_crop_size", 1, "%d", c->global_crop_size);
+    ITEM("local_crop_size", 1, "%d", c->local_crop_size);
+    ITEM("iterations_per_epoch", 1, "%lld", (long long)t->niter_per_ep);
+    ITEM("epochs", 0, "%d", c->epochs);
+    ITEM("lr", 0, "%.17g", c->lr);
+    ITEM("min_lr", 0, "%.17g", c->min_lr);
+    ITEM("warmup_epochs", 0, "%d", c->warmup_epochs);
+    ITEM("weight_decay", 0, "%.17g", c->weight_decay);
+    ITEM("weight_decay_end", 0, "%.17g", c->weight_decay_end);
+    ITEM("momentum_teacher", 0, "%.17g", c->momentum_teacher);
+    ITEM("warmup_teacher_temp", 0, "%.17g", c->warmup_teacher_temp);
+    ITEM("teacher_temp", 0, "%.17g", c->teacher_temp);
+    ITEM("warmup_teacher_temp_epochs", 0, "%d", c->warmup_teacher_temp_epochs);
+    ITEM("clip_grad", 0, "%.17g", c->clip_grad);
+    ITEM("freeze_last_layer", 0, "%d", c->freeze_last_layer);
+    ITEM("drop_path_rate", 0, "%.9g", c->drop_path_rate);
+    ITEM("global_crops_scale", 0, "%.9g %.9g", c->global_crops_scale[0], c->global_crops_scale[1]);
+    ITEM("local_crops_scale", 0, "%.9g %.9g", c->local_crops_scale[0], c->local_crops_scale[1]);
+    ITEM("seed", 0, "%d", c->seed);
+    ITEM("data_path", 0, "%s", c->data_path ? c->data_path : "");
+#undef ITEM
+    DINO_ASSERT(n <= MAX_ITEMS);
+    return n;
+}
+
+static void prefixed(char *buf, size_t n, const char *prefix, const char *name) {
+    int len = snprintf(buf, n, "%s%s", prefix, name);
+    DINO_ASSERT(len > 0 && (size_t)len < n);
+}
+
+int trainer_save(const Trainer *t, const char *path, char *err, size_t errlen) {
+    CkptWriter *w = ckpt_writer_open(path, err, errlen);
+    if (!w) return -1;
+    char buf[128];
+    ckpt_add_meta(w, "format", "dino.c training checkpoint");
+    ckpt_add_meta(w, "format_version", "1");
+    snprintf(buf, sizeof buf, "%d", t->epoch);
+    ckpt_add_meta(w, "epoch", buf);  // the next epoch to run = completed epochs when step == 0
+    snprintf(buf, sizeof buf, "%lld", (long long)t->step);
+    ckpt_add_meta(w, "step", buf);   // the next iteration within that epoch
+    snprintf(buf, sizeof buf, "%lld", (long long)((int64_t)t->epoch * t->niter_per_ep + t->step));
+    ckpt_add_meta(w, "global_step", buf);
+    snprintf(buf, sizeof buf, "%.17g %.17g %.17g %lld", t->ep_loss, t->ep_lr, t->ep_wd,
+             (long long)t->ep_count);
+    ckpt_add_meta(w, "epoch_sums", buf);
+    CfgItem items[MAX_ITEMS];
+    int ni = config_items(t, items);
+    char json[8192];
+    size_t o = 0;
+    o += snprintf(json + o, sizeof json - o, "{");
+    for (int i = 0; i < ni; i++) {
+        char k[64];
+        snprintf(k, sizeof k, "arg.%.47s", items[i].key);
+        ckpt_add_meta(w, k, items[i].value);
+        if (o < sizeof json)
+            o += snprintf(json + o, sizeof json - o, "%s\"%s\": \"%s\"", i ? ", " : "", items[i].key,
+                          items[i].value);
+    }
+    if (o < sizeof json) snprintf(json + o, sizeof json - o, "}");
+    ckpt_add_meta(w, "args", json);
+
+    const ParamTable *tab = &t->model.table;
+    char name[160];
+    for (int i = 0; i < tab->n; i++) {
+        const ParamInfo *p = &tab->p[i];
+        prefixed(name, sizeof name, "student.", p->name);
+        ckpt_add_tensor(w, name, DT_F32, p->ndim, p->shape, t->student + p->offset);
+    }
+    for (int i = 0; i < tab->n; i++) {
+        const ParamInfo *p = &tab->p[i];
+        prefixed(name, sizeof name, "teacher.", p->name);
+        ckpt_add_tensor(w, name, DT_F32, p->ndim, p->shape, t->teacher + p->offset);
+    }
+    for (int i = 0; i < tab->n; i++) {
+        const ParamInfo *p = &tab->p[i];
+        if (!p->trainable) continue;
+        prefixed(name, sizeof name, "optimizer.m.", p->name);
+        ckpt_add_tensor(w, name, DT_F32, p->ndim, p->shape, t->opt.m + p->offset);
+        if (t->opt.v) {
+            prefixed(name, sizeof name, "optimizer.v.", p->name);
+            ckpt_add_tensor(w, name, DT_F32, p->ndim, p->shape, t->opt.v + p->offset);
+        }
+    }
+    int64_t nshape[1] = {tab->n};
+    ckpt_add_tensor(w, "optimizer.step", DT_I64, 1, nshape, t->opt.step);
+    int64_t cshape[2] = {1, t->cfg.out_dim};
+    ckpt_add_tensor(w, "dino_loss.center", DT_F32, 2, cshape, t->loss.center);
+    return ckpt_writer_commit(w, err, errlen);
+}
+
+static const CkptTensor *want_tensor(const Ckpt *ck, const char *path, const char *name,
+                                     DType dt, int ndim, const int64_t *shape, char *err,
+                                     size_t errlen) {
+    const CkptTensor *x = ckpt_tensor(ck, name);
+    if (!x) {
+        snprintf(err, errlen, "%s has no tensor '%s'; it is not a checkpoint of this configuration", path, name);
+        return NULL;
+    }
+    int ok = x->dtype == dt && x->ndim == ndim;
+    for (int d = 0; ok && d < ndim; d++) ok = x->shape[d] == shape[d];
+    if (!ok) {
+        snprintf(err, errlen, "%s: tensor '%s' has another type or shape than this configuration needs", path, name);
+        return NULL;
+    }
+    return x;
+}
+
+int trainer_load(Trainer *t, const char *path, char *err, size_t errlen) {
+    Ckpt *ck = ckpt_open(path, err, errlen);
+    if (!ck) return -1;
+    int rc = -1;
+    const char *fmt = ckpt_meta(ck, "format");
+    if (!fmt || strcmp(fmt, "dino.c training checkpoint") != 0) {
+        snprintf(err, errlen, "%s is not a dino.c training checkpoint", path);
+        goto done;
+    }
+    CfgItem items[MAX_ITEMS];
+    int ni = config_items(t, items);
+    for (int i = 0; i < ni; i++) {
+        char k[64];
+        snprintf(k, sizeof k, "arg.%.47s", items[i].key);
+        const char *v = ckpt_meta(ck, k);
+        if (!v) {
+            snprintf(err, errlen, "%s does not record --%s; it was written by another version", path, items[i].key);
+            goto done;
+        }
+        if (strcmp(v, items[i].value) == 0) continue;
+        if (items[i].structural) {
+            snprintf(err, errlen,
+                     "%s was written with --%s %s, this run asks for %s; resume with the same value or use another --output_dir",
+                     path, items[i].key, v, items[i].value);
+            goto done;
+        }
+        dino_warn("resuming %s written with --%s %s; this run uses %s, so it will not match an uninterrupted run",
+                  path, items[i].key, v, items[i].value);
+    }
+    const char *se = ckpt_meta(ck, "epoch"), *ss = ckpt_meta(ck, "step"), *sums = ckpt_meta(ck, "epoch_sums");
+    long long ep, stp, cnt;
+    double l, lr, wd;
+    if (!se || !ss || !sums || sscanf(se, "%lld", &ep) != 1 || sscanf(ss, "%lld", &stp) != 1 ||
+        sscanf(sums, "%lf %lf %lf %lld", &l, &lr, &wd, &cnt) != 4 || ep < 0 || stp < 0 ||
+        stp >= t->niter_per_ep || cnt < 0) {
+        snprintf(err, errlen, "%s: the training position (epoch, step) is missing or invalid", path);
+        goto done;
+    }
+    const ParamTable *tab = &t->model.table;
+    char name[160];
+    for (int pass = 0; pass < 4; pass++) {
+        const char *prefix = pass == 0 ? "student." : pass == 1 ? "teacher." : pass == 2 ? "optimizer.m." : "optimizer.v.";
+        float *dst = pass == 0 ? t->student : pass == 1 ? t->teacher : pass == 2 ? t->opt.m : t->opt.v;
+        if (!dst) continue;
+        for (int i = 0; i < tab->n; i++) {
+            const ParamInfo *p = &tab->p[i];
+            if (pass >= 2 && !p->trainable) continue;
+            prefixed(name, sizeof name, prefix, p->name);
+            const CkptTensor *x = want_tensor(ck, path, name, DT_F32, p->ndim, p->shape, err, errlen);
+            if (!x) goto done;
+            memcpy(dst + p->offset, x->data, p->numel * sizeof(float));
+        }
+    }
+    int64_t nshape[1] = {tab->n};
+    const CkptTensor *xs = want_tensor(ck, path, "optimizer.step", DT_I64, 1, nshape, err, errlen);
+    if (!xs) goto done;
+    memcpy(t->opt.step, xs->data, (size_t)tab->n * sizeof(int64_t));
+    int64_t cshape[2] = {1, t->cfg.out_dim};
+    const CkptTensor *xc = want_tensor(ck, path, "dino_loss.center", DT_F32, 2, cshape, err, errlen);
+    if (!xc) goto done;
+    memcpy(t->loss.center, xc->data, (size_t)t->cfg.out_dim * sizeof(float));
+    t->epoch = (int)ep;
+    t->step = stp;
+    t->ep_loss = l;
+    t->ep_lr = lr;
+    t->ep_wd = wd;
+    t->ep_count = cnt;
+    rc = 0;
+done:
+    ckpt_close(ck);
+    return rc;
+}
+
+// ---------------------------------------------------------------- the run
+
+static volatile sig_atomic_t g_stop_signal = 0;
+
+static void on_signal(int sig) {
+    if (g_stop_signal) {  // second signal: stop now
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    g_stop_signal = sig;
+}
+
+static int mkdir_p(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0777) && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) && errno != EEXIST) return -1;
+    struct stat st;
+    return stat(buf, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
+}
+
+static void fmt_duration(double s, char *buf, size_t n) {
+    if (!(s >= 0) || s > 1e8) s = 0;
+    long v = (long)(s + 0.5);
+    if (v >= 3600) snprintf(buf, n, "%ldh%02ldm", v / 3600, (v / 60) % 60);
+    else if (v >= 60) snprintf(buf, n, "%ldm%02lds", v / 60, v % 60);
+    else snprintf(buf, n, "%lds", v);
+}
+
+// Numeric value after "key": in a JSON line, or NAN.
+static double json_number(const char *line, const char *key) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\": ", key);
+    const char *p = strstr(line, pat);
+    return p ? strtod(p + strlen(pat), NULL) : NAN;
+}
+
+// On resume, drops the log lines written after the checkpoint (the run
+// repeats those iterations), so log.txt reads like one uninterrupted run.
+static void trim_log(const char *path, int epoch, int64_t global_step) {
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    char tmp[4300];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *o = fopen(tmp, "w");
+    if (!o) {
+        fclose(f);
+        return;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    int dropped = 0;
+    while (getline(&line, &cap, f) > 0) {
+        double it = json_number(line, "it"), ep = json_number(line, "epoch");
+        int is_step = strstr(line, "\"type\": \"step\"") != NULL;
+        int keep = is_step ? !(it >= (double)global_step) : !(ep >= (double)epoch);
+        if (strstr(line, "\"type\": \"") && !is_step) keep = 1;  // other records
+        if (keep) fputs(line, o);
+        else dropped++;
+    }
+    free(line);
+    fclose(f);
+    if (fclose(o) == 0 && dropped) rename(tmp, path);
+    else unlink(tmp);
+}
+
+typedef struct {
+    double h, hbar;  // exponential moving averages of the two entropies
+    int64_t n;
+    int warned_epoch;
+} CollapseMonitor;
+
+// Warns when the teacher output collapses: to the uniform distribution (each
+// row's entropy near ln K) or to one dimension (the batch mean's entropy near 0).
+static void collapse_check(CollapseMonitor *m, const StepStats *st, int K, int epoch) {
+    const double a = 0.9;
+    m->h = m->n ? a * m->h + (1 - a) * st->teacher_entropy : st->teacher_entropy;
+    m->hbar = m->n ? a * m->hbar + (1 - a) * st->teacher_mean_entropy : st->teacher_mean_entropy;
+    m->n++;
+    if (m->n < 20 || m->warned_epoch == epoch) return;
+    double lnK = log((double)K);
+    if (m->h > 0.97 * lnK) {
+        dino_warn("collapse: the teacher output is close to uniform (mean entropy %.3f of ln %d = %.3f); "
+                  "the loss will sit near ln K. Try a lower --teacher_temp or a higher --momentum_teacher",
+                  m->h, K, lnK);
+        m->warned_epoch = epoch;
+    } else if (m->hbar < 0.05 * lnK) {
+        dino_warn("collapse: the teacher puts every image on the same output dimension (entropy of the "
+                  "batch mean %.3f, ln K = %.3f). Try a lower --lr or a higher --teacher_temp", m->hbar, lnK);
+        m->warned_epoch = epoch;
+    }
+}
+
+static int save_or_warn(const Trainer *t, const char *path) {
+    char err[512];
+    if (trainer_save(t, path, err, sizeof err)) {
+        dino_warn("could not write the checkpoint: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+int train_run(const TrainConfig *cfg0) {
+    TrainConfig c = *cfg0;
+    char err[1024];
+    if (mkdir_p(c.output_dir)) dino_die("cannot create --output_dir '%s': %s", c.output_dir, strerror(errno));
+    Dataset *ds = dataset_open(c.data_path, SPLIT_TRAIN, err, sizeof err);
+    if (!ds) dino_die("--data_path: %s", err);
+
+    LoaderConfig lc;
+    loader_config_default(&lc);
+    lc.mode = LOADER_MULTICROP;
+    lc.aug.global_size = c.global_crop_size;
+    lc.aug.local_size = c.local_crop_size;
+    lc.aug.n_local = c.local_crops_number;
+    lc.aug.global_scale[0] = c.global_crops_scale[0];
+    lc.aug.global_scale[1] = c.global_crops_scale[1];
+    lc.aug.local_scale[0] = c.local_crops_scale[0];
+    lc.aug.local_scale[1] = c.local_crops_scale[1];
+    lc.batch_size = c.batch_size_per_gpu;
+    lc.seed = (uint64_t)c.seed;
+    lc.shuffle = 1;
+    lc.drop_last = 1;
+    int cores = omp_get_num_procs();
+    lc.threads = c.num_workers < cores ? c.num_workers : cores;
+    if (lc.threads < 0) lc.threads = 0;
+    Loader *loader = loader_create(ds, &lc);
+    int64_t niter = loader_steps_per_epoch(loader);
+    if (niter <= 0)
+        dino_die("--data_path %s has %lld images, fewer than one batch of --batch_size_per_gpu %d",
+                 c.data_path, (long long)dataset_size(ds), c.batch_size_per_gpu);
+
+    Trainer *t = trainer_create(&c, niter, err, sizeof err);
+    if (!t) dino_die("%s", err);
+
+    char ckpt_path[4200], log_path[4200];
+    snprintf(ckpt_path, sizeof ckpt_path, "%s/checkpoint.dino", c.output_dir);
+    snprintf(log_path, sizeof log_path, "%s/log.txt", c.output_dir);
+    if (access(ckpt_path, F_OK) == 0) {
+        if (trainer_load(t, ckpt_path, err, sizeof err)) dino_die("cannot resume: %s", err);
+        dino_info("resuming from %s at epoch %d, step %lld", ckpt_path, t->epoch, (long long)t->step);
+        trim_log(log_path, t->epoch, (int64_t)t->epoch * niter + t->step);
+    }
+    char desc[256];
+    vit_config_describe(&t->model.vit, desc, sizeof desc);
+    size_t ntrain = 0;
+    for (int i = 0; i < t->model.table.n; i++)
+        if (t->model.table.p[i].trainable) ntrain += t->model.table.p[i].numel;
+    if (!c.quiet) {
+        dino_info("model: %s; head %d -> %d -> %d -> %d (norm_last_layer %s); %.2fM trainable parameters",
+                  desc, t->model.head.in_dim, t->model.head.hidden, t->model.head.bottleneck,
+                  t->model.head.out_dim, c.norm_last_layer ? "true" : "false", ntrain / 1e6);
+        dino_info("data: %s; %d global %d px + %d local %d px crops; %lld iterations per epoch of %d images",
+                  dataset_describe(ds), 2, c.global_crop_size, c.local_crops_number, c.local_crop_size,
+                  (long long)niter, c.batch_size_per_gpu);
+        dino_info("optimizer %s, peak lr %.3g after %d warm-up epochs, %d epochs, %d threads",
+                  c.optimizer, t->lr_sched.base, c.warmup_epochs, c.epochs, dino_get_threads());
+    }
+    if (c.eval_knn_every > 0 && !train_eval_hook)
+        dino_warn("--eval_knn_every: k-NN evaluation during training is not part of this build; ignored");
+
+    FILE *log = fopen(log_path, "a");
+    if (!log) dino_die("cannot write %s: %s", log_path, strerror(errno));
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    struct sigaction old_int, old_term;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    g_stop_signal = 0;
+
+    CollapseMonitor mon = {.warned_epoch = -1};
+    int status = 0;
+    const int64_t total = (int64_t)c.epochs * niter;
+    const int64_t first_it = (int64_t)t->epoch * niter + t->step;
+    const double t_start = dino_now();
+    double win_t = 0, win_img = 0;
+    while (t->epoch < c.epochs) {
+        loader_start(loader, t->epoch, t->step);
+        while (t->step < niter) {
+            const Batch *b = loader_next(loader);
+            if (!b) dino_die("the data loader ended epoch %d early at step %lld", t->epoch, (long long)t->step);
+            StepStats st;
+            if (trainer_step(t, b, &st)) {
+                fprintf(stderr,
+                        "dino train: error: the loss is %g at epoch %d step %lld (lr %.3g); stopping. "
+                        "The last good checkpoint is %s. Try a lower --lr, a lower --teacher_temp or --clip_grad.\n",
+                        st.loss, t->epoch, (long long)t->step, st.lr, ckpt_path);
+                status = 1;
+                goto out;
+            }
+            collapse_check(&mon, &st, c.out_dim, t->epoch);
+            const int epoch = t->epoch;
+            const int64_t step = t->step, it = (int64_t)epoch * niter + step;
+            trainer_advance(t, &st);
+            win_t += st.seconds;
+            win_img += b->B;
+            int every = c.log_every_steps > 0 ? c.log_every_steps : 0;
+            if (every && (it % every == 0 || t->step == niter)) {
+                double ips = win_img / (win_t > 0 ? win_t : 1e-9);
+                fprintf(log,
+                        "{\"type\": \"step\", \"epoch\": %d, \"step\": %lld, \"it\": %lld, \"loss\": %.9g, "
+                        "\"lr\": %.9g, \"wd\": %.9g, \"momentum\": %.12g, \"teacher_temp\": %.9g, "
+                        "\"teacher_entropy\": %.6g, \"teacher_mean_entropy\": %.6g, \"images_per_s\": %.4g}\n",
+                        epoch, (long long)step, (long long)it, st.loss, st.lr, st.wd, st.momentum,
+                        st.teacher_temp, st.teacher_entropy, st.teacher_mean_entropy, ips);
+                fflush(log);
+                if (!c.quiet) {
+                    double elapsed = dino_now() - t_start;
+                    double per = elapsed / (double)(it + 1 - first_it);
+                    char eta[32];
+                    fmt_duration(per * (double)(total - it - 1), eta, sizeof eta);
+                    fprintf(stderr,
+                            "epoch %d/%d step %lld/%lld | %.1f img/s | loss %.4f | lr %.3e wd %.4f | "
+                            "H %.3f Hmean %.3f | ETA %s\n",
+                            epoch, c.epochs, (long long)step + 1, (long long)niter, ips, st.loss, st.lr, st.wd,
+                            st.teacher_entropy, st.teacher_mean_entropy, eta);
+                }
+                win_t = win_img = 0;
+            }
+            int saved = 0;
+            if (t->step == niter) {
+                // End of epoch: the reference's log line, then the checkpoints.
+                double n = t->ep_count > 0 ? (double)t->ep_count : 1.0;
+                char extra[512] = "";
+                if (c.eval_knn_every > 0 && train_eval_hook && (epoch + 1) % c.eval_knn_every == 0) {
+                    char frag[480];
+                    if (train_eval_hook(&c, &t->model, t->teacher, epoch, frag, sizeof frag) == 0)
+                        snprintf(extra, sizeof extra, ", %s", frag);
+                }
+                fprintf(log, "{\"train_loss\": %.10g, \"train_lr\": %.10g, \"train_wd\": %.10g, \"epoch\": %d%s}\n",
+                        t->ep_loss / n, t->ep_lr / n, t->ep_wd / n, epoch, extra);
+                fflush(log);
+                t->epoch++;
+                t->step = 0;
+                t->ep_loss = t->ep_lr = t->ep_wd = 0;
+                t->ep_count = 0;
+                save_or_warn(t, ckpt_path);
+                if (c.saveckp_freq > 0 && epoch % c.saveckp_freq == 0) {
+                    char p[4300];
+                    snprintf(p, sizeof p, "%s/checkpoint%04d.dino", c.output_dir, epoch);
+                    save_or_warn(t, p);
+                }
+                saved = 1;
+            }
+            const int64_t done_it = (int64_t)t->epoch * niter + t->step;
+            if (!saved && c.checkpoint_every_steps > 0 && done_it % c.checkpoint_every_steps == 0) {
+                save_or_warn(t, ckpt_path);
+                saved = 1;
+            }
+            if (g_stop_signal || (c.stop_after_steps > 0 && done_it >= c.stop_after_steps)) {
+                if (!saved && save_or_warn(t, ckpt_path)) status = 1;
+                if (g_stop_signal) {
+                    dino_info("interrupted (signal %d): checkpoint written at epoch %d step %lld; "
+                              "run the same command to resume", (int)g_stop_signal, t->epoch, (long long)t->step);
+                    status = 128 + (int)g_stop_signal;
+                } else if (!c.quiet) {
+                    dino_info("stopped after %lld iterations as asked; checkpoint at epoch %d step %lld",
+                              (long long)done_it, t->epoch, (long long)t->step);
+                }
+                goto out;
+            }
+            if (t->step == 0) break;  // the epoch rolled over
+        }
+    }
+out:
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    fclose(log);
+    trainer_free(t);
+    loader_free(loader);
+    dataset_close(ds);
+    return status;
+}

@@ -1,0 +1,123 @@
+// The DINO loss against PyTorch (tools/make_train_fixtures.py loss): loss
+// value, gradient with respect to the student logits, centre update, teacher
+// temperature and the teacher entropies, for a small case inside the
+// temperature warm-up and one with large logits (numerical stability). Also
+// a finite-difference check of the gradient in float64-free form, and that
+// the result does not depend on the thread count.
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixture.h"
+#include "rng.h"
+#include "testlib.h"
+#include "train/loss.h"
+
+static void run_case(const Fixture *fx, const char *name) {
+    char key[64];
+#define K_(s) (snprintf(key, sizeof key, "%s.%s", name, s), key)
+    const float *dims = fixture_get(fx, K_("dims"))->data;
+    const float *par = fixture_get(fx, K_("params"))->data;
+    int K = (int)dims[0], B = (int)dims[1], nc = (int)dims[2], epoch = (int)dims[3];
+    int we = (int)dims[4];
+    float sc = par[0];
+    DinoLoss L;
+    dino_loss_init(&L, K, nc, par[1], par[2], we);
+    fixture_fill(L.center, K, (uint64_t)par[3], -0.5f, 0.5f);
+    float *s = malloc(sizeof(float) * nc * B * K), *t = malloc(sizeof(float) * 2 * B * K);
+    float *ds = malloc(sizeof(float) * nc * B * K);
+    fixture_fill(s, (size_t)nc * B * K, 11, -sc, sc);
+    fixture_fill(t, (size_t)2 * B * K, 12, -sc, sc);
+    LossStats st = dino_loss_forward_backward(&L, ds, s, t, B, epoch);
+    float loss = (float)st.loss;
+    printf("%s: loss %.8f (torch %.8f), temp %.6f\n", name, st.loss, fixture_scalar(fx, K_("loss")), st.teacher_temp);
+    char what[96];
+    snprintf(what, sizeof what, "%s loss", name);
+    test_close(what, &loss, fixture_get(fx, K_("loss"))->data, 1, 0, 2e-6);
+    snprintf(what, sizeof what, "%s temp", name);
+    float tt = (float)st.teacher_temp;
+    test_close(what, &tt, fixture_get(fx, K_("temp"))->data, 1, 0, 1e-7);
+    snprintf(what, sizeof what, "%s dstudent", name);
+    const FixtureTensor *g = fixture_get(fx, K_("dstudent"));
+    // gradient magnitude ~ 1/(terms·B·0.1·K): absolute tolerance relative to its scale
+    float gmax = 0;
+    for (size_t i = 0; i < g->numel; i++) gmax = fmaxf(gmax, fabsf(g->data[i]));
+    test_close(what, ds, g->data, g->numel, 2e-6 * gmax, 1e-4);
+    float ent[2] = {(float)st.teacher_entropy, (float)st.teacher_mean_entropy};
+    snprintf(what, sizeof what, "%s teacher entropies", name);
+    test_close(what, ent, fixture_get(fx, K_("entropy"))->data, 2, 1e-6, 1e-5);
+
+    // thread-count independence: same bytes with 1 thread
+    float *ds1 = malloc(sizeof(float) * nc * B * K);
+    int nt = omp_get_max_threads();
+    omp_set_num_threads(1);
+    LossStats st1 = dino_loss_forward_backward(&L, ds1, s, t, B, epoch);
+    omp_set_num_threads(nt);
+    CHECK(st1.loss == st.loss && !memcmp(ds, ds1, sizeof(float) * nc * B * K),
+          "%s: loss and gradient identical with 1 and %d threads", name, nt);
+
+    float *sum = malloc(sizeof(float) * K);
+    dino_center_batch_sum(sum, t, 2 * B, K);
+    dino_center_update(&L, sum, 2 * B);
+    snprintf(what, sizeof what, "%s center update", name);
+    test_close(what, L.center, fixture_get(fx, K_("center_new"))->data, K, 1e-7, 1e-6);
+    free(sum);
+    free(ds1);
+    free(s);
+    free(t);
+    free(ds);
+    dino_loss_free(&L);
+#undef K_
+}
+
+// Central differences on a tiny case: the analytic gradient is the derivative.
+static void finite_difference(void) {
+    const int K = 17, B = 2, nc = 3;
+    DinoLoss L;
+    dino_loss_init(&L, K, nc, 0.04, 0.04, 0);
+    fixture_fill(L.center, K, 5, -0.2f, 0.2f);
+    float s[3 * 2 * 17], t[2 * 2 * 17], ds[3 * 2 * 17];
+    fixture_fill(s, sizeof s / 4, 6, -0.3f, 0.3f);
+    fixture_fill(t, sizeof t / 4, 7, -0.3f, 0.3f);
+    dino_loss_forward_backward(&L, ds, s, t, B, 0);
+    double maxerr = 0, maxg = 0;
+    for (int i = 0; i < nc * B * K; i += 3) {
+        float keep = s[i];
+        const float h = 1e-3f;
+        s[i] = keep + h;
+        double lp = dino_loss_forward_backward(&L, NULL, s, t, B, 0).loss;
+        s[i] = keep - h;
+        double lm = dino_loss_forward_backward(&L, NULL, s, t, B, 0).loss;
+        s[i] = keep;
+        double fd = (lp - lm) / (2.0 * ((double)(keep + h) - (double)keep));
+        maxerr = fmax(maxerr, fabs(fd - ds[i]));
+        maxg = fmax(maxg, fabs(ds[i]));
+    }
+    CHECK(maxerr < 2e-3 * maxg, "finite differences: max error %.3g (max |grad| %.3g)", maxerr, maxg);
+    dino_loss_free(&L);
+}
+
+static void teacher_temp_schedule(void) {
+    DinoLoss L;
+    dino_loss_init(&L, 4, 4, 0.04, 0.07, 30);
+    CHECK(dino_teacher_temp(&L, 0) == 0.04, "teacher temp starts at warmup value");
+    CHECK(dino_teacher_temp(&L, 29) == 0.07 && dino_teacher_temp(&L, 99) == 0.07,
+          "teacher temp reaches the final value at epoch warmup-1 and stays");
+    CHECK(fabs(dino_teacher_temp(&L, 15) - (0.04 + 15 * 0.03 / 29)) < 1e-17, "teacher temp mid-warmup");
+    dino_loss_free(&L);
+    dino_loss_init(&L, 4, 4, 0.04, 0.04, 0);
+    CHECK(dino_teacher_temp(&L, 0) == 0.04, "no warmup: constant");
+    dino_loss_free(&L);
+}
+
+int main(void) {
+    Fixture fx = fixture_load("train_loss.bin");
+    run_case(&fx, "a");
+    run_case(&fx, "b");
+    fixture_free(&fx);
+    finite_difference();
+    teacher_temp_schedule();
+    return test_finish();
+}

@@ -1,0 +1,270 @@
+// Resumability and robustness of `dino train` (train_run) on a small
+// synthetic IDX dataset written to a temporary folder: an uninterrupted run
+// versus runs stopped mid-epoch, at an epoch boundary, twice, and by SIGTERM
+// in a child process, then resumed: the final checkpoints (student, teacher,
+// AdamW moments and step counts, centre, position) and the per-epoch
+// checkpoints must be identical bytes, and log.txt must read the same. Also:
+// a checkpoint refuses a configuration that changes the model, a non-finite
+// loss leaves the state untouched.
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "rng.h"
+#include "testlib.h"
+#include "train/trainer.h"
+
+static char g_root[200];
+
+static void write_be32(FILE *f, uint32_t v) {
+    unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8), (unsigned char)v};
+    fwrite(b, 1, 4, f);
+}
+
+// n 28x28 grey images: a blob whose position and size depend on the label.
+static void write_idx(const char *dir, int n) {
+    char p[700];
+    snprintf(p, sizeof p, "%s/train-images-idx3-ubyte", dir);
+    FILE *f = fopen(p, "wb");
+    write_be32(f, 0x00000803);
+    write_be32(f, (uint32_t)n);
+    write_be32(f, 28);
+    write_be32(f, 28);
+    float noise[28 * 28];
+    for (int i = 0; i < n; i++) {
+        int lab = i % 10;
+        fixture_fill(noise, 28 * 28, 40 + (uint64_t)i, 0.0f, 60.0f);
+        double cx = 6 + 1.7 * lab, cy = 20 - 1.3 * lab, r = 3 + lab % 4;
+        for (int y = 0; y < 28; y++)
+            for (int x = 0; x < 28; x++) {
+                double d = sqrt((x - cx) * (x - cx) + (y - cy) * (y - cy));
+                double v = noise[y * 28 + x] + (d < r ? 190.0 : 0.0);
+                fputc((int)fmin(255.0, v), f);
+            }
+    }
+    fclose(f);
+    snprintf(p, sizeof p, "%s/train-labels-idx1-ubyte", dir);
+    f = fopen(p, "wb");
+    write_be32(f, 0x00000801);
+    write_be32(f, (uint32_t)n);
+    for (int i = 0; i < n; i++) fputc(i % 10, f);
+    fclose(f);
+}
+
+static TrainConfig tiny(const char *name) {
+    static char paths[8][512];
+    static int np = 0;
+    TrainConfig c;
+    train_config_default(&c);
+    train_config_preset_fmnist(&c);
+    char *out = paths[np++ % 8];
+    snprintf(out, 512, "%s/%s", g_root, name);
+    c.output_dir = out;
+    static char data[512];
+    snprintf(data, sizeof data, "%s/data", g_root);
+    c.data_path = data;
+    c.embed_dim = 32;
+    c.depth = 2;
+    c.num_heads = 2;
+    c.out_dim = 128;
+    c.head_hidden_dim = 64;
+    c.head_bottleneck_dim = 32;
+    c.batch_size_per_gpu = 8;
+    c.local_crops_number = 2;
+    c.epochs = 3;
+    c.warmup_epochs = 1;
+    c.warmup_teacher_temp_epochs = 2;
+    c.freeze_last_layer = 1;
+    c.drop_path_rate = 0.2f;  // keyed drop-path masks must replay too
+    c.saveckp_freq = 1;
+    c.num_workers = 2;
+    c.log_every_steps = 1;
+    c.quiet = 1;
+    return c;
+}
+
+static unsigned char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)len + 1);
+    *n = fread(b, 1, (size_t)len, f);
+    b[*n] = 0;
+    fclose(f);
+    return b;
+}
+
+static int same_file(const char *dir_a, const char *dir_b, const char *name) {
+    char pa[600], pb[600];
+    snprintf(pa, sizeof pa, "%s/%s", dir_a, name);
+    snprintf(pb, sizeof pb, "%s/%s", dir_b, name);
+    size_t na = 0, nb = 0;
+    unsigned char *a = slurp(pa, &na), *b = slurp(pb, &nb);
+    int same = a && b && na == nb && !memcmp(a, b, na);
+    free(a);
+    free(b);
+    return same;
+}
+
+// log.txt without the timing field, which legitimately differs.
+static char *log_without_timing(const char *dir) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/log.txt", dir);
+    size_t n;
+    char *s = (char *)slurp(p, &n);
+    if (!s) return NULL;
+    char *w = s;
+    for (char *r = s; *r;) {
+        if (!strncmp(r, ", \"images_per_s\": ", 18)) {
+            r += 18;
+            while (*r && *r != '}') r++;
+            continue;
+        }
+        *w++ = *r++;
+    }
+    *w = 0;
+    return s;
+}
+
+static int count_lines(const char *s, const char *needle) {
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, needle)); p++) n++;
+    return n;
+}
+
+static void compare_runs(const char *ref, const char *other, const char *what) {
+    CHECK(same_file(ref, other, "checkpoint.dino"), "%s: final checkpoint.dino identical to the uninterrupted run's", what);
+    CHECK(same_file(ref, other, "checkpoint0000.dino") && same_file(ref, other, "checkpoint0001.dino") &&
+              same_file(ref, other, "checkpoint0002.dino"),
+          "%s: per-epoch checkpoints identical", what);
+    char *la = log_without_timing(ref), *lb = log_without_timing(other);
+    CHECK(la && lb && !strcmp(la, lb), "%s: log.txt identical apart from images/s", what);
+    free(la);
+    free(lb);
+}
+
+// Runs tiny("e") in a child, sends SIGTERM once it has logged its second
+// iteration, returns the child's exit status.
+static int sigterm_child(void) {
+    TrainConfig e = tiny("e");
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) _exit(train_run(&e));
+    char elog[600];
+    snprintf(elog, sizeof elog, "%s/log.txt", e.output_dir);
+    for (int i = 0; i < 6000; i++) {  // at most 60 s
+        size_t m = 0;
+        char *s = (char *)slurp(elog, &m);
+        int started = s && strstr(s, "\"step\": 1,");
+        free(s);
+        if (started) break;
+        usleep(10000);
+    }
+    kill(pid, SIGTERM);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int main(void) {
+    snprintf(g_root, sizeof g_root, "/tmp/dino_test_resume_%d", (int)getpid());
+    char cmd[600], data[600];
+    snprintf(data, sizeof data, "%s/data", g_root);
+    mkdir(g_root, 0777);
+    mkdir(data, 0777);
+    write_idx(data, 30);  // 3 iterations of 8 per epoch (drop_last)
+    int sig_code = sigterm_child();
+
+    TrainConfig a = tiny("a");
+    CHECK(train_run(&a) == 0, "uninterrupted run finished");
+    char p[600];
+    snprintf(p, sizeof p, "%s/log.txt", a.output_dir);
+    size_t n;
+    char *log = (char *)slurp(p, &n);
+    CHECK(log && count_lines(log, "\"type\": \"step\"") == 9 && count_lines(log, "\"train_loss\"") == 3,
+          "log.txt: 9 step records and 3 epoch records (train_loss, train_lr, train_wd, epoch)");
+    free(log);
+
+    // Stopped mid-epoch (after 2 of 3 iterations), then at an epoch boundary, then resumed to the end.
+    TrainConfig b = tiny("b");
+    b.stop_after_steps = 2;
+    CHECK(train_run(&b) == 0, "run b stopped after 2 iterations");
+    b.stop_after_steps = 6;
+    CHECK(train_run(&b) == 0, "run b resumed, stopped at iteration 6 (an epoch boundary)");
+    b.stop_after_steps = 0;
+    CHECK(train_run(&b) == 0, "run b resumed to the end");
+    compare_runs(a.output_dir, b.output_dir, "stopped twice");
+
+    // Mid-epoch checkpoints (--checkpoint_every_steps) do not change the run.
+    TrainConfig d = tiny("d");
+    d.checkpoint_every_steps = 2;
+    d.stop_after_steps = 5;
+    CHECK(train_run(&d) == 0, "run d with checkpoints every 2 iterations stopped at 5");
+    d.stop_after_steps = 0;
+    CHECK(train_run(&d) == 0, "run d resumed");
+    compare_runs(a.output_dir, d.output_dir, "checkpoint_every_steps 2");
+
+    // SIGTERM (forked first: libgomp's thread pool does not survive a fork):
+    // the child is stopped at its next step boundary; it is resumed below.
+    CHECK(sig_code == 128 + SIGTERM, "SIGTERM: the child wrote a checkpoint and exited with %d (want %d)", sig_code, 128 + SIGTERM);
+    TrainConfig e = tiny("e");
+    CHECK(train_run(&e) == 0, "resumed after SIGTERM");
+    compare_runs(a.output_dir, e.output_dir, "SIGTERM");
+
+    // Refusals and warnings on resume.
+    char err[512], ck[600];
+    snprintf(ck, sizeof ck, "%s/checkpoint0000.dino", a.output_dir);
+    TrainConfig f = tiny("f");
+    f.out_dim = 256;
+    Trainer *t = trainer_create(&f, 3, err, sizeof err);
+    int rc = trainer_load(t, ck, err, sizeof err);
+    CHECK(rc == -1 && strstr(err, "--out_dim 128") && strstr(err, "256"),
+          "a checkpoint of another --out_dim is refused: \"%s\"", err);
+    trainer_free(t);
+    f = tiny("f");
+    f.local_crops_number = 4;
+    t = trainer_create(&f, 3, err, sizeof err);
+    rc = trainer_load(t, ck, err, sizeof err);
+    CHECK(rc == -1 && strstr(err, "--local_crops_number"), "another --local_crops_number is refused: \"%s\"", err);
+    trainer_free(t);
+    f = tiny("f");
+    f.lr = 0.002;
+    t = trainer_create(&f, 3, err, sizeof err);
+    rc = trainer_load(t, ck, err, sizeof err);
+    CHECK(rc == 0 && t->epoch == 1 && t->step == 0, "another --lr resumes (with a warning) at epoch 1 step 0");
+
+    // A non-finite loss: trainer_step reports it and changes nothing.
+    float *s0 = malloc(t->model.table.total * sizeof(float));
+    memcpy(s0, t->student, t->model.table.total * sizeof(float));
+    float *center0 = malloc((size_t)f.out_dim * sizeof(float));
+    memcpy(center0, t->loss.center, (size_t)f.out_dim * sizeof(float));
+    int Bn = 2;
+    size_t g0n = (size_t)2 * Bn * 3 * 28 * 28, g1n = (size_t)2 * Bn * 3 * 16 * 16;
+    float *g0 = calloc(g0n, sizeof(float)), *g1 = calloc(g1n, sizeof(float));
+    g0[5] = NAN;
+    Batch bb = {.B = Bn, .n_groups = 2};
+    bb.groups[0] = (CropGroup){.size = 28, .n_crops = 2, .pixels = g0};
+    bb.groups[1] = (CropGroup){.size = 16, .n_crops = 2, .pixels = g1};
+    StepStats st;
+    rc = trainer_step(t, &bb, &st);
+    CHECK(rc == -1 && !isfinite(st.loss), "a NaN input gives a non-finite loss that trainer_step reports");
+    CHECK(!memcmp(s0, t->student, t->model.table.total * sizeof(float)) &&
+              !memcmp(center0, t->loss.center, (size_t)f.out_dim * sizeof(float)),
+          "after a non-finite loss the student and centre are untouched");
+    free(s0);
+    free(center0);
+    free(g0);
+    free(g1);
+    trainer_free(t);
+
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_root);
+    if (system(cmd) != 0) printf("could not remove %s\n", g_root);
+    return test_finish();
+}

@@ -1,0 +1,231 @@
+// Three consecutive full DINO training iterations against PyTorch
+// (tools/make_train_fixtures.py step): a tiny ViT + head (the engine
+// fixtures' weights scheme) on fixed crops (2 global 16 px + 2 local 8 px per
+// image), AdamW, per-tensor clipping at a threshold that clips some tensors
+// and not others, the last layer frozen in epoch 0 (steps 0, 1) and trained
+// in epoch 1 (step 2), the teacher temperature changing between epochs, the
+// teacher EMA and the centre. Per step: loss, schedules, gradients after
+// clipping, student, teacher, centre. Also checks the drop-path masks.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_fill.h"
+#include "fixture.h"
+#include "rng.h"
+#include "testlib.h"
+#include "train/trainer.h"
+
+#define STEP_IMG_SEED 9000
+
+static double dbl(const FixtureTensor *t, size_t i) {
+    size_t n = t->numel / 3;
+    return (double)t->data[i] + (double)t->data[n + i] + (double)t->data[2 * n + i];
+}
+
+// |got − want| <= rel·max|want| + rel·|want| per tensor, reporting the worst.
+static int close_scaled(const char *what, const float *got, const float *want, size_t n, double rel,
+                        double *worst) {
+    double mx = 0, e = 0;
+    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(want[i]));
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]);
+        if (!(d <= rel * (mx > 0 ? mx : 1) + rel * fabs(want[i]))) ok = 0;
+        e = fmax(e, d / (mx > 0 ? mx : 1));
+    }
+    if (e > *worst) *worst = e;
+    if (!ok) printf("  %s: max error %.3g of the tensor's scale %.3g\n", what, e, mx);
+    return ok;
+}
+
+// Parameters after the optimizer: AdamW divides by sqrt(v), so an element
+// whose gradient is at float32 noise level (a true zero such as the key bias
+// of attention, computed as ±1e-9 by both sides) moves by up to lr in a
+// direction set by the noise; likewise where |g| is within 100x of eps (1e-8)
+// the update is ill-conditioned. Such elements — our gradient more than 1%
+// away from the reference's, or |g| < 1e-6, at any step so far (the gradients
+// themselves are checked against the tensor's scale above) — are marked in
+// `noisy` and only
+// counted; every other element must agree to atol (a small fraction of the
+// learning rate) + 1e-6 of the tensor's scale.
+static int close_params(const char *what, const float *got, const float *want, size_t n,
+                        const uint8_t *noisy, double atol, double *worst, long *n_noisy) {
+    double mx = 0, e = 0;
+    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(want[i]));
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (noisy[i]) {
+            (*n_noisy)++;
+            continue;
+        }
+        double d = fabs((double)got[i] - want[i]);
+        if (!(d <= atol + 1e-6 * mx)) ok = 0;
+        e = fmax(e, d);
+    }
+    if (e > *worst) *worst = e;
+    if (!ok) printf("  %s: max abs error %.3g (atol %.3g)\n", what, e, atol);
+    return ok;
+}
+
+static void drop_path_masks(void) {
+    TrainConfig c;
+    train_config_default(&c);
+    c.drop_path_rate = 0.3f;
+    ViTConfig v = {.depth = 4};
+    const int Bg = 4000;
+    float *a = malloc(sizeof(float) * 4 * 2 * Bg), *b = malloc(sizeof(float) * 4 * 2 * Bg);
+    trainer_drop_scales(&c, &v, 17, 1, Bg, a);
+    trainer_drop_scales(&c, &v, 17, 1, Bg, b);
+    CHECK(!memcmp(a, b, sizeof(float) * 4 * 2 * Bg), "drop-path masks are a function of (seed, it, group, block)");
+    trainer_drop_scales(&c, &v, 18, 1, Bg, b);
+    CHECK(memcmp(a, b, sizeof(float) * 4 * 2 * Bg) != 0, "drop-path masks change with the iteration");
+    int ok = 1;
+    for (int l = 0; l < 4; l++) {
+        double rate = 0.3 * l / 3.0, keep = 1 - rate;
+        for (int br = 0; br < 2; br++) {
+            int dropped = 0;
+            for (int i = 0; i < Bg; i++) {
+                float s = a[(l * 2 + br) * Bg + i];
+                if (s == 0) dropped++;
+                else if (fabsf(s - (float)(1 / keep)) > 1e-6f) ok = 0;
+            }
+            double frac = (double)dropped / Bg, sd = sqrt(rate * keep / Bg);
+            if (fabs(frac - rate) > 5 * sd + 1e-12) ok = 0;
+            if (l == 0 && dropped) ok = 0;
+        }
+    }
+    CHECK(ok, "drop-path masks: block l drops with rate 0.3·l/3, survivors scaled by 1/keep, block 0 never");
+    free(a);
+    free(b);
+}
+
+int main(void) {
+    drop_path_masks();
+    Fixture fx = fixture_load("train_step.bin");
+    const float *cf = fixture_get(&fx, "cfg")->data;
+    const FixtureTensor *cd = fixture_get(&fx, "cfg.d");
+    int img = (int)cf[0], patch = (int)cf[1], dim = (int)cf[2], depth = (int)cf[3], heads = (int)cf[4];
+    int hidden = (int)cf[5], bottleneck = (int)cf[6], out_dim = (int)cf[7], B = (int)cf[8];
+    int n_local = (int)cf[9], local = (int)cf[10], niter = (int)cf[11], epochs = (int)cf[12];
+    int steps = (int)cf[16];
+    TrainConfig c;
+    train_config_default(&c);
+    c.arch = "vit_tiny";
+    c.patch_size = patch;
+    c.img_size = img;
+    c.embed_dim = dim;
+    c.depth = depth;
+    c.num_heads = heads;
+    c.head_hidden_dim = hidden;
+    c.head_bottleneck_dim = bottleneck;
+    c.head_nlayers = 3;
+    c.out_dim = out_dim;
+    c.norm_last_layer = 0;
+    c.drop_path_rate = 0;
+    c.batch_size_per_gpu = B;
+    c.local_crops_number = n_local;
+    c.global_crop_size = img;
+    c.local_crop_size = local;
+    c.epochs = epochs;
+    c.warmup_epochs = (int)cf[13];
+    c.warmup_teacher_temp_epochs = (int)cf[14];
+    c.freeze_last_layer = (int)cf[15];
+    c.lr = dbl(cd, 0);
+    c.min_lr = dbl(cd, 1);
+    c.weight_decay = dbl(cd, 2);
+    c.weight_decay_end = dbl(cd, 3);
+    c.momentum_teacher = dbl(cd, 4);
+    c.warmup_teacher_temp = dbl(cd, 5);
+    c.teacher_temp = dbl(cd, 6);
+    c.clip_grad = fixture_scalar(&fx, "clip");
+    char err[256];
+    Trainer *t = trainer_create(&c, niter, err, sizeof err);
+    CHECK(t != NULL, "trainer_create: %s", t ? "ok" : err);
+    if (!t) return test_finish();
+    const ParamTable *tab = &t->model.table;
+    engine_fill_params(tab, t->student);
+    memcpy(t->teacher, t->student, tab->total * sizeof(float));
+
+    size_t n0 = (size_t)2 * B * 3 * img * img, n1 = (size_t)n_local * B * 3 * local * local;
+    float *g0 = malloc(n0 * sizeof(float)), *g1 = malloc(n1 * sizeof(float));
+    Batch b = {.B = B, .n_groups = 2};
+    b.groups[0] = (CropGroup){.size = img, .n_crops = 2, .pixels = g0};
+    b.groups[1] = (CropGroup){.size = local, .n_crops = n_local, .pixels = g1};
+    uint8_t *noisy = calloc(tab->total, 1);
+    double lr_sum = 0;
+    for (int s = 0; s < steps; s++) {
+        fixture_fill(g0, n0, STEP_IMG_SEED + 16 * s, -2.0f, 2.0f);
+        fixture_fill(g1, n1, STEP_IMG_SEED + 16 * s + 1, -2.0f, 2.0f);
+        StepStats st;
+        int rc = trainer_step(t, &b, &st);
+        CHECK(rc == 0, "step %d ran", s);
+        char k[160];
+        snprintf(k, sizeof k, "%d.sched", s);
+        const FixtureTensor *sc = fixture_get(&fx, k);
+        CHECK(st.lr == dbl(sc, 0) && st.wd == dbl(sc, 1) && st.momentum == dbl(sc, 2),
+              "step %d: lr %.17g wd %.17g momentum %.17g equal to the reference's", s, st.lr, st.wd, st.momentum);
+        snprintf(k, sizeof k, "%d.temp", s);
+        CHECK((float)st.teacher_temp == fixture_scalar(&fx, k), "step %d: teacher temperature %g", s, st.teacher_temp);
+        snprintf(k, sizeof k, "%d.loss", s);
+        float loss = (float)st.loss;
+        char what[64];
+        snprintf(what, sizeof what, "step %d loss", s);
+        test_close(what, &loss, fixture_get(&fx, k)->data, 1, 0, 2e-5);
+
+        int nclipped = 0, frozen_ok = 1;
+        for (int i = 0; i < tab->n; i++) {
+            const ParamInfo *p = &tab->p[i];
+            snprintf(k, sizeof k, "%d.grad.%s", s, p->name + 0);
+            // the fixture names parameters as Dino's state_dict: backbone.*, head.*
+            const FixtureTensor *g = fixture_find(&fx, k);
+            int frozen = t->skip[i];
+            if (frozen != (g == NULL)) frozen_ok = 0;
+            if (!frozen && p->trainable && (float)c.clip_grad / (t->grad_norms[i] + 1e-6f) < 1.0f) nclipped++;
+        }
+        snprintf(k, sizeof k, "%d.nclipped", s);
+        CHECK(frozen_ok, "step %d: exactly the last-layer tensors are frozen (%s)", s, s < niter ? "epoch 0" : "none in epoch 1");
+        CHECK(nclipped == (int)fixture_scalar(&fx, k), "step %d: %d tensors clipped (torch: %g)", s, nclipped, fixture_scalar(&fx, k));
+
+        double wg = 0, ws = 0, wt = 0;
+        long ns = 0, nt = 0;
+        int okg = 1, oks = 1, okt = 1;
+        lr_sum += st.lr;
+        const double atol = 1e-3 * lr_sum;  // 0.1% of the distance the learning rates allow
+        for (int i = 0; i < tab->n; i++) {
+            const ParamInfo *p = &tab->p[i];
+            snprintf(k, sizeof k, "%d.grad.%s", s, p->name);
+            const FixtureTensor *g = fixture_find(&fx, k);
+            if (g) {
+                okg &= close_scaled(k, t->grads + p->offset, g->data, p->numel, 2e-5, &wg);
+                for (size_t e = 0; e < p->numel; e++) {
+                    float want = g->data[e], got = t->grads[p->offset + e];
+                    if (fabsf(got - want) > 1e-2f * fabsf(want) || fabsf(want) < 1e-6f) noisy[p->offset + e] = 1;
+                }
+            }
+            snprintf(k, sizeof k, "%d.student.%s", s, p->name);
+            oks &= close_params(k, t->student + p->offset, fixture_get(&fx, k)->data, p->numel,
+                                noisy + p->offset, atol, &ws, &ns);
+            snprintf(k, sizeof k, "%d.teacher.%s", s, p->name);
+            okt &= close_params(k, t->teacher + p->offset, fixture_get(&fx, k)->data, p->numel,
+                                noisy + p->offset, atol, &wt, &nt);
+        }
+        CHECK(okg, "step %d: gradients after clipping, max error %.3g of each tensor's scale (tol 2e-5)", s, wg);
+        CHECK(oks && ns < (long)tab->total / 20,
+              "step %d: student after AdamW, max abs error %.3g (atol %.3g = 0.1%% of Σlr, + 1e-6·scale); %ld of %zu elements at gradient noise level not compared",
+              s, ws, atol, ns, tab->total);
+        CHECK(okt, "step %d: teacher after EMA, max abs error %.3g (same tolerance)", s, wt);
+        snprintf(k, sizeof k, "%d.center", s);
+        snprintf(what, sizeof what, "step %d centre", s);
+        test_close(what, t->loss.center, fixture_get(&fx, k)->data, (size_t)out_dim, 1e-6, 1e-5);
+        trainer_advance(t, &st);
+        if (t->step == niter) t->epoch++, t->step = 0;
+    }
+    free(noisy);
+    free(g0);
+    free(g1);
+    trainer_free(t);
+    fixture_free(&fx);
+    return test_finish();
+}
