@@ -107,6 +107,7 @@ int cmd_train(int argc, char **argv) {
         {"stop_after_steps", ARG_INT, &stop_after, "write a checkpoint and stop at this global iteration (0: run to the end)"},
         {"eval_knn_every", ARG_INT, &c.eval_knn_every, "k-NN evaluation every N epochs (0: off)"},
         {"quiet", ARG_BOOL, &c.quiet, "no progress lines"},
+        {"dist", ARG_BOOL, &c.dist_report, "report every rank (host, pid, threads) at start-up; run under mpirun for data parallelism (docs/DISTRIBUTED.md)"},
         {"dist_url", ARG_STRING, &dist_url, "accepted for compatibility; single process"},
         {"local_rank", ARG_INT, &local_rank, "accepted for compatibility; single process"},
         {NULL, 0, NULL, NULL},

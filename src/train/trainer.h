@@ -52,6 +52,8 @@ typedef struct {
     int seed;                  // 0
     int num_workers;           // 10 (capped to the cores)
     int world_size;            // 1 (a distributed run scales the lr by the global batch)
+    int rank;                  // this process's rank; train_run sets both from the launcher (dist.h)
+    int dist_report;           // --dist: one start-up line per rank
     int checkpoint_every_steps;  // 0: only at epoch ends
     int log_every_steps;       // 10
     int64_t stop_after_steps;  // > 0: checkpoint and stop at this global step (tests, preemption)
