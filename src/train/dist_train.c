@@ -128,18 +128,20 @@ void dist_report(const TrainConfig *c, int loader_threads, int full) {
     me.loader_threads = loader_threads;
     DistRankInfo *all = mallocCheck((size_t)W * sizeof *all);
     dist_allgather(&me, all, sizeof me);
-    if (dist_rank() == 0) {
+    if (dist_rank() == 0 && (full || !c->quiet)) {  // (other ranks are always quiet)
         int hosts = 0;
         for (int r = 0; r < W; r++) {
             int seen = 0;
             for (int q = 0; q < r && !seen; q++) seen = !strcmp(all[q].host, all[r].host);
             hosts += !seen;
         }
-        dino_info("distributed: %d rank%s on %d host%s (%s); global batch %d = %d x %d per rank; "
-                  "gradients and the centre all-reduced every iteration",
-                  W, W > 1 ? "s" : "", hosts, hosts > 1 ? "s" : "",
-                  dist_compiled() ? (W > 1 ? "MPI" : "MPI build, not started by mpirun") : "built without MPI",
-                  c->batch_size_per_gpu * W, W, c->batch_size_per_gpu);
+        if (W > 1)
+            dino_info("distributed: %d ranks on %d host%s (MPI); global batch %d = %d x %d per rank; "
+                      "gradients and the centre all-reduced every iteration",
+                      W, hosts, hosts > 1 ? "s" : "", c->batch_size_per_gpu * W, W, c->batch_size_per_gpu);
+        else
+            dino_info("distributed: one process (%s)",
+                      dist_compiled() ? "MPI build, not started by mpirun" : "built without MPI");
         if (full)
             for (int r = 0; r < W; r++)
                 dino_info("  rank %d: host %s pid %d, %d compute thread%s, %d loader thread%s", r, all[r].host,
