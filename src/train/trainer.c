@@ -607,16 +607,22 @@ typedef struct {
 
 // Warns when the teacher output collapses: to the uniform distribution (each
 // row's entropy near ln K) or to one dimension (the batch mean's entropy near 0).
-static void collapse_check(CollapseMonitor *m, const StepStats *st, int K, int epoch) {
+// Early in training the teacher is close to uniform in every healthy run (the
+// reference's first-epoch loss is near ln K while the centre catches up with
+// the random network's nearly identical outputs), so the uniform warning
+// waits until the learning-rate warm-up and the first epoch are over.
+static void collapse_check(CollapseMonitor *m, const StepStats *st, int K, int epoch,
+                           int warmup_epochs) {
     const double a = 0.9;
     m->h = m->n ? a * m->h + (1 - a) * st->teacher_entropy : st->teacher_entropy;
     m->hbar = m->n ? a * m->hbar + (1 - a) * st->teacher_mean_entropy : st->teacher_mean_entropy;
     m->n++;
     if (m->n < 20 || m->warned_epoch == epoch) return;
     double lnK = log((double)K);
-    if (m->h > 0.97 * lnK) {
-        dino_warn("collapse: the teacher output is close to uniform (mean entropy %.3f of ln %d = %.3f); "
-                  "the loss will sit near ln K. Try a lower --teacher_temp or a higher --momentum_teacher",
+    if (epoch >= (warmup_epochs > 1 ? warmup_epochs : 1) && m->h > 0.97 * lnK) {
+        dino_warn("collapse: after the warm-up the teacher output is still close to uniform (mean entropy %.3f, "
+                  "ln %d = %.3f), so the loss sits near ln K. Try a lower --lr, more --warmup_epochs, a lower "
+                  "--teacher_temp or a higher --momentum_teacher",
                   m->h, K, lnK);
         m->warned_epoch = epoch;
     } else if (m->hbar < 0.05 * lnK) {
@@ -726,7 +732,7 @@ int train_run(const TrainConfig *cfg0) {
                 status = 1;
                 goto out;
             }
-            collapse_check(&mon, &st, c.out_dim, t->epoch);
+            collapse_check(&mon, &st, c.out_dim, t->epoch, c.warmup_epochs);
             const int epoch = t->epoch;
             const int64_t step = t->step, it = (int64_t)epoch * niter + step;
             trainer_advance(t, &st);
