@@ -48,7 +48,7 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 LIB := $(BUILD)/libdino.a
 BIN := $(BUILD)/dino
 
-.PHONY: all test check config clean setup asan
+.PHONY: all test check config clean setup asan fuzz
 .SECONDARY:
 all: $(BIN) $(TEST_BINS)
 
@@ -81,6 +81,17 @@ setup:
 asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" LDFLAGS="-fsanitize=address,undefined" all
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 scripts/run_tests.sh build-asan
+
+# libFuzzer targets, one per reader of untrusted input (fuzz/fuzz_*.c): built
+# with clang under ASan+UBSan into build-fuzz/ and run FUZZ_SECONDS each by
+# scripts/fuzz.sh (FUZZ_TARGETS="image idx" picks some). The wraps turn
+# dino_die into a clean refusal and internal errors into crashes (fuzz/fuzz_main.h).
+FUZZ_SECONDS ?= 60
+fuzz:
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+$(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz_entries.h fuzz/fuzz_main.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer $< $(LIB) $(LIBS) -Wl,--wrap=dino_die,--wrap=dino_fatal_at -o $@
 
 config:
 	@echo "cc:       $(CC) $(NATIVE)"

@@ -1,4 +1,5 @@
-"""Times PyTorch's ViT inference pass on the shapes `dino bench forward` uses.
+"""Times PyTorch's ViT inference pass on the shapes `dino bench forward` uses
+(with --backward: a training-mode forward plus backward, like `--backward 1`).
 
 timm's vit_small_patch16_224 (random weights, num_classes=0), eval mode,
 torch.no_grad(), forward_features on a (batch, 3, size, size) input, with
@@ -30,26 +31,44 @@ def main():
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--backward", action="store_true",
+                    help="train mode forward + backward of sum(tokens*R) (grads of all weights)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     m = timm.create_model(args.arch, pretrained=False, num_classes=0,
                           img_size=args.size, dynamic_img_size=False).eval()
     x = torch.randn(args.batch, 3, args.size, args.size)
-    with torch.no_grad():
-        for _ in range(args.warmup):
-            m.forward_features(x)
-        times = []
-        for _ in range(args.iters):
-            t0 = time.perf_counter()
-            m.forward_features(x)
-            times.append(time.perf_counter() - t0)
+
+    def step():
+        if not args.backward:
+            with torch.no_grad():
+                m.forward_features(x)
+            return
+        out = m.forward_features(x)
+        m.zero_grad(set_to_none=False)
+        (out * R).sum().backward()
+
+    if args.backward:
+        m.train()
+        with torch.no_grad():
+            R = torch.randn_like(m.forward_features(x))
+    for _ in range(args.warmup):
+        step()
+    times = []
+    for _ in range(args.iters):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
     mean, best = sum(times) / len(times), min(times)
     pe = m.patch_embed.proj
     flops = 2 * forward_macs(m.embed_dim, len(m.blocks), m.blocks[0].attn.num_heads,
                              pe.kernel_size[0], args.size, args.size) * args.batch
+    if args.backward:
+        flops *= 3
     print(f"torch {torch.__version__}, timm {timm.__version__}, threads {torch.get_num_threads()}")
     print(f"model: {args.arch}, batch {args.batch}, {args.size}x{args.size}")
-    print(f"forward: mean {mean:.4f} s, best {best:.4f} s per batch over {args.iters} iters")
+    what = "forward+backward" if args.backward else "forward"
+    print(f"{what}: mean {mean:.4f} s, best {best:.4f} s per batch over {args.iters} iters")
     print(f"images/s: {args.batch / mean:.2f} (mean), {args.batch / best:.2f} (best)")
     print(f"GFLOP/s: {flops / mean / 1e9:.1f} (mean), {flops / best / 1e9:.1f} (best)")
 

@@ -3,6 +3,7 @@
 // (w = g·v/||v_row||, recomputed every forward). No BatchNorm variant.
 #include "head.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,8 +170,10 @@ void head_backward(const HeadConfig *cfg, const HeadWeights *w, HeadWeights *g, 
                    const float *dout, float *din) {
     DINO_ASSERT(a->train);
     int N = a->N, O = cfg->out_dim, K = cfg->bottleneck;
-    memset(a->dW, 0, (size_t)O * K * sizeof(float));
-    linear_backward(a->d1, a->dW, NULL, dout, a->z, a->W, N, K, O);  // d1 = dL/dz
+    linear_backward(a->d1, NULL, NULL, dout, a->z, a->W, N, K, O);  // d1 = dL/dz
+    // dL/dW (O,K) = doutᵀ·z, written (beta 0) rather than zeroed and accumulated.
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, K, N, 1.0f, dout, O, a->z, K, 0.0f,
+                a->dW, K);
     weightnorm_backward(cfg->norm_last_layer ? NULL : g->weight_g, g->weight_v, a->dW,
                         w->weight_g, w->weight_v, a->vnorm, O, K);
     float *dh = a->d0, *dnext = a->d1;

@@ -51,14 +51,14 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
 // ---- multi-head self-attention core (between qkv and proj) ----
 // qkv (B,T,3D) rows [q;k;v], head h = columns h·hd..h·hd+hd-1 of each part.
 // out (B,T,D) = concat_h softmax(q_h k_hᵀ·hd^-0.5) v_h; att (B,NH,T,T) holds
-// the probabilities.
+// the probabilities (att may be NULL when they are not needed).
 void attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int NH);
-// dqkv (B,T,3D) is written; datt (B,NH,T,T) is scratch.
-void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
-                        const float *att, int B, int T, int D, int NH);
+// dqkv (B,T,3D) is written; att holds the forward's probabilities.
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int B,
+                        int T, int D, int NH);
 
 // ---- residual stream / drop path ----
-// out[b] = scale[b]·dout[b] for samples of n floats (per-sample stochastic
+// out[b] = scale[b]·inp[b] for samples of n floats (per-sample stochastic
 // depth mask factor; 0 or 1/keep). out (B,n).
 void scale_rows_forward(float *out, const float *inp, const float *scale, int B, size_t n);
 

@@ -61,6 +61,19 @@ void linear_residual_forward(float *out, const float *res, const float *inp, con
     int all_one = 1;
     if (scale)
         for (int s = 0; s < B; s++) all_one &= scale[s] == 1.0f;
+    if (!all_one && out != res) {
+        // Drop path in training (factors 0 or 1/keep): one GEMM for the whole
+        // branch, then out = res + factor·branch, as the reference computes it.
+        linear_forward(out, inp, w, b, (int)rows, C, OC);
+#pragma omp parallel for if (rows * OC > PAR_MIN_WORK)
+        for (size_t i = 0; i < rows; i++) {
+            float s = scale[i / T];
+            float *o = out + i * OC;
+            const float *r = res + i * OC;
+            for (int j = 0; j < OC; j++) o[j] = r[j] + o[j] * s;
+        }
+        return;
+    }
     // out = res + scale·b, then the GEMM accumulates scale·inp·Wᵀ into it.
 #pragma omp parallel for if (rows * OC > PAR_MIN_WORK)
     for (size_t i = 0; i < rows; i++) {
@@ -189,141 +202,294 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
 
 // ---------------------------------------------------------------- GELU
 
-// exp(x) for x <= 0 (softmax after subtracting the row max), vectorisable:
-// Cody-Waite range reduction and the Cephes polynomial, ~1 ulp.
-#pragma omp declare simd
-static inline float exp_neg(float x) {
-    if (x < -87.0f) x = -87.0f;
-    float n = floorf(x * 1.44269504088896341f + 0.5f);
-    float r = x - n * 0.693359375f;
+// Element-wise maths in 8-wide GCC vector extensions (AVX2 where available,
+// generic code elsewhere): libm's expf/erff do not vectorise, and without
+// -ffast-math GCC will not vectorise our scalar versions (clamps and floor).
+// A row tail is computed in a zero-padded vector, so every element goes
+// through the same arithmetic.
+typedef float vf8 __attribute__((vector_size(32)));
+// Functions whose multiply-adds may be fused (FMA): the vector maths and the
+// attention kernel. The whole file cannot be: -std=c11 turns contraction off.
+#define FMA_FN __attribute__((optimize("fp-contract=fast")))
+typedef int32_t vi8 __attribute__((vector_size(32)));
+#define V8(c) ((vf8){(c), (c), (c), (c), (c), (c), (c), (c)})
+#define V8I(c) ((vi8){(c), (c), (c), (c), (c), (c), (c), (c)})
+
+// Full vectors are single unaligned loads/stores; only a row's tail takes the
+// element-wise path (kept out of line so GCC does not merge both into memcpy).
+static inline vf8 vload8(const float *p) {
+    vf8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void vstore8(float *p, vf8 v) { memcpy(p, &v, sizeof v); }
+static __attribute__((noinline)) vf8 vload_tail(const float *p, int n) {
+    vf8 v = V8(0.0f);
+    for (int i = 0; i < n; i++) v[i] = p[i];
+    return v;
+}
+static __attribute__((noinline)) void vstore_tail(float *p, vf8 v, int n) {
+    for (int i = 0; i < n; i++) p[i] = v[i];
+}
+static inline vf8 vload(const float *p, int n) { return n == 8 ? vload8(p) : vload_tail(p, n); }
+static inline void vstore(float *p, vf8 v, int n) {
+    if (n == 8) vstore8(p, v);
+    else vstore_tail(p, v, n);
+}
+
+// exp(x) for x <= 0: Cody-Waite range reduction and the Cephes polynomial,
+// ~1 ulp; inputs below -87 are clamped (result ~1e-38 instead of 0).
+FMA_FN static inline vf8 vexp_neg(vf8 x) {
+    vi8 lo = x < V8(-87.0f);
+    x = (vf8)(((vi8)x & ~lo) | ((vi8)V8(-87.0f) & lo));
+    vf8 y = x * 1.44269504088896341f + 0.5f;
+    vi8 ti = __builtin_convertvector(y, vi8);  // truncation; fix up to floor
+    ti += (vi8)(__builtin_convertvector(ti, vf8) > y);
+    vf8 n = __builtin_convertvector(ti, vf8);
+    vf8 r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500E-4f;
+    vf8 p = V8(1.9875691500E-4f);
     p = p * r + 1.3981999507E-3f;
     p = p * r + 8.3334519073E-3f;
     p = p * r + 4.1665795894E-2f;
     p = p * r + 1.6666665459E-1f;
     p = p * r + 5.0000001201E-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    return p * (vf8)((ti + 127) << 23);
 }
 
 // erf as PyTorch's vectorised CPU kernel computes it (Abramowitz & Stegun
-// 7.1.26, |error| < 1.5e-7, with FMAs in the same places), so our GELU tracks
-// nn.GELU() on CPU more closely than libm's erff would, and vectorises.
-#pragma omp declare simd
-static inline float erf_fast(float x) {
-    float ax = fabsf(x);
-    float t = 1.0f / fmaf(0.3275911f, ax, 1.0f);
-    float r = fmaf(fmaf(fmaf(fmaf(1.061405429f, t, -1.453152027f), t, 1.421413741f), t,
-                        -0.284496736f),
-                   t, 0.254829592f);
-    float e = exp_neg(-(x * x));
-    float y = fmaf(-e * t, r, 1.0f);
-    return x < 0.0f ? -y : y;
+// 7.1.26, |error| < 1.5e-7), so our GELU tracks nn.GELU() on CPU.
+FMA_FN static inline vf8 verf(vf8 x) {
+    vi8 sign = (vi8)x & V8I((int32_t)0x80000000u);
+    vf8 ax = (vf8)((vi8)x & V8I(0x7fffffff));
+    vf8 t = 1.0f / (0.3275911f * ax + 1.0f);
+    vf8 r = (((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t +
+            0.254829592f;
+    vf8 e = vexp_neg(-(x * x));
+    vf8 y = 1.0f - e * t * r;
+    return (vf8)((vi8)y | sign);
 }
 
-void gelu_forward(float *out, const float *inp, size_t n) {
-#pragma omp parallel for simd if (n > PAR_MIN_WORK)
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        out[i] = x * 0.5f * (1.0f + erf_fast(x * (float)M_SQRT1_2));
+FMA_FN static inline vf8 vgelu(vf8 x) { return x * 0.5f * (1.0f + verf(x * (float)M_SQRT1_2)); }
+
+FMA_FN static inline vf8 vgelu_grad(vf8 x, vf8 dy) {
+    vf8 cdf = 0.5f * (1.0f + verf(x * (float)M_SQRT1_2));
+    vf8 pdf = 0.3989422804014327f * vexp_neg(x * x * -0.5f);
+    return dy * (cdf + x * pdf);
+}
+
+// 32 elements per step: four independent dependency chains keep the FP
+// pipes busy (one chain is ~40 dependent operations long).
+FMA_FN void gelu_forward(float *out, const float *inp, size_t n) {
+    size_t nb = n / 32;
+#pragma omp parallel for if (n > PAR_MIN_WORK)
+    for (size_t v = 0; v < nb; v++) {
+        const float *x = inp + v * 32;
+        float *y = out + v * 32;
+        vf8 a = vgelu(vload8(x)), b = vgelu(vload8(x + 8)), c = vgelu(vload8(x + 16)),
+            d = vgelu(vload8(x + 24));
+        vstore8(y, a), vstore8(y + 8, b), vstore8(y + 16, c), vstore8(y + 24, d);
+    }
+    for (size_t i = nb * 32; i < n; i += 8) {
+        int k = n - i < 8 ? (int)(n - i) : 8;
+        vstore(out + i, vgelu(vload(inp + i, k)), k);
     }
 }
 
-void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
-    const float inv_sqrt_2pi = 0.3989422804014327f;
-#pragma omp parallel for simd if (n > PAR_MIN_WORK)
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        float cdf = 0.5f * (1.0f + erf_fast(x * (float)M_SQRT1_2));
-        float pdf = inv_sqrt_2pi * exp_neg(x * x * -0.5f);
-        dinp[i] = dout[i] * (cdf + x * pdf);
+FMA_FN void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+    size_t nb = n / 32;
+#pragma omp parallel for if (n > PAR_MIN_WORK)
+    for (size_t v = 0; v < nb; v++) {
+        const float *x = inp + v * 32, *dy = dout + v * 32;
+        float *dx = dinp + v * 32;
+        vf8 a = vgelu_grad(vload8(x), vload8(dy)), b = vgelu_grad(vload8(x + 8), vload8(dy + 8)),
+            c = vgelu_grad(vload8(x + 16), vload8(dy + 16)),
+            d = vgelu_grad(vload8(x + 24), vload8(dy + 24));
+        vstore8(dx, a), vstore8(dx + 8, b), vstore8(dx + 16, c), vstore8(dx + 24, d);
+    }
+    for (size_t i = nb * 32; i < n; i += 8) {
+        int k = n - i < 8 ? (int)(n - i) : 8;
+        vstore(dinp + i, vgelu_grad(vload(inp + i, k), vload(dout + i, k)), k);
     }
 }
 
 // ---------------------------------------------------------------- attention
 
-static void softmax_rows(float *x, size_t rows, int T) {
-#pragma omp parallel for if (rows * T > PAR_MIN_WORK)
-    for (size_t i = 0; i < rows; i++) {
-        float *r = x + i * T;
-        float mx = r[0];
+// One softmax row in place (the scale is already applied). The exps run
+// four vectors at a time: independent chains keep the FP pipes busy.
+FMA_FN static void softmax_row(float *r, int T) {
+    float mx = r[0];
 #pragma omp simd reduction(max : mx)
-        for (int j = 1; j < T; j++) mx = r[j] > mx ? r[j] : mx;
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < T; j++) {
-            float e = exp_neg(r[j] - mx);
-            r[j] = e;
-            sum += e;
-        }
-        float inv = 1.0f / sum;
+    for (int j = 1; j < T; j++) mx = r[j] > mx ? r[j] : mx;
+    vf8 s0 = V8(0.0f), s1 = s0, s2 = s0, s3 = s0;
+    int j = 0;
+    for (; j + 32 <= T; j += 32) {
+        vf8 e0 = vexp_neg(vload8(r + j) - mx), e1 = vexp_neg(vload8(r + j + 8) - mx);
+        vf8 e2 = vexp_neg(vload8(r + j + 16) - mx), e3 = vexp_neg(vload8(r + j + 24) - mx);
+        vstore8(r + j, e0), vstore8(r + j + 8, e1), vstore8(r + j + 16, e2), vstore8(r + j + 24, e3);
+        s0 += e0, s1 += e1, s2 += e2, s3 += e3;
+    }
+    float sum = 0.0f;
+    for (; j < T; j += 8) {
+        int k = T - j < 8 ? T - j : 8;
+        vf8 e = vexp_neg(vload(r + j, k) - mx);
+        vstore(r + j, e, k);
+        if (k == 8) s0 += e;
+        else
+            for (int q = 0; q < k; q++) sum += e[q];
+    }
+    vf8 vs = (s0 + s1) + (s2 + s3);
+    for (int q = 0; q < 8; q++) sum += vs[q];
+    float inv = 1.0f / sum;
 #pragma omp simd
-        for (int j = 0; j < T; j++) r[j] *= inv;
+    for (int i = 0; i < T; i++) r[i] *= inv;
+}
+
+// Attention runs one (sample, head) pair per task inside a single OpenMP
+// region, with its own small GEMM kernel: a head's GEMMs (T x T x hd) are too
+// small for the BLAS to split well over threads, and one region per call
+// instead of one BLAS call per head avoids thousands of thread hand-offs.
+// Operands are packed into zero-padded buffers (rows to a multiple of 4,
+// columns to a multiple of 16) so the kernel has no edge cases.
+#define RUP(x, m) (((x) + (m) - 1) / (m) * (m))
+
+// C (Mp x Np, ldc) = alpha · A (Mp x K, lda) · B (K x Np, ldb); Mp % 6 == 0,
+// Np % 16 == 0. 6x16 register tile: 12 accumulators, 2 B vectors, 1 broadcast.
+FMA_FN static void gemm_tile(float *C, int ldc, const float *A, int lda, const float *B, int ldb,
+                             int Mp, int Np, int K, float alpha) {
+    for (int i = 0; i < Mp; i += 6)
+        for (int j = 0; j < Np; j += 16) {
+            vf8 c00 = V8(0.0f), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
+                c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+            const float *a0 = A + (size_t)i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+            const float *a4 = a3 + lda, *a5 = a4 + lda;
+            const float *b = B + j;
+            for (int k = 0; k < K; k++, b += ldb) {
+                vf8 b0 = vload8(b), b1 = vload8(b + 8), x;
+#if defined(__GNUC__) && defined(__AVX__)
+                __asm__("" : "+x"(b0), "+x"(b1));  // keep B in registers, not refolded loads
+#endif
+                x = V8(a0[k]), c00 += x * b0, c01 += x * b1;
+                x = V8(a1[k]), c10 += x * b0, c11 += x * b1;
+                x = V8(a2[k]), c20 += x * b0, c21 += x * b1;
+                x = V8(a3[k]), c30 += x * b0, c31 += x * b1;
+                x = V8(a4[k]), c40 += x * b0, c41 += x * b1;
+                x = V8(a5[k]), c50 += x * b0, c51 += x * b1;
+            }
+            float *c = C + (size_t)i * ldc + j;
+            vstore8(c, alpha * c00), vstore8(c + 8, alpha * c01), c += ldc;
+            vstore8(c, alpha * c10), vstore8(c + 8, alpha * c11), c += ldc;
+            vstore8(c, alpha * c20), vstore8(c + 8, alpha * c21), c += ldc;
+            vstore8(c, alpha * c30), vstore8(c + 8, alpha * c31), c += ldc;
+            vstore8(c, alpha * c40), vstore8(c + 8, alpha * c41), c += ldc;
+            vstore8(c, alpha * c50), vstore8(c + 8, alpha * c51);
+        }
+}
+
+// dst (rows_p x cols_p) = src (rows x cols, stride ld), zero padded.
+static void pack(float *dst, int rows_p, int cols_p, const float *src, int ld, int rows, int cols) {
+    for (int r = 0; r < rows_p; r++) {
+        float *d = dst + (size_t)r * cols_p;
+        if (r < rows) {
+            memcpy(d, src + (size_t)r * ld, (size_t)cols * sizeof(float));
+            memset(d + cols, 0, (size_t)(cols_p - cols) * sizeof(float));
+        } else {
+            memset(d, 0, (size_t)cols_p * sizeof(float));
+        }
+    }
+}
+// dst (cols_p x rows_p) = transpose of src (rows x cols, stride ld), zero padded.
+static void pack_t(float *dst, int cols_p, int rows_p, const float *src, int ld, int rows,
+                   int cols) {
+    memset(dst, 0, (size_t)cols_p * rows_p * sizeof(float));
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) dst[(size_t)c * rows_p + r] = src[(size_t)r * ld + c];
+}
+// dst (rows x cols, stride ld) = the top-left block of src (stride lds).
+static void unpack(float *dst, int ld, const float *src, int lds, int rows, int cols) {
+    for (int r = 0; r < rows; r++)
+        memcpy(dst + (size_t)r * ld, src + (size_t)r * lds, (size_t)cols * sizeof(float));
+}
+
+FMA_FN void attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int NH) {
+    // Rows padded for the 6-row tile (Tr), columns for the 16-wide one (Tc).
+    int hd = D / NH, D3 = 3 * D, Tr = RUP(T, 6), Tc = RUP(T, 16), hp = RUP(hd, 16);
+    int Tn = Tr > Tc ? Tr : Tc;
+    float scale = 1.0f / sqrtf((float)hd);
+    int tasks = B * NH;
+#pragma omp parallel if (tasks > 1 && (size_t)tasks * T * T * hd > PAR_MIN_WORK)
+    {
+        float *Qp = alignedAllocCheck(((size_t)Tn * hp * 4 + (size_t)Tr * Tc) * sizeof(float));
+        float *KT = Qp + (size_t)Tn * hp, *Vp = KT + (size_t)Tn * hp, *Yp = Vp + (size_t)Tn * hp;
+        float *S = Yp + (size_t)Tn * hp;
+#pragma omp for schedule(dynamic)
+        for (int t = 0; t < tasks; t++) {
+            int b = t / NH, h = t % NH;
+            const float *q = qkv + (size_t)b * T * D3 + h * hd;
+            pack(Qp, Tr, hp, q, D3, T, hd);
+            pack_t(KT, hp, Tc, q + D, D3, T, hd);
+            pack(Vp, T, hp, q + 2 * D, D3, T, hd);
+            gemm_tile(S, Tc, Qp, hp, KT, Tc, Tr, Tc, hd, scale);  // scores
+            for (int i = 0; i < T; i++) {
+                float *r = S + (size_t)i * Tc;
+                softmax_row(r, T);
+                if (att) memcpy(att + ((size_t)t * T + i) * T, r, (size_t)T * sizeof(float));
+            }
+            gemm_tile(Yp, hp, S, Tc, Vp, hp, Tr, hp, T, 1.0f);  // P·V over the T real keys
+            unpack(out + (size_t)b * T * D + h * hd, D, Yp, hp, T, hd);
+        }
+        free(Qp);
     }
 }
 
-void attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int NH) {
-    int hd = D / NH, D3 = 3 * D;
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int B,
+                        int T, int D, int NH) {
+    int hd = D / NH, D3 = 3 * D, Tr = RUP(T, 6), Tc = RUP(T, 16), hp = RUP(hd, 16);
+    int Tn = Tr > Tc ? Tr : Tc;
     float scale = 1.0f / sqrtf((float)hd);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
+    int tasks = B * NH;
+#pragma omp parallel if (tasks > 1 && (size_t)tasks * T * T * hd > PAR_MIN_WORK)
+    {
+        float *dYp = alignedAllocCheck(((size_t)Tn * hp * 5 + (size_t)Tr * Tc * 3) * sizeof(float));
+        float *VT = dYp + (size_t)Tn * hp, *Qp = VT + (size_t)Tn * hp, *Kp = Qp + (size_t)Tn * hp;
+        float *G = Kp + (size_t)Tn * hp;  // gradient output block (Tr x hp)
+        float *dS = G + (size_t)Tn * hp, *PT = dS + (size_t)Tr * Tc, *dST = PT + (size_t)Tr * Tc;
+#pragma omp for schedule(dynamic)
+        for (int t = 0; t < tasks; t++) {
+            int b = t / NH, h = t % NH;
             const float *q = qkv + (size_t)b * T * D3 + h * hd;
-            float *S = att + ((size_t)b * NH + h) * T * T;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, D3, q + D, D3,
-                        0.0f, S, T);
-        }
-    softmax_rows(att, (size_t)B * NH * T, T);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            const float *v = qkv + (size_t)b * T * D3 + 2 * D + h * hd;
-            const float *P = att + ((size_t)b * NH + h) * T * T;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, v, D3, 0.0f,
-                        out + (size_t)b * T * D + h * hd, D);
-        }
-}
-
-void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
-                        const float *att, int B, int T, int D, int NH) {
-    int hd = D / NH, D3 = 3 * D;
-    float scale = 1.0f / sqrtf((float)hd);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            size_t o = ((size_t)b * NH + h) * T * T;
-            const float *dy = dout + (size_t)b * T * D + h * hd;
-            const float *v = qkv + (size_t)b * T * D3 + 2 * D + h * hd;
-            float *dv = dqkv + (size_t)b * T * D3 + 2 * D + h * hd;
-            // dP = dY·Vᵀ, dV = Pᵀ·dY
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dy, D, v, D3, 0.0f,
-                        datt + o, T);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, att + o, T, dy, D,
-                        0.0f, dv, D3);
-        }
-    // Softmax backward in place: dS = P ⊙ (dP - Σ_j P·dP).
-    size_t rows = (size_t)B * NH * T;
-#pragma omp parallel for if (rows * T > PAR_MIN_WORK)
-    for (size_t i = 0; i < rows; i++) {
-        const float *P = att + i * T;
-        float *dP = datt + i * T;
-        float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-        for (int j = 0; j < T; j++) dot += P[j] * dP[j];
-        for (int j = 0; j < T; j++) dP[j] = P[j] * (dP[j] - dot);
-    }
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            size_t o = ((size_t)b * NH + h) * T * T;
-            const float *q = qkv + (size_t)b * T * D3 + h * hd;
+            const float *P = att + (size_t)t * T * T;
             float *dq = dqkv + (size_t)b * T * D3 + h * hd;
+            pack(dYp, Tr, hp, dout + (size_t)b * T * D + h * hd, D, T, hd);
+            pack_t(VT, hp, Tc, q + 2 * D, D3, T, hd);
+            pack(Qp, Tr, hp, q, D3, T, hd);
+            pack(Kp, T, hp, q + D, D3, T, hd);
+            pack_t(PT, Tr, Tc, P, T, T, T);
+            // dV = Pᵀ·dY
+            gemm_tile(G, hp, PT, Tc, dYp, hp, Tr, hp, T, 1.0f);
+            unpack(dq + 2 * D, D3, G, hp, T, hd);
+            // dP = dY·Vᵀ, then dS = P ⊙ (dP − Σ_j P·dP) (zero outside T x T)
+            gemm_tile(dS, Tc, dYp, hp, VT, Tc, Tr, Tc, hd, 1.0f);
+            for (int i = 0; i < T; i++) {
+                const float *p = P + (size_t)i * T;
+                float *g = dS + (size_t)i * Tc, dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+                for (int j = 0; j < T; j++) dot += p[j] * g[j];
+#pragma omp simd
+                for (int j = 0; j < T; j++) g[j] = p[j] * (g[j] - dot);
+                memset(g + T, 0, (size_t)(Tc - T) * sizeof(float));
+            }
+            memset(dS + (size_t)T * Tc, 0, (size_t)(Tr - T) * Tc * sizeof(float));
             // dQ = scale·dS·K, dK = scale·dSᵀ·Q
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, scale, datt + o, T,
-                        q + D, D3, 0.0f, dq, D3);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, scale, datt + o, T, q, D3,
-                        0.0f, dq + D, D3);
+            gemm_tile(G, hp, dS, Tc, Kp, hp, Tr, hp, T, scale);
+            unpack(dq, D3, G, hp, T, hd);
+            pack_t(dST, Tr, Tc, dS, Tc, T, T);
+            gemm_tile(G, hp, dST, Tc, Qp, hp, Tr, hp, T, scale);
+            unpack(dq + D, D3, G, hp, T, hd);
         }
+        free(dYp);
+    }
 }
 
 // ---------------------------------------------------------------- drop path

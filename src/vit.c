@@ -1,7 +1,8 @@
 // The Vision Transformer backbone declared in vit.h: presets, the parameter
 // table in state_dict order, initialisation, DINO's position-embedding
 // interpolation, and forward/backward as a list of ops.h calls. Training
-// activations keep every block's inputs; inference activations keep one set
+// activations keep every block's inputs (LayerNorm outputs and the GELU are
+// recomputed in backward); inference activations keep one set
 // of buffers plus the residual stream of the last VIT_KEEP_LAST blocks (for
 // get_intermediate_layers), so their size does not grow with depth.
 #include "vit.h"
@@ -213,7 +214,7 @@ struct ViTActs {
     float *pos;     // (T, D) position embedding for this size
     float *res;     // nslots × (B,T,D): residual stream (train: every block input + output)
     float *mid;     // train: depth × (B,T,D) stream after the attention branch
-    float *ln1, *ln2;          // train: depth × (B,T,D); inference: one shared buffer
+    float *ln;                 // (B,T,D) LayerNorm output, shared (recomputed in backward)
     float *stats1, *stats2;    // train: depth × 2·(B·T): mean, rstd
     float *qkv;     // (B,T,3D), per block in train
     float *att;     // (B,NH,T,T), per block in train
@@ -225,7 +226,7 @@ struct ViTActs {
     float *drop;    // 2·depth·B drop-path factors of the last forward
     int has_drop;
     // Backward scratch (train only).
-    float *dres, *dbr, *dln, *datty, *dqkv, *datt, *dh, *dcols, *dpos;
+    float *dres, *dbr, *dln, *datty, *dqkv, *dh, *dcols, *dpos;
 };
 
 static float *act_alloc(size_t n) {
@@ -256,8 +257,7 @@ ViTActs *vit_acts_create(const ViTConfig *cfg, int B, int H, int W, int train) {
     a->cols = act_alloc((size_t)B * a->Np * a->CPP);
     a->pos = act_alloc((size_t)a->T * a->D);
     a->res = act_alloc(a->nslots * btd);
-    a->ln1 = act_alloc(L * btd);
-    a->ln2 = train ? act_alloc(L * btd) : a->ln1;
+    a->ln = act_alloc(btd);
     a->qkv = act_alloc(L * 3 * btd);
     a->att = act_alloc(L * BT * a->NH * a->T);
     a->atty = act_alloc(L * btd);
@@ -275,7 +275,6 @@ ViTActs *vit_acts_create(const ViTConfig *cfg, int B, int H, int W, int train) {
         a->dln = act_alloc(btd);
         a->datty = act_alloc(btd);
         a->dqkv = act_alloc(3 * btd);
-        a->datt = act_alloc(BT * a->NH * a->T);
         a->dh = act_alloc(BT * a->H4);
         a->dcols = act_alloc((size_t)B * a->Np * a->CPP);
         a->dpos = act_alloc((size_t)a->T * a->D);
@@ -285,12 +284,11 @@ ViTActs *vit_acts_create(const ViTConfig *cfg, int B, int H, int W, int train) {
 
 void vit_acts_free(ViTActs *a) {
     if (!a) return;
-    float *bufs[] = {a->cols, a->pos,  a->res,  a->ln1,   a->qkv,  a->att,   a->atty,
+    float *bufs[] = {a->cols, a->pos,  a->res,  a->ln,    a->qkv,  a->att,   a->atty,
                      a->fc1,  a->out,  a->statsf, a->drop, a->mid, a->stats1, a->stats2,
-                     a->hbuf, a->dres, a->dbr,  a->dln,   a->datty, a->dqkv, a->datt,
+                     a->hbuf, a->dres, a->dbr,  a->dln,   a->datty, a->dqkv,
                      a->dh,   a->dcols, a->dpos};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
-    if (a->ln2 != a->ln1) free(a->ln2);
     free(a);
 }
 
@@ -341,7 +339,7 @@ void vit_forward(const ViTConfig *cfg, const ViTWeights *w, ViTActs *a, const fl
         const float *xin = slot(a, l);
         float *xout = slot(a, l + 1);
         float *xmid = a->train ? a->mid + k * btd : xout;
-        float *ln1 = a->ln1 + k * btd, *ln2 = a->ln2 + k * btd;
+        float *ln1 = a->ln, *ln2 = a->ln;
         float *qkv = a->qkv + k * 3 * btd, *att = a->att + k * ptt, *atty = a->atty + k * btd;
         float *fc1 = a->fc1 + k * (size_t)a->Bmax * T * H4;
         float *m1 = a->train ? a->stats1 + k * 2 * a->Bmax * T : NULL;
@@ -353,7 +351,8 @@ void vit_forward(const ViTConfig *cfg, const ViTWeights *w, ViTActs *a, const fl
         layernorm_forward(ln1, m1, m1 ? m1 + BT : NULL, xin, w->blocks[l].ln1_w,
                           w->blocks[l].ln1_b, (int)BT, D, eps);
         linear_forward(qkv, ln1, w->blocks[l].qkv_w, w->blocks[l].qkv_b, (int)BT, D, 3 * D);
-        attention_forward(atty, att, qkv, B, T, D, NH);
+        // Inference keeps only the last block's probabilities.
+        attention_forward(atty, a->train || l == L - 1 ? att : NULL, qkv, B, T, D, NH);
         linear_residual_forward(xmid, xin, atty, w->blocks[l].proj_w, w->blocks[l].proj_b, s1, B,
                                 T, D, D);
         // x_out = x_mid + s2·fc2(gelu(fc1(ln2(x_mid))))
@@ -398,7 +397,6 @@ void vit_backward(const ViTConfig *cfg, const ViTWeights *w, ViTWeights *g, ViTA
     for (int l = L - 1; l >= 0; l--) {
         size_t k = (size_t)l;
         const float *xin = slot(a, l), *xmid = a->mid + k * btd;
-        const float *ln1 = a->ln1 + k * btd, *ln2 = a->ln2 + k * btd;
         const float *qkv = a->qkv + k * 3 * btd, *att = a->att + k * ptt;
         const float *atty = a->atty + k * btd;
         const float *fc1 = a->fc1 + k * (size_t)a->Bmax * T * H4;
@@ -414,7 +412,10 @@ void vit_backward(const ViTConfig *cfg, const ViTWeights *w, ViTWeights *g, ViTA
         linear_backward(a->dh, g->blocks[l].fc2_w, g->blocks[l].fc2_b, dbr, a->hbuf,
                         w->blocks[l].fc2_w, (int)BT, H4, D);
         gelu_backward(a->dh, fc1, a->dh, BT * H4);
-        linear_backward(a->dln, g->blocks[l].fc1_w, g->blocks[l].fc1_b, a->dh, ln2,
+        // LayerNorm outputs are not kept: recomputed (bit-identically) here.
+        layernorm_forward(a->ln, NULL, NULL, xmid, w->blocks[l].ln2_w, w->blocks[l].ln2_b,
+                          (int)BT, D, cfg->ln_eps);
+        linear_backward(a->dln, g->blocks[l].fc1_w, g->blocks[l].fc1_b, a->dh, a->ln,
                         w->blocks[l].fc1_w, (int)BT, D, H4);
         layernorm_backward(dres, g->blocks[l].ln2_w, g->blocks[l].ln2_b, a->dln, xmid,
                            w->blocks[l].ln2_w, m2, m2 + BT, (int)BT, D);
@@ -427,8 +428,10 @@ void vit_backward(const ViTConfig *cfg, const ViTWeights *w, ViTWeights *g, ViTA
         }
         linear_backward(a->datty, g->blocks[l].proj_w, g->blocks[l].proj_b, dbr, atty,
                         w->blocks[l].proj_w, (int)BT, D, D);
-        attention_backward(a->dqkv, a->datt, a->datty, qkv, att, B, T, D, NH);
-        linear_backward(a->dln, g->blocks[l].qkv_w, g->blocks[l].qkv_b, a->dqkv, ln1,
+        attention_backward(a->dqkv, a->datty, qkv, att, B, T, D, NH);
+        layernorm_forward(a->ln, NULL, NULL, xin, w->blocks[l].ln1_w, w->blocks[l].ln1_b,
+                          (int)BT, D, cfg->ln_eps);
+        linear_backward(a->dln, g->blocks[l].qkv_w, g->blocks[l].qkv_b, a->dqkv, a->ln,
                         w->blocks[l].qkv_w, (int)BT, D, 3 * D);
         layernorm_backward(dres, g->blocks[l].ln1_w, g->blocks[l].ln1_b, a->dln, xin,
                            w->blocks[l].ln1_w, m1, m1 + BT, (int)BT, D);

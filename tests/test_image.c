@@ -239,6 +239,16 @@ static void test_photo(void) {
         image_free(&im);
     }
     fixture_free(&fx);
+    // CMYK (Adobe-inverted) and greyscale JPEGs written by Pillow.
+    fx = fixture_load("data_ops.bin");
+    const char *names[2] = {"data_cmyk.jpg", "data_grey.jpg"}, *keys[2] = {"cmyk.rgb", "grey.rgb"};
+    for (int k = 0; k < 2; k++) {
+        rc = image_decode_file(test_fixture_path(names[k]), 0, &im, err, sizeof err);
+        int md = rc == 0 && im.w == 16 && im.h == 12 ? data_maxdiff(im.rgb, fixture_get(&fx, keys[k])) : 999;
+        CHECK(md == 0, "%s decodes to Pillow's convert('RGB'): max |diff| %d", names[k], md);
+        image_free(&im);
+    }
+    fixture_free(&fx);
 }
 
 // ---------------------------------------------------------------- bad input

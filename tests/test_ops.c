@@ -115,6 +115,10 @@ static void test_linear(void) {
     linear_residual_forward(out2, out2, x, w, b, NULL, 3, 1, C, OC);  // in place, no scale
     for (int i = 0; i < N * OC; i++) want[i] = res[i] + c.out[i];
     close_d("linear_residual_forward in place", out2, want, 12, TOL_FWD);
+    memcpy(out2, res, sizeof res);
+    linear_residual_forward(out2, out2, x, w, b, sc, 3, 1, C, OC);  // in place with scale
+    for (int i = 0; i < N * OC; i++) want[i] = res[i] + sc[i / OC] * c.out[i];
+    close_d("linear_residual_forward in place with scale", out2, want, 12, TOL_FWD);
     float sr[12];
     scale_rows_forward(sr, res, sc, 3, 4);
     for (int i = 0; i < 12; i++) want[i] = sc[i / 4] * res[i];
@@ -234,15 +238,14 @@ static void test_attention(void) {
     size_t nq = (size_t)B * T * 3 * D, no = (size_t)B * T * D, na = (size_t)B * NH * T * T;
     float *qkv = randf(nq, 31, -1.5f, 1.5f), *R = randf(no, 32, -1, 1);
     float *out = mallocCheck(no * 4), *att = mallocCheck(na * 4), *dqkv = mallocCheck(nq * 4);
-    float *datt = mallocCheck(na * 4);
     AttCtx c = {B, T, D, NH, tod(qkv, nq), tod(R, no), mallocCheck(no * 8), mallocCheck(na * 8)};
     attention_forward(out, att, qkv, B, T, D, NH);
     att_loss(&c);
     close_d("attention forward output", out, c.out, no, TOL_FWD);
     close_d("attention probabilities", att, c.att, na, TOL_FWD);
-    attention_backward(dqkv, datt, R, qkv, att, B, T, D, NH);
+    attention_backward(dqkv, R, qkv, att, B, T, D, NH);
     check_fd("attention dqkv", att_loss, &c, c.qkv, nq, dqkv);
-    free(qkv), free(R), free(out), free(att), free(dqkv), free(datt);
+    free(qkv), free(R), free(out), free(att), free(dqkv);
     free(c.qkv), free(c.R), free(c.out), free(c.att);
 }
 

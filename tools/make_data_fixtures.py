@@ -105,6 +105,13 @@ def ops_fixture():
     t["all.l"] = hash64(arr(full.convert("L")))
     for k, h in enumerate([0.0, -0.05, 0.0371]):
         t[f"all.hue{k}"] = hash64(arr(F.adjust_hue(full, float(np.float32(h)))))
+    # CMYK (Adobe, inverted) and greyscale JPEGs written by Pillow, and Pillow's RGB decode of them.
+    cm = Image.fromarray(noise(12, 16, 40)).convert("CMYK")
+    cm.save(os.path.join(ROOT, "data_cmyk.jpg"), quality=90)
+    t["cmyk.rgb"] = arr(Image.open(os.path.join(ROOT, "data_cmyk.jpg")).convert("RGB"))
+    gr = Image.fromarray(noise(12, 16, 41)).convert("L")
+    gr.save(os.path.join(ROOT, "data_grey.jpg"), quality=90)
+    t["grey.rgb"] = arr(Image.open(os.path.join(ROOT, "data_grey.jpg")).convert("RGB"))
     write(os.path.join(ROOT, "data_ops.bin"), t)
 
 

@@ -34,7 +34,7 @@ static void denormalise(uint8_t *out, const float *x, int S) {
 int cmd_augment(int argc, char **argv) {
     const char *out = "crops.png";
     int global_size = 224, local_size = 96, n_local = 8, seed = 0, epoch = 0, index = 0;
-    int bench = 0, batch_size = 32, threads = 2, jpeg_min_side = 0;
+    int bench = 0, batch_size = 32, threads = dino_get_threads(), jpeg_min_side = 0;
     FloatList gscale = {2, {0.4f, 1.0f}}, lscale = {2, {0.05f, 0.4f}};
     ArgSpec specs[] = {
         {"out", ARG_STRING, &out, "output PNG"},
@@ -48,7 +48,7 @@ int cmd_augment(int argc, char **argv) {
         {"index", ARG_INT, &index, "dataset index (part of the random key)"},
         {"bench", ARG_INT, &bench, "> 0: benchmark the loader over this many batches of the dataset at PATH"},
         {"batch_size", ARG_INT, &batch_size, "images per batch (--bench)"},
-        {"threads", ARG_INT, &threads, "loader worker threads (--bench)"},
+        {"workers", ARG_INT, &threads, "loader worker threads (--bench; default: the global --threads)"},
         {"jpeg_min_side", ARG_INT, &jpeg_min_side, "> 0: DCT-domain JPEG downscaling keeping sides >= this (--bench; not bit-exact with PIL)"},
         {NULL, 0, NULL, NULL},
     };

@@ -1,6 +1,6 @@
 // `dino bench <what>`: timings on this machine. `forward` times the ViT
-// backbone's inference pass (eval, no activations kept for backward) on
-// random weights and images, and reports images/s and the achieved GFLOP/s
+// backbone's inference pass (eval, no activations kept for backward), or with
+// --backward the training forward plus backward, on random weights and images, and reports images/s and the achieved GFLOP/s
 // next to the machine's plain sgemm rate measured in the same run, so the
 // numbers can be compared with bench/bench_forward.py (PyTorch, same shapes).
 #include <cblas.h>
@@ -41,7 +41,7 @@ static double sgemm_gflops(int n) {
 
 static int bench_forward(int argc, char **argv) {
     const char *arch = "vit_small";
-    int patch = 16, batch = 8, size = 224, height = 0, iters = 10, warmup = 1;
+    int patch = 16, batch = 8, size = 224, height = 0, iters = 10, warmup = 1, backward = 0;
     ArgSpec specs[] = {
         {"arch", ARG_STRING, &arch, "vit_tiny, vit_small, vit_base (deit_* aliases)"},
         {"patch_size", ARG_INT, &patch, "patch size"},
@@ -50,6 +50,8 @@ static int bench_forward(int argc, char **argv) {
         {"height", ARG_INT, &height, "image height (0: same as --size)"},
         {"iters", ARG_INT, &iters, "timed passes"},
         {"warmup", ARG_INT, &warmup, "untimed passes first"},
+        {"backward", ARG_BOOL, &backward,
+         "also run the backward pass (training activations, gradients of sum(tokens·R))"},
         {NULL, 0, NULL, NULL},
     };
     const char *pos[2];
@@ -76,26 +78,44 @@ static int bench_forward(int argc, char **argv) {
     size_t nimg = (size_t)batch * cfg.in_chans * height * size;
     float *images = alignedAllocCheck(nimg * sizeof(float));
     fixture_fill(images, nimg, 3, -2.0f, 2.0f);
-    ViTActs *a = vit_acts_create(&cfg, batch, height, size, 0);
+    ViTActs *a = vit_acts_create(&cfg, batch, height, size, backward);
+    float *grads = NULL, *dout = NULL;
+    ViTWeights gw;
+    if (backward) {
+        grads = callocCheck(t.total, sizeof(float));
+        vit_weights_bind(&gw, &cfg, grads);
+        size_t nt = (size_t)batch * vit_acts_tokens(a) * cfg.dim;
+        dout = alignedAllocCheck(nt * sizeof(float));
+        fixture_fill(dout, nt, 4, -1.0f, 1.0f);
+    }
 
     printf("model: %s\n", desc);
     printf("input: batch %d, %dx%d, threads %d\n", batch, height, size, dino_get_threads());
-    for (int i = 0; i < warmup; i++) vit_forward(&cfg, &w, a, images, batch, NULL);
+    for (int i = 0; i < warmup; i++) {
+        vit_forward(&cfg, &w, a, images, batch, NULL);
+        if (backward) vit_backward(&cfg, &w, &gw, a, dout, NULL);
+    }
     double best = 1e30, total = 0;
     for (int i = 0; i < iters; i++) {
         double t0 = dino_now();
         vit_forward(&cfg, &w, a, images, batch, NULL);
+        if (backward) vit_backward(&cfg, &w, &gw, a, dout, NULL);
         double dt = dino_now() - t0;
         total += dt;
         if (dt < best) best = dt;
     }
-    double mean = total / iters, flops = 2.0 * vit_forward_macs(&cfg, height, size) * batch;
-    printf("forward: mean %.4f s, best %.4f s per batch over %d iters\n", mean, best, iters);
+    // Backward: twice the forward's GEMM work (input and weight gradients).
+    double mean = total / iters,
+           flops = (backward ? 3.0 : 1.0) * 2.0 * vit_forward_macs(&cfg, height, size) * batch;
+    printf("%s: mean %.4f s, best %.4f s per batch over %d iters\n",
+           backward ? "forward+backward" : "forward", mean, best, iters);
     printf("images/s: %.2f (mean), %.2f (best)\n", batch / mean, batch / best);
     printf("GFLOP/s: %.1f (mean), %.1f (best); %.2f GFLOP per image\n", flops / mean / 1e9,
            flops / best / 1e9, flops / batch / 1e9);
     printf("sgemm 1024^3 on this machine: %.1f GFLOP/s\n", sgemm_gflops(1024));
     vit_acts_free(a);
+    free(grads);
+    free(dout);
     free(images);
     free(params);
     param_table_free(&t);

@@ -127,7 +127,7 @@ static StrVec list_dir(const char *dir, int want_dirs) {
         if (d == want_dirs) sv_push(&out, strdup(e->d_name));
     }
     closedir(dp);
-    qsort(out.v, (size_t)out.n, sizeof(char *), cmp_str);
+    if (out.n) qsort(out.v, (size_t)out.n, sizeof(char *), cmp_str);
     return out;
 }
 
@@ -176,7 +176,7 @@ static Dataset *open_folder(const char *dir, const char *split_name, char *err, 
     if (direct_images || classes.n == 0) {
         collect_images(dir, &paths);
         d->n_classes = 0;
-        snprintf(d->desc, sizeof d->desc, "image folder %s%s%s: %lld images, unlabeled", dir,
+        snprintf(d->desc, sizeof d->desc, "image folder %.400s%s%s: %lld images, unlabeled", dir,
                  split_name ? " " : "", split_name ? split_name : "", (long long)paths.n);
     } else {
         int32_t *labels = NULL;
@@ -190,7 +190,7 @@ static Dataset *open_folder(const char *dir, const char *split_name, char *err, 
         }
         d->labels = labels;
         d->n_classes = (int)classes.n;
-        snprintf(d->desc, sizeof d->desc, "ImageFolder %s%s%s: %lld images, %d classes", dir,
+        snprintf(d->desc, sizeof d->desc, "ImageFolder %.400s%s%s: %lld images, %d classes", dir,
                  split_name ? " " : "", split_name ? split_name : "", (long long)paths.n,
                  d->n_classes);
     }
@@ -267,7 +267,7 @@ static Dataset *open_list(const char *path, char *err, size_t errlen) {
     d->n = paths.n;
     d->labels = labels;
     d->n_classes = labeled == 1 ? max_label + 1 : 0;
-    snprintf(d->desc, sizeof d->desc, "image list %s: %lld images, %s", path, (long long)d->n,
+    snprintf(d->desc, sizeof d->desc, "image list %.400s: %lld images, %s", path, (long long)d->n,
              labeled == 1 ? "labeled" : "unlabeled");
     if (labeled == 1)
         snprintf(d->desc + strlen(d->desc), sizeof d->desc - strlen(d->desc), " (%d classes)",
@@ -287,7 +287,7 @@ static Dataset *open_single(const char *path) {
     d->paths = mallocCheck(sizeof(char *));
     d->paths[0] = strdup(path);
     d->n = 1;
-    snprintf(d->desc, sizeof d->desc, "image %s", path);
+    snprintf(d->desc, sizeof d->desc, "image %.400s", path);
     return d;
 }
 

@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common.h"
 
@@ -18,27 +19,46 @@ static float box_radius(float sigma, int passes) {
     return l + a;
 }
 
-// One pass over n samples spaced `step` apart (in, out may not alias).
-static void box_line(uint8_t *out, const uint8_t *in, int n, size_t step, int ri, uint32_t ww,
-                     uint32_t fw) {
-    int last = n - 1;
-    // Running sum over the window [x-ri, x+ri] with clamped indices.
-    uint32_t acc = 0;
+// dst (w rows of h pixels) = transpose of src (h rows of w pixels), RGB.
+static void transpose_px(uint8_t *restrict dst, const uint8_t *restrict src, int w, int h) {
+    const int T = 16;
+    for (int y0 = 0; y0 < h; y0 += T)
+        for (int x0 = 0; x0 < w; x0 += T) {
+            int y1 = y0 + T < h ? y0 + T : h, x1 = x0 + T < w ? x0 + T : w;
+            for (int y = y0; y < y1; y++)
+                for (int x = x0; x < x1; x++) {
+                    const uint8_t *s = src + ((size_t)y * w + x) * 3;
+                    uint8_t *d = dst + ((size_t)x * h + y) * 3;
+                    d[0] = s[0];
+                    d[1] = s[1];
+                    d[2] = s[2];
+                }
+        }
+}
+
+// One vertical pass over the whole image (rows of m bytes), row-wise so the
+// inner loops run over contiguous bytes; same arithmetic per column.
+static void box_cols(uint8_t *restrict out, const uint8_t *restrict in, int h, size_t m, int ri, uint32_t ww,
+                     uint32_t fw, uint32_t *restrict acc) {
+    int last = h - 1;
+    for (size_t x = 0; x < m; x++) acc[x] = 0;
     for (int k = -ri; k <= ri; k++) {
         int c = k < 0 ? 0 : k > last ? last : k;
-        acc += in[(size_t)c * step];
+        const uint8_t *row = in + (size_t)c * m;
+        for (size_t x = 0; x < m; x++) acc[x] += row[x];
     }
-    for (int x = 0; x < n; x++) {
-        int l = x - ri - 1, r = x + ri + 1;
-        int lc = l < 0 ? 0 : l > last ? last : l;
-        int rc = r < 0 ? 0 : r > last ? last : r;
-        uint32_t bulk = acc * ww + ((uint32_t)in[(size_t)lc * step] + in[(size_t)rc * step]) * fw;
-        out[(size_t)x * step] = (uint8_t)((bulk + (1u << 23)) >> 24);
-        // Slide: drop x-ri, add x+ri+1.
-        int dl = x - ri, dr = x + ri + 1;
+    for (int y = 0; y < h; y++) {
+        int l = y - ri - 1, r = y + ri + 1, dl = y - ri;
+        l = l < 0 ? 0 : l > last ? last : l;
+        r = r < 0 ? 0 : r > last ? last : r;
         dl = dl < 0 ? 0 : dl > last ? last : dl;
-        dr = dr < 0 ? 0 : dr > last ? last : dr;
-        acc += (uint32_t)in[(size_t)dr * step] - in[(size_t)dl * step];
+        const uint8_t *rl = in + (size_t)l * m, *rr = in + (size_t)r * m, *rd = in + (size_t)dl * m;
+        uint8_t *o = out + (size_t)y * m;
+        for (size_t x = 0; x < m; x++) {
+            uint32_t bulk = acc[x] * ww + ((uint32_t)rl[x] + rr[x]) * fw;
+            o[x] = (uint8_t)((bulk + (1u << 23)) >> 24);
+            acc[x] += (uint32_t)rr[x] - rd[x];
+        }
     }
 }
 
@@ -49,31 +69,20 @@ void image_gaussian_blur(uint8_t *rgb, int w, int h, float sigma) {
     int ri = (int)R;
     uint32_t ww = (uint32_t)((float)(1 << 24) / (R * 2 + 1));
     uint32_t fw = ((1u << 24) - (uint32_t)(ri * 2 + 1) * ww) / 2;
-    int maxn = w > h ? w : h;
-    uint8_t *line = mallocCheck((size_t)maxn * 2);
-    uint8_t *a = line, *b = line + maxn;
-    // Horizontal passes, row by row and channel by channel.
-    for (int y = 0; y < h; y++)
-        for (int c = 0; c < 3; c++) {
-            uint8_t *row = rgb + (size_t)y * w * 3 + c;
-            for (int x = 0; x < w; x++) a[x] = row[(size_t)x * 3];
-            for (int p = 0; p < passes; p++) {
-                box_line(b, a, w, 1, ri, ww, fw);
-                uint8_t *t = a; a = b; b = t;
-            }
-            for (int x = 0; x < w; x++) row[(size_t)x * 3] = a[x];
-        }
-    // Vertical passes, column by column.
-    for (int x = 0; x < w; x++)
-        for (int c = 0; c < 3; c++) {
-            uint8_t *col = rgb + (size_t)x * 3 + c;
-            size_t stride = (size_t)w * 3;
-            for (int y = 0; y < h; y++) a[y] = col[y * stride];
-            for (int p = 0; p < passes; p++) {
-                box_line(b, a, h, 1, ri, ww, fw);
-                uint8_t *t = a; a = b; b = t;
-            }
-            for (int y = 0; y < h; y++) col[y * stride] = a[y];
-        }
-    free(line);
+    // Horizontal passes as vertical passes over the transposed image (the
+    // row-wise form vectorises), then the vertical passes; ping-pong buffers.
+    size_t m = (size_t)w * 3, mt = (size_t)h * 3;
+    uint8_t *t1 = mallocCheck(m * (size_t)h), *t2 = mallocCheck(m * (size_t)h);
+    uint32_t *acc = mallocCheck(sizeof(uint32_t) * (m > mt ? m : mt));
+    transpose_px(t1, rgb, w, h);
+    box_cols(t2, t1, w, mt, ri, ww, fw, acc);
+    box_cols(t1, t2, w, mt, ri, ww, fw, acc);
+    box_cols(t2, t1, w, mt, ri, ww, fw, acc);
+    transpose_px(t1, t2, h, w);
+    box_cols(t2, t1, h, m, ri, ww, fw, acc);
+    box_cols(t1, t2, h, m, ri, ww, fw, acc);
+    box_cols(rgb, t1, h, m, ri, ww, fw, acc);
+    free(t1);
+    free(t2);
+    free(acc);
 }

@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) {
     if (err && errlen) {
@@ -275,6 +276,11 @@ int image_decode_mem(const uint8_t *buf, size_t len, int min_side, Image *out, c
 int image_decode_file(const char *path, int min_side, Image *out, char *err, size_t errlen) {
     out->w = out->h = 0;
     out->rgb = NULL;
+    // Only regular files (checked before opening: opening a FIFO blocks): a
+    // list file naming /dev/zero would otherwise be read until memory runs out.
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return fail(err, errlen, "%s: not a regular file", path);
     FILE *f = fopen(path, "rb");
     if (!f) return fail(err, errlen, "%s: cannot open", path);
     uint8_t *buf = NULL;

@@ -78,6 +78,44 @@ static inline uint8_t clip8(int32_t acc) {
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
+// out row o = clip8(2^21 + Σ_t k[o][t] · in row (first_o + t)), over rows of
+// L bytes. Each byte's integer sum runs over t in increasing order like
+// Pillow's loops, so results are identical; the row-wise form vectorises.
+static void combine_rows(uint8_t *restrict out, int n_out, size_t out_stride, const uint8_t *restrict in,
+                         size_t in_stride, size_t L, const int *bounds, const int32_t *kk, int ksize,
+                         int32_t *restrict acc) {
+    for (int o = 0; o < n_out; o++) {
+        int first = bounds[2 * o], taps = bounds[2 * o + 1];
+        const int32_t *k = kk + (size_t)o * ksize;
+        for (size_t x = 0; x < L; x++) acc[x] = 1 << (PRECISION_BITS - 1);
+        for (int t = 0; t < taps; t++) {
+            const uint8_t *restrict p = in + (size_t)(first + t) * in_stride;
+            int32_t kt = k[t];
+            for (size_t x = 0; x < L; x++) acc[x] += p[x] * kt;
+        }
+        uint8_t *restrict q = out + (size_t)o * out_stride;
+        for (size_t x = 0; x < L; x++) q[x] = clip8(acc[x]);
+    }
+}
+
+// dst (w rows of h pixels) = transpose of src (h rows of w pixels), RGB, in tiles.
+static void transpose_rgb(uint8_t *restrict dst, const uint8_t *restrict src, size_t src_stride, int w, int h) {
+    const int T = 16;
+    for (int y0 = 0; y0 < h; y0 += T)
+        for (int x0 = 0; x0 < w; x0 += T) {
+            int y1 = y0 + T < h ? y0 + T : h, x1 = x0 + T < w ? x0 + T : w;
+            for (int y = y0; y < y1; y++) {
+                const uint8_t *s = src + (size_t)y * src_stride;
+                for (int x = x0; x < x1; x++) {
+                    uint8_t *d = dst + ((size_t)x * h + y) * 3;
+                    d[0] = s[3 * x];
+                    d[1] = s[3 * x + 1];
+                    d[2] = s[3 * x + 2];
+                }
+            }
+        }
+}
+
 void image_resize_region(uint8_t *dst, int dw, int dh, const uint8_t *src, int src_stride, int x0,
                          int y0, int cw, int ch, ResampleFilter filter) {
     DINO_ASSERT(dw > 0 && dh > 0 && cw > 0 && ch > 0);
@@ -87,69 +125,47 @@ void image_resize_region(uint8_t *dst, int dw, int dh, const uint8_t *src, int s
         for (int y = 0; y < dh; y++) memcpy(dst + (size_t)y * dw * 3, base + (size_t)y * src_stride, (size_t)dw * 3);
         return;
     }
-    int *bh = NULL, *bv = NULL;
-    int32_t *kh = NULL, *kv = NULL;
-    int ksh = 0, ksv = precompute_coeffs(ch, 0.0, (double)ch, dh, filter, &bv, &kv);
-    int ybox_first = 0, ybox_last = ch;
+    int *bv = NULL;
+    int32_t *kv = NULL;
+    int ksv = 0, ybox_first = 0, ybox_last = ch;
     if (need_v) {
+        ksv = precompute_coeffs(ch, 0.0, (double)ch, dh, filter, &bv, &kv);
         ybox_first = bv[0];
         ybox_last = bv[2 * dh - 2] + bv[2 * dh - 1];
     }
-    // Horizontal pass over the needed rows into tmp (rows ybox_first..ybox_last-1).
+    size_t maxlen = (size_t)3 * ((cw > dw ? cw : dw) > ch ? (cw > dw ? cw : dw) : ch);
+    int32_t *acc = mallocCheck(sizeof(int32_t) * maxlen);
     const uint8_t *vin = base;  // input of the vertical pass
-    int vin_stride = src_stride;
-    uint8_t *tmp = NULL;
+    size_t vin_stride = (size_t)src_stride;
+    uint8_t *mid = NULL;
     if (need_h) {
-        ksh = precompute_coeffs(cw, 0.0, (double)cw, dw, filter, &bh, &kh);
+        // Horizontal pass over the rows the vertical pass reads, done as a
+        // row combination on the transposed region, then transposed back.
+        int *bh;
+        int32_t *kh;
+        int ksh = precompute_coeffs(cw, 0.0, (double)cw, dw, filter, &bh, &kh);
         int rows = ybox_last - ybox_first;
-        tmp = mallocCheck((size_t)rows * dw * 3);
-        for (int y = 0; y < rows; y++) {
-            const uint8_t *in = base + (size_t)(y + ybox_first) * src_stride;
-            uint8_t *out = tmp + (size_t)y * dw * 3;
-            for (int o = 0; o < dw; o++) {
-                int xmin = bh[2 * o], xn = bh[2 * o + 1];
-                const int32_t *k = kh + (size_t)o * ksh;
-                const uint8_t *p = in + (size_t)xmin * 3;
-                int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
-                for (int t = 0; t < xn; t++) {
-                    s0 += p[3 * t] * k[t];
-                    s1 += p[3 * t + 1] * k[t];
-                    s2 += p[3 * t + 2] * k[t];
-                }
-                out[3 * o] = clip8(s0);
-                out[3 * o + 1] = clip8(s1);
-                out[3 * o + 2] = clip8(s2);
-            }
-        }
-        vin = tmp;
-        vin_stride = dw * 3;
+        uint8_t *tin = mallocCheck((size_t)cw * rows * 3);
+        uint8_t *tout = mallocCheck((size_t)dw * rows * 3);
+        transpose_rgb(tin, base + (size_t)ybox_first * src_stride, (size_t)src_stride, cw, rows);
+        combine_rows(tout, dw, (size_t)rows * 3, tin, (size_t)rows * 3, (size_t)rows * 3, bh, kh, ksh, acc);
+        mid = mallocCheck((size_t)rows * dw * 3);
+        transpose_rgb(mid, tout, (size_t)rows * 3, rows, dw);
+        free(tin);
+        free(tout);
+        free(bh);
+        free(kh);
+        vin = mid;
+        vin_stride = (size_t)dw * 3;
         if (need_v)
             for (int o = 0; o < dh; o++) bv[2 * o] -= ybox_first;
     }
-    if (need_v) {
-        // Row-wise accumulation (same per-pixel order of integer sums as
-        // Pillow's loop, so the result is identical) lets the compiler vectorise.
-        int row_bytes = dw * 3;
-        int32_t *acc = mallocCheck(sizeof(int32_t) * (size_t)row_bytes);
-        for (int o = 0; o < dh; o++) {
-            int ymin = bv[2 * o], yn = bv[2 * o + 1];
-            const int32_t *k = kv + (size_t)o * ksv;
-            for (int x = 0; x < row_bytes; x++) acc[x] = 1 << (PRECISION_BITS - 1);
-            for (int t = 0; t < yn; t++) {
-                const uint8_t *p = vin + (size_t)(ymin + t) * vin_stride;
-                int32_t kt = k[t];
-                for (int x = 0; x < row_bytes; x++) acc[x] += p[x] * kt;
-            }
-            uint8_t *out = dst + (size_t)o * row_bytes;
-            for (int x = 0; x < row_bytes; x++) out[x] = clip8(acc[x]);
-        }
-        free(acc);
-    } else {
-        memcpy(dst, tmp, (size_t)dh * dw * 3);
-    }
-    free(tmp);
-    free(bh);
-    free(kh);
+    if (need_v)
+        combine_rows(dst, dh, (size_t)dw * 3, vin, vin_stride, (size_t)dw * 3, bv, kv, ksv, acc);
+    else
+        memcpy(dst, mid, (size_t)dh * dw * 3);
+    free(acc);
+    free(mid);
     free(bv);
     free(kv);
 }

@@ -38,6 +38,9 @@ typedef struct Ckpt Ckpt;
 Ckpt *ckpt_open(const char *path, char *err, size_t errlen);
 void ckpt_close(Ckpt *c);
 const char *ckpt_meta(const Ckpt *c, const char *key);  // NULL when absent
+int ckpt_n_meta(const Ckpt *c);
+// The i-th metadata entry, in file order (for listing, e.g. `dino info`).
+void ckpt_meta_at(const Ckpt *c, int i, const char **key, const char **value);
 int ckpt_n_tensors(const Ckpt *c);
 const CkptTensor *ckpt_tensor_at(const Ckpt *c, int i);
 const CkptTensor *ckpt_tensor(const Ckpt *c, const char *name);  // NULL when absent

@@ -1,0 +1,6 @@
+// libFuzzer target: list files ("path [label]" lines) through dataset_open.
+// The entry, its input layout and its checks are in fuzz_entries.h.
+#include "fuzz_entries.h"
+#include "fuzz_main.h"
+
+FUZZ_TARGET(fuzz_entry_list)

@@ -1,0 +1,169 @@
+// `dino attention IMAGE --pretrained_weights F --out DIR`: the last block's
+// CLS attention per head, as visualize_attention.py (SPEC §10). The image is
+// optionally resized (--image_size H W as Resize((H, W)), one value as
+// Resize(int) on the shorter side; bilinear like the reference; default: the
+// image's own size — the reference resizes to 480x480), normalised, cropped
+// top-left to multiples of the patch size; position embeddings are
+// interpolated to the grid. Writes img.png, attn-head{j}.png (viridis heat
+// maps, min-max per head), with a threshold mask_th{t}_head{j}.png and
+// mask_th{t}_all.png (overlays), attn-grid.png (everything in one image) and
+// attn_maps.npy (heads, grid_h, grid_w).
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "args.h"
+#include "cli/eval_common.h"
+#include "commands.h"
+#include "common.h"
+#include "eval/attnmap.h"
+#include "eval/npy.h"
+#include "image/decode.h"
+#include "image/ops.h"
+
+static void write_png(const char *dir, const char *name, int w, int h, const uint8_t *rgb) {
+    char path[4096], err[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (png_write_rgb(path, w, h, rgb, err, sizeof err) != 0) dino_die("%s", err);
+}
+
+int cmd_attention(int argc, char **argv) {
+    const char *out = ".";
+    IntList image_size = {0, {0}};
+    // Parsed as a double: the reference computes 1 - threshold on a Python float,
+    // and 1 - (double)0.6f would put the cut one float32 step lower.
+    const char *threshold_arg = "0.6";
+    EvalModelArgs ma;
+    eval_model_args_default(&ma);
+    ArgSpec specs[] = {
+        {"pretrained_weights", ARG_STRING, &ma.pretrained_weights, "model file (.pth, .safetensors, native)"},
+        {"checkpoint_key", ARG_STRING, &ma.checkpoint_key, "teacher or student, for training checkpoints"},
+        {"arch", ARG_STRING, &ma.arch, "expected architecture (default: the file's)"},
+        {"patch_size", ARG_INT, &ma.patch_size, "expected patch size (0: the file's)"},
+        {"heads", ARG_INT, &ma.heads, "attention heads, for files that do not record them (0: dim/64)"},
+        {"image_size", ARG_INT_LIST, &image_size, "resize to H W (or the shorter side to one value); default: as is"},
+        {"threshold", ARG_STRING, &threshold_arg, "mass kept by the masks (0: no masks)"},
+        {"out", ARG_STRING, &out, "output folder"},
+        {"output_dir", ARG_STRING, &out, "same as --out"},
+        {NULL, 0, NULL, NULL},
+    };
+    const char *pos[1] = {NULL};
+    int np = args_parse("attention", "IMAGE --pretrained_weights FILE [--out DIR] [flags]", specs,
+                        argc, argv, pos, 1);
+    if (np != 1) dino_die("dino attention needs an image file as its argument");
+    if (!ma.pretrained_weights) dino_die("dino attention needs --pretrained_weights FILE");
+    if (image_size.n > 2) dino_die("--image_size takes one or two numbers (H W)");
+    for (int i = 0; i < image_size.n; i++)
+        if (image_size.v[i] < 1 || image_size.v[i] > 8192)
+            dino_die("--image_size values must lie in [1, 8192], got %d", image_size.v[i]);
+    char *tend;
+    double threshold = strtod(threshold_arg, &tend);
+    if (*tend || tend == threshold_arg || !(threshold >= 0 && threshold <= 1))
+        dino_die("--threshold must be a number in [0, 1], got '%s'", threshold_arg);
+
+    char err[1024];
+    Image im = {0};
+    if (image_decode_file(pos[0], 0, &im, err, sizeof err) != 0) dino_die("%s", err);
+    EvalModel em;
+    eval_model_load(&ma, &em);
+    const ViTConfig *cfg = &em.m.vit;
+    int p = cfg->patch;
+
+    // Resize (Pillow bilinear with antialias, as torchvision's PIL path).
+    int rw = im.w, rh = im.h;
+    if (image_size.n == 2) {
+        rh = image_size.v[0];
+        rw = image_size.v[1];
+    } else if (image_size.n == 1) {
+        int s = image_size.v[0];
+        if (im.w <= im.h) rw = s, rh = (int)((double)s * im.h / im.w);
+        else rh = s, rw = (int)((double)s * im.w / im.h);
+    }
+    uint8_t *rgb = im.rgb;
+    if (rw != im.w || rh != im.h) {
+        rgb = mallocCheck((size_t)rw * rh * 3);
+        image_resize_region(rgb, rw, rh, im.rgb, im.w * 3, 0, 0, im.w, im.h, RESAMPLE_BILINEAR);
+    }
+    int H = rh - rh % p, W = rw - rw % p;
+    if (H < p || W < p)
+        dino_die("%s is %dx%d after resizing, smaller than one %dx%d patch", pos[0], rw, rh, p, p);
+    int gh = H / p, gw = W / p, T = gh * gw + 1, nh = cfg->heads;
+    double att_bytes = 4.0 * nh * (double)T * T * 2;
+    if (att_bytes > 4e9)
+        dino_die("%dx%d at patch %d gives %d tokens, whose attention needs %.1f GB; pass a smaller "
+                 "--image_size", W, H, p, T, att_bytes / 1e9);
+    // Top-left crop to multiples of the patch, as the reference's img[:, :w, :h].
+    uint8_t *crop = mallocCheck((size_t)W * H * 3);
+    for (int y = 0; y < H; y++) memcpy(crop + (size_t)y * W * 3, rgb + (size_t)y * rw * 3, (size_t)W * 3);
+    float *x = mallocCheck((size_t)3 * W * H * sizeof(float));
+    image_to_tensor(x, crop, W, H, IMAGENET_MEAN, IMAGENET_STD);
+
+    struct stat st;
+    if (stat(out, &st) != 0 && mkdir(out, 0755) != 0) dino_die("cannot create the output folder %s", out);
+
+    double t0 = dino_now();
+    struct ViTActs *acts = vit_acts_create(cfg, 1, H, W, 0);
+    vit_forward(cfg, &em.w, acts, x, 1, NULL);
+    float *maps = mallocCheck((size_t)nh * (T - 1) * sizeof(float));
+    attnmap_cls(vit_last_attention(acts), nh, T, maps);
+    double secs = dino_now() - t0;
+    vit_acts_free(acts);
+
+    int64_t shape[3] = {nh, gh, gw};
+    char path[4096];
+    snprintf(path, sizeof path, "%s/attn_maps.npy", out);
+    if (npy_write_f32(path, 3, shape, maps, err, sizeof err) != 0) dino_die("%s", err);
+    write_png(out, "img.png", W, H, crop);
+
+    // Tiles for the grid: image, heat maps, then (with masks) all-heads overlay and one per head.
+    int ntiles = 1 + nh + (threshold > 0 ? 1 + nh : 0);
+    uint8_t **tiles = callocCheck((size_t)ntiles, sizeof(uint8_t *));
+    tiles[0] = crop;
+    char name[128];
+    for (int j = 0; j < nh; j++) {
+        tiles[1 + j] = mallocCheck((size_t)W * H * 3);
+        attnmap_heat_rgb(maps + (size_t)j * (T - 1), gh, gw, p, tiles[1 + j]);
+        snprintf(name, sizeof name, "attn-head%d.png", j);
+        write_png(out, name, W, H, tiles[1 + j]);
+    }
+    if (threshold > 0) {
+        float *mask = mallocCheck((size_t)nh * (T - 1) * sizeof(float));
+        attnmap_threshold(maps, nh, T - 1, threshold, mask);
+        uint8_t *all = mallocCheck((size_t)W * H * 3), *tmp = mallocCheck((size_t)W * H * 3);
+        memcpy(all, crop, (size_t)W * H * 3);
+        for (int j = 0; j < nh; j++) {
+            uint8_t col[3];
+            attnmap_head_color(j, col);
+            uint8_t *ov = mallocCheck((size_t)W * H * 3);
+            attnmap_overlay(crop, H, W, mask + (size_t)j * (T - 1), gh, gw, p, col, ov);
+            snprintf(name, sizeof name, "mask_th%g_head%d.png", threshold, j);
+            write_png(out, name, W, H, ov);
+            tiles[2 + nh + j] = ov;
+            attnmap_overlay(all, H, W, mask + (size_t)j * (T - 1), gh, gw, p, col, tmp);
+            memcpy(all, tmp, (size_t)W * H * 3);
+        }
+        snprintf(name, sizeof name, "mask_th%g_all.png", threshold);
+        write_png(out, name, W, H, all);
+        tiles[1 + nh] = all;
+        free(tmp);
+        free(mask);
+    }
+    int gH, gW;
+    int cols = 1 + nh;
+    uint8_t *grid = attnmap_grid((const uint8_t *const *)tiles, ntiles, H, W, cols, 4, &gH, &gW);
+    write_png(out, "attn-grid.png", gW, gH, grid);
+    printf("%s: %dx%d -> %dx%d patches of %d, %d heads (%s), forward %.2f s; wrote %s/img.png, "
+           "attn-head*.png,%s attn-grid.png, attn_maps.npy\n",
+           pos[0], rw, rh, gw, gh, p, nh, em.desc, secs, out, threshold > 0 ? " mask_th*.png," : "");
+    free(grid);
+    for (int k = 1; k < ntiles; k++) free(tiles[k]);
+    free(tiles);
+    free(crop);
+    free(x);
+    free(maps);
+    if (rgb != im.rgb) free(rgb);
+    image_free(&im);
+    eval_model_free(&em);
+    return 0;
+}

@@ -1,0 +1,142 @@
+// Shared steps of the evaluation commands (see eval_common.h).
+#include "cli/eval_common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "data/dataset.h"
+#include "eval/features.h"
+#if __has_include("io/model_io.h")
+#include "io/model_io.h"
+#define HAVE_MODEL_IO 1
+#endif
+
+void eval_model_args_default(EvalModelArgs *a) {
+    memset(a, 0, sizeof *a);
+    a->checkpoint_key = "teacher";
+    a->arch = NULL;
+    a->patch_size = 0;
+    a->batch_size = 128;
+    a->crop = 0;
+    a->n_last_blocks = 1;
+    a->avgpool = 0;
+}
+
+void eval_model_load(const EvalModelArgs *a, EvalModel *em) {
+    memset(em, 0, sizeof *em);
+    if (!a->pretrained_weights) dino_die("no model given: pass --pretrained_weights FILE");
+    if (a->checkpoint_key && strcmp(a->checkpoint_key, "teacher") && strcmp(a->checkpoint_key, "student"))
+        dino_warn("--checkpoint_key %s is neither teacher nor student", a->checkpoint_key);
+#ifndef HAVE_MODEL_IO
+    dino_die("this build cannot load %s yet: model loading (src/io/model_io.h) is not merged",
+             a->pretrained_weights);
+#else
+    ModelLoadOptions opt;
+    memset(&opt, 0, sizeof opt);
+    opt.checkpoint_key = a->checkpoint_key;
+    opt.head = MODEL_HEAD_NONE;
+    opt.heads = a->heads;
+    char err[1024];
+    if (model_load(a->pretrained_weights, &opt, &em->m, &em->params, err, sizeof err) != 0)
+        dino_die("%s", err);
+    const ViTConfig *c = &em->m.vit;
+    vit_config_describe(c, em->desc, sizeof em->desc);
+    if (a->arch || a->patch_size) {
+        ViTConfig want;
+        int patch = a->patch_size ? a->patch_size : c->patch;
+        if (a->arch && vit_config_preset(&want, a->arch, patch) != 0)
+            dino_die("unknown --arch %s (vit_tiny, vit_small, vit_base)", a->arch);
+        if (a->patch_size && c->patch != a->patch_size)
+            dino_die("%s holds a model with patch size %d, not the %d given by --patch_size (%s)",
+                     a->pretrained_weights, c->patch, a->patch_size, em->desc);
+        if (a->arch && (want.dim != c->dim || want.depth != c->depth || want.heads != c->heads))
+            dino_die("%s holds a different architecture than --arch %s: %s", a->pretrained_weights,
+                     a->arch, em->desc);
+    }
+    model_bind(&em->m, em->params, &em->w, NULL);
+#endif
+}
+
+void eval_model_free(EvalModel *em) {
+    free(em->params);
+    model_free(&em->m);
+    memset(em, 0, sizeof *em);
+}
+
+int eval_crop(const EvalModelArgs *a, const EvalModel *em) {
+    int crop = a->crop > 0 ? a->crop : em->m.vit.img_size;
+    if (crop < em->m.vit.patch)
+        dino_die("--crop %d is smaller than the model's patch size %d", crop, em->m.vit.patch);
+    return crop;
+}
+
+void eval_features_from_model(const EvalModelArgs *a, const EvalModel *em, int split,
+                              int patch_tokens, EvalFeatures *out) {
+    memset(out, 0, sizeof *out);
+    if (!a->data_path) dino_die("no dataset given: pass --data_path");
+    char err[1024];
+    Dataset *ds = dataset_open(a->data_path, split ? SPLIT_TEST : SPLIT_TRAIN, err, sizeof err);
+    if (!ds) dino_die("%s", err);
+    FeatureConfig fc;
+    feature_config_default(&fc);
+    fc.crop = eval_crop(a, em);
+    fc.batch_size = a->batch_size;
+    fc.n_last_blocks = a->n_last_blocks;
+    fc.avgpool = a->avgpool;
+    fc.patch_tokens = patch_tokens;
+    int th = dino_get_threads();
+    fc.threads = th < 1 ? 1 : th > 8 ? 8 : th;
+    fc.verbose = 1;
+    out->n = dataset_size(ds);
+    out->d = features_dim(&em->m.vit, &fc);
+    out->num_classes = dataset_num_classes(ds);
+    dino_info("%s (%s split): %s; crop %d; %lld floats per image from %s",
+              dataset_describe(ds), split ? "val" : "train", em->desc, fc.crop,
+              (long long)out->d, a->pretrained_weights);
+    out->x = mallocCheck((size_t)out->n * out->d * sizeof(float));
+    out->labels = mallocCheck((size_t)out->n * sizeof(int64_t));
+    if (features_extract(&em->m.vit, &em->w, ds, &fc, out->x, out->labels, err, sizeof err) != 0)
+        dino_die("%s: %s", a->data_path, err);
+    out->labelled = 1;
+    for (int64_t i = 0; i < out->n; i++)
+        if (out->labels[i] < 0) out->labelled = 0;
+    dataset_close(ds);
+}
+
+// ---------------------------------------------------------------- training hook
+
+// The trainer's `--eval_knn_every` hook (train_eval_hook, declared weak in
+// src/train/trainer.h): k-NN of the teacher backbone on the training
+// dataset's labelled train/val splits with k = 20 (the reference's "usually
+// best") and T = 0.07, logged as knn_top1/knn_top5 in log.txt. Defined here,
+// in an object the dino binary always links, because a weak reference does
+// not pull a member out of libdino.a. Nothing until src/train/trainer.h exists.
+#if __has_include("train/trainer.h")
+#include "eval/knn_model.h"
+#include "train/trainer.h"
+
+int train_eval_hook(const TrainConfig *cfg, const DinoModel *model, const float *teacher,
+                    int epoch, char *json, size_t n) {
+    ViTWeights w;
+    model_bind(model, (float *)teacher, &w, NULL);  // read only: a forward pass never writes weights
+    KnnModelConfig kc;
+    knn_model_config_default(&kc, cfg->data_path);
+    kc.knn.n_k = 1;
+    kc.knn.ks[0] = 20;
+    int th = dino_get_threads();
+    kc.threads = th < 1 ? 1 : th > 8 ? 8 : th;
+    KnnResult r;
+    char err[512];
+    double t0 = dino_now();
+    if (knn_evaluate_model(&model->vit, &w, &kc, &r, err, sizeof err) != 0) {
+        dino_warn("epoch %d: k-NN evaluation skipped: %s", epoch, err);
+        return -1;
+    }
+    dino_info("epoch %d: 20-NN top-1 %.2f top-5 %.2f (%.1f s)", epoch, r.top1, r.top5,
+              dino_now() - t0);
+    snprintf(json, n, "\"knn_k\": 20, \"knn_top1\": %.4f, \"knn_top5\": %.4f", r.top1, r.top5);
+    return 0;
+}
+#endif

@@ -1,0 +1,69 @@
+// Flags and steps that the evaluation commands (features, knn, linear,
+// attention) share: which model file and checkpoint key, which dataset and
+// split, the evaluation crop, and which tokens make a feature. Every step
+// dies with one sentence on a user error (bad file, wrong architecture,
+// unreadable dataset).
+#ifndef DINO_CLI_EVAL_COMMON_H
+#define DINO_CLI_EVAL_COMMON_H
+
+#include <stdint.h>
+
+#include "model.h"
+#include "vit.h"
+
+typedef struct {
+    const char *pretrained_weights;  // any supported model file
+    const char *checkpoint_key;      // "teacher" (reference default) or "student"
+    const char *arch;                // NULL: from the file; else checked against it
+    int patch_size;                  // 0: from the file; else checked against it
+    int heads;                       // attention heads when the file cannot say (0: D/64)
+    const char *data_path;
+    int batch_size;     // images per forward pass (flag --batch_size_per_gpu, per command)
+    int crop;           // centre-crop size; 0: the model's img_size (224; 28 for 28-px models)
+    int n_last_blocks;  // concatenate the CLS tokens of the last n blocks
+    int avgpool;        // append the mean of the last block's patch tokens
+} EvalModelArgs;
+
+void eval_model_args_default(EvalModelArgs *a);
+
+#define EVAL_MODEL_ARG_SPECS(ma)                                                                  \
+    {"pretrained_weights", ARG_STRING, &(ma).pretrained_weights, "model file (.pth, .safetensors, native)"}, \
+    {"checkpoint_key", ARG_STRING, &(ma).checkpoint_key, "teacher or student, for training checkpoints"}, \
+    {"arch", ARG_STRING, &(ma).arch, "expected architecture (vit_tiny/small/base); default: the file's"}, \
+    {"patch_size", ARG_INT, &(ma).patch_size, "expected patch size (0: the file's)"},            \
+    {"heads", ARG_INT, &(ma).heads, "attention heads, for files that do not record them (0: dim/64)"}, \
+    {"data_path", ARG_STRING, &(ma).data_path, "dataset (ImageFolder, IDX, CIFAR, list, folder)"}, \
+    {"crop", ARG_INT, &(ma).crop, "centre-crop size after resizing to crop*256/224 (0: the model's img_size)"}, \
+    {"n_last_blocks", ARG_INT, &(ma).n_last_blocks, "concatenate the CLS tokens of the last n blocks"}, \
+    {"avgpool_patchtokens", ARG_BOOL, &(ma).avgpool, "add the mean patch token of the last block"}
+
+typedef struct {
+    DinoModel m;
+    float *params;
+    ViTWeights w;
+    char desc[160];
+} EvalModel;
+
+// Loads a->pretrained_weights (backbone only, a->checkpoint_key of training
+// checkpoints) and checks --arch/--patch_size against it.
+void eval_model_load(const EvalModelArgs *a, EvalModel *em);
+void eval_model_free(EvalModel *em);
+// The crop a run uses: a->crop, or the model's img_size.
+int eval_crop(const EvalModelArgs *a, const EvalModel *em);
+
+typedef struct {
+    float *x;         // (n, d)
+    int64_t *labels;  // (n), -1 where unlabelled
+    int64_t n;
+    int64_t d;
+    int labelled;     // every sample has a label
+    int num_classes;  // from the dataset (0: unlabelled)
+} EvalFeatures;
+
+// Runs the model over split `split` (0 train, 1 val) of a->data_path with
+// the evaluation transform; patch_tokens selects every patch token instead
+// of the CLS features.
+void eval_features_from_model(const EvalModelArgs *a, const EvalModel *em, int split,
+                              int patch_tokens, EvalFeatures *out);
+
+#endif

@@ -1,0 +1,164 @@
+// Feature extraction (see features.h). The loader (LOADER_EVAL, dataset
+// order, no dropping) prepares the next batches on its threads while this
+// thread runs the forward pass; rows go to out[batch index].
+#include "eval/features.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "data/loader.h"
+
+// An inference pass keeps the outputs of the last 4 blocks (VIT_KEEP_LAST in vit.c).
+#define FEATURES_MAX_BLOCKS 4
+
+void feature_config_default(FeatureConfig *c) {
+    memset(c, 0, sizeof *c);
+    c->crop = 224;
+    c->batch_size = 128;
+    c->n_last_blocks = 1;
+    c->avgpool = 0;
+    c->patch_tokens = 0;
+    c->threads = 2;
+}
+
+int64_t features_dim(const ViTConfig *cfg, const FeatureConfig *fc) {
+    int64_t D = cfg->dim;
+    if (fc->patch_tokens) {
+        int64_t g = fc->crop / cfg->patch;
+        return g * g * D;
+    }
+    return D * (fc->n_last_blocks + (fc->avgpool ? 1 : 0));
+}
+
+void features_from_images(const ViTConfig *cfg, const ViTWeights *w, struct ViTActs *acts,
+                          const float *images, int B, const FeatureConfig *fc, float *out) {
+    vit_forward(cfg, w, acts, images, B, NULL);
+    int D = cfg->dim, T = vit_acts_tokens(acts);
+    if (fc->patch_tokens) {
+        const float *tok = vit_output(acts);
+        for (int b = 0; b < B; b++)
+            memcpy(out + (size_t)b * (T - 1) * D, tok + ((size_t)b * T + 1) * D,
+                   (size_t)(T - 1) * D * sizeof(float));
+        return;
+    }
+    int n = fc->n_last_blocks;
+    int64_t dim = features_dim(cfg, fc);
+    const float *last;  // final-norm tokens of the last block (B, T, D)
+    float *inter = NULL;
+    if (n == 1) {
+        last = vit_output(acts);
+    } else {
+        inter = mallocCheck((size_t)n * B * T * D * sizeof(float));
+        vit_intermediate(cfg, w, acts, n, inter);
+        last = inter + (size_t)(n - 1) * B * T * D;
+    }
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        float *o = out + (size_t)b * dim;
+        if (n == 1) {
+            const float *cls = last + (size_t)b * T * D;
+            if (!fc->avgpool) {
+                memcpy(o, cls, (size_t)D * sizeof(float));
+                continue;
+            }
+            // torch.cat((cls.unsqueeze(-1), mean.unsqueeze(-1)), -1).reshape(B, -1)
+            for (int j = 0; j < D; j++) {
+                double s = 0;
+                for (int t = 1; t < T; t++) s += last[((size_t)b * T + t) * D + j];
+                o[2 * j] = cls[j];
+                o[2 * j + 1] = (float)(s / (T - 1));
+            }
+            continue;
+        }
+        for (int k = 0; k < n; k++)
+            memcpy(o + (size_t)k * D, inter + ((size_t)k * B + b) * T * D, (size_t)D * sizeof(float));
+        if (fc->avgpool)
+            for (int j = 0; j < D; j++) {
+                double s = 0;
+                for (int t = 1; t < T; t++) s += last[((size_t)b * T + t) * D + j];
+                o[(size_t)n * D + j] = (float)(s / (T - 1));
+            }
+    }
+    free(inter);
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int features_extract(const ViTConfig *cfg, const ViTWeights *w, const Dataset *ds,
+                     const FeatureConfig *fc, float *out, int64_t *labels, char *err,
+                     size_t errlen) {
+    if (fc->crop < cfg->patch)
+        return fail(err, errlen, "crop %d is smaller than the patch size %d", fc->crop, cfg->patch);
+    if (fc->n_last_blocks < 1 || fc->n_last_blocks > cfg->depth)
+        return fail(err, errlen, "n_last_blocks must lie in [1, %d], got %d", cfg->depth,
+                    fc->n_last_blocks);
+    if (fc->n_last_blocks > FEATURES_MAX_BLOCKS)
+        return fail(err, errlen, "n_last_blocks can be at most %d", FEATURES_MAX_BLOCKS);
+    if (fc->batch_size < 1) return fail(err, errlen, "batch_size must be >= 1");
+    int64_t N = dataset_size(ds);
+    if (N < 1) return fail(err, errlen, "the dataset is empty");
+    LoaderConfig lc;
+    loader_config_default(&lc);
+    lc.mode = LOADER_EVAL;
+    lc.eval_crop = fc->crop;
+    lc.batch_size = fc->batch_size;
+    lc.shuffle = 0;
+    lc.drop_last = 0;
+    lc.threads = fc->threads;
+    lc.prefetch = 2;
+    Loader *ld = loader_create(ds, &lc);
+    int64_t dim = features_dim(cfg, fc);
+    struct ViTActs *acts = vit_acts_create(cfg, fc->batch_size, fc->crop, fc->crop, 0);
+    int64_t *seen = callocCheck((size_t)N, sizeof(int64_t));
+    float *rows = mallocCheck((size_t)fc->batch_size * dim * sizeof(float));
+    double t0 = dino_now(), last_report = t0;
+    int64_t done = 0;
+    int rc = 0;
+    loader_start(ld, 0, 0);
+    const Batch *b;
+    while ((b = loader_next(ld)) != NULL) {
+        if (loader_bad_count(ld) > 0) {
+            rc = fail(err, errlen,
+                      "%lld unreadable image(s) in the dataset (named above); fix or remove them",
+                      (long long)loader_bad_count(ld));
+            break;
+        }
+        features_from_images(cfg, w, acts, b->groups[0].pixels, b->B, fc, rows);
+        for (int i = 0; i < b->B; i++) {
+            int64_t idx = b->indices[i];
+            DINO_ASSERT(idx >= 0 && idx < N);
+            memcpy(out + (size_t)idx * dim, rows + (size_t)i * dim, (size_t)dim * sizeof(float));
+            labels[idx] = b->labels[i];
+            seen[idx] = 1;
+        }
+        done += b->B;
+        double now = dino_now();
+        if (fc->verbose && (now - last_report > 10 || done == N)) {
+            dino_info("features: %lld/%lld images, %.1f img/s", (long long)done, (long long)N,
+                      done / (now - t0));
+            last_report = now;
+        }
+    }
+    if (rc == 0)
+        for (int64_t i = 0; i < N; i++)
+            if (!seen[i]) {
+                rc = fail(err, errlen, "sample %lld of the dataset was never produced", (long long)i);
+                break;
+            }
+    free(seen);
+    free(rows);
+    vit_acts_free(acts);
+    loader_free(ld);
+    return rc;
+}

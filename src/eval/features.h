@@ -1,0 +1,49 @@
+// Frozen-backbone features (SPEC §8, §9): runs a ViT over a dataset with the
+// evaluation transform (resize to crop·256/224 bicubic, centre crop,
+// normalise) in batches, decoding on the data loader's worker threads while
+// the forward pass runs on OpenMP/OpenBLAS, and writes one row per sample in
+// dataset order:
+//   default            the final-norm CLS token (model(x) in eval_knn.py), D
+//   n_last_blocks = n  the CLS tokens of the last n blocks, each through the
+//                      final norm, concatenated (eval_linear.py), n·D
+//   avgpool            with n = 1: CLS and the mean patch token of the last
+//                      block interleaved as eval_linear.py's reshape leaves
+//                      them (c0, a0, c1, a1, ...), 2·D; with n > 1 (where the
+//                      reference's shapes fail) the mean is appended, (n+1)·D
+//   patch_tokens       every final-norm patch token, (T−1)·D per sample
+#ifndef DINO_EVAL_FEATURES_H
+#define DINO_EVAL_FEATURES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "data/dataset.h"
+#include "vit.h"
+
+typedef struct {
+    int crop;           // evaluation crop size (224)
+    int batch_size;     // images per forward pass (128)
+    int n_last_blocks;  // 1
+    int avgpool;        // 0
+    int patch_tokens;   // 0
+    int threads;        // loader worker threads (0: on the caller's thread)
+    int verbose;        // progress lines on stderr
+} FeatureConfig;
+
+void feature_config_default(FeatureConfig *c);
+
+// Floats per sample for images of crop × crop.
+int64_t features_dim(const ViTConfig *cfg, const FeatureConfig *fc);
+
+// Features of B images (B, 3, H, W), already transformed, into out (B, dim),
+// using acts made by vit_acts_create(cfg, >= B, H, W, 0).
+void features_from_images(const ViTConfig *cfg, const ViTWeights *w, struct ViTActs *acts,
+                          const float *images, int B, const FeatureConfig *fc, float *out);
+
+// The whole dataset: out (dataset_size, dim), labels (dataset_size) (-1 when
+// unlabelled). 0, or -1 with err filled (bad flags, unreadable images).
+int features_extract(const ViTConfig *cfg, const ViTWeights *w, const Dataset *ds,
+                     const FeatureConfig *fc, float *out, int64_t *labels, char *err,
+                     size_t errlen);
+
+#endif

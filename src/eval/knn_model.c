@@ -1,0 +1,69 @@
+// knn_evaluate_model (see knn_model.h).
+#include "eval/knn_model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "data/dataset.h"
+#include "eval/features.h"
+
+void knn_model_config_default(KnnModelConfig *c, const char *data_path) {
+    memset(c, 0, sizeof *c);
+    c->data_path = data_path;
+    c->crop = 0;
+    c->batch_size = 128;
+    c->threads = 2;
+    knn_config_default(&c->knn);
+}
+
+static int split_features(const ViTConfig *cfg, const ViTWeights *w, const KnnModelConfig *c,
+                          Split split, float **x, int64_t **labels, int64_t *n, int64_t *d,
+                          char *err, size_t errlen) {
+    Dataset *ds = dataset_open(c->data_path, split, err, errlen);
+    if (!ds) return -1;
+    const char *which = split == SPLIT_TRAIN ? "train" : "val";
+    if (dataset_num_classes(ds) == 0) {
+        snprintf(err, errlen, "k-NN needs labels, but the %s split of %s has none", which,
+                 c->data_path);
+        dataset_close(ds);
+        return -1;
+    }
+    FeatureConfig fc;
+    feature_config_default(&fc);
+    fc.crop = c->crop > 0 ? c->crop : cfg->img_size;
+    fc.batch_size = c->batch_size;
+    fc.threads = c->threads;
+    *n = dataset_size(ds);
+    *d = features_dim(cfg, &fc);
+    *x = mallocCheck((size_t)*n * *d * sizeof(float));
+    *labels = mallocCheck((size_t)*n * sizeof(int64_t));
+    int rc = features_extract(cfg, w, ds, &fc, *x, *labels, err, errlen);
+    dataset_close(ds);
+    if (rc) {
+        free(*x);
+        free(*labels);
+        *x = NULL;
+        *labels = NULL;
+    }
+    return rc;
+}
+
+int knn_evaluate_model(const ViTConfig *cfg, const ViTWeights *w, const KnnModelConfig *c,
+                       KnnResult *results, char *err, size_t errlen) {
+    float *tr = NULL, *te = NULL;
+    int64_t *trl = NULL, *tel = NULL, ntr, nte, d, d2;
+    if (split_features(cfg, w, c, SPLIT_TRAIN, &tr, &trl, &ntr, &d, err, errlen)) return -1;
+    if (split_features(cfg, w, c, SPLIT_TEST, &te, &tel, &nte, &d2, err, errlen)) {
+        free(tr);
+        free(trl);
+        return -1;
+    }
+    int rc = knn_evaluate(tr, trl, ntr, te, tel, nte, (int)d, &c->knn, results, err, errlen);
+    free(tr);
+    free(trl);
+    free(te);
+    free(tel);
+    return rc;
+}

@@ -1,0 +1,141 @@
+// Full-mode linear probe (see linear_full.h).
+#include "eval/linear_full.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "data/augment.h"
+#include "image/ops.h"
+#include "rng.h"
+
+void linear_train_view(const Image *im, int crop, uint64_t seed, int epoch, int64_t index,
+                       float *out) {
+    Rng r;
+    rng_stream(&r, seed, 0x11ea70000ULL + (uint64_t)epoch, (uint64_t)index, 0);
+    int i, j, h, w;
+    augment_rrc_params(&r, im->w, im->h, 0.08f, 1.0f, &i, &j, &h, &w);
+    // The fallback box can overhang by a rounding pixel; keep it inside.
+    if (i < 0) h += i, i = 0;
+    if (j < 0) w += j, j = 0;
+    if (i + h > im->h) h = im->h - i;
+    if (j + w > im->w) w = im->w - j;
+    uint8_t *u = mallocCheck((size_t)crop * crop * 3);
+    image_resize_region(u, crop, crop, im->rgb, im->w * 3, j, i, w, h, RESAMPLE_BILINEAR);
+    if (rng_uniform(&r) < 0.5f) image_hflip(u, crop, crop);
+    image_to_tensor(out, u, crop, crop, IMAGENET_MEAN, IMAGENET_STD);
+    free(u);
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int linear_probe_full(const ViTConfig *cfg, const ViTWeights *w, const Dataset *train,
+                      const float *val_x, const int64_t *val_y, int64_t n_val,
+                      const FeatureConfig *fc, const LinearConfig *lcfg, int num_classes,
+                      LinearClassifier *out, LinearResult *res, char *err, size_t errlen) {
+    int64_t N = dataset_size(train);
+    if (N < 1) return fail(err, errlen, "the training set is empty");
+    for (int64_t k = 0; k < N; k++) {
+        int32_t y = dataset_label(train, k);
+        if (y < 0 || y >= num_classes)
+            return fail(err, errlen, "the linear probe needs labels in [0, %d), but training sample %lld has %d",
+                        num_classes, (long long)k, y);
+    }
+    int B = lcfg->batch_size, crop = fc->crop;
+    int64_t dim = features_dim(cfg, fc);
+    LinearClassifier lc;
+    linear_init(&lc, (int)dim, num_classes, lcfg->seed);
+    LinearSgd opt;
+    linear_sgd_init(&opt, &lc);
+    struct ViTActs *acts = vit_acts_create(cfg, B, crop, crop, 0);
+    float *imgs = mallocCheck((size_t)B * 3 * crop * crop * sizeof(float));
+    float *feats = mallocCheck((size_t)B * dim * sizeof(float));
+    int64_t *ys = mallocCheck((size_t)B * sizeof(int64_t));
+    int64_t *order = mallocCheck((size_t)N * sizeof(int64_t));
+    double base_lr = (double)lcfg->lr * B / 256.0;
+    memset(res, 0, sizeof *res);
+    res->best_top1 = -1;
+    int rc = 0;
+    for (int e = 0; e < lcfg->epochs && rc == 0; e++) {
+        for (int64_t k = 0; k < N; k++) order[k] = k;
+        Rng r;
+        rng_stream(&r, lcfg->seed, 0x5ff1e, (uint64_t)e, 1);
+        for (int64_t k = N - 1; k > 0; k--) {
+            int64_t m = (int64_t)(rng_uniform_double(&r) * (double)(k + 1));
+            if (m > k) m = k;
+            int64_t t = order[k]; order[k] = order[m]; order[m] = t;
+        }
+        float lr = (float)linear_lr_at(base_lr, e, lcfg->epochs);
+        double loss_sum = 0;
+        int64_t steps = 0;
+        double t0 = dino_now();
+        for (int64_t s = 0; s < N && rc == 0; s += B) {
+            int nb = (int)(N - s < B ? N - s : B);
+            int bad = -1;
+            char ierr[256] = "";
+#pragma omp parallel for schedule(dynamic)
+            for (int b = 0; b < nb; b++) {
+                Image im = {0};
+                char e2[256];
+                if (dataset_load(train, order[s + b], 0, &im, e2, sizeof e2) != 0) {
+#pragma omp critical
+                    {
+                        bad = b;
+                        snprintf(ierr, sizeof ierr, "%s", e2);
+                    }
+                    continue;
+                }
+                linear_train_view(&im, crop, lcfg->seed, e, order[s + b],
+                                  imgs + (size_t)b * 3 * crop * crop);
+                ys[b] = dataset_label(train, order[s + b]);
+                image_free(&im);
+            }
+            if (bad >= 0) {
+                rc = fail(err, errlen, "%s", ierr);
+                break;
+            }
+            features_from_images(cfg, w, acts, imgs, nb, fc, feats);
+            loss_sum += linear_train_epoch(&lc, &opt, feats, ys, nb, NULL, nb, lr,
+                                           lcfg->momentum, lcfg->weight_decay);
+            steps++;
+        }
+        if (rc) break;
+        double tl = steps ? loss_sum / steps : 0;
+        res->last_train_loss = tl;
+        if (n_val > 0 && ((e + 1) % lcfg->val_freq == 0 || e == lcfg->epochs - 1)) {
+            double t1, t5, vl;
+            linear_evaluate(&lc, val_x, val_y, n_val, &t1, &t5, &vl);
+            res->last_top1 = t1;
+            res->last_top5 = t5;
+            if (t1 > res->best_top1) {
+                res->best_top1 = t1;
+                res->best_top5 = t5;
+                res->best_epoch = e;
+            }
+            if (lcfg->verbose)
+                printf("epoch %d: lr %.6g train loss %.4f val loss %.4f top-1 %.2f top-5 %.2f "
+                       "(best top-1 %.2f; %.1f s)\n",
+                       e, lr, tl, vl, t1, t5, res->best_top1, dino_now() - t0);
+        } else if (lcfg->verbose) {
+            printf("epoch %d: lr %.6g train loss %.4f (%.1f s)\n", e, lr, tl, dino_now() - t0);
+        }
+        fflush(stdout);
+    }
+    if (res->best_top1 < 0) res->best_top1 = 0;
+    free(imgs); free(feats); free(ys); free(order);
+    vit_acts_free(acts);
+    linear_sgd_free(&opt);
+    if (rc == 0 && out) *out = lc;
+    else linear_free(&lc);
+    return rc;
+}

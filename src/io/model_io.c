@@ -1,0 +1,930 @@
+// Loading and saving DinoModels in every supported format (model_io.h).
+// Each file becomes a list of named tensors readable as float32 (a Source);
+// names are normalised to the reference's backbone names ("blocks.0.attn.qkv.weight")
+// and DINO head names ("head.mlp.0.weight"): prefixes "module." and "backbone."
+// are removed anywhere in a key (as load_pretrained_weights does), and Hugging
+// Face names are mapped per FORMATS.md A3 with query/key/value fused into qkv.
+// The architecture is inferred from the shapes, the model is built, and every
+// table entry is filled from exactly one tensor whose shape must agree.
+#include "io/model_io.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "io/half.h"
+#include "io/pickle.h"
+#include "io/pth.h"
+#include "io/safetensors.h"
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || !errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+// ---------------------------------------------------------------- sources
+
+typedef enum { SRC_NATIVE, SRC_PTH, SRC_SAFE } SrcKind;
+
+typedef struct Entry Entry;
+struct Entry {
+    char name[160];  // normalised
+    char orig[160];  // as in the file (truncated for display if longer)
+    const char *dtype;
+    int ndim;
+    int64_t shape[8];
+    size_t numel;
+    const CkptTensor *ct;
+    const PickleValue *pv;
+    const SafeTensor *st;
+    Entry *parts[3];  // a fused qkv: query, key, value
+    int is_part;      // consumed through a fused entry
+    int used;
+};
+
+typedef struct {
+    SrcKind kind;
+    const char *path;
+    Ckpt *ck;
+    PthFile *pth;
+    SafeFile *sf;
+    Entry *e;
+    int n, cap;
+    int hf;               // Hugging Face names were mapped
+    const char *key;      // the checkpoint key that was selected, or NULL
+    const PickleValue *dict;  // pth: the selected dict
+} Source;
+
+static void source_close(Source *s) {
+    ckpt_close(s->ck);
+    pth_close(s->pth);
+    safetensors_close(s->sf);
+    free(s->e);
+    memset(s, 0, sizeof *s);
+}
+
+static const char *meta_get(const Source *s, const char *key) {
+    if (s->kind == SRC_NATIVE) return ckpt_meta(s->ck, key);
+    if (s->kind == SRC_SAFE) return safetensors_meta(s->sf, key);
+    return NULL;
+}
+
+static const char *ckpt_dtype_name(DType t) {
+    switch (t) {
+        case DT_F32: return "float32";
+        case DT_F16: return "float16";
+        case DT_BF16: return "bfloat16";
+        case DT_I32: return "int32";
+        case DT_I64: return "int64";
+        case DT_U8: return "uint8";
+    }
+    return "?";
+}
+
+static Entry *add_entry(Source *s, const char *name) {
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 64;
+        s->e = reallocCheck(s->e, (size_t)s->cap * sizeof *s->e);
+    }
+    Entry *e = &s->e[s->n++];
+    memset(e, 0, sizeof *e);
+    snprintf(e->orig, sizeof e->orig, "%s", name);
+    snprintf(e->name, sizeof e->name, "%s", name);
+    return e;
+}
+
+static int starts_with(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
+
+// Removes every occurrence of `pat` from s, in place.
+static void remove_all(char *s, const char *pat) {
+    size_t pl = strlen(pat);
+    char *q;
+    while ((q = strstr(s, pat)) != NULL) memmove(q, q + pl, strlen(q + pl) + 1);
+}
+
+static Entry *find(Source *s, const char *name) {
+    for (int i = 0; i < s->n; i++)
+        if (!s->e[i].is_part && strcmp(s->e[i].name, name) == 0) return &s->e[i];
+    return NULL;
+}
+
+// Hugging Face ViT names (hub layout and transformers 5 module layout) to the
+// reference's. Returns 1 when mapped (name rewritten; *part = 0/1/2 for
+// query/key/value, -1 otherwise), 0 for names with no backbone meaning
+// (pooler, classifier, mask_token), -1 for names not recognised.
+static int hf_map(char *name, size_t cap, int *part) {
+    char tmp[160];
+    const char *n = name;
+    *part = -1;
+    if (starts_with(n, "vit.")) n += 4;
+    static const char *const fixed[][2] = {
+        {"embeddings.cls_token", "cls_token"},
+        {"embeddings.position_embeddings", "pos_embed"},
+        {"embeddings.patch_embeddings.projection.weight", "patch_embed.proj.weight"},
+        {"embeddings.patch_embeddings.projection.bias", "patch_embed.proj.bias"},
+        {"layernorm.weight", "norm.weight"},
+        {"layernorm.bias", "norm.bias"},
+    };
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        if (strcmp(n, fixed[i][0]) == 0) {
+            snprintf(name, cap, "%s", fixed[i][1]);
+            return 1;
+        }
+    if (starts_with(n, "pooler.") || starts_with(n, "classifier.") ||
+        strcmp(n, "embeddings.mask_token") == 0)
+        return 0;
+    int layer, off = 0;
+    if (sscanf(n, "encoder.layer.%d.%n", &layer, &off) == 1 && off > 0) {
+    } else if (sscanf(n, "layers.%d.%n", &layer, &off) == 1 && off > 0) {
+    } else {
+        return -1;
+    }
+    const char *rest = n + off;
+    static const char *const blk[][2] = {
+        {"attention.attention.query.", "attn.qkv.#0"}, {"attention.q_proj.", "attn.qkv.#0"},
+        {"attention.attention.key.", "attn.qkv.#1"},   {"attention.k_proj.", "attn.qkv.#1"},
+        {"attention.attention.value.", "attn.qkv.#2"}, {"attention.v_proj.", "attn.qkv.#2"},
+        {"attention.output.dense.", "attn.proj."},     {"attention.o_proj.", "attn.proj."},
+        {"intermediate.dense.", "mlp.fc1."},           {"mlp.fc1.", "mlp.fc1."},
+        {"output.dense.", "mlp.fc2."},                 {"mlp.fc2.", "mlp.fc2."},
+        {"layernorm_before.", "norm1."},               {"layernorm_after.", "norm2."},
+    };
+    for (size_t i = 0; i < sizeof blk / sizeof blk[0]; i++) {
+        if (!starts_with(rest, blk[i][0])) continue;
+        const char *leaf = rest + strlen(blk[i][0]);  // "weight" / "bias"
+        if (strcmp(leaf, "weight") && strcmp(leaf, "bias")) return -1;
+        const char *to = blk[i][1];
+        const char *hash = strchr(to, '#');
+        if (hash) {
+            *part = hash[1] - '0';
+            snprintf(tmp, sizeof tmp, "blocks.%d.attn.qkv.%s", layer, leaf);
+        } else {
+            snprintf(tmp, sizeof tmp, "blocks.%d.%s%s", layer, to, leaf);
+        }
+        snprintf(name, cap, "%s", tmp);
+        return 1;
+    }
+    return -1;
+}
+
+static int is_hf_name(const char *n) {
+    if (starts_with(n, "vit.")) n += 4;
+    return starts_with(n, "embeddings.") || starts_with(n, "encoder.layer.") ||
+           (starts_with(n, "layers.") && strstr(n, "attention.")) ;
+}
+
+// Normalises every entry's name; maps and fuses Hugging Face names.
+static int normalise(Source *s, char *err, size_t errlen) {
+    int hf = 0;
+    for (int i = 0; i < s->n; i++) {
+        remove_all(s->e[i].name, "module.");
+        remove_all(s->e[i].name, "backbone.");
+        if (is_hf_name(s->e[i].name)) hf = 1;
+    }
+    if (hf) {
+        s->hf = 1;
+        int kept = 0;
+        for (int i = 0; i < s->n; i++) {
+            Entry *e = &s->e[i];
+            int part;
+            int r = hf_map(e->name, sizeof e->name, &part);
+            if (r == 0) continue;  // no backbone meaning: dropped
+            if (r < 0) {
+                set_err(err, errlen, "%s: tensor '%s' is not part of a Hugging Face ViT "
+                        "(not a supported model)", s->path, e->orig);
+                return -1;
+            }
+            if (part >= 0) {
+                size_t l = strlen(e->name);
+                snprintf(e->name + l, sizeof e->name - l, "#%d", part);
+                e->is_part = 1;
+            }
+            s->e[kept++] = *e;
+        }
+        s->n = kept;
+        // Fuse query/key/value into qkv: rows [q; k; v].
+        int n0 = s->n;
+        for (int i = 0; i < n0; i++) {
+            Entry *q = &s->e[i];
+            size_t l = strlen(q->name);
+            if (!q->is_part || l < 2 || strcmp(q->name + l - 2, "#0")) continue;
+            char base[160];
+            snprintf(base, sizeof base, "%.*s", (int)(l - 2), q->name);
+            Entry *parts[3] = {q, NULL, NULL};
+            for (int j = 0; j < n0; j++) {
+                const char *nm = s->e[j].name;
+                size_t lj = strlen(nm);
+                if (!s->e[j].is_part || lj != l || strncmp(nm, base, l - 2)) continue;
+                if (nm[l - 1] == '1') parts[1] = &s->e[j];
+                if (nm[l - 1] == '2') parts[2] = &s->e[j];
+            }
+            if (!parts[1] || !parts[2]) {
+                set_err(err, errlen, "%s: %s has a query without its key or value", s->path, base);
+                return -1;
+            }
+            for (int k = 1; k < 3; k++)
+                if (parts[k]->ndim != q->ndim || parts[k]->numel != q->numel ||
+                    memcmp(parts[k]->shape, q->shape, sizeof q->shape)) {
+                    set_err(err, errlen, "%s: query, key and value of %s differ in shape", s->path, base);
+                    return -1;
+                }
+            if (q->ndim < 1) {
+                set_err(err, errlen, "%s: %s has a 0-d query", s->path, base);
+                return -1;
+            }
+            int qi = (int)(q - s->e), k1 = (int)(parts[1] - s->e), k2 = (int)(parts[2] - s->e);
+            Entry *f = add_entry(s, base);  // may move s->e
+            Entry *Q = &s->e[qi];
+            snprintf(f->orig, sizeof f->orig, "%.140s (+ key, value)", Q->orig);
+            f->dtype = Q->dtype;
+            f->ndim = Q->ndim;
+            memcpy(f->shape, Q->shape, sizeof f->shape);
+            f->shape[0] *= 3;
+            f->numel = 3 * Q->numel;
+            f->parts[0] = (Entry *)(intptr_t)(qi + 1);  // indices until the array stops moving
+            f->parts[1] = (Entry *)(intptr_t)(k1 + 1);
+            f->parts[2] = (Entry *)(intptr_t)(k2 + 1);
+        }
+        for (int i = 0; i < s->n; i++)
+            for (int k = 0; k < 3; k++)
+                if (s->e[i].parts[k]) s->e[i].parts[k] = &s->e[(intptr_t)s->e[i].parts[k] - 1];
+    }
+    // Two keys that become one name (e.g. "module.x" and "x") are ambiguous.
+    for (int i = 0; i < s->n; i++)
+        for (int j = 0; j < i; j++)
+            if (!s->e[i].is_part && strcmp(s->e[i].name, s->e[j].name) == 0) {
+                set_err(err, errlen, "%s: tensors '%s' and '%s' both become '%s'", s->path,
+                        s->e[j].orig, s->e[i].orig, s->e[i].name);
+                return -1;
+            }
+    return 0;
+}
+
+// Collects the tensors of one dict. A tensor with more elements than its
+// storage (a broadcast view with zero strides) is no model parameter and
+// could make us allocate without bound: refused.
+static int collect_pth_dict(Source *s, const PickleValue *d, char *err, size_t errlen) {
+    int count = 0;
+    for (size_t i = 0; i + 1 < d->n; i += 2) {
+        const PickleValue *k = d->items[i], *v = d->items[i + 1];
+        if (k->type != PV_STR || v->type != PV_TENSOR) continue;
+        if (pth_tensor_numel(v) > v->storage->numel) {
+            set_err(err, errlen, "%s: tensor '%.100s' is a broadcast view larger than its storage, "
+                    "not a model parameter", s->path, k->s);
+            return -1;
+        }
+        if (pth_storage_check(s->pth, v->storage, err, errlen)) return -1;
+        Entry *e = add_entry(s, k->s);
+        e->pv = v;
+        e->dtype = pickle_storage_name(v->storage->st);
+        e->ndim = v->ndim;
+        for (int j = 0; j < v->ndim; j++) e->shape[j] = v->shape[j];
+        e->numel = pth_tensor_numel(v);
+        count++;
+    }
+    return count;
+}
+
+static int count_tensors(const PickleValue *d) {
+    int c = 0;
+    if (!d || d->type != PV_DICT) return 0;
+    for (size_t i = 0; i + 1 < d->n; i += 2)
+        if (d->items[i + 1]->type == PV_TENSOR) c++;
+    return c;
+}
+
+// A native training checkpoint: ours ("dino.kind" = "train") or the
+// trainer's ("format" = "dino.c training checkpoint").
+static int native_is_training(const Ckpt *c) {
+    const char *k = ckpt_meta(c, "dino.kind"), *f = ckpt_meta(c, "format");
+    return (k && !strcmp(k, "train")) || (f && strstr(f, "training checkpoint"));
+}
+
+// Opens `path` in whichever format it is and selects the tensors of one model.
+static int source_open(Source *s, const char *path, const char *key, char *err, size_t errlen) {
+    memset(s, 0, sizeof *s);
+    s->path = path;
+    const char *want = key ? key : "teacher";
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    fclose(fp);
+    if (ckpt_is_native(path)) {
+        s->kind = SRC_NATIVE;
+        s->ck = ckpt_open(path, err, errlen);
+        if (!s->ck) return -1;
+        char prefix[80];
+        snprintf(prefix, sizeof prefix, "%s.", want);
+        int n = ckpt_n_tensors(s->ck), with_prefix = 0;
+        for (int i = 0; i < n; i++)
+            if (starts_with(ckpt_tensor_at(s->ck, i)->name, prefix)) with_prefix++;
+        if (key && !with_prefix && native_is_training(s->ck)) {
+            set_err(err, errlen, "%s is a training checkpoint without a '%s' model", path, key);
+            source_close(s);
+            return -1;
+        }
+        if (with_prefix) s->key = want;
+        for (int i = 0; i < n; i++) {
+            const CkptTensor *t = ckpt_tensor_at(s->ck, i);
+            if (with_prefix && !starts_with(t->name, prefix)) continue;
+            Entry *e = add_entry(s, t->name + (with_prefix ? strlen(prefix) : 0));
+            snprintf(e->orig, sizeof e->orig, "%s", t->name);
+            e->ct = t;
+            e->dtype = ckpt_dtype_name(t->dtype);
+            e->ndim = t->ndim;
+            memcpy(e->shape, t->shape, sizeof e->shape);
+            e->numel = t->numel;
+        }
+    } else if (pth_sniff(path)) {
+        s->kind = SRC_PTH;
+        s->pth = pth_open(path, err, errlen);
+        if (!s->pth) return -1;
+        const PickleValue *root = pth_root(s->pth);
+        if (root->type != PV_DICT) {
+            set_err(err, errlen, "%s holds a pickled %s, not a dict of tensors (a whole pickled "
+                    "model is not read: save its state_dict())", path,
+                    root->type == PV_TENSOR ? "tensor" : "object");
+            source_close(s);
+            return -1;
+        }
+        const PickleValue *sub = pickle_dict_get(root, want);
+        const PickleValue *d = NULL;
+        if (sub && sub->type == PV_DICT) {
+            d = sub;
+            s->key = want;
+        } else if (count_tensors(root) > 0) {
+            d = root;
+        } else {
+            static const char *const wrappers[] = {"model", "state_dict", "teacher", "student"};
+            for (size_t i = 0; i < 4 && !d; i++) {
+                const PickleValue *w = pickle_dict_get(root, wrappers[i]);
+                if (w && w->type == PV_DICT && count_tensors(w) > 0) {
+                    d = w;
+                    s->key = wrappers[i];
+                }
+            }
+        }
+        if (!d) {
+            set_err(err, errlen, "%s has no tensors at its top level nor under '%s'", path, want);
+            source_close(s);
+            return -1;
+        }
+        s->dict = d;
+        if (collect_pth_dict(s, d, err, errlen) < 0) {
+            source_close(s);
+            return -1;
+        }
+    } else if (safetensors_sniff(path)) {
+        s->kind = SRC_SAFE;
+        s->sf = safetensors_open(path, err, errlen);
+        if (!s->sf) return -1;
+        for (int i = 0; i < s->sf->n; i++) {
+            const SafeTensor *t = &s->sf->t[i];
+            Entry *e = add_entry(s, t->name);
+            e->st = t;
+            e->dtype = safetensors_dtype_name(t->dtype);
+            e->ndim = t->ndim;
+            for (int j = 0; j < t->ndim; j++) e->shape[j] = t->shape[j];
+            e->numel = t->numel;
+        }
+    } else {
+        set_err(err, errlen, "%s is not a dino.c native file, a PyTorch .pth or a safetensors file",
+                path);
+        return -1;
+    }
+    if (normalise(s, err, errlen)) {
+        source_close(s);
+        return -1;
+    }
+    return 0;
+}
+
+static float ckpt_elem(const CkptTensor *t, size_t i) {
+    const uint8_t *p = t->data;
+    switch (t->dtype) {
+        case DT_F32: { float v; memcpy(&v, p + 4 * i, 4); return v; }
+        case DT_F16: { uint16_t v; memcpy(&v, p + 2 * i, 2); return half_to_f32(v); }
+        case DT_BF16: { uint16_t v; memcpy(&v, p + 2 * i, 2); return bf16_to_f32(v); }
+        case DT_I32: { int32_t v; memcpy(&v, p + 4 * i, 4); return (float)v; }
+        case DT_I64: { int64_t v; memcpy(&v, p + 8 * i, 8); return (float)v; }
+        case DT_U8: return (float)p[i];
+    }
+    return 0;
+}
+
+static int entry_read(Source *s, Entry *e, float *out, char *err, size_t errlen) {
+    e->used = 1;
+    if (e->parts[0]) {
+        size_t per = e->numel / 3;
+        for (int k = 0; k < 3; k++)
+            if (entry_read(s, e->parts[k], out + (size_t)k * per, err, errlen)) return -1;
+        return 0;
+    }
+    if (e->ct) {
+        if (e->ct->dtype == DT_F32) memcpy(out, e->ct->data, e->numel * 4);
+        else for (size_t i = 0; i < e->numel; i++) out[i] = ckpt_elem(e->ct, i);
+        return 0;
+    }
+    if (e->pv) {
+        int rc = pth_tensor_read_f32(s->pth, e->pv, out, err, errlen);
+        pth_release_storages(s->pth);
+        return rc;
+    }
+    if (e->st) return safetensors_read_f32(s->sf, e->st, out, err, errlen);
+    DINO_ASSERT(0);
+    return -1;
+}
+
+// ---------------------------------------------------------------- inference
+
+static int meta_int(const Source *s, const char *key, int *out) {
+    const char *v = meta_get(s, key);
+    if (!v) return 0;
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (end == v || *end || x < 0 || x > (1 << 30)) return 0;
+    *out = (int)x;
+    return 1;
+}
+
+static int isqrt_exact(int64_t n, int64_t *r) {
+    int64_t g = (int64_t)llround(sqrt((double)n));
+    for (int64_t c = g > 1 ? g - 1 : 0; c <= g + 1; c++)
+        if (c * c == n) {
+            *r = c;
+            return 1;
+        }
+    return 0;
+}
+
+static int infer_vit(Source *s, const ModelLoadOptions *opt, ViTConfig *cfg, char *err, size_t errlen) {
+    memset(cfg, 0, sizeof *cfg);
+    static const char *const unsupported[][2] = {
+        {"dist_token", "a distillation token (DeiT-distilled)"},
+        {"register_tokens", "register tokens (DINOv2 with registers)"},
+        {"blocks.0.ls1.gamma", "LayerScale (DINOv2)"},
+        {"blocks.0.ls1.weight", "LayerScale"},
+        {"blocks.0.attn.q_norm.weight", "q/k normalisation"},
+        {"fc_norm.weight", "average pooling with fc_norm"},
+        {"blocks.0.mlp.w12.weight", "a SwiGLU MLP"},
+        {"blocks.0.0.norm1.weight", "chunked blocks (DINOv2)"},
+    };
+    for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++)
+        if (find(s, unsupported[i][0])) {
+            set_err(err, errlen, "%s is not a supported ViT: it has %s", s->path, unsupported[i][1]);
+            return -1;
+        }
+    Entry *pw = find(s, "patch_embed.proj.weight");
+    Entry *cls = find(s, "cls_token");
+    Entry *pos = find(s, "pos_embed");
+    if (!pw || !cls || !pos) {
+        set_err(err, errlen, "%s is not a supported ViT: no %s tensor%s", s->path,
+                !pw ? "patch_embed.proj.weight" : !cls ? "cls_token" : "pos_embed",
+                s->key ? "" : " (for a training checkpoint, choose --checkpoint_key)");
+        return -1;
+    }
+    if (pw->ndim != 4 || pw->shape[2] != pw->shape[3] || pw->shape[0] <= 0 || pw->shape[1] <= 0 ||
+        pw->shape[2] <= 0) {
+        set_err(err, errlen, "%s: patch_embed.proj.weight is not a square convolution kernel", s->path);
+        return -1;
+    }
+    int64_t D = pw->shape[0];
+    if (D > (1 << 16) || pw->shape[1] > 64 || pw->shape[2] > 1024) {
+        set_err(err, errlen, "%s: patch_embed.proj.weight has implausible dimensions", s->path);
+        return -1;
+    }
+    if ((int64_t)cls->numel != D) {
+        set_err(err, errlen, "%s: cls_token has %zu values, expected D=%lld", s->path, cls->numel,
+                (long long)D);
+        return -1;
+    }
+    int64_t T = (int64_t)(pos->numel / (size_t)D), g;
+    if ((int64_t)pos->numel != T * D || T < 2 || !isqrt_exact(T - 1, &g)) {
+        set_err(err, errlen, "%s: pos_embed has %zu values, not (1 + a square grid) x D=%lld", s->path,
+                pos->numel, (long long)D);
+        return -1;
+    }
+    int depth = 0;
+    char name[160];
+    for (;;) {
+        snprintf(name, sizeof name, "blocks.%d.norm1.weight", depth);
+        if (!find(s, name)) break;
+        depth++;
+        if (depth > VIT_MAX_DEPTH) {
+            set_err(err, errlen, "%s has more than %d blocks", s->path, VIT_MAX_DEPTH);
+            return -1;
+        }
+    }
+    if (depth == 0) {
+        set_err(err, errlen, "%s is not a supported ViT: no blocks.0.* tensors", s->path);
+        return -1;
+    }
+    Entry *fc1 = find(s, "blocks.0.mlp.fc1.weight");
+    if (!fc1 || fc1->ndim != 2 || fc1->shape[1] != D) {
+        set_err(err, errlen, "%s: blocks.0.mlp.fc1.weight is missing or not (hidden, D)", s->path);
+        return -1;
+    }
+    if (!find(s, "blocks.0.attn.qkv.bias")) {
+        set_err(err, errlen, "%s is not a supported ViT: its attention has no qkv bias", s->path);
+        return -1;
+    }
+    int heads = opt && opt->heads > 0 ? opt->heads : 0;
+    if (!heads && !meta_int(s, "vit.heads", &heads)) meta_int(s, "arg.num_heads", &heads);
+    if (!heads) {
+        if (D % 64) {
+            set_err(err, errlen, "%s: cannot infer the number of attention heads for D=%lld (not a "
+                    "multiple of 64, the head size of every DINO ViT); give it with --heads",
+                    s->path, (long long)D);
+            return -1;
+        }
+        heads = (int)(D / 64);
+    }
+    if (heads <= 0 || D % heads) {
+        set_err(err, errlen, "%s: D=%lld is not divisible into %d heads", s->path, (long long)D, heads);
+        return -1;
+    }
+    cfg->dim = (int)D;
+    cfg->in_chans = (int)pw->shape[1];
+    cfg->patch = (int)pw->shape[2];
+    cfg->img_size = (int)(g * pw->shape[2]);
+    cfg->depth = depth;
+    cfg->heads = heads;
+    cfg->mlp_hidden = (int)fc1->shape[0];
+    cfg->ln_eps = s->hf ? 1e-12f : 1e-6f;
+    const char *eps = meta_get(s, "vit.ln_eps");
+    if (eps) {
+        char *end;
+        double v = strtod(eps, &end);
+        if (end != eps && !*end && v > 0 && v < 1) cfg->ln_eps = (float)v;
+    }
+    cfg->drop_path_rate = 0;
+    return 0;
+}
+
+static int pth_args_bool(const Source *s, const char *name, int *out) {
+    if (s->kind != SRC_PTH) return 0;
+    const PickleValue *args = pickle_dict_get(pth_root(s->pth), "args");
+    const PickleValue *v = pickle_attr(args, name);
+    if (!v || (v->type != PV_BOOL && v->type != PV_INT)) return 0;
+    *out = v->i != 0;
+    return 1;
+}
+
+// 1: a DINO head was found and described; 0: none; -1: error.
+static int infer_head(Source *s, int D, HeadConfig *h, char *err, size_t errlen) {
+    memset(h, 0, sizeof *h);
+    Entry *v = find(s, "head.last_layer.weight_v");
+    Entry *gq = find(s, "head.last_layer.weight_g");
+    Entry *single = find(s, "head.mlp.weight");
+    Entry *first = single ? single : find(s, "head.mlp.0.weight");
+    if (!v && !first) return 0;
+    if (!v || !gq || !first) {
+        set_err(err, errlen, "%s has an incomplete DINO head (needs head.mlp.*, "
+                "head.last_layer.weight_g and weight_v)", s->path);
+        return -1;
+    }
+    if (find(s, "head.mlp.1.weight") || find(s, "head.mlp.1.running_mean")) {
+        set_err(err, errlen, "%s has BatchNorm in its head (use_bn_in_head), which is not supported",
+                s->path);
+        return -1;
+    }
+    if (first->ndim != 2 || first->shape[1] != D) {
+        set_err(err, errlen, "%s: the head's first layer does not take D=%d inputs", s->path, D);
+        return -1;
+    }
+    int nl = 1;
+    Entry *last = first;
+    if (!single) {
+        char name[64];
+        for (nl = 1; nl < HEAD_MAX_LAYERS + 1; nl++) {
+            snprintf(name, sizeof name, "head.mlp.%d.weight", 2 * nl);
+            Entry *e = find(s, name);
+            if (!e) break;
+            last = e;
+        }
+        if (nl > HEAD_MAX_LAYERS) {
+            set_err(err, errlen, "%s: the head has more than %d layers", s->path, HEAD_MAX_LAYERS);
+            return -1;
+        }
+    }
+    if (last->ndim != 2 || v->ndim != 2 || v->shape[1] != last->shape[0] || gq->numel != (size_t)v->shape[0]) {
+        set_err(err, errlen, "%s: the head's last layer does not match its MLP", s->path);
+        return -1;
+    }
+    h->in_dim = D;
+    h->nlayers = nl;
+    h->hidden = nl > 1 ? (int)first->shape[0] : (int)last->shape[0];
+    h->bottleneck = (int)last->shape[0];
+    h->out_dim = (int)v->shape[0];
+    int nll;
+    if (meta_int(s, "head.norm_last_layer", &nll) || meta_int(s, "arg.norm_last_layer", &nll) ||
+        pth_args_bool(s, "norm_last_layer", &nll)) {
+        h->norm_last_layer = nll != 0;
+    } else {
+        // Without a record, a weight_g of all ones means it was frozen at 1.
+        float *g = mallocCheck(gq->numel * sizeof(float));
+        int ones = entry_read(s, gq, g, err, errlen) == 0;
+        for (size_t i = 0; ones && i < gq->numel; i++) ones = g[i] == 1.0f;
+        gq->used = 0;
+        free(g);
+        h->norm_last_layer = ones;
+    }
+    return 1;
+}
+
+static void squeeze(const int64_t *shape, int ndim, int64_t *out, int *nout) {
+    *nout = 0;
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] != 1) out[(*nout)++] = shape[i];
+}
+
+static int same_shape(const ParamInfo *p, const Entry *e) {
+    int64_t a[8], b[8];
+    int na, nb;
+    squeeze(p->shape, p->ndim, a, &na);
+    squeeze(e->shape, e->ndim, b, &nb);
+    return p->numel == e->numel && na == nb && memcmp(a, b, (size_t)na * sizeof a[0]) == 0;
+}
+
+static void shape_str(const int64_t *shape, int ndim, char *buf, size_t n) {
+    size_t k = 0;
+    k += (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < ndim && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+// Infers, builds and fills. On failure m is zeroed and *params NULL.
+static int load_from_source(Source *s, const ModelLoadOptions *opt, DinoModel *m, float **params,
+                            char *err, size_t errlen) {
+    ModelHeadMode mode = opt ? opt->head : MODEL_HEAD_AUTO;
+    ViTConfig vit;
+    HeadConfig head;
+    if (infer_vit(s, opt, &vit, err, errlen)) return -1;
+    int has_head = 0;
+    if (mode != MODEL_HEAD_NONE) {
+        int r = infer_head(s, vit.dim, &head, err, errlen);
+        if (r < 0) return -1;
+        has_head = r;
+        if (!has_head && mode == MODEL_HEAD_REQUIRE) {
+            set_err(err, errlen, "%s has no DINO projection head%s", s->path,
+                    find(s, "head.weight") ? " (its head.weight is a classifier)" : "");
+            return -1;
+        }
+    }
+    model_build(m, &vit, has_head ? &head : NULL, has_head);
+    float *p = NULL;
+    // Every tensor is found and its shape checked before memory is allocated,
+    // so the allocation is bounded by what the file really holds.
+    Entry **src = mallocCheck((size_t)m->table.n * sizeof *src);
+    for (int i = 0; i < m->table.n; i++) {
+        const ParamInfo *pi = &m->table.p[i];
+        const char *nm = pi->name;
+        if (starts_with(nm, "backbone.")) nm += 9;
+        Entry *e = find(s, nm);
+        if (!e) {
+            set_err(err, errlen, "%s is missing tensor '%s' for the inferred architecture", s->path, nm);
+            goto fail;
+        }
+        if (!same_shape(pi, e)) {
+            char a[96], b[96];
+            shape_str(pi->shape, pi->ndim, a, sizeof a);
+            shape_str(e->shape, e->ndim, b, sizeof b);
+            set_err(err, errlen, "%s: tensor '%s' has shape %s, expected %s", s->path, e->orig, b, a);
+            goto fail;
+        }
+        src[i] = e;
+    }
+    p = alignedAllocCheck(m->table.total * sizeof(float) + 64);
+    for (int i = 0; i < m->table.n; i++)
+        if (entry_read(s, src[i], p + m->table.p[i].offset, err, errlen)) goto fail;
+    // A tensor of the backbone that was not used means a model we do not
+    // understand (e.g. more blocks than the numbering suggests).
+    for (int i = 0; i < s->n; i++) {
+        const Entry *e = &s->e[i];
+        if (e->used || e->is_part) continue;
+        if (starts_with(e->name, "blocks.") || starts_with(e->name, "patch_embed.") ||
+            starts_with(e->name, "norm.")) {
+            set_err(err, errlen, "%s: tensor '%s' does not belong to the inferred architecture "
+                    "(not a supported ViT)", s->path, e->orig);
+            goto fail;
+        }
+        if (has_head && starts_with(e->name, "head.mlp.")) {
+            set_err(err, errlen, "%s: head tensor '%s' does not belong to the inferred head", s->path,
+                    e->orig);
+            goto fail;
+        }
+    }
+    free(src);
+    *params = p;
+    return 0;
+fail:
+    free(src);
+    free(p);
+    model_free(m);
+    memset(m, 0, sizeof *m);
+    *params = NULL;
+    return -1;
+}
+
+int model_load(const char *path, const ModelLoadOptions *opt, DinoModel *m, float **params,
+               char *err, size_t errlen) {
+    memset(m, 0, sizeof *m);
+    *params = NULL;
+    Source s;
+    if (source_open(&s, path, opt ? opt->checkpoint_key : NULL, err, errlen)) return -1;
+    int rc = load_from_source(&s, opt, m, params, err, errlen);
+    source_close(&s);
+    return rc;
+}
+
+// ---------------------------------------------------------------- saving
+
+typedef struct {
+    char k[48];
+    char v[48];
+} KV;
+
+static int config_kv(const DinoModel *m, KV *kv) {
+    int n = 0;
+#define PUT(key, ...) (snprintf(kv[n].k, sizeof kv[n].k, "%s", key), \
+                       snprintf(kv[n].v, sizeof kv[n].v, __VA_ARGS__), n++)
+    PUT("vit.img_size", "%d", m->vit.img_size);
+    PUT("vit.patch", "%d", m->vit.patch);
+    PUT("vit.in_chans", "%d", m->vit.in_chans);
+    PUT("vit.dim", "%d", m->vit.dim);
+    PUT("vit.depth", "%d", m->vit.depth);
+    PUT("vit.heads", "%d", m->vit.heads);
+    PUT("vit.mlp_hidden", "%d", m->vit.mlp_hidden);
+    {
+        // The shortest text that reads back as the same float ("1e-06").
+        char e[32];
+        for (int prec = 1; prec <= 9; prec++) {
+            snprintf(e, sizeof e, "%.*g", prec, (double)m->vit.ln_eps);
+            if ((float)strtod(e, NULL) == m->vit.ln_eps) break;
+        }
+        PUT("vit.ln_eps", "%s", e);
+    }
+    if (m->has_head) {
+        PUT("head.out_dim", "%d", m->head.out_dim);
+        PUT("head.nlayers", "%d", m->head.nlayers);
+        PUT("head.hidden", "%d", m->head.hidden);
+        PUT("head.bottleneck", "%d", m->head.bottleneck);
+        PUT("head.norm_last_layer", "%d", m->head.norm_last_layer);
+    }
+#undef PUT
+    return n;
+}
+
+void model_meta_write(CkptWriter *w, const DinoModel *m) {
+    KV kv[16];
+    int n = config_kv(m, kv);
+    for (int i = 0; i < n; i++) ckpt_add_meta(w, kv[i].k, kv[i].v);
+}
+
+static int ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+int model_save(const char *path, const DinoModel *m, const float *params, char *err, size_t errlen) {
+    if (ends_with(path, ".safetensors")) {
+        KV kv[16];
+        int nkv = config_kv(m, kv);
+        const char *meta[2 * 17];
+        meta[0] = "format";
+        meta[1] = "pt";
+        for (int i = 0; i < nkv; i++) {
+            meta[2 + 2 * i] = kv[i].k;
+            meta[3 + 2 * i] = kv[i].v;
+        }
+        SafeWriteTensor *t = mallocCheck((size_t)m->table.n * sizeof *t);
+        for (int i = 0; i < m->table.n; i++) {
+            const ParamInfo *pi = &m->table.p[i];
+            t[i].name = starts_with(pi->name, "backbone.") ? pi->name + 9 : pi->name;
+            t[i].ndim = pi->ndim;
+            t[i].shape = pi->shape;
+            t[i].data = params + pi->offset;
+        }
+        int rc = safetensors_write_f32(path, t, m->table.n, meta, nkv + 1, err, errlen);
+        free(t);
+        return rc;
+    }
+    CkptWriter *w = ckpt_writer_open(path, err, errlen);
+    if (!w) return -1;
+    ckpt_add_meta(w, "dino.kind", "model");
+    model_meta_write(w, m);
+    for (int i = 0; i < m->table.n; i++) {
+        const ParamInfo *pi = &m->table.p[i];
+        ckpt_add_tensor(w, pi->name, DT_F32, pi->ndim, pi->shape, params + pi->offset);
+    }
+    return ckpt_writer_commit(w, err, errlen);
+}
+
+// ---------------------------------------------------------------- describe
+
+static void print_pth_overview(FILE *out, const PickleValue *root) {
+    char buf[512];
+    for (size_t i = 0; i + 1 < root->n; i += 2) {
+        const PickleValue *k = root->items[i], *v = root->items[i + 1];
+        if (k->type != PV_STR) continue;
+        if (v->type == PV_TENSOR) continue;
+        if (v->type == PV_DICT && count_tensors(v) > 0) {
+            fprintf(out, "  %s: dict of %d tensors\n", k->s, count_tensors(v));
+            continue;
+        }
+        pickle_repr(v, buf, sizeof buf);
+        if (strlen(buf) >= sizeof buf - 1) strcpy(buf + sizeof buf - 5, "...");
+        fprintf(out, "  %s: %s\n", k->s, buf);
+    }
+}
+
+int model_describe(const char *path, const ModelLoadOptions *opt, FILE *out, int all_tensors,
+                   char *err, size_t errlen) {
+    Source s;
+    if (source_open(&s, path, opt ? opt->checkpoint_key : NULL, err, errlen)) return -1;
+    fprintf(out, "file: %s\n", path);
+    switch (s.kind) {
+        case SRC_NATIVE: {
+            fprintf(out, "format: dino.c native (%s), %d tensors\n",
+                    native_is_training(s.ck) ? "training checkpoint" : "model", ckpt_n_tensors(s.ck));
+            break;
+        }
+        case SRC_PTH: fprintf(out, "format: PyTorch torch.save zip (.pth)\n"); break;
+        case SRC_SAFE:
+            fprintf(out, "format: safetensors (%s names), %d tensors\n",
+                    s.hf ? "Hugging Face ViT" : "timm/DINO", s.sf->n);
+            break;
+    }
+    if (s.kind == SRC_NATIVE || s.kind == SRC_SAFE) {
+        int nm = s.kind == SRC_NATIVE ? 0 : s.sf->n_meta;
+        if (s.kind == SRC_NATIVE) {
+            // Every entry except the trainer's per-flag "arg.*" copies (its
+            // "args" entry holds them all).
+            int any = 0;
+            for (int i = 0; i < ckpt_n_meta(s.ck); i++) {
+                const char *k, *v;
+                ckpt_meta_at(s.ck, i, &k, &v);
+                if (starts_with(k, "arg.")) continue;
+                if (!any++) fprintf(out, "metadata:\n");
+                fprintf(out, "  %s: %.300s%s\n", k, v, strlen(v) > 300 ? "..." : "");
+            }
+        }
+        for (int i = 0; i < nm; i++) {
+            if (!i) fprintf(out, "metadata:\n");
+            fprintf(out, "  %s: %.200s\n", s.sf->meta_key[i], s.sf->meta_value[i]);
+        }
+    } else {
+        fprintf(out, "contents:\n");
+        print_pth_overview(out, pth_root(s.pth));
+    }
+    if (s.key) fprintf(out, "model: '%s'\n", s.key);
+    DinoModel m;
+    float *params = NULL;
+    char lerr[512];
+    if (load_from_source(&s, opt, &m, &params, lerr, sizeof lerr) == 0) {
+        char desc[256];
+        vit_config_describe(&m.vit, desc, sizeof desc);
+        fprintf(out, "architecture: %s\n", desc);
+        if (m.has_head)
+            fprintf(out, "head: in=%d hidden=%d bottleneck=%d out=%d nlayers=%d norm_last_layer=%d\n",
+                    m.head.in_dim, m.head.hidden, m.head.bottleneck, m.head.out_dim, m.head.nlayers,
+                    m.head.norm_last_layer);
+        else
+            fprintf(out, "head: none\n");
+        size_t bb = 0;
+        for (int i = 0; i < m.table.n; i++)
+            if (starts_with(m.table.p[i].name, "backbone.")) bb += m.table.p[i].numel;
+        fprintf(out, "parameters: %zu (backbone %zu, head %zu)\n", m.table.total, bb, m.table.total - bb);
+        free(params);
+        model_free(&m);
+    } else {
+        fprintf(out, "architecture: not loadable: %s\n", lerr);
+    }
+    int shown = 0, limit = all_tensors ? s.n : 40, count = 0;
+    for (int i = 0; i < s.n; i++) count += !s.e[i].is_part;
+    fprintf(out, "tensors (%d%s):\n", count, s.key ? " in the selected model" : "");
+    for (int i = 0; i < s.n; i++) {
+        const Entry *e = &s.e[i];
+        if (e->is_part) continue;
+        if (shown++ >= limit) {
+            fprintf(out, "  ... (--all to list every tensor)\n");
+            break;
+        }
+        char sh[96];
+        shape_str(e->shape, e->ndim, sh, sizeof sh);
+        fprintf(out, "  %-48s %-9s %s\n", e->orig, e->dtype ? e->dtype : "?", sh);
+    }
+    source_close(&s);
+    return 0;
+}
