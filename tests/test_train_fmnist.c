@@ -29,11 +29,11 @@ static TrainConfig tiny(const char *out) {
     train_config_default(&c);
     train_config_preset_fmnist(&c);
     c.output_dir = out;
-    c.embed_dim = 48;
+    c.embed_dim = 32;
     c.depth = 2;
-    c.num_heads = 3;
+    c.num_heads = 2;
     c.out_dim = 256;
-    c.head_hidden_dim = 128;
+    c.head_hidden_dim = 64;
     c.head_bottleneck_dim = 32;
     c.batch_size_per_gpu = 16;
     c.local_crops_number = 2;
