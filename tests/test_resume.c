@@ -17,6 +17,7 @@
 
 #include "rng.h"
 #include "testlib.h"
+#include "io/model_io.h"
 #include "train/trainer.h"
 
 static char g_root[200];
@@ -239,6 +240,18 @@ int main(void) {
     t = trainer_create(&f, 3, err, sizeof err);
     rc = trainer_load(t, ck, err, sizeof err);
     CHECK(rc == 0 && t->epoch == 1 && t->step == 0, "another --lr resumes (with a warning) at epoch 1 step 0");
+    // The evaluation side reads the same file: model_load takes the teacher.
+    DinoModel lm;
+    float *lp = NULL;
+    ModelLoadOptions mo = {0};
+    rc = model_load(ck, &mo, &lm, &lp, err, sizeof err);
+    CHECK(rc == 0 && lm.table.total == t->model.table.total &&
+              !memcmp(lp, t->teacher, t->model.table.total * sizeof(float)),
+          "model_load reads the checkpoint's teacher (%s)", rc ? err : "identical weights");
+    if (rc == 0) {
+        free(lp);
+        model_free(&lm);
+    }
 
     // A non-finite loss: trainer_step reports it and changes nothing.
     float *s0 = malloc(t->model.table.total * sizeof(float));

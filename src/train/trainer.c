@@ -22,6 +22,7 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "io/checkpoint.h"
+#include "io/model_io.h"
 #include "rng.h"
 
 // ---------------------------------------------------------------- configuration
@@ -407,6 +408,7 @@ int trainer_save(const Trainer *t, const char *path, char *err, size_t errlen) {
     }
     if (o < sizeof json) snprintf(json + o, sizeof json - o, "}");
     ckpt_add_meta(w, "args", json);
+    model_meta_write(w, &t->model);  // vit.* / head.*: model_load needs no inference
 
     const ParamTable *tab = &t->model.table;
     char name[160];
