@@ -69,32 +69,35 @@ void train_config_default(TrainConfig *c) {
 }
 
 void train_config_preset_fmnist(TrainConfig *c) {
+    // Sized for a few CPU cores (about 1 GFLOP per image and iteration); the
+    // flags scale it up (--embed_dim, --depth, --local_crops_number, ...).
     c->data_path = "/usr/share/datasets/fashion-mnist";
     c->arch = "vit_tiny";
     c->patch_size = 4;
     c->img_size = 28;
-    c->embed_dim = 192;
-    c->depth = 6;
-    c->num_heads = 3;
+    c->embed_dim = 128;
+    c->depth = 4;
+    c->num_heads = 4;
     c->out_dim = 4096;
-    c->head_hidden_dim = 1024;
+    c->head_hidden_dim = 512;
     c->head_bottleneck_dim = 128;
     c->global_crop_size = 28;
     c->local_crop_size = 16;
-    c->local_crops_number = 6;
+    c->local_crops_number = 4;
     c->global_crops_scale[0] = 0.4f;
+    c->global_crops_scale[1] = 1.0f;
     c->local_crops_scale[0] = 0.1f;
     c->local_crops_scale[1] = 0.4f;
     c->batch_size_per_gpu = 128;
-    c->epochs = 30;
-    c->warmup_epochs = 3;
+    c->epochs = 20;
+    c->warmup_epochs = 2;
     c->lr = 0.001;
     c->momentum_teacher = 0.996;
     c->warmup_teacher_temp = 0.04;
     c->teacher_temp = 0.06;
     c->warmup_teacher_temp_epochs = 5;
     c->drop_path_rate = 0.05f;
-    c->saveckp_freq = 10;
+    c->saveckp_freq = 5;
 }
 
 int train_config_model(const TrainConfig *c, ViTConfig *vit, HeadConfig *head, char *err,
