@@ -622,7 +622,8 @@ static void collapse_check(CollapseMonitor *m, const StepStats *st, int K, int e
     m->h = m->n ? a * m->h + (1 - a) * st->teacher_entropy : st->teacher_entropy;
     m->hbar = m->n ? a * m->hbar + (1 - a) * st->teacher_mean_entropy : st->teacher_mean_entropy;
     m->n++;
-    if (m->n < 20 || m->warned_epoch == epoch) return;
+    // At most one warning per ten epochs: the state is in the log anyway.
+    if (m->n < 20 || (m->warned_epoch >= 0 && epoch < m->warned_epoch + 10)) return;
     double lnK = log((double)K);
     if (epoch >= (warmup_epochs > 1 ? warmup_epochs : 1) && m->h > 0.97 * lnK) {
         dino_warn("collapse: after the warm-up the teacher output is still close to uniform (mean entropy %.3f, "
