@@ -58,6 +58,9 @@ void train_config_default(TrainConfig *c) {
     c->local_crops_scale[0] = 0.05f;
     c->local_crops_scale[1] = 0.4f;
     c->global_crop_size = 224;
+    c->blur_sigma[0] = 0.1;
+    c->blur_sigma[1] = 2.0;
+    c->solarization_prob = 0.2;
     c->local_crop_size = 96;
     c->data_path = "/path/to/imagenet/train/";
     c->output_dir = ".";
@@ -664,6 +667,9 @@ int train_run(const TrainConfig *cfg0) {
     lc.aug.global_scale[1] = c.global_crops_scale[1];
     lc.aug.local_scale[0] = c.local_crops_scale[0];
     lc.aug.local_scale[1] = c.local_crops_scale[1];
+    lc.aug.blur_sigma[0] = c.blur_sigma[0];
+    lc.aug.blur_sigma[1] = c.blur_sigma[1];
+    lc.aug.solarize_p = c.solarization_prob;
     lc.batch_size = c.batch_size_per_gpu;
     lc.seed = (uint64_t)c.seed;
     lc.shuffle = 1;

@@ -45,6 +45,8 @@ typedef struct {
     int local_crops_number;        // 8
     float local_crops_scale[2];    // 0.05 0.4
     int global_crop_size, local_crop_size;  // 224, 96
+    double blur_sigma[2];          // 0.1 2.0: Gaussian blur radius range
+    double solarization_prob;      // 0.2 (global crop 2)
     // run
     const char *data_path;
     const char *output_dir;
