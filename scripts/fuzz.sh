@@ -50,6 +50,8 @@ max_len() {
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# Font caches of PLplot's cairo driver live until exit (scripts/lsan.supp).
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/scripts/lsan.supp:print_suppressions=0}
 failed=()
 printf "%-12s %10s %8s %8s %8s %s\n" target execs exec/s seconds corpus crashes > $B/summary.txt
 for t in "${targets[@]}"; do

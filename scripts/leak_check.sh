@@ -14,6 +14,8 @@ make --no-print-directory -j2 BUILD=$B OPT="-O1 -fno-omit-frame-pointer -fsaniti
 W=${1:-$(mktemp -d /tmp/dino_leak_XXXXXX)}
 mkdir -p "$W/data"
 export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# Only third-party font caches (PLplot -> cairo -> fontconfig) are suppressed.
+export LSAN_OPTIONS=suppressions=$PWD/scripts/lsan.supp:print_suppressions=0
 export OMP_NUM_THREADS=2
 
 # IDX files: big-endian header, then bytes (random pixels, labels 0..9).
