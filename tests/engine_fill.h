@@ -37,7 +37,7 @@ static void engine_param_range(const ParamInfo *p, float *lo, float *hi) {
 }
 
 // Parameter i of the table = fill(shape, ENGINE_PARAM_SEED + i, lo, hi).
-static void engine_fill_params(const ParamTable *t, float *buf) {
+static inline void engine_fill_params(const ParamTable *t, float *buf) {
     for (int i = 0; i < t->n; i++) {
         float lo, hi;
         engine_param_range(&t->p[i], &lo, &hi);
@@ -48,7 +48,7 @@ static void engine_fill_params(const ParamTable *t, float *buf) {
 // |got - want| <= rel·(max|want| + |want|): a tolerance relative to the
 // tensor's scale, so near-zero elements of a large tensor are not held to a
 // relative bound they cannot meet in fp32.
-static int engine_close(const char *what, const float *got, const float *want, size_t n,
+static inline int engine_close(const char *what, const float *got, const float *want, size_t n,
                         double rel) {
     double mx = 0;
     for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(want[i]));

@@ -157,6 +157,23 @@ int main(void) {
             vit_acts_free(a1);
             dataset_close(ds);
         }
+        // A corrupt file in the folder: a clear error, not a crash or a silent gap.
+        snprintf(path, sizeof path, "%s/dog/broken.png", dir);
+        FILE *bf = fopen(path, "wb");
+        fputs("\x89PNG\r\n\x1a\n truncated", bf);
+        fclose(bf);
+        ds = dataset_open(dir, SPLIT_TRAIN, err, sizeof err);
+        if (ds) {
+            FeatureConfig f3;
+            feature_config_default(&f3);
+            f3.crop = 32;
+            f3.batch_size = 4;
+            float got[6 * 48];
+            int64_t lab[6];
+            int rc = features_extract(&cfg, &w, ds, &f3, got, lab, err, sizeof err);
+            CHECK(rc == -1 && strstr(err, "unreadable"), "a corrupt image fails features_extract: %s", err);
+            dataset_close(ds);
+        }
         snprintf(path, sizeof path, "rm -rf %s", dir);
         if (system(path) != 0) printf("     cleanup of %s failed\n", dir);
     }

@@ -231,6 +231,10 @@ static void test_random_vs_double(void) {
     rc = knn_evaluate(tr, trl, ntr, te, tel, nte, d, &cfg, res, err, sizeof err);
     CHECK(rc == -1 && strstr(err, "label"), "unlabelled test sample is refused: %s", err);
     tel[7] = 0;
+    te[5 * d + 3] = NAN;
+    rc = knn_evaluate(tr, trl, ntr, te, tel, nte, d, &cfg, res, err, sizeof err);
+    CHECK(rc == -1 && strstr(err, "finite"), "NaN feature refused: %s", err);
+    te[5 * d + 3] = 0;
     cfg.ks[0] = 0;
     rc = knn_evaluate(tr, trl, ntr, te, tel, nte, d, &cfg, res, err, sizeof err);
     CHECK(rc == -1, "k = 0 is refused: %s", err);

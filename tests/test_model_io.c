@@ -19,6 +19,7 @@
 #include "io/model_io.h"
 #include "io/safetensors.h"
 #include "rng.h"
+#include "train/trainer.h"
 #include "vit.h"
 #include "testlib.h"
 
@@ -569,6 +570,57 @@ static void test_cli(void) {
     CHECK(rc == 1 && strstr(out, "not supported"), "dino convert to .pth is refused: %s", out);
 }
 
+// A checkpoint written by the real trainer (src/train/trainer.c) loads as the
+// teacher by default and as the student on request, bit for bit, with the
+// configuration taken from its metadata (num_heads 2 with D=64 is not the D/64
+// default; norm_last_layer 0).
+static void test_trainer_checkpoint(void) {
+    TrainConfig c;
+    train_config_default(&c);
+    c.arch = "vit_tiny";
+    c.patch_size = 4;
+    c.img_size = 8;
+    c.embed_dim = 64;
+    c.depth = 2;
+    c.num_heads = 2;
+    c.head_hidden_dim = 32;
+    c.head_bottleneck_dim = 16;
+    c.head_nlayers = 3;
+    c.out_dim = 24;
+    c.norm_last_layer = 0;
+    c.drop_path_rate = 0;
+    c.batch_size_per_gpu = 2;
+    c.local_crops_number = 2;
+    c.global_crop_size = 8;
+    c.local_crop_size = 4;
+    c.epochs = 2;
+    c.warmup_epochs = 0;
+    c.quiet = 1;
+    char err[1024];
+    Trainer *t = trainer_create(&c, 3, err, sizeof err);
+    CHECK(t != NULL, "trainer_create (%s)", t ? "ok" : err);
+    if (!t) return;
+    size_t n = t->model.table.total;
+    fixture_fill(t->student, n, 77, -0.5f, 0.5f);
+    fixture_fill(t->teacher, n, 78, -0.5f, 0.5f);
+    const char *path = tmp_path("trainer.dino");
+    int rc = trainer_save(t, path, err, sizeof err);
+    CHECK(rc == 0, "trainer_save (%s)", rc ? err : "ok");
+    for (int k = 0; k < 2 && rc == 0; k++) {
+        ModelLoadOptions opt = {k ? "student" : NULL, MODEL_HEAD_AUTO, 0};
+        DinoModel m;
+        float *p;
+        int lr = model_load(path, &opt, &m, &p, err, sizeof err);
+        int ok = lr == 0 && m.vit.heads == 2 && m.vit.dim == 64 && m.has_head && m.head.norm_last_layer == 0 &&
+                 m.head.out_dim == 24 && m.table.total == n &&
+                 memcmp(p, k ? t->student : t->teacher, n * sizeof(float)) == 0;
+        CHECK(ok, "the trainer's checkpoint loads its %s bit for bit, heads=2 and norm_last_layer=0 from "
+                  "its metadata (%s)", k ? "student" : "teacher", lr ? err : "ok");
+        if (!lr) { free(p); model_free(&m); }
+    }
+    trainer_free(t);
+}
+
 static void test_describe(void) {
     char err[1024];
     const char *path = tmp_path("info.txt");
@@ -597,6 +649,7 @@ int main(void) {
     test_native_training_checkpoint();
     test_heads_and_refusals();
     test_forward();
+    test_trainer_checkpoint();
     test_describe();
     test_cli();
     fixture_free(&g_fx);

@@ -1,11 +1,15 @@
 """Reference fixtures for the evaluation tests (tests/test_knn.c, test_npy.c,
-test_linear.c, test_attnmap.c), computed with NumPy and PyTorch on CPU.
+test_linear.c, test_attnmap.c, test_features.c, test_eval_cli.c), computed
+with NumPy and PyTorch on CPU: the reference's k-NN classifier, a linear-probe
+SGD run, a tiny reference ViT's attention/features, visualize_attention's
+masks, and an end-to-end case (a DINO-checkpoint-shaped .pth and PIL resize).
 
   PY=$(tools/venv.sh); $PY tools/make_eval_fixtures.py            # writes tests/fixtures/eval_*
   $PY tools/make_eval_fixtures.py --check-npy DIR                  # numpy reads the .npy files C wrote
 
 Inputs are generated with fixture_io.fill so the C tests regenerate them
-instead of reading them from disk; only labels and results are stored.
+instead of reading them from disk; only labels, results and the .pth (the
+file format under test) are stored. --only NAME... regenerates some.
 """
 import argparse
 import math

@@ -8,10 +8,9 @@
 #include "common.h"
 #include "data/dataset.h"
 #include "eval/features.h"
-#if __has_include("io/model_io.h")
+#include "eval/knn_model.h"
 #include "io/model_io.h"
-#define HAVE_MODEL_IO 1
-#endif
+#include "train/trainer.h"
 
 void eval_model_args_default(EvalModelArgs *a) {
     memset(a, 0, sizeof *a);
@@ -29,10 +28,6 @@ void eval_model_load(const EvalModelArgs *a, EvalModel *em) {
     if (!a->pretrained_weights) dino_die("no model given: pass --pretrained_weights FILE");
     if (a->checkpoint_key && strcmp(a->checkpoint_key, "teacher") && strcmp(a->checkpoint_key, "student"))
         dino_warn("--checkpoint_key %s is neither teacher nor student", a->checkpoint_key);
-#ifndef HAVE_MODEL_IO
-    dino_die("this build cannot load %s yet: model loading (src/io/model_io.h) is not merged",
-             a->pretrained_weights);
-#else
     ModelLoadOptions opt;
     memset(&opt, 0, sizeof opt);
     opt.checkpoint_key = a->checkpoint_key;
@@ -56,7 +51,6 @@ void eval_model_load(const EvalModelArgs *a, EvalModel *em) {
                      a->arch, em->desc);
     }
     model_bind(&em->m, em->params, &em->w, NULL);
-#endif
 }
 
 void eval_model_free(EvalModel *em) {
@@ -112,10 +106,7 @@ void eval_features_from_model(const EvalModelArgs *a, const EvalModel *em, int s
 // dataset's labelled train/val splits with k = 20 (the reference's "usually
 // best") and T = 0.07, logged as knn_top1/knn_top5 in log.txt. Defined here,
 // in an object the dino binary always links, because a weak reference does
-// not pull a member out of libdino.a. Nothing until src/train/trainer.h exists.
-#if __has_include("train/trainer.h")
-#include "eval/knn_model.h"
-#include "train/trainer.h"
+// not pull a member out of libdino.a.
 
 int train_eval_hook(const TrainConfig *cfg, const DinoModel *model, const float *teacher,
                     int epoch, char *json, size_t n) {
@@ -139,4 +130,3 @@ int train_eval_hook(const TrainConfig *cfg, const DinoModel *model, const float 
     snprintf(json, n, "\"knn_k\": 20, \"knn_top1\": %.4f, \"knn_top5\": %.4f", r.top1, r.top5);
     return 0;
 }
-#endif

@@ -150,6 +150,10 @@ int features_extract(const ViTConfig *cfg, const ViTWeights *w, const Dataset *d
             last_report = now;
         }
     }
+    if (rc == 0 && loader_bad_count(ld) > 0)
+        rc = fail(err, errlen,
+                  "%lld unreadable image(s) in the dataset (named above); fix or remove them",
+                  (long long)loader_bad_count(ld));
     if (rc == 0)
         for (int64_t i = 0; i < N; i++)
             if (!seen[i]) {

@@ -1,9 +1,10 @@
 // k-NN search and voting (see knn.h). The search walks the test set in
 // blocks of rows and the training set in blocks of columns; each block pair
 // is one sgemm into a scratch tile, then every test row of the block updates
-// its own bounded heap in parallel. Training blocks are visited in index
-// order, so a candidate whose similarity equals the heap's worst has a larger
-// index and loses: the tie rule costs nothing on the fast path.
+// its own candidate buffer in parallel (see "per-row selection" below).
+// Training blocks are visited in index order, so a candidate whose similarity
+// equals the floor has a larger index than what is kept and loses: the tie
+// rule costs nothing on the fast path.
 #include "eval/knn.h"
 
 #include <cblas.h>
@@ -41,60 +42,80 @@ void knn_l2_normalize(float *x, int64_t n, int d) {
     }
 }
 
-// ---------------------------------------------------------------- bounded heap
+// ---------------------------------------------------------------- per-row selection
+//
+// Each test row keeps a buffer of up to `cap` candidates (similarity, index)
+// and a floor: the k-th best similarity at the last compaction. A candidate
+// enters only if it beats the floor (one compare, well predicted, and
+// vectorisable); when the buffer is full it is compacted to its best k by
+// quickselect and the floor rises. About k·ln(n/k) candidates pass per row,
+// so a row costs one pass over its similarities plus a few O(cap) selections
+// (a bounded heap spent most of its time in mispredicted sift-downs).
 
-// a ranks below b: smaller similarity, or equal similarity and larger index.
-static inline int worse(float sa, int64_t ia, float sb, int64_t ib) {
-    return sa < sb || (sa == sb && ia > ib);
-}
+typedef struct {
+    float s;
+    int64_t i;
+} Cand;
 
-// Min-heap on `worse`: the root is the weakest of the kept neighbours.
-static void heap_sift_down(float *s, int64_t *ix, int n, int i) {
-    for (;;) {
-        int l = 2 * i + 1, r = l + 1, m = i;
-        if (l < n && worse(s[l], ix[l], s[m], ix[m])) m = l;
-        if (r < n && worse(s[r], ix[r], s[m], ix[m])) m = r;
-        if (m == i) return;
-        float ts = s[i]; s[i] = s[m]; s[m] = ts;
-        int64_t ti = ix[i]; ix[i] = ix[m]; ix[m] = ti;
-        i = m;
+// a ranks above b: larger similarity, or equal similarity and smaller index.
+static inline int better(Cand a, Cand b) { return a.s > b.s || (a.s == b.s && a.i < b.i); }
+
+// Reorders c[0..n) so that its best k come first (in no particular order).
+static void select_best(Cand *c, int n, int k) {
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        // Median of three as pivot.
+        int mid = lo + (hi - lo) / 2;
+        Cand a = c[lo], b = c[mid], d = c[hi];
+        Cand piv = better(a, b) ? (better(b, d) ? b : (better(a, d) ? d : a))
+                                : (better(a, d) ? a : (better(b, d) ? d : b));
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (better(c[i], piv)) i++;
+            while (better(piv, c[j])) j--;
+            if (i <= j) {
+                Cand t = c[i]; c[i] = c[j]; c[j] = t;
+                i++;
+                j--;
+            }
+        }
+        // Now c[lo..j] >= pivot >= c[i..hi] in rank; recurse into the side holding position k-1.
+        if (k - 1 <= j) hi = j;
+        else if (k - 1 >= i) lo = i;
+        else return;
     }
 }
 
-static void heap_push(float *s, int64_t *ix, int n, float v, int64_t id) {
-    int i = n;
-    s[i] = v;
-    ix[i] = id;
-    while (i > 0) {
-        int p = (i - 1) / 2;
-        if (!worse(s[i], ix[i], s[p], ix[p])) break;
-        float ts = s[i]; s[i] = s[p]; s[p] = ts;
-        int64_t ti = ix[i]; ix[i] = ix[p]; ix[p] = ti;
-        i = p;
-    }
+static int cmp_better(const void *pa, const void *pb) {
+    Cand a = *(const Cand *)pa, b = *(const Cand *)pb;
+    return better(a, b) ? -1 : better(b, a) ? 1 : 0;
 }
 
-// Pops the heap into best-first order in place (heap sort).
-static void heap_sort_best_first(float *s, int64_t *ix, int n) {
-    for (int end = n - 1; end > 0; end--) {
-        float ts = s[0]; s[0] = s[end]; s[end] = ts;
-        int64_t ti = ix[0]; ix[0] = ix[end]; ix[end] = ti;
-        heap_sift_down(s, ix, end, 0);
-    }
-    // Popping the weakest to the back leaves best first already.
+// Keeps the best k of c[0..*n) and returns the new floor (the k-th best).
+static float compact(Cand *c, int *n, int k) {
+    select_best(c, *n, k);
+    *n = k;
+    Cand w = c[0];
+    for (int q = 1; q < k; q++)
+        if (better(w, c[q])) w = c[q];
+    return w.s;
 }
 
 void knn_search(const float *train, int64_t n_train, const float *test, int64_t n_test, int d,
                 int kmax, float *out_sim, int64_t *out_idx) {
     DINO_ASSERT(kmax >= 1 && kmax <= n_train);
     int64_t tb = KNN_TEST_BLOCK, rb = KNN_TRAIN_BLOCK;
+    int cap = 4 * kmax > kmax + 256 ? 4 * kmax : kmax + 256;
     float *tile = alignedAllocCheck((size_t)tb * rb * sizeof(float));
+    Cand *buf = mallocCheck((size_t)tb * cap * sizeof(Cand));
     int *fill = mallocCheck((size_t)tb * sizeof(int));
+    float *floor_v = mallocCheck((size_t)tb * sizeof(float));
     for (int64_t t0 = 0; t0 < n_test; t0 += tb) {
         int64_t nt = n_test - t0 < tb ? n_test - t0 : tb;
-        float *hs = out_sim + t0 * kmax;  // heaps live in the output rows
-        int64_t *hi = out_idx + t0 * kmax;
-        for (int64_t i = 0; i < nt; i++) fill[i] = 0;
+        for (int64_t i = 0; i < nt; i++) {
+            fill[i] = 0;
+            floor_v[i] = -INFINITY;
+        }
         for (int64_t r0 = 0; r0 < n_train; r0 += rb) {
             int64_t nr = n_train - r0 < rb ? n_train - r0 : rb;
             // tile (nt, nr) = test[t0:t0+nt] · train[r0:r0+nr]ᵀ
@@ -103,31 +124,39 @@ void knn_search(const float *train, int64_t n_train, const float *test, int64_t 
 #pragma omp parallel for schedule(static)
             for (int64_t i = 0; i < nt; i++) {
                 const float *row = tile + i * nr;
-                float *s = hs + i * kmax;
-                int64_t *ix = hi + i * kmax;
+                Cand *c = buf + i * cap;
                 int n = fill[i];
-                int64_t j = 0;
-                for (; j < nr && n < kmax; j++) {
+                float fl = floor_v[i];
+                for (int64_t j = 0; j < nr; j++) {
                     float v = row[j];
-                    if (isnan(v)) v = -INFINITY;
-                    heap_push(s, ix, n++, v, r0 + j);
+                    // Until k are kept everything enters (NaN as -inf); after, only
+                    // what beats the floor: an equal similarity has a larger index and loses.
+                    if (v > fl || (fl == -INFINITY && !(v > fl) && n < kmax)) {
+                        c[n].s = isnan(v) ? -INFINITY : v;
+                        c[n].i = r0 + j;
+                        if (++n == cap) fl = compact(c, &n, kmax);
+                    }
                 }
-                float floor_v = s[0];
-                for (; j < nr; j++) {
-                    float v = row[j];
-                    if (!(v > floor_v)) continue;  // also rejects NaN; equal loses on index
-                    s[0] = v;
-                    ix[0] = r0 + j;
-                    heap_sift_down(s, ix, kmax, 0);
-                    floor_v = s[0];
-                }
+                if (n >= kmax && fl == -INFINITY) fl = compact(c, &n, kmax);
                 fill[i] = n;
+                floor_v[i] = fl;
             }
         }
 #pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < nt; i++) heap_sort_best_first(hs + i * kmax, hi + i * kmax, kmax);
+        for (int64_t i = 0; i < nt; i++) {
+            Cand *c = buf + i * cap;
+            int n = fill[i];
+            if (n > kmax) compact(c, &n, kmax);
+            qsort(c, (size_t)n, sizeof(Cand), cmp_better);
+            for (int q = 0; q < kmax; q++) {
+                out_sim[(t0 + i) * kmax + q] = c[q].s;
+                out_idx[(t0 + i) * kmax + q] = c[q].i;
+            }
+        }
     }
+    free(floor_v);
     free(fill);
+    free(buf);
     free(tile);
 }
 
@@ -212,6 +241,14 @@ int knn_evaluate(const float *train, const int64_t *train_labels, int64_t n_trai
         if (cfg->ks[q] > kmax) kmax = cfg->ks[q];
     }
     if (kmax > n_train) kmax = (int)n_train;
+    for (int pass = 0; pass < 2; pass++) {
+        const float *x = pass ? test : train;
+        int64_t n = pass ? n_test : n_train;
+        for (int64_t i = 0; i < n * d; i++)
+            if (!isfinite(x[i]))
+                return fail(err, errlen, "%s feature %lld (sample %lld) is not a finite number",
+                            pass ? "test" : "training", (long long)(i % d), (long long)(i / d));
+    }
     int64_t max_label = -1;
     if (check_labels(train_labels, n_train, "training", &max_label, err, errlen)) return -1;
     if (check_labels(test_labels, n_test, "test", &max_label, err, errlen)) return -1;

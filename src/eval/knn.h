@@ -52,7 +52,8 @@ void knn_vote(const float *sim, const int64_t *idx, int kmax, int64_t n_test,
 // The whole evaluation on raw (un-normalised) features, which are left
 // untouched: copies, normalises, searches, votes. results has cfg->n_k entries.
 // Returns 0, or -1 with err filled (no training samples, a negative label
-// meaning "unlabelled", a label >= num_classes, k < 1).
+// meaning "unlabelled", a label >= num_classes, k < 1, a NaN or infinite
+// feature — the sign of a diverged model).
 int knn_evaluate(const float *train, const int64_t *train_labels, int64_t n_train,
                  const float *test, const int64_t *test_labels, int64_t n_test, int d,
                  const KnnConfig *cfg, KnnResult *results, char *err, size_t errlen);

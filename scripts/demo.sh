@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The main job, from a fresh Debian machine: installs what is missing, builds,
+# trains a ViT with DINO on Fashion-MNIST (Debian's dataset-fashion-mnist
+# package) with the small-image recipe, then reports what the model learned
+# (weighted k-NN top-1 on the test set) and draws the training curves.
+#   scripts/demo.sh [OUTPUT_DIR]      (default runs/fmnist; extra flags via DINO_TRAIN_FLAGS)
+# Run it again to resume an interrupted training from its last checkpoint.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-runs/fmnist}
+DATA=/usr/share/datasets/fashion-mnist
+
+scripts/setup.sh
+make -j"$(nproc)" build/dino >/dev/null
+echo "== training (recipe: dino train --preset fmnist; progress below)"
+# shellcheck disable=SC2086
+build/dino train --preset fmnist --output_dir "$OUT" ${DINO_TRAIN_FLAGS:-}
+
+echo "== k-NN evaluation of the teacher on the Fashion-MNIST test set"
+build/dino knn --pretrained_weights "$OUT/checkpoint.dino" --data_path "$DATA" --nb_knn 10 20 \
+  | tee "$OUT/knn.txt"
+
+build/dino plot "$OUT/log.txt" --out "$OUT/curves.png"
+echo "== done: model $OUT/checkpoint.dino, log $OUT/log.txt, curves $OUT/curves.png, k-NN $OUT/knn.txt"
