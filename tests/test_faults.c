@@ -355,7 +355,14 @@ int main(int argc, char **argv) {
         else printf("     trial %d (mode %d): final checkpoint differs from the uninterrupted run: %s\n", k, mode, why);
         char *lg = log_without_timing(dir);
         if (lg && ref_log && !strcmp(lg, ref_log)) same_log++;
-        else if (k < 3) printf("     trial %d: log.txt differs from the uninterrupted run's\n", k);
+        else {
+            // Show the first line that differs.
+            const char *a = lg ? lg : "", *b = ref_log ? ref_log : "";
+            while (*a && *a == *b) a++, b++;
+            while (a > lg && a[-1] != '\n') a--, b--;
+            printf("     trial %d (mode %d): log.txt differs from the uninterrupted run's:\n       got  %.160s\n       want %.160s\n",
+                   k, mode, a, b);
+        }
         free(lg);
         rm_rf(dir);
     }
