@@ -89,7 +89,7 @@ setup:
 # The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer, in its own build folder.
 asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" LDFLAGS="-fsanitize=address,undefined" all
-	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 scripts/run_tests.sh build-asan
+	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp:print_suppressions=0 scripts/run_tests.sh build-asan
 
 # libFuzzer targets, one per reader of untrusted input (fuzz/fuzz_*.c): built
 # with clang under ASan+UBSan into build-fuzz/ and run FUZZ_SECONDS each by

@@ -711,6 +711,10 @@ int train_run(const TrainConfig *cfg0) {
         if (trainer_load(t, ckpt_path, err, sizeof err)) dino_die("cannot resume: %s", err);
         dino_info("resuming from %s at epoch %d, step %lld", ckpt_path, t->epoch, (long long)t->step);
         trim_log(log_path, t->epoch, (int64_t)t->epoch * niter + t->step);
+    } else {
+        // A run killed before its first checkpoint left records of
+        // iterations that run again now (found by tests/test_faults.c).
+        trim_log(log_path, 0, 0);
     }
     dist_sync_trainer(t);  // every rank starts from rank 0's weights and position
     dist_report(&c, lc.threads, c.dist_report);
@@ -744,8 +748,15 @@ int train_run(const TrainConfig *cfg0) {
     sigaction(SIGTERM, &sa, &old_term);
     g_stop_signal = 0;
 
+    // Fault injection for tests/test_faults.c (docs/RELIABILITY.md): the
+    // environment variable DINO_INJECT_NAN_AT_STEP=N puts a NaN into the first
+    // pixel of global iteration N's batch, to check that a non-finite loss
+    // stops the run cleanly and keeps the last good checkpoint.
+    const char *inject_env = getenv("DINO_INJECT_NAN_AT_STEP");
+    const int64_t inject_nan_at = inject_env && *inject_env ? strtoll(inject_env, NULL, 10) : -1;
     CollapseMonitor mon = {.warned_epoch = -1};
     int status = 0;
+    int ckpt_failed = 0;  // the latest write of checkpoint.dino failed (the previous one is kept)
     const int64_t total = (int64_t)c.epochs * niter;
     const int64_t first_it = (int64_t)t->epoch * niter + t->step;
     const double t_start = dino_now();
@@ -757,6 +768,8 @@ int train_run(const TrainConfig *cfg0) {
             if (!b) dino_die("the data loader ended epoch %d early at step %lld", t->epoch, (long long)t->step);
             dist_fault_hook((int64_t)t->epoch * niter + t->step);
             StepStats st;
+            if (inject_nan_at >= 0 && (int64_t)t->epoch * niter + t->step == inject_nan_at)
+                b->groups[0].pixels[0] = NAN;  // fault injection (see inject_nan_at)
             if (trainer_step(t, b, &st)) {
                 fprintf(stderr,
                         "dino train: error: the loss is %g at epoch %d step %lld (lr %.3g); stopping. "
@@ -811,7 +824,7 @@ int train_run(const TrainConfig *cfg0) {
                 t->step = 0;
                 t->ep_loss = t->ep_lr = t->ep_wd = 0;
                 t->ep_count = 0;
-                save_or_warn(t, ckpt_path);
+                ckpt_failed = save_or_warn(t, ckpt_path) != 0;
                 if (c.saveckp_freq > 0 && epoch % c.saveckp_freq == 0) {
                     char p[4300];
                     snprintf(p, sizeof p, "%s/checkpoint%04d.dino", c.output_dir, epoch);
@@ -821,13 +834,17 @@ int train_run(const TrainConfig *cfg0) {
             }
             const int64_t done_it = (int64_t)t->epoch * niter + t->step;
             if (!saved && c.checkpoint_every_steps > 0 && done_it % c.checkpoint_every_steps == 0) {
-                save_or_warn(t, ckpt_path);
+                ckpt_failed = save_or_warn(t, ckpt_path) != 0;
                 saved = 1;
             }
             // A signal may reach the ranks at different iterations: they stop together.
             g_stop_signal = dist_max_i32(g_stop_signal);
             if (g_stop_signal || (c.stop_after_steps > 0 && done_it >= c.stop_after_steps)) {
-                if (!saved && save_or_warn(t, ckpt_path)) status = 1;
+                if (!saved || ckpt_failed) ckpt_failed = save_or_warn(t, ckpt_path) != 0;
+                if (ckpt_failed) {
+                    status = 1;
+                    goto out;
+                }
                 if (g_stop_signal) {
                     dino_info("interrupted (signal %d): checkpoint written at epoch %d step %lld; "
                               "run the same command to resume", (int)g_stop_signal, t->epoch, (long long)t->step);
@@ -842,6 +859,12 @@ int train_run(const TrainConfig *cfg0) {
         }
     }
 out:
+    // A run whose last checkpoint could not be written must not look successful.
+    if (ckpt_failed) {
+        fprintf(stderr, "dino train: error: the last checkpoint could not be written; %s holds the previous one\n",
+                ckpt_path);
+        if (status == 0) status = 1;
+    }
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     fclose(log);
