@@ -48,7 +48,7 @@ TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 LIB := $(BUILD)/libdino.a
 BIN := $(BUILD)/dino
 
-.PHONY: all test check config clean setup asan fuzz
+.PHONY: all test check config clean setup asan fuzz bench
 .SECONDARY:
 all: $(BIN) $(TEST_BINS)
 
@@ -92,6 +92,10 @@ fuzz:
 $(BUILD)/fuzz/%: fuzz/%.c fuzz/fuzz_entries.h fuzz/fuzz_main.h $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer $< $(LIB) $(LIBS) -Wl,--wrap=dino_die,--wrap=dino_fatal_at -o $@
+
+# dino.c against PyTorch + timm on this machine (bench/run.sh; knobs in its header).
+bench: $(BIN)
+	@bench/run.sh
 
 config:
 	@echo "cc:       $(CC) $(NATIVE)"
