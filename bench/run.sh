@@ -4,12 +4,14 @@
 # process with the same thread count), so a shared, loaded machine slows both
 # sides alike; the medians over the rounds and their ratio are printed, with
 # achieved GFLOP/s (analytic count, see src/cli/cmd_bench.c) as a fraction of
-# the plain sgemm rate measured inside our runs, and each process's peak RSS
+# the plain 1024^3 sgemm rate that our process of the same round measured right
+# after its timed loop (the load changes by the minute), and each process's peak RSS
 # (getrusage ru_maxrss). Knobs (environment): THREADS (2), REPS (2),
 # TRAIN_BATCH (2 images of 2x224+8x96 crops for ViT-S/16: one step is ~230
 # GFLOP, tens of seconds on 2 shared cores), FMNIST_BATCH (16), INFER_BATCH
-# (8, ViT-S/16), VITB_BATCH (4), ITERS (2 timed steps per process, after 1
-# warm-up), SKIP_DATA=1. The whole run takes ~10 minutes on 2 loaded cores.
+# (8, ViT-S/16), VITB_BATCH (4), TRAIN_ITERS (1 timed training step per
+# process, after 1 warm-up), ITERS (2 timed inference batches for ViT-B, 3 for
+# ViT-S), SKIP_DATA=1. The whole run takes ~10 minutes on 2 loaded cores.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -20,6 +22,7 @@ FMNIST_BATCH=${FMNIST_BATCH:-16}
 INFER_BATCH=${INFER_BATCH:-8}
 VITB_BATCH=${VITB_BATCH:-4}
 ITERS=${ITERS:-2}
+TRAIN_ITERS=${TRAIN_ITERS:-1}
 DINO=${DINO:-$root/build/dino}
 PY=$(tools/venv.sh)
 out=$(mktemp -d /tmp/dino_bench.XXXXXX)
@@ -46,11 +49,11 @@ fmnist_flags=$("$DINO" bench train --preset fmnist --print_config 1 | sed "s/--b
 vits_flags=$("$DINO" bench train --batch "$TRAIN_BATCH" --print_config 1)
 
 run_pair train_vits16 \
-  "'$DINO' --threads $THREADS bench train --batch $TRAIN_BATCH --iters $ITERS" \
-  "'$PY' bench/bench_train.py --threads $THREADS --iters $ITERS $vits_flags"
+  "'$DINO' --threads $THREADS bench train --batch $TRAIN_BATCH --iters $TRAIN_ITERS" \
+  "'$PY' bench/bench_train.py --threads $THREADS --iters $TRAIN_ITERS $vits_flags"
 run_pair train_fmnist \
-  "'$DINO' --threads $THREADS bench train --preset fmnist --batch $FMNIST_BATCH --iters $ITERS" \
-  "'$PY' bench/bench_train.py --threads $THREADS --iters $ITERS $fmnist_flags"
+  "'$DINO' --threads $THREADS bench train --preset fmnist --batch $FMNIST_BATCH --iters $TRAIN_ITERS" \
+  "'$PY' bench/bench_train.py --threads $THREADS --iters $TRAIN_ITERS $fmnist_flags"
 run_pair infer_vits16 \
   "'$DINO' --threads $THREADS bench forward --arch vit_small --batch $INFER_BATCH --size 224 --iters $((ITERS + 1))" \
   "'$PY' bench/bench_forward.py --arch vit_small_patch16_224 --threads $THREADS --batch $INFER_BATCH --size 224 --iters $((ITERS + 1))"
@@ -69,9 +72,17 @@ med() {
   local expr=$1; shift
   sed -n "$expr" "$@" | sort -g | awk '{v[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'
 }
-sgemm=$(med 's/^sgemm .*: \([0-9.]*\) GFLOP\/s/\1/p' "$out"/*.ours.*)
+sg='s/^sgemm .*: \([0-9.]*\) GFLOP\/s/\1/p'
+sgemm=$(med "$sg" "$out"/*.ours.*)
+# median over the rounds of 100 * (GFLOP/s of side in round r) / (sgemm of our run in round r)
+pct() {
+  local name=$1 side=$2 gf=$3
+  for r in $(seq 1 "$REPS"); do
+    awk -v g="$(sed -n "$gf" "$out/$name.$side.$r")" -v s="$(sed -n "$sg" "$out/$name.ours.$r")" 'BEGIN { print 100 * g / s }'
+  done | sort -g | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'
+}
 echo
-echo "sgemm 1024^3 (median over our runs): $sgemm GFLOP/s; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "sgemm 1024^3 measured in our runs: median $sgemm GFLOP/s, range $(sed -n "$sg" "$out"/*.ours.* | sort -g | sed -n '1p;$p' | tr '\n' ' ')GFLOP/s; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| benchmark | dino.c img/s | PyTorch img/s | speed-up | dino.c GFLOP/s (% of sgemm) | PyTorch GFLOP/s (% of sgemm) | peak RSS dino.c | peak RSS PyTorch | RSS ratio |"
 echo "|---|---|---|---|---|---|---|---|---|"
@@ -82,9 +93,10 @@ for name in train_vits16 train_fmnist infer_vits16 infer_vitb16; do
   og=$(med "$gf" "$out/$name".ours.*); tg=$(med "$gf" "$out/$name".torch.*)
   orss=$(med 's/^peak RSS: \([0-9.]*\) MiB/\1/p' "$out/$name".ours.*)
   trss=$(med 's/^peak RSS: \([0-9.]*\) MiB/\1/p' "$out/$name".torch.*)
-  awk -v n="$name" -v oi="$oi" -v ti="$ti" -v og="$og" -v tg="$tg" -v s="$sgemm" -v orss="$orss" -v trss="$trss" \
-    'BEGIN { printf "| %s | %.2f | %.2f | %.2fx | %.1f (%.0f%%) | %.1f (%.0f%%) | %.0f MiB | %.0f MiB | %.2f |\n",
-             n, oi, ti, oi / ti, og, 100 * og / s, tg, 100 * tg / s, orss, trss, orss / trss }'
+  op=$(pct "$name" ours "$gf"); tp=$(pct "$name" torch "$gf")
+  awk -v n="$name" -v oi="$oi" -v ti="$ti" -v og="$og" -v tg="$tg" -v op="$op" -v tp="$tp" -v orss="$orss" -v trss="$trss" \
+    'BEGIN { printf "| %s | %.3g | %.3g | %.2fx | %.1f (%.0f%%) | %.1f (%.0f%%) | %.0f MiB | %.0f MiB | %.2f |\n",
+             n, oi, ti, oi / ti, og, op, tg, tp, orss, trss, orss / trss }'
 done
 if [ -f "$out/data" ]; then
   d=$(sed -n 's/^dino.c loader: \([0-9.]*\) images\/s .*/\1/p' "$out/data")
