@@ -9,6 +9,8 @@ analytic FLOP count as src/cli/cmd_bench.c.
 Run: PY=$(tools/venv.sh); $PY bench/bench_forward.py --threads 2 --batch 8 --size 224 --iters 10
 """
 import argparse
+import resource
+import statistics
 import time
 
 import torch
@@ -71,6 +73,9 @@ def main():
     print(f"{what}: mean {mean:.4f} s, best {best:.4f} s per batch over {args.iters} iters")
     print(f"images/s: {args.batch / mean:.2f} (mean), {args.batch / best:.2f} (best)")
     print(f"GFLOP/s: {flops / mean / 1e9:.1f} (mean), {flops / best / 1e9:.1f} (best)")
+    med = statistics.median(times)
+    print(f"median: {med:.4f} s per batch, {args.batch / med:.2f} images/s, {flops / med / 1e9:.1f} GFLOP/s")
+    print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MiB")
 
 
 if __name__ == "__main__":

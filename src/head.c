@@ -11,6 +11,7 @@
 
 #include "common.h"
 #include "ops.h"
+#include "profile.h"
 #include "rng.h"
 
 #define L2_EPS 1e-12f
@@ -153,41 +154,41 @@ void head_forward(const HeadConfig *cfg, const HeadWeights *w, HeadActs *a, cons
     for (int i = 0; i < cfg->nlayers; i++) {
         int ci, co;
         layer_dims(cfg, i, &ci, &co);
-        linear_forward(a->h[i], x, w->mlp_w[i], w->mlp_b[i], N, ci, co);
+        PROF(PROF_HEAD_MLP, linear_forward(a->h[i], x, w->mlp_w[i], w->mlp_b[i], N, ci, co));
         if (i < cfg->nlayers - 1) {
-            gelu_forward(a->gel[i], a->h[i], (size_t)N * co);
+            PROF(PROF_HEAD_MLP, gelu_forward(a->gel[i], a->h[i], (size_t)N * co));
             x = a->gel[i];
         } else {
             x = a->h[i];
         }
     }
-    l2norm_forward(a->z, a->znorm, x, N, cfg->bottleneck, L2_EPS);
-    weightnorm_forward(a->W, a->vnorm, w->weight_g, w->weight_v, cfg->out_dim, cfg->bottleneck);
-    linear_forward(a->logits, a->z, a->W, NULL, N, cfg->bottleneck, cfg->out_dim);
+    PROF(PROF_HEAD_LAST, l2norm_forward(a->z, a->znorm, x, N, cfg->bottleneck, L2_EPS));
+    PROF(PROF_HEAD_LAST, weightnorm_forward(a->W, a->vnorm, w->weight_g, w->weight_v, cfg->out_dim, cfg->bottleneck));
+    PROF(PROF_HEAD_LAST, linear_forward(a->logits, a->z, a->W, NULL, N, cfg->bottleneck, cfg->out_dim));
 }
 
 void head_backward(const HeadConfig *cfg, const HeadWeights *w, HeadWeights *g, HeadActs *a,
                    const float *dout, float *din) {
     DINO_ASSERT(a->train);
     int N = a->N, O = cfg->out_dim, K = cfg->bottleneck;
-    linear_backward(a->d1, NULL, NULL, dout, a->z, a->W, N, K, O);  // d1 = dL/dz
+    PROF(PROF_B_HEAD_LAST, linear_backward(a->d1, NULL, NULL, dout, a->z, a->W, N, K, O));  // d1 = dL/dz
     // dL/dW (O,K) = doutᵀ·z, written (beta 0) rather than zeroed and accumulated.
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, K, N, 1.0f, dout, O, a->z, K, 0.0f,
-                a->dW, K);
-    weightnorm_backward(cfg->norm_last_layer ? NULL : g->weight_g, g->weight_v, a->dW,
-                        w->weight_g, w->weight_v, a->vnorm, O, K);
+    PROF(PROF_B_HEAD_LAST, cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, K, N, 1.0f, dout, O, a->z, K, 0.0f,
+                a->dW, K));
+    PROF(PROF_B_HEAD_LAST, weightnorm_backward(cfg->norm_last_layer ? NULL : g->weight_g, g->weight_v, a->dW,
+                        w->weight_g, w->weight_v, a->vnorm, O, K));
     float *dh = a->d0, *dnext = a->d1;
-    l2norm_backward(dh, a->d1, a->z, a->znorm, N, K, L2_EPS);  // dh = dL/dh[last]
+    PROF(PROF_B_HEAD_LAST, l2norm_backward(dh, a->d1, a->z, a->znorm, N, K, L2_EPS));  // dh = dL/dh[last]
     for (int i = cfg->nlayers - 1; i >= 0; i--) {
         int ci, co;
         layer_dims(cfg, i, &ci, &co);
         const float *x = i == 0 ? NULL : a->gel[i - 1];
         if (i == 0) {
-            linear_backward(din, g->mlp_w[0], g->mlp_b[0], dh, a->in, w->mlp_w[0], N, ci, co);
+            PROF(PROF_B_HEAD_MLP, linear_backward(din, g->mlp_w[0], g->mlp_b[0], dh, a->in, w->mlp_w[0], N, ci, co));
             break;
         }
-        linear_backward(dnext, g->mlp_w[i], g->mlp_b[i], dh, x, w->mlp_w[i], N, ci, co);
-        gelu_backward(dnext, a->h[i - 1], dnext, (size_t)N * ci);
+        PROF(PROF_B_HEAD_MLP, linear_backward(dnext, g->mlp_w[i], g->mlp_b[i], dh, x, w->mlp_w[i], N, ci, co));
+        PROF(PROF_B_HEAD_MLP, gelu_backward(dnext, a->h[i - 1], dnext, (size_t)N * ci));
         float *t = dh;
         dh = dnext;
         dnext = t;

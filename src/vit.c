@@ -14,6 +14,7 @@
 
 #include "common.h"
 #include "ops.h"
+#include "profile.h"
 #include "rng.h"
 
 // Block outputs an inference pass keeps (eval_linear's default n_last_blocks).
@@ -321,7 +322,7 @@ void vit_forward(const ViTConfig *cfg, const ViTWeights *w, ViTActs *a, const fl
     // Patch embedding (GEMM over unfolded patches) into scratch, then tokens.
     patch_unfold(a->cols, images, B, cfg->in_chans, a->H, a->W, cfg->patch);
     float *tok = a->atty;  // (B·Np, D) scratch; atty is rewritten by block 0
-    linear_forward(tok, a->cols, w->patch_w, w->patch_b, B * Np, a->CPP, D);
+    PROF(PROF_PATCH, linear_forward(tok, a->cols, w->patch_w, w->patch_b, B * Np, a->CPP, D));
     vit_interpolate_pos(cfg, w->pos_embed, a->H, a->W, a->pos);
     float *x0 = slot(a, 0);
     const float *pos = a->pos;
@@ -348,24 +349,24 @@ void vit_forward(const ViTConfig *cfg, const ViTWeights *w, ViTActs *a, const fl
         const float *s2 = drop_scale ? drop_scale + (size_t)(2 * l + 1) * B : NULL;
 
         // x_mid = x_in + s1·proj(attn(ln1(x_in)))
-        layernorm_forward(ln1, m1, m1 ? m1 + BT : NULL, xin, w->blocks[l].ln1_w,
-                          w->blocks[l].ln1_b, (int)BT, D, eps);
-        linear_forward(qkv, ln1, w->blocks[l].qkv_w, w->blocks[l].qkv_b, (int)BT, D, 3 * D);
+        PROF(PROF_LN, layernorm_forward(ln1, m1, m1 ? m1 + BT : NULL, xin, w->blocks[l].ln1_w,
+                          w->blocks[l].ln1_b, (int)BT, D, eps));
+        PROF(PROF_QKV, linear_forward(qkv, ln1, w->blocks[l].qkv_w, w->blocks[l].qkv_b, (int)BT, D, 3 * D));
         // Inference keeps only the last block's probabilities.
-        attention_forward(atty, a->train || l == L - 1 ? att : NULL, qkv, B, T, D, NH);
-        linear_residual_forward(xmid, xin, atty, w->blocks[l].proj_w, w->blocks[l].proj_b, s1, B,
-                                T, D, D);
+        PROF(PROF_ATTN, attention_forward(atty, a->train || l == L - 1 ? att : NULL, qkv, B, T, D, NH));
+        PROF(PROF_PROJ, linear_residual_forward(xmid, xin, atty, w->blocks[l].proj_w, w->blocks[l].proj_b, s1, B,
+                                T, D, D));
         // x_out = x_mid + s2·fc2(gelu(fc1(ln2(x_mid))))
-        layernorm_forward(ln2, m2, m2 ? m2 + BT : NULL, xmid, w->blocks[l].ln2_w,
-                          w->blocks[l].ln2_b, (int)BT, D, eps);
-        linear_forward(fc1, ln2, w->blocks[l].fc1_w, w->blocks[l].fc1_b, (int)BT, D, H4);
+        PROF(PROF_LN, layernorm_forward(ln2, m2, m2 ? m2 + BT : NULL, xmid, w->blocks[l].ln2_w,
+                          w->blocks[l].ln2_b, (int)BT, D, eps));
+        PROF(PROF_FC1, linear_forward(fc1, ln2, w->blocks[l].fc1_w, w->blocks[l].fc1_b, (int)BT, D, H4));
         float *h = a->train ? a->hbuf : fc1;
-        gelu_forward(h, fc1, BT * H4);
-        linear_residual_forward(xout, xmid, h, w->blocks[l].fc2_w, w->blocks[l].fc2_b, s2, B, T,
-                                H4, D);
+        PROF(PROF_GELU, gelu_forward(h, fc1, BT * H4));
+        PROF(PROF_FC2, linear_residual_forward(xout, xmid, h, w->blocks[l].fc2_w, w->blocks[l].fc2_b, s2, B, T,
+                                H4, D));
     }
-    layernorm_forward(a->out, a->statsf, a->statsf + BT, slot(a, L), w->norm_w, w->norm_b,
-                      (int)BT, D, eps);
+    PROF(PROF_LN, layernorm_forward(a->out, a->statsf, a->statsf + BT, slot(a, L), w->norm_w, w->norm_b,
+                      (int)BT, D, eps));
 }
 
 void vit_intermediate(const ViTConfig *cfg, const ViTWeights *w, const ViTActs *a, int n,
@@ -391,8 +392,8 @@ void vit_backward(const ViTConfig *cfg, const ViTWeights *w, ViTWeights *g, ViTA
     float *dres = a->dres;
 
     memset(dres, 0, BT * D * sizeof(float));
-    layernorm_backward(dres, g->norm_w, g->norm_b, dout, slot(a, L), w->norm_w, a->statsf,
-                       a->statsf + BT, (int)BT, D);
+    PROF(PROF_B_LN, layernorm_backward(dres, g->norm_w, g->norm_b, dout, slot(a, L), w->norm_w, a->statsf,
+                       a->statsf + BT, (int)BT, D));
 
     for (int l = L - 1; l >= 0; l--) {
         size_t k = (size_t)l;
@@ -408,17 +409,17 @@ void vit_backward(const ViTConfig *cfg, const ViTWeights *w, ViTWeights *g, ViTA
             scale_rows_forward(a->dbr, dres, a->drop + (size_t)(2 * l + 1) * B, B, (size_t)T * D);
             dbr = a->dbr;
         }
-        gelu_forward(a->hbuf, fc1, BT * H4);
-        linear_backward(a->dh, g->blocks[l].fc2_w, g->blocks[l].fc2_b, dbr, a->hbuf,
-                        w->blocks[l].fc2_w, (int)BT, H4, D);
-        gelu_backward(a->dh, fc1, a->dh, BT * H4);
+        PROF(PROF_B_GELU, gelu_forward(a->hbuf, fc1, BT * H4));
+        PROF(PROF_B_FC2, linear_backward(a->dh, g->blocks[l].fc2_w, g->blocks[l].fc2_b, dbr, a->hbuf,
+                        w->blocks[l].fc2_w, (int)BT, H4, D));
+        PROF(PROF_B_GELU, gelu_backward(a->dh, fc1, a->dh, BT * H4));
         // LayerNorm outputs are not kept: recomputed (bit-identically) here.
-        layernorm_forward(a->ln, NULL, NULL, xmid, w->blocks[l].ln2_w, w->blocks[l].ln2_b,
-                          (int)BT, D, cfg->ln_eps);
-        linear_backward(a->dln, g->blocks[l].fc1_w, g->blocks[l].fc1_b, a->dh, a->ln,
-                        w->blocks[l].fc1_w, (int)BT, D, H4);
-        layernorm_backward(dres, g->blocks[l].ln2_w, g->blocks[l].ln2_b, a->dln, xmid,
-                           w->blocks[l].ln2_w, m2, m2 + BT, (int)BT, D);
+        PROF(PROF_B_LN, layernorm_forward(a->ln, NULL, NULL, xmid, w->blocks[l].ln2_w, w->blocks[l].ln2_b,
+                          (int)BT, D, cfg->ln_eps));
+        PROF(PROF_B_FC1, linear_backward(a->dln, g->blocks[l].fc1_w, g->blocks[l].fc1_b, a->dh, a->ln,
+                        w->blocks[l].fc1_w, (int)BT, D, H4));
+        PROF(PROF_B_LN, layernorm_backward(dres, g->blocks[l].ln2_w, g->blocks[l].ln2_b, a->dln, xmid,
+                           w->blocks[l].ln2_w, m2, m2 + BT, (int)BT, D));
 
         // Attention branch.
         dbr = dres;
@@ -426,15 +427,15 @@ void vit_backward(const ViTConfig *cfg, const ViTWeights *w, ViTWeights *g, ViTA
             scale_rows_forward(a->dbr, dres, a->drop + (size_t)(2 * l) * B, B, (size_t)T * D);
             dbr = a->dbr;
         }
-        linear_backward(a->datty, g->blocks[l].proj_w, g->blocks[l].proj_b, dbr, atty,
-                        w->blocks[l].proj_w, (int)BT, D, D);
-        attention_backward(a->dqkv, a->datty, qkv, att, B, T, D, NH);
-        layernorm_forward(a->ln, NULL, NULL, xin, w->blocks[l].ln1_w, w->blocks[l].ln1_b,
-                          (int)BT, D, cfg->ln_eps);
-        linear_backward(a->dln, g->blocks[l].qkv_w, g->blocks[l].qkv_b, a->dqkv, a->ln,
-                        w->blocks[l].qkv_w, (int)BT, D, 3 * D);
-        layernorm_backward(dres, g->blocks[l].ln1_w, g->blocks[l].ln1_b, a->dln, xin,
-                           w->blocks[l].ln1_w, m1, m1 + BT, (int)BT, D);
+        PROF(PROF_B_PROJ, linear_backward(a->datty, g->blocks[l].proj_w, g->blocks[l].proj_b, dbr, atty,
+                        w->blocks[l].proj_w, (int)BT, D, D));
+        PROF(PROF_B_ATTN, attention_backward(a->dqkv, a->datty, qkv, att, B, T, D, NH));
+        PROF(PROF_B_LN, layernorm_forward(a->ln, NULL, NULL, xin, w->blocks[l].ln1_w, w->blocks[l].ln1_b,
+                          (int)BT, D, cfg->ln_eps));
+        PROF(PROF_B_QKV, linear_backward(a->dln, g->blocks[l].qkv_w, g->blocks[l].qkv_b, a->dqkv, a->ln,
+                        w->blocks[l].qkv_w, (int)BT, D, 3 * D));
+        PROF(PROF_B_LN, layernorm_backward(dres, g->blocks[l].ln1_w, g->blocks[l].ln1_b, a->dln, xin,
+                           w->blocks[l].ln1_w, m1, m1 + BT, (int)BT, D));
     }
 
     // Embedding: x0[b,t] = (t ? tok[b,t-1] : cls) + pos[t].
@@ -451,7 +452,7 @@ void vit_backward(const ViTConfig *cfg, const ViTWeights *w, ViTWeights *g, ViTA
     }
     for (int j = 0; j < D; j++) g->cls_token[j] += dpos[j];
     vit_interpolate_pos_backward(cfg, g->pos_embed, a->H, a->W, dpos);
-    linear_backward(dimages ? a->dcols : NULL, g->patch_w, g->patch_b, dtok, a->cols, w->patch_w,
-                    B * Np, a->CPP, D);
+    PROF(PROF_B_PATCH, linear_backward(dimages ? a->dcols : NULL, g->patch_w, g->patch_b, dtok, a->cols, w->patch_w,
+                    B * Np, a->CPP, D));
     if (dimages) patch_fold(dimages, a->dcols, B, cfg->in_chans, a->H, a->W, cfg->patch);
 }

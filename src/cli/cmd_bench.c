@@ -3,16 +3,41 @@
 // --backward the training forward plus backward, on random weights and images, and reports images/s and the achieved GFLOP/s
 // next to the machine's plain sgemm rate measured in the same run, so the
 // numbers can be compared with bench/bench_forward.py (PyTorch, same shapes).
+// `train` builds a Trainer (src/train/trainer.h) and times trainer_step on a
+// synthetic multi-crop batch (bench/bench_train.py is PyTorch's side). Both
+// report the median step, the analytic GFLOP/s, the peak RSS, and with
+// DINO_PROFILE=1 where the time of a step goes by layer kind.
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "args.h"
 #include "commands.h"
 #include "common.h"
+#include "head.h"
+#include "profile.h"
 #include "rng.h"
+#include "train/trainer.h"
 #include "vit.h"
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Peak resident set of this process in MiB (Linux reports ru_maxrss in KiB).
+static double peak_rss_mib(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;
+}
 
 // Multiply-adds of one forward image: patch GEMM, per block 12·N·D² (qkv,
 // proj, fc1, fc2 at MLP ratio 4) + 2·N²·D (scores and weighted sum).
@@ -56,6 +81,7 @@ static int bench_forward(int argc, char **argv) {
     };
     const char *pos[2];
     args_parse("bench", "dino bench forward [flags]", specs, argc, argv, pos, 2);
+    profile_init_from_env();
     if (batch <= 0 || size <= 0 || iters <= 0 || warmup < 0 || height < 0)
         dino_die("dino bench forward: --batch, --size and --iters must be positive");
     if (!height) height = size;
@@ -96,14 +122,18 @@ static int bench_forward(int argc, char **argv) {
         if (backward) vit_backward(&cfg, &w, &gw, a, dout, NULL);
     }
     double best = 1e30, total = 0;
+    double *times = mallocCheck((size_t)iters * sizeof(double));
     for (int i = 0; i < iters; i++) {
         double t0 = dino_now();
         vit_forward(&cfg, &w, a, images, batch, NULL);
         if (backward) vit_backward(&cfg, &w, &gw, a, dout, NULL);
         double dt = dino_now() - t0;
+        times[i] = dt;
         total += dt;
         if (dt < best) best = dt;
     }
+    double med = median(times, iters);
+    free(times);
     // Backward: twice the forward's GEMM work (input and weight gradients).
     double mean = total / iters,
            flops = (backward ? 3.0 : 1.0) * 2.0 * vit_forward_macs(&cfg, height, size) * batch;
@@ -112,6 +142,9 @@ static int bench_forward(int argc, char **argv) {
     printf("images/s: %.2f (mean), %.2f (best)\n", batch / mean, batch / best);
     printf("GFLOP/s: %.1f (mean), %.1f (best); %.2f GFLOP per image\n", flops / mean / 1e9,
            flops / best / 1e9, flops / batch / 1e9);
+    printf("median: %.4f s per batch, %.2f images/s, %.1f GFLOP/s\n", med, batch / med,
+           flops / med / 1e9);
+    printf("peak RSS: %.1f MiB\n", peak_rss_mib());
     printf("sgemm 1024^3 on this machine: %.1f GFLOP/s\n", sgemm_gflops(1024));
     vit_acts_free(a);
     free(grads);
@@ -122,12 +155,162 @@ static int bench_forward(int argc, char **argv) {
     return 0;
 }
 
+// Multiply-adds of the DINO head on one row (MLP, then the last layer).
+static double head_macs(const HeadConfig *h) {
+    double m = 0, in = h->in_dim;
+    for (int i = 0; i < h->nlayers; i++) {
+        double out = i == h->nlayers - 1 ? h->bottleneck : h->hidden;
+        m += in * out;
+        in = out;
+    }
+    return m + (double)h->bottleneck * h->out_dim;
+}
+
+static int bench_train(int argc, char **argv) {
+    const char *preset = "default";
+    int batch = 0, iters = 3, warmup = 1, print_config = 0, profile_parts = 1;
+    ArgSpec specs[] = {
+        {"preset", ARG_STRING, &preset, "default (ViT-S/16, 2x224 + 8x96, out_dim 65536) or fmnist"},
+        {"batch", ARG_INT, &batch, "images per step (0: 8 for default, the preset's for fmnist)"},
+        {"iters", ARG_INT, &iters, "timed steps"},
+        {"warmup", ARG_INT, &warmup, "untimed steps first"},
+        {"print_config", ARG_BOOL, &print_config,
+         "print the configuration as flags for bench/bench_train.py and exit"},
+        {"profile_parts", ARG_BOOL, &profile_parts,
+         "with DINO_PROFILE=1, also time loss, clipping, AdamW and EMA once each"},
+        {NULL, 0, NULL, NULL},
+    };
+    const char *pos[2];
+    args_parse("bench", "dino bench train [flags]", specs, argc, argv, pos, 2);
+    TrainConfig tc;
+    train_config_default(&tc);
+    if (!strcmp(preset, "fmnist")) train_config_preset_fmnist(&tc);
+    else if (strcmp(preset, "default") != 0)
+        dino_die("dino bench train: unknown --preset '%s' (default, fmnist)", preset);
+    if (batch < 0 || iters <= 0 || warmup < 0)
+        dino_die("dino bench train: --batch, --iters and --warmup must be positive");
+    tc.batch_size_per_gpu = batch ? batch : (!strcmp(preset, "fmnist") ? tc.batch_size_per_gpu : 8);
+    tc.freeze_last_layer = 0;  // time the full step: the last layer is updated too
+    tc.quiet = 1;
+    ViTConfig vc;
+    HeadConfig hc;
+    char err[512];
+    if (train_config_model(&tc, &vc, &hc, err, sizeof err)) dino_die("dino bench train: %s", err);
+    const int B = tc.batch_size_per_gpu, G = tc.global_crop_size, Lc = tc.local_crop_size,
+              NL = tc.local_crops_number;
+    if (print_config) {
+        printf("--embed_dim %d --depth %d --num_heads %d --patch_size %d --img_size %d "
+               "--global_crop_size %d --local_crop_size %d --local_crops_number %d --batch %d "
+               "--out_dim %d --head_hidden_dim %d --head_bottleneck_dim %d --drop_path_rate %g "
+               "--clip_grad %g --momentum_teacher %g --teacher_temp %g\n",
+               vc.dim, vc.depth, vc.heads, vc.patch, vc.img_size, G, Lc, NL, B, hc.out_dim,
+               hc.hidden, hc.bottleneck, (double)vc.drop_path_rate, tc.clip_grad,
+               tc.momentum_teacher, tc.warmup_teacher_temp);
+        return 0;
+    }
+    profile_init_from_env();
+    Trainer *t = trainer_create(&tc, 1000, err, sizeof err);
+    if (!t) dino_die("dino bench train: %s", err);
+
+    Batch b;
+    memset(&b, 0, sizeof b);
+    b.B = B;
+    b.n_groups = NL > 0 ? 2 : 1;
+    b.groups[0].size = G;
+    b.groups[0].n_crops = 2;
+    b.groups[1].size = Lc;
+    b.groups[1].n_crops = NL;
+    for (int g = 0; g < b.n_groups; g++) {
+        int s = b.groups[g].size;
+        size_t n = (size_t)b.groups[g].n_crops * B * 3 * s * s;
+        b.groups[g].pixels = alignedAllocCheck(n * sizeof(float));
+        fixture_fill(b.groups[g].pixels, n, 10 + g, -2.0f, 2.0f);
+    }
+    b.labels = callocCheck((size_t)B, sizeof(int32_t));
+    b.indices = callocCheck((size_t)B, sizeof(int64_t));
+
+    char desc[256];
+    vit_config_describe(&vc, desc, sizeof desc);
+    printf("model: %s; head %d-%d-%d -> %d\n", desc, hc.hidden, hc.hidden, hc.bottleneck, hc.out_dim);
+    printf("batch %d: 2x%d + %dx%d crops, threads %d\n", B, G, NL, Lc, dino_get_threads());
+    StepStats st;
+    for (int i = 0; i < warmup; i++) {
+        if (trainer_step(t, &b, &st)) dino_die("dino bench train: non-finite loss");
+        trainer_advance(t, &st);
+    }
+    profile_reset();
+    double *times = mallocCheck((size_t)iters * sizeof(double)), total = 0;
+    for (int i = 0; i < iters; i++) {
+        double t0 = dino_now();
+        if (trainer_step(t, &b, &st)) dino_die("dino bench train: non-finite loss");
+        times[i] = dino_now() - t0;
+        total += times[i];
+        trainer_advance(t, &st);
+    }
+    double med = median(times, iters);
+    // FLOPs: student forward + backward (3x forward) over all crops, teacher
+    // forward over the global crops; backbone and head.
+    double hm = head_macs(&hc);
+    double fg = vit_forward_macs(&vc, G, G) + hm, fl = vit_forward_macs(&vc, Lc, Lc) + hm;
+    double flops = 2.0 * B * (3.0 * (2 * fg + NL * fl) + 2 * fg);
+    printf("loss %.4f\n", st.loss);
+    printf("train step: median %.4f s, mean %.4f s over %d steps\n", med, total / iters, iters);
+    printf("images/s: %.3f (median)\n", B / med);
+    printf("GFLOP/s: %.1f (median); %.2f GFLOP per image\n", flops / med / 1e9, flops / B / 1e9);
+    printf("peak RSS: %.1f MiB\n", peak_rss_mib());
+    if (dino_prof_on) {
+        double prof = 0;
+        printf("profile (DINO_PROFILE=1, wall seconds per step, of mean step %.4f s):\n", total / iters);
+        for (int k = 0; k < PROF_NKINDS; k++) {
+            double sec = profile_seconds((ProfKind)k) / iters;
+            prof += sec;
+            printf("  %-22s %8.4f s %5.1f%%\n", profile_name((ProfKind)k), sec, 100 * sec * iters / total);
+        }
+        printf("  %-22s %8.4f s %5.1f%%\n", "(model total)", prof, 100 * prof * iters / total);
+        if (profile_parts) {
+            // The trainer's own passes, timed once each on its buffers (outside the step).
+            const ParamTable *tab = &t->model.table;
+            const float *sl = head_output(t->sacts->head), *tl = head_output(t->tacts->head);
+            double a0 = dino_now();
+            dino_loss_forward_backward(&t->loss, t->dlogits, sl, tl, B, t->epoch);
+            dino_center_batch_sum(t->center_sum, tl, 2 * B, hc.out_dim);
+            double a1 = dino_now();
+            clip_gradients(tab, t->grads, (float)tc.clip_grad, t->skip, t->grad_norms);
+            double a2 = dino_now();
+            optim_step(&t->opt, t->student, t->grads, 1e-4, 0.04, t->skip);
+            double a3 = dino_now();
+            ema_update(t->teacher, t->student, tab->total, 0.996);
+            double a4 = dino_now();
+            memset(t->grads, 0, tab->total * sizeof(float));
+            double a5 = dino_now();
+            double parts = (a5 - a0), step = total / iters;
+            printf("  %-22s %8.4f s %5.1f%%\n", "loss + centre sum", a1 - a0, 100 * (a1 - a0) / step);
+            printf("  %-22s %8.4f s %5.1f%%\n", "clip_gradients", a2 - a1, 100 * (a2 - a1) / step);
+            printf("  %-22s %8.4f s %5.1f%%\n", "AdamW", a3 - a2, 100 * (a3 - a2) / step);
+            printf("  %-22s %8.4f s %5.1f%%\n", "EMA", a4 - a3, 100 * (a4 - a3) / step);
+            printf("  %-22s %8.4f s %5.1f%%\n", "zero grads", a5 - a4, 100 * (a5 - a4) / step);
+            printf("  %-22s %8.4f s %5.1f%%\n", "(unaccounted)", step - prof - parts,
+                   100 * (step - prof - parts) / step);
+        }
+    }
+    printf("params: %zu floats (student, teacher, grads, 2 AdamW moments)\n", t->model.table.total);
+    printf("sgemm 1024^3 on this machine: %.1f GFLOP/s\n", sgemm_gflops(1024));
+    free(times);
+    for (int g = 0; g < b.n_groups; g++) free(b.groups[g].pixels);
+    free(b.labels);
+    free(b.indices);
+    trainer_free(t);
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        printf("usage: dino bench forward [flags]   (dino bench forward --help)\n"
-               "  forward   ViT inference pass: images/s and GFLOP/s\n");
+        printf("usage: dino bench forward|train [flags]   (dino bench forward --help)\n"
+               "  forward   ViT inference pass: images/s and GFLOP/s\n"
+               "  train     one DINO training step (trainer_step) on synthetic crops\n");
         return argc < 2 ? 1 : 0;
     }
     if (!strcmp(argv[1], "forward")) return bench_forward(argc, argv);
-    dino_die("dino bench: unknown benchmark '%s' (available: forward)", argv[1]);
+    if (!strcmp(argv[1], "train")) return bench_train(argc, argv);
+    dino_die("dino bench: unknown benchmark '%s' (available: forward, train)", argv[1]);
 }

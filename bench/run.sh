@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# `make bench`: dino.c against PyTorch + timm on this machine, in one run.
+# Every line alternates ours and PyTorch's (REPS rounds, each side a separate
+# process with the same thread count), so a shared, loaded machine slows both
+# sides alike; the medians over the rounds and their ratio are printed, with
+# achieved GFLOP/s (analytic count, see src/cli/cmd_bench.c) as a fraction of
+# the plain 1024^3 sgemm rate that our process of the same round measured right
+# after its timed loop (the load changes by the minute), and each process's peak RSS
+# (getrusage ru_maxrss). Knobs (environment): THREADS (2), REPS (2),
+# TRAIN_BATCH (2 images of 2x224+8x96 crops for ViT-S/16: one step is ~230
+# GFLOP, tens of seconds on 2 shared cores), FMNIST_BATCH (16), INFER_BATCH
+# (8, ViT-S/16), VITB_BATCH (4), TRAIN_ITERS (1 timed training step per
+# process, after 1 warm-up), ITERS (2 timed inference batches for ViT-B, 3 for
+# ViT-S), SKIP_DATA=1. The whole run takes ~10 minutes on 2 loaded cores.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+THREADS=${THREADS:-2}
+REPS=${REPS:-2}
+TRAIN_BATCH=${TRAIN_BATCH:-2}
+FMNIST_BATCH=${FMNIST_BATCH:-16}
+INFER_BATCH=${INFER_BATCH:-8}
+VITB_BATCH=${VITB_BATCH:-4}
+ITERS=${ITERS:-2}
+TRAIN_ITERS=${TRAIN_ITERS:-1}
+DINO=${DINO:-$root/build/dino}
+PY=$(tools/venv.sh)
+out=$(mktemp -d /tmp/dino_bench.XXXXXX)
+export OMP_NUM_THREADS=$THREADS
+
+echo "== dino.c vs PyTorch: train ViT-S/16 batch $TRAIN_BATCH (2x224+8x96), fmnist preset batch $FMNIST_BATCH, inference ViT-S/16 batch $INFER_BATCH and ViT-B/16 batch $VITB_BATCH at 224"
+echo "== dino.c vs PyTorch, $(date -u '+%Y-%m-%d %H:%M UTC'), threads $THREADS, $REPS rounds, results in $out"
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "torch: $("$PY" -c 'import torch, timm; print(torch.__version__, "timm", timm.__version__)')"
+echo "openblas: $(ls /usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas*.so.* 2>/dev/null | head -1 | xargs -r basename)"
+
+# name, our command, PyTorch's command
+run_pair() {
+  local name=$1 ours=$2 theirs=$3
+  for r in $(seq 1 "$REPS"); do
+    echo "-- $name round $r: ours"; eval "$ours" >"$out/$name.ours.$r" 2>&1 || { cat "$out/$name.ours.$r"; exit 1; }
+    grep -E "median|peak RSS" "$out/$name.ours.$r" | sed 's/^/   /'
+    echo "-- $name round $r: pytorch"; eval "$theirs" >"$out/$name.torch.$r" 2>&1 || { cat "$out/$name.torch.$r"; exit 1; }
+    grep -E "median|peak RSS" "$out/$name.torch.$r" | sed 's/^/   /'
+  done
+}
+
+fmnist_flags=$("$DINO" bench train --preset fmnist --print_config 1 | sed "s/--batch [0-9]*/--batch $FMNIST_BATCH/")
+vits_flags=$("$DINO" bench train --batch "$TRAIN_BATCH" --print_config 1)
+
+run_pair train_vits16 \
+  "'$DINO' --threads $THREADS bench train --batch $TRAIN_BATCH --iters $TRAIN_ITERS" \
+  "'$PY' bench/bench_train.py --threads $THREADS --iters $TRAIN_ITERS $vits_flags"
+run_pair train_fmnist \
+  "'$DINO' --threads $THREADS bench train --preset fmnist --batch $FMNIST_BATCH --iters $TRAIN_ITERS" \
+  "'$PY' bench/bench_train.py --threads $THREADS --iters $TRAIN_ITERS $fmnist_flags"
+run_pair infer_vits16 \
+  "'$DINO' --threads $THREADS bench forward --arch vit_small --batch $INFER_BATCH --size 224 --iters $((ITERS + 1))" \
+  "'$PY' bench/bench_forward.py --arch vit_small_patch16_224 --threads $THREADS --batch $INFER_BATCH --size 224 --iters $((ITERS + 1))"
+run_pair infer_vitb16 \
+  "'$DINO' --threads $THREADS bench forward --arch vit_base --batch $VITB_BATCH --size 224 --iters $ITERS" \
+  "'$PY' bench/bench_forward.py --arch vit_base_patch16_224 --threads $THREADS --batch $VITB_BATCH --size 224 --iters $ITERS"
+
+if [ "${SKIP_DATA:-0}" != 1 ]; then
+  echo "-- data pipeline (bench/bench_data.py: dino augment --bench vs torchvision DataLoader, 2 workers)"
+  "$PY" bench/bench_data.py --n 32 --epochs 2 --batch 16 --dino "$DINO" >"$out/data" 2>&1 || { cat "$out/data"; exit 1; }
+  sed 's/^/   /' "$out/data"
+fi
+
+# median of the numbers a sed expression extracts from a set of files
+med() {
+  local expr=$1; shift
+  sed -n "$expr" "$@" | sort -g | awk '{v[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'
+}
+sg='s/^sgemm .*: \([0-9.]*\) GFLOP\/s/\1/p'
+sgemm=$(med "$sg" "$out"/*.ours.*)
+# median over the rounds of 100 * (GFLOP/s of side in round r) / (sgemm of our run in round r)
+pct() {
+  local name=$1 side=$2 gf=$3
+  for r in $(seq 1 "$REPS"); do
+    awk -v g="$(sed -n "$gf" "$out/$name.$side.$r")" -v s="$(sed -n "$sg" "$out/$name.ours.$r")" 'BEGIN { print 100 * g / s }'
+  done | sort -g | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'
+}
+echo
+echo "sgemm 1024^3 measured in our runs: median $sgemm GFLOP/s, range $(sed -n "$sg" "$out"/*.ours.* | sort -g | sed -n '1p;$p' | tr '\n' ' ')GFLOP/s; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "| benchmark | dino.c img/s | PyTorch img/s | speed-up | dino.c GFLOP/s (% of sgemm) | PyTorch GFLOP/s (% of sgemm) | peak RSS dino.c | peak RSS PyTorch | RSS ratio |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for name in train_vits16 train_fmnist infer_vits16 infer_vitb16; do
+  if [[ $name == train_* ]]; then ips='s/^images\/s: \([0-9.]*\).*/\1/p'; gf='s/^GFLOP\/s: \([0-9.]*\) (median).*/\1/p'
+  else ips='s/^median: .* s per batch, \([0-9.]*\) images\/s.*/\1/p'; gf='s/^median: .* images\/s, \([0-9.]*\) GFLOP\/s/\1/p'; fi
+  oi=$(med "$ips" "$out/$name".ours.*); ti=$(med "$ips" "$out/$name".torch.*)
+  og=$(med "$gf" "$out/$name".ours.*); tg=$(med "$gf" "$out/$name".torch.*)
+  orss=$(med 's/^peak RSS: \([0-9.]*\) MiB/\1/p' "$out/$name".ours.*)
+  trss=$(med 's/^peak RSS: \([0-9.]*\) MiB/\1/p' "$out/$name".torch.*)
+  op=$(pct "$name" ours "$gf"); tp=$(pct "$name" torch "$gf")
+  awk -v n="$name" -v oi="$oi" -v ti="$ti" -v og="$og" -v tg="$tg" -v op="$op" -v tp="$tp" -v orss="$orss" -v trss="$trss" \
+    'BEGIN { printf "| %s | %.3g | %.3g | %.2fx | %.1f (%.0f%%) | %.1f (%.0f%%) | %.0f MiB | %.0f MiB | %.2f |\n",
+             n, oi, ti, oi / ti, og, op, tg, tp, orss, trss, orss / trss }'
+done
+if [ -f "$out/data" ]; then
+  d=$(sed -n 's/^dino.c loader: \([0-9.]*\) images\/s .*/\1/p' "$out/data")
+  r=$(sed -n 's/.*-> \([0-9.]*\)x torchvision.*/\1/p' "$out/data")
+  c=$(sed -n 's/.*-> \([0-9.]*\)x less CPU.*/\1/p' "$out/data")
+  echo "| data pipeline (2x224+8x96 crops, 2 workers) | $d | $(awk -v d="$d" -v r="$r" 'BEGIN{printf "%.1f", d / r}') | ${r}x (CPU time: ${c}x less) | | | | | |"
+fi
