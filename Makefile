@@ -26,11 +26,20 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 PLPLOT_CFLAGS := $(shell pkg-config --cflags plplot 2>/dev/null)
 PLPLOT_LIBS   := $(shell pkg-config --libs plplot 2>/dev/null)
 
+# MPI for data-parallel training (docs/DISTRIBUTED.md): on when mpicc is
+# found, off with MPI=0 (then use another BUILD folder). The flags come from
+# mpicc itself (what `mpicc` would add), so any $(CC) still works.
+MPI ?= $(if $(shell command -v mpicc 2>/dev/null),1,0)
+ifeq ($(MPI),1)
+  MPI_CFLAGS := -DDINO_MPI $(shell mpicc --showme:compile 2>/dev/null)
+  MPI_LIBS   := $(shell mpicc --showme:link 2>/dev/null)
+endif
+
 WARN   := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes
 DEFS   := -D_GNU_SOURCE
-INCS   := -Isrc $(if $(BLAS_INC),-I$(BLAS_INC)) $(PKG_CFLAGS) $(PLPLOT_CFLAGS)
+INCS   := -Isrc $(if $(BLAS_INC),-I$(BLAS_INC)) $(PKG_CFLAGS) $(PLPLOT_CFLAGS) $(MPI_CFLAGS)
 ALL_CFLAGS := -std=c11 $(OPT) $(NATIVE) -fopenmp -g $(WARN) $(DEFS) $(INCS) $(CFLAGS)
-LIBS   := $(BLAS_LIBS) $(PKG_LIBS) $(PLPLOT_LIBS) -ljpeg -lm -fopenmp $(LDFLAGS)
+LIBS   := $(BLAS_LIBS) $(PKG_LIBS) $(PLPLOT_LIBS) $(MPI_LIBS) -ljpeg -lm -fopenmp $(LDFLAGS)
 
 # Files whose arithmetic must match Pillow bit for bit: no FMA contraction.
 EXACT_SRCS := $(wildcard src/image/*.c)
@@ -98,6 +107,7 @@ config:
 	@echo "openblas: $(if $(BLAS_DIR),$(BLAS_DIR) (OpenMP build),system default)"
 	@echo "packages: $(if $(PKG_LIBS),$(PKG_LIBS),MISSING: run scripts/setup.sh)"
 	@echo "plplot:   $(if $(PLPLOT_LIBS),$(PLPLOT_LIBS),missing)"
+	@echo "mpi:      $(if $(filter 1,$(MPI)),$(MPI_LIBS) (data-parallel training),off (single process))"
 
 clean:
 	rm -rf $(BUILD)
