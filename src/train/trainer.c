@@ -87,7 +87,13 @@ void train_config_preset_fmnist(TrainConfig *c) {
     c->head_hidden_dim = 512;
     c->head_bottleneck_dim = 128;
     c->global_crop_size = 28;
-    c->local_crop_size = 16;
+    // Crop sizes and blur radii keep the reference's proportions to the image:
+    // 96/224 of 28 px is 12 px, and (0.1, 2.0) px of blur at 224 px is
+    // (0.0125, 0.25) px at 28 px (the reference's radius blurs a 28-px image
+    // away).
+    c->local_crop_size = 12;
+    c->blur_sigma[0] = 0.0125;
+    c->blur_sigma[1] = 0.25;
     c->local_crops_number = 4;
     c->global_crops_scale[0] = 0.4f;
     c->global_crops_scale[1] = 1.0f;
@@ -96,7 +102,7 @@ void train_config_preset_fmnist(TrainConfig *c) {
     c->batch_size_per_gpu = 128;
     c->epochs = 20;
     c->warmup_epochs = 2;
-    c->lr = 0.001;
+    c->lr = 0.0005;
     c->momentum_teacher = 0.996;
     c->warmup_teacher_temp = 0.04;
     c->teacher_temp = 0.06;
