@@ -26,13 +26,22 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 PLPLOT_CFLAGS := $(shell pkg-config --cflags plplot 2>/dev/null)
 PLPLOT_LIBS   := $(shell pkg-config --libs plplot 2>/dev/null)
 
+# MPI for data-parallel training (docs/DISTRIBUTED.md): on when mpicc is
+# found, off with MPI=0 (then use another BUILD folder). The flags come from
+# mpicc itself (what `mpicc` would add), so any $(CC) still works.
+MPI ?= $(if $(shell command -v mpicc 2>/dev/null),1,0)
+ifeq ($(MPI),1)
+  MPI_CFLAGS := -DDINO_MPI $(shell mpicc --showme:compile 2>/dev/null)
+  MPI_LIBS   := $(shell mpicc --showme:link 2>/dev/null)
+endif
+
 WARN   := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes
 DEFS   := -D_GNU_SOURCE
-INCS   := -Isrc $(if $(BLAS_INC),-I$(BLAS_INC)) $(PKG_CFLAGS) $(PLPLOT_CFLAGS)
+INCS   := -Isrc $(if $(BLAS_INC),-I$(BLAS_INC)) $(PKG_CFLAGS) $(PLPLOT_CFLAGS) $(MPI_CFLAGS)
 # -fno-math-errno: sqrtf and friends need not set errno, so loops that call them
 # (AdamW's update) vectorise; every value stays the same (IEEE sqrt is exact).
 ALL_CFLAGS := -std=c11 $(OPT) $(NATIVE) -fno-math-errno -fopenmp -g $(WARN) $(DEFS) $(INCS) $(CFLAGS)
-LIBS   := $(BLAS_LIBS) $(PKG_LIBS) $(PLPLOT_LIBS) -ljpeg -lm -fopenmp $(LDFLAGS)
+LIBS   := $(BLAS_LIBS) $(PKG_LIBS) $(PLPLOT_LIBS) $(MPI_LIBS) -ljpeg -lm -fopenmp $(LDFLAGS)
 
 # Files whose arithmetic must match Pillow bit for bit: no FMA contraction.
 EXACT_SRCS := $(wildcard src/image/*.c)
@@ -82,7 +91,7 @@ setup:
 # The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer, in its own build folder.
 asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" LDFLAGS="-fsanitize=address,undefined" all
-	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 scripts/run_tests.sh build-asan
+	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp:print_suppressions=0 scripts/run_tests.sh build-asan
 
 # libFuzzer targets, one per reader of untrusted input (fuzz/fuzz_*.c): built
 # with clang under ASan+UBSan into build-fuzz/ and run FUZZ_SECONDS each by
@@ -104,6 +113,7 @@ config:
 	@echo "openblas: $(if $(BLAS_DIR),$(BLAS_DIR) (OpenMP build),system default)"
 	@echo "packages: $(if $(PKG_LIBS),$(PKG_LIBS),MISSING: run scripts/setup.sh)"
 	@echo "plplot:   $(if $(PLPLOT_LIBS),$(PLPLOT_LIBS),missing)"
+	@echo "mpi:      $(if $(filter 1,$(MPI)),$(MPI_LIBS) (data-parallel training),off (single process))"
 
 clean:
 	rm -rf $(BUILD)

@@ -357,10 +357,13 @@ FUZZ_FN int fuzz_entry_safetensors(const uint8_t *d, size_t n) {
     return 1;
 }
 
-// Walks an unpickled tree (bounded depth: the harness must not overflow its
-// own stack) and renders it as `dino info` does.
-FUZZ_FN void fuzz_pickle_walk(const PickleValue *v, int depth, PthFile *pf) {
-    if (!v || depth > 200) return;
+// Walks an unpickled tree and reads its tensors. The memo lets a pickle
+// share one value many times, so the tree is a DAG that can expand
+// exponentially: the walk is bounded in depth and in visits (the readers
+// themselves never walk a whole tree; pickle_repr stops at depth 6 and at
+// its buffer's end).
+FUZZ_FN void fuzz_pickle_walk(const PickleValue *v, int depth, PthFile *pf, long *budget) {
+    if (!v || depth > 200 || --*budget < 0) return;
     if (v->s) fuzz_touch(v->s, v->len);
     if (v->type == PV_TENSOR) {
         FUZZ_REQUIRE(v->ndim >= 0 && v->ndim <= 8 && v->storage, "tensor without storage");
@@ -372,15 +375,16 @@ FUZZ_FN void fuzz_pickle_walk(const PickleValue *v, int depth, PthFile *pf) {
                 if (pth_tensor_read_f32(pf, v, out, err, sizeof err) == 0) fuzz_touch(out, numel * 4);
                 else fuzz_check_err(err);
                 free(out);
+                *budget -= (long)(numel / 256);  // shared tensors are read once per visit
             }
         }
     }
     // items holds n values; a dict's are key, value, key, value (n = 2·pairs).
     if (v->type == PV_TUPLE || v->type == PV_LIST || v->type == PV_DICT) {
         FUZZ_REQUIRE(v->type != PV_DICT || v->n % 2 == 0, "a dict with %zu items", v->n);
-        for (size_t i = 0; i < v->n; i++) fuzz_pickle_walk(v->items[i], depth + 1, pf);
+        for (size_t i = 0; i < v->n; i++) fuzz_pickle_walk(v->items[i], depth + 1, pf, budget);
     }
-    if (v->state) fuzz_pickle_walk(v->state, depth + 1, pf);
+    if (v->state) fuzz_pickle_walk(v->state, depth + 1, pf, budget);
 }
 
 // The pickle machine alone (data.pkl of a .pth), fed the raw bytes.
@@ -393,7 +397,8 @@ FUZZ_FN int fuzz_entry_pickle(const uint8_t *d, size_t n) {
     }
     const PickleValue *root = pickle_root(doc);
     FUZZ_REQUIRE(root != NULL, "a parsed pickle without a root");
-    fuzz_pickle_walk(root, 0, NULL);
+    long budget = 100000;
+    fuzz_pickle_walk(root, 0, NULL, &budget);
     char repr[256];
     pickle_repr(root, repr, sizeof repr);
     FUZZ_REQUIRE(memchr(repr, 0, sizeof repr) != NULL, "unterminated repr");
@@ -413,7 +418,8 @@ FUZZ_FN int fuzz_entry_pth(const uint8_t *d, size_t n) {
         fuzz_check_err(err);
         return 0;
     }
-    fuzz_pickle_walk(pth_root(f), 0, f);
+    long budget = 100000;
+    fuzz_pickle_walk(pth_root(f), 0, f, &budget);
     pth_release_storages(f);
     pth_close(f);
     return 1;

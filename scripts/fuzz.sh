@@ -12,7 +12,16 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 SECS=${FUZZ_SECONDS:-60}
 B=build-fuzz
-command -v clang >/dev/null || { echo "fuzz: needs clang (apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
+# clang with its libFuzzer runtime (Debian: clang, libclang-rt-14-dev); the
+# normal build and `make test` do not need them, so only this script installs them.
+can_fuzz() { echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }' |
+  clang -fsanitize=fuzzer,address -x c - -o /dev/null >/dev/null 2>&1; }
+if ! can_fuzz; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  echo "fuzz: installing clang and its libFuzzer runtime"
+  $SUDO apt-get install -y -qq --no-install-recommends clang libclang-rt-14-dev >/dev/null || true
+  can_fuzz || { echo "fuzz: needs clang with libFuzzer (apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
+fi
 
 targets=()
 if [ -n "${FUZZ_TARGETS:-}" ]; then
@@ -50,6 +59,8 @@ max_len() {
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# Font caches of PLplot's cairo driver live until exit (scripts/lsan.supp).
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/scripts/lsan.supp:print_suppressions=0}
 failed=()
 printf "%-12s %10s %8s %8s %8s %s\n" target execs exec/s seconds corpus crashes > $B/summary.txt
 for t in "${targets[@]}"; do

@@ -13,6 +13,7 @@ PACKAGES=(
   libcjson-dev             # safetensors JSON headers
   libplplot-dev plplot-driver-cairo  # `dino plot`
   dataset-fashion-mnist    # the default dataset of the demo
+  libopenmpi-dev openmpi-bin  # `mpirun dino train`: data-parallel training (docs/DISTRIBUTED.md)
 )
 
 missing=()

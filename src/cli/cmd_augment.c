@@ -60,7 +60,15 @@ int cmd_augment(int argc, char **argv) {
         dino_die("dino augment: crop scales need two numbers lo hi with 0 < lo <= hi");
     if (global_size < 1 || local_size < 1 || n_local < 0 || n_local > 64)
         dino_die("dino augment: crop sizes must be positive and --local_crops_number in 0..64");
-    AugmentConfig cfg = {global_size, local_size, n_local, {gscale.v[0], gscale.v[1]}, {lscale.v[0], lscale.v[1]}};
+    AugmentConfig cfg;
+    augment_config_default(&cfg);
+    cfg.global_size = global_size;
+    cfg.local_size = local_size;
+    cfg.n_local = n_local;
+    cfg.global_scale[0] = gscale.v[0];
+    cfg.global_scale[1] = gscale.v[1];
+    cfg.local_scale[0] = lscale.v[0];
+    cfg.local_scale[1] = lscale.v[1];
 
     if (bench > 0) {
         char err[1024];

@@ -58,6 +58,8 @@ int cmd_train(int argc, char **argv) {
                *lr = s_lr, *minlr = s_minlr;
     FloatList gscale = {2, {c.global_crops_scale[0], c.global_crops_scale[1]}};
     FloatList lscale = {2, {c.local_crops_scale[0], c.local_crops_scale[1]}};
+    FloatList blur = {2, {(float)c.blur_sigma[0], (float)c.blur_sigma[1]}};
+    float solarize = (float)c.solarization_prob;
     int use_fp16 = 2, use_bn_in_head = 0, stop_after = 0;  // 2: left at the default (true)
     const char *dist_url = "env://", *preset_flag = preset ? preset : "";
     int local_rank = 0;
@@ -96,6 +98,8 @@ int cmd_train(int argc, char **argv) {
         {"local_crops_number", ARG_INT, &c.local_crops_number, "local crops per image"},
         {"local_crops_scale", ARG_FLOAT_LIST, &lscale, "RandomResizedCrop scale range of the local crops"},
         {"global_crop_size", ARG_INT, &c.global_crop_size, "global crop size in pixels"},
+        {"blur_sigma", ARG_FLOAT_LIST, &blur, "Gaussian blur radius range (the reference's 0.1 2 suits 224-px crops)"},
+        {"solarization_prob", ARG_FLOAT, &solarize, "solarization probability of the second global crop"},
         {"local_crop_size", ARG_INT, &c.local_crop_size, "local crop size in pixels"},
         {"data_path", ARG_STRING, &c.data_path, "image folder, IDX or CIFAR files"},
         {"output_dir", ARG_STRING, &c.output_dir, "where checkpoints and log.txt go (and resume from)"},
@@ -107,6 +111,7 @@ int cmd_train(int argc, char **argv) {
         {"stop_after_steps", ARG_INT, &stop_after, "write a checkpoint and stop at this global iteration (0: run to the end)"},
         {"eval_knn_every", ARG_INT, &c.eval_knn_every, "k-NN evaluation every N epochs (0: off)"},
         {"quiet", ARG_BOOL, &c.quiet, "no progress lines"},
+        {"dist", ARG_BOOL, &c.dist_report, "report every rank (host, pid, threads) at start-up; run under mpirun for data parallelism (docs/DISTRIBUTED.md)"},
         {"dist_url", ARG_STRING, &dist_url, "accepted for compatibility; single process"},
         {"local_rank", ARG_INT, &local_rank, "accepted for compatibility; single process"},
         {NULL, 0, NULL, NULL},
@@ -124,6 +129,15 @@ int cmd_train(int argc, char **argv) {
     c.stop_after_steps = stop_after;
     parse_scale("global_crops_scale", &gscale, c.global_crops_scale);
     parse_scale("local_crops_scale", &lscale, c.local_crops_scale);
+    if (blur.n != 2 || !(blur.v[0] >= 0 && blur.v[0] <= blur.v[1]))
+        dino_die("--blur_sigma expects two numbers 0 <= min <= max");
+    // Kept exact when left at the default, so the draws equal the reference's formula.
+    if (blur.v[0] != (float)c.blur_sigma[0] || blur.v[1] != (float)c.blur_sigma[1]) {
+        c.blur_sigma[0] = blur.v[0];
+        c.blur_sigma[1] = blur.v[1];
+    }
+    if (!(solarize >= 0 && solarize <= 1)) dino_die("--solarization_prob expects a probability in [0, 1]");
+    if (solarize != (float)c.solarization_prob) c.solarization_prob = solarize;
     if (use_bn_in_head) dino_die("--use_bn_in_head true is not supported (BatchNorm in the head is not implemented)");
     if (use_fp16 == 1) dino_info("--use_fp16 is ignored: training runs in float32 on the CPU");
     if (!(c.teacher_temp > 0 && c.warmup_teacher_temp > 0)) dino_die("--teacher_temp and --warmup_teacher_temp must be positive");

@@ -20,6 +20,9 @@ void augment_config_default(AugmentConfig *cfg) {
     cfg->global_scale[1] = 1.0f;
     cfg->local_scale[0] = 0.05f;
     cfg->local_scale[1] = 0.4f;
+    cfg->blur_sigma[0] = 0.1;
+    cfg->blur_sigma[1] = 2.0;
+    cfg->solarize_p = 0.2;
 }
 
 int augment_num_crops(const AugmentConfig *cfg) { return 2 + cfg->n_local; }
@@ -102,8 +105,10 @@ void augment_draw(const AugmentConfig *cfg, int crop, int W, int H, Rng *r, Crop
     double blur_p = crop == 0 ? 1.0 : crop == 1 ? 0.1 : 0.5;
     // DINO's GaussianBlur: random.random() <= p, then uniform(0.1, 2.0).
     p->blur = rng_uniform_double(r) <= blur_p;
-    if (p->blur) p->sigma = (float)(0.1 + (2.0 - 0.1) * rng_uniform_double(r));
-    if (crop == 1) p->solarize = rng_uniform_double(r) < 0.2;
+    double s0 = cfg->blur_sigma[0], s1 = cfg->blur_sigma[1];
+    if (p->blur) p->sigma = (float)(s0 + (s1 - s0) * rng_uniform_double(r));
+    if (p->blur && p->sigma <= 0) p->blur = 0;
+    if (crop == 1) p->solarize = rng_uniform_double(r) < cfg->solarize_p;
 }
 
 void augment_params_for(const AugmentConfig *cfg, uint64_t seed, int epoch, int64_t index,

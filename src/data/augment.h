@@ -18,6 +18,10 @@ typedef struct {
     int n_local;             // local_crops_number, 8
     float global_scale[2];   // (0.4, 1.0)
     float local_scale[2];    // (0.05, 0.4)
+    // Gaussian blur radius range. The reference's (0.1, 2.0) is meant for
+    // 224-px crops; small images want it scaled with the crop size.
+    double blur_sigma[2];    // (0.1, 2.0)
+    double solarize_p;       // probability on global crop 2: 0.2
 } AugmentConfig;
 
 void augment_config_default(AugmentConfig *cfg);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common.h"
 
@@ -330,6 +331,14 @@ static uint8_t *read_raw(const char *path, NpyInfo *info, int *fortran, DtypeInf
     snprintf(info->descr, sizeof info->descr, "%s", h.descr);
     *fortran = h.fortran;
     size_t nbytes = info->numel * (size_t)dt->size;
+    // The data must be in the file before memory is allocated for it: a
+    // 100-byte file declaring 10^12 elements ended in an out-of-memory exit
+    // (found by fuzz_npy).
+    struct stat st;
+    long pos = ftell(f);
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && pos >= 0 && (off_t)pos <= st.st_size &&
+        (uint64_t)(st.st_size - (off_t)pos) < (uint64_t)nbytes)
+        goto truncated;
     raw = mallocCheck(nbytes ? nbytes : 1);
     if (nbytes && fread(raw, 1, nbytes, f) != nbytes) {
         free(raw);

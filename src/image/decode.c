@@ -185,9 +185,11 @@ static int decode_png(const uint8_t *buf, size_t len, Image *out, const char *na
                       size_t errlen) {
     // The pixel limit straight from the IHDR bytes, before libpng reads on.
     if (len >= 24 && !memcmp(buf + 12, "IHDR", 4)) {
-        long long w = be32(buf + 16), h = be32(buf + 20);
-        if (w * h > IMAGE_MAX_PIXELS)
-            return fail(err, errlen, "%s: PNG is %lldx%lld pixels, above the limit of %lld", name, w,
+        // Unsigned: two 32-bit sides always fit, where long long overflowed
+        // (signed overflow, found by fuzz_image).
+        unsigned long long w = be32(buf + 16), h = be32(buf + 20);
+        if (w * h > (unsigned long long)IMAGE_MAX_PIXELS)
+            return fail(err, errlen, "%s: PNG is %llux%llu pixels, above the limit of %lld", name, w,
                         h, (long long)IMAGE_MAX_PIXELS);
     }
     PngSrc src = {buf, len, 0, {0}};

@@ -4,6 +4,12 @@
 // result does not depend on the thread count.
 #include "train/loss.h"
 
+// Lets GCC if-convert (and so vectorise) the float selects in vexpf and the
+// gradient loop; it changes no result (no reassociation, no fast-math).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +47,30 @@ double dino_teacher_temp(const DinoLoss *L, int epoch) {
     double step = delta / div;
     if (step == 0.0) return ((double)epoch / div) * delta + L->warmup_teacher_temp;
     return (double)epoch * step + L->warmup_teacher_temp;
+}
+
+// exp(x) for float x, vectorisable (no libm call): Cody–Waite reduction by
+// ln 2 and a degree-6 polynomial (the Cephes coefficients): under 1 ulp from
+// the exact exp over [-87, 0], the range softmax uses (sampled every 256th
+// float); 0 below -87.
+static inline float vexpf(float x) {
+    float xc = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    float k = floorf(xc * 1.44269504088896341f + 0.5f);
+    float r = xc - k * 0.693359375f;
+    r = r - k * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float y = p * r * r + r + 1.0f;
+    union {
+        float f;
+        int32_t i;
+    } u;
+    u.i = ((int32_t)k + 127) << 23;
+    return x < -87.0f ? 0.0f : y * u.f;
 }
 
 // Σ −p·log p in double, skipping zeros.
@@ -110,22 +140,29 @@ LossStats dino_loss_forward_backward(DinoLoss *L, float *dstudent, const float *
         const float *s = student + (size_t)r * K;
         float *lr = lp + (size_t)r * K;
         const int v = r / B, b = r % B;
+        // `omp simd` reductions let the compiler vectorise (reassociate) the
+        // sums; they stay in double and per row, so the thread count does not
+        // change them.
         float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
         for (int k = 0; k < K; k++) {
             float x = s[k] / stemp;
             lr[k] = x;
-            if (x > mx) mx = x;
+            mx = x > mx ? x : mx;
         }
         double se = 0.0;
-        for (int k = 0; k < K; k++) se += exp((double)(lr[k] - mx));
+#pragma omp simd reduction(+ : se)
+        for (int k = 0; k < K; k++) se += (double)vexpf(lr[k] - mx);
         float lse = (float)log(se);
+#pragma omp simd
         for (int k = 0; k < K; k++) lr[k] = (lr[k] - mx) - lse;
         for (int iq = 0; iq < 2; iq++) {
             if (iq == v) continue;
             const float *qr = q + ((size_t)iq * B + b) * K;
             double d = 0.0;
-            for (int k = 0; k < K; k++) d -= (double)qr[k] * (double)lr[k];
-            rowloss[(size_t)r * 2 + iq] = d;
+#pragma omp simd reduction(+ : d)
+            for (int k = 0; k < K; k++) d += (double)qr[k] * (double)lr[k];
+            rowloss[(size_t)r * 2 + iq] = -d;
         }
         if (!dstudent) continue;
         // d/dlogits of −Σ q·log_softmax(x) is softmax(x)·Σq − q, summed over the
@@ -134,12 +171,16 @@ LossStats dino_loss_forward_backward(DinoLoss *L, float *dstudent, const float *
         const float *q1 = (v != 1) ? q + ((size_t)B + b) * K : NULL;
         double sq = (q0 ? qsum[b] : 0.0) + (q1 ? qsum[B + b] : 0.0);
         float c = (float)(gscale / (double)stemp);
-        for (int k = 0; k < K; k++) {
-            double p = exp((double)lr[k]);
-            double g = p * sq;
-            if (q0) g -= q0[k];
-            if (q1) g -= q1[k];
-            lr[k] = (float)(g * c);
+        // softmax from the log-softmax just computed; float arithmetic here
+        // is well within the gradient's float32 precision.
+        const float sqf = (float)sq;
+        if (q0 && q1) {
+#pragma omp simd
+            for (int k = 0; k < K; k++) lr[k] = ((vexpf(lr[k]) * sqf - q0[k]) - q1[k]) * c;
+        } else {
+            const float *qq = q0 ? q0 : q1;
+#pragma omp simd
+            for (int k = 0; k < K; k++) lr[k] = (vexpf(lr[k]) * sqf - qq[k]) * c;
         }
     }
 
@@ -159,12 +200,21 @@ LossStats dino_loss_forward_backward(DinoLoss *L, float *dstudent, const float *
     for (int r = 0; r < TR; r++) hm += tent[r];
     st.teacher_entropy = hm / TR;
     double *hk = mallocCheck((size_t)K * sizeof(double));
+    // Column sums over the rows, in blocks of columns so each thread streams
+    // its rows in order (and the sums do not depend on the thread count).
+    const int CB = 512;
 #pragma omp parallel for schedule(static)
-    for (int k = 0; k < K; k++) {
-        double m = 0.0;
-        for (int r = 0; r < TR; r++) m += q[(size_t)r * K + k];
-        m /= TR;
-        hk[k] = m > 0.0 ? -m * log(m) : 0.0;
+    for (int k0 = 0; k0 < K; k0 += CB) {
+        int k1 = k0 + CB < K ? k0 + CB : K;
+        for (int k = k0; k < k1; k++) hk[k] = 0.0;
+        for (int r = 0; r < TR; r++) {
+            const float *qr = q + (size_t)r * K;
+            for (int k = k0; k < k1; k++) hk[k] += qr[k];
+        }
+        for (int k = k0; k < k1; k++) {
+            double m = hk[k] / TR;
+            hk[k] = m > 0.0 ? -m * log(m) : 0.0;
+        }
     }
     double hbar = 0.0;
     for (int k = 0; k < K; k++) hbar += hk[k];
@@ -179,11 +229,17 @@ LossStats dino_loss_forward_backward(DinoLoss *L, float *dstudent, const float *
 }
 
 void dino_center_batch_sum(float *sum, const float *teacher, int rows, int K) {
+    const int CB = 512;  // column blocks, rows streamed in order (see above)
 #pragma omp parallel for schedule(static)
-    for (int k = 0; k < K; k++) {
-        double s = 0.0;
-        for (int r = 0; r < rows; r++) s += teacher[(size_t)r * K + k];
-        sum[k] = (float)s;
+    for (int k0 = 0; k0 < K; k0 += CB) {
+        int k1 = k0 + CB < K ? k0 + CB : K;
+        double s[512];
+        for (int k = k0; k < k1; k++) s[k - k0] = 0.0;
+        for (int r = 0; r < rows; r++) {
+            const float *tr = teacher + (size_t)r * K;
+            for (int k = k0; k < k1; k++) s[k - k0] += tr[k];
+        }
+        for (int k = k0; k < k1; k++) sum[k] = (float)s[k - k0];
     }
 }
 

@@ -22,7 +22,10 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "io/checkpoint.h"
+#include "io/model_io.h"
 #include "rng.h"
+#include "train/dist.h"
+#include "train/dist_train.h"
 
 // ---------------------------------------------------------------- configuration
 
@@ -57,6 +60,9 @@ void train_config_default(TrainConfig *c) {
     c->local_crops_scale[0] = 0.05f;
     c->local_crops_scale[1] = 0.4f;
     c->global_crop_size = 224;
+    c->blur_sigma[0] = 0.1;
+    c->blur_sigma[1] = 2.0;
+    c->solarization_prob = 0.2;
     c->local_crop_size = 96;
     c->data_path = "/path/to/imagenet/train/";
     c->output_dir = ".";
@@ -68,32 +74,35 @@ void train_config_default(TrainConfig *c) {
 }
 
 void train_config_preset_fmnist(TrainConfig *c) {
+    // Sized for a few CPU cores (about 1 GFLOP per image and iteration); the
+    // flags scale it up (--embed_dim, --depth, --local_crops_number, ...).
     c->data_path = "/usr/share/datasets/fashion-mnist";
     c->arch = "vit_tiny";
     c->patch_size = 4;
     c->img_size = 28;
-    c->embed_dim = 192;
-    c->depth = 6;
-    c->num_heads = 3;
+    c->embed_dim = 128;
+    c->depth = 4;
+    c->num_heads = 4;
     c->out_dim = 4096;
-    c->head_hidden_dim = 1024;
+    c->head_hidden_dim = 512;
     c->head_bottleneck_dim = 128;
     c->global_crop_size = 28;
     c->local_crop_size = 16;
-    c->local_crops_number = 6;
+    c->local_crops_number = 4;
     c->global_crops_scale[0] = 0.4f;
+    c->global_crops_scale[1] = 1.0f;
     c->local_crops_scale[0] = 0.1f;
     c->local_crops_scale[1] = 0.4f;
     c->batch_size_per_gpu = 128;
-    c->epochs = 30;
-    c->warmup_epochs = 3;
+    c->epochs = 20;
+    c->warmup_epochs = 2;
     c->lr = 0.001;
     c->momentum_teacher = 0.996;
     c->warmup_teacher_temp = 0.04;
     c->teacher_temp = 0.06;
     c->warmup_teacher_temp_epochs = 5;
     c->drop_path_rate = 0.05f;
-    c->saveckp_freq = 10;
+    c->saveckp_freq = 5;
 }
 
 int train_config_model(const TrainConfig *c, ViTConfig *vit, HeadConfig *head, char *err,
@@ -275,12 +284,13 @@ int trainer_step(Trainer *t, const Batch *b, StepStats *st) {
     float *drop[BATCH_MAX_GROUPS] = {0};
     if (c->drop_path_rate > 0)
         for (int g = 0; g < b->n_groups; g++) {
-            trainer_drop_scales(c, &t->model.vit, it, g, b->groups[g].n_crops * B, t->drop[g]);
+            dist_drop_scales(c, &t->model.vit, it, g, b->groups[g].n_crops, B, t->drop[g]);
             drop[g] = t->drop[g];
         }
     const float *sl = multicrop_forward(&t->model, t->student, t->sacts, b,
                                         c->drop_path_rate > 0 ? drop : NULL);
     LossStats ls = dino_loss_forward_backward(&t->loss, t->dlogits, sl, tl, B, t->epoch);
+    dist_reduce_loss_stats(&ls);  // every rank sees the global loss and stops together
     st->loss = ls.loss;
     st->teacher_temp = ls.teacher_temp;
     st->teacher_entropy = ls.teacher_entropy;
@@ -288,9 +298,11 @@ int trainer_step(Trainer *t, const Batch *b, StepStats *st) {
     if (!isfinite(ls.loss) || !isfinite((float)ls.loss)) return -1;
     // The centre's batch statistic (a distributed run all-reduces this sum).
     dino_center_batch_sum(t->center_sum, tl, 2 * B, K);
+    dist_allreduce_f32(t->center_sum, (size_t)K, DIST_SUM);  // divided by 2B·world below
 
     memset(t->grads, 0, t->model.table.total * sizeof(float));
     multicrop_backward(&t->model, t->student, t->grads, t->sacts, t->dlogits);
+    dist_allreduce_f32(t->grads, t->model.table.total, DIST_AVG);  // before clipping, as DDP
 
     // cancel_gradients_last_layer: while epoch < freeze_last_layer the last
     // layer has no gradient, so the optimizer leaves it completely alone.
@@ -320,7 +332,7 @@ void trainer_advance(Trainer *t, const StepStats *st) {
 typedef struct {
     char key[48];
     char value[256];
-    int structural;  // differs => refuse to resume
+    int structural;  // 1: differs => refuse to resume; 2: recorded only (see global_batch)
 } CfgItem;
 
 #define MAX_ITEMS 64
@@ -344,8 +356,12 @@ static int config_items(const Trainer *t, CfgItem *it) {
     ITEM("head_nlayers", 1, "%d", h->nlayers);
     ITEM("norm_last_layer", 1, "%d", h->norm_last_layer);
     ITEM("optimizer", 1, "%s", c->optimizer);
-    ITEM("batch_size_per_gpu", 1, "%d", c->batch_size_per_gpu);
-    ITEM("world_size", 1, "%d", c->world_size);
+    // Any split of the same global batch over ranks sees the same images per
+    // iteration (DistributedSampler order), so a run may resume on another
+    // world size: the global batch must agree, its factors are recorded only.
+    ITEM("global_batch", 1, "%d", c->batch_size_per_gpu * (c->world_size > 0 ? c->world_size : 1));
+    ITEM("batch_size_per_gpu", 2, "%d", c->batch_size_per_gpu);
+    ITEM("world_size", 2, "%d", c->world_size);
     ITEM("local_crops_number", 1, "%d", c->local_crops_number);
     ITEM("global_crop_size", 1, "%d", c->global_crop_size);
     ITEM("local_crop_size", 1, "%d", c->local_crop_size);
@@ -407,6 +423,7 @@ int trainer_save(const Trainer *t, const char *path, char *err, size_t errlen) {
     }
     if (o < sizeof json) snprintf(json + o, sizeof json - o, "}");
     ckpt_add_meta(w, "args", json);
+    model_meta_write(w, &t->model);  // vit.* / head.*: model_load needs no inference
 
     const ParamTable *tab = &t->model.table;
     char name[160];
@@ -473,7 +490,7 @@ int trainer_load(Trainer *t, const char *path, char *err, size_t errlen) {
             snprintf(err, errlen, "%s does not record --%s; it was written by another version", path, items[i].key);
             goto done;
         }
-        if (strcmp(v, items[i].value) == 0) continue;
+        if (strcmp(v, items[i].value) == 0 || items[i].structural == 2) continue;
         if (items[i].structural) {
             snprintf(err, errlen,
                      "%s was written with --%s %s, this run asks for %s; resume with the same value or use another --output_dir",
@@ -607,16 +624,23 @@ typedef struct {
 
 // Warns when the teacher output collapses: to the uniform distribution (each
 // row's entropy near ln K) or to one dimension (the batch mean's entropy near 0).
-static void collapse_check(CollapseMonitor *m, const StepStats *st, int K, int epoch) {
+// Early in training the teacher is close to uniform in every healthy run (the
+// reference's first-epoch loss is near ln K while the centre catches up with
+// the random network's nearly identical outputs), so the uniform warning
+// waits until the learning-rate warm-up and the first epoch are over.
+static void collapse_check(CollapseMonitor *m, const StepStats *st, int K, int epoch,
+                           int warmup_epochs) {
     const double a = 0.9;
     m->h = m->n ? a * m->h + (1 - a) * st->teacher_entropy : st->teacher_entropy;
     m->hbar = m->n ? a * m->hbar + (1 - a) * st->teacher_mean_entropy : st->teacher_mean_entropy;
     m->n++;
-    if (m->n < 20 || m->warned_epoch == epoch) return;
+    // At most one warning per ten epochs: the state is in the log anyway.
+    if (m->n < 20 || (m->warned_epoch >= 0 && epoch < m->warned_epoch + 10)) return;
     double lnK = log((double)K);
-    if (m->h > 0.97 * lnK) {
-        dino_warn("collapse: the teacher output is close to uniform (mean entropy %.3f of ln %d = %.3f); "
-                  "the loss will sit near ln K. Try a lower --teacher_temp or a higher --momentum_teacher",
+    if (epoch >= (warmup_epochs > 1 ? warmup_epochs : 1) && m->h > 0.97 * lnK) {
+        dino_warn("collapse: after the warm-up the teacher output is still close to uniform (mean entropy %.3f, "
+                  "ln %d = %.3f), so the loss sits near ln K. Try a lower --lr, more --warmup_epochs, a lower "
+                  "--teacher_temp or a higher --momentum_teacher",
                   m->h, K, lnK);
         m->warned_epoch = epoch;
     } else if (m->hbar < 0.05 * lnK) {
@@ -628,6 +652,7 @@ static void collapse_check(CollapseMonitor *m, const StepStats *st, int K, int e
 
 static int save_or_warn(const Trainer *t, const char *path) {
     char err[512];
+    if (t->cfg.rank != 0) return 0;  // rank 0 writes for everyone
     if (trainer_save(t, path, err, sizeof err)) {
         dino_warn("could not write the checkpoint: %s", err);
         return -1;
@@ -638,7 +663,12 @@ static int save_or_warn(const Trainer *t, const char *path) {
 int train_run(const TrainConfig *cfg0) {
     TrainConfig c = *cfg0;
     char err[1024];
-    if (mkdir_p(c.output_dir)) dino_die("cannot create --output_dir '%s': %s", c.output_dir, strerror(errno));
+    // Data parallel (dist.h): rank 0 alone writes output_dir and talks.
+    c.world_size = dist_init();
+    c.rank = dist_rank();
+    const int lead = c.rank == 0;
+    if (!lead) c.quiet = 1;
+    if (lead && mkdir_p(c.output_dir)) dino_die("cannot create --output_dir '%s': %s", c.output_dir, strerror(errno));
     Dataset *ds = dataset_open(c.data_path, SPLIT_TRAIN, err, sizeof err);
     if (!ds) dino_die("--data_path: %s", err);
 
@@ -652,10 +682,15 @@ int train_run(const TrainConfig *cfg0) {
     lc.aug.global_scale[1] = c.global_crops_scale[1];
     lc.aug.local_scale[0] = c.local_crops_scale[0];
     lc.aug.local_scale[1] = c.local_crops_scale[1];
+    lc.aug.blur_sigma[0] = c.blur_sigma[0];
+    lc.aug.blur_sigma[1] = c.blur_sigma[1];
+    lc.aug.solarize_p = c.solarization_prob;
     lc.batch_size = c.batch_size_per_gpu;
     lc.seed = (uint64_t)c.seed;
     lc.shuffle = 1;
     lc.drop_last = 1;
+    lc.rank = c.rank;
+    lc.world_size = c.world_size;
     int cores = omp_get_num_procs();
     lc.threads = c.num_workers < cores ? c.num_workers : cores;
     if (lc.threads < 0) lc.threads = 0;
@@ -665,17 +700,24 @@ int train_run(const TrainConfig *cfg0) {
         dino_die("--data_path %s has %lld images, fewer than one batch of --batch_size_per_gpu %d",
                  c.data_path, (long long)dataset_size(ds), c.batch_size_per_gpu);
 
+    dist_check_config(&c, dataset_size(ds), niter);
     Trainer *t = trainer_create(&c, niter, err, sizeof err);
     if (!t) dino_die("%s", err);
 
     char ckpt_path[4200], log_path[4200];
     snprintf(ckpt_path, sizeof ckpt_path, "%s/checkpoint.dino", c.output_dir);
     snprintf(log_path, sizeof log_path, "%s/log.txt", c.output_dir);
-    if (access(ckpt_path, F_OK) == 0) {
+    if (lead && access(ckpt_path, F_OK) == 0) {
         if (trainer_load(t, ckpt_path, err, sizeof err)) dino_die("cannot resume: %s", err);
         dino_info("resuming from %s at epoch %d, step %lld", ckpt_path, t->epoch, (long long)t->step);
         trim_log(log_path, t->epoch, (int64_t)t->epoch * niter + t->step);
+    } else {
+        // A run killed before its first checkpoint left records of
+        // iterations that run again now (found by tests/test_faults.c).
+        trim_log(log_path, 0, 0);
     }
+    dist_sync_trainer(t);  // every rank starts from rank 0's weights and position
+    dist_report(&c, lc.threads, c.dist_report);
     char desc[256];
     vit_config_describe(&t->model.vit, desc, sizeof desc);
     size_t ntrain = 0;
@@ -694,7 +736,7 @@ int train_run(const TrainConfig *cfg0) {
     if (c.eval_knn_every > 0 && !train_eval_hook)
         dino_warn("--eval_knn_every: k-NN evaluation during training is not part of this build; ignored");
 
-    FILE *log = fopen(log_path, "a");
+    FILE *log = fopen(lead ? log_path : "/dev/null", lead ? "a" : "w");
     if (!log) dino_die("cannot write %s: %s", log_path, strerror(errno));
 
     struct sigaction sa;
@@ -706,8 +748,15 @@ int train_run(const TrainConfig *cfg0) {
     sigaction(SIGTERM, &sa, &old_term);
     g_stop_signal = 0;
 
+    // Fault injection for tests/test_faults.c (docs/RELIABILITY.md): the
+    // environment variable DINO_INJECT_NAN_AT_STEP=N puts a NaN into the first
+    // pixel of global iteration N's batch, to check that a non-finite loss
+    // stops the run cleanly and keeps the last good checkpoint.
+    const char *inject_env = getenv("DINO_INJECT_NAN_AT_STEP");
+    const int64_t inject_nan_at = inject_env && *inject_env ? strtoll(inject_env, NULL, 10) : -1;
     CollapseMonitor mon = {.warned_epoch = -1};
     int status = 0;
+    int ckpt_failed = 0;  // the latest write of checkpoint.dino failed (the previous one is kept)
     const int64_t total = (int64_t)c.epochs * niter;
     const int64_t first_it = (int64_t)t->epoch * niter + t->step;
     const double t_start = dino_now();
@@ -717,7 +766,10 @@ int train_run(const TrainConfig *cfg0) {
         while (t->step < niter) {
             const Batch *b = loader_next(loader);
             if (!b) dino_die("the data loader ended epoch %d early at step %lld", t->epoch, (long long)t->step);
+            dist_fault_hook((int64_t)t->epoch * niter + t->step);
             StepStats st;
+            if (inject_nan_at >= 0 && (int64_t)t->epoch * niter + t->step == inject_nan_at)
+                b->groups[0].pixels[0] = NAN;  // fault injection (see inject_nan_at)
             if (trainer_step(t, b, &st)) {
                 fprintf(stderr,
                         "dino train: error: the loss is %g at epoch %d step %lld (lr %.3g); stopping. "
@@ -726,12 +778,12 @@ int train_run(const TrainConfig *cfg0) {
                 status = 1;
                 goto out;
             }
-            collapse_check(&mon, &st, c.out_dim, t->epoch);
+            collapse_check(&mon, &st, c.out_dim, t->epoch, c.warmup_epochs);
             const int epoch = t->epoch;
             const int64_t step = t->step, it = (int64_t)epoch * niter + step;
             trainer_advance(t, &st);
             win_t += st.seconds;
-            win_img += b->B;
+            win_img += (double)b->B * c.world_size;  // images of all ranks
             int every = c.log_every_steps > 0 ? c.log_every_steps : 0;
             if (every && (it % every == 0 || t->step == niter)) {
                 double ips = win_img / (win_t > 0 ? win_t : 1e-9);
@@ -760,7 +812,7 @@ int train_run(const TrainConfig *cfg0) {
                 // End of epoch: the reference's log line, then the checkpoints.
                 double n = t->ep_count > 0 ? (double)t->ep_count : 1.0;
                 char extra[512] = "";
-                if (c.eval_knn_every > 0 && train_eval_hook && (epoch + 1) % c.eval_knn_every == 0) {
+                if (lead && c.eval_knn_every > 0 && train_eval_hook && (epoch + 1) % c.eval_knn_every == 0) {
                     char frag[480];
                     if (train_eval_hook(&c, &t->model, t->teacher, epoch, frag, sizeof frag) == 0)
                         snprintf(extra, sizeof extra, ", %s", frag);
@@ -772,7 +824,7 @@ int train_run(const TrainConfig *cfg0) {
                 t->step = 0;
                 t->ep_loss = t->ep_lr = t->ep_wd = 0;
                 t->ep_count = 0;
-                save_or_warn(t, ckpt_path);
+                ckpt_failed = save_or_warn(t, ckpt_path) != 0;
                 if (c.saveckp_freq > 0 && epoch % c.saveckp_freq == 0) {
                     char p[4300];
                     snprintf(p, sizeof p, "%s/checkpoint%04d.dino", c.output_dir, epoch);
@@ -782,11 +834,17 @@ int train_run(const TrainConfig *cfg0) {
             }
             const int64_t done_it = (int64_t)t->epoch * niter + t->step;
             if (!saved && c.checkpoint_every_steps > 0 && done_it % c.checkpoint_every_steps == 0) {
-                save_or_warn(t, ckpt_path);
+                ckpt_failed = save_or_warn(t, ckpt_path) != 0;
                 saved = 1;
             }
+            // A signal may reach the ranks at different iterations: they stop together.
+            g_stop_signal = dist_max_i32(g_stop_signal);
             if (g_stop_signal || (c.stop_after_steps > 0 && done_it >= c.stop_after_steps)) {
-                if (!saved && save_or_warn(t, ckpt_path)) status = 1;
+                if (!saved || ckpt_failed) ckpt_failed = save_or_warn(t, ckpt_path) != 0;
+                if (ckpt_failed) {
+                    status = 1;
+                    goto out;
+                }
                 if (g_stop_signal) {
                     dino_info("interrupted (signal %d): checkpoint written at epoch %d step %lld; "
                               "run the same command to resume", (int)g_stop_signal, t->epoch, (long long)t->step);
@@ -801,11 +859,18 @@ int train_run(const TrainConfig *cfg0) {
         }
     }
 out:
+    // A run whose last checkpoint could not be written must not look successful.
+    if (ckpt_failed) {
+        fprintf(stderr, "dino train: error: the last checkpoint could not be written; %s holds the previous one\n",
+                ckpt_path);
+        if (status == 0) status = 1;
+    }
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     fclose(log);
     trainer_free(t);
     loader_free(loader);
     dataset_close(ds);
+    dist_finalize();
     return status;
 }

@@ -45,6 +45,8 @@ typedef struct {
     int local_crops_number;        // 8
     float local_crops_scale[2];    // 0.05 0.4
     int global_crop_size, local_crop_size;  // 224, 96
+    double blur_sigma[2];          // 0.1 2.0: Gaussian blur radius range
+    double solarization_prob;      // 0.2 (global crop 2)
     // run
     const char *data_path;
     const char *output_dir;
@@ -52,6 +54,8 @@ typedef struct {
     int seed;                  // 0
     int num_workers;           // 10 (capped to the cores)
     int world_size;            // 1 (a distributed run scales the lr by the global batch)
+    int rank;                  // this process's rank; train_run sets both from the launcher (dist.h)
+    int dist_report;           // --dist: one start-up line per rank
     int checkpoint_every_steps;  // 0: only at epoch ends
     int log_every_steps;       // 10
     int64_t stop_after_steps;  // > 0: checkpoint and stop at this global step (tests, preemption)
@@ -61,7 +65,7 @@ typedef struct {
 
 void train_config_default(TrainConfig *c);
 // Small-data preset: Fashion-MNIST, 28-px global / 16-px local crops, patch 4,
-// a 6-block ViT of width 192, out_dim 4096.
+// a 4-block ViT of width 128, out_dim 4096, batch 128, 20 epochs.
 void train_config_preset_fmnist(TrainConfig *c);
 // Fills the backbone and head configurations the flags describe. 0, or -1
 // with err filled for an impossible combination.

@@ -1,0 +1,233 @@
+// Data-parallel training glue (see dist_train.h): configuration agreement,
+// the start-up report, state broadcast, global-batch drop-path masks, loss
+// statistics and the fault-injection test hooks.
+#include "train/dist_train.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "train/dist.h"
+
+// ---------------------------------------------------------------- configuration agreement
+
+typedef struct {
+    char key[32];
+    char value[96];
+} DistItem;
+
+#define DIST_MAX_ITEMS 48
+
+static int dist_items(const TrainConfig *c, int64_t images, int64_t niter, DistItem *it) {
+    int n = 0;
+#define ADD(k, ...) (snprintf(it[n].key, sizeof it[n].key, "%s", k), \
+                     snprintf(it[n].value, sizeof it[n].value, __VA_ARGS__), n++)
+    ADD("arch", "%s", c->arch);
+    ADD("patch_size", "%d", c->patch_size);
+    ADD("out_dim", "%d", c->out_dim);
+    ADD("norm_last_layer", "%d", c->norm_last_layer);
+    ADD("embed_dim", "%d", c->embed_dim);
+    ADD("depth", "%d", c->depth);
+    ADD("num_heads", "%d", c->num_heads);
+    ADD("img_size", "%d", c->img_size);
+    ADD("head_hidden_dim", "%d", c->head_hidden_dim);
+    ADD("head_bottleneck_dim", "%d", c->head_bottleneck_dim);
+    ADD("head_nlayers", "%d", c->head_nlayers);
+    ADD("drop_path_rate", "%.9g", c->drop_path_rate);
+    ADD("momentum_teacher", "%.17g", c->momentum_teacher);
+    ADD("warmup_teacher_temp", "%.17g", c->warmup_teacher_temp);
+    ADD("teacher_temp", "%.17g", c->teacher_temp);
+    ADD("warmup_teacher_temp_epochs", "%d", c->warmup_teacher_temp_epochs);
+    ADD("weight_decay", "%.17g", c->weight_decay);
+    ADD("weight_decay_end", "%.17g", c->weight_decay_end);
+    ADD("clip_grad", "%.17g", c->clip_grad);
+    ADD("batch_size_per_gpu", "%d", c->batch_size_per_gpu);
+    ADD("epochs", "%d", c->epochs);
+    ADD("freeze_last_layer", "%d", c->freeze_last_layer);
+    ADD("lr", "%.17g", c->lr);
+    ADD("warmup_epochs", "%d", c->warmup_epochs);
+    ADD("min_lr", "%.17g", c->min_lr);
+    ADD("optimizer", "%s", c->optimizer);
+    ADD("global_crops_scale", "%.9g %.9g", c->global_crops_scale[0], c->global_crops_scale[1]);
+    ADD("local_crops_number", "%d", c->local_crops_number);
+    ADD("local_crops_scale", "%.9g %.9g", c->local_crops_scale[0], c->local_crops_scale[1]);
+    ADD("global_crop_size", "%d", c->global_crop_size);
+    ADD("local_crop_size", "%d", c->local_crop_size);
+    ADD("seed", "%d", c->seed);
+    ADD("saveckp_freq", "%d", c->saveckp_freq);
+    ADD("checkpoint_every_steps", "%d", c->checkpoint_every_steps);
+    ADD("stop_after_steps", "%lld", (long long)c->stop_after_steps);
+    ADD("eval_knn_every", "%d", c->eval_knn_every);
+    ADD("dataset images", "%lld", (long long)images);  // --data_path may differ per host; its content may not
+    ADD("iterations per epoch", "%lld", (long long)niter);
+#undef ADD
+    DINO_ASSERT(n <= DIST_MAX_ITEMS);
+    return n;
+}
+
+typedef struct {
+    int index;  // first item that differs from rank 0's, -1 if none
+    char value[96];
+} DistMismatch;
+
+void dist_check_config(const TrainConfig *c, int64_t dataset_images, int64_t niter_per_ep) {
+    const int W = dist_world(), rank = dist_rank();
+    if (W <= 1) return;
+    DistItem mine[DIST_MAX_ITEMS], root[DIST_MAX_ITEMS];
+    memset(mine, 0, sizeof mine);
+    int n = dist_items(c, dataset_images, niter_per_ep, mine);
+    memcpy(root, mine, sizeof root);
+    dist_broadcast(root, sizeof root, 0);
+    DistMismatch me = {.index = -1};
+    for (int i = 0; i < n && me.index < 0; i++)
+        if (strcmp(mine[i].key, root[i].key) || strcmp(mine[i].value, root[i].value)) {
+            me.index = i;
+            snprintf(me.value, sizeof me.value, "%s", mine[i].value);
+        }
+    DistMismatch *all = mallocCheck((size_t)W * sizeof *all);
+    dist_allgather(&me, all, sizeof me);
+    int bad = 0;
+    for (int r = 0; r < W; r++) bad += all[r].index >= 0;
+    if (bad && rank == 0) {
+        for (int r = 0; r < W; r++) {
+            if (all[r].index < 0) continue;
+            const DistItem *x = &root[all[r].index];
+            fprintf(stderr, "dino: error: ranks disagree on the configuration: rank %d has %s%s %s, rank 0 has %s\n", r,
+                    strchr(x->key, ' ') ? "" : "--", x->key, all[r].value, x->value);
+        }
+        fprintf(stderr, "dino: error: every rank must be started with the same flags and the same data "
+                        "(%d of %d ranks differ); stopping\n", bad, W);
+        fflush(stderr);
+    }
+    free(all);
+    if (bad) {
+        dist_barrier();  // let rank 0 print before anyone exits
+        dist_finalize();
+        exit(1);
+    }
+}
+
+// ---------------------------------------------------------------- report
+
+typedef struct {
+    char host[64];
+    int pid, threads, loader_threads;
+} DistRankInfo;
+
+void dist_report(const TrainConfig *c, int loader_threads, int full) {
+    const int W = dist_world();
+    if (W <= 1 && !full) return;
+    DistRankInfo me;
+    memset(&me, 0, sizeof me);
+    if (gethostname(me.host, sizeof me.host - 1)) snprintf(me.host, sizeof me.host, "?");
+    me.pid = (int)getpid();
+    me.threads = dino_get_threads();
+    me.loader_threads = loader_threads;
+    DistRankInfo *all = mallocCheck((size_t)W * sizeof *all);
+    dist_allgather(&me, all, sizeof me);
+    if (dist_rank() == 0 && (full || !c->quiet)) {  // (other ranks are always quiet)
+        int hosts = 0;
+        for (int r = 0; r < W; r++) {
+            int seen = 0;
+            for (int q = 0; q < r && !seen; q++) seen = !strcmp(all[q].host, all[r].host);
+            hosts += !seen;
+        }
+        if (W > 1)
+            dino_info("distributed: %d ranks on %d host%s (MPI); global batch %d = %d x %d per rank; "
+                      "gradients and the centre all-reduced every iteration",
+                      W, hosts, hosts > 1 ? "s" : "", c->batch_size_per_gpu * W, W, c->batch_size_per_gpu);
+        else
+            dino_info("distributed: one process (%s)",
+                      dist_compiled() ? "MPI build, not started by mpirun" : "built without MPI");
+        if (full)
+            for (int r = 0; r < W; r++)
+                dino_info("  rank %d: host %s pid %d, %d compute thread%s, %d loader thread%s", r, all[r].host,
+                          all[r].pid, all[r].threads, all[r].threads == 1 ? "" : "s", all[r].loader_threads,
+                          all[r].loader_threads == 1 ? "" : "s");
+    }
+    free(all);
+}
+
+// ---------------------------------------------------------------- state
+
+void dist_sync_trainer(Trainer *t) {
+    if (dist_world() <= 1) return;
+    const size_t total = t->model.table.total;
+    dist_broadcast(t->student, total * sizeof(float), 0);
+    dist_broadcast(t->teacher, total * sizeof(float), 0);
+    dist_broadcast(t->opt.m, total * sizeof(float), 0);
+    if (t->opt.v) dist_broadcast(t->opt.v, total * sizeof(float), 0);
+    dist_broadcast(t->opt.step, (size_t)t->model.table.n * sizeof(int64_t), 0);
+    dist_broadcast(t->loss.center, (size_t)t->cfg.out_dim * sizeof(float), 0);
+    struct {
+        int64_t epoch, step, count;
+        double loss, lr, wd;
+    } pos = {t->epoch, t->step, t->ep_count, t->ep_loss, t->ep_lr, t->ep_wd};
+    dist_broadcast(&pos, sizeof pos, 0);
+    t->epoch = (int)pos.epoch;
+    t->step = pos.step;
+    t->ep_count = pos.count;
+    t->ep_loss = pos.loss;
+    t->ep_lr = pos.lr;
+    t->ep_wd = pos.wd;
+}
+
+// ---------------------------------------------------------------- drop path
+
+void dist_drop_scales(const TrainConfig *c, const ViTConfig *vit, int64_t it, int group,
+                      int n_crops, int B, float *out) {
+    const int W = c->world_size > 0 ? c->world_size : 1, r = c->rank;
+    if (W == 1) {
+        trainer_drop_scales(c, vit, it, group, n_crops * B, out);
+        return;
+    }
+    DINO_ASSERT(r >= 0 && r < W);
+    const size_t Bg = (size_t)n_crops * B, BgW = Bg * W;
+    float *all = mallocCheck((size_t)vit->depth * 2 * BgW * sizeof(float));
+    trainer_drop_scales(c, vit, it, group, (int)BgW, all);
+    for (int lb = 0; lb < vit->depth * 2; lb++)
+        for (int k = 0; k < n_crops; k++)
+            for (int i = 0; i < B; i++)
+                out[(size_t)lb * Bg + (size_t)k * B + i] =
+                    all[(size_t)lb * BgW + (size_t)k * B * W + (size_t)W * i + r];
+    free(all);
+}
+
+// ---------------------------------------------------------------- statistics and hooks
+
+void dist_reduce_loss_stats(LossStats *ls) {
+    if (dist_world() <= 1) return;
+    double v[3] = {ls->loss, ls->teacher_entropy, ls->teacher_mean_entropy};
+    dist_allreduce_f64(v, 3, DIST_AVG);
+    ls->loss = v[0];
+    ls->teacher_entropy = v[1];
+    ls->teacher_mean_entropy = v[2];
+}
+
+static int64_t env_step(const char *name) {
+    const char *s = getenv(name);
+    return s && *s ? strtoll(s, NULL, 10) : -1;
+}
+
+void dist_fault_hook(int64_t it) {
+    int64_t die = env_step("DINO_DIST_DIE_AT_STEP"), hang = env_step("DINO_DIST_HANG_AT_STEP");
+    if (die < 0 && hang < 0) return;
+    const char *rs = getenv("DINO_DIST_FAULT_RANK");
+    int who = rs && *rs ? atoi(rs) : 1;
+    if (dist_rank() != who) return;
+    if (it == die) {
+        fprintf(stderr, "dino: test hook: rank %d kills itself before iteration %lld (DINO_DIST_DIE_AT_STEP)\n", who,
+                (long long)it);
+        fflush(stderr);
+        raise(SIGKILL);
+    }
+    if (it == hang) {
+        fprintf(stderr, "dino: test hook: rank %d hangs before iteration %lld (DINO_DIST_HANG_AT_STEP)\n", who,
+                (long long)it);
+        fflush(stderr);
+        for (;;) pause();
+    }
+}

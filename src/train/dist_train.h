@@ -1,0 +1,47 @@
+// What data-parallel training adds to the trainer, on top of the
+// communication layer (dist.h): the check that every rank runs the same
+// configuration, the start-up report, copying rank 0's state (fresh or
+// resumed) to every rank, drop-path masks that match a single process at
+// the same global batch, the loss statistics averaged over ranks, and the
+// fault-injection hooks the tests use. Every function is a no-op or the
+// single-process behaviour in a world of one.
+#ifndef DINO_TRAIN_DIST_TRAIN_H
+#define DINO_TRAIN_DIST_TRAIN_H
+
+#include <stdint.h>
+
+#include "train/loss.h"
+#include "train/trainer.h"
+
+// Compares the flags that must agree (model, optimisation, data, stopping)
+// and the dataset size with rank 0's; on any difference every rank exits
+// with status 1 after rank 0 names the rank, the flag and both values.
+void dist_check_config(const TrainConfig *c, int64_t dataset_images, int64_t niter_per_ep);
+
+// One line on rank 0 ("distributed: N ranks on H hosts ..."); with `full`
+// one line per rank: host, pid, compute threads, loader threads.
+void dist_report(const TrainConfig *c, int loader_threads, int full);
+
+// Copies rank 0's trainer state (weights, teacher, optimizer, centre,
+// position, epoch sums) to every rank: identical starting points whether
+// rank 0 initialised or resumed, even when only rank 0 sees the checkpoint.
+void dist_sync_trainer(Trainer *t);
+
+// Drop-path factors of this rank's crops of group g (depth·2·n_crops·B
+// values, layout as trainer_drop_scales): the factors a single process with
+// a batch of B·world would draw for the same images. With DistributedSampler
+// order, local image i of rank r is image world·i + r of that global batch.
+void dist_drop_scales(const TrainConfig *c, const ViTConfig *vit, int64_t it, int group,
+                      int n_crops, int B, float *out);
+
+// Averages loss, teacher_entropy and teacher_mean_entropy over the ranks
+// (the loss is a mean over equal per-rank batches, so this is the global one).
+void dist_reduce_loss_stats(LossStats *ls);
+
+// Test hooks, read from the environment at every iteration `it`:
+// DINO_DIST_DIE_AT_STEP=k kills rank DINO_DIST_FAULT_RANK (default 1) with
+// SIGKILL before iteration k; DINO_DIST_HANG_AT_STEP=k makes it sleep for
+// ever there instead (the others' watchdog must end the job).
+void dist_fault_hook(int64_t it);
+
+#endif
