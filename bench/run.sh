@@ -8,7 +8,7 @@
 # after its timed loop (the load changes by the minute), and each process's peak RSS
 # (getrusage ru_maxrss). Knobs (environment): THREADS (2), REPS (2),
 # TRAIN_BATCH (2 images of 2x224+8x96 crops for ViT-S/16: one step is ~230
-# GFLOP, tens of seconds on 2 shared cores), FMNIST_BATCH (16), INFER_BATCH
+# GFLOP, tens of seconds on 2 shared cores), FMNIST_BATCH (64), INFER_BATCH
 # (8, ViT-S/16), VITB_BATCH (4), TRAIN_ITERS (1 timed training step per
 # process, after 1 warm-up), ITERS (2 timed inference batches for ViT-B, 3 for
 # ViT-S), SKIP_DATA=1. The whole run takes ~10 minutes on 2 loaded cores.
@@ -18,7 +18,7 @@ cd "$root"
 THREADS=${THREADS:-2}
 REPS=${REPS:-2}
 TRAIN_BATCH=${TRAIN_BATCH:-2}
-FMNIST_BATCH=${FMNIST_BATCH:-16}
+FMNIST_BATCH=${FMNIST_BATCH:-64}
 INFER_BATCH=${INFER_BATCH:-8}
 VITB_BATCH=${VITB_BATCH:-4}
 ITERS=${ITERS:-2}
