@@ -47,6 +47,14 @@ void dino_info(const char *fmt, ...) {
     va_end(ap);
 }
 
+int dino_errf(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
 void *dino_malloc_at(size_t n, const char *file, int line) {
     void *p = malloc(n ? n : 1);
     if (!p) dino_fatal_at(file, line, "out of memory allocating %zu bytes", n);

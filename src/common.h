@@ -21,6 +21,9 @@ void dino_fatal_at(const char *file, int line, const char *fmt, ...)
 void dino_die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 void dino_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void dino_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+// Formats a message into err (when err is not NULL) and returns -1, for
+// functions that report failure through an error buffer.
+int dino_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 void *dino_malloc_at(size_t n, const char *file, int line);
 void *dino_calloc_at(size_t count, size_t size, const char *file, int line);

@@ -85,29 +85,19 @@ void features_from_images(const ViTConfig *cfg, const ViTWeights *w, struct ViTA
     free(inter);
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 int features_extract(const ViTConfig *cfg, const ViTWeights *w, const Dataset *ds,
                      const FeatureConfig *fc, float *out, int64_t *labels, char *err,
                      size_t errlen) {
     if (fc->crop < cfg->patch)
-        return fail(err, errlen, "crop %d is smaller than the patch size %d", fc->crop, cfg->patch);
+        return dino_errf(err, errlen, "crop %d is smaller than the patch size %d", fc->crop, cfg->patch);
     if (fc->n_last_blocks < 1 || fc->n_last_blocks > cfg->depth)
-        return fail(err, errlen, "n_last_blocks must lie in [1, %d], got %d", cfg->depth,
+        return dino_errf(err, errlen, "n_last_blocks must lie in [1, %d], got %d", cfg->depth,
                     fc->n_last_blocks);
     if (fc->n_last_blocks > FEATURES_MAX_BLOCKS)
-        return fail(err, errlen, "n_last_blocks can be at most %d", FEATURES_MAX_BLOCKS);
-    if (fc->batch_size < 1) return fail(err, errlen, "batch_size must be >= 1");
+        return dino_errf(err, errlen, "n_last_blocks can be at most %d", FEATURES_MAX_BLOCKS);
+    if (fc->batch_size < 1) return dino_errf(err, errlen, "batch_size must be >= 1");
     int64_t N = dataset_size(ds);
-    if (N < 1) return fail(err, errlen, "the dataset is empty");
+    if (N < 1) return dino_errf(err, errlen, "the dataset is empty");
     LoaderConfig lc;
     loader_config_default(&lc);
     lc.mode = LOADER_EVAL;
@@ -129,7 +119,7 @@ int features_extract(const ViTConfig *cfg, const ViTWeights *w, const Dataset *d
     const Batch *b;
     while ((b = loader_next(ld)) != NULL) {
         if (loader_bad_count(ld) > 0) {
-            rc = fail(err, errlen,
+            rc = dino_errf(err, errlen,
                       "%lld unreadable image(s) in the dataset (named above); fix or remove them",
                       (long long)loader_bad_count(ld));
             break;
@@ -151,13 +141,13 @@ int features_extract(const ViTConfig *cfg, const ViTWeights *w, const Dataset *d
         }
     }
     if (rc == 0 && loader_bad_count(ld) > 0)
-        rc = fail(err, errlen,
+        rc = dino_errf(err, errlen,
                   "%lld unreadable image(s) in the dataset (named above); fix or remove them",
                   (long long)loader_bad_count(ld));
     if (rc == 0)
         for (int64_t i = 0; i < N; i++)
             if (!seen[i]) {
-                rc = fail(err, errlen, "sample %lld of the dataset was never produced", (long long)i);
+                rc = dino_errf(err, errlen, "sample %lld of the dataset was never produced", (long long)i);
                 break;
             }
     free(seen);

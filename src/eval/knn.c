@@ -203,21 +203,11 @@ void knn_vote(const float *sim, const int64_t *idx, int kmax, int64_t n_test,
     }
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 static int check_labels(const int64_t *lab, int64_t n, const char *which, int64_t *max_label,
                         char *err, size_t errlen) {
     for (int64_t i = 0; i < n; i++) {
         if (lab[i] < 0)
-            return fail(err, errlen,
+            return dino_errf(err, errlen,
                         "k-NN needs labels, but %s sample %lld has none (label %lld)", which,
                         (long long)i, (long long)lab[i]);
         if (lab[i] > *max_label) *max_label = lab[i];
@@ -228,16 +218,16 @@ static int check_labels(const int64_t *lab, int64_t n, const char *which, int64_
 int knn_evaluate(const float *train, const int64_t *train_labels, int64_t n_train,
                  const float *test, const int64_t *test_labels, int64_t n_test, int d,
                  const KnnConfig *cfg, KnnResult *results, char *err, size_t errlen) {
-    if (n_train < 1) return fail(err, errlen, "k-NN has no training samples");
-    if (n_test < 1) return fail(err, errlen, "k-NN has no test samples");
-    if (d < 1) return fail(err, errlen, "k-NN features have dimension %d", d);
+    if (n_train < 1) return dino_errf(err, errlen, "k-NN has no training samples");
+    if (n_test < 1) return dino_errf(err, errlen, "k-NN has no test samples");
+    if (d < 1) return dino_errf(err, errlen, "k-NN features have dimension %d", d);
     if (cfg->n_k < 1 || cfg->n_k > KNN_MAX_K)
-        return fail(err, errlen, "k-NN needs 1 to %d values of k, got %d", KNN_MAX_K, cfg->n_k);
+        return dino_errf(err, errlen, "k-NN needs 1 to %d values of k, got %d", KNN_MAX_K, cfg->n_k);
     if (!(cfg->temperature > 0))
-        return fail(err, errlen, "k-NN temperature must be > 0, got %g", cfg->temperature);
+        return dino_errf(err, errlen, "k-NN temperature must be > 0, got %g", cfg->temperature);
     int kmax = 0;
     for (int q = 0; q < cfg->n_k; q++) {
-        if (cfg->ks[q] < 1) return fail(err, errlen, "k-NN k must be >= 1, got %d", cfg->ks[q]);
+        if (cfg->ks[q] < 1) return dino_errf(err, errlen, "k-NN k must be >= 1, got %d", cfg->ks[q]);
         if (cfg->ks[q] > kmax) kmax = cfg->ks[q];
     }
     if (kmax > n_train) kmax = (int)n_train;
@@ -246,7 +236,7 @@ int knn_evaluate(const float *train, const int64_t *train_labels, int64_t n_trai
         int64_t n = pass ? n_test : n_train;
         for (int64_t i = 0; i < n * d; i++)
             if (!isfinite(x[i]))
-                return fail(err, errlen, "%s feature %lld (sample %lld) is not a finite number",
+                return dino_errf(err, errlen, "%s feature %lld (sample %lld) is not a finite number",
                             pass ? "test" : "training", (long long)(i % d), (long long)(i / d));
     }
     int64_t max_label = -1;
@@ -254,7 +244,7 @@ int knn_evaluate(const float *train, const int64_t *train_labels, int64_t n_trai
     if (check_labels(test_labels, n_test, "test", &max_label, err, errlen)) return -1;
     int num_classes = cfg->num_classes > 0 ? cfg->num_classes : (int)(max_label + 1);
     if (max_label >= num_classes)
-        return fail(err, errlen, "label %lld is not below the number of classes %d",
+        return dino_errf(err, errlen, "label %lld is not below the number of classes %d",
                     (long long)max_label, num_classes);
 
     float *tr = alignedAllocCheck((size_t)n_train * d * sizeof(float));

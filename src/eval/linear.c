@@ -159,21 +159,11 @@ void linear_evaluate(const LinearClassifier *lc, const float *x, const int64_t *
     *loss = n ? loss_sum / (double)n : 0;
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 static int check_labels(const int64_t *y, int64_t n, int nc, const char *which, char *err,
                         size_t errlen) {
     for (int64_t i = 0; i < n; i++)
         if (y[i] < 0 || y[i] >= nc)
-            return fail(err, errlen,
+            return dino_errf(err, errlen,
                         "the linear probe needs labels in [0, %d), but %s sample %lld has label %lld",
                         nc, which, (long long)i, (long long)y[i]);
     return 0;
@@ -183,10 +173,10 @@ int linear_probe(const LinearConfig *cfg, const float *train_x, const int64_t *t
                  int64_t n_train, const float *val_x, const int64_t *val_y, int64_t n_val,
                  int dim, int num_classes, LinearClassifier *out, LinearResult *res, char *err,
                  size_t errlen) {
-    if (n_train < 1) return fail(err, errlen, "the linear probe has no training samples");
-    if (num_classes < 2) return fail(err, errlen, "the linear probe needs at least 2 classes");
+    if (n_train < 1) return dino_errf(err, errlen, "the linear probe has no training samples");
+    if (num_classes < 2) return dino_errf(err, errlen, "the linear probe needs at least 2 classes");
     if (cfg->epochs < 1 || cfg->batch_size < 1)
-        return fail(err, errlen, "the linear probe needs epochs >= 1 and batch_size >= 1");
+        return dino_errf(err, errlen, "the linear probe needs epochs >= 1 and batch_size >= 1");
     if (check_labels(train_y, n_train, num_classes, "training", err, errlen)) return -1;
     if (check_labels(val_y, n_val, num_classes, "validation", err, errlen)) return -1;
     LinearClassifier lc;

@@ -29,26 +29,16 @@ void linear_train_view(const Image *im, int crop, uint64_t seed, int epoch, int6
     free(u);
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 int linear_probe_full(const ViTConfig *cfg, const ViTWeights *w, const Dataset *train,
                       const float *val_x, const int64_t *val_y, int64_t n_val,
                       const FeatureConfig *fc, const LinearConfig *lcfg, int num_classes,
                       LinearClassifier *out, LinearResult *res, char *err, size_t errlen) {
     int64_t N = dataset_size(train);
-    if (N < 1) return fail(err, errlen, "the training set is empty");
+    if (N < 1) return dino_errf(err, errlen, "the training set is empty");
     for (int64_t k = 0; k < N; k++) {
         int32_t y = dataset_label(train, k);
         if (y < 0 || y >= num_classes)
-            return fail(err, errlen, "the linear probe needs labels in [0, %d), but training sample %lld has %d",
+            return dino_errf(err, errlen, "the linear probe needs labels in [0, %d), but training sample %lld has %d",
                         num_classes, (long long)k, y);
     }
     int B = lcfg->batch_size, crop = fc->crop;
@@ -101,7 +91,7 @@ int linear_probe_full(const ViTConfig *cfg, const ViTWeights *w, const Dataset *
                 image_free(&im);
             }
             if (bad >= 0) {
-                rc = fail(err, errlen, "%s", ierr);
+                rc = dino_errf(err, errlen, "%s", ierr);
                 break;
             }
             features_from_images(cfg, w, acts, imgs, nb, fc, feats);

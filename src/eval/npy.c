@@ -14,16 +14,6 @@
 
 #include "common.h"
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 // ---------------------------------------------------------------- writing
 
 int npy_write(const char *path, const char *descr, int ndim, const int64_t *shape,
@@ -32,8 +22,8 @@ int npy_write(const char *path, const char *descr, int ndim, const int64_t *shap
     if (!strcmp(descr, "<f4") || !strcmp(descr, "<i4")) item = 4;
     else if (!strcmp(descr, "<f8") || !strcmp(descr, "<i8")) item = 8;
     else if (!strcmp(descr, "|u1")) item = 1;
-    else return fail(err, errlen, "npy_write: unsupported dtype %s", descr);
-    if (ndim < 0 || ndim > NPY_MAX_DIMS) return fail(err, errlen, "npy_write: bad ndim %d", ndim);
+    else return dino_errf(err, errlen, "npy_write: unsupported dtype %s", descr);
+    if (ndim < 0 || ndim > NPY_MAX_DIMS) return dino_errf(err, errlen, "npy_write: bad ndim %d", ndim);
 
     char dict[512];
     int len = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (",
@@ -66,7 +56,7 @@ int npy_write(const char *path, const char *descr, int ndim, const int64_t *shap
     FILE *f = fopen(tmp, "wb");
     if (!f) {
         free(hdr);
-        return fail(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        return dino_errf(err, errlen, "cannot write %s: %s", path, strerror(errno));
     }
     int ok = fwrite(hdr, 1, padded, f) == padded;
     free(hdr);
@@ -74,7 +64,7 @@ int npy_write(const char *path, const char *descr, int ndim, const int64_t *shap
     if (fclose(f) != 0) ok = 0;
     if (!ok || rename(tmp, path) != 0) {
         remove(tmp);
-        return fail(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        return dino_errf(err, errlen, "cannot write %s: %s", path, strerror(errno));
     }
     return 0;
 }
@@ -133,15 +123,15 @@ typedef struct {
 static int parse_header(const char *s, size_t n, Header *h, char *why, size_t whylen) {
     Cursor c = {s, s + n};
     int seen_descr = 0, seen_fortran = 0, seen_shape = 0;
-    if (!eat(&c, '{')) return fail(why, whylen, "header is not a dict");
+    if (!eat(&c, '{')) return dino_errf(why, whylen, "header is not a dict");
     for (;;) {
         if (eat(&c, '}')) break;
         char key[32];
-        if (parse_str(&c, key, sizeof key) != 0) return fail(why, whylen, "bad header key");
-        if (!eat(&c, ':')) return fail(why, whylen, "missing ':' in header");
+        if (parse_str(&c, key, sizeof key) != 0) return dino_errf(why, whylen, "bad header key");
+        if (!eat(&c, ':')) return dino_errf(why, whylen, "missing ':' in header");
         if (!strcmp(key, "descr")) {
             if (parse_str(&c, h->descr, sizeof h->descr) != 0)
-                return fail(why, whylen, "descr is not a simple dtype string");
+                return dino_errf(why, whylen, "descr is not a simple dtype string");
             seen_descr = 1;
         } else if (!strcmp(key, "fortran_order")) {
             skip_ws(&c);
@@ -152,11 +142,11 @@ static int parse_header(const char *s, size_t n, Header *h, char *why, size_t wh
                 h->fortran = 0;
                 c.p += 5;
             } else {
-                return fail(why, whylen, "fortran_order is not True or False");
+                return dino_errf(why, whylen, "fortran_order is not True or False");
             }
             seen_fortran = 1;
         } else if (!strcmp(key, "shape")) {
-            if (!eat(&c, '(')) return fail(why, whylen, "shape is not a tuple");
+            if (!eat(&c, '(')) return dino_errf(why, whylen, "shape is not a tuple");
             h->ndim = 0;
             for (;;) {
                 if (eat(&c, ')')) break;
@@ -164,29 +154,29 @@ static int parse_header(const char *s, size_t n, Header *h, char *why, size_t wh
                 char *e;
                 errno = 0;
                 long long v = strtoll(c.p, &e, 10);
-                if (e == c.p || errno || v < 0) return fail(why, whylen, "bad shape entry");
+                if (e == c.p || errno || v < 0) return dino_errf(why, whylen, "bad shape entry");
                 if (h->ndim >= NPY_MAX_DIMS)
-                    return fail(why, whylen, "more than %d dimensions", NPY_MAX_DIMS);
+                    return dino_errf(why, whylen, "more than %d dimensions", NPY_MAX_DIMS);
                 h->shape[h->ndim++] = v;
                 c.p = e;
                 skip_ws(&c);
                 if (c.p < c.end && *c.p == 'L') c.p++;  // Python 2 long suffix
                 if (!eat(&c, ',')) {
-                    if (!eat(&c, ')')) return fail(why, whylen, "bad shape tuple");
+                    if (!eat(&c, ')')) return dino_errf(why, whylen, "bad shape tuple");
                     break;
                 }
             }
             seen_shape = 1;
         } else {
-            return fail(why, whylen, "unexpected header key '%s'", key);
+            return dino_errf(why, whylen, "unexpected header key '%s'", key);
         }
         if (!eat(&c, ',')) {
-            if (!eat(&c, '}')) return fail(why, whylen, "bad header dict");
+            if (!eat(&c, '}')) return dino_errf(why, whylen, "bad header dict");
             break;
         }
     }
     if (!seen_descr || !seen_fortran || !seen_shape)
-        return fail(why, whylen, "header lacks descr, fortran_order or shape");
+        return dino_errf(why, whylen, "header lacks descr, fortran_order or shape");
     return 0;
 }
 
@@ -279,7 +269,7 @@ static uint8_t *read_raw(const char *path, NpyInfo *info, int *fortran, DtypeInf
                          size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        fail(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        dino_errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
         return NULL;
     }
     uint8_t pre[12];
@@ -287,7 +277,7 @@ static uint8_t *read_raw(const char *path, NpyInfo *info, int *fortran, DtypeInf
     uint8_t *raw = NULL;
     char *hdr = NULL;
     if (fread(pre, 1, 8, f) != 8 || memcmp(pre, "\x93NUMPY", 6) != 0) {
-        fail(err, errlen, "%s is not a .npy file (bad magic)", path);
+        dino_errf(err, errlen, "%s is not a .npy file (bad magic)", path);
         goto out;
     }
     int major = pre[6];
@@ -299,11 +289,11 @@ static uint8_t *read_raw(const char *path, NpyInfo *info, int *fortran, DtypeInf
         if (fread(pre + 8, 1, 4, f) != 4) goto truncated;
         hlen = pre[8] | (size_t)pre[9] << 8 | (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
     } else {
-        fail(err, errlen, "%s: unsupported .npy version %d.%d", path, major, pre[7]);
+        dino_errf(err, errlen, "%s: unsupported .npy version %d.%d", path, major, pre[7]);
         goto out;
     }
     if (hlen > 1000000) {
-        fail(err, errlen, "%s: .npy header of %zu bytes is implausibly long", path, hlen);
+        dino_errf(err, errlen, "%s: .npy header of %zu bytes is implausibly long", path, hlen);
         goto out;
     }
     hdr = mallocCheck(hlen + 1);
@@ -311,11 +301,11 @@ static uint8_t *read_raw(const char *path, NpyInfo *info, int *fortran, DtypeInf
     hdr[hlen] = 0;
     Header h = {0};
     if (parse_header(hdr, hlen, &h, why, sizeof why) != 0) {
-        fail(err, errlen, "%s: bad .npy header: %s", path, why);
+        dino_errf(err, errlen, "%s: bad .npy header: %s", path, why);
         goto out;
     }
     if (parse_descr(h.descr, dt) != 0) {
-        fail(err, errlen, "%s: unsupported .npy dtype '%s'", path, h.descr);
+        dino_errf(err, errlen, "%s: unsupported .npy dtype '%s'", path, h.descr);
         goto out;
     }
     info->ndim = h.ndim;
@@ -323,7 +313,7 @@ static uint8_t *read_raw(const char *path, NpyInfo *info, int *fortran, DtypeInf
     for (int i = 0; i < h.ndim; i++) {
         info->shape[i] = h.shape[i];
         if (h.shape[i] && info->numel > SIZE_MAX / 16 / (size_t)h.shape[i]) {
-            fail(err, errlen, "%s: .npy shape is too large", path);
+            dino_errf(err, errlen, "%s: .npy shape is too large", path);
             goto out;
         }
         info->numel *= (size_t)h.shape[i];
@@ -347,7 +337,7 @@ static uint8_t *read_raw(const char *path, NpyInfo *info, int *fortran, DtypeInf
     }
     goto out;
 truncated:
-    fail(err, errlen, "%s: .npy file is truncated", path);
+    dino_errf(err, errlen, "%s: .npy file is truncated", path);
 out:
     free(hdr);
     fclose(f);
@@ -398,7 +388,7 @@ int64_t *npy_read_i64(const char *path, NpyInfo *info, char *err, size_t errlen)
         load_elem(raw + k * (size_t)dt.size, &dt, &dv, &iv);
         if (dt.kind == K_FLOAT) {
             if (!(dv == floor(dv)) || fabs(dv) > 9.0e15) {
-                fail(err, errlen, "%s: element %zu (%g) is not a whole number, so not a label",
+                dino_errf(err, errlen, "%s: element %zu (%g) is not a whole number, so not a label",
                      path, k, dv);
                 free(raw);
                 free(out);

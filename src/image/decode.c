@@ -16,15 +16,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
+#include "common.h"
+
 
 // ---------------------------------------------------------------- JPEG
 
@@ -68,7 +61,7 @@ static int decode_jpeg(const uint8_t *buf, size_t len, int min_side, Image *out,
         jpeg_destroy_decompress(&cinfo);
         free(pixels);
         free(row);
-        return fail(err, errlen, "%s: cannot decode JPEG: %s", name, jerr.msg);
+        return dino_errf(err, errlen, "%s: cannot decode JPEG: %s", name, jerr.msg);
     }
     jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, buf, (unsigned long)len);
@@ -77,7 +70,7 @@ static int decode_jpeg(const uint8_t *buf, size_t len, int min_side, Image *out,
     long long W = cinfo.image_width, H = cinfo.image_height;
     if (W <= 0 || H <= 0 || W * H > IMAGE_MAX_PIXELS) {
         jpeg_destroy_decompress(&cinfo);
-        return fail(err, errlen, "%s: JPEG is %lldx%lld pixels, above the limit of %lld", name, W,
+        return dino_errf(err, errlen, "%s: JPEG is %lldx%lld pixels, above the limit of %lld", name, W,
                     H, (long long)IMAGE_MAX_PIXELS);
     }
     int cmyk = 0;
@@ -106,7 +99,7 @@ static int decode_jpeg(const uint8_t *buf, size_t len, int min_side, Image *out,
         jpeg_destroy_decompress(&cinfo);
         free(pixels);
         free(row);
-        return fail(err, errlen, "%s: out of memory for a %dx%d image", name, w, h);
+        return dino_errf(err, errlen, "%s: out of memory for a %dx%d image", name, w, h);
     }
     int inverted = 0;
     for (jpeg_saved_marker_ptr m = cinfo.marker_list; m; m = m->next)
@@ -140,7 +133,7 @@ static int decode_jpeg(const uint8_t *buf, size_t len, int min_side, Image *out,
         jpeg_destroy_decompress(&cinfo);
         free(pixels);
         free(row);
-        return fail(err, errlen, "%s: JPEG data is truncated", name);
+        return dino_errf(err, errlen, "%s: JPEG data is truncated", name);
     }
     jpeg_finish_decompress(&cinfo);
     jpeg_destroy_decompress(&cinfo);
@@ -189,13 +182,13 @@ static int decode_png(const uint8_t *buf, size_t len, Image *out, const char *na
         // (signed overflow, found by fuzz_image).
         unsigned long long w = be32(buf + 16), h = be32(buf + 20);
         if (w * h > (unsigned long long)IMAGE_MAX_PIXELS)
-            return fail(err, errlen, "%s: PNG is %llux%llu pixels, above the limit of %lld", name, w,
+            return dino_errf(err, errlen, "%s: PNG is %llux%llu pixels, above the limit of %lld", name, w,
                         h, (long long)IMAGE_MAX_PIXELS);
     }
     PngSrc src = {buf, len, 0, {0}};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_error_cb,
                                              png_warning_cb);
-    if (!png) return fail(err, errlen, "%s: cannot initialise libpng", name);
+    if (!png) return dino_errf(err, errlen, "%s: cannot initialise libpng", name);
     png_infop info = png_create_info_struct(png);
     uint8_t *volatile pixels = NULL;
     uint8_t *volatile row = NULL;
@@ -203,7 +196,7 @@ static int decode_png(const uint8_t *buf, size_t len, Image *out, const char *na
         png_destroy_read_struct(&png, info ? &info : NULL, NULL);
         free(pixels);
         free(row);
-        return fail(err, errlen, "%s: cannot decode PNG: %s", name, src.msg[0] ? src.msg : "error");
+        return dino_errf(err, errlen, "%s: cannot decode PNG: %s", name, src.msg[0] ? src.msg : "error");
     }
     png_set_read_fn(png, &src, png_read_cb);
     png_set_user_limits(png, 0x7fffffff, 0x7fffffff);  // our pixel limit applies instead
@@ -213,7 +206,7 @@ static int decode_png(const uint8_t *buf, size_t len, Image *out, const char *na
     png_get_IHDR(png, info, &W, &H, &depth, &ctype, &interlace, NULL, NULL);
     if ((long long)W * (long long)H > IMAGE_MAX_PIXELS) {
         png_destroy_read_struct(&png, &info, NULL);
-        return fail(err, errlen, "%s: PNG is %ux%u pixels, above the limit of %lld", name,
+        return dino_errf(err, errlen, "%s: PNG is %ux%u pixels, above the limit of %lld", name,
                     (unsigned)W, (unsigned)H, (long long)IMAGE_MAX_PIXELS);
     }
     // Pillow opens 16-bit grey as "I;16", whose conversion to RGB clips the
@@ -267,12 +260,12 @@ int image_decode_mem(const uint8_t *buf, size_t len, int min_side, Image *out, c
     out->w = out->h = 0;
     out->rgb = NULL;
     if (!name) name = "image";
-    if (len == 0) return fail(err, errlen, "%s: file is empty", name);
+    if (len == 0) return dino_errf(err, errlen, "%s: file is empty", name);
     if (len >= 3 && buf[0] == 0xFF && buf[1] == 0xD8 && buf[2] == 0xFF)
         return decode_jpeg(buf, len, min_side, out, name, err, errlen);
     if (len >= 8 && !memcmp(buf, "\x89PNG\r\n\x1a\n", 8))
         return decode_png(buf, len, out, name, err, errlen);
-    return fail(err, errlen, "%s: not a JPEG or PNG image", name);
+    return dino_errf(err, errlen, "%s: not a JPEG or PNG image", name);
 }
 
 int image_decode_file(const char *path, int min_side, Image *out, char *err, size_t errlen) {
@@ -282,9 +275,9 @@ int image_decode_file(const char *path, int min_side, Image *out, char *err, siz
     // list file naming /dev/zero would otherwise be read until memory runs out.
     struct stat st;
     if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
-        return fail(err, errlen, "%s: not a regular file", path);
+        return dino_errf(err, errlen, "%s: not a regular file", path);
     FILE *f = fopen(path, "rb");
-    if (!f) return fail(err, errlen, "%s: cannot open", path);
+    if (!f) return dino_errf(err, errlen, "%s: cannot open", path);
     uint8_t *buf = NULL;
     size_t len = 0, cap = 0;
     for (;;) {
@@ -294,7 +287,7 @@ int image_decode_file(const char *path, int min_side, Image *out, char *err, siz
             if (!nb) {
                 free(buf);
                 fclose(f);
-                return fail(err, errlen, "%s: out of memory reading the file", path);
+                return dino_errf(err, errlen, "%s: out of memory reading the file", path);
             }
             buf = nb;
         }
@@ -306,7 +299,7 @@ int image_decode_file(const char *path, int min_side, Image *out, char *err, siz
     fclose(f);
     if (bad) {
         free(buf);
-        return fail(err, errlen, "%s: read error", path);
+        return dino_errf(err, errlen, "%s: read error", path);
     }
     int rc = image_decode_mem(buf, len, min_side, out, path, err, errlen);
     free(buf);
@@ -315,7 +308,7 @@ int image_decode_file(const char *path, int min_side, Image *out, char *err, siz
 
 int image_write_png(const char *path, const uint8_t *rgb, int w, int h, char *err, size_t errlen) {
     FILE *f = fopen(path, "wb");
-    if (!f) return fail(err, errlen, "%s: cannot open for writing", path);
+    if (!f) return dino_errf(err, errlen, "%s: cannot open for writing", path);
     PngSrc es = {0};
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &es, png_error_cb,
                                               png_warning_cb);
@@ -323,7 +316,7 @@ int image_write_png(const char *path, const uint8_t *rgb, int w, int h, char *er
     if (!png || !info || setjmp(png_jmpbuf(png))) {
         if (png) png_destroy_write_struct(&png, info ? &info : NULL);
         fclose(f);
-        return fail(err, errlen, "%s: cannot write PNG: %s", path, es.msg);
+        return dino_errf(err, errlen, "%s: cannot write PNG: %s", path, es.msg);
     }
     png_init_io(png, f);
     png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_RGB,
@@ -332,14 +325,14 @@ int image_write_png(const char *path, const uint8_t *rgb, int w, int h, char *er
     for (int y = 0; y < h; y++) png_write_row(png, (png_const_bytep)(rgb + (size_t)y * w * 3));
     png_write_end(png, NULL);
     png_destroy_write_struct(&png, &info);
-    if (fclose(f) != 0) return fail(err, errlen, "%s: write error", path);
+    if (fclose(f) != 0) return dino_errf(err, errlen, "%s: write error", path);
     return 0;
 }
 
 int image_write_jpeg(const char *path, const uint8_t *rgb, int w, int h, int quality, char *err,
                      size_t errlen) {
     FILE *f = fopen(path, "wb");
-    if (!f) return fail(err, errlen, "%s: cannot open for writing", path);
+    if (!f) return dino_errf(err, errlen, "%s: cannot open for writing", path);
     struct jpeg_compress_struct c;
     JpegErr jerr;
     c.err = jpeg_std_error(&jerr.pub);
@@ -347,7 +340,7 @@ int image_write_jpeg(const char *path, const uint8_t *rgb, int w, int h, int qua
     if (setjmp(jerr.jump)) {
         jpeg_destroy_compress(&c);
         fclose(f);
-        return fail(err, errlen, "%s: cannot write JPEG: %s", path, jerr.msg);
+        return dino_errf(err, errlen, "%s: cannot write JPEG: %s", path, jerr.msg);
     }
     jpeg_create_compress(&c);
     jpeg_stdio_dest(&c, f);
@@ -364,6 +357,6 @@ int image_write_jpeg(const char *path, const uint8_t *rgb, int w, int h, int qua
     }
     jpeg_finish_compress(&c);
     jpeg_destroy_compress(&c);
-    if (fclose(f) != 0) return fail(err, errlen, "%s: write error", path);
+    if (fclose(f) != 0) return dino_errf(err, errlen, "%s: write error", path);
     return 0;
 }
