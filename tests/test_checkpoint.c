@@ -17,35 +17,6 @@
 #include "io/xxh64.h"
 #include "testlib.h"
 
-static char g_dir[256];
-
-static const char *tmp_path(const char *name) {
-    static char buf[4][512];
-    static int slot;
-    char *p = buf[slot++ & 3];
-    snprintf(p, 512, "%s/%s", g_dir, name);
-    return p;
-}
-
-static uint8_t *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(sz ? (size_t)sz : 1);
-    *n = fread(b, 1, (size_t)sz, f);
-    fclose(f);
-    return b;
-}
-
-static void spit(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) { perror(path); exit(2); }
-    if (n) fwrite(p, 1, n, f);
-    fclose(f);
-}
-
 // Sample tensors of every dtype, including a scalar and an empty tensor.
 static float f32[3 * 5];
 static uint16_t f16[7];
@@ -106,9 +77,9 @@ static void test_xxh64(void) {
 
 static void test_round_trip(void) {
     char err[512] = "";
-    const char *path = tmp_path("rt.dino");
+    const char *path = test_tmp_path("rt.dino");
     CHECK(write_sample(path, 0, err, sizeof err) == 0, "write a sample checkpoint (%s)", err);
-    CHECK(access(tmp_path("rt.dino.tmp"), F_OK) != 0, "no temporary file left behind");
+    CHECK(access(test_tmp_path("rt.dino.tmp"), F_OK) != 0, "no temporary file left behind");
     CHECK(ckpt_is_native(path), "ckpt_is_native recognises it");
     Ckpt *c = ckpt_open(path, err, sizeof err);
     CHECK(c != NULL, "reopen it (%s)", err);
@@ -163,9 +134,9 @@ static void test_round_trip(void) {
 
     // Deterministic bytes: writing the same content twice gives the same file.
     size_t n1, n2;
-    const char *path2 = tmp_path("rt2.dino");
+    const char *path2 = test_tmp_path("rt2.dino");
     CHECK(write_sample(path2, 0, err, sizeof err) == 0, "write it again");
-    uint8_t *a = slurp(path, &n1), *b = slurp(path2, &n2);
+    uint8_t *a = test_read_file(path, &n1), *b = test_read_file(path2, &n2);
     CHECK(a && b && n1 == n2 && memcmp(a, b, n1) == 0, "two writes are byte-identical (%zu bytes)", n1);
     CHECK(n1 % 64 == 8, "file = 64-aligned header+data plus an 8-byte checksum");
     free(a);
@@ -174,14 +145,14 @@ static void test_round_trip(void) {
 
 static void test_truncation_and_flips(void) {
     char err[512];
-    const char *path = tmp_path("rt.dino");
+    const char *path = test_tmp_path("rt.dino");
     size_t n;
-    uint8_t *orig = slurp(path, &n);
+    uint8_t *orig = test_read_file(path, &n);
     if (!orig) { CHECK(0, "sample file present"); return; }
-    const char *bad = tmp_path("bad.dino");
+    const char *bad = test_tmp_path("bad.dino");
     int refused = 0, named = 0;
     for (size_t len = 0; len < n; len++) {
-        spit(bad, orig, len);
+        test_write_file(bad, orig, len);
         err[0] = 0;
         Ckpt *c = ckpt_open(bad, err, sizeof err);
         if (!c) refused++;
@@ -190,7 +161,7 @@ static void test_truncation_and_flips(void) {
     }
     CHECK(refused == (int)n, "every truncation (0..%zu bytes) refused: %d/%zu", n - 1, refused, n);
     CHECK(named == (int)n, "every truncation error names the file: %d/%zu", named, n);
-    spit(bad, orig, n - 100);
+    test_write_file(bad, orig, n - 100);
     ckpt_open(bad, err, sizeof err);
     CHECK(strstr(err, "truncated") != NULL, "a cut file is called truncated: %s", err);
 
@@ -200,7 +171,7 @@ static void test_truncation_and_flips(void) {
     for (size_t i = 0; i < n; i++) {
         memcpy(m, orig, n);
         m[i] ^= (uint8_t)(1u << (i % 8));
-        spit(bad, m, n);
+        test_write_file(bad, m, n);
         Ckpt *c = ckpt_open(bad, err, sizeof err);
         if (!c) refused++;
         else ckpt_close(c);
@@ -210,7 +181,7 @@ static void test_truncation_and_flips(void) {
     CHECK(said_checksum > (int)n - 64, "most flips are reported as checksum mismatches (%d)", said_checksum);
     // One extra byte at the end.
     memcpy(m, orig, n);
-    spit(bad, orig, n);
+    test_write_file(bad, orig, n);
     FILE *f = fopen(bad, "ab");
     fputc(0, f);
     fclose(f);
@@ -230,12 +201,12 @@ static void put_u64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] =
 
 static void test_forged(void) {
     char err[512];
-    const char *path = tmp_path("rt.dino");
+    const char *path = test_tmp_path("rt.dino");
     size_t n;
-    uint8_t *orig = slurp(path, &n);
+    uint8_t *orig = test_read_file(path, &n);
     if (!orig) return;
     uint8_t *m = malloc(n);
-    const char *bad = tmp_path("forged.dino");
+    const char *bad = test_tmp_path("forged.dino");
     // Locate the first tensor record: after the preamble and the 4 meta entries.
     size_t pos = 64;
     for (int i = 0; i < 4; i++) {
@@ -275,7 +246,7 @@ static void test_forged(void) {
         if (cases[k].width == 4) put_u32(m + cases[k].at, (uint32_t)cases[k].v);
         else put_u64(m + cases[k].at, cases[k].v);
         forge(m, n);
-        spit(bad, m, n);
+        test_write_file(bad, m, n);
         err[0] = 0;
         Ckpt *c = ckpt_open(bad, err, sizeof err);
         CHECK(c == NULL && strstr(err, bad), "forged checksum, %s: refused (%s)", cases[k].what, err);
@@ -288,29 +259,29 @@ static void test_forged(void) {
     size_t off1 = t1 + 4 + nl1 + 8 + 8;  // one dimension
     put_u64(m + off1, 0);
     forge(m, n);
-    spit(bad, m, n);
+    test_write_file(bad, m, n);
     CHECK(ckpt_open(bad, err, sizeof err) == NULL && strstr(err, "overlap"),
           "forged checksum, overlapping tensors refused (%s)", err);
     free(m);
     free(orig);
 
     // Other kinds of file.
-    const char *png = tmp_path("image.png");
-    spit(png, "\x89PNG\r\n\x1a\n0000000000000000000000000000000000000000", 48);
+    const char *png = test_tmp_path("image.png");
+    test_write_file(png, "\x89PNG\r\n\x1a\n0000000000000000000000000000000000000000", 48);
     CHECK(ckpt_open(png, err, sizeof err) == NULL && strstr(err, "not a dino.c native file"),
           "a PNG is refused: %s", err);
     CHECK(!ckpt_is_native(png), "ckpt_is_native says no to a PNG");
-    CHECK(ckpt_open(tmp_path("missing.dino"), err, sizeof err) == NULL && strstr(err, "missing.dino"),
+    CHECK(ckpt_open(test_tmp_path("missing.dino"), err, sizeof err) == NULL && strstr(err, "missing.dino"),
           "a missing file is refused: %s", err);
-    CHECK(ckpt_open(g_dir, err, sizeof err) == NULL, "a directory is refused: %s", err);
+    CHECK(ckpt_open(test_tmp_path(""), err, sizeof err) == NULL, "a directory is refused: %s", err);
 }
 
 static void test_failing_writes(void) {
     char err[512], path[512];
-    snprintf(path, sizeof path, "%s", tmp_path("keep.dino"));  // tmp_path's buffers rotate
+    snprintf(path, sizeof path, "%s", test_tmp_path("keep.dino"));  // tmp_path's buffers rotate
     CHECK(write_sample(path, 0, err, sizeof err) == 0, "write the file to keep");
     size_t n0;
-    uint8_t *before = slurp(path, &n0);
+    uint8_t *before = test_read_file(path, &n0);
 
     // 1. The file system refuses to grow the file part-way (like ENOSPC):
     // RLIMIT_FSIZE makes write() fail with EFBIG once the limit is reached.
@@ -329,27 +300,27 @@ static void test_failing_writes(void) {
     setrlimit(RLIMIT_FSIZE, &old);
     CHECK(rc == -1 && strstr(err, path), "a write that fails part-way returns an error: %s", err);
     size_t n1;
-    uint8_t *after = slurp(path, &n1);
+    uint8_t *after = test_read_file(path, &n1);
     CHECK(after && n1 == n0 && memcmp(before, after, n0) == 0, "the previous file is untouched");
-    CHECK(access(tmp_path("keep.dino.tmp"), F_OK) != 0, "the temporary file is removed");
+    CHECK(access(test_tmp_path("keep.dino.tmp"), F_OK) != 0, "the temporary file is removed");
     free(after);
 
     // 2. The temporary path cannot be created (it is a directory).
-    mkdir(tmp_path("keep.dino.tmp"), 0755);
+    mkdir(test_tmp_path("keep.dino.tmp"), 0755);
     CHECK(write_sample(path, 1, err, sizeof err) == -1 && strstr(err, "keep.dino.tmp"),
           "an uncreatable temporary file returns an error: %s", err);
-    rmdir(tmp_path("keep.dino.tmp"));
-    after = slurp(path, &n1);
+    rmdir(test_tmp_path("keep.dino.tmp"));
+    after = test_read_file(path, &n1);
     CHECK(after && n1 == n0 && memcmp(before, after, n0) == 0, "the previous file is untouched");
     free(after);
 
     // 3. A full disk: the temporary path is a symlink to /dev/full, so every
     // write fails with ENOSPC.
-    if (symlink("/dev/full", tmp_path("keep.dino.tmp")) == 0) {
+    if (symlink("/dev/full", test_tmp_path("keep.dino.tmp")) == 0) {
         rc = write_sample(path, 1, err, sizeof err);
         CHECK(rc == -1 && strstr(err, "No space left"), "a full disk (ENOSPC) returns an error: %s", err);
-        unlink(tmp_path("keep.dino.tmp"));
-        after = slurp(path, &n1);
+        unlink(test_tmp_path("keep.dino.tmp"));
+        after = test_read_file(path, &n1);
         CHECK(after && n1 == n0 && memcmp(before, after, n0) == 0, "the previous file is untouched");
         free(after);
     }
@@ -368,16 +339,13 @@ static void test_failing_writes(void) {
 }
 
 int main(void) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/dino_test_ckpt_%d", (int)getpid());
-    mkdir(g_dir, 0700);
+    test_tmpdir("ckpt");
     fill_samples();
     test_xxh64();
     test_round_trip();
     test_truncation_and_flips();
     test_forged();
     test_failing_writes();
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
+    test_tmpdir_remove();
     return test_finish();
 }

@@ -19,34 +19,6 @@
 #include "io/pth.h"
 #include "testlib.h"
 
-static char g_dir[256];
-
-static const char *tmp_path(const char *name) {
-    static char buf[4][512];
-    static int slot;
-    char *p = buf[slot++ & 3];
-    snprintf(p, 512, "%s/%s", g_dir, name);
-    return p;
-}
-
-static uint8_t *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(sz ? (size_t)sz : 1);
-    *n = fread(b, 1, (size_t)sz, f);
-    fclose(f);
-    return b;
-}
-
-static void spit(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (n) fwrite(p, 1, n, f);
-    fclose(f);
-}
-
 static float *read_tensor(PthFile *f, const PickleValue *root, const char *key, size_t *n) {
     const PickleValue *t = pickle_dict_get(root, key);
     if (!t || t->type != PV_TENSOR) return NULL;
@@ -188,15 +160,15 @@ static void test_truncated_and_corrupt(void) {
     char err[512];
     const char *src = test_fixture_path("io_vit_bb.pth");
     size_t n, total0;
-    uint8_t *orig = slurp(src, &n);
+    uint8_t *orig = test_read_file(src, &n);
     float *ref = read_all(src, &total0, err, sizeof err);
     CHECK(orig && ref && total0 == 54080, "the backbone file reads 54080 values");
     if (!orig || !ref) return;
-    const char *bad = tmp_path("bad.pth");
+    const char *bad = test_tmp_path("bad.pth");
     int refused = 0, tried = 0;
     size_t lens[] = {0, 1, 3, 4, 30, 100, 1000, n / 3, n / 2, n - 1000, n - 100, n - 22, n - 1};
     for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
-        spit(bad, orig, lens[i]);
+        test_write_file(bad, orig, lens[i]);
         size_t tot;
         float *v = read_all(bad, &tot, err, sizeof err);
         tried++;
@@ -210,7 +182,7 @@ static void test_truncated_and_corrupt(void) {
     for (size_t pos = 7; pos < n; pos += 211) {
         memcpy(m, orig, n);
         m[pos] ^= 0x5a;
-        spit(bad, m, n);
+        test_write_file(bad, m, n);
         size_t tot;
         float *v = read_all(bad, &tot, err, sizeof err);
         if (v) {
@@ -345,16 +317,13 @@ static void test_mutations(void) {
 }
 
 int main(void) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/dino_test_pth_%d", (int)getpid());
-    mkdir(g_dir, 0700);
+    test_tmpdir("pth");
     test_misc("io_misc_p2.pth");
     test_misc("io_misc_p4.pth");
     test_hostile();
     test_truncated_and_corrupt();
     test_handmade_pickles();
     test_mutations();
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
+    test_tmpdir_remove();
     return test_finish();
 }

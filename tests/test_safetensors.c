@@ -16,31 +16,9 @@
 #include "io/safetensors.h"
 #include "testlib.h"
 
-static char g_dir[256];
-
-static const char *tmp_path(const char *name) {
-    static char buf[4][512];
-    static int slot;
-    char *p = buf[slot++ & 3];
-    snprintf(p, 512, "%s/%s", g_dir, name);
-    return p;
-}
-
-static uint8_t *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(sz ? (size_t)sz : 1);
-    *n = fread(b, 1, (size_t)sz, f);
-    fclose(f);
-    return b;
-}
-
 // A file made of an 8-byte length, the given header text and `data_len` bytes.
 static const char *craft(const char *name, const char *header, uint64_t declared_len, size_t data_len) {
-    const char *path = tmp_path(name);
+    const char *path = test_tmp_path(name);
     FILE *f = fopen(path, "wb");
     uint8_t lb[8];
     for (int i = 0; i < 8; i++) lb[i] = (uint8_t)(declared_len >> (8 * i));
@@ -86,7 +64,7 @@ static void test_writer(void) {
     int64_t sa[2] = {2, 3}, sc[2] = {4, 1};
     SafeWriteTensor t[3] = {{"zeta", 2, sa, a}, {"alpha \"quoted\"\\", 0, NULL, b}, {"mid", 2, sc, c}};
     const char *meta[4] = {"format", "pt", "note", "line\nbreak"};
-    const char *path = tmp_path("w.safetensors");
+    const char *path = test_tmp_path("w.safetensors");
     CHECK(safetensors_write_f32(path, t, 3, meta, 2, err, sizeof err) == 0, "write 3 tensors");
     SafeFile *f = safetensors_open(path, err, sizeof err);
     CHECK(f != NULL, "our file passes validation (%s)", f ? "ok" : err);
@@ -111,8 +89,8 @@ static void test_writer(void) {
 
     // Every truncation of this small file is refused.
     size_t n;
-    uint8_t *orig = slurp(path, &n);
-    const char *cut = tmp_path("cut.safetensors");
+    uint8_t *orig = test_read_file(path, &n);
+    const char *cut = test_tmp_path("cut.safetensors");
     int refused = 0;
     for (size_t len = 0; len < n; len++) {
         FILE *o = fopen(cut, "wb");
@@ -137,8 +115,8 @@ static void test_writer(void) {
     int rcw = safetensors_write_f32(path, &tb2, 1, NULL, 0, err, sizeof err);
     setrlimit(RLIMIT_FSIZE, &old);
     size_t n2;
-    uint8_t *after = slurp(path, &n2);
-    CHECK(rcw == -1 && after && n2 == n && !memcmp(after, orig, n) && access(tmp_path("w.safetensors.tmp"), F_OK) != 0,
+    uint8_t *after = test_read_file(path, &n2);
+    CHECK(rcw == -1 && after && n2 == n && !memcmp(after, orig, n) && access(test_tmp_path("w.safetensors.tmp"), F_OK) != 0,
           "a failing write returns an error and leaves the old file: %s", err);
     free(after);
     free(orig);
@@ -212,13 +190,10 @@ static void test_hostile(void) {
 }
 
 int main(void) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/dino_test_safetensors_%d", (int)getpid());
-    mkdir(g_dir, 0700);
+    test_tmpdir("safetensors");
     test_python_files();
     test_writer();
     test_hostile();
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
+    test_tmpdir_remove();
     return test_finish();
 }

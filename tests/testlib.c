@@ -4,6 +4,8 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int g_pass, g_fail;
@@ -62,4 +64,45 @@ const char *test_fixture_path(const char *name) {
     }
     snprintf(out, 1024, "tests/fixtures/%s", name);
     return out;
+}
+
+static char g_tmpdir[256];
+
+const char *test_tmpdir(const char *tag) {
+    snprintf(g_tmpdir, sizeof g_tmpdir, "/tmp/dino_test_%s_%d", tag, (int)getpid());
+    mkdir(g_tmpdir, 0700);
+    return g_tmpdir;
+}
+
+const char *test_tmp_path(const char *name) {
+    static char buf[4][512];
+    static int slot;
+    char *p = buf[slot++ & 3];
+    snprintf(p, 512, "%s/%s", g_tmpdir, name);
+    return p;
+}
+
+void test_tmpdir_remove(void) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_tmpdir);
+}
+
+uint8_t *test_read_file(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc(sz > 0 ? (size_t)sz : 1);
+    *n = fread(b, 1, sz > 0 ? (size_t)sz : 0, f);
+    fclose(f);
+    return b;
+}
+
+void test_write_file(const char *path, const void *p, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) { perror(path); exit(2); }
+    if (n) fwrite(p, 1, n, f);
+    fclose(f);
 }

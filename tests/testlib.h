@@ -18,6 +18,16 @@ int test_close(const char *what, const float *got, const float *want, size_t n, 
 
 int test_finish(void);  // returns the process exit status
 
+// A fresh scratch folder /tmp/dino_test_<tag>_<pid> for files a test writes,
+// paths inside it (four rotating buffers), and its removal at the end.
+const char *test_tmpdir(const char *tag);
+const char *test_tmp_path(const char *name);
+void test_tmpdir_remove(void);
+// Whole-file helpers: read returns NULL when the file cannot be opened;
+// write exits when it cannot write (a broken test environment, not a result).
+uint8_t *test_read_file(const char *path, size_t *n);
+void test_write_file(const char *path, const void *p, size_t n);
+
 // A path under tests/fixtures/, found from the repository root or tests/.
 const char *test_fixture_path(const char *name);
 
