@@ -54,6 +54,7 @@ double dino_teacher_temp(const DinoLoss *L, int epoch) {
 // the exact exp over [-87, 0], the range softmax uses (sampled every 256th
 // float); 0 below -87.
 static inline float vexpf(float x) {
+    if (x != x) return x;  // NaN propagates; the trainer reports the non-finite loss
     float xc = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
     float k = floorf(xc * 1.44269504088896341f + 0.5f);
     float r = xc - k * 0.693359375f;
@@ -69,7 +70,7 @@ static inline float vexpf(float x) {
         float f;
         int32_t i;
     } u;
-    u.i = ((int32_t)k + 127) << 23;
+    u.i = (int32_t)((uint32_t)((int32_t)k + 127) << 23);
     return x < -87.0f ? 0.0f : y * u.f;
 }
 
