@@ -109,6 +109,7 @@ int cmd_train(int argc, char **argv) {
         {"global_crop_size", ARG_INT, &c.global_crop_size, "global crop size in pixels"},
         {"blur_sigma", ARG_FLOAT_LIST, &blur, "Gaussian blur radius range (the reference's 0.1 2 suits 224-px crops)"},
         {"solarization_prob", ARG_FLOAT, &solarize, "solarization probability of the second global crop"},
+        {"jpeg_min_side", ARG_INT, &c.jpeg_min_side, "> 0: decode JPEGs at a reduced DCT scale while both sides stay >= this (faster on large photos; pixels then differ from PIL's)"},
         {"local_crop_size", ARG_INT, &c.local_crop_size, "local crop size in pixels"},
         {"data_path", ARG_STRING, &c.data_path, "image folder, IDX or CIFAR files"},
         {"output_dir", ARG_STRING, &c.output_dir, "where checkpoints and log.txt go (and resume from)"},

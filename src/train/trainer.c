@@ -691,6 +691,7 @@ int train_run(const TrainConfig *cfg0) {
     lc.aug.blur_sigma[0] = c.blur_sigma[0];
     lc.aug.blur_sigma[1] = c.blur_sigma[1];
     lc.aug.solarize_p = c.solarization_prob;
+    lc.jpeg_min_side = c.jpeg_min_side;
     lc.batch_size = c.batch_size_per_gpu;
     lc.seed = (uint64_t)c.seed;
     lc.shuffle = 1;

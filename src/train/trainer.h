@@ -47,6 +47,7 @@ typedef struct {
     int global_crop_size, local_crop_size;  // 224, 96
     double blur_sigma[2];          // 0.1 2.0: Gaussian blur radius range
     double solarization_prob;      // 0.2 (global crop 2)
+    int jpeg_min_side;             // > 0: DCT-domain JPEG downscaling keeping sides >= this
     // run
     const char *data_path;
     const char *output_dir;
