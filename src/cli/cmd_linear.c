@@ -19,30 +19,6 @@
 #include "eval/linear_full.h"
 #include "eval/npy.h"
 
-static float *load_features(const char *path, int64_t *n, int *d) {
-    char err[512];
-    NpyInfo info;
-    float *x = npy_read_f32(path, &info, err, sizeof err);
-    if (!x) dino_die("%s", err);
-    if (info.ndim != 2)
-        dino_die("%s: features must be a 2-D array (samples, dim), got %d dimensions", path,
-                 info.ndim);
-    *n = info.shape[0];
-    *d = (int)info.shape[1];
-    return x;
-}
-
-static int64_t *load_labels(const char *path, int64_t n) {
-    char err[512];
-    NpyInfo info;
-    int64_t *l = npy_read_i64(path, &info, err, sizeof err);
-    if (!l) dino_die("%s", err);
-    if (info.ndim != 1 || (int64_t)info.numel != n)
-        dino_die("%s: expected %lld labels in a 1-D array, got %zu elements", path, (long long)n,
-                 info.numel);
-    return l;
-}
-
 static void save_classifier(const LinearClassifier *lc, const char *output_dir) {
     char path[4096], err[1024];
     int64_t ws[2] = {lc->num_classes, lc->dim}, bs[1] = {lc->num_classes};
@@ -136,42 +112,12 @@ int cmd_linear(int argc, char **argv) {
     ma.batch_size = cfg.batch_size;  // one batch size, as in the reference
 
     if (full) return linear_full_mode(&ma, &cfg, num_labels, output_dir);
-    float *tr, *te;
-    int64_t *trl, *tel, ntr, nte;
-    int d, d2;
-    char fpaths[4][4096];
-    if (features_dir) {
-        const char *names[4] = {"train_features", "train_labels", "val_features", "val_labels"};
-        for (int i = 0; i < 4; i++) snprintf(fpaths[i], sizeof fpaths[i], "%s/%s.npy", features_dir, names[i]);
-        train_features = fpaths[0], train_labels = fpaths[1], val_features = fpaths[2], val_labels = fpaths[3];
-    }
-    if (train_features || val_features || train_labels || val_labels) {
-        if (!train_features || !val_features)
-            dino_die("dino linear needs both --train_features and --val_features");
-        if (!train_labels || !val_labels)
-            dino_die("dino linear needs labels: pass --train_labels and --val_labels");
-        tr = load_features(train_features, &ntr, &d);
-        te = load_features(val_features, &nte, &d2);
-        if (d != d2)
-            dino_die("training features have dimension %d but validation features %d", d, d2);
-        trl = load_labels(train_labels, ntr);
-        tel = load_labels(val_labels, nte);
-    } else {
-        if (!ma.pretrained_weights || !ma.data_path)
-            dino_die("dino linear needs --train_features/--val_features files or "
-                     "--pretrained_weights and --data_path (see dino linear --help)");
-        EvalModel em;
-        eval_model_load(&ma, &em);
-        EvalFeatures ftr, fte;
-        eval_features_from_model(&ma, &em, 0, 0, &ftr);
-        eval_features_from_model(&ma, &em, 1, 0, &fte);
-        eval_model_free(&em);
-        if (!ftr.labelled || !fte.labelled)
-            dino_die("dino linear needs labels, but %s has none (use a labelled dataset)",
-                     ma.data_path);
-        tr = ftr.x; trl = ftr.labels; ntr = ftr.n; d = (int)ftr.d;
-        te = fte.x; tel = fte.labels; nte = fte.n;
-    }
+    FeatureFiles files = {features_dir, train_features, train_labels, val_features, val_labels};
+    EvalFeatures ftr, fte;
+    eval_labelled_features("linear", &files, &ma, &ftr, &fte);
+    float *tr = ftr.x, *te = fte.x;
+    int64_t *trl = ftr.labels, *tel = fte.labels, ntr = ftr.n, nte = fte.n;
+    int d = (int)ftr.d;
     int64_t max_label = -1;
     for (int64_t i = 0; i < ntr; i++) max_label = trl[i] > max_label ? trl[i] : max_label;
     for (int64_t i = 0; i < nte; i++) max_label = tel[i] > max_label ? tel[i] : max_label;

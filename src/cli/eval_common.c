@@ -9,6 +9,7 @@
 #include "data/dataset.h"
 #include "eval/features.h"
 #include "eval/knn_model.h"
+#include "eval/npy.h"
 #include "io/model_io.h"
 #include "train/trainer.h"
 
@@ -129,4 +130,68 @@ int train_eval_hook(const TrainConfig *cfg, const DinoModel *model, const float 
               dino_now() - t0);
     snprintf(json, n, "\"knn_k\": 20, \"knn_top1\": %.4f, \"knn_top5\": %.4f", r.top1, r.top5);
     return 0;
+}
+
+static float *load_npy_features(const char *path, int64_t *n, int64_t *d) {
+    char err[512];
+    NpyInfo info;
+    float *x = npy_read_f32(path, &info, err, sizeof err);
+    if (!x) dino_die("%s", err);
+    if (info.ndim != 2)
+        dino_die("%s: features must be a 2-D array (samples, dim), got %d dimensions", path,
+                 info.ndim);
+    *n = info.shape[0];
+    *d = info.shape[1];
+    return x;
+}
+
+static int64_t *load_npy_labels(const char *path, int64_t n) {
+    char err[512];
+    NpyInfo info;
+    int64_t *l = npy_read_i64(path, &info, err, sizeof err);
+    if (!l) dino_die("%s", err);
+    if (info.ndim != 1 || (int64_t)info.numel != n)
+        dino_die("%s: expected %lld labels in a 1-D array, got %zu elements", path,
+                 (long long)n, info.numel);
+    return l;
+}
+
+void eval_labelled_features(const char *command, const FeatureFiles *files,
+                            const EvalModelArgs *a, EvalFeatures *train, EvalFeatures *val) {
+    FeatureFiles f = *files;
+    char paths[4][4096];
+    if (f.dir) {
+        const char *names[4] = {"train_features", "train_labels", "val_features", "val_labels"};
+        for (int i = 0; i < 4; i++) snprintf(paths[i], sizeof paths[i], "%s/%s.npy", f.dir, names[i]);
+        f.train_features = paths[0], f.train_labels = paths[1];
+        f.val_features = paths[2], f.val_labels = paths[3];
+    }
+    memset(train, 0, sizeof *train);
+    memset(val, 0, sizeof *val);
+    if (f.train_features || f.val_features || f.train_labels || f.val_labels) {
+        if (!f.train_features || !f.val_features)
+            dino_die("dino %s needs both --train_features and --val_features", command);
+        if (!f.train_labels || !f.val_labels)
+            dino_die("dino %s needs labels: pass --train_labels and --val_labels", command);
+        train->x = load_npy_features(f.train_features, &train->n, &train->d);
+        val->x = load_npy_features(f.val_features, &val->n, &val->d);
+        if (train->d != val->d)
+            dino_die("training features have dimension %lld but validation features %lld",
+                     (long long)train->d, (long long)val->d);
+        train->labels = load_npy_labels(f.train_labels, train->n);
+        val->labels = load_npy_labels(f.val_labels, val->n);
+        train->labelled = val->labelled = 1;
+        return;
+    }
+    if (!a->pretrained_weights || !a->data_path)
+        dino_die("dino %s needs --train_features/--val_features files or "
+                 "--pretrained_weights and --data_path (see dino %s --help)", command, command);
+    EvalModel em;
+    eval_model_load(a, &em);
+    eval_features_from_model(a, &em, 0, 0, train);
+    eval_features_from_model(a, &em, 1, 0, val);
+    eval_model_free(&em);
+    if (!train->labelled || !val->labelled)
+        dino_die("dino %s needs labels, but %s has none (use a labelled dataset)", command,
+                 a->data_path);
 }

@@ -66,4 +66,17 @@ typedef struct {
 void eval_features_from_model(const EvalModelArgs *a, const EvalModel *em, int split,
                               int patch_tokens, EvalFeatures *out);
 
+// .npy inputs of `dino knn` and `dino linear`: the four files, or a folder
+// written by `dino features` holding train_/val_{features,labels}.npy.
+typedef struct {
+    const char *dir;
+    const char *train_features, *train_labels, *val_features, *val_labels;
+} FeatureFiles;
+
+// Labelled train and validation features for `command`: from the .npy files
+// when any is given, else from the model over a->data_path. Exits with one
+// line when something is missing, unlabelled or of mismatched dimension.
+void eval_labelled_features(const char *command, const FeatureFiles *files,
+                            const EvalModelArgs *a, EvalFeatures *train, EvalFeatures *val);
+
 #endif

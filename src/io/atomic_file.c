@@ -17,16 +17,6 @@ struct AtomicFile {
     int io_errno;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static void af_free(AtomicFile *f) {
     free(f->path);
     free(f->tmp);
@@ -35,7 +25,7 @@ static void af_free(AtomicFile *f) {
 
 AtomicFile *atomic_open(const char *path, char *err, size_t errlen) {
     if (!path || !*path) {
-        set_err(err, errlen, "output path is empty");
+        dino_errf(err, errlen, "output path is empty");
         return NULL;
     }
     AtomicFile *f = callocCheck(1, sizeof *f);
@@ -46,7 +36,7 @@ AtomicFile *atomic_open(const char *path, char *err, size_t errlen) {
     snprintf(f->tmp, n + 5, "%s.tmp", path);
     f->f = fopen(f->tmp, "wb");
     if (!f->f) {
-        set_err(err, errlen, "cannot write %s: %s", f->tmp, strerror(errno));
+        dino_errf(err, errlen, "cannot write %s: %s", f->tmp, strerror(errno));
         af_free(f);
         return NULL;
     }
@@ -84,20 +74,20 @@ int atomic_commit(AtomicFile *f, char *err, size_t errlen) {
     if (fclose(f->f) != 0 && !f->io_errno) f->io_errno = errno ? errno : EIO;
     f->f = NULL;
     if (f->io_errno) {
-        set_err(err, errlen, "cannot write %s: %s (the previous file, if any, is untouched)",
+        dino_errf(err, errlen, "cannot write %s: %s (the previous file, if any, is untouched)",
                 f->path, strerror(f->io_errno));
         unlink(f->tmp);
         af_free(f);
         return -1;
     }
     if (rename(f->tmp, f->path) != 0) {
-        set_err(err, errlen, "cannot rename %s to %s: %s", f->tmp, f->path, strerror(errno));
+        dino_errf(err, errlen, "cannot rename %s to %s: %s", f->tmp, f->path, strerror(errno));
         unlink(f->tmp);
         af_free(f);
         return -1;
     }
     if (fsync_parent_dir(f->path) != 0) {
-        set_err(err, errlen, "wrote %s but could not fsync its directory: %s", f->path,
+        dino_errf(err, errlen, "wrote %s but could not fsync its directory: %s", f->path,
                 strerror(errno));
         af_free(f);
         return -1;

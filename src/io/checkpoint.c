@@ -41,16 +41,6 @@ static size_t dtype_size(uint32_t dt) {
     }
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int host_is_little_endian(void) {
     const uint16_t x = 1;
     return *(const uint8_t *)&x == 1;
@@ -85,11 +75,11 @@ struct CkptWriter {
 
 CkptWriter *ckpt_writer_open(const char *path, char *err, size_t errlen) {
     if (!host_is_little_endian()) {
-        set_err(err, errlen, "%s: the native format is little-endian and this host is not", path);
+        dino_errf(err, errlen, "%s: the native format is little-endian and this host is not", path);
         return NULL;
     }
     if (!path || !*path) {
-        set_err(err, errlen, "checkpoint path is empty");
+        dino_errf(err, errlen, "checkpoint path is empty");
         return NULL;
     }
     CkptWriter *w = callocCheck(1, sizeof *w);
@@ -314,19 +304,19 @@ static int read_whole_file(const char *path, uint8_t **out, size_t *size, char *
                            size_t errlen) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) {
-        set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        dino_errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
         return -1;
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "%s is not a regular file", path);
+        dino_errf(err, errlen, "%s is not a regular file", path);
         close(fd);
         return -1;
     }
     size_t n = (size_t)st.st_size;
     uint8_t *buf = NULL;
     if (posix_memalign((void **)&buf, CKPT_ALIGN, n ? n : 1) != 0) {
-        set_err(err, errlen, "%s: out of memory reading %zu bytes", path, n);
+        dino_errf(err, errlen, "%s: out of memory reading %zu bytes", path, n);
         close(fd);
         return -1;
     }
@@ -335,7 +325,7 @@ static int read_whole_file(const char *path, uint8_t **out, size_t *size, char *
         ssize_t r = read(fd, buf + got, n - got);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
-            set_err(err, errlen, "cannot read %s: %s", path, r < 0 ? strerror(errno) : "file shrank");
+            dino_errf(err, errlen, "cannot read %s: %s", path, r < 0 ? strerror(errno) : "file shrank");
             free(buf);
             close(fd);
             return -1;
@@ -368,7 +358,7 @@ Ckpt *ckpt_open(const char *path, char *err, size_t errlen) {
     c->size = size;
 #define FAIL(...)                             \
     do {                                      \
-        set_err(err, errlen, __VA_ARGS__);    \
+        dino_errf(err, errlen, __VA_ARGS__);    \
         ckpt_close(c);                        \
         return NULL;                          \
     } while (0)

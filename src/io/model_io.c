@@ -20,16 +20,6 @@
 #include "io/pth.h"
 #include "io/safetensors.h"
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 // ---------------------------------------------------------------- sources
 
 typedef enum { SRC_NATIVE, SRC_PTH, SRC_SAFE } SrcKind;
@@ -198,7 +188,7 @@ static int normalise(Source *s, char *err, size_t errlen) {
             int r = hf_map(e->name, sizeof e->name, &part);
             if (r == 0) continue;  // no backbone meaning: dropped
             if (r < 0) {
-                set_err(err, errlen, "%s: tensor '%s' is not part of a Hugging Face ViT "
+                dino_errf(err, errlen, "%s: tensor '%s' is not part of a Hugging Face ViT "
                         "(not a supported model)", s->path, e->orig);
                 return -1;
             }
@@ -227,17 +217,17 @@ static int normalise(Source *s, char *err, size_t errlen) {
                 if (nm[l - 1] == '2') parts[2] = &s->e[j];
             }
             if (!parts[1] || !parts[2]) {
-                set_err(err, errlen, "%s: %s has a query without its key or value", s->path, base);
+                dino_errf(err, errlen, "%s: %s has a query without its key or value", s->path, base);
                 return -1;
             }
             for (int k = 1; k < 3; k++)
                 if (parts[k]->ndim != q->ndim || parts[k]->numel != q->numel ||
                     memcmp(parts[k]->shape, q->shape, sizeof q->shape)) {
-                    set_err(err, errlen, "%s: query, key and value of %s differ in shape", s->path, base);
+                    dino_errf(err, errlen, "%s: query, key and value of %s differ in shape", s->path, base);
                     return -1;
                 }
             if (q->ndim < 1) {
-                set_err(err, errlen, "%s: %s has a 0-d query", s->path, base);
+                dino_errf(err, errlen, "%s: %s has a 0-d query", s->path, base);
                 return -1;
             }
             int qi = (int)(q - s->e), k1 = (int)(parts[1] - s->e), k2 = (int)(parts[2] - s->e);
@@ -261,7 +251,7 @@ static int normalise(Source *s, char *err, size_t errlen) {
     for (int i = 0; i < s->n; i++)
         for (int j = 0; j < i; j++)
             if (!s->e[i].is_part && strcmp(s->e[i].name, s->e[j].name) == 0) {
-                set_err(err, errlen, "%s: tensors '%s' and '%s' both become '%s'", s->path,
+                dino_errf(err, errlen, "%s: tensors '%s' and '%s' both become '%s'", s->path,
                         s->e[j].orig, s->e[i].orig, s->e[i].name);
                 return -1;
             }
@@ -277,7 +267,7 @@ static int collect_pth_dict(Source *s, const PickleValue *d, char *err, size_t e
         const PickleValue *k = d->items[i], *v = d->items[i + 1];
         if (k->type != PV_STR || v->type != PV_TENSOR) continue;
         if (pth_tensor_numel(v) > v->storage->numel) {
-            set_err(err, errlen, "%s: tensor '%.100s' is a broadcast view larger than its storage, "
+            dino_errf(err, errlen, "%s: tensor '%.100s' is a broadcast view larger than its storage, "
                     "not a model parameter", s->path, k->s);
             return -1;
         }
@@ -315,7 +305,7 @@ static int source_open(Source *s, const char *path, const char *key, char *err, 
     const char *want = key ? key : "teacher";
     FILE *fp = fopen(path, "rb");
     if (!fp) {
-        set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        dino_errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
         return -1;
     }
     fclose(fp);
@@ -329,7 +319,7 @@ static int source_open(Source *s, const char *path, const char *key, char *err, 
         for (int i = 0; i < n; i++)
             if (starts_with(ckpt_tensor_at(s->ck, i)->name, prefix)) with_prefix++;
         if (key && !with_prefix && native_is_training(s->ck)) {
-            set_err(err, errlen, "%s is a training checkpoint without a '%s' model", path, key);
+            dino_errf(err, errlen, "%s is a training checkpoint without a '%s' model", path, key);
             source_close(s);
             return -1;
         }
@@ -351,7 +341,7 @@ static int source_open(Source *s, const char *path, const char *key, char *err, 
         if (!s->pth) return -1;
         const PickleValue *root = pth_root(s->pth);
         if (root->type != PV_DICT) {
-            set_err(err, errlen, "%s holds a pickled %s, not a dict of tensors (a whole pickled "
+            dino_errf(err, errlen, "%s holds a pickled %s, not a dict of tensors (a whole pickled "
                     "model is not read: save its state_dict())", path,
                     root->type == PV_TENSOR ? "tensor" : "object");
             source_close(s);
@@ -375,7 +365,7 @@ static int source_open(Source *s, const char *path, const char *key, char *err, 
             }
         }
         if (!d) {
-            set_err(err, errlen, "%s has no tensors at its top level nor under '%s'", path, want);
+            dino_errf(err, errlen, "%s has no tensors at its top level nor under '%s'", path, want);
             source_close(s);
             return -1;
         }
@@ -398,7 +388,7 @@ static int source_open(Source *s, const char *path, const char *key, char *err, 
             e->numel = t->numel;
         }
     } else {
-        set_err(err, errlen, "%s is not a dino.c native file, a PyTorch .pth or a safetensors file",
+        dino_errf(err, errlen, "%s is not a dino.c native file, a PyTorch .pth or a safetensors file",
                 path);
         return -1;
     }
@@ -481,36 +471,36 @@ static int infer_vit(Source *s, const ModelLoadOptions *opt, ViTConfig *cfg, cha
     };
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++)
         if (find(s, unsupported[i][0])) {
-            set_err(err, errlen, "%s is not a supported ViT: it has %s", s->path, unsupported[i][1]);
+            dino_errf(err, errlen, "%s is not a supported ViT: it has %s", s->path, unsupported[i][1]);
             return -1;
         }
     Entry *pw = find(s, "patch_embed.proj.weight");
     Entry *cls = find(s, "cls_token");
     Entry *pos = find(s, "pos_embed");
     if (!pw || !cls || !pos) {
-        set_err(err, errlen, "%s is not a supported ViT: no %s tensor%s", s->path,
+        dino_errf(err, errlen, "%s is not a supported ViT: no %s tensor%s", s->path,
                 !pw ? "patch_embed.proj.weight" : !cls ? "cls_token" : "pos_embed",
                 s->key ? "" : " (for a training checkpoint, choose --checkpoint_key)");
         return -1;
     }
     if (pw->ndim != 4 || pw->shape[2] != pw->shape[3] || pw->shape[0] <= 0 || pw->shape[1] <= 0 ||
         pw->shape[2] <= 0) {
-        set_err(err, errlen, "%s: patch_embed.proj.weight is not a square convolution kernel", s->path);
+        dino_errf(err, errlen, "%s: patch_embed.proj.weight is not a square convolution kernel", s->path);
         return -1;
     }
     int64_t D = pw->shape[0];
     if (D > (1 << 16) || pw->shape[1] > 64 || pw->shape[2] > 1024) {
-        set_err(err, errlen, "%s: patch_embed.proj.weight has implausible dimensions", s->path);
+        dino_errf(err, errlen, "%s: patch_embed.proj.weight has implausible dimensions", s->path);
         return -1;
     }
     if ((int64_t)cls->numel != D) {
-        set_err(err, errlen, "%s: cls_token has %zu values, expected D=%lld", s->path, cls->numel,
+        dino_errf(err, errlen, "%s: cls_token has %zu values, expected D=%lld", s->path, cls->numel,
                 (long long)D);
         return -1;
     }
     int64_t T = (int64_t)(pos->numel / (size_t)D), g;
     if ((int64_t)pos->numel != T * D || T < 2 || !isqrt_exact(T - 1, &g)) {
-        set_err(err, errlen, "%s: pos_embed has %zu values, not (1 + a square grid) x D=%lld", s->path,
+        dino_errf(err, errlen, "%s: pos_embed has %zu values, not (1 + a square grid) x D=%lld", s->path,
                 pos->numel, (long long)D);
         return -1;
     }
@@ -521,28 +511,28 @@ static int infer_vit(Source *s, const ModelLoadOptions *opt, ViTConfig *cfg, cha
         if (!find(s, name)) break;
         depth++;
         if (depth > VIT_MAX_DEPTH) {
-            set_err(err, errlen, "%s has more than %d blocks", s->path, VIT_MAX_DEPTH);
+            dino_errf(err, errlen, "%s has more than %d blocks", s->path, VIT_MAX_DEPTH);
             return -1;
         }
     }
     if (depth == 0) {
-        set_err(err, errlen, "%s is not a supported ViT: no blocks.0.* tensors", s->path);
+        dino_errf(err, errlen, "%s is not a supported ViT: no blocks.0.* tensors", s->path);
         return -1;
     }
     Entry *fc1 = find(s, "blocks.0.mlp.fc1.weight");
     if (!fc1 || fc1->ndim != 2 || fc1->shape[1] != D) {
-        set_err(err, errlen, "%s: blocks.0.mlp.fc1.weight is missing or not (hidden, D)", s->path);
+        dino_errf(err, errlen, "%s: blocks.0.mlp.fc1.weight is missing or not (hidden, D)", s->path);
         return -1;
     }
     if (!find(s, "blocks.0.attn.qkv.bias")) {
-        set_err(err, errlen, "%s is not a supported ViT: its attention has no qkv bias", s->path);
+        dino_errf(err, errlen, "%s is not a supported ViT: its attention has no qkv bias", s->path);
         return -1;
     }
     int heads = opt && opt->heads > 0 ? opt->heads : 0;
     if (!heads && !meta_int(s, "vit.heads", &heads)) meta_int(s, "arg.num_heads", &heads);
     if (!heads) {
         if (D % 64) {
-            set_err(err, errlen, "%s: cannot infer the number of attention heads for D=%lld (not a "
+            dino_errf(err, errlen, "%s: cannot infer the number of attention heads for D=%lld (not a "
                     "multiple of 64, the head size of every DINO ViT); give it with --heads",
                     s->path, (long long)D);
             return -1;
@@ -550,7 +540,7 @@ static int infer_vit(Source *s, const ModelLoadOptions *opt, ViTConfig *cfg, cha
         heads = (int)(D / 64);
     }
     if (heads <= 0 || D % heads) {
-        set_err(err, errlen, "%s: D=%lld is not divisible into %d heads", s->path, (long long)D, heads);
+        dino_errf(err, errlen, "%s: D=%lld is not divisible into %d heads", s->path, (long long)D, heads);
         return -1;
     }
     cfg->dim = (int)D;
@@ -589,17 +579,17 @@ static int infer_head(Source *s, int D, HeadConfig *h, char *err, size_t errlen)
     Entry *first = single ? single : find(s, "head.mlp.0.weight");
     if (!v && !first) return 0;
     if (!v || !gq || !first) {
-        set_err(err, errlen, "%s has an incomplete DINO head (needs head.mlp.*, "
+        dino_errf(err, errlen, "%s has an incomplete DINO head (needs head.mlp.*, "
                 "head.last_layer.weight_g and weight_v)", s->path);
         return -1;
     }
     if (find(s, "head.mlp.1.weight") || find(s, "head.mlp.1.running_mean")) {
-        set_err(err, errlen, "%s has BatchNorm in its head (use_bn_in_head), which is not supported",
+        dino_errf(err, errlen, "%s has BatchNorm in its head (use_bn_in_head), which is not supported",
                 s->path);
         return -1;
     }
     if (first->ndim != 2 || first->shape[1] != D) {
-        set_err(err, errlen, "%s: the head's first layer does not take D=%d inputs", s->path, D);
+        dino_errf(err, errlen, "%s: the head's first layer does not take D=%d inputs", s->path, D);
         return -1;
     }
     int nl = 1;
@@ -613,12 +603,12 @@ static int infer_head(Source *s, int D, HeadConfig *h, char *err, size_t errlen)
             last = e;
         }
         if (nl > HEAD_MAX_LAYERS) {
-            set_err(err, errlen, "%s: the head has more than %d layers", s->path, HEAD_MAX_LAYERS);
+            dino_errf(err, errlen, "%s: the head has more than %d layers", s->path, HEAD_MAX_LAYERS);
             return -1;
         }
     }
     if (last->ndim != 2 || v->ndim != 2 || v->shape[1] != last->shape[0] || gq->numel != (size_t)v->shape[0]) {
-        set_err(err, errlen, "%s: the head's last layer does not match its MLP", s->path);
+        dino_errf(err, errlen, "%s: the head's last layer does not match its MLP", s->path);
         return -1;
     }
     h->in_dim = D;
@@ -677,7 +667,7 @@ static int load_from_source(Source *s, const ModelLoadOptions *opt, DinoModel *m
         if (r < 0) return -1;
         has_head = r;
         if (!has_head && mode == MODEL_HEAD_REQUIRE) {
-            set_err(err, errlen, "%s has no DINO projection head%s", s->path,
+            dino_errf(err, errlen, "%s has no DINO projection head%s", s->path,
                     find(s, "head.weight") ? " (its head.weight is a classifier)" : "");
             return -1;
         }
@@ -693,14 +683,14 @@ static int load_from_source(Source *s, const ModelLoadOptions *opt, DinoModel *m
         if (starts_with(nm, "backbone.")) nm += 9;
         Entry *e = find(s, nm);
         if (!e) {
-            set_err(err, errlen, "%s is missing tensor '%s' for the inferred architecture", s->path, nm);
+            dino_errf(err, errlen, "%s is missing tensor '%s' for the inferred architecture", s->path, nm);
             goto fail;
         }
         if (!same_shape(pi, e)) {
             char a[96], b[96];
             shape_str(pi->shape, pi->ndim, a, sizeof a);
             shape_str(e->shape, e->ndim, b, sizeof b);
-            set_err(err, errlen, "%s: tensor '%s' has shape %s, expected %s", s->path, e->orig, b, a);
+            dino_errf(err, errlen, "%s: tensor '%s' has shape %s, expected %s", s->path, e->orig, b, a);
             goto fail;
         }
         src[i] = e;
@@ -715,12 +705,12 @@ static int load_from_source(Source *s, const ModelLoadOptions *opt, DinoModel *m
         if (e->used || e->is_part) continue;
         if (starts_with(e->name, "blocks.") || starts_with(e->name, "patch_embed.") ||
             starts_with(e->name, "norm.")) {
-            set_err(err, errlen, "%s: tensor '%s' does not belong to the inferred architecture "
+            dino_errf(err, errlen, "%s: tensor '%s' does not belong to the inferred architecture "
                     "(not a supported ViT)", s->path, e->orig);
             goto fail;
         }
         if (has_head && starts_with(e->name, "head.mlp.")) {
-            set_err(err, errlen, "%s: head tensor '%s' does not belong to the inferred head", s->path,
+            dino_errf(err, errlen, "%s: head tensor '%s' does not belong to the inferred head", s->path,
                     e->orig);
             goto fail;
         }

@@ -31,16 +31,6 @@ struct PthFile {
     int n_cache, cap_cache;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static const uint8_t LEGACY_MAGIC[15] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
                                          0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e};
 
@@ -75,35 +65,35 @@ static int read_entry(PthFile *f, const char *name, uint64_t want_size, uint64_t
                       uint8_t **out, size_t *len, char *err, size_t errlen) {
     zip_int64_t idx = zip_name_locate(f->za, name, 0);
     if (idx < 0) {
-        set_err(err, errlen, "%s has no entry %s (an incomplete or non-PyTorch zip)", f->path, name);
+        dino_errf(err, errlen, "%s has no entry %s (an incomplete or non-PyTorch zip)", f->path, name);
         return -1;
     }
     zip_stat_t st;
     zip_stat_init(&st);
     if (zip_stat_index(f->za, (zip_uint64_t)idx, 0, &st) != 0) {
-        set_err(err, errlen, "%s: cannot read the directory entry of %s", f->path, name);
+        dino_errf(err, errlen, "%s: cannot read the directory entry of %s", f->path, name);
         return -1;
     }
     if ((st.valid & ZIP_STAT_ENCRYPTION_METHOD) && st.encryption_method != ZIP_EM_NONE) {
-        set_err(err, errlen, "%s: entry %s is encrypted, which torch.save never does", f->path, name);
+        dino_errf(err, errlen, "%s: entry %s is encrypted, which torch.save never does", f->path, name);
         return -1;
     }
     if ((st.valid & ZIP_STAT_COMP_METHOD) && st.comp_method != ZIP_CM_STORE) {
-        set_err(err, errlen, "%s: entry %s is compressed (method %d); torch.save writes uncompressed "
+        dino_errf(err, errlen, "%s: entry %s is compressed (method %d); torch.save writes uncompressed "
                 "entries, so re-save the file with torch.save", f->path, name, (int)st.comp_method);
         return -1;
     }
     if (!(st.valid & ZIP_STAT_SIZE)) {
-        set_err(err, errlen, "%s: entry %s has no size", f->path, name);
+        dino_errf(err, errlen, "%s: entry %s has no size", f->path, name);
         return -1;
     }
     if (want_size != UINT64_MAX && st.size != want_size) {
-        set_err(err, errlen, "%s: entry %s has %llu bytes but its tensors need %llu", f->path, name,
+        dino_errf(err, errlen, "%s: entry %s has %llu bytes but its tensors need %llu", f->path, name,
                 (unsigned long long)st.size, (unsigned long long)want_size);
         return -1;
     }
     if (st.size > cap) {
-        set_err(err, errlen, "%s: entry %s is implausibly large (%llu bytes)", f->path, name,
+        dino_errf(err, errlen, "%s: entry %s is implausibly large (%llu bytes)", f->path, name,
                 (unsigned long long)st.size);
         return -1;
     }
@@ -111,14 +101,14 @@ static int read_entry(PthFile *f, const char *name, uint64_t want_size, uint64_t
     // they are; we check the CRC ourselves because torch may write 0 there.
     zip_file_t *zf = zip_fopen_index(f->za, (zip_uint64_t)idx, ZIP_FL_COMPRESSED);
     if (!zf) {
-        set_err(err, errlen, "%s: cannot open entry %s: %s", f->path, name, zip_strerror(f->za));
+        dino_errf(err, errlen, "%s: cannot open entry %s: %s", f->path, name, zip_strerror(f->za));
         return -1;
     }
     size_t n = (size_t)st.size;
     uint8_t *buf = malloc(n ? n : 1);
     if (!buf) {
         zip_fclose(zf);
-        set_err(err, errlen, "%s: out of memory reading %s (%zu bytes)", f->path, name, n);
+        dino_errf(err, errlen, "%s: out of memory reading %s (%zu bytes)", f->path, name, n);
         return -1;
     }
     size_t got = 0;
@@ -130,7 +120,7 @@ static int read_entry(PthFile *f, const char *name, uint64_t want_size, uint64_t
     zip_fclose(zf);
     if (got != n) {
         free(buf);
-        set_err(err, errlen, "%s is truncated or corrupt: entry %s has %zu of %zu bytes", f->path,
+        dino_errf(err, errlen, "%s is truncated or corrupt: entry %s has %zu of %zu bytes", f->path,
                 name, got, n);
         return -1;
     }
@@ -144,7 +134,7 @@ static int read_entry(PthFile *f, const char *name, uint64_t want_size, uint64_t
         }
         if ((uint32_t)crc != st.crc) {
             free(buf);
-            set_err(err, errlen, "%s is corrupt: entry %s fails its CRC check", f->path, name);
+            dino_errf(err, errlen, "%s is corrupt: entry %s fails its CRC check", f->path, name);
             return -1;
         }
     }
@@ -163,27 +153,27 @@ PthFile *pth_open(const char *path, char *err, size_t errlen) {
     uint8_t head[512] = {0};
     FILE *fp = fopen(path, "rb");
     if (!fp) {
-        set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        dino_errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
         return NULL;
     }
     size_t hn = fread(head, 1, sizeof head, fp);
     fclose(fp);
     if (hn >= 15 && memcmp(head, LEGACY_MAGIC, 15) == 0) {
-        set_err(err, errlen, "%s is in PyTorch's legacy (pre-1.6) format, which is not read; "
+        dino_errf(err, errlen, "%s is in PyTorch's legacy (pre-1.6) format, which is not read; "
                 "re-save it with a recent torch: torch.save(torch.load(f), f2)", path);
         return NULL;
     }
     if (hn >= 262 && memcmp(head + 257, "ustar", 5) == 0) {
-        set_err(err, errlen, "%s is in PyTorch's oldest (tar) format, which is not read; re-save it "
+        dino_errf(err, errlen, "%s is in PyTorch's oldest (tar) format, which is not read; re-save it "
                 "with a recent torch: torch.save(torch.load(f), f2)", path);
         return NULL;
     }
     if (hn >= 8 && memcmp(head, "PYTORCH1", 8) == 0) {
-        set_err(err, errlen, "%s is in PyTorch's preview format, which is not read", path);
+        dino_errf(err, errlen, "%s is in PyTorch's preview format, which is not read", path);
         return NULL;
     }
     if (hn < 4 || memcmp(head, "PK\x03\x04", 4) != 0) {
-        set_err(err, errlen, "%s is not a PyTorch checkpoint (no zip signature)", path);
+        dino_errf(err, errlen, "%s is not a PyTorch checkpoint (no zip signature)", path);
         return NULL;
     }
     int zerr = 0;
@@ -191,7 +181,7 @@ PthFile *pth_open(const char *path, char *err, size_t errlen) {
     if (!za) {
         zip_error_t ze;
         zip_error_init_with_code(&ze, zerr);
-        set_err(err, errlen, "%s is not a readable zip archive (truncated or corrupt?): %s", path,
+        dino_errf(err, errlen, "%s is not a readable zip archive (truncated or corrupt?): %s", path,
                 zip_error_strerror(&ze));
         zip_error_fini(&ze);
         return NULL;
@@ -204,13 +194,13 @@ PthFile *pth_open(const char *path, char *err, size_t errlen) {
     const char *first = ne > 0 ? zip_get_name(za, 0, 0) : NULL;
     const char *slash = first ? strchr(first, '/') : NULL;
     if (!slash) {
-        set_err(err, errlen, "%s is a zip but not a torch.save file (no root folder)", path);
+        dino_errf(err, errlen, "%s is a zip but not a torch.save file (no root folder)", path);
         pth_close(f);
         return NULL;
     }
     size_t rl = (size_t)(slash - first) + 1;
     if (rl > 256) {
-        set_err(err, errlen, "%s: its root folder name is too long", path);
+        dino_errf(err, errlen, "%s: its root folder name is too long", path);
         pth_close(f);
         return NULL;
     }
@@ -218,7 +208,7 @@ PthFile *pth_open(const char *path, char *err, size_t errlen) {
     memcpy(f->root, first, rl);
     f->root[rl] = 0;
     if (has_entry(f, "constants.pkl") || has_entry(f, "code/")) {
-        set_err(err, errlen, "%s is a TorchScript archive (torch.jit.save), not a torch.save file; "
+        dino_errf(err, errlen, "%s is a TorchScript archive (torch.jit.save), not a torch.save file; "
                 "save the model's state_dict() with torch.save instead", path);
         pth_close(f);
         return NULL;
@@ -236,7 +226,7 @@ PthFile *pth_open(const char *path, char *err, size_t errlen) {
         int big = len == 3 && memcmp(buf, "big", 3) == 0;
         free(buf);
         if (!little) {
-            set_err(err, errlen, "%s was saved on a %s machine; only little-endian files are read",
+            dino_errf(err, errlen, "%s was saved on a %s machine; only little-endian files are read",
                     path, big ? "big-endian" : "machine of unknown byte order");
             pth_close(f);
             return NULL;
@@ -263,12 +253,12 @@ int pth_storage_check(PthFile *f, const PickleValue *s, char *err, size_t errlen
     zip_stat_t st;
     zip_stat_init(&st);
     if (idx < 0 || zip_stat_index(f->za, (zip_uint64_t)idx, 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE)) {
-        set_err(err, errlen, "%s has no entry %s (an incomplete or non-PyTorch zip)", f->path, name);
+        dino_errf(err, errlen, "%s has no entry %s (an incomplete or non-PyTorch zip)", f->path, name);
         return -1;
     }
     size_t es = pickle_storage_elsize(s->st);
     if (s->numel > UINT64_MAX / es || st.size != s->numel * es) {
-        set_err(err, errlen, "%s: entry %s has %llu bytes but its tensors need %llu", f->path, name,
+        dino_errf(err, errlen, "%s: entry %s has %llu bytes but its tensors need %llu", f->path, name,
                 (unsigned long long)st.size, (unsigned long long)(s->numel * es));
         return -1;
     }
@@ -291,7 +281,7 @@ static const uint8_t *storage_bytes(PthFile *f, const PickleValue *s, char *err,
         if (f->cache[i].storage == s) return f->cache[i].bytes;
     size_t es = pickle_storage_elsize(s->st);
     if (s->numel > UINT64_MAX / es) {
-        set_err(err, errlen, "%s: storage %s is impossibly large", f->path, s->s);
+        dino_errf(err, errlen, "%s: storage %s is impossibly large", f->path, s->s);
         return NULL;
     }
     char name[512];
@@ -328,7 +318,7 @@ int pth_tensor_read_f32(PthFile *f, const PickleValue *t, float *out, char *err,
     DINO_ASSERT(t && t->type == PV_TENSOR);
     const PickleValue *s = t->storage;
     if (s->st == PST_BOOL) {
-        set_err(err, errlen, "%s: a bool tensor cannot be read as float", f->path);
+        dino_errf(err, errlen, "%s: a bool tensor cannot be read as float", f->path);
         return -1;
     }
     size_t numel = pth_tensor_numel(t);

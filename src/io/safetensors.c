@@ -34,16 +34,6 @@ const char *safetensors_dtype_name(SafeDType t) {
     return (unsigned)t < SF_DTYPE_COUNT ? DT[t].name : "?";
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int utf8_valid(const uint8_t *s, size_t n) {
     size_t i = 0;
     while (i < n) {
@@ -118,7 +108,7 @@ int safetensors_sniff(const char *path) {
 SafeFile *safetensors_open(const char *path, char *err, size_t errlen) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) {
-        set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        dino_errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
         return NULL;
     }
     SafeFile *f = callocCheck(1, sizeof *f);
@@ -130,7 +120,7 @@ SafeFile *safetensors_open(const char *path, char *err, size_t errlen) {
     SafeTensor **order = NULL;
 #define FAIL(...)                          \
     do {                                   \
-        set_err(err, errlen, __VA_ARGS__); \
+        dino_errf(err, errlen, __VA_ARGS__); \
         goto fail;                         \
     } while (0)
     struct stat st;
@@ -277,7 +267,7 @@ int safetensors_read_f32(const SafeFile *f, const SafeTensor *t, float *out, cha
         case SF_F64: case SF_I64: case SF_U64: es = 8; break;
         case SF_I8: case SF_U8: es = 1; break;
         default:
-            set_err(err, errlen, "%s: tensor '%s' has dtype %s, which cannot be read as float32",
+            dino_errf(err, errlen, "%s: tensor '%s' has dtype %s, which cannot be read as float32",
                     f->path, t->name, DT[t->dtype].name);
             return -1;
     }
@@ -290,7 +280,7 @@ int safetensors_read_f32(const SafeFile *f, const SafeTensor *t, float *out, cha
         ssize_t r = pread(f->fd, buf + got, nbytes - got, (off_t)(f->data_start + t->begin + got));
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
-            set_err(err, errlen, "cannot read tensor '%s' from %s: %s", t->name, f->path,
+            dino_errf(err, errlen, "cannot read tensor '%s' from %s: %s", t->name, f->path,
                     r < 0 ? strerror(errno) : "file shrank");
             if (buf != (uint8_t *)out) free(buf);
             return -1;
