@@ -53,7 +53,8 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
 // out (B,T,D) = concat_h softmax(q_h k_hᵀ·hd^-0.5) v_h; att (B,NH,T,T) holds
 // the probabilities (att may be NULL when they are not needed).
 void attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int NH);
-// dqkv (B,T,3D) is written; att holds the forward's probabilities.
+// dqkv (B,T,3D) is written; att holds the forward's probabilities, or is NULL:
+// then they are recomputed from qkv, bit-identically to attention_forward.
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int B,
                         int T, int D, int NH);
 

@@ -412,6 +412,16 @@ static void unpack(float *dst, int ld, const float *src, int lds, int rows, int 
         memcpy(dst + (size_t)r * ld, src + (size_t)r * lds, (size_t)cols * sizeof(float));
 }
 
+// S (Tr x Tc) = softmax rows of scale·Q·Kᵀ for the T real rows, from packed
+// Qp (Tr x hp) and Kᵀ (hp x Tc). One out-of-line copy, so that the backward's
+// recomputation is bit-identical to the forward.
+FMA_FN static __attribute__((noinline)) void attention_probs(float *S, const float *Qp,
+                                                             const float *KT, int T, int Tr, int Tc,
+                                                             int hp, int hd, float scale) {
+    gemm_tile(S, Tc, Qp, hp, KT, Tc, Tr, Tc, hd, scale);
+    for (int i = 0; i < T; i++) softmax_row(S + (size_t)i * Tc, T);
+}
+
 FMA_FN void attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int NH) {
     // Rows padded for the 6-row tile (Tr), columns for the 16-wide one (Tc).
     int hd = D / NH, D3 = 3 * D, Tr = RUP(T, 6), Tc = RUP(T, 16), hp = RUP(hd, 16);
@@ -430,12 +440,10 @@ FMA_FN void attention_forward(float *out, float *att, const float *qkv, int B, i
             pack(Qp, Tr, hp, q, D3, T, hd);
             pack_t(KT, hp, Tc, q + D, D3, T, hd);
             pack(Vp, T, hp, q + 2 * D, D3, T, hd);
-            gemm_tile(S, Tc, Qp, hp, KT, Tc, Tr, Tc, hd, scale);  // scores
-            for (int i = 0; i < T; i++) {
-                float *r = S + (size_t)i * Tc;
-                softmax_row(r, T);
-                if (att) memcpy(att + ((size_t)t * T + i) * T, r, (size_t)T * sizeof(float));
-            }
+            attention_probs(S, Qp, KT, T, Tr, Tc, hp, hd, scale);
+            if (att)
+                for (int i = 0; i < T; i++)
+                    memcpy(att + ((size_t)t * T + i) * T, S + (size_t)i * Tc, (size_t)T * sizeof(float));
             gemm_tile(Yp, hp, S, Tc, Vp, hp, Tr, hp, T, 1.0f);  // P·V over the T real keys
             unpack(out + (size_t)b * T * D + h * hd, D, Yp, hp, T, hd);
         }
@@ -443,8 +451,8 @@ FMA_FN void attention_forward(float *out, float *att, const float *qkv, int B, i
     }
 }
 
-void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int B,
-                        int T, int D, int NH) {
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
+                               int B, int T, int D, int NH) {
     int hd = D / NH, D3 = 3 * D, Tr = RUP(T, 6), Tc = RUP(T, 16), hp = RUP(hd, 16);
     int Tn = Tr > Tc ? Tr : Tc;
     float scale = 1.0f / sqrtf((float)hd);
@@ -459,20 +467,30 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
         for (int t = 0; t < tasks; t++) {
             int b = t / NH, h = t % NH;
             const float *q = qkv + (size_t)b * T * D3 + h * hd;
-            const float *P = att + (size_t)t * T * T;
             float *dq = dqkv + (size_t)b * T * D3 + h * hd;
             pack(dYp, Tr, hp, dout + (size_t)b * T * D + h * hd, D, T, hd);
             pack_t(VT, hp, Tc, q + 2 * D, D3, T, hd);
             pack(Qp, Tr, hp, q, D3, T, hd);
             pack(Kp, T, hp, q + D, D3, T, hd);
-            pack_t(PT, Tr, Tc, P, T, T, T);
+            const float *P;
+            int ldp;
+            if (att) {
+                P = att + (size_t)t * T * T, ldp = T;
+            } else {
+                // The probabilities again, with the forward's packing, kernel and
+                // softmax (so bit-identical), in dST (free until dSᵀ) with Kᵀ in G.
+                pack_t(G, hp, Tc, q + D, D3, T, hd);
+                attention_probs(dST, Qp, G, T, Tr, Tc, hp, hd, scale);
+                P = dST, ldp = Tc;
+            }
+            pack_t(PT, Tr, Tc, P, ldp, T, T);
             // dV = Pᵀ·dY
             gemm_tile(G, hp, PT, Tc, dYp, hp, Tr, hp, T, 1.0f);
             unpack(dq + 2 * D, D3, G, hp, T, hd);
             // dP = dY·Vᵀ, then dS = P ⊙ (dP − Σ_j P·dP) (zero outside T x T)
             gemm_tile(dS, Tc, dYp, hp, VT, Tc, Tr, Tc, hd, 1.0f);
             for (int i = 0; i < T; i++) {
-                const float *p = P + (size_t)i * T;
+                const float *p = P + (size_t)i * ldp;
                 float *g = dS + (size_t)i * Tc, dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
                 for (int j = 0; j < T; j++) dot += p[j] * g[j];

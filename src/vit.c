@@ -1,8 +1,9 @@
 // The Vision Transformer backbone declared in vit.h: presets, the parameter
 // table in state_dict order, initialisation, DINO's position-embedding
 // interpolation, and forward/backward as a list of ops.h calls. Training
-// activations keep every block's inputs (LayerNorm outputs and the GELU are
-// recomputed in backward); inference activations keep one set
+// activations keep every block's inputs, qkv, attention output and fc1
+// pre-activation (LayerNorm outputs, the GELU and the attention probabilities
+// are recomputed in backward); inference activations keep one set
 // of buffers plus the residual stream of the last VIT_KEEP_LAST blocks (for
 // get_intermediate_layers), so their size does not grow with depth.
 #include "vit.h"
@@ -211,6 +212,8 @@ struct ViTActs {
     int Bmax, B, H, W, Np, T, train, nslots;
     int D, NH, H4, CPP, depth;
     size_t btd;     // Bmax·T·D: stride of one (B,T,D) buffer
+    float *mem;     // every buffer below is carved out of this block
+    int owns_mem;   // 0: the caller's (vit_acts_create_in)
     float *cols;    // (B·Np, C·p·p) unfolded patches
     float *pos;     // (T, D) position embedding for this size
     float *res;     // nslots × (B,T,D): residual stream (train: every block input + output)
@@ -218,7 +221,7 @@ struct ViTActs {
     float *ln;                 // (B,T,D) LayerNorm output, shared (recomputed in backward)
     float *stats1, *stats2;    // train: depth × 2·(B·T): mean, rstd
     float *qkv;     // (B,T,3D), per block in train
-    float *att;     // (B,NH,T,T), per block in train
+    float *att;     // (B,NH,T,T) of the last block only: the backward recomputes the others
     float *atty;    // (B,T,D) attention output before proj, per block in train
     float *fc1;     // (B,T,H4) pre-GELU, per block in train (GELU in place in inference)
     float *hbuf;    // train: (B,T,H4) GELU output, recomputed in backward
@@ -230,15 +233,25 @@ struct ViTActs {
     float *dres, *dbr, *dln, *datty, *dqkv, *dh, *dcols, *dpos;
 };
 
-static float *act_alloc(size_t n) {
-    float *p = alignedAllocCheck((n ? n : 1) * sizeof(float));
-    memset(p, 0, (n ? n : 1) * sizeof(float));
-    return p;
+// Buffers are carved from one block at 64-byte boundaries; with base NULL
+// only the size is counted (vit_acts_bytes).
+typedef struct {
+    float *base;
+    size_t used;  // floats
+} Carve;
+
+static float *carve(Carve *c, size_t n) {
+    size_t at = c->used;
+    c->used += (n + 15) / 16 * 16;
+    return c->base ? c->base + at : NULL;
 }
 
-ViTActs *vit_acts_create(const ViTConfig *cfg, int B, int H, int W, int train) {
-    DINO_ASSERT(B >= 1 && H >= cfg->patch && W >= cfg->patch);
-    ViTActs *a = callocCheck(1, sizeof *a);
+// Fills the sizes of a and points its buffers into c. The probabilities of
+// every block but the last are not kept for training: at 224 px they would be
+// NH·T floats per token and block, more than the rest of the block's
+// activations together, and attention_backward recomputes them cheaply.
+static void acts_layout(ViTActs *a, const ViTConfig *cfg, int B, int H, int W, int train,
+                        Carve *c) {
     a->Bmax = a->B = B;
     a->H = H;
     a->W = W;
@@ -255,41 +268,60 @@ ViTActs *vit_acts_create(const ViTConfig *cfg, int B, int H, int W, int train) {
     size_t L = train ? (size_t)cfg->depth : 1;
     int keep = cfg->depth < VIT_KEEP_LAST ? cfg->depth : VIT_KEEP_LAST;
     a->nslots = train ? cfg->depth + 1 : keep + 1;
-    a->cols = act_alloc((size_t)B * a->Np * a->CPP);
-    a->pos = act_alloc((size_t)a->T * a->D);
-    a->res = act_alloc(a->nslots * btd);
-    a->ln = act_alloc(btd);
-    a->qkv = act_alloc(L * 3 * btd);
-    a->att = act_alloc(L * BT * a->NH * a->T);
-    a->atty = act_alloc(L * btd);
-    a->fc1 = act_alloc(L * BT * a->H4);
-    a->out = act_alloc(btd);
-    a->statsf = act_alloc(2 * BT);
-    a->drop = act_alloc((size_t)2 * cfg->depth * B);
+    a->cols = carve(c, (size_t)B * a->Np * a->CPP);
+    a->pos = carve(c, (size_t)a->T * a->D);
+    a->res = carve(c, a->nslots * btd);
+    a->ln = carve(c, btd);
+    a->qkv = carve(c, L * 3 * btd);
+    a->att = carve(c, BT * a->NH * a->T);
+    a->atty = carve(c, L * btd);
+    a->fc1 = carve(c, L * BT * a->H4);
+    a->out = carve(c, btd);
+    a->statsf = carve(c, 2 * BT);
+    a->drop = carve(c, (size_t)2 * cfg->depth * B);
     if (train) {
-        a->mid = act_alloc(L * btd);
-        a->stats1 = act_alloc(L * 2 * BT);
-        a->stats2 = act_alloc(L * 2 * BT);
-        a->hbuf = act_alloc(BT * a->H4);
-        a->dres = act_alloc(btd);
-        a->dbr = act_alloc(btd);
-        a->dln = act_alloc(btd);
-        a->datty = act_alloc(btd);
-        a->dqkv = act_alloc(3 * btd);
-        a->dh = act_alloc(BT * a->H4);
-        a->dcols = act_alloc((size_t)B * a->Np * a->CPP);
-        a->dpos = act_alloc((size_t)a->T * a->D);
+        a->mid = carve(c, L * btd);
+        a->stats1 = carve(c, L * 2 * BT);
+        a->stats2 = carve(c, L * 2 * BT);
+        a->hbuf = carve(c, BT * a->H4);
+        a->dres = carve(c, btd);
+        a->dbr = carve(c, btd);
+        a->dln = carve(c, btd);
+        a->datty = carve(c, btd);
+        a->dqkv = carve(c, 3 * btd);
+        a->dh = carve(c, BT * a->H4);
+        a->dcols = carve(c, (size_t)B * a->Np * a->CPP);
+        a->dpos = carve(c, (size_t)a->T * a->D);
     }
+}
+
+size_t vit_acts_bytes(const ViTConfig *cfg, int B, int H, int W, int train) {
+    DINO_ASSERT(B >= 1 && H >= cfg->patch && W >= cfg->patch);
+    ViTActs a;
+    Carve c = {NULL, 0};
+    acts_layout(&a, cfg, B, H, W, train, &c);
+    return c.used * sizeof(float);
+}
+
+ViTActs *vit_acts_create_in(const ViTConfig *cfg, int B, int H, int W, int train, void *mem) {
+    size_t bytes = vit_acts_bytes(cfg, B, H, W, train);
+    ViTActs *a = callocCheck(1, sizeof *a);
+    a->owns_mem = mem == NULL;
+    a->mem = mem ? mem : alignedAllocCheck(bytes);
+    DINO_ASSERT(((uintptr_t)a->mem & 63) == 0);
+    memset(a->mem, 0, bytes);
+    Carve c = {a->mem, 0};
+    acts_layout(a, cfg, B, H, W, train, &c);
     return a;
+}
+
+ViTActs *vit_acts_create(const ViTConfig *cfg, int B, int H, int W, int train) {
+    return vit_acts_create_in(cfg, B, H, W, train, NULL);
 }
 
 void vit_acts_free(ViTActs *a) {
     if (!a) return;
-    float *bufs[] = {a->cols, a->pos,  a->res,  a->ln,    a->qkv,  a->att,   a->atty,
-                     a->fc1,  a->out,  a->statsf, a->drop, a->mid, a->stats1, a->stats2,
-                     a->hbuf, a->dres, a->dbr,  a->dln,   a->datty, a->dqkv,
-                     a->dh,   a->dcols, a->dpos};
-    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    if (a->owns_mem) free(a->mem);
     free(a);
 }
 
@@ -302,10 +334,7 @@ static inline float *slot(const ViTActs *a, int l) {
     return a->res + (size_t)(l % a->nslots) * a->btd;
 }
 
-const float *vit_last_attention(const ViTActs *a) {
-    size_t per = (size_t)a->Bmax * a->T * a->NH * a->T;
-    return a->att + blk(a, a->depth - 1) * per;
-}
+const float *vit_last_attention(const ViTActs *a) { return a->att; }
 
 // ---------------------------------------------------------------- forward
 
@@ -314,7 +343,7 @@ void vit_forward(const ViTConfig *cfg, const ViTWeights *w, ViTActs *a, const fl
     DINO_ASSERT(B >= 1 && B <= a->Bmax);
     a->B = B;
     int D = a->D, T = a->T, Np = a->Np, NH = a->NH, H4 = a->H4, L = cfg->depth;
-    size_t BT = (size_t)B * T, btd = a->btd, ptt = (size_t)a->Bmax * T * NH * T;
+    size_t BT = (size_t)B * T, btd = a->btd;
     float eps = cfg->ln_eps;
     a->has_drop = drop_scale != NULL;
     if (drop_scale) memcpy(a->drop, drop_scale, (size_t)2 * L * B * sizeof(float));
@@ -341,7 +370,7 @@ void vit_forward(const ViTConfig *cfg, const ViTWeights *w, ViTActs *a, const fl
         float *xout = slot(a, l + 1);
         float *xmid = a->train ? a->mid + k * btd : xout;
         float *ln1 = a->ln, *ln2 = a->ln;
-        float *qkv = a->qkv + k * 3 * btd, *att = a->att + k * ptt, *atty = a->atty + k * btd;
+        float *qkv = a->qkv + k * 3 * btd, *atty = a->atty + k * btd;
         float *fc1 = a->fc1 + k * (size_t)a->Bmax * T * H4;
         float *m1 = a->train ? a->stats1 + k * 2 * a->Bmax * T : NULL;
         float *m2 = a->train ? a->stats2 + k * 2 * a->Bmax * T : NULL;
@@ -352,8 +381,8 @@ void vit_forward(const ViTConfig *cfg, const ViTWeights *w, ViTActs *a, const fl
         PROF(PROF_LN, layernorm_forward(ln1, m1, m1 ? m1 + BT : NULL, xin, w->blocks[l].ln1_w,
                           w->blocks[l].ln1_b, (int)BT, D, eps));
         PROF(PROF_QKV, linear_forward(qkv, ln1, w->blocks[l].qkv_w, w->blocks[l].qkv_b, (int)BT, D, 3 * D));
-        // Inference keeps only the last block's probabilities.
-        PROF(PROF_ATTN, attention_forward(atty, a->train || l == L - 1 ? att : NULL, qkv, B, T, D, NH));
+        // Only the last block's probabilities are kept (vit_last_attention).
+        PROF(PROF_ATTN, attention_forward(atty, l == L - 1 ? a->att : NULL, qkv, B, T, D, NH));
         PROF(PROF_PROJ, linear_residual_forward(xmid, xin, atty, w->blocks[l].proj_w, w->blocks[l].proj_b, s1, B,
                                 T, D, D));
         // x_out = x_mid + s2·fc2(gelu(fc1(ln2(x_mid))))
@@ -388,7 +417,7 @@ void vit_backward(const ViTConfig *cfg, const ViTWeights *w, ViTWeights *g, ViTA
                   const float *dout, float *dimages) {
     DINO_ASSERT(a->train);
     int B = a->B, D = a->D, T = a->T, Np = a->Np, NH = a->NH, H4 = a->H4, L = cfg->depth;
-    size_t BT = (size_t)B * T, btd = a->btd, ptt = (size_t)a->Bmax * T * NH * T;
+    size_t BT = (size_t)B * T, btd = a->btd;
     float *dres = a->dres;
 
     memset(dres, 0, BT * D * sizeof(float));
@@ -398,7 +427,7 @@ void vit_backward(const ViTConfig *cfg, const ViTWeights *w, ViTWeights *g, ViTA
     for (int l = L - 1; l >= 0; l--) {
         size_t k = (size_t)l;
         const float *xin = slot(a, l), *xmid = a->mid + k * btd;
-        const float *qkv = a->qkv + k * 3 * btd, *att = a->att + k * ptt;
+        const float *qkv = a->qkv + k * 3 * btd, *att = l == L - 1 ? a->att : NULL;
         const float *atty = a->atty + k * btd;
         const float *fc1 = a->fc1 + k * (size_t)a->Bmax * T * H4;
         const float *m1 = a->stats1 + k * 2 * a->Bmax * T, *m2 = a->stats2 + k * 2 * a->Bmax * T;

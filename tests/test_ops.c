@@ -245,6 +245,24 @@ static void test_attention(void) {
     close_d("attention probabilities", att, c.att, na, TOL_FWD);
     attention_backward(dqkv, R, qkv, att, B, T, D, NH);
     check_fd("attention dqkv", att_loss, &c, c.qkv, nq, dqkv);
+    // Without stored probabilities the backward recomputes them: same bits.
+    float *dqkv2 = mallocCheck(nq * 4);
+    attention_backward(dqkv2, R, qkv, NULL, B, T, D, NH);
+    CHECK(!memcmp(dqkv, dqkv2, nq * 4), "attention backward recomputing the probabilities = with them, bit for bit");
+    // The same at a size where the kernel's padding and the threads matter.
+    {
+        int B2 = 3, T2 = 37, D2 = 96, NH2 = 6;
+        size_t nq2 = (size_t)B2 * T2 * 3 * D2, no2 = (size_t)B2 * T2 * D2, na2 = (size_t)B2 * NH2 * T2 * T2;
+        float *q2 = randf(nq2, 33, -2, 2), *R2 = randf(no2, 34, -1, 1);
+        float *o2 = mallocCheck(no2 * 4), *a2 = mallocCheck(na2 * 4);
+        float *g1 = mallocCheck(nq2 * 4), *g2 = mallocCheck(nq2 * 4);
+        attention_forward(o2, a2, q2, B2, T2, D2, NH2);
+        attention_backward(g1, R2, q2, a2, B2, T2, D2, NH2);
+        attention_backward(g2, R2, q2, NULL, B2, T2, D2, NH2);
+        CHECK(!memcmp(g1, g2, nq2 * 4), "attention backward, T=37 hd=16: recomputed probabilities give the same bits");
+        free(q2), free(R2), free(o2), free(a2), free(g1), free(g2);
+    }
+    free(dqkv2);
     free(qkv), free(R), free(out), free(att), free(dqkv);
     free(c.qkv), free(c.R), free(c.out), free(c.att);
 }
