@@ -92,6 +92,7 @@ void head_init(const HeadConfig *cfg, HeadWeights *w, uint64_t seed) {
 
 struct HeadActs {
     int Nmax, N, train;
+    int owns_W;                   // 0: W and vnorm belong to another HeadActs
     const float *in;              // (N, in_dim) the caller's input, read by backward
     float *h[HEAD_MAX_LAYERS];    // (N, out_i) outputs of each MLP Linear
     float *gel[HEAD_MAX_LAYERS];  // (N, hidden) GELU of h[i], i < nlayers-1
@@ -102,6 +103,10 @@ struct HeadActs {
 };
 
 HeadActs *head_acts_create(const HeadConfig *cfg, int N, int train) {
+    return head_acts_create_shared(cfg, N, train, NULL);
+}
+
+HeadActs *head_acts_create_shared(const HeadConfig *cfg, int N, int train, HeadActs *share) {
     HeadActs *a = callocCheck(1, sizeof *a);
     a->Nmax = a->N = N;
     a->train = train;
@@ -115,8 +120,9 @@ HeadActs *head_acts_create(const HeadConfig *cfg, int N, int train) {
     }
     a->z = alignedAllocCheck((size_t)N * cfg->bottleneck * sizeof(float));
     a->znorm = alignedAllocCheck((size_t)N * sizeof(float));
-    a->W = alignedAllocCheck((size_t)cfg->out_dim * cfg->bottleneck * sizeof(float));
-    a->vnorm = alignedAllocCheck((size_t)cfg->out_dim * sizeof(float));
+    a->owns_W = share == NULL;
+    a->W = share ? share->W : alignedAllocCheck((size_t)cfg->out_dim * cfg->bottleneck * sizeof(float));
+    a->vnorm = share ? share->vnorm : alignedAllocCheck((size_t)cfg->out_dim * sizeof(float));
     a->logits = alignedAllocCheck((size_t)N * cfg->out_dim * sizeof(float));
     if (train) {
         a->dW = alignedAllocCheck((size_t)cfg->out_dim * cfg->bottleneck * sizeof(float));
@@ -134,8 +140,10 @@ void head_acts_free(HeadActs *a) {
     }
     free(a->z);
     free(a->znorm);
-    free(a->W);
-    free(a->vnorm);
+    if (a->owns_W) {
+        free(a->W);
+        free(a->vnorm);
+    }
     free(a->logits);
     free(a->dW);
     free(a->d0);
@@ -145,8 +153,12 @@ void head_acts_free(HeadActs *a) {
 
 const float *head_output(const HeadActs *a) { return a->logits; }
 
-void head_forward(const HeadConfig *cfg, const HeadWeights *w, HeadActs *a, const float *in,
-                  int N) {
+void head_prepare(const HeadConfig *cfg, const HeadWeights *w, HeadActs *a) {
+    PROF(PROF_HEAD_LAST, weightnorm_forward(a->W, a->vnorm, w->weight_g, w->weight_v, cfg->out_dim, cfg->bottleneck));
+}
+
+void head_forward_rows(const HeadConfig *cfg, const HeadWeights *w, HeadActs *a, const float *in,
+                       int N) {
     DINO_ASSERT(N >= 1 && N <= a->Nmax);
     a->N = N;
     a->in = in;
@@ -163,20 +175,23 @@ void head_forward(const HeadConfig *cfg, const HeadWeights *w, HeadActs *a, cons
         }
     }
     PROF(PROF_HEAD_LAST, l2norm_forward(a->z, a->znorm, x, N, cfg->bottleneck, L2_EPS));
-    PROF(PROF_HEAD_LAST, weightnorm_forward(a->W, a->vnorm, w->weight_g, w->weight_v, cfg->out_dim, cfg->bottleneck));
     PROF(PROF_HEAD_LAST, linear_forward(a->logits, a->z, a->W, NULL, N, cfg->bottleneck, cfg->out_dim));
 }
 
-void head_backward(const HeadConfig *cfg, const HeadWeights *w, HeadWeights *g, HeadActs *a,
-                   const float *dout, float *din) {
+void head_forward(const HeadConfig *cfg, const HeadWeights *w, HeadActs *a, const float *in,
+                  int N) {
+    head_prepare(cfg, w, a);
+    head_forward_rows(cfg, w, a, in, N);
+}
+
+void head_backward_rows(const HeadConfig *cfg, const HeadWeights *w, HeadWeights *g, HeadActs *a,
+                        const float *dout, float *din, int first) {
     DINO_ASSERT(a->train);
     int N = a->N, O = cfg->out_dim, K = cfg->bottleneck;
     PROF(PROF_B_HEAD_LAST, linear_backward(a->d1, NULL, NULL, dout, a->z, a->W, N, K, O));  // d1 = dL/dz
-    // dL/dW (O,K) = doutᵀ·z, written (beta 0) rather than zeroed and accumulated.
-    PROF(PROF_B_HEAD_LAST, cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, K, N, 1.0f, dout, O, a->z, K, 0.0f,
-                a->dW, K));
-    PROF(PROF_B_HEAD_LAST, weightnorm_backward(cfg->norm_last_layer ? NULL : g->weight_g, g->weight_v, a->dW,
-                        w->weight_g, w->weight_v, a->vnorm, O, K));
+    // dL/dW (O,K) = doutᵀ·z: written (beta 0) by the first rows, then added.
+    PROF(PROF_B_HEAD_LAST, cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, K, N, 1.0f, dout, O, a->z, K,
+                                       first ? 0.0f : 1.0f, a->dW, K));
     float *dh = a->d0, *dnext = a->d1;
     PROF(PROF_B_HEAD_LAST, l2norm_backward(dh, a->d1, a->z, a->znorm, N, K, L2_EPS));  // dh = dL/dh[last]
     for (int i = cfg->nlayers - 1; i >= 0; i--) {
@@ -193,4 +208,18 @@ void head_backward(const HeadConfig *cfg, const HeadWeights *w, HeadWeights *g, 
         dh = dnext;
         dnext = t;
     }
+}
+
+void head_backward_finish(const HeadConfig *cfg, const HeadWeights *w, HeadWeights *g,
+                          HeadActs *a) {
+    DINO_ASSERT(a->train);
+    PROF(PROF_B_HEAD_LAST, weightnorm_backward(cfg->norm_last_layer ? NULL : g->weight_g, g->weight_v, a->dW,
+                                               w->weight_g, w->weight_v, a->vnorm, cfg->out_dim,
+                                               cfg->bottleneck));
+}
+
+void head_backward(const HeadConfig *cfg, const HeadWeights *w, HeadWeights *g, HeadActs *a,
+                   const float *dout, float *din) {
+    head_backward_rows(cfg, w, g, a, dout, din, 1);
+    head_backward_finish(cfg, w, g, a);
 }

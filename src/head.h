@@ -40,6 +40,10 @@ void head_init(const HeadConfig *cfg, HeadWeights *w, uint64_t seed);
 
 typedef struct HeadActs HeadActs;
 HeadActs *head_acts_create(const HeadConfig *cfg, int N, int train);
+// As head_acts_create, but using the weight-normalised last-layer buffer (out_dim
+// x bottleneck) of `share` instead of a copy of its own: for activations whose
+// passes do not overlap (the teacher's pass is over before the student's starts).
+HeadActs *head_acts_create_shared(const HeadConfig *cfg, int N, int train, HeadActs *share);
 void head_acts_free(HeadActs *a);
 // in (N, in_dim) -> logits (N, out_dim).
 void head_forward(const HeadConfig *cfg, const HeadWeights *w, HeadActs *a, const float *in,
@@ -49,5 +53,20 @@ const float *head_output(const HeadActs *a);
 // writes din (N, in_dim) if not NULL.
 void head_backward(const HeadConfig *cfg, const HeadWeights *w, HeadWeights *g, HeadActs *a,
                    const float *dout, float *din);
+
+// head_forward and head_backward in pieces, for a batch whose rows go through
+// the head a chunk at a time with the same weights: head_prepare computes the
+// weight-normalised last layer once; head_forward_rows is head_forward without
+// it; head_backward_rows is the backward of the last head_forward_rows (din
+// written, MLP gradients accumulated) that writes (first) or adds dL/dW of the
+// last layer into a; head_backward_finish turns that sum into the gradients
+// of weight_v (and weight_g).
+void head_prepare(const HeadConfig *cfg, const HeadWeights *w, HeadActs *a);
+void head_forward_rows(const HeadConfig *cfg, const HeadWeights *w, HeadActs *a, const float *in,
+                       int N);
+void head_backward_rows(const HeadConfig *cfg, const HeadWeights *w, HeadWeights *g, HeadActs *a,
+                        const float *dout, float *din, int first);
+void head_backward_finish(const HeadConfig *cfg, const HeadWeights *w, HeadWeights *g,
+                          HeadActs *a);
 
 #endif

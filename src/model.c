@@ -79,6 +79,9 @@ void multicrop_acts_free(MultiCropActs *a) {
     head_acts_free(a->head);
     free(a->features);
     free(a->dfeatures);
+    free(a->arena);
+    free(a->dlogits);
+    free(a->drop_chunk);
     free(a);
 }
 
@@ -129,4 +132,92 @@ void multicrop_backward(const DinoModel *m, const float *params, float *grads, M
         vit_backward(&m->vit, &vw, &gw, a->vit[g], dt, NULL);
         row += Bg;
     }
+}
+
+// ---------------------------------------------------------------- chunked training pass
+
+MultiCropActs *multicrop_train_acts_create(const DinoModel *m, const Batch *b, size_t max_bytes,
+                                           HeadActs *share_head) {
+    DINO_ASSERT(m->has_head && b->n_groups >= 1 && b->n_groups <= BATCH_MAX_GROUPS);
+    MultiCropActs *a = callocCheck(1, sizeof *a);
+    a->n_groups = b->n_groups;
+    a->B = b->B;
+    a->train = 1;
+    const ViTConfig *vc = &m->vit;
+    int D = vc->dim, rows_max = 0;
+    size_t arena = 0, dtok = 0;
+    for (int g = 0; g < b->n_groups; g++) {
+        const CropGroup *cg = &b->groups[g];
+        a->sizes[g] = cg->size;
+        a->n_crops[g] = cg->n_crops;
+        int Bg = cg->n_crops * b->B, s = cg->size;
+        // As few chunks as the budget allows, of nearly equal size.
+        size_t all = vit_acts_bytes(vc, Bg, s, s, 1);
+        int n = (int)((all + max_bytes - 1) / max_bytes);
+        if (n < 1) n = 1;
+        if (n > Bg) n = Bg;
+        int rows = (Bg + n - 1) / n;
+        while (rows > 1 && vit_acts_bytes(vc, rows, s, s, 1) > max_bytes) rows--;
+        a->chunk_rows[g] = rows;
+        size_t need = vit_acts_bytes(vc, rows, s, s, 1);
+        if (need > arena) arena = need;
+        size_t nt = (size_t)rows * vit_tokens(vc, s, s) * D;
+        if (nt > dtok) dtok = nt;
+        if (rows > rows_max) rows_max = rows;
+    }
+    a->arena = alignedAllocCheck(arena);
+    for (int g = 0; g < b->n_groups; g++)
+        a->vit[g] = vit_acts_create_in(vc, a->chunk_rows[g], a->sizes[g], a->sizes[g], 1, a->arena);
+    // One gradient buffer for every group: only the CLS rows are ever non-zero.
+    a->dtokens[0] = callocCheck(dtok, sizeof(float));
+    a->features = callocCheck((size_t)rows_max * D, sizeof(float));
+    a->dfeatures = callocCheck((size_t)rows_max * D, sizeof(float));
+    a->head = head_acts_create_shared(&m->head, rows_max, 1, share_head);
+    a->dlogits = alignedAllocCheck((size_t)rows_max * m->head.out_dim * sizeof(float));
+    a->drop_chunk = mallocCheck((size_t)2 * vc->depth * rows_max * sizeof(float));
+    return a;
+}
+
+void multicrop_train_pass(const DinoModel *m, const float *params, float *grads, MultiCropActs *a,
+                          const Batch *b, float *const *drop_scale, MultiCropLossFn loss_fn,
+                          void *ctx) {
+    DINO_ASSERT(a->arena && b->B == a->B && b->n_groups == a->n_groups);
+    ViTWeights vw, gw;
+    HeadWeights hw, ghw;
+    model_bind(m, (float *)params, &vw, &hw);
+    model_bind(m, grads, &gw, &ghw);
+    const ViTConfig *vc = &m->vit;
+    int D = vc->dim, L2 = 2 * vc->depth, first = 1, row0 = 0;
+    float *dt = a->dtokens[0];
+    head_prepare(&m->head, &hw, a->head);
+    for (int g = 0; g < a->n_groups; g++) {
+        const CropGroup *cg = &b->groups[g];
+        DINO_ASSERT(cg->size == a->sizes[g] && cg->n_crops == a->n_crops[g]);
+        int Bg = cg->n_crops * b->B, T = vit_acts_tokens(a->vit[g]);
+        size_t img = (size_t)vc->in_chans * cg->size * cg->size;
+        for (int r0 = 0; r0 < Bg; r0 += a->chunk_rows[g]) {
+            int n = Bg - r0 < a->chunk_rows[g] ? Bg - r0 : a->chunk_rows[g];
+            const float *drop = NULL;
+            if (drop_scale && drop_scale[g]) {
+                for (int k = 0; k < L2; k++)
+                    memcpy(a->drop_chunk + (size_t)k * n, drop_scale[g] + (size_t)k * Bg + r0,
+                           (size_t)n * sizeof(float));
+                drop = a->drop_chunk;
+            }
+            vit_forward(vc, &vw, a->vit[g], cg->pixels + (size_t)r0 * img, n, drop);
+            const float *tok = vit_output(a->vit[g]);
+            for (int i = 0; i < n; i++)
+                memcpy(a->features + (size_t)i * D, tok + (size_t)i * T * D, (size_t)D * sizeof(float));
+            head_forward_rows(&m->head, &hw, a->head, a->features, n);
+            loss_fn(ctx, a->dlogits, head_output(a->head), row0 + r0, n);
+            head_backward_rows(&m->head, &hw, &ghw, a->head, a->dlogits, a->dfeatures, first);
+            first = 0;
+            for (int i = 0; i < n; i++)
+                memcpy(dt + (size_t)i * T * D, a->dfeatures + (size_t)i * D, (size_t)D * sizeof(float));
+            vit_backward(vc, &vw, &gw, a->vit[g], dt, NULL);
+            for (int i = 0; i < n; i++) memset(dt + (size_t)i * T * D, 0, (size_t)D * sizeof(float));
+        }
+        row0 += Bg;
+    }
+    head_backward_finish(&m->head, &hw, &ghw, a->head);
 }

@@ -36,6 +36,11 @@ typedef struct {
     float *dfeatures;
     float *dtokens[BATCH_MAX_GROUPS];  // (n_crops·B, T, D) backward scratch: dL/d(tokens)
     int train;
+    // Chunked training pass only (multicrop_train_acts_create):
+    int chunk_rows[BATCH_MAX_GROUPS];  // images of a group per chunk
+    void *arena;                       // the groups' ViTActs, used one at a time
+    float *dlogits;                    // (chunk rows, out_dim)
+    float *drop_chunk;                 // (2·depth, chunk rows) drop-path factors
 } MultiCropActs;
 
 // Activations for the first n_groups groups of batches shaped like `b`.
@@ -48,5 +53,25 @@ const float *multicrop_forward(const DinoModel *m, const float *params, MultiCro
 // Backward from dlogits (crops·B, out_dim); accumulates into grads.
 void multicrop_backward(const DinoModel *m, const float *params, float *grads, MultiCropActs *a,
                         const float *dlogits);
+
+// The training pass in chunks. A crop's loss terms and gradient depend only
+// on its own logits (and the teacher's, computed before), so the student can
+// run forward, loss and backward over a few images at a time and keep only
+// one chunk's activations, instead of every crop's at once. Chunks are
+// contiguous images of one group, at most max_bytes of ViT activations each
+// (at least one image); the head's weight-normalised last layer is computed
+// once per pass and its gradient summed over the chunks. share_head, if not
+// NULL, lends its last-layer buffer (see head_acts_create_shared).
+MultiCropActs *multicrop_train_acts_create(const DinoModel *m, const Batch *b, size_t max_bytes,
+                                           HeadActs *share_head);
+// Called once per chunk with its logits (nrows, out_dim), rows row0.. of the
+// crop-major order of multicrop_forward; must write dlogits (nrows, out_dim).
+typedef void (*MultiCropLossFn)(void *ctx, float *dlogits, const float *logits, int row0,
+                                int nrows);
+// Forward, loss_fn and backward over every chunk of the batch; accumulates
+// the parameter gradients into grads. drop_scale as in multicrop_forward.
+void multicrop_train_pass(const DinoModel *m, const float *params, float *grads, MultiCropActs *a,
+                          const Batch *b, float *const *drop_scale, MultiCropLossFn loss_fn,
+                          void *ctx);
 
 #endif

@@ -12,6 +12,7 @@ static const char *const prof_names[PROF_NKINDS] = {
     "fwd fc1 linear", "fwd gelu", "fwd fc2 linear", "fwd head mlp", "fwd head last layer",
     "bwd patch embed", "bwd layernorm", "bwd qkv linear", "bwd attention", "bwd proj linear",
     "bwd fc1 linear", "bwd gelu", "bwd fc2 linear", "bwd head mlp", "bwd head last layer",
+    "loss (in the step)",
 };
 
 void profile_init_from_env(void) {

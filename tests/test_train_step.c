@@ -5,7 +5,8 @@
 // and not others, the last layer frozen in epoch 0 (steps 0, 1) and trained
 // in epoch 1 (step 2), the teacher temperature changing between epochs, the
 // teacher EMA and the centre. Per step: loss, schedules, gradients after
-// clipping, student, teacher, centre. Also checks the drop-path masks.
+// clipping, student, teacher, centre; once with the student's default chunks
+// and once one image per chunk. Also checks the drop-path masks.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,9 +102,13 @@ static void drop_path_masks(void) {
     free(b);
 }
 
-int main(void) {
-    drop_path_masks();
-    Fixture fx = fixture_load("train_step.bin");
+// The three steps; chunk_kib, when not NULL, sets the student's chunk budget
+// (DINO_TRAIN_CHUNK_KIB) so the pass runs one image per chunk.
+static void run_steps(Fixture *fxp, const char *chunk_kib) {
+    Fixture fx = *fxp;
+    if (chunk_kib) setenv("DINO_TRAIN_CHUNK_KIB", chunk_kib, 1);
+    else unsetenv("DINO_TRAIN_CHUNK_KIB");
+    printf("-- student chunk budget: %s KiB\n", chunk_kib ? chunk_kib : "default");
     const float *cf = fixture_get(&fx, "cfg")->data;
     const FixtureTensor *cd = fixture_get(&fx, "cfg.d");
     int img = (int)cf[0], patch = (int)cf[1], dim = (int)cf[2], depth = (int)cf[3], heads = (int)cf[4];
@@ -143,7 +148,7 @@ int main(void) {
     char err[256];
     Trainer *t = trainer_create(&c, niter, err, sizeof err);
     CHECK(t != NULL, "trainer_create: %s", t ? "ok" : err);
-    if (!t) return test_finish();
+    if (!t) return;
     const ParamTable *tab = &t->model.table;
     engine_fill_params(tab, t->student);
     memcpy(t->teacher, t->student, tab->total * sizeof(float));
@@ -226,6 +231,14 @@ int main(void) {
     free(g0);
     free(g1);
     trainer_free(t);
+}
+
+int main(void) {
+    drop_path_masks();
+    Fixture fx = fixture_load("train_step.bin");
+    run_steps(&fx, NULL);
+    run_steps(&fx, "1");  // one image per chunk: only the gradient summation order changes
+    unsetenv("DINO_TRAIN_CHUNK_KIB");
     fixture_free(&fx);
     return test_finish();
 }

@@ -1,4 +1,5 @@
-// The DINO loss (see loss.h). Rows are independent, so every pass runs
+// The DINO loss (see loss.h). Rows are independent (a student row's loss
+// terms and gradient need only the teacher rows of its image), so every pass runs
 // OpenMP over rows (or over output dimensions for column sums) and writes
 // per-row partial results that are then added up in a fixed order: the
 // result does not depend on the thread count.
@@ -33,6 +34,8 @@ void dino_loss_init(DinoLoss *L, int out_dim, int ncrops, double warmup_teacher_
 void dino_loss_free(DinoLoss *L) {
     free(L->center);
     free(L->tprob);
+    free(L->qsum);
+    free(L->rowloss);
     memset(L, 0, sizeof *L);
 }
 
@@ -82,14 +85,20 @@ static double entropy(const float *p, int K) {
     return h;
 }
 
-LossStats dino_loss_forward_backward(DinoLoss *L, float *dstudent, const float *student,
-                                     const float *teacher, int B, int epoch) {
-    const int K = L->out_dim, NC = L->ncrops;
-    const int TR = 2 * B, SR = NC * B;
+// Grows a workspace of doubles to at least n.
+static double *grow_d(double *p, size_t *cap, size_t n) {
+    if (*cap >= n) return p;
+    free(p);
+    *cap = n;
+    return mallocCheck(n * sizeof(double));
+}
+
+LossStats dino_loss_teacher(DinoLoss *L, const float *teacher, int B, int epoch) {
+    const int K = L->out_dim, TR = 2 * B;
     LossStats st = {0};
     double temp = dino_teacher_temp(L, epoch);
     st.teacher_temp = temp;
-    const float tempf = (float)temp, stemp = L->student_temp;
+    const float tempf = (float)temp;
 
     size_t need = (size_t)TR * K;
     if (L->tprob_cap < need) {
@@ -97,9 +106,10 @@ LossStats dino_loss_forward_backward(DinoLoss *L, float *dstudent, const float *
         L->tprob = alignedAllocCheck(need * sizeof(float));
         L->tprob_cap = need;
     }
+    L->qsum = grow_d(L->qsum, &L->qsum_cap, (size_t)TR);
     float *q = L->tprob;
     const float *center = L->center;
-    double *qsum = mallocCheck((size_t)TR * sizeof(double));
+    double *qsum = L->qsum;
     double *tent = mallocCheck((size_t)TR * sizeof(double));
 
     // Teacher: softmax((t − center)/τ) per row, as PyTorch: subtract the max,
@@ -130,16 +140,55 @@ LossStats dino_loss_forward_backward(DinoLoss *L, float *dstudent, const float *
         tent[r] = entropy(qr, K);
     }
 
+    // Collapse statistics of the teacher output.
+    double hm = 0.0;
+    for (int r = 0; r < TR; r++) hm += tent[r];
+    st.teacher_entropy = hm / TR;
+    double *hk = mallocCheck((size_t)K * sizeof(double));
+    // Column sums over the rows, in blocks of columns so each thread streams
+    // its rows in order (and the sums do not depend on the thread count).
+    const int CB = 512;
+#pragma omp parallel for schedule(static)
+    for (int k0 = 0; k0 < K; k0 += CB) {
+        int k1 = k0 + CB < K ? k0 + CB : K;
+        for (int k = k0; k < k1; k++) hk[k] = 0.0;
+        for (int r = 0; r < TR; r++) {
+            const float *qr = q + (size_t)r * K;
+            for (int k = k0; k < k1; k++) hk[k] += qr[k];
+        }
+        for (int k = k0; k < k1; k++) {
+            double m = hk[k] / TR;
+            hk[k] = m > 0.0 ? -m * log(m) : 0.0;
+        }
+    }
+    double hbar = 0.0;
+    for (int k = 0; k < K; k++) hbar += hk[k];
+    st.teacher_mean_entropy = hbar;
+    free(hk);
+    free(tent);
+    L->B = B;
+    return st;
+}
+
+void dino_loss_student(DinoLoss *L, float *dstudent, const float *student, int r0, int n) {
+    const int K = L->out_dim, NC = L->ncrops, B = L->B;
+    DINO_ASSERT(B > 0 && r0 >= 0 && n >= 1 && r0 + n <= NC * B);
+    const float stemp = L->student_temp;
+    const float *q = L->tprob;
+    const double *qsum = L->qsum;
+    L->rowloss = grow_d(L->rowloss, &L->rowloss_cap, (size_t)NC * B * 2);
+    double *rowloss = L->rowloss;
+
     // Student: log_softmax(s/0.1) per row into lp (dstudent doubles as storage).
-    float *lp = dstudent ? dstudent : alignedAllocCheck((size_t)SR * K * sizeof(float));
-    double *rowloss = callocCheck((size_t)SR * 2, sizeof(double));
+    float *lp = dstudent ? dstudent : alignedAllocCheck((size_t)n * K * sizeof(float));
     const int nterms = 2 * NC - 2;
     // d loss / d row-loss of each term: 1/(terms·B); then /0.1 for the scaling.
     const double gscale = 1.0 / ((double)nterms * (double)B);
 #pragma omp parallel for schedule(static)
-    for (int r = 0; r < SR; r++) {
-        const float *s = student + (size_t)r * K;
-        float *lr = lp + (size_t)r * K;
+    for (int i = 0; i < n; i++) {
+        const int r = r0 + i;
+        const float *s = student + (size_t)i * K;
+        float *lr = lp + (size_t)i * K;
         const int v = r / B, b = r % B;
         // `omp simd` reductions let the compiler vectorise (reassociate) the
         // sums; they stay in double and per row, so the thread count does not
@@ -184,8 +233,13 @@ LossStats dino_loss_forward_backward(DinoLoss *L, float *dstudent, const float *
             for (int k = 0; k < K; k++) lr[k] = (vexpf(lr[k]) * sqf - qq[k]) * c;
         }
     }
+    if (!dstudent) free(lp);
+}
 
-    // The loss: each term is a mean over the batch; the terms are averaged.
+double dino_loss_total(const DinoLoss *L) {
+    const int NC = L->ncrops, B = L->B, nterms = 2 * NC - 2;
+    const double *rowloss = L->rowloss;
+    // Each term is a mean over the batch; the terms are averaged.
     double total = 0.0;
     for (int iq = 0; iq < 2; iq++)
         for (int v = 0; v < NC; v++) {
@@ -194,38 +248,14 @@ LossStats dino_loss_forward_backward(DinoLoss *L, float *dstudent, const float *
             for (int b = 0; b < B; b++) term += rowloss[((size_t)v * B + b) * 2 + iq];
             total += term / B;
         }
-    st.loss = total / nterms;
+    return total / nterms;
+}
 
-    // Collapse statistics of the teacher output.
-    double hm = 0.0;
-    for (int r = 0; r < TR; r++) hm += tent[r];
-    st.teacher_entropy = hm / TR;
-    double *hk = mallocCheck((size_t)K * sizeof(double));
-    // Column sums over the rows, in blocks of columns so each thread streams
-    // its rows in order (and the sums do not depend on the thread count).
-    const int CB = 512;
-#pragma omp parallel for schedule(static)
-    for (int k0 = 0; k0 < K; k0 += CB) {
-        int k1 = k0 + CB < K ? k0 + CB : K;
-        for (int k = k0; k < k1; k++) hk[k] = 0.0;
-        for (int r = 0; r < TR; r++) {
-            const float *qr = q + (size_t)r * K;
-            for (int k = k0; k < k1; k++) hk[k] += qr[k];
-        }
-        for (int k = k0; k < k1; k++) {
-            double m = hk[k] / TR;
-            hk[k] = m > 0.0 ? -m * log(m) : 0.0;
-        }
-    }
-    double hbar = 0.0;
-    for (int k = 0; k < K; k++) hbar += hk[k];
-    st.teacher_mean_entropy = hbar;
-    free(hk);
-
-    if (!dstudent) free(lp);
-    free(rowloss);
-    free(qsum);
-    free(tent);
+LossStats dino_loss_forward_backward(DinoLoss *L, float *dstudent, const float *student,
+                                     const float *teacher, int B, int epoch) {
+    LossStats st = dino_loss_teacher(L, teacher, B, epoch);
+    dino_loss_student(L, dstudent, student, 0, L->ncrops * B);
+    st.loss = dino_loss_total(L);
     return st;
 }
 

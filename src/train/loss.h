@@ -21,6 +21,9 @@ typedef struct {
     float *center;                // (K), starts at zero; owned
     float *tprob;                 // workspace: teacher probabilities (2B, K)
     size_t tprob_cap;
+    double *qsum, *rowloss;       // workspace: Σ of each teacher row, loss terms per student row
+    size_t qsum_cap, rowloss_cap;
+    int B;                        // batch of the last dino_loss_teacher
 } DinoLoss;
 
 // Statistics of one loss evaluation.
@@ -44,6 +47,19 @@ double dino_teacher_temp(const DinoLoss *L, int epoch);
 // current centre; does not update it.
 LossStats dino_loss_forward_backward(DinoLoss *L, float *dstudent, const float *student,
                                      const float *teacher, int B, int epoch);
+
+// The same in pieces, for student logits that arrive a chunk of rows at a
+// time (the student's memory then holds one chunk's activations):
+// dino_loss_teacher computes the teacher distributions (kept in L) and every
+// statistic except the loss; dino_loss_student takes rows r0..r0+n-1 of the
+// crop-major student logits (student and dstudent point at row r0), writes
+// their gradient to dstudent (or nothing when NULL) and keeps their loss
+// terms; dino_loss_total, once every row has been through, returns the loss.
+// Each row is computed exactly as by dino_loss_forward_backward, so the
+// results are the same bits however the rows are split.
+LossStats dino_loss_teacher(DinoLoss *L, const float *teacher, int B, int epoch);
+void dino_loss_student(DinoLoss *L, float *dstudent, const float *student, int r0, int n);
+double dino_loss_total(const DinoLoss *L);
 
 // sum (K) = Σ over `rows` rows of teacher (rows, K). This is the quantity a
 // distributed run all-reduces before dino_center_update.

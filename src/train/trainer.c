@@ -23,6 +23,7 @@
 #include "data/loader.h"
 #include "io/checkpoint.h"
 #include "io/model_io.h"
+#include "profile.h"
 #include "rng.h"
 #include "train/dist.h"
 #include "train/dist_train.h"
@@ -208,8 +209,6 @@ static void free_acts(Trainer *t) {
         free(t->drop[g]);
         t->drop[g] = NULL;
     }
-    free(t->dlogits);
-    t->dlogits = NULL;
 }
 
 void trainer_free(Trainer *t) {
@@ -227,6 +226,19 @@ void trainer_free(Trainer *t) {
     free(t);
 }
 
+// The student runs a chunk of images at a time (multicrop_train_pass) with at
+// most this many bytes of backbone activations: ViT-S/16 at 224 px keeps ~43
+// MB per image, so a 64-image batch would otherwise hold ~30 GB. 256 MiB
+// chunks are 6 global or 32 local ViT-S crops, large enough that the GEMMs
+// run at full speed. DINO_TRAIN_CHUNK_KIB overrides it (measurements, tests);
+// the chunking changes only the order in which gradients are summed.
+static size_t train_chunk_bytes(void) {
+    const char *e = getenv("DINO_TRAIN_CHUNK_KIB");
+    long kib = e && *e ? strtol(e, NULL, 10) : 256 * 1024;
+    if (kib < 1) kib = 1;
+    return (size_t)kib << 10;
+}
+
 // (Re)creates activations when the batch shape changes (normally once).
 static void ensure_buffers(Trainer *t, const Batch *b) {
     int same = t->sacts && t->acts_B == b->B && t->acts_groups == b->n_groups;
@@ -237,8 +249,10 @@ static void ensure_buffers(Trainer *t, const Batch *b) {
     for (int g = 0; g < b->n_groups; g++) crops += b->groups[g].n_crops;
     DINO_ASSERT(b->groups[0].n_crops == 2);
     DINO_ASSERT(crops == t->ncrops);
-    t->sacts = multicrop_acts_create(&t->model, b, b->n_groups, 1);
+    // The teacher's pass is over before the student's starts: the student's
+    // head borrows the teacher's weight-normalised last layer (out_dim x 256).
     t->tacts = multicrop_acts_create(&t->model, b, 1, 0);
+    t->sacts = multicrop_train_acts_create(&t->model, b, train_chunk_bytes(), t->tacts->head);
     for (int g = 0; g < b->n_groups; g++) {
         size_t nd = (size_t)t->model.vit.depth * 2 * b->groups[g].n_crops * b->B;
         t->drop[g] = mallocCheck(nd * sizeof(float));
@@ -246,7 +260,6 @@ static void ensure_buffers(Trainer *t, const Batch *b) {
     }
     t->acts_B = b->B;
     t->acts_groups = b->n_groups;
-    t->dlogits = alignedAllocCheck((size_t)crops * b->B * t->cfg.out_dim * sizeof(float));
 }
 
 #define DROP_SEED_TAG 0x64726f7070617468ull  // "droppath": streams apart from the data's
@@ -273,6 +286,11 @@ void trainer_drop_scales(const TrainConfig *cfg, const ViTConfig *vit, int64_t i
     }
 }
 
+// multicrop_train_pass's loss callback: the DINO loss rows of one chunk.
+static void student_loss_rows(void *ctx, float *dlogits, const float *logits, int row0, int nrows) {
+    PROF(PROF_LOSS, dino_loss_student((DinoLoss *)ctx, dlogits, logits, row0, nrows));
+}
+
 int trainer_step(Trainer *t, const Batch *b, StepStats *st) {
     double t0 = dino_now();
     const TrainConfig *c = &t->cfg;
@@ -286,28 +304,30 @@ int trainer_step(Trainer *t, const Batch *b, StepStats *st) {
 
     // Teacher: the two global crops only, no drop path, no stored activations.
     const float *tl = multicrop_forward(&t->model, t->teacher, t->tacts, b, NULL);
-    // Student: every crop, with keyed drop-path masks.
+    LossStats ls;
+    PROF(PROF_LOSS, ls = dino_loss_teacher(&t->loss, tl, B, t->epoch));
+    // The centre's batch statistic (a distributed run all-reduces this sum).
+    PROF(PROF_LOSS, dino_center_batch_sum(t->center_sum, tl, 2 * B, K));
+    // Student: every crop, with keyed drop-path masks, forward, loss and
+    // backward a chunk of images at a time (the loss rows are independent).
     float *drop[BATCH_MAX_GROUPS] = {0};
     if (c->drop_path_rate > 0)
         for (int g = 0; g < b->n_groups; g++) {
             dist_drop_scales(c, &t->model.vit, it, g, b->groups[g].n_crops, B, t->drop[g]);
             drop[g] = t->drop[g];
         }
-    const float *sl = multicrop_forward(&t->model, t->student, t->sacts, b,
-                                        c->drop_path_rate > 0 ? drop : NULL);
-    LossStats ls = dino_loss_forward_backward(&t->loss, t->dlogits, sl, tl, B, t->epoch);
+    memset(t->grads, 0, t->model.table.total * sizeof(float));
+    multicrop_train_pass(&t->model, t->student, t->grads, t->sacts, b,
+                         c->drop_path_rate > 0 ? drop : NULL, student_loss_rows, &t->loss);
+    ls.loss = dino_loss_total(&t->loss);
     dist_reduce_loss_stats(&ls);  // every rank sees the global loss and stops together
     st->loss = ls.loss;
     st->teacher_temp = ls.teacher_temp;
     st->teacher_entropy = ls.teacher_entropy;
     st->teacher_mean_entropy = ls.teacher_mean_entropy;
+    // Nothing the run keeps has changed yet (the gradients are scratch).
     if (!isfinite(ls.loss) || !isfinite((float)ls.loss)) return -1;
-    // The centre's batch statistic (a distributed run all-reduces this sum).
-    dino_center_batch_sum(t->center_sum, tl, 2 * B, K);
     dist_allreduce_f32(t->center_sum, (size_t)K, DIST_SUM);  // divided by 2B·world below
-
-    memset(t->grads, 0, t->model.table.total * sizeof(float));
-    multicrop_backward(&t->model, t->student, t->grads, t->sacts, t->dlogits);
     dist_allreduce_f32(t->grads, t->model.table.total, DIST_AVG);  // before clipping, as DDP
 
     // cancel_gradients_last_layer: while epoch < freeze_last_layer the last

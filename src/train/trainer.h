@@ -100,7 +100,6 @@ typedef struct {
     MultiCropActs *sacts, *tacts;
     int acts_B, acts_sizes[BATCH_MAX_GROUPS], acts_groups;
     float *drop[BATCH_MAX_GROUPS];
-    float *dlogits;
     float *center_sum;
     uint8_t *skip;
     float *grad_norms;
