@@ -100,15 +100,23 @@ struct HeadActs {
     float *W, *vnorm;             // (out_dim, bottleneck) weight-normed, (out_dim)
     float *logits;                // (N, out_dim)
     float *dW, *d0, *d1;          // backward scratch
+    // Rows whose weight gradients are still to be summed (head_backward_rows
+    // keeps each layer's input and output gradient; head_flush makes one GEMM
+    // per layer of up to Pmax rows instead of one per chunk).
+    int Pmax, npend, dW_started;
+    float *px[HEAD_MAX_LAYERS], *pdh[HEAD_MAX_LAYERS];  // (Pmax, in_i), (Pmax, out_i)
+    float *pz, *pdout;                                  // (Pmax, bottleneck), (Pmax, out_dim)
 };
 
 HeadActs *head_acts_create(const HeadConfig *cfg, int N, int train) {
-    return head_acts_create_shared(cfg, N, train, NULL);
+    return head_acts_create_shared(cfg, N, train, NULL, N);
 }
 
-HeadActs *head_acts_create_shared(const HeadConfig *cfg, int N, int train, HeadActs *share) {
+HeadActs *head_acts_create_shared(const HeadConfig *cfg, int N, int train, HeadActs *share,
+                                  int sum_rows) {
     HeadActs *a = callocCheck(1, sizeof *a);
     a->Nmax = a->N = N;
+    a->Pmax = sum_rows > N ? sum_rows : N;
     a->train = train;
     size_t wmax = (size_t)(cfg->hidden > cfg->bottleneck ? cfg->hidden : cfg->bottleneck);
     if ((size_t)cfg->in_dim > wmax) wmax = (size_t)cfg->in_dim;
@@ -128,6 +136,14 @@ HeadActs *head_acts_create_shared(const HeadConfig *cfg, int N, int train, HeadA
         a->dW = alignedAllocCheck((size_t)cfg->out_dim * cfg->bottleneck * sizeof(float));
         a->d0 = alignedAllocCheck((size_t)N * wmax * sizeof(float));
         a->d1 = alignedAllocCheck((size_t)N * wmax * sizeof(float));
+        for (int i = 0; i < cfg->nlayers; i++) {
+            int in, out;
+            layer_dims(cfg, i, &in, &out);
+            a->px[i] = alignedAllocCheck((size_t)a->Pmax * in * sizeof(float));
+            a->pdh[i] = alignedAllocCheck((size_t)a->Pmax * out * sizeof(float));
+        }
+        a->pz = alignedAllocCheck((size_t)a->Pmax * cfg->bottleneck * sizeof(float));
+        a->pdout = alignedAllocCheck((size_t)a->Pmax * cfg->out_dim * sizeof(float));
     }
     return a;
 }
@@ -137,7 +153,11 @@ void head_acts_free(HeadActs *a) {
     for (int i = 0; i < HEAD_MAX_LAYERS; i++) {
         free(a->h[i]);
         free(a->gel[i]);
+        free(a->px[i]);
+        free(a->pdh[i]);
     }
+    free(a->pz);
+    free(a->pdout);
     free(a->z);
     free(a->znorm);
     if (a->owns_W) {
@@ -184,35 +204,62 @@ void head_forward(const HeadConfig *cfg, const HeadWeights *w, HeadActs *a, cons
     head_forward_rows(cfg, w, a, in, N);
 }
 
+// The weight gradients of the kept rows: MLP weights and biases accumulate
+// into g; dL/dW of the last layer is written by the first flush after
+// head_backward_rows(first = 1) and added by later ones.
+static void head_flush(const HeadConfig *cfg, HeadWeights *g, HeadActs *a) {
+    int P = a->npend, O = cfg->out_dim, K = cfg->bottleneck;
+    if (P == 0) return;
+    PROF(PROF_B_HEAD_LAST, cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, K, P, 1.0f, a->pdout, O, a->pz,
+                                       K, a->dW_started ? 1.0f : 0.0f, a->dW, K));
+    a->dW_started = 1;
+    for (int i = 0; i < cfg->nlayers; i++) {
+        int ci, co;
+        layer_dims(cfg, i, &ci, &co);
+        PROF(PROF_B_HEAD_MLP, linear_backward(NULL, g->mlp_w[i], g->mlp_b[i], a->pdh[i], a->px[i], NULL, P, ci, co));
+    }
+    a->npend = 0;
+}
+
+static void keep_rows(float *dst, const float *src, int N, int C) {
+    memcpy(dst, src, (size_t)N * C * sizeof(float));
+}
+
 void head_backward_rows(const HeadConfig *cfg, const HeadWeights *w, HeadWeights *g, HeadActs *a,
                         const float *dout, float *din, int first) {
     DINO_ASSERT(a->train);
     int N = a->N, O = cfg->out_dim, K = cfg->bottleneck;
+    if (first) a->npend = 0, a->dW_started = 0;
+    if (a->npend + N > a->Pmax) head_flush(cfg, g, a);
+    const int p = a->npend;
+    keep_rows(a->pdout + (size_t)p * O, dout, N, O);
+    keep_rows(a->pz + (size_t)p * K, a->z, N, K);
     PROF(PROF_B_HEAD_LAST, linear_backward(a->d1, NULL, NULL, dout, a->z, a->W, N, K, O));  // d1 = dL/dz
-    // dL/dW (O,K) = doutᵀ·z: written (beta 0) by the first rows, then added.
-    PROF(PROF_B_HEAD_LAST, cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, K, N, 1.0f, dout, O, a->z, K,
-                                       first ? 0.0f : 1.0f, a->dW, K));
     float *dh = a->d0, *dnext = a->d1;
     PROF(PROF_B_HEAD_LAST, l2norm_backward(dh, a->d1, a->z, a->znorm, N, K, L2_EPS));  // dh = dL/dh[last]
     for (int i = cfg->nlayers - 1; i >= 0; i--) {
         int ci, co;
         layer_dims(cfg, i, &ci, &co);
-        const float *x = i == 0 ? NULL : a->gel[i - 1];
+        const float *x = i == 0 ? a->in : a->gel[i - 1];
+        keep_rows(a->px[i] + (size_t)p * ci, x, N, ci);
+        keep_rows(a->pdh[i] + (size_t)p * co, dh, N, co);
         if (i == 0) {
-            PROF(PROF_B_HEAD_MLP, linear_backward(din, g->mlp_w[0], g->mlp_b[0], dh, a->in, w->mlp_w[0], N, ci, co));
+            if (din) PROF(PROF_B_HEAD_MLP, linear_backward(din, NULL, NULL, dh, x, w->mlp_w[0], N, ci, co));
             break;
         }
-        PROF(PROF_B_HEAD_MLP, linear_backward(dnext, g->mlp_w[i], g->mlp_b[i], dh, x, w->mlp_w[i], N, ci, co));
+        PROF(PROF_B_HEAD_MLP, linear_backward(dnext, NULL, NULL, dh, x, w->mlp_w[i], N, ci, co));
         PROF(PROF_B_HEAD_MLP, gelu_backward(dnext, a->h[i - 1], dnext, (size_t)N * ci));
         float *t = dh;
         dh = dnext;
         dnext = t;
     }
+    a->npend += N;
 }
 
 void head_backward_finish(const HeadConfig *cfg, const HeadWeights *w, HeadWeights *g,
                           HeadActs *a) {
     DINO_ASSERT(a->train);
+    head_flush(cfg, g, a);
     PROF(PROF_B_HEAD_LAST, weightnorm_backward(cfg->norm_last_layer ? NULL : g->weight_g, g->weight_v, a->dW,
                                                w->weight_g, w->weight_v, a->vnorm, cfg->out_dim,
                                                cfg->bottleneck));

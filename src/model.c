@@ -172,7 +172,14 @@ MultiCropActs *multicrop_train_acts_create(const DinoModel *m, const Batch *b, s
     a->dtokens[0] = callocCheck(dtok, sizeof(float));
     a->features = callocCheck((size_t)rows_max * D, sizeof(float));
     a->dfeatures = callocCheck((size_t)rows_max * D, sizeof(float));
-    a->head = head_acts_create_shared(&m->head, rows_max, 1, share_head);
+    // The head's weight gradients are summed over up to 32 MiB of logit
+    // gradients (every row of a ViT-S batch of 8, 80 x 65536): one GEMM per
+    // layer for all chunks.
+    int rows_all = 0;
+    for (int g = 0; g < b->n_groups; g++) rows_all += b->groups[g].n_crops * b->B;
+    int sum_rows = (int)(((size_t)32 << 20) / ((size_t)m->head.out_dim * sizeof(float)));
+    if (sum_rows > rows_all) sum_rows = rows_all;
+    a->head = head_acts_create_shared(&m->head, rows_max, 1, share_head, sum_rows);
     a->dlogits = alignedAllocCheck((size_t)rows_max * m->head.out_dim * sizeof(float));
     a->drop_chunk = mallocCheck((size_t)2 * vc->depth * rows_max * sizeof(float));
     return a;
