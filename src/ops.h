@@ -47,6 +47,11 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
 void gelu_forward(float *out, const float *inp, size_t n);
 // dinp = dout·gelu'(inp) (written; dinp may equal dout).
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+// Both at once for a backward pass that needs the output again: out =
+// gelu(inp), grad = gelu'(inp) (within a few ulp of the two functions above);
+// then gelu_backward_saved: dinp = dout·grad (dinp may equal dout).
+void gelu_grad_forward(float *out, float *grad, const float *inp, size_t n);
+void gelu_backward_saved(float *dinp, const float *grad, const float *dout, size_t n);
 
 // ---- multi-head self-attention core (between qkv and proj) ----
 // qkv (B,T,3D) rows [q;k;v], head h = columns h·hd..h·hd+hd-1 of each part.

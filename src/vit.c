@@ -225,6 +225,7 @@ struct ViTActs {
     float *atty;    // (B,T,D) attention output before proj, per block in train
     float *fc1;     // (B,T,H4) pre-GELU, per block in train (GELU in place in inference)
     float *hbuf;    // train: (B,T,H4) GELU output, recomputed in backward
+    float *gbuf;    // train: (B,T,H4) GELU derivative, computed with hbuf
     float *out;     // (B,T,D) final-norm tokens
     float *statsf;  // 2·(B·T)
     float *drop;    // 2·depth·B drop-path factors of the last forward
@@ -284,6 +285,7 @@ static void acts_layout(ViTActs *a, const ViTConfig *cfg, int B, int H, int W, i
         a->stats1 = carve(c, L * 2 * BT);
         a->stats2 = carve(c, L * 2 * BT);
         a->hbuf = carve(c, BT * a->H4);
+        a->gbuf = carve(c, BT * a->H4);
         a->dres = carve(c, btd);
         a->dbr = carve(c, btd);
         a->dln = carve(c, btd);
@@ -438,10 +440,10 @@ void vit_backward(const ViTConfig *cfg, const ViTWeights *w, ViTWeights *g, ViTA
             scale_rows_forward(a->dbr, dres, a->drop + (size_t)(2 * l + 1) * B, B, (size_t)T * D);
             dbr = a->dbr;
         }
-        PROF(PROF_B_GELU, gelu_forward(a->hbuf, fc1, BT * H4));
+        PROF(PROF_B_GELU, gelu_grad_forward(a->hbuf, a->gbuf, fc1, BT * H4));
         PROF(PROF_B_FC2, linear_backward(a->dh, g->blocks[l].fc2_w, g->blocks[l].fc2_b, dbr, a->hbuf,
                         w->blocks[l].fc2_w, (int)BT, H4, D));
-        PROF(PROF_B_GELU, gelu_backward(a->dh, fc1, a->dh, BT * H4));
+        PROF(PROF_B_GELU, gelu_backward_saved(a->dh, a->gbuf, a->dh, BT * H4));
         // LayerNorm outputs are not kept: recomputed (bit-identically) here.
         PROF(PROF_B_LN, layernorm_forward(a->ln, NULL, NULL, xmid, w->blocks[l].ln2_w, w->blocks[l].ln2_b,
                           (int)BT, D, cfg->ln_eps));

@@ -195,6 +195,24 @@ static void test_gelu(void) {
     gelu_backward(dx, x, R, n);
     check_fd("gelu backward", gelu_loss, &c, c.x, n, dx);
     free(x), free(R), free(c.x), free(c.R), free(c.out);
+
+    // The fused output + derivative pass against the two separate ones, over
+    // [-10, 10] (8-wide blocks and a tail): within 4 ulp of the larger value.
+    int m = 100003;
+    float *xs = randf(m, 23, -10, 10), *dy = randf(m, 24, -1, 1);
+    float *h1 = mallocCheck(m * 4), *h2 = mallocCheck(m * 4), *g1 = mallocCheck(m * 4),
+          *gp = mallocCheck(m * 4), *g2 = mallocCheck(m * 4);
+    gelu_forward(h1, xs, m);
+    gelu_backward(g1, xs, dy, m);
+    gelu_grad_forward(h2, gp, xs, m);
+    gelu_backward_saved(g2, gp, dy, m);
+    double worst_h = 0, worst_g = 0;
+    for (int i = 0; i < m; i++) {
+        worst_h = fmax(worst_h, fabs((double)h1[i] - h2[i]) / (fabs(h1[i]) * 0x1p-23 + 1e-30));
+        worst_g = fmax(worst_g, fabs((double)g1[i] - g2[i]) / (fmax(fabs(g1[i]), fabs(dy[i])) * 0x1p-23));
+    }
+    CHECK(worst_h <= 4 && worst_g <= 4, "gelu_grad_forward + gelu_backward_saved = gelu_forward, gelu_backward within %.1f, %.1f ulp (tol 4)", worst_h, worst_g);
+    free(xs), free(dy), free(h1), free(h2), free(g1), free(gp), free(g2);
 }
 
 // ---------------------------------------------------------------- attention
