@@ -38,6 +38,10 @@ void patch_fold(float *dimg, const float *dcols, int B, int C, int H, int W, int
 // out, inp (N,C); w, b (C); mean, rstd (N) saved for backward (may be NULL).
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
                        const float *b, int N, int C, float eps);
+// The output again from the saved mean and rstd (bit-identical to the
+// forward's, without its two reduction passes).
+void layernorm_apply(float *out, const float *inp, const float *w, const float *b,
+                     const float *mean, const float *rstd, int N, int C);
 // dinp (N,C) accumulates; dw, db (C) accumulate.
 void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, const float *mean, const float *rstd, int N, int C);

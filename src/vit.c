@@ -444,9 +444,10 @@ void vit_backward(const ViTConfig *cfg, const ViTWeights *w, ViTWeights *g, ViTA
         PROF(PROF_B_FC2, linear_backward(a->dh, g->blocks[l].fc2_w, g->blocks[l].fc2_b, dbr, a->hbuf,
                         w->blocks[l].fc2_w, (int)BT, H4, D));
         PROF(PROF_B_GELU, gelu_backward_saved(a->dh, a->gbuf, a->dh, BT * H4));
-        // LayerNorm outputs are not kept: recomputed (bit-identically) here.
-        PROF(PROF_B_LN, layernorm_forward(a->ln, NULL, NULL, xmid, w->blocks[l].ln2_w, w->blocks[l].ln2_b,
-                          (int)BT, D, cfg->ln_eps));
+        // LayerNorm outputs are not kept: recomputed (bit-identically) from the
+        // saved mean and rstd here.
+        PROF(PROF_B_LN, layernorm_apply(a->ln, xmid, w->blocks[l].ln2_w, w->blocks[l].ln2_b, m2, m2 + BT,
+                                        (int)BT, D));
         PROF(PROF_B_FC1, linear_backward(a->dln, g->blocks[l].fc1_w, g->blocks[l].fc1_b, a->dh, a->ln,
                         w->blocks[l].fc1_w, (int)BT, D, H4));
         PROF(PROF_B_LN, layernorm_backward(dres, g->blocks[l].ln2_w, g->blocks[l].ln2_b, a->dln, xmid,
@@ -461,8 +462,8 @@ void vit_backward(const ViTConfig *cfg, const ViTWeights *w, ViTWeights *g, ViTA
         PROF(PROF_B_PROJ, linear_backward(a->datty, g->blocks[l].proj_w, g->blocks[l].proj_b, dbr, atty,
                         w->blocks[l].proj_w, (int)BT, D, D));
         PROF(PROF_B_ATTN, attention_backward(a->dqkv, a->datty, qkv, att, B, T, D, NH));
-        PROF(PROF_B_LN, layernorm_forward(a->ln, NULL, NULL, xin, w->blocks[l].ln1_w, w->blocks[l].ln1_b,
-                          (int)BT, D, cfg->ln_eps));
+        PROF(PROF_B_LN, layernorm_apply(a->ln, xin, w->blocks[l].ln1_w, w->blocks[l].ln1_b, m1, m1 + BT,
+                                        (int)BT, D));
         PROF(PROF_B_QKV, linear_backward(a->dln, g->blocks[l].qkv_w, g->blocks[l].qkv_b, a->dqkv, a->ln,
                         w->blocks[l].qkv_w, (int)BT, D, 3 * D));
         PROF(PROF_B_LN, layernorm_backward(dres, g->blocks[l].ln1_w, g->blocks[l].ln1_b, a->dln, xin,

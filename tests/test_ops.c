@@ -159,6 +159,9 @@ static void test_layernorm(void) {
     layernorm_forward(out, mean, rstd, x, w, b, N, C, 1e-5f);
     ln_loss(&c);
     close_d("layernorm forward", out, c.out, 21, TOL_FWD);
+    float again[21];
+    layernorm_apply(again, x, w, b, mean, rstd, N, C);
+    CHECK(!memcmp(again, out, sizeof again), "layernorm_apply from the saved mean/rstd = the forward's output, bit for bit");
     layernorm_backward(dx, dw, db, R, x, w, mean, rstd, N, C);
     for (int i = 0; i < 21; i++) dx[i] -= 0.25f;
     check_fd("layernorm dinp (accumulated)", ln_loss, &c, c.x, 21, dx);
