@@ -152,14 +152,14 @@ MultiCropActs *multicrop_train_acts_create(const DinoModel *m, const Batch *b, s
         a->n_crops[g] = cg->n_crops;
         int Bg = cg->n_crops * b->B, s = cg->size;
         // As few chunks as the budget allows, of nearly equal size.
-        size_t all = vit_acts_bytes(vc, Bg, s, s, 1);
+        size_t all = vit_acts_bytes(vc, Bg, s, s, VIT_ACTS_TRAIN);
         int n = (int)((all + max_bytes - 1) / max_bytes);
         if (n < 1) n = 1;
         if (n > Bg) n = Bg;
         int rows = (Bg + n - 1) / n;
-        while (rows > 1 && vit_acts_bytes(vc, rows, s, s, 1) > max_bytes) rows--;
+        while (rows > 1 && vit_acts_bytes(vc, rows, s, s, VIT_ACTS_TRAIN) > max_bytes) rows--;
         a->chunk_rows[g] = rows;
-        size_t need = vit_acts_bytes(vc, rows, s, s, 1);
+        size_t need = vit_acts_bytes(vc, rows, s, s, VIT_ACTS_TRAIN);
         if (need > arena) arena = need;
         size_t nt = (size_t)rows * vit_tokens(vc, s, s) * D;
         if (nt > dtok) dtok = nt;
@@ -167,7 +167,7 @@ MultiCropActs *multicrop_train_acts_create(const DinoModel *m, const Batch *b, s
     }
     a->arena = alignedAllocCheck(arena);
     for (int g = 0; g < b->n_groups; g++)
-        a->vit[g] = vit_acts_create_in(vc, a->chunk_rows[g], a->sizes[g], a->sizes[g], 1, a->arena);
+        a->vit[g] = vit_acts_create_in(vc, a->chunk_rows[g], a->sizes[g], a->sizes[g], VIT_ACTS_TRAIN, a->arena);
     // One gradient buffer for every group: only the CLS rows are ever non-zero.
     a->dtokens[0] = callocCheck(dtok, sizeof(float));
     a->features = callocCheck((size_t)rows_max * D, sizeof(float));

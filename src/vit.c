@@ -210,6 +210,7 @@ void vit_interpolate_pos_backward(const ViTConfig *cfg, float *dpos_embed, int H
 
 struct ViTActs {
     int Bmax, B, H, W, Np, T, train, nslots;
+    int att_blocks;  // blocks whose probabilities are kept: all (train), 1 (inference, lean)
     int D, NH, H4, CPP, depth;
     size_t btd;     // Bmax·T·D: stride of one (B,T,D) buffer
     float *mem;     // every buffer below is carved out of this block
@@ -221,7 +222,7 @@ struct ViTActs {
     float *ln;                 // (B,T,D) LayerNorm output, shared (recomputed in backward)
     float *stats1, *stats2;    // train: depth × 2·(B·T): mean, rstd
     float *qkv;     // (B,T,3D), per block in train
-    float *att;     // (B,NH,T,T) of the last block only: the backward recomputes the others
+    float *att;     // att_blocks × (B,NH,T,T), the last att_blocks blocks (backward recomputes the others)
     float *atty;    // (B,T,D) attention output before proj, per block in train
     float *fc1;     // (B,T,H4) pre-GELU, per block in train (GELU in place in inference)
     float *hbuf;    // train: (B,T,H4) GELU output, recomputed in backward
@@ -247,12 +248,15 @@ static float *carve(Carve *c, size_t n) {
     return c->base ? c->base + at : NULL;
 }
 
-// Fills the sizes of a and points its buffers into c. The probabilities of
-// every block but the last are not kept for training: at 224 px they would be
-// NH·T floats per token and block, more than the rest of the block's
-// activations together, and attention_backward recomputes them cheaply.
-static void acts_layout(ViTActs *a, const ViTConfig *cfg, int B, int H, int W, int train,
+// Fills the sizes of a and points its buffers into c. VIT_ACTS_TRAIN_LEAN
+// keeps the attention probabilities of the last block only (at 224 px they are
+// NH·T floats per token and block, a fifth of a block's activations):
+// attention_backward recomputes the others, for ~10% more attention time.
+static void acts_layout(ViTActs *a, const ViTConfig *cfg, int B, int H, int W, int mode,
                         Carve *c) {
+    DINO_ASSERT(mode == VIT_ACTS_INFER || mode == VIT_ACTS_TRAIN || mode == VIT_ACTS_TRAIN_LEAN);
+    int train = mode != VIT_ACTS_INFER;
+    a->att_blocks = mode == VIT_ACTS_TRAIN ? cfg->depth : 1;
     a->Bmax = a->B = B;
     a->H = H;
     a->W = W;
@@ -274,7 +278,7 @@ static void acts_layout(ViTActs *a, const ViTConfig *cfg, int B, int H, int W, i
     a->res = carve(c, a->nslots * btd);
     a->ln = carve(c, btd);
     a->qkv = carve(c, L * 3 * btd);
-    a->att = carve(c, BT * a->NH * a->T);
+    a->att = carve(c, (size_t)a->att_blocks * BT * a->NH * a->T);
     a->atty = carve(c, L * btd);
     a->fc1 = carve(c, L * BT * a->H4);
     a->out = carve(c, btd);
@@ -297,28 +301,28 @@ static void acts_layout(ViTActs *a, const ViTConfig *cfg, int B, int H, int W, i
     }
 }
 
-size_t vit_acts_bytes(const ViTConfig *cfg, int B, int H, int W, int train) {
+size_t vit_acts_bytes(const ViTConfig *cfg, int B, int H, int W, int mode) {
     DINO_ASSERT(B >= 1 && H >= cfg->patch && W >= cfg->patch);
     ViTActs a;
     Carve c = {NULL, 0};
-    acts_layout(&a, cfg, B, H, W, train, &c);
+    acts_layout(&a, cfg, B, H, W, mode, &c);
     return c.used * sizeof(float);
 }
 
-ViTActs *vit_acts_create_in(const ViTConfig *cfg, int B, int H, int W, int train, void *mem) {
-    size_t bytes = vit_acts_bytes(cfg, B, H, W, train);
+ViTActs *vit_acts_create_in(const ViTConfig *cfg, int B, int H, int W, int mode, void *mem) {
+    size_t bytes = vit_acts_bytes(cfg, B, H, W, mode);
     ViTActs *a = callocCheck(1, sizeof *a);
     a->owns_mem = mem == NULL;
     a->mem = mem ? mem : alignedAllocCheck(bytes);
     DINO_ASSERT(((uintptr_t)a->mem & 63) == 0);
     memset(a->mem, 0, bytes);
     Carve c = {a->mem, 0};
-    acts_layout(a, cfg, B, H, W, train, &c);
+    acts_layout(a, cfg, B, H, W, mode, &c);
     return a;
 }
 
 ViTActs *vit_acts_create(const ViTConfig *cfg, int B, int H, int W, int train) {
-    return vit_acts_create_in(cfg, B, H, W, train, NULL);
+    return vit_acts_create_in(cfg, B, H, W, train ? VIT_ACTS_TRAIN : VIT_ACTS_INFER, NULL);
 }
 
 void vit_acts_free(ViTActs *a) {
@@ -336,7 +340,14 @@ static inline float *slot(const ViTActs *a, int l) {
     return a->res + (size_t)(l % a->nslots) * a->btd;
 }
 
-const float *vit_last_attention(const ViTActs *a) { return a->att; }
+// The probabilities of block l, or NULL when they are not kept.
+static float *att_of(const ViTActs *a, int l) {
+    int first = a->depth - a->att_blocks;
+    if (l < first) return NULL;
+    return a->att + (size_t)(l - first) * a->Bmax * a->NH * a->T * a->T;
+}
+
+const float *vit_last_attention(const ViTActs *a) { return att_of(a, a->depth - 1); }
 
 // ---------------------------------------------------------------- forward
 
@@ -383,8 +394,9 @@ void vit_forward(const ViTConfig *cfg, const ViTWeights *w, ViTActs *a, const fl
         PROF(PROF_LN, layernorm_forward(ln1, m1, m1 ? m1 + BT : NULL, xin, w->blocks[l].ln1_w,
                           w->blocks[l].ln1_b, (int)BT, D, eps));
         PROF(PROF_QKV, linear_forward(qkv, ln1, w->blocks[l].qkv_w, w->blocks[l].qkv_b, (int)BT, D, 3 * D));
-        // Only the last block's probabilities are kept (vit_last_attention).
-        PROF(PROF_ATTN, attention_forward(atty, l == L - 1 ? a->att : NULL, qkv, B, T, D, NH));
+        // Inference keeps only the last block's probabilities (vit_last_attention).
+        float *att = a->train || l == L - 1 ? att_of(a, l) : NULL;
+        PROF(PROF_ATTN, attention_forward(atty, att, qkv, B, T, D, NH));
         PROF(PROF_PROJ, linear_residual_forward(xmid, xin, atty, w->blocks[l].proj_w, w->blocks[l].proj_b, s1, B,
                                 T, D, D));
         // x_out = x_mid + s2·fc2(gelu(fc1(ln2(x_mid))))
@@ -429,7 +441,7 @@ void vit_backward(const ViTConfig *cfg, const ViTWeights *w, ViTWeights *g, ViTA
     for (int l = L - 1; l >= 0; l--) {
         size_t k = (size_t)l;
         const float *xin = slot(a, l), *xmid = a->mid + k * btd;
-        const float *qkv = a->qkv + k * 3 * btd, *att = l == L - 1 ? a->att : NULL;
+        const float *qkv = a->qkv + k * 3 * btd, *att = att_of(a, l);  // NULL: recomputed
         const float *atty = a->atty + k * btd;
         const float *fc1 = a->fc1 + k * (size_t)a->Bmax * T * H4;
         const float *m1 = a->stats1 + k * 2 * a->Bmax * T, *m2 = a->stats2 + k * 2 * a->Bmax * T;

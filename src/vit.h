@@ -73,12 +73,17 @@ void vit_interpolate_pos_backward(const ViTConfig *cfg, float *dpos_embed, int H
 // Activations of one forward pass, kept for the backward pass when `train`.
 typedef struct ViTActs ViTActs;
 ViTActs *vit_acts_create(const ViTConfig *cfg, int B, int H, int W, int train);
-// Bytes of the one block of buffers such activations use.
-size_t vit_acts_bytes(const ViTConfig *cfg, int B, int H, int W, int train);
-// As vit_acts_create, but in the caller's block `mem` (vit_acts_bytes bytes,
-// 64-byte aligned, zeroed here), which several activations used one at a time
-// may share; vit_acts_free then leaves it alone.
-ViTActs *vit_acts_create_in(const ViTConfig *cfg, int B, int H, int W, int train, void *mem);
+// What activations keep: inference (one set of buffers), training (every
+// block's inputs for vit_backward), or training without the attention
+// probabilities of all but the last block (recomputed in backward: less
+// memory, a little more time).
+enum { VIT_ACTS_INFER = 0, VIT_ACTS_TRAIN = 1, VIT_ACTS_TRAIN_LEAN = 2 };
+// Bytes of the one block of buffers activations of this mode use.
+size_t vit_acts_bytes(const ViTConfig *cfg, int B, int H, int W, int mode);
+// As vit_acts_create with a mode, in the caller's block `mem` (vit_acts_bytes
+// bytes, 64-byte aligned, zeroed here; NULL: allocated), which several
+// activations used one at a time may share; vit_acts_free then leaves it alone.
+ViTActs *vit_acts_create_in(const ViTConfig *cfg, int B, int H, int W, int mode, void *mem);
 void vit_acts_free(ViTActs *a);
 
 // Forward over images (B, C, H, W) with B, H, W as given at creation (a

@@ -4,7 +4,9 @@
 // small sum_rows so the kept rows are flushed mid-batch, head_backward_finish)
 // against head_forward + head_backward over all rows. Only the order of the
 // gradient sums differs, so the tolerance is float32 rounding: 1e-6 of each
-// tensor's scale (a missed or doubled chunk is off by its whole share).
+// tensor's scale (a missed or doubled chunk is off by its whole share). And
+// the ViT backward from activations that recompute the attention
+// probabilities (VIT_ACTS_TRAIN_LEAN) gives the same bits as from stored ones.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 #include "params.h"
 #include "rng.h"
 #include "testlib.h"
+#include "vit.h"
 
 static void close_scaled(const char *what, const float *got, const float *want, size_t n) {
     float mx = 0;
@@ -79,8 +82,50 @@ static void head_in_chunks(int norm_last_layer) {
     free(p), free(g1), free(g2), free(in), free(dout), free(din1), free(din2), free(logits2);
 }
 
+static void vit_lean_backward(void) {
+    ViTConfig vc = {.img_size = 24, .patch = 4, .in_chans = 3, .dim = 48, .depth = 3,
+                    .heads = 3, .mlp_hidden = 192, .ln_eps = 1e-6f};
+    ParamTable t;
+    param_table_init(&t);
+    vit_param_table(&vc, &t, "");
+    float *p = mallocCheck(t.total * sizeof(float));
+    float *g1 = callocCheck(t.total, sizeof(float)), *g2 = callocCheck(t.total, sizeof(float));
+    fixture_fill(p, t.total, 81, -0.2f, 0.2f);
+    ViTWeights w, gw1, gw2;
+    vit_weights_bind(&w, &vc, p);
+    vit_weights_bind(&gw1, &vc, g1);
+    vit_weights_bind(&gw2, &vc, g2);
+    const int B = 3, H = 24;
+    int T = vit_tokens(&vc, H, H);
+    size_t nimg = (size_t)B * 3 * H * H, ntok = (size_t)B * T * vc.dim;
+    float *img = mallocCheck(nimg * sizeof(float)), *dout = mallocCheck(ntok * sizeof(float));
+    float *di1 = mallocCheck(nimg * sizeof(float)), *di2 = mallocCheck(nimg * sizeof(float));
+    fixture_fill(img, nimg, 82, -2, 2);
+    fixture_fill(dout, ntok, 83, -1, 1);
+    float drop[2 * 3 * 3];
+    for (int i = 0; i < 18; i++) drop[i] = i % 5 == 3 ? 0.0f : 1.25f;
+    ViTActs *a1 = vit_acts_create_in(&vc, B, H, H, VIT_ACTS_TRAIN, NULL);
+    ViTActs *a2 = vit_acts_create_in(&vc, B, H, H, VIT_ACTS_TRAIN_LEAN, NULL);
+    CHECK(vit_acts_bytes(&vc, B, H, H, VIT_ACTS_TRAIN_LEAN) < vit_acts_bytes(&vc, B, H, H, VIT_ACTS_TRAIN),
+          "lean training activations are smaller");
+    vit_forward(&vc, &w, a1, img, B, drop);
+    vit_forward(&vc, &w, a2, img, B, drop);
+    vit_backward(&vc, &w, &gw1, a1, dout, di1);
+    vit_backward(&vc, &w, &gw2, a2, dout, di2);
+    CHECK(!memcmp(vit_output(a1), vit_output(a2), ntok * sizeof(float)) &&
+              !memcmp(vit_last_attention(a1), vit_last_attention(a2), (size_t)B * 3 * T * T * sizeof(float)),
+          "lean activations: same tokens and last-block attention");
+    CHECK(!memcmp(g1, g2, t.total * sizeof(float)) && !memcmp(di1, di2, nimg * sizeof(float)),
+          "lean activations: parameter and image gradients identical bit for bit");
+    vit_acts_free(a1);
+    vit_acts_free(a2);
+    param_table_free(&t);
+    free(p), free(g1), free(g2), free(img), free(dout), free(di1), free(di2);
+}
+
 int main(void) {
     dino_set_threads(2);
+    vit_lean_backward();
     head_in_chunks(0);
     head_in_chunks(1);
     return test_finish();
