@@ -1,6 +1,7 @@
 // The DINO projection head declared in head.h: MLP (Linear, GELU, ...,
 // Linear to the bottleneck), F.normalize, and the weight-normalised last layer
-// (w = g·v/||v_row||, recomputed every forward). No BatchNorm variant.
+// (w = g·v/||v_row||, applied as a per-row factor every forward). No BatchNorm
+// variant.
 #include "head.h"
 
 #include <cblas.h>
@@ -92,28 +93,30 @@ void head_init(const HeadConfig *cfg, HeadWeights *w, uint64_t seed) {
 
 struct HeadActs {
     int Nmax, N, train;
-    int owns_W;                   // 0: W and vnorm belong to another HeadActs
     const float *in;              // (N, in_dim) the caller's input, read by backward
     float *h[HEAD_MAX_LAYERS];    // (N, out_i) outputs of each MLP Linear
     float *gel[HEAD_MAX_LAYERS];  // (N, hidden) GELU of h[i], i < nlayers-1
     float *z, *znorm;             // (N, bottleneck) normalised, (N) norms
-    float *W, *vnorm;             // (out_dim, bottleneck) weight-normed, (out_dim)
+    float *wscale, *vnorm;        // (out_dim) g/||v|| and ||v|| of each last-layer row
     float *logits;                // (N, out_dim)
-    float *dW, *d0, *d1;          // backward scratch
+    float *dWb, *d0, *d1;         // backward scratch (dWb: a block of last-layer rows)
+    float *dsc;                   // (N, out_dim) dL/dlogits·diag(g/||v||)
     // Rows whose weight gradients are still to be summed (head_backward_rows
     // keeps each layer's input and output gradient; head_flush makes one GEMM
     // per layer of up to Pmax rows instead of one per chunk).
-    int Pmax, npend, dW_started;
+    int Pmax, npend;
     float *px[HEAD_MAX_LAYERS], *pdh[HEAD_MAX_LAYERS];  // (Pmax, in_i), (Pmax, out_i)
     float *pz, *pdout;                                  // (Pmax, bottleneck), (Pmax, out_dim)
 };
 
+// Rows of the last layer whose dL/dW is formed at a time (4 MiB at 256 wide).
+#define DW_BLOCK 4096
+
 HeadActs *head_acts_create(const HeadConfig *cfg, int N, int train) {
-    return head_acts_create_shared(cfg, N, train, NULL, N);
+    return head_acts_create_rows(cfg, N, train, N);
 }
 
-HeadActs *head_acts_create_shared(const HeadConfig *cfg, int N, int train, HeadActs *share,
-                                  int sum_rows) {
+HeadActs *head_acts_create_rows(const HeadConfig *cfg, int N, int train, int sum_rows) {
     HeadActs *a = callocCheck(1, sizeof *a);
     a->Nmax = a->N = N;
     a->Pmax = sum_rows > N ? sum_rows : N;
@@ -128,12 +131,13 @@ HeadActs *head_acts_create_shared(const HeadConfig *cfg, int N, int train, HeadA
     }
     a->z = alignedAllocCheck((size_t)N * cfg->bottleneck * sizeof(float));
     a->znorm = alignedAllocCheck((size_t)N * sizeof(float));
-    a->owns_W = share == NULL;
-    a->W = share ? share->W : alignedAllocCheck((size_t)cfg->out_dim * cfg->bottleneck * sizeof(float));
-    a->vnorm = share ? share->vnorm : alignedAllocCheck((size_t)cfg->out_dim * sizeof(float));
+    a->wscale = alignedAllocCheck((size_t)cfg->out_dim * sizeof(float));
+    a->vnorm = alignedAllocCheck((size_t)cfg->out_dim * sizeof(float));
     a->logits = alignedAllocCheck((size_t)N * cfg->out_dim * sizeof(float));
     if (train) {
-        a->dW = alignedAllocCheck((size_t)cfg->out_dim * cfg->bottleneck * sizeof(float));
+        int ob = cfg->out_dim < DW_BLOCK ? cfg->out_dim : DW_BLOCK;
+        a->dWb = alignedAllocCheck((size_t)ob * cfg->bottleneck * sizeof(float));
+        a->dsc = alignedAllocCheck((size_t)N * cfg->out_dim * sizeof(float));
         a->d0 = alignedAllocCheck((size_t)N * wmax * sizeof(float));
         a->d1 = alignedAllocCheck((size_t)N * wmax * sizeof(float));
         for (int i = 0; i < cfg->nlayers; i++) {
@@ -160,12 +164,11 @@ void head_acts_free(HeadActs *a) {
     free(a->pdout);
     free(a->z);
     free(a->znorm);
-    if (a->owns_W) {
-        free(a->W);
-        free(a->vnorm);
-    }
+    free(a->wscale);
+    free(a->vnorm);
     free(a->logits);
-    free(a->dW);
+    free(a->dWb);
+    free(a->dsc);
     free(a->d0);
     free(a->d1);
     free(a);
@@ -173,8 +176,22 @@ void head_acts_free(HeadActs *a) {
 
 const float *head_output(const HeadActs *a) { return a->logits; }
 
+// The weight-normalised matrix W = diag(g/||v||)·v is never formed (it is as
+// large as v): logits = (z·vᵀ)·diag(g/||v||), and its backward scales dL/dlogits
+// the same way. Only the per-row factors are prepared.
 void head_prepare(const HeadConfig *cfg, const HeadWeights *w, HeadActs *a) {
-    PROF(PROF_HEAD_LAST, weightnorm_forward(a->W, a->vnorm, w->weight_g, w->weight_v, cfg->out_dim, cfg->bottleneck));
+    PROF(PROF_HEAD_LAST, weightnorm_scales(a->wscale, a->vnorm, w->weight_g, w->weight_v, cfg->out_dim, cfg->bottleneck));
+}
+
+// out (N, O) = in (N, O) · diag(scale), in may equal out.
+static void scale_cols(float *out, const float *in, const float *scale, int N, int O) {
+#pragma omp parallel for if ((size_t)N * O > 32768)
+    for (int i = 0; i < N; i++) {
+        const float *x = in + (size_t)i * O;
+        float *y = out + (size_t)i * O;
+#pragma omp simd
+        for (int o = 0; o < O; o++) y[o] = x[o] * scale[o];
+    }
 }
 
 void head_forward_rows(const HeadConfig *cfg, const HeadWeights *w, HeadActs *a, const float *in,
@@ -195,7 +212,8 @@ void head_forward_rows(const HeadConfig *cfg, const HeadWeights *w, HeadActs *a,
         }
     }
     PROF(PROF_HEAD_LAST, l2norm_forward(a->z, a->znorm, x, N, cfg->bottleneck, L2_EPS));
-    PROF(PROF_HEAD_LAST, linear_forward(a->logits, a->z, a->W, NULL, N, cfg->bottleneck, cfg->out_dim));
+    PROF(PROF_HEAD_LAST, linear_forward(a->logits, a->z, w->weight_v, NULL, N, cfg->bottleneck, cfg->out_dim));
+    PROF(PROF_HEAD_LAST, scale_cols(a->logits, a->logits, a->wscale, N, cfg->out_dim));
 }
 
 void head_forward(const HeadConfig *cfg, const HeadWeights *w, HeadActs *a, const float *in,
@@ -205,14 +223,21 @@ void head_forward(const HeadConfig *cfg, const HeadWeights *w, HeadActs *a, cons
 }
 
 // The weight gradients of the kept rows: MLP weights and biases accumulate
-// into g; dL/dW of the last layer is written by the first flush after
-// head_backward_rows(first = 1) and added by later ones.
-static void head_flush(const HeadConfig *cfg, HeadWeights *g, HeadActs *a) {
+// into g; the last layer's dL/dW is formed a block of rows at a time and
+// turned into weight_v's (and weight_g's) gradient at once (the weight-norm
+// backward is linear in dL/dW, so flushes may add up).
+static void head_flush(const HeadConfig *cfg, const HeadWeights *w, HeadWeights *g, HeadActs *a) {
     int P = a->npend, O = cfg->out_dim, K = cfg->bottleneck;
     if (P == 0) return;
-    PROF(PROF_B_HEAD_LAST, cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, K, P, 1.0f, a->pdout, O, a->pz,
-                                       K, a->dW_started ? 1.0f : 0.0f, a->dW, K));
-    a->dW_started = 1;
+    float *dg = cfg->norm_last_layer ? NULL : g->weight_g;
+    for (int o0 = 0; o0 < O; o0 += DW_BLOCK) {
+        int ob = O - o0 < DW_BLOCK ? O - o0 : DW_BLOCK;
+        PROF(PROF_B_HEAD_LAST, cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ob, K, P, 1.0f, a->pdout + o0, O,
+                                           a->pz, K, 0.0f, a->dWb, K));
+        PROF(PROF_B_HEAD_LAST, weightnorm_backward(dg ? dg + o0 : NULL, g->weight_v + (size_t)o0 * K, a->dWb,
+                                                   w->weight_g + o0, w->weight_v + (size_t)o0 * K, a->vnorm + o0,
+                                                   ob, K));
+    }
     for (int i = 0; i < cfg->nlayers; i++) {
         int ci, co;
         layer_dims(cfg, i, &ci, &co);
@@ -229,12 +254,14 @@ void head_backward_rows(const HeadConfig *cfg, const HeadWeights *w, HeadWeights
                         const float *dout, float *din, int first) {
     DINO_ASSERT(a->train);
     int N = a->N, O = cfg->out_dim, K = cfg->bottleneck;
-    if (first) a->npend = 0, a->dW_started = 0;
-    if (a->npend + N > a->Pmax) head_flush(cfg, g, a);
+    if (first) a->npend = 0;
+    if (a->npend + N > a->Pmax) head_flush(cfg, w, g, a);
     const int p = a->npend;
     keep_rows(a->pdout + (size_t)p * O, dout, N, O);
     keep_rows(a->pz + (size_t)p * K, a->z, N, K);
-    PROF(PROF_B_HEAD_LAST, linear_backward(a->d1, NULL, NULL, dout, a->z, a->W, N, K, O));  // d1 = dL/dz
+    // d1 = dL/dz = (dout·diag(g/||v||))·v
+    PROF(PROF_B_HEAD_LAST, scale_cols(a->dsc, dout, a->wscale, N, O));
+    PROF(PROF_B_HEAD_LAST, linear_backward(a->d1, NULL, NULL, a->dsc, a->z, w->weight_v, N, K, O));
     float *dh = a->d0, *dnext = a->d1;
     PROF(PROF_B_HEAD_LAST, l2norm_backward(dh, a->d1, a->z, a->znorm, N, K, L2_EPS));  // dh = dL/dh[last]
     for (int i = cfg->nlayers - 1; i >= 0; i--) {
@@ -259,10 +286,7 @@ void head_backward_rows(const HeadConfig *cfg, const HeadWeights *w, HeadWeights
 void head_backward_finish(const HeadConfig *cfg, const HeadWeights *w, HeadWeights *g,
                           HeadActs *a) {
     DINO_ASSERT(a->train);
-    head_flush(cfg, g, a);
-    PROF(PROF_B_HEAD_LAST, weightnorm_backward(cfg->norm_last_layer ? NULL : g->weight_g, g->weight_v, a->dW,
-                                               w->weight_g, w->weight_v, a->vnorm, cfg->out_dim,
-                                               cfg->bottleneck));
+    head_flush(cfg, w, g, a);
 }
 
 void head_backward(const HeadConfig *cfg, const HeadWeights *w, HeadWeights *g, HeadActs *a,

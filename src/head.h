@@ -40,14 +40,10 @@ void head_init(const HeadConfig *cfg, HeadWeights *w, uint64_t seed);
 
 typedef struct HeadActs HeadActs;
 HeadActs *head_acts_create(const HeadConfig *cfg, int N, int train);
-// As head_acts_create, but using the weight-normalised last-layer buffer (out_dim
-// x bottleneck) of `share` (if not NULL) instead of a copy of its own: for
-// activations whose passes do not overlap (the teacher's pass is over before
-// the student's starts). sum_rows (>= N): how many rows of successive
+// As head_acts_create; sum_rows (>= N): how many rows of successive
 // head_backward_rows calls have their weight gradients summed in one GEMM per
 // layer (see below).
-HeadActs *head_acts_create_shared(const HeadConfig *cfg, int N, int train, HeadActs *share,
-                                  int sum_rows);
+HeadActs *head_acts_create_rows(const HeadConfig *cfg, int N, int train, int sum_rows);
 void head_acts_free(HeadActs *a);
 // in (N, in_dim) -> logits (N, out_dim).
 void head_forward(const HeadConfig *cfg, const HeadWeights *w, HeadActs *a, const float *in,
@@ -60,14 +56,13 @@ void head_backward(const HeadConfig *cfg, const HeadWeights *w, HeadWeights *g, 
 
 // head_forward and head_backward in pieces, for a batch whose rows go through
 // the head a chunk at a time with the same weights: head_prepare computes the
-// weight-normalised last layer once; head_forward_rows is head_forward without
+// weight norm's per-row factors g/||v|| once; head_forward_rows is head_forward without
 // it; head_backward_rows is the backward of the last head_forward_rows (din
 // written) that keeps its rows' layer inputs and output gradients (first: the
 // first rows of a batch), and when sum_rows are kept, turns them into weight
-// gradients (MLP accumulated into g, the last layer's dL/dW summed in a);
-// head_backward_finish does that for the rest and turns dL/dW into the
-// gradients of weight_v (and weight_g). Small chunks of rows then cost one
-// pass over each weight matrix per chunk instead of three.
+// gradients (accumulated into g); head_backward_finish does that for the
+// rest. Small chunks of rows then cost two passes over each weight matrix per
+// chunk instead of three, and the weight-gradient GEMMs run over many rows.
 void head_prepare(const HeadConfig *cfg, const HeadWeights *w, HeadActs *a);
 void head_forward_rows(const HeadConfig *cfg, const HeadWeights *w, HeadActs *a, const float *in,
                        int N);

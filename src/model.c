@@ -136,8 +136,7 @@ void multicrop_backward(const DinoModel *m, const float *params, float *grads, M
 
 // ---------------------------------------------------------------- chunked training pass
 
-MultiCropActs *multicrop_train_acts_create(const DinoModel *m, const Batch *b, size_t max_bytes,
-                                           HeadActs *share_head) {
+MultiCropActs *multicrop_train_acts_create(const DinoModel *m, const Batch *b, size_t max_bytes) {
     DINO_ASSERT(m->has_head && b->n_groups >= 1 && b->n_groups <= BATCH_MAX_GROUPS);
     MultiCropActs *a = callocCheck(1, sizeof *a);
     a->n_groups = b->n_groups;
@@ -179,7 +178,7 @@ MultiCropActs *multicrop_train_acts_create(const DinoModel *m, const Batch *b, s
     for (int g = 0; g < b->n_groups; g++) rows_all += b->groups[g].n_crops * b->B;
     int sum_rows = (int)(((size_t)32 << 20) / ((size_t)m->head.out_dim * sizeof(float)));
     if (sum_rows > rows_all) sum_rows = rows_all;
-    a->head = head_acts_create_shared(&m->head, rows_max, 1, share_head, sum_rows);
+    a->head = head_acts_create_rows(&m->head, rows_max, 1, sum_rows);
     a->dlogits = alignedAllocCheck((size_t)rows_max * m->head.out_dim * sizeof(float));
     a->drop_chunk = mallocCheck((size_t)2 * vc->depth * rows_max * sizeof(float));
     return a;

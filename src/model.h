@@ -59,11 +59,9 @@ void multicrop_backward(const DinoModel *m, const float *params, float *grads, M
 // run forward, loss and backward over a few images at a time and keep only
 // one chunk's activations, instead of every crop's at once. Chunks are
 // contiguous images of one group, at most max_bytes of ViT activations each
-// (at least one image); the head's weight-normalised last layer is computed
-// once per pass and its gradient summed over the chunks. share_head, if not
-// NULL, lends its last-layer buffer (see head_acts_create_shared).
-MultiCropActs *multicrop_train_acts_create(const DinoModel *m, const Batch *b, size_t max_bytes,
-                                           HeadActs *share_head);
+// (at least one image); the head's weight norm is prepared once per pass and
+// its weight gradients are summed over the chunks (head_backward_rows).
+MultiCropActs *multicrop_train_acts_create(const DinoModel *m, const Batch *b, size_t max_bytes);
 // Called once per chunk with its logits (nrows, out_dim), rows row0.. of the
 // crop-major order of multicrop_forward; must write dlogits (nrows, out_dim).
 typedef void (*MultiCropLossFn)(void *ctx, float *dlogits, const float *logits, int row0,

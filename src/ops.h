@@ -82,6 +82,9 @@ void l2norm_backward(float *dinp, const float *dout, const float *out, const flo
 // ---- weight norm, dim 0: w[o,:] = g[o]·v[o,:]/||v[o,:]|| (In = input width) ----
 // w, v (O,In); g (O); vnorm (O) saved. No eps, as in PyTorch.
 void weightnorm_forward(float *w, float *vnorm, const float *g, const float *v, int O, int In);
+// Only the factors: scale (O) = g/||v||, vnorm (O) (the same values as
+// weightnorm_forward's), for w·x computed as scale ⊙ (v·x).
+void weightnorm_scales(float *scale, float *vnorm, const float *g, const float *v, int O, int In);
 // dv (O,In) and dg (O) accumulate (dg may be NULL: g not trainable).
 void weightnorm_backward(float *dg, float *dv, const float *dw, const float *g, const float *v,
                          const float *vnorm, int O, int In);

@@ -625,6 +625,19 @@ void weightnorm_forward(float *w, float *vnorm, const float *g, const float *v, 
     }
 }
 
+void weightnorm_scales(float *scale, float *vnorm, const float *g, const float *v, int O, int In) {
+#pragma omp parallel for if ((size_t)O * In > PAR_MIN_WORK)
+    for (int o = 0; o < O; o++) {
+        const float *vr = v + (size_t)o * In;
+        float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+        for (int j = 0; j < In; j++) ss += vr[j] * vr[j];
+        float n = sqrtf(ss);
+        vnorm[o] = n;
+        scale[o] = g[o] / n;
+    }
+}
+
 void weightnorm_backward(float *dg, float *dv, const float *dw, const float *g, const float *v,
                          const float *vnorm, int O, int In) {
 #pragma omp parallel for if ((size_t)O * In > PAR_MIN_WORK)

@@ -56,7 +56,7 @@ static void head_in_chunks(int norm_last_layer) {
 
     // Rows 0-2, 3-5, 6: the second chunk does not fit next to the first in
     // sum_rows = 4, so the first is flushed before it; finish flushes the rest.
-    HeadActs *c = head_acts_create_shared(&hc, chunk, 1, NULL, sum_rows);
+    HeadActs *c = head_acts_create_rows(&hc, chunk, 1, sum_rows);
     head_prepare(&hc, &w, c);
     for (int r0 = 0; r0 < N; r0 += chunk) {
         int n = N - r0 < chunk ? N - r0 : chunk;

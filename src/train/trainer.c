@@ -250,10 +250,8 @@ static void ensure_buffers(Trainer *t, const Batch *b) {
     for (int g = 0; g < b->n_groups; g++) crops += b->groups[g].n_crops;
     DINO_ASSERT(b->groups[0].n_crops == 2);
     DINO_ASSERT(crops == t->ncrops);
-    // The teacher's pass is over before the student's starts: the student's
-    // head borrows the teacher's weight-normalised last layer (out_dim x 256).
     t->tacts = multicrop_acts_create(&t->model, b, 1, 0);
-    t->sacts = multicrop_train_acts_create(&t->model, b, train_chunk_bytes(), t->tacts->head);
+    t->sacts = multicrop_train_acts_create(&t->model, b, train_chunk_bytes());
     for (int g = 0; g < b->n_groups; g++) {
         size_t nd = (size_t)t->model.vit.depth * 2 * b->groups[g].n_crops * b->B;
         t->drop[g] = mallocCheck(nd * sizeof(float));
