@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include "args.h"
 #include "commands.h"
@@ -37,6 +38,13 @@ static double peak_rss_mib(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_maxrss / 1024.0;
+}
+
+// CPU seconds this process has used (all threads).
+static double process_cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 // Multiply-adds of one forward image: patch GEMM, per block 12·N·D² (qkv,
@@ -240,6 +248,7 @@ static int bench_train(int argc, char **argv) {
     }
     profile_reset();
     double *times = mallocCheck((size_t)iters * sizeof(double)), total = 0;
+    double cpu0 = process_cpu_seconds();
     for (int i = 0; i < iters; i++) {
         double t0 = dino_now();
         if (trainer_step(t, &b, &st)) dino_die("dino bench train: non-finite loss");
@@ -247,6 +256,7 @@ static int bench_train(int argc, char **argv) {
         total += times[i];
         trainer_advance(t, &st);
     }
+    double cpu = (process_cpu_seconds() - cpu0) / iters;
     double med = median(times, iters);
     // FLOPs: student forward + backward (3x forward) over all crops, teacher
     // forward over the global crops; backbone and head.
@@ -258,6 +268,9 @@ static int bench_train(int argc, char **argv) {
     printf("images/s: %.3f (median)\n", B / med);
     printf("GFLOP/s: %.1f (median); %.2f GFLOP per image\n", flops / med / 1e9, flops / B / 1e9);
     printf("peak RSS: %.1f MiB\n", peak_rss_mib());
+    // On a shared machine the CPU time is steadier than the wall time (it
+    // still counts the threads' spinning at barriers).
+    printf("CPU time per step: %.4f s (all threads, mean)\n", cpu);
     if (dino_prof_on) {
         double prof = 0;
         printf("profile (DINO_PROFILE=1, wall seconds per step, of mean step %.4f s):\n", total / iters);
