@@ -1,7 +1,9 @@
 // A DINO network (model.h): the parameter table over backbone and head, and
 // the reference's MultiCropWrapper pass: each resolution group of the batch
 // goes through the backbone in one pass, the CLS features are concatenated in
-// crop-major order and the head runs once over all of them.
+// crop-major order and the head runs once over all of them. The training
+// pass (multicrop_train_pass) computes the same thing a chunk of images at a
+// time, forward, loss and backward, so only one chunk's activations exist.
 #include "model.h"
 
 #include <stdlib.h>
