@@ -3,9 +3,9 @@
 // iteration, teacher forward on the global crops, student forward on all
 // crops, loss, backward (the student's forward, loss and backward run a chunk
 // of images at a time, see train_chunk_bytes), per-tensor clipping,
-// last-layer freeze, optimizer step, teacher EMA, centre update. Everything random is keyed by position,
-// so the state saved by trainer_save plus (epoch, step) determines the rest
-// of the run.
+// last-layer freeze, optimizer step, teacher EMA, centre update. Everything
+// random is keyed by position, so the state saved by trainer_save plus
+// (epoch, step) determines the rest of the run.
 #include "train/trainer.h"
 
 #include <errno.h>
