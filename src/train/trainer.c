@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "cuda/cuda_plan.h"
+#include "cuda/train_cuda.h"
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "io/checkpoint.h"
@@ -197,6 +199,10 @@ Trainer *trainer_create(const TrainConfig *cfg, int64_t niter_per_ep, char *err,
     t->skip = callocCheck((size_t)t->model.table.n, 1);
     t->grad_norms = callocCheck((size_t)t->model.table.n, sizeof(float));
     t->center_sum = mallocCheck((size_t)cfg->out_dim * sizeof(float));
+    if (cfg->device == DEVICE_CUDA && !(t->cuda = cuda_trainer_create(t, err, errlen))) {
+        trainer_free(t);
+        return NULL;
+    }
     return t;
 }
 
@@ -214,6 +220,7 @@ static void free_acts(Trainer *t) {
 
 void trainer_free(Trainer *t) {
     if (!t) return;
+    if (t->cuda) cuda_trainer_free(t->cuda);
     free_acts(t);
     free(t->student);
     free(t->teacher);
@@ -274,6 +281,7 @@ void trainer_drop_scales(const TrainConfig *cfg, const ViTConfig *vit, int64_t i
 }
 
 int trainer_step(Trainer *t, const Batch *b, StepStats *st) {
+    if (t->cuda) return cuda_trainer_step(t->cuda, t, b, st);
     double t0 = dino_now();
     const TrainConfig *c = &t->cfg;
     const int64_t it = (int64_t)t->epoch * t->niter_per_ep + t->step;
@@ -400,6 +408,7 @@ static void prefixed(char *buf, size_t n, const char *prefix, const char *name) 
 }
 
 int trainer_save(const Trainer *t, const char *path, char *err, size_t errlen) {
+    if (t->cuda) cuda_trainer_download(t->cuda, t);  // the device state is the current one
     CkptWriter *w = ckpt_writer_open(path, err, errlen);
     if (!w) return -1;
     char buf[128];
@@ -544,6 +553,7 @@ int trainer_load(Trainer *t, const char *path, char *err, size_t errlen) {
     t->ep_lr = lr;
     t->ep_wd = wd;
     t->ep_count = cnt;
+    if (t->cuda) cuda_trainer_upload(t->cuda, t);
     rc = 0;
 done:
     ckpt_close(ck);
@@ -724,6 +734,7 @@ int train_run(const TrainConfig *cfg0) {
         trim_log(log_path, 0, 0);
     }
     dist_sync_trainer(t);  // every rank starts from rank 0's weights and position
+    if (t->cuda) cuda_trainer_upload(t->cuda, t);
     dist_report(&c, lc.threads, c.dist_report);
     char desc[256];
     vit_config_describe(&t->model.vit, desc, sizeof desc);
@@ -820,6 +831,7 @@ int train_run(const TrainConfig *cfg0) {
                 double n = t->ep_count > 0 ? (double)t->ep_count : 1.0;
                 char extra[512] = "";
                 if (lead && c.eval_knn_every > 0 && train_eval_hook && (epoch + 1) % c.eval_knn_every == 0) {
+                    if (t->cuda) cuda_trainer_download(t->cuda, t);
                     char frag[480];
                     if (train_eval_hook(&c, &t->model, t->teacher, epoch, frag, sizeof frag) == 0)
                         snprintf(extra, sizeof extra, ", %s", frag);

@@ -1,0 +1,36 @@
+// The CUDA trainer's entry points in a build without CUDA (no -DDINO_CUDA):
+// creating one refuses with the sentence the command line also prints, and
+// the others are unreachable because no CudaTrainer can exist. With
+// make CUDA=1 this file compiles to nothing and src/cuda/train_cuda.cu
+// provides the real functions.
+#ifndef DINO_CUDA
+#include "cuda/train_cuda.h"
+
+#include "common.h"
+
+CudaTrainer *cuda_trainer_create(Trainer *t, char *err, size_t errlen) {
+    (void)t;
+    dino_errf(err, errlen, "--device cuda: this build has no CUDA; rebuild with make CUDA=1");
+    return NULL;
+}
+
+void cuda_trainer_free(CudaTrainer *c) { DINO_ASSERT(c == NULL); }
+void cuda_trainer_upload(CudaTrainer *c, const Trainer *t) {
+    (void)t;
+    DINO_ASSERT(c == NULL);
+}
+void cuda_trainer_download(CudaTrainer *c, const Trainer *t) {
+    (void)t;
+    DINO_ASSERT(c == NULL);
+}
+void cuda_trainer_sync(CudaTrainer *c) { DINO_ASSERT(c == NULL); }
+const char *cuda_trainer_device(const CudaTrainer *c) { return c ? "?" : "none"; }
+
+int cuda_trainer_step(CudaTrainer *c, Trainer *t, const Batch *b, StepStats *st) {
+    (void)t, (void)b, (void)st;
+    DINO_ASSERT(c != NULL && 0);  // no CudaTrainer exists in this build
+    return -1;
+}
+#else
+typedef int dino_cuda_stub_unused;  // ISO C wants a non-empty translation unit
+#endif
