@@ -15,6 +15,10 @@
 #include "batch.h"
 #include "train/trainer.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct CudaTrainer CudaTrainer;
 
 // Picks the device (the local rank's under mpirun), allocates the flat
@@ -38,5 +42,9 @@ void cuda_trainer_sync(CudaTrainer *c);
 
 // A one-line description of the device ("NVIDIA H100 80GB HBM3, sm_90, 79.1 GiB").
 const char *cuda_trainer_device(const CudaTrainer *c);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -9,7 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cuda/cuda_plan.h"
+#include "cuda/train_plan.h"
 #include "testlib.h"
 
 // A region: offset and size in floats, for the overlap check.
@@ -76,7 +76,7 @@ static void test_cli_refusal(const char *argv0) {
         return;
     }
     char cmd[1200];
-    const char *log = "/tmp/dino_test_cuda_plan_cli.txt";
+    const char *log = "/tmp/dino_test_cuda_train_plan_cli.txt";
     snprintf(cmd, sizeof cmd, "%s train --device cuda --data_path /nonexistent >%s 2>&1", bin, log);
     int st = system(cmd);
     int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;

@@ -1,8 +1,8 @@
-// The CUDA engine's host-side decisions (see cuda_plan.h): device selection,
+// The CUDA engine's host-side decisions (see train_plan.h): device selection,
 // the arena layout of one training step, the multi-crop plan and the staging
 // ring's state machine. Plain C with no CUDA headers: compiled into every
-// build and tested by tests/test_cuda_plan.c on machines without a GPU.
-#include "cuda/cuda_plan.h"
+// build and tested by tests/test_train_plan.c on machines without a GPU.
+#include "cuda/train_plan.h"
 
 #include <stdio.h>
 #include <string.h>

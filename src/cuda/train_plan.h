@@ -7,8 +7,8 @@
 // crop-major feature matrix each resolution group fills), and the state
 // machine of the double-buffered pinned staging area through which batches
 // go to the GPU. The .cu files only execute what these functions decide.
-#ifndef DINO_CUDA_PLAN_H
-#define DINO_CUDA_PLAN_H
+#ifndef DINO_CUDA_TRAIN_PLAN_H
+#define DINO_CUDA_TRAIN_PLAN_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -16,6 +16,10 @@
 #include "batch.h"
 #include "head.h"
 #include "vit.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 // ---------------------------------------------------------------- device selector
 
@@ -159,5 +163,9 @@ StagingAcquire staging_acquire(StagingRing *r);
 void staging_uploaded(StagingRing *r, int slot);
 // The compute stream's last reader of the slot was enqueued (consume event recorded).
 void staging_consumed(StagingRing *r, int slot);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
