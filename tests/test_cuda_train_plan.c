@@ -9,7 +9,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "cuda/train_plan.h"
+#include "ops.h"
+#include "rng.h"
 #include "testlib.h"
 
 // A region: offset and size in floats, for the overlap check.
@@ -235,13 +238,66 @@ static void test_train_arena(int fused) {
     R("sfeat", ta.sfeat, 18 * (size_t)v.dim);
     R("dfeat", ta.dfeat, 18 * (size_t)v.dim);
     R("dlogits", ta.dlogits, 18 * (size_t)h.out_dim);
-    R("tprob", ta.tprob, 6 * (size_t)h.out_dim);
     R("center_sum", ta.center_sum, h.out_dim);
     R("images0", ta.images[0], p.pixels_total);
     R("images1", ta.images[1], p.pixels_total);
+    CHECK(ta.drop[0] == 0 && ta.drop[1] == 2 * 3 * 6 && ta.drop_total == 2 * 3 * 18,
+          "drop factors: group 0 at 0, group 1 after 2·depth·rows");
 #undef R
     char why[256] = "";
     CHECK(regions_disjoint(r, n, total, why, sizeof why), "%d arena regions aligned, inside, disjoint %s", n, why);
+}
+
+// The device's position-embedding plan reproduces vit_interpolate_pos bit
+// for bit when run through the same bicubic kernel (the CPU one here).
+static void test_pos_plan(void) {
+    ViTConfig v;
+    vit_config_preset(&v, "vit_small", 16);
+    v.dim = 8;
+    int g = vit_grid(&v), sizes[3] = {224, 96, 160};
+    size_t npos = (size_t)(1 + g * g) * v.dim;
+    float *pe = mallocCheck(npos * sizeof(float));
+    fixture_fill(pe, npos, 7, -1.0f, 1.0f);
+    for (int i = 0; i < 3; i++) {
+        int S = sizes[i], T = vit_tokens(&v, S, S), oh, ow;
+        float sh, sw;
+        float *want = mallocCheck((size_t)T * v.dim * sizeof(float));
+        float *got = callocCheck((size_t)T * v.dim, sizeof(float));
+        vit_interpolate_pos(&v, pe, S, S, want);
+        int interp = vit_pos_interp_plan(&v, S, S, &oh, &ow, &sh, &sw);
+        if (!interp) memcpy(got, pe, npos * sizeof(float));
+        else {
+            memcpy(got, pe, (size_t)v.dim * sizeof(float));
+            bicubic_forward(got + v.dim, pe + v.dim, g, g, oh, ow, v.dim, sh, sw);
+        }
+        CHECK(interp == (S != 224) && !memcmp(got, want, (size_t)T * v.dim * sizeof(float)),
+              "pos plan at %d px: interpolate %d, grid %dx%d, bit-identical", S, interp, oh, ow);
+        free(want);
+        free(got);
+    }
+    free(pe);
+}
+
+// The staging copy puts every group's pixels at its offset, whole.
+static void test_staging_copy(void) {
+    ViTConfig v;
+    vit_config_preset(&v, "vit_tiny", 4);
+    Batch b = shape_batch(12, 64, 3, 32);  // group 0: 24 x 3 x 64 x 64 floats, two pieces
+    MultiCropPlan p;
+    char err[256];
+    CHECK(multicrop_plan(&p, &b, &v, err, sizeof err) == 0, "plan for the copy");
+    for (int g = 0; g < 2; g++) {
+        b.groups[g].pixels = mallocCheck(p.pixels[g] * sizeof(float));
+        fixture_fill(b.groups[g].pixels, p.pixels[g], 20 + g, -2.0f, 2.0f);
+    }
+    float *dst = mallocCheck(p.pixels_total * sizeof(float));
+    staging_copy_batch(dst, &b, &p);
+    CHECK(!memcmp(dst, b.groups[0].pixels, p.pixels[0] * sizeof(float)) &&
+              !memcmp(dst + p.pixels[0], b.groups[1].pixels, p.pixels[1] * sizeof(float)),
+          "staging copy: groups back to back (%zu + %zu floats)", p.pixels[0], p.pixels[1]);
+    free(dst);
+    free(b.groups[0].pixels);
+    free(b.groups[1].pixels);
 }
 
 static void test_staging(void) {
@@ -294,6 +350,8 @@ int main(int argc, char **argv) {
     test_plan();
     test_train_arena(0);
     test_train_arena(1);
+    test_pos_plan();
+    test_staging_copy();
     test_staging();
     return test_finish();
 }

@@ -10,14 +10,15 @@
 #ifndef DINO_CUDA_TRAIN_CUDA_H
 #define DINO_CUDA_TRAIN_CUDA_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #include <stddef.h>
 
 #include "batch.h"
 #include "train/trainer.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
 
 typedef struct CudaTrainer CudaTrainer;
 

@@ -4,6 +4,7 @@
 // build and tested by tests/test_train_plan.c on machines without a GPU.
 #include "cuda/train_plan.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -117,6 +118,23 @@ void vit_cuda_scratch_place(VitCudaScratch *s, Arena *a) {
     s->dtokens = arena_take(a, s->btd_max);
 }
 
+int vit_pos_interp_plan(const ViTConfig *cfg, int H, int W, int *oh, int *ow, float *sh,
+                        float *sw) {
+    int g = vit_grid(cfg), p = cfg->patch;
+    *oh = *ow = g;
+    *sh = *sw = 1.0f;
+    if (vit_tokens(cfg, H, W) - 1 == g * g && H == W) return 0;
+    // scale_factor = (n + 0.1)/g in double, out = trunc(g·sf), step = (float)(1/sf)
+    double sqrtN = sqrt((double)(g * g));
+    double sfh = ((double)(H / p) + 0.1) / sqrtN, sfw = ((double)(W / p) + 0.1) / sqrtN;
+    *oh = (int)(int64_t)((double)g * sfh);
+    *ow = (int)(int64_t)((double)g * sfw);
+    DINO_ASSERT(*oh == H / p && *ow == W / p);
+    *sh = (float)(1.0 / sfh);
+    *sw = (float)(1.0 / sfw);
+    return 1;
+}
+
 // ---------------------------------------------------------------- head activations
 
 static void head_layer_dims(const HeadConfig *cfg, int i, int *in, int *out) {
@@ -212,11 +230,12 @@ size_t train_arena_layout(TrainArena *ta, const MultiCropPlan *p, const ViTConfi
     ta->sfeat = arena_take(&a, (size_t)p->total_rows * D);
     ta->dfeat = arena_take(&a, (size_t)p->total_rows * D);
     ta->dlogits = arena_take(&a, (size_t)p->total_rows * K);
-    ta->tprob = arena_take(&a, (size_t)2 * B * K);
     ta->center_sum = arena_take(&a, (size_t)K);
-    // Per-row partial results of the loss in double: 2 per student row, and
-    // sum, entropy per teacher row, plus K column entropies.
-    ta->loss_rows = arena_take(&a, 2 * ((size_t)2 * p->total_rows + (size_t)4 * B + (size_t)K));
+    (void)B;
+    for (int g = 0; g < p->n_groups; g++) {
+        ta->drop[g] = ta->drop_total;
+        ta->drop_total += (size_t)2 * vit->depth * p->rows[g];
+    }
     ta->images[0] = arena_take(&a, p->pixels_total);
     ta->images[1] = arena_take(&a, p->pixels_total);
     ta->total = a.total;
@@ -226,6 +245,30 @@ size_t train_arena_layout(TrainArena *ta, const MultiCropPlan *p, const ViTConfi
 // ---------------------------------------------------------------- staging ring
 
 void staging_init(StagingRing *r) { memset(r, 0, sizeof *r); }
+
+void staging_copy_batch(float *dst, const Batch *b, const MultiCropPlan *p) {
+    DINO_ASSERT(multicrop_plan_matches(p, b));
+    // 1 MiB pieces over every group, so all threads share the big groups.
+    const size_t piece = (size_t)1 << 18;
+    size_t npieces[BATCH_MAX_GROUPS], first[BATCH_MAX_GROUPS + 1], off[BATCH_MAX_GROUPS];
+    first[0] = 0;
+    size_t o = 0;
+    for (int g = 0; g < p->n_groups; g++) {
+        npieces[g] = (p->pixels[g] + piece - 1) / piece;
+        first[g + 1] = first[g] + npieces[g];
+        off[g] = o;
+        o += p->pixels[g];
+    }
+    const long long total = (long long)first[p->n_groups];
+#pragma omp parallel for schedule(static)
+    for (long long k = 0; k < total; k++) {
+        int g = 0;
+        while ((size_t)k >= first[g + 1]) g++;
+        size_t i0 = ((size_t)k - first[g]) * piece;
+        size_t n = p->pixels[g] - i0 < piece ? p->pixels[g] - i0 : piece;
+        memcpy(dst + off[g] + i0, b->groups[g].pixels + i0, n * sizeof(float));
+    }
+}
 
 StagingAcquire staging_acquire(StagingRing *r) {
     StagingAcquire q;

@@ -10,6 +10,10 @@
 #ifndef DINO_CUDA_TRAIN_PLAN_H
 #define DINO_CUDA_TRAIN_PLAN_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,9 +21,6 @@
 #include "head.h"
 #include "vit.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
 
 // ---------------------------------------------------------------- device selector
 
@@ -79,6 +80,12 @@ void vit_cuda_layout(VitCudaLayout *l, Arena *a, const ViTConfig *cfg, int B, in
 void vit_cuda_scratch_need(VitCudaScratch *s, const VitCudaLayout *l);
 void vit_cuda_scratch_place(VitCudaScratch *s, Arena *a);
 
+// DINO's interpolate_pos_encoding as a plan (the same decisions as
+// src/vit.c): 0 when the stored grid is used as it is, else 1 with the
+// output grid oh x ow and the bicubic source steps sh, sw.
+int vit_pos_interp_plan(const ViTConfig *cfg, int H, int W, int *oh, int *ow, float *sh,
+                        float *sw);
+
 // ---------------------------------------------------------------- head activations
 
 typedef struct {
@@ -113,7 +120,8 @@ int multicrop_plan_matches(const MultiCropPlan *p, const Batch *b);
 
 // The whole training step's arena: the teacher over group 0 (inference),
 // the student over every group (training), head activations for both, the
-// logits, their gradient and the loss workspace.
+// logits' gradient, the centre's batch sum and the two staging slots'
+// images. (The loss keeps its own workspace, DinoLossCuda.)
 typedef struct {
     MultiCropPlan plan;
     VitCudaLayout teacher_vit, student_vit[BATCH_MAX_GROUPS];
@@ -121,9 +129,9 @@ typedef struct {
     HeadCudaLayout teacher_head, student_head;
     size_t tfeat, sfeat, dfeat;  // (rows, D) CLS features
     size_t dlogits;              // (ncrops·B, K)
-    size_t tprob;                // (2B, K) teacher probabilities
     size_t center_sum;           // (K)
-    size_t loss_rows;            // per-row partial losses, 2·ncrops·B + 2·2B doubles as floats
+    size_t drop[BATCH_MAX_GROUPS];  // offsets of each group's drop factors in one host buffer
+    size_t drop_total;              // floats of that buffer (2·depth·rows summed over groups)
     size_t images[2];            // the two staging slots' device images (pixels_total each)
     size_t total;                // floats
 } TrainArena;
@@ -133,6 +141,11 @@ size_t train_arena_layout(TrainArena *ta, const MultiCropPlan *p, const ViTConfi
                           const HeadConfig *head, int fused_attention);
 
 // ---------------------------------------------------------------- staging ring
+
+// Copies batch b's pixels, group after group, into dst (pixels_total floats,
+// pinned memory in the engine), in parallel chunks: the host half of an
+// upload.
+void staging_copy_batch(float *dst, const Batch *b, const MultiCropPlan *p);
 
 // Two pinned host buffers and two device image buffers. A batch goes
 // host -> pinned (memcpy on this thread) -> device (cudaMemcpyAsync on the
