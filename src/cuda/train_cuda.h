@@ -41,6 +41,17 @@ int cuda_trainer_step(CudaTrainer *c, Trainer *t, const Batch *b, StepStats *st)
 // Waits until everything queued has finished (timing, before reading results).
 void cuda_trainer_sync(CudaTrainer *c);
 
+// Test access: copies (at most n floats of) one tensor of the last step to
+// host memory after waiting for the queued work; returns its full size.
+typedef enum {
+    CUDA_TENSOR_STUDENT_LOGITS = 0,  // (ncrops·B, K)
+    CUDA_TENSOR_TEACHER_LOGITS = 1,  // (2B, K)
+    CUDA_TENSOR_DLOGITS = 2,         // (ncrops·B, K) dLoss/dstudent logits
+    CUDA_TENSOR_GRADS = 3,           // (table total) after all-reduce and clipping
+    CUDA_TENSOR_STUDENT_FEATURES = 4,  // (ncrops·B, D) CLS features, crop-major
+} CudaTrainerTensor;
+size_t cuda_trainer_fetch(CudaTrainer *c, CudaTrainerTensor which, float *host, size_t n);
+
 // A one-line description of the device ("NVIDIA H100 80GB HBM3, sm_90, 79.1 GiB").
 const char *cuda_trainer_device(const CudaTrainer *c);
 

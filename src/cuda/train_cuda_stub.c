@@ -26,6 +26,12 @@ void cuda_trainer_download(CudaTrainer *c, const Trainer *t) {
 void cuda_trainer_sync(CudaTrainer *c) { DINO_ASSERT(c == NULL); }
 const char *cuda_trainer_device(const CudaTrainer *c) { return c ? "?" : "none"; }
 
+size_t cuda_trainer_fetch(CudaTrainer *c, CudaTrainerTensor which, float *host, size_t n) {
+    (void)which, (void)host, (void)n;
+    DINO_ASSERT(c != NULL && 0);  // no CudaTrainer exists in this build
+    return 0;
+}
+
 int cuda_trainer_step(CudaTrainer *c, Trainer *t, const Batch *b, StepStats *st) {
     (void)t, (void)b, (void)st;
     DINO_ASSERT(c != NULL && 0);  // no CudaTrainer exists in this build
