@@ -143,19 +143,18 @@ CudaReducePlan cuda_colsum_plan(int N, int OC) {
     return r;
 }
 
-CudaAttnPlan cuda_attention_plan(int B, int T, int D, int NH, int have_att, size_t cap) {
+CudaAttnPlan cuda_attention_plan(int B, int T, int D, int NH, size_t cap) {
     DINO_ASSERT(B > 0 && T > 0 && NH > 0 && D > 0 && D % NH == 0);
     CudaAttnPlan a;
-    size_t per = (size_t)NH * T * T;  // score floats per sample
+    a.ld = (T + 3) / 4 * 4;
+    size_t per = (size_t)NH * T * a.ld;  // score floats per sample
     size_t c = cap / per;
     if (c < 1) c = 1;
     if (c > (size_t)B) c = (size_t)B;
     a.chunk = (int)c;
     a.passes = (B + a.chunk - 1) / a.chunk;
     size_t tok = (size_t)a.chunk * T * D;  // one head-major (chunk,NH,T,hd) tensor
-    // forward: q, k, v, y head-major (+ scores when att is not kept)
-    a.fwd_scratch = 4 * tok + (have_att ? 0 : (size_t)a.chunk * per);
-    // backward: q, k, v, dy, dq, dk, dv head-major + dP/dS
+    a.fwd_scratch = 4 * tok + (size_t)a.chunk * per;
     a.bwd_scratch = 7 * tok + (size_t)a.chunk * per;
     return a;
 }

@@ -102,14 +102,15 @@ CudaReducePlan cuda_colsum_plan(int N, int OC);
 typedef struct {
     int chunk;               // samples per pass (>= 1)
     int passes;              // ceil(B / chunk)
-    size_t fwd_scratch;      // floats the forward needs per pass
-    size_t bwd_scratch;      // floats the backward needs per pass
+    int ld;                  // row stride of the score scratch: T rounded up to 4
+    size_t fwd_scratch;      // floats of scratch the forward allocates
+    size_t bwd_scratch;      // floats of scratch the backward allocates
 } CudaAttnPlan;
 
-// Chunking so that chunk·NH·T·T <= cap (at least one sample per pass).
-// have_att: the forward writes the probabilities into the caller's att, so
-// it needs no score scratch. Dies (DINO_ASSERT) on invalid sizes (D % NH).
-CudaAttnPlan cuda_attention_plan(int B, int T, int D, int NH, int have_att, size_t cap);
+// Chunking so that chunk·NH·T·ld <= cap (at least one sample per pass). The
+// forward keeps q, k, v, y head-major and the padded scores; the backward
+// q, k, v, dy, dq, dk, dv and the padded dP/dS. DINO_ASSERT on invalid sizes.
+CudaAttnPlan cuda_attention_plan(int B, int T, int D, int NH, size_t cap);
 
 // ---------------------------------------------------------------- launch helpers
 

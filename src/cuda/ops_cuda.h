@@ -119,8 +119,8 @@ void gelu_backward_cuda(float *dinp, const float *inp, const float *dout, size_t
 // cuBLASLt strided-batched GEMMs over (sample, head) on head-major copies of
 // q, k, v, and a fused scale+softmax kernel (one warp per row). att
 // (B,NH,T,T) receives the probabilities when not NULL (training needs them for
-// the backward, the attention maps read them); with att NULL the scores live
-// in scratch, a chunk of samples at a time (cuda_attention_plan). Any T and
+// the backward, the attention maps read them); the scores always live
+// in padded scratch, a chunk of samples at a time (cuda_attention_plan). Any T and
 // any head_dim (ViT-S/8 at 224: T = 785, hd = 64; tiny models hd = 32).
 void attention_forward_cuda(CudaCtx *ctx, float *out, float *att, const float *qkv, int B, int T,
                             int D, int NH, cudaStream_t stream);
@@ -202,11 +202,14 @@ void dino_loss_cuda_download_center(const DinoLossCuda *G, DinoLoss *L, cudaStre
 // (cuda_plan.h) uploaded once, per-tensor step counts on the host.
 typedef struct {
     CudaOptimPlan plan;     // host copy
+    double beta1, beta2, eps;  // AdamW: 0.9, 0.999, 1e-8 (optim_init's defaults)
     CudaChunk *chunks;      // device copy of plan.chunks
+    int *first_chunk;       // device copy of plan.first_chunk
     CudaTensorCoef *coef;   // device (plan.ntensors), refilled each call
     double *partial;        // device (plan.nchunks): per-chunk sums of squares
     float *norms;           // device (plan.ntensors)
-    int64_t *step;          // host (ntensors): AdamW step per tensor
+    float *clip_scale;      // device (plan.ntensors)
+    int64_t *step;          // host (ntensors): AdamW step per tensor (as Optimizer.step)
     float *m, *v;           // device moments (table->total), zeroed
 } CudaOptim;
 
