@@ -10,6 +10,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "cuda/cuda_elem.h"
 #include "cuda/gemm_internal.cuh"
 
 // ---------------------------------------------------------------- softmax
@@ -86,35 +87,19 @@ extern "C" void softmax_backward_cuda(float *dinp, const float *dout, const floa
 // consecutive threads along hd (coalesced on both sides for hd >= 32).
 __global__ void to_heads_kernel(float *dst, const float *src, int ld, int part, int Bc, int T,
                                 int D, int NH) {
-    int hd = D / NH;
     size_t total = (size_t)Bc * T * D;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
-         i += (size_t)gridDim.x * blockDim.x) {
-        int d = (int)(i % hd);
-        size_t r = i / hd;
-        int t = (int)(r % T);
-        size_t bh = r / T;
-        int h = (int)(bh % NH);
-        size_t b = bh / NH;
-        dst[i] = src[(b * T + t) * ld + (size_t)part * D + (size_t)h * hd + d];
-    }
+         i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = src[el_head_offset(i, ld, part, T, D, NH)];
 }
 
 // The inverse: head-major src (Bc,NH,T,hd) → token-major dst part `part`.
 __global__ void from_heads_kernel(float *dst, int ld, int part, const float *src, int Bc, int T,
                                   int D, int NH) {
-    int hd = D / NH;
     size_t total = (size_t)Bc * T * D;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
-         i += (size_t)gridDim.x * blockDim.x) {
-        int d = (int)(i % hd);
-        size_t r = i / hd;
-        int t = (int)(r % T);
-        size_t bh = r / T;
-        int h = (int)(bh % NH);
-        size_t b = bh / NH;
-        dst[(b * T + t) * ld + (size_t)part * D + (size_t)h * hd + d] = src[i];
-    }
+         i += (size_t)gridDim.x * blockDim.x)
+        dst[el_head_offset(i, ld, part, T, D, NH)] = src[i];
 }
 
 static void to_heads(float *dst, const float *src, int ld, int part, int Bc, int T, int D, int NH,
@@ -133,45 +118,22 @@ static void from_heads(float *dst, int ld, int part, const float *src, int Bc, i
 
 // ---------------------------------------------------------------- batched GEMMs
 
-// Row-major per (b,h): S (T,T, ld lds) = X (T,hd) · Y (T,hd)ᵀ.
-// Column-major: Sᵀ = Y_cm(hd,T)ᵀ · X_cm(hd,T).
+// The three products per (sample, head), shapes from cuda_plan.c.
 static void gemm_xyt(CudaCtx *ctx, float *S, int lds, long long ss, const float *X, const float *Y,
                      int T, int hd, int batch, float alpha, cudaStream_t stream) {
-    GemmShape g;
-    memset(&g, 0, sizeof g);
-    g.transa = 1, g.transb = 0;
-    g.m = T, g.n = T, g.k = hd;
-    g.lda = hd, g.ldb = hd, g.ldc = lds;
-    g.sa = (long long)T * hd, g.sb = (long long)T * hd, g.sc = ss;
-    g.batch = batch;
+    GemmShape g = cuda_gemm_attn_xyt(T, hd, lds, ss, batch);  // S = X·Yᵀ
     cuda_gemm(ctx, &g, alpha, Y, X, 0.0f, NULL, S, NULL, stream);
 }
 
-// Row-major per (b,h): Y (T,hd) = P (T,T, ld ldp) · V (T,hd).
-// Column-major: Yᵀ (hd,T) = V_cm(hd,T) · P_cm(T,T) (P_cm is Pᵀ).
-static void gemm_pv(CudaCtx *ctx, float *Y, const float *P, int ldp, long long sp, const float *V,
+static void gemm_pv(CudaCtx *ctx, float *Z, const float *P, int ldp, long long sp, const float *V,
                     int T, int hd, int batch, float alpha, cudaStream_t stream) {
-    GemmShape g;
-    memset(&g, 0, sizeof g);
-    g.transa = 0, g.transb = 0;
-    g.m = hd, g.n = T, g.k = T;
-    g.lda = hd, g.ldb = ldp, g.ldc = hd;
-    g.sa = (long long)T * hd, g.sb = sp, g.sc = (long long)T * hd;
-    g.batch = batch;
-    cuda_gemm(ctx, &g, alpha, V, P, 0.0f, NULL, Y, NULL, stream);
+    GemmShape g = cuda_gemm_attn_pv(T, hd, ldp, sp, batch);  // Z = P·V
+    cuda_gemm(ctx, &g, alpha, V, P, 0.0f, NULL, Z, NULL, stream);
 }
 
-// Row-major per (b,h): Z (T,hd) = P (T,T, ld ldp)ᵀ · X (T,hd).
-// Column-major: Zᵀ (hd,T) = X_cm(hd,T) · (P_cm)ᵀ.
 static void gemm_ptx(CudaCtx *ctx, float *Z, const float *P, int ldp, long long sp, const float *X,
                      int T, int hd, int batch, float alpha, cudaStream_t stream) {
-    GemmShape g;
-    memset(&g, 0, sizeof g);
-    g.transa = 0, g.transb = 1;
-    g.m = hd, g.n = T, g.k = T;
-    g.lda = hd, g.ldb = ldp, g.ldc = hd;
-    g.sa = (long long)T * hd, g.sb = sp, g.sc = (long long)T * hd;
-    g.batch = batch;
+    GemmShape g = cuda_gemm_attn_ptx(T, hd, ldp, sp, batch);  // Z = Pᵀ·X
     cuda_gemm(ctx, &g, alpha, X, P, 0.0f, NULL, Z, NULL, stream);
 }
 

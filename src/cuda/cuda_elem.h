@@ -9,6 +9,7 @@
 #define DINO_CUDA_ELEM_H
 
 #include <math.h>
+#include <stddef.h>
 
 #if defined(__CUDACC__)
 #define CUDA_ELEM_FN static __host__ __device__ __forceinline__
@@ -54,6 +55,46 @@ CUDA_ELEM_FN float el_ema(float t, float s, float mf, float om) {
 // loss.c dino_center_update: c·m + (sum/count)·(1−m).
 CUDA_ELEM_FN float el_center(float c, float sum, float cnt, float mf, float om) {
     return EL_ADD(EL_MUL(c, mf), EL_MUL(EL_DIV(sum, cnt), om));
+}
+
+// ---- layout index maps, shared with the CPU tests ----
+
+// Element i of a head-major (Bc,NH,T,hd) tensor comes from (goes to) this
+// offset of a token-major (Bc,T,ld) tensor whose part `part` (q 0, k 1, v 2)
+// is D wide, head h at columns h·hd.
+CUDA_ELEM_FN size_t el_head_offset(size_t i, int ld, int part, int T, int D, int NH) {
+    int hd = D / NH;
+    int d = (int)(i % (size_t)hd);
+    size_t r = i / (size_t)hd;
+    int t = (int)(r % (size_t)T);
+    size_t bh = r / (size_t)T;
+    int h = (int)(bh % (size_t)NH);
+    size_t b = bh / (size_t)NH;
+    return (b * T + t) * (size_t)ld + (size_t)part * D + (size_t)h * hd + d;
+}
+
+// Element i of cols (B·GH·GW, C·p·p) comes from this offset of img (B,C,H,W).
+CUDA_ELEM_FN size_t el_unfold_offset(size_t i, int C, int H, int W, int p) {
+    int GH = H / p, GW = W / p, K = C * p * p;
+    int e = (int)(i % (size_t)K);
+    size_t patch = i / (size_t)K;
+    int c = (int)(patch % (size_t)GW), r = (int)((patch / (size_t)GW) % (size_t)GH);
+    size_t b = patch / ((size_t)GW * GH);
+    int kx = e % p, ky = (e / p) % p, ch = e / (p * p);
+    return ((b * C + ch) * H + (size_t)r * p + ky) * W + (size_t)c * p + kx;
+}
+
+// Pixel i of dimg (B,C,H,W) comes from this offset of dcols, or is outside
+// the patch grid (returns (size_t)-1: the pixel gets 0).
+CUDA_ELEM_FN size_t el_fold_offset(size_t i, int C, int H, int W, int p) {
+    int GH = H / p, GW = W / p, K = C * p * p;
+    int x = (int)(i % (size_t)W), y = (int)((i / (size_t)W) % (size_t)H);
+    size_t bc = i / ((size_t)W * H);
+    int ch = (int)(bc % (size_t)C);
+    size_t b = bc / (size_t)C;
+    int r = y / p, c = x / p;
+    if (r >= GH || c >= GW) return (size_t)-1;
+    return ((b * GH + r) * GW + c) * (size_t)K + (size_t)(ch * p + y % p) * p + x % p;
 }
 
 #endif

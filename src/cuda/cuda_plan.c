@@ -159,6 +159,69 @@ CudaAttnPlan cuda_attention_plan(int B, int T, int D, int NH, size_t cap) {
     return a;
 }
 
+static GemmShape gemm_shape(int transa, int transb, int m, int n, int k, int lda, int ldb, int ldc,
+                            long long sa, long long sb, long long sc, int batch) {
+    GemmShape s;
+    memset(&s, 0, sizeof s);  // callers compare shapes with memcmp
+    s.transa = transa, s.transb = transb;
+    s.m = m, s.n = n, s.k = k;
+    s.lda = lda, s.ldb = ldb, s.ldc = ldc;
+    s.sa = sa, s.sb = sb, s.sc = sc;
+    s.batch = batch;
+    return s;
+}
+
+// outᵀ (OC,N) = w_cm(C,OC)ᵀ · inp_cm(C,N)
+GemmShape cuda_gemm_linear_fwd(int N, int C, int OC) {
+    return gemm_shape(1, 0, OC, N, C, C, C, OC, 0, 0, 0, 1);
+}
+// dinpᵀ (C,N) = w_cm(C,OC) · dout_cm(OC,N)
+GemmShape cuda_gemm_linear_dinp(int N, int C, int OC) {
+    return gemm_shape(0, 0, C, N, OC, C, OC, C, 0, 0, 0, 1);
+}
+// dwᵀ (C,OC) += inp_cm(C,N) · dout_cm(OC,N)ᵀ
+GemmShape cuda_gemm_linear_dw(int N, int C, int OC) {
+    return gemm_shape(0, 1, C, OC, N, C, OC, C, 0, 0, 0, 1);
+}
+// Sᵀ (T,T; ld lds) = Y_cm(hd,T)ᵀ · X_cm(hd,T)
+GemmShape cuda_gemm_attn_xyt(int T, int hd, int lds, long long ss, int batch) {
+    long long th = (long long)T * hd;
+    return gemm_shape(1, 0, T, T, hd, hd, hd, lds, th, th, ss, batch);
+}
+// Zᵀ (hd,T) = V_cm(hd,T) · P_cm(T,T) (P_cm is Pᵀ)
+GemmShape cuda_gemm_attn_pv(int T, int hd, int ldp, long long sp, int batch) {
+    long long th = (long long)T * hd;
+    return gemm_shape(0, 0, hd, T, T, hd, ldp, hd, th, sp, th, batch);
+}
+// Zᵀ (hd,T) = X_cm(hd,T) · (P_cm)ᵀ
+GemmShape cuda_gemm_attn_ptx(int T, int hd, int ldp, long long sp, int batch) {
+    long long th = (long long)T * hd;
+    return gemm_shape(0, 1, hd, T, T, hd, ldp, hd, th, sp, th, batch);
+}
+
+void cuda_gemm_ref(const GemmShape *s, float alpha, const float *A, const float *B, float beta,
+                   const float *C, float *D, const float *bias) {
+    for (int b = 0; b < s->batch; b++) {
+        const float *Ab = A + (size_t)b * s->sa, *Bb = B + (size_t)b * s->sb;
+        const float *Cb = C ? C + (size_t)b * s->sc : NULL;
+        float *Db = D + (size_t)b * s->sc;
+        for (int j = 0; j < s->n; j++)
+            for (int i = 0; i < s->m; i++) {
+                double acc = 0.0;
+                for (int l = 0; l < s->k; l++) {
+                    // op(A)[i,l], op(B)[l,j] in column-major storage
+                    float a = s->transa ? Ab[(size_t)i * s->lda + l] : Ab[(size_t)l * s->lda + i];
+                    float bb = s->transb ? Bb[(size_t)l * s->ldb + j] : Bb[(size_t)j * s->ldb + l];
+                    acc += (double)a * bb;
+                }
+                double d = alpha * acc;
+                if (beta != 0.0f) d += (double)beta * Cb[(size_t)j * s->ldc + i];
+                if (bias) d += bias[i];
+                Db[(size_t)j * s->ldc + i] = (float)d;
+            }
+    }
+}
+
 int cuda_blocks_for(size_t n, int per_block, int max_blocks) {
     DINO_ASSERT(per_block > 0 && max_blocks > 0);
     size_t b = (n + (size_t)per_block - 1) / (size_t)per_block;

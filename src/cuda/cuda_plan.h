@@ -112,6 +112,42 @@ typedef struct {
 // q, k, v, dy, dq, dk, dv and the padded dP/dS. DINO_ASSERT on invalid sizes.
 CudaAttnPlan cuda_attention_plan(int B, int T, int D, int NH, size_t cap);
 
+// ---------------------------------------------------------------- GEMM shapes
+
+// A column-major (strided-batched) GEMM as cuBLASLt sees it:
+// D = alpha·op(A)·op(B) + beta·C (+ bias[i] on row i of D). op(A) is m×k,
+// op(B) k×n, C and D m×n with leading dimension ldc; A is stored k×m when
+// transa (else m×k), B n×k when transb (else k×n). Strides are in floats
+// between batch items. Our tensors are row-major: a row-major (R,Cc) array
+// is the column-major (Cc,R) matrix with leading dimension Cc, which is how
+// the builders below turn each product into one of these.
+typedef struct {
+    int transa, transb;
+    int m, n, k;
+    int lda, ldb, ldc;
+    long long sa, sb, sc;
+    int batch;
+} GemmShape;
+
+// linear_forward: out (N,OC) = inp (N,C)·w (OC,C)ᵀ; A = w, B = inp, D = out.
+GemmShape cuda_gemm_linear_fwd(int N, int C, int OC);
+// linear_backward: dinp (N,C) = dout (N,OC)·w; A = w, B = dout, D = dinp.
+GemmShape cuda_gemm_linear_dinp(int N, int C, int OC);
+// linear_backward: dw (OC,C) += dout (N,OC)ᵀ·inp (N,C); A = inp, B = dout, D = dw.
+GemmShape cuda_gemm_linear_dw(int N, int C, int OC);
+// Per batch item, on head-major (T,hd) blocks of T·hd floats:
+// S (T,T, row stride lds, batch stride ss) = X·Yᵀ; A = Y, B = X, D = S.
+GemmShape cuda_gemm_attn_xyt(int T, int hd, int lds, long long ss, int batch);
+// Z (T,hd) = P·V, P (T,T, row stride ldp, batch stride sp); A = V, B = P, D = Z.
+GemmShape cuda_gemm_attn_pv(int T, int hd, int ldp, long long sp, int batch);
+// Z (T,hd) = Pᵀ·X; A = X, B = P, D = Z.
+GemmShape cuda_gemm_attn_ptx(int T, int hd, int ldp, long long sp, int batch);
+
+// The reference semantics of a GemmShape, a plain triple loop in double (for
+// the tests: it checks the builders' bookkeeping against the CPU layers).
+void cuda_gemm_ref(const GemmShape *s, float alpha, const float *A, const float *B, float beta,
+                   const float *C, float *D, const float *bias);
+
 // ---------------------------------------------------------------- launch helpers
 
 // Blocks for n items at `per_block` items per block, capped at max_blocks

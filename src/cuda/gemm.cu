@@ -202,22 +202,12 @@ void cuda_gemm(CudaCtx *ctx, const GemmShape *s, float alpha, const float *A, co
 
 // ---------------------------------------------------------------- linear layers
 
-// Row-major X (R,Cc) is column-major Xᵀ (Cc,R) with leading dimension Cc, so
-// out = inp·wᵀ is outᵀ (OC,N) = w_cm(C,OC)ᵀ · inp_cm(C,N): op(A) = Aᵀ.
-static GemmShape shape_forward(int N, int C, int OC) {
-    GemmShape s;
-    memset(&s, 0, sizeof s);
-    s.transa = 1, s.transb = 0;
-    s.m = OC, s.n = N, s.k = C;
-    s.lda = C, s.ldb = C, s.ldc = OC;
-    s.batch = 1;
-    return s;
-}
+// The row-major/column-major bookkeeping of each product: cuda_plan.c.
 
 extern "C" void linear_forward_cuda(CudaCtx *ctx, float *out, const float *inp, const float *w,
                                     const float *b, int N, int C, int OC, cudaStream_t stream) {
     if (N == 0) return;
-    GemmShape s = shape_forward(N, C, OC);
+    GemmShape s = cuda_gemm_linear_fwd(N, C, OC);
     cuda_gemm(ctx, &s, 1.0f, w, inp, 0.0f, NULL, out, b, stream);
 }
 
@@ -253,22 +243,11 @@ extern "C" void linear_backward_cuda(CudaCtx *ctx, float *dinp, float *dw, float
                                      int C, int OC, cudaStream_t stream) {
     if (N == 0) return;
     if (dinp) {
-        // dinp (N,C) = dout·w: dinpᵀ (C,N) = w_cm(C,OC) · dout_cm(OC,N).
-        GemmShape s;
-        memset(&s, 0, sizeof s);
-        s.m = C, s.n = N, s.k = OC;
-        s.lda = C, s.ldb = OC, s.ldc = C;
-        s.batch = 1;
+        GemmShape s = cuda_gemm_linear_dinp(N, C, OC);
         cuda_gemm(ctx, &s, 1.0f, w, dout, 0.0f, NULL, dinp, NULL, stream);
     }
     if (dw) {
-        // dw (OC,C) += doutᵀ·inp: dwᵀ (C,OC) += inp_cm(C,N) · dout_cm(OC,N)ᵀ.
-        GemmShape s;
-        memset(&s, 0, sizeof s);
-        s.transa = 0, s.transb = 1;
-        s.m = C, s.n = OC, s.k = N;
-        s.lda = C, s.ldb = OC, s.ldc = C;
-        s.batch = 1;
+        GemmShape s = cuda_gemm_linear_dw(N, C, OC);
         cuda_gemm(ctx, &s, 1.0f, inp, dout, 1.0f, dw, dw, NULL, stream);
     }
     if (db) {
@@ -300,7 +279,7 @@ extern "C" void linear_residual_forward_cuda(CudaCtx *ctx, float *out, const flo
     size_t rows = (size_t)B * T, n = rows * OC;
     if (rows == 0) return;
     DINO_ASSERT(rows <= INT32_MAX);
-    GemmShape s = shape_forward((int)rows, C, OC);
+    GemmShape s = cuda_gemm_linear_fwd((int)rows, C, OC);
     if (!scale) {
         // out = inp·wᵀ + res (+ b): C = res, D = out (in place when equal).
         cuda_gemm(ctx, &s, 1.0f, w, inp, 1.0f, res, out, b, stream);

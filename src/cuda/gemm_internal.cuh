@@ -18,16 +18,7 @@
                           cublasLtGetStatusName(st_), cublasLtGetStatusString(st_), #call); \
     } while (0)
 
-// Column-major GEMM shape: op(A) is m×k, op(B) k×n, C and D m×n with leading
-// dimension ldc; A is stored k×m when transa (else m×k), B n×k when transb
-// (else k×n). Strides are in floats between batch items (batch >= 1).
-typedef struct {
-    int transa, transb;
-    int m, n, k;
-    int lda, ldb, ldc;
-    long long sa, sb, sc;
-    int batch;
-} GemmShape;
+// GemmShape and its builders: cuda_plan.h.
 
 // D = alpha·op(A)·op(B) + beta·C (+ bias[i] added to row i of D when bias is
 // not NULL; batch must be 1 then). C may equal D; C may be NULL when beta == 0.

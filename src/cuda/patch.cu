@@ -5,38 +5,24 @@
 // adjoint is a gather: one thread per input cell walks the outputs in the
 // CPU's (oy, ox, tap y, tap x) order, so it is deterministic with no atomics.
 #include "cuda/cuda_common.cuh"
+#include "cuda/cuda_elem.h"
 
 __global__ void patch_unfold_kernel(float *cols, const float *img, int B, int C, int H, int W,
                                     int p) {
-    int GH = H / p, GW = W / p, K = C * p * p;
-    size_t total = (size_t)B * GH * GW * K;
+    size_t total = (size_t)B * (H / p) * (W / p) * C * p * p;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
-         i += (size_t)gridDim.x * blockDim.x) {
-        int e = (int)(i % K);
-        size_t patch = i / K;
-        int c = (int)(patch % GW), r = (int)((patch / GW) % GH);
-        size_t b = patch / ((size_t)GW * GH);
-        int kx = e % p, ky = (e / p) % p, ch = e / (p * p);
-        cols[i] = img[((b * C + ch) * H + (size_t)r * p + ky) * W + (size_t)c * p + kx];
-    }
+         i += (size_t)gridDim.x * blockDim.x)
+        cols[i] = img[el_unfold_offset(i, C, H, W, p)];
 }
 
 // One thread per image pixel; pixels outside the patch grid get 0.
 __global__ void patch_fold_kernel(float *dimg, const float *dcols, int B, int C, int H, int W,
                                   int p) {
-    int GH = H / p, GW = W / p, K = C * p * p;
     size_t total = (size_t)B * C * H * W;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
          i += (size_t)gridDim.x * blockDim.x) {
-        int x = (int)(i % W), y = (int)((i / W) % H);
-        size_t bc = i / ((size_t)W * H);
-        int ch = (int)(bc % C);
-        size_t b = bc / C;
-        int r = y / p, c = x / p;
-        float val = 0.0f;
-        if (r < GH && c < GW)
-            val = dcols[((b * GH + r) * GW + c) * K + (size_t)(ch * p + y % p) * p + x % p];
-        dimg[i] = val;
+        size_t o = el_fold_offset(i, C, H, W, p);
+        dimg[i] = o == (size_t)-1 ? 0.0f : dcols[o];
     }
 }
 
