@@ -18,7 +18,7 @@
 #include "cuda/train_cuda.h"
 #include "cuda/train_plan.h"
 #include "rng.h"
-#include "testlib.h"
+#include "../testlib.h"
 #include "train/trainer.h"
 
 // Normalised error bounds (||Δ||/||ref||) for fp32 GEMMs and for TF32.
