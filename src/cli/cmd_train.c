@@ -11,7 +11,7 @@
 #include "args.h"
 #include "commands.h"
 #include "common.h"
-#include "cuda/cuda_plan.h"
+#include "cuda/train_plan.h"
 #include "train/trainer.h"
 
 static double parse_double(const char *flag, const char *s) {

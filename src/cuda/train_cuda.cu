@@ -217,6 +217,9 @@ extern "C" void cuda_trainer_upload(CudaTrainer *c, const Trainer *t) {
     cuda_upload(c->opt.v, t->opt.v, bytes);
     memcpy(c->opt.step, t->opt.step, (size_t)t->model.table.n * sizeof(int64_t));
     cuda_upload(c->loss.center, t->loss.center, (size_t)t->cfg.out_dim * sizeof(float));
+    // The copies ran on the legacy default stream, which does not order
+    // itself with our non-blocking streams: finish them before any kernel.
+    TCU_CHECK(cudaDeviceSynchronize());
 }
 
 extern "C" void cuda_trainer_download(CudaTrainer *c, const Trainer *t) {

@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "common.h"
-#include "cuda/cuda_plan.h"
+#include "cuda/train_plan.h"
 #include "cuda/train_cuda.h"
 #include "data/dataset.h"
 #include "data/loader.h"

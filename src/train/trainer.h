@@ -62,7 +62,7 @@ typedef struct {
     int64_t stop_after_steps;  // > 0: checkpoint and stop at this global step (tests, preemption)
     int eval_knn_every;        // 0: off; epochs between k-NN evaluations (hook)
     int quiet;                 // no progress lines
-    int device;                // DeviceKind (src/cuda/cuda_plan.h): 0 cpu, 1 cuda
+    int device;                // DeviceKind (src/cuda/train_plan.h): 0 cpu, 1 cuda
 } TrainConfig;
 
 void train_config_default(TrainConfig *c);
