@@ -778,11 +778,15 @@ int train_run(const TrainConfig *cfg0) {
     const int64_t total = (int64_t)c.epochs * niter;
     const int64_t first_it = (int64_t)t->epoch * niter + t->step;
     const double t_start = dino_now();
-    double win_t = 0, win_img = 0;
+    double win_t = 0, win_img = 0, win_wait = 0, win_steps = 0;
     while (t->epoch < c.epochs) {
         loader_start(loader, t->epoch, t->step);
         while (t->step < niter) {
+            const double t_wait = dino_now();
             const Batch *b = loader_next(loader);
+            // Time blocked on the data loader: ~0 when augmentation keeps up
+            // (with --device cuda the GPU meanwhile runs the previous step's tail).
+            win_wait += dino_now() - t_wait;
             if (!b) dino_die("the data loader ended epoch %d early at step %lld", t->epoch, (long long)t->step);
             dist_fault_hook((int64_t)t->epoch * niter + t->step);
             StepStats st;
@@ -802,6 +806,7 @@ int train_run(const TrainConfig *cfg0) {
             trainer_advance(t, &st);
             win_t += st.seconds;
             win_img += (double)b->B * c.world_size;  // images of all ranks
+            win_steps += 1;
             int every = c.log_every_steps > 0 ? c.log_every_steps : 0;
             if (every && (it % every == 0 || t->step == niter)) {
                 double ips = win_img / (win_t > 0 ? win_t : 1e-9);
@@ -818,12 +823,13 @@ int train_run(const TrainConfig *cfg0) {
                     char eta[32];
                     fmt_duration(per * (double)(total - it - 1), eta, sizeof eta);
                     fprintf(stderr,
-                            "epoch %d/%d step %lld/%lld | %.1f img/s | loss %.4f | lr %.3e wd %.4f | "
-                            "H %.3f Hmean %.3f | ETA %s\n",
-                            epoch, c.epochs, (long long)step + 1, (long long)niter, ips, st.loss, st.lr, st.wd,
+                            "epoch %d/%d step %lld/%lld | %.1f img/s | data wait %.3f s | loss %.4f | "
+                            "lr %.3e wd %.4f | H %.3f Hmean %.3f | ETA %s\n",
+                            epoch, c.epochs, (long long)step + 1, (long long)niter, ips,
+                            win_steps > 0 ? win_wait / win_steps : 0.0, st.loss, st.lr, st.wd,
                             st.teacher_entropy, st.teacher_mean_entropy, eta);
                 }
-                win_t = win_img = 0;
+                win_t = win_img = win_wait = win_steps = 0;
             }
             int saved = 0;
             if (t->step == niter) {
