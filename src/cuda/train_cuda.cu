@@ -105,6 +105,9 @@ static void ensure_arena(CudaTrainer *c, const Trainer *t, const Batch *b) {
     size_t n = train_arena_layout(&c->ta, &p, &t->model.vit, &t->model.head, 0);
     c->arena = (float *)cuda_malloc(n * sizeof(float));
     TCU_CHECK(cudaMemsetAsync(c->arena, 0, n * sizeof(float), c->compute));
+    // The copy stream is not ordered after the compute stream: the zeroing
+    // must be over before the first upload writes its slot.
+    TCU_CHECK(cudaStreamSynchronize(c->compute));
     for (int s = 0; s < 2; s++)
         TCU_CHECK(cudaMallocHost((void **)&c->pinned[s], p.pixels_total * sizeof(float)));
     TCU_CHECK(cudaMallocHost((void **)&c->drop_host, (c->ta.drop_total ? c->ta.drop_total : 1) * sizeof(float)));
