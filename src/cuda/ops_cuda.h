@@ -17,12 +17,14 @@
 #include <stdint.h>
 
 #include "cuda/cuda_plan.h"
-#include "params.h"
-#include "train/loss.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+// C headers of the CPU side (C linkage also when a .cu file includes this).
+#include "params.h"
+#include "train/loss.h"
 
 // The runtime's own handle types, declared as the runtime declares them so a C
 // file can use this header without the CUDA include path.
