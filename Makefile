@@ -107,7 +107,7 @@ $(BUILD)/%.o: %.cu
 CUDA_TEST_BIN := $(BUILD)/tests/cuda/test_cuda_ops
 $(CUDA_TEST_BIN): tests/cuda/test_cuda_ops.c $(TEST_COMMON_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests -MMD -MP $< $(TEST_COMMON_OBJS) $(LIB) $(LIBS) -o $@
+	$(CC) $(ALL_CFLAGS) -MMD -MP $< $(TEST_COMMON_OBJS) $(LIB) $(LIBS) -o $@
 
 .PHONY: cuda-test
 cuda-test: $(CUDA_TEST_BIN)

@@ -23,7 +23,7 @@
 #include "ops.h"
 #include "params.h"
 #include "rng.h"
-#include "testlib.h"
+#include "../testlib.h"
 #include "train/loss.h"
 #include "train/optim.h"
 
