@@ -252,6 +252,7 @@ extern "C" void linear_backward_cuda(CudaCtx *ctx, float *dinp, float *dw, float
     }
     if (db) {
         CudaReducePlan p = cuda_colsum_plan(N, OC);
+        DINO_ASSERT(p.blocks <= 65535);  // grid.y limit: N up to 16.7M rows
         float *part = (float *)cuda_scratch(p.scratch_floats * sizeof(float), stream);
         dim3 grid((unsigned)((OC + 31) / 32), (unsigned)p.blocks);
         colsum_partial_kernel<<<grid, dim3(32, 8), 0, stream>>>(part, dout, N, OC);
