@@ -63,6 +63,8 @@ typedef struct {
 
 // Number of CUDA devices, 0 when there is no driver or no device (never exits).
 int cuda_device_count(void);
+// "NVIDIA H100 80GB HBM3, sm_90, 132 SMs, 79.1 GiB" into buf (for logs).
+void cuda_device_describe(int device, char *buf, size_t n);
 // Selects `device`, creates the cuBLASLt handle and workspace, makes the
 // default memory pool keep freed memory. Exits with a clear message on error.
 void cuda_ctx_init(CudaCtx *ctx, int device, CudaGemmMode mode);

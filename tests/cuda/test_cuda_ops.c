@@ -453,6 +453,9 @@ int main(void) {
         printf("test_cuda_ops: SKIPPED: no CUDA device (needs an NVIDIA GPU and its driver)\n");
         return 77;
     }
+    char desc[256];
+    cuda_device_describe(0, desc, sizeof desc);
+    printf("device: %s\n", desc);
     cuda_ctx_init(&ctx, 0, CUDA_GEMM_FP32);
     for (int m = CUDA_GEMM_FP32; m <= CUDA_GEMM_BF16; m++) {
         ctx.mode = (CudaGemmMode)m;
