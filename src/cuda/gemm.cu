@@ -141,10 +141,10 @@ static CudaGemmCacheEntry *lookup(CudaCtx *ctx, const GemmShape *s, int has_bias
 void gemm_cache_clear(CudaCtx *ctx) {
     for (int i = 0; i < ctx->ncache; i++) {
         CudaGemmCacheEntry *e = &ctx->cache[i];
-        cublasLtMatmulDescDestroy(e->desc);
-        cublasLtMatrixLayoutDestroy(e->la);
-        cublasLtMatrixLayoutDestroy(e->lb);
-        cublasLtMatrixLayoutDestroy(e->lc);
+        CUBLAS_CHECK(cublasLtMatmulDescDestroy(e->desc));
+        CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(e->la));
+        CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(e->lb));
+        CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(e->lc));
     }
     free(ctx->cache);
     ctx->cache = NULL;
