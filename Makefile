@@ -160,6 +160,7 @@ config:
 	@echo "packages: $(if $(PKG_LIBS),$(PKG_LIBS),MISSING: run scripts/setup.sh)"
 	@echo "plplot:   $(if $(PLPLOT_LIBS),$(PLPLOT_LIBS),missing)"
 	@echo "mpi:      $(if $(filter 1,$(MPI)),$(MPI_LIBS) (data-parallel training),off (single process))"
+	@echo "cuda:     $(if $(filter 1,$(CUDA)),$(NVCC) $(CUDA_ARCH) (build in $(BUILD)),off (make CUDA=1 builds src/cuda/*.cu))"
 
 clean:
 	rm -rf $(BUILD)

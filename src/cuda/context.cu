@@ -1,6 +1,7 @@
 // The CUDA context (device, cuBLASLt handle and workspace, GEMM algorithm
 // cache) and the checked device-memory helpers declared in ops_cuda.h.
 #include <cublasLt.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,13 @@ extern "C" int cuda_device_count(void) {
         return 0;
     }
     return n;
+}
+
+extern "C" void cuda_device_describe(int device, char *buf, size_t n) {
+    cudaDeviceProp pr;
+    CUDA_CHECK(cudaGetDeviceProperties(&pr, device));
+    snprintf(buf, n, "%s, sm_%d%d, %d SMs, %.1f GiB", pr.name, pr.major, pr.minor,
+             pr.multiProcessorCount, (double)pr.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
 }
 
 extern "C" void cuda_ctx_init(CudaCtx *ctx, int device, CudaGemmMode mode) {

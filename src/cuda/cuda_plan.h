@@ -12,11 +12,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "params.h"
-
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+#include "params.h"
 
 // ---------------------------------------------------------------- flat-buffer chunks
 

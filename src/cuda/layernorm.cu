@@ -47,6 +47,7 @@ __global__ void layernorm_backward_kernel(float *dinp, float *part, const float 
     extern __shared__ float acc[];  // (2C)
     int lane = threadIdx.x;
     for (int j = lane; j < 2 * C; j += WARP) acc[j] = 0.0f;
+    __syncwarp();  // acc[C + j] below belongs to another lane's zeroing when C % 32 != 0
     int r0 = blockIdx.x * CUDA_LN_ROWS_PER_BLOCK;
     int r1 = min(r0 + CUDA_LN_ROWS_PER_BLOCK, N);
     for (int i = r0; i < r1; i++) {

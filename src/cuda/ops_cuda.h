@@ -17,12 +17,14 @@
 #include <stdint.h>
 
 #include "cuda/cuda_plan.h"
-#include "params.h"
-#include "train/loss.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+// C headers of the CPU side (C linkage also when a .cu file includes this).
+#include "params.h"
+#include "train/loss.h"
 
 // The runtime's own handle types, declared as the runtime declares them so a C
 // file can use this header without the CUDA include path.
@@ -48,9 +50,10 @@ const char *cuda_gemm_mode_name(CudaGemmMode mode);
 
 typedef struct CudaGemmCacheEntry CudaGemmCacheEntry;  // gemm.cu: cached heuristics
 
+// One context per stream: its GEMMs share one cuBLASLt workspace.
 typedef struct {
     int device;
-    CudaGemmMode mode;
+    CudaGemmMode mode;  // may be changed between calls (the cache keys on it)
     void *lt;            // cublasLtHandle_t
     void *workspace;     // cuBLASLt workspace (device)
     size_t workspace_bytes;
@@ -60,6 +63,8 @@ typedef struct {
 
 // Number of CUDA devices, 0 when there is no driver or no device (never exits).
 int cuda_device_count(void);
+// "NVIDIA H100 80GB HBM3, sm_90, 132 SMs, 79.1 GiB" into buf (for logs).
+void cuda_device_describe(int device, char *buf, size_t n);
 // Selects `device`, creates the cuBLASLt handle and workspace, makes the
 // default memory pool keep freed memory. Exits with a clear message on error.
 void cuda_ctx_init(CudaCtx *ctx, int device, CudaGemmMode mode);
@@ -119,9 +124,11 @@ void gelu_backward_cuda(float *dinp, const float *inp, const float *dout, size_t
 // cuBLASLt strided-batched GEMMs over (sample, head) on head-major copies of
 // q, k, v, and a fused scale+softmax kernel (one warp per row). att
 // (B,NH,T,T) receives the probabilities when not NULL (training needs them for
-// the backward, the attention maps read them); the scores always live
-// in padded scratch, a chunk of samples at a time (cuda_attention_plan). Any T and
-// any head_dim (ViT-S/8 at 224: T = 785, hd = 64; tiny models hd = 32).
+// the backward, the attention maps read them); the scores always live in
+// padded scratch, a chunk of samples at a time (cuda_attention_plan). Any T
+// and any head_dim (ViT-S/8 at 224: T = 785, hd = 64; tiny models hd = 32).
+// Not flash attention: training keeps att (B·NH·T² floats per block, as the
+// CPU engine does), e.g. 0.95 GB per block for 64 crops of ViT-S/8 at 224.
 void attention_forward_cuda(CudaCtx *ctx, float *out, float *att, const float *qkv, int B, int T,
                             int D, int NH, cudaStream_t stream);
 // dqkv (B,T,3D) written; att the forward's probabilities.
@@ -182,6 +189,7 @@ void dino_loss_cuda_free(DinoLossCuda *G);
 // student (ncrops·B, K), teacher (2B, K): device. dstudent (device) written
 // (may be NULL). The statistics stay on the device (G->stats) so the step
 // need not synchronise; dino_loss_cuda_stats copies them (synchronising).
+// The first call for a larger batch synchronises once to grow the workspaces.
 void dino_loss_forward_backward_cuda(DinoLossCuda *G, float *dstudent, const float *student,
                                      const float *teacher, int B, int epoch,
                                      cudaStream_t stream);
