@@ -118,8 +118,9 @@ $(BUILD)/tests/cuda/%: tests/cuda/%.c $(TEST_COMMON_OBJS) $(LIB)
 # Every tests/cuda/test_*.c; exit 77 (no device) counts as skipped.
 .PHONY: cuda-test
 cuda-test: $(CUDA_TEST_BINS)
-	@for t in $(CUDA_TEST_BINS); do echo "== $$t"; $$t; rc=$$?; \
-	  if [ $$rc -eq 77 ]; then echo "   skipped: no CUDA device"; elif [ $$rc -ne 0 ]; then exit $$rc; fi; done
+	@fail=0; for t in $(CUDA_TEST_BINS); do echo "== $$t"; $$t; rc=$$?; \
+	  if [ $$rc -eq 77 ]; then echo "   skipped: no CUDA device"; \
+	  elif [ $$rc -ne 0 ]; then echo "   FAILED (exit $$rc)"; fail=1; fi; done; exit $$fail
 -include $(CU_OBJS:.o=.d) $(CUDA_TEST_BINS:=.d)
 endif
 

@@ -65,6 +65,7 @@ struct CudaTrainer {
     int drop_pending;
     // data parallel
     int world, rank;
+    int debug_sync;                    // DINO_CUDA_DEBUG_SYNC=1: wait and check after each phase
 #ifdef DINO_NCCL
     ncclComm_t comm;
 #endif
@@ -81,6 +82,16 @@ static int local_rank_from_env(void) {
         if (v && *v) return atoi(v);
     }
     return -1;
+}
+
+// With DINO_CUDA_DEBUG_SYNC=1 every phase of a step is waited for and
+// checked, so an asynchronous fault is reported with the phase that caused it.
+static void phase_done(CudaTrainer *c, const char *phase) {
+    if (!c->debug_sync) return;
+    cudaError_t e = cudaStreamSynchronize(c->compute);
+    if (e == cudaSuccess) e = cudaGetLastError();
+    if (e != cudaSuccess) dino_fatal_at(__FILE__, __LINE__, "CUDA error after %s: %s", phase, cudaGetErrorString(e));
+    fprintf(stderr, "cuda: %s ok\n", phase);
 }
 
 static void free_arena(CudaTrainer *c) {
@@ -136,6 +147,8 @@ extern "C" CudaTrainer *cuda_trainer_create(Trainer *t, char *err, size_t errlen
         return NULL;
     }
     CudaTrainer *c = (CudaTrainer *)callocCheck(1, sizeof *c);
+    const char *dbg = getenv("DINO_CUDA_DEBUG_SYNC");
+    c->debug_sync = dbg && *dbg && strcmp(dbg, "0") != 0;
     c->world = dist_world();
     c->rank = dist_rank();
     int lr = local_rank_from_env();
@@ -295,9 +308,11 @@ extern "C" int cuda_trainer_step(CudaTrainer *c, Trainer *t, const Batch *b, Ste
     // Teacher: the global crops, no drop path; student: every crop.
     const float *tl = model_cuda_forward(&c->ctx, &t->model, c->teacher, p, 1, &c->ta.teacher_vit,
                                          &c->ta.teacher_head, arena, c->ta.tfeat, gimg, NULL, s);
+    phase_done(c, "teacher forward");
     const float *sl = model_cuda_forward(&c->ctx, &t->model, c->student, p, p->n_groups,
                                          c->ta.student_vit, &c->ta.student_head, arena, c->ta.sfeat,
                                          gimg, use_drop ? drop : NULL, s);
+    phase_done(c, "student forward");
     const int slot = (int)((c->ring.batches - 1) % 2);
     TCU_CHECK(cudaEventRecord(c->consumed[slot], s));  // the images are read
     staging_consumed(&c->ring, slot);
@@ -306,11 +321,13 @@ extern "C" int cuda_trainer_step(CudaTrainer *c, Trainer *t, const Batch *b, Ste
     dino_loss_forward_backward_cuda(&c->loss, dlogits, sl, tl, B, t->epoch, s);
     TCU_CHECK(cudaMemcpyAsync(c->stats_host, c->loss.stats, 4 * sizeof(double), cudaMemcpyDeviceToHost, s));
     TCU_CHECK(cudaEventRecord(c->loss_ready, s));
+    phase_done(c, "loss");
     dino_center_batch_sum_cuda(csum, tl, 2 * B, K, s);
     cuda_memset0(c->grads, c->total * sizeof(float), s);
     model_cuda_backward(&c->ctx, &t->model, c->student, c->grads, p, c->ta.student_vit,
                         &c->ta.scratch, &c->ta.student_head, arena, c->ta.sfeat, c->ta.dfeat,
                         dlogits, use_drop ? drop : NULL, s);
+    phase_done(c, "backward");
 
     // The loss decides whether anything changes; the backward runs meanwhile.
     TCU_CHECK(cudaEventSynchronize(c->loss_ready));
@@ -345,6 +362,7 @@ extern "C" int cuda_trainer_step(CudaTrainer *c, Trainer *t, const Batch *b, Ste
     ema_update_cuda(c->teacher, c->student, c->total, st->momentum, s);
     const int W = cf->world_size > 0 ? cf->world_size : 1;
     dino_center_update_cuda(&c->loss, csum, (int64_t)2 * B * W, s);
+    phase_done(c, "all-reduce, clip, AdamW, EMA, centre");
     st->seconds = dino_now() - t0;
     return 0;
 }
