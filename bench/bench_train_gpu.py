@@ -233,10 +233,10 @@ def main():
 
     s_fwd, t_fwd = student, teacher
     if a.mode == "compile":
-        student.backbone = torch.compile(student.backbone)
-        student.head = torch.compile(student.head)
-        teacher.backbone = torch.compile(teacher.backbone)
-        teacher.head = torch.compile(teacher.head)
+        student.backbone = torch.compile(student.backbone, dynamic=False)
+        student.head = torch.compile(student.head, dynamic=False)
+        teacher.backbone = torch.compile(teacher.backbone, dynamic=False)
+        teacher.head = torch.compile(teacher.head, dynamic=False)
 
     def step():
         nonlocal center

@@ -107,6 +107,19 @@ static void test_cli_refusal(const char *argv0) {
     unlink(log);
     CHECK(code == 1 && strstr(buf, "this build has no CUDA; rebuild with make CUDA=1"),
           "dino bench train --device cuda: the same sentence (exit %d: %s)", code, buf);
+    snprintf(cmd, sizeof cmd, "%s features --device cuda --pretrained_weights /nonexistent >%s 2>&1", bin, log);
+    st = system(cmd);
+    code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    f = fopen(log, "r");
+    buf[0] = 0;
+    if (f) {
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        buf[n] = 0;
+        fclose(f);
+    }
+    unlink(log);
+    CHECK(code == 1 && strstr(buf, "this build has no CUDA; rebuild with make CUDA=1") && !strstr(buf, "nonexistent"),
+          "dino features --device cuda: the same sentence, before opening the model (exit %d: %s)", code, buf);
 }
 
 static void test_arena(void) {
@@ -182,7 +195,9 @@ static void test_train_arena(int fused) {
         R("cols", l->cols, (size_t)l->B * l->Np * l->CPP);
         R("pos", l->pos, (size_t)l->T * l->D);
         R("tok", l->tok, (size_t)l->B * l->Np * l->D);
-        R("res", l->res, (l->train ? L + 1 : 2) * l->btd);
+        R("res", l->res, (size_t)l->nslots * l->btd);
+        CHECK(l->nslots == (l->train ? l->depth + 1 : (l->depth < 4 ? l->depth : 4) + 1),
+              "residual slots: depth+1 in training, min(depth, 4)+1 in inference (%d)", l->nslots);
         R("ln", l->ln, l->btd);
         R("qkv", l->qkv, L * 3 * l->btd);
         R("att", l->att, L * l->att_block);

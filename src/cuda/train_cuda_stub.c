@@ -1,12 +1,27 @@
-// The CUDA trainer's entry points in a build without CUDA (no -DDINO_CUDA):
+// The CUDA entry points (trainer, features) in a build without CUDA (no -DDINO_CUDA):
 // creating one refuses with the sentence the command line also prints, and
 // the others are unreachable because no CudaTrainer can exist. With
 // make CUDA=1 this file compiles to nothing and src/cuda/train_cuda.cu
 // provides the real functions.
 #ifndef DINO_CUDA
+#include "cuda/features_cuda.h"
 #include "cuda/train_cuda.h"
 
 #include "common.h"
+
+CudaFeatures *cuda_features_create(const ViTConfig *cfg, const ViTWeights *w, int batch, int crop,
+                                   int n_last_blocks, char *err, size_t errlen) {
+    (void)cfg, (void)w, (void)batch, (void)crop, (void)n_last_blocks;
+    dino_errf(err, errlen, "--device cuda: this build has no CUDA; rebuild with make CUDA=1");
+    return NULL;
+}
+
+void cuda_features_free(CudaFeatures *f) { DINO_ASSERT(f == NULL); }
+
+void cuda_features_tokens(CudaFeatures *f, const float *images, int B, float *tokens) {
+    (void)images, (void)B, (void)tokens;
+    DINO_ASSERT(f != NULL && 0);  // no CudaFeatures exists in this build
+}
 
 CudaTrainer *cuda_trainer_create(Trainer *t, char *err, size_t errlen) {
     (void)t;

@@ -74,7 +74,9 @@ void vit_cuda_layout(VitCudaLayout *l, Arena *a, const ViTConfig *cfg, int B, in
     // Training keeps one set per block; inference reuses one set and keeps
     // the residual stream in two slots (no get_intermediate_layers here).
     const size_t L = train ? (size_t)cfg->depth : 1;
-    const size_t nslots = train ? (size_t)cfg->depth + 1 : 2;
+    const int keep = cfg->depth < VIT_CUDA_KEEP_LAST ? cfg->depth : VIT_CUDA_KEEP_LAST;
+    const size_t nslots = train ? (size_t)cfg->depth + 1 : (size_t)keep + 1;
+    l->nslots = (int)nslots;
     l->cols = arena_take(a, (size_t)B * l->Np * l->CPP);
     l->pos = arena_take(a, (size_t)l->T * l->D);
     l->tok = arena_take(a, (size_t)B * l->Np * l->D);

@@ -54,17 +54,22 @@ size_t arena_take(Arena *a, size_t n);
 
 // One resolution group's backbone activations, mirroring src/vit.c's
 // ViTActs: training keeps every block's inputs (LayerNorm outputs and the
-// GELU are recomputed in backward), inference one set of buffers. Attention
+// GELU are recomputed in backward), inference one set of buffers and, like
+// the CPU, the residual stream of the last VIT_CUDA_KEEP_LAST blocks (for
+// get_intermediate_layers). Attention
 // keeps, per block, either the probabilities (B,NH,T,T) or, with the fused
 // kernel, the row log-sum-exp (B,NH,T) that its backward needs.
 typedef struct {
     int B, H, W, Np, T, D, NH, H4, CPP, depth, train, fused_attention;
+    int nslots;        // residual slots: depth + 1 (train), min(depth, keep) + 1 (inference)
     size_t btd;        // B·T·D
     size_t att_block;  // floats of attention state per block
     // forward (offsets into the arena)
     size_t cols, pos, tok, res, mid, ln, stats1, stats2, qkv, att, atty, fc1, hbuf, out, statsf;
     size_t drop;       // 2·depth·B drop-path factors
 } VitCudaLayout;
+
+#define VIT_CUDA_KEEP_LAST 4
 
 // Backward scratch of one group; the groups' backward passes run one after
 // the other, so one scratch sized for the largest group serves all of them.

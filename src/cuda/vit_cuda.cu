@@ -3,7 +3,7 @@
 // keeps every block's inputs, the attention probabilities, qkv, the
 // pre-GELU activations and the LayerNorm statistics; LayerNorm outputs and
 // the GELU are recomputed in backward exactly as on the CPU. Inference uses
-// one set of block buffers and two residual slots. The only kernels of this
+// one set of block buffers and the last blocks' residual slots. The only kernels of this
 // file are the token embedding (CLS + patches + position) and its adjoint;
 // everything else is an ops_cuda.h twin.
 #include <cuda_runtime.h>
@@ -96,10 +96,10 @@ static void pos_backward(const ViTConfig *cfg, float *dpos_embed, const VitCudaL
     bicubic_backward_cuda(dpos_embed + D, dpos + D, g, g, oh, ow, D, sh, sw, s);
 }
 
-// Residual slot k: training keeps depth+1 slots, inference ping-pongs two.
+// Residual slot k: training keeps depth+1 slots (every block's input),
+// inference cycles through nslots (the last blocks' outputs survive).
 static float *res_slot(const VitCudaLayout *l, float *arena, int k) {
-    int nslots = l->train ? l->depth + 1 : 2;
-    return arena + l->res + (size_t)(k % nslots) * l->btd;
+    return arena + l->res + (size_t)(k % l->nslots) * l->btd;
 }
 
 extern "C" void vit_cuda_forward(CudaCtx *ctx, const ViTConfig *cfg, const ViTWeights *w,
