@@ -10,7 +10,8 @@
 #      bf16 and in tf32) against PyTorch eager with bf16 autocast and
 #      torch.compile, in the same run on the same card,
 #   4. trains end to end with --device cuda on synthetic JPEGs (CPU loader
-#      threads feeding the GPU; reports the data wait) and resumes once,
+#      threads feeding the GPU; reports the data wait), resumes once, and
+#      compares `dino features --device cuda` with the CPU's on the result,
 #   5. prints a summary table (images/s, step time, TFLOP/s, MFU against the
 #      card's bf16 dense peak, ratio to PyTorch eager).
 # Budget: under 8 minutes on one H100 (each stage has a timeout from what is
@@ -78,6 +79,24 @@ if stage e2e_data 60 "$PY" bench/make_synthetic_images.py "$E2E/images" --n $((1
   stage train_resume 60 build-cuda/dino train --device cuda --data_path "$E2E/images" --output_dir "$E2E/run" \
     --batch_size_per_gpu "$BATCH" --epochs 3 --warmup_epochs 1 --log_every_steps 1 --saveckp_freq 0 \
     --num_workers "$JOBS" --stop_after_steps 24 || status=1
+  # Inference: the trained teacher's features on the GPU and on the CPU.
+  if [ -f "$E2E/run/checkpoint.dino" ]; then
+    stage features_gpu 60 build-cuda/dino features --device cuda --pretrained_weights "$E2E/run/checkpoint.dino" \
+      --data_path "$E2E/images" --split train --output_dir "$E2E/feat_gpu" || status=1
+    stage features_cpu 60 build-cuda/dino features --pretrained_weights "$E2E/run/checkpoint.dino" \
+      --data_path "$E2E/images" --split train --output_dir "$E2E/feat_cpu" || status=1
+    "$PY" - "$E2E" <<'PYEOF' 2>&1 | tee -a "$OUTDIR/summary.txt" || status=1
+import sys
+import numpy as np
+d = sys.argv[1]
+g = np.load(d + "/feat_gpu/train_features.npy").astype(np.float64)
+c = np.load(d + "/feat_cpu/train_features.npy").astype(np.float64)
+e = np.linalg.norm(g - c) / np.linalg.norm(c)
+print(f"dino features --device cuda vs cpu: {g.shape[0]} x {g.shape[1]} features, normalised error {e:.3e} "
+      f"({'ok' if e < 1e-2 else 'TOO LARGE'}; tf32 GEMMs, bound 1e-2)")
+sys.exit(0 if e < 1e-2 else 1)
+PYEOF
+  fi
 fi
 rm -rf "$E2E"
 
