@@ -51,6 +51,7 @@ say "start; output in $OUTDIR"
   >"$OUTDIR/device.txt" 2>&1 || true
 cat "$OUTDIR/device.txt"
 "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2>&1 | tee -a "$OUTDIR/summary.txt"
+make --no-print-directory CUDA=1 config 2>&1 | tee -a "$OUTDIR/summary.txt"  # the libraries the build found
 
 # 1. Build: only what the check runs (the CPU library is built too: the engine links it).
 stage build 240 make CUDA=1 -j"$JOBS" build-cuda/dino || { say "BUILD FAILED"; exit 1; }
@@ -72,7 +73,7 @@ stage torch_compile 240 "$PY" bench/bench_train_gpu.py --mode compile --batch "$
 #    epoch end, then a resume for 2 more steps (device upload after load).
 E2E=${TMPDIR:-/tmp}/dino_gpu_check_e2e
 rm -rf "$E2E"; mkdir -p "$E2E"
-if stage e2e_data 60 "$PY" bench/make_synthetic_images.py "$E2E/images" --n $((11 * BATCH)) --size 448; then
+if stage e2e_data 60 "$PY" bench/make_synthetic_images.py "$E2E/images" --n $((11 * BATCH)) --size 384; then
   stage train_e2e 120 build-cuda/dino train --device cuda --data_path "$E2E/images" --output_dir "$E2E/run" \
     --batch_size_per_gpu "$BATCH" --epochs 2 --warmup_epochs 1 --log_every_steps 1 --saveckp_freq 0 \
     --num_workers "$JOBS" || status=1
