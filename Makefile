@@ -104,7 +104,9 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_COMMON_OBJS) $(LIB)
 	$(CC) $(ALL_CFLAGS) $< $(TEST_COMMON_OBJS) $(LIB) $(LIBS) -o $@
 
 # CUDA=1 only: nvcc objects, and `make CUDA=1 cuda-test`, which builds and runs
-# tests/cuda/test_cuda_ops.c (every twin against the CPU op; exit 77 = no device).
+# tests/cuda/test_*.c (test_cuda_ops: every twin against the CPU op;
+# test_cuda_train: a training step against the CPU engine; test_cuda_features:
+# inference; exit 77 = no device).
 ifeq ($(CUDA),1)
 $(BUILD)/%.o: %.cu
 	@mkdir -p $(dir $@)
