@@ -216,9 +216,11 @@ static void sim_attention(int B, int T, int D, int NH) {
         g = cuda_gemm_attn_pv(T, hd, ld, (long long)T * ld, nb);
         cuda_gemm_ref(&g, 1.0f, v, S, 0.0f, NULL, dq, NULL);  // dq as the y buffer here
         for (size_t i = 0; i < n; i++) out_g[(size_t)b0 * T * D + el_head_offset(i, D, 0, T, D, NH)] = dq[i];
-        // backward (y holds dy), P from att (row stride T)
-        g = cuda_gemm_attn_ptx(T, hd, T, (long long)T * T, nb);
-        cuda_gemm_ref(&g, 1.0f, y, att, 0.0f, NULL, dv, NULL);
+        // backward (y holds dy): P from att copied into the padded scratch
+        for (int r = 0; r < nb * T; r++)
+            memcpy(S + (size_t)r * ld, att + (size_t)r * T, (size_t)T * sizeof(float));
+        g = cuda_gemm_attn_ptx(T, hd, ld, (long long)T * ld, nb);
+        cuda_gemm_ref(&g, 1.0f, y, S, 0.0f, NULL, dv, NULL);
         g = cuda_gemm_attn_xyt(T, hd, ld, (long long)T * ld, nb);
         cuda_gemm_ref(&g, 1.0f, v, y, 0.0f, NULL, S, NULL);
         for (int r = 0; r < nb * T; r++) {

@@ -4,7 +4,8 @@
 // kernel (one warp per row) applies hd^-0.5, the max-subtracted exp and the
 // normalisation. Scores live in scratch with rows padded to a multiple of 4
 // floats (16-byte aligned rows for the GEMMs); the probabilities go to the
-// caller's att (B,NH,T,T) when given. Samples are processed in chunks
+// caller's att (B,NH,T,T) when given, and the backward copies them back into
+// padded scratch before its GEMM with them. Samples are processed in chunks
 // (cuda_attention_plan) so scratch stays bounded. The T×T matrix is
 // materialised per chunk: simple and exact, at O(T²) memory per head.
 #include <math.h>
@@ -186,7 +187,12 @@ extern "C" void attention_backward_cuda(CudaCtx *ctx, float *dqkv, const float *
         to_heads(v, src, 3 * D, 2, Bc, T, D, NH, stream);
         to_heads(dy, dout + (size_t)b0 * T * D, D, 0, Bc, T, D, NH, stream);
         int nb = Bc * NH;
-        gemm_ptx(ctx, dv, P, T, (long long)T * T, dy, T, hd, nb, 1.0f, stream);  // dV = Pᵀ·dY
+        // P copied into the padded scratch first: att's rows (T floats) are
+        // only 4-byte aligned, which rules out the tensor-core kernels.
+        CUDA_CHECK(cudaMemcpy2DAsync(dS, (size_t)Tp * sizeof(float), P, (size_t)T * sizeof(float),
+                                     (size_t)T * sizeof(float), (size_t)nb * T,
+                                     cudaMemcpyDeviceToDevice, stream));
+        gemm_ptx(ctx, dv, dS, Tp, (long long)T * Tp, dy, T, hd, nb, 1.0f, stream);  // dV = Pᵀ·dY
         gemm_xyt(ctx, dS, Tp, (long long)T * Tp, dy, v, T, hd, nb, 1.0f, stream);  // dP = dY·Vᵀ
         softmax_bwd_rows(dS, Tp, dS, Tp, P, T, nb * T, T, stream);               // dS
         gemm_pv(ctx, dq, dS, Tp, (long long)T * Tp, k, T, hd, nb, scale, stream);  // dQ = s·dS·K

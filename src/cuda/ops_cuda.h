@@ -214,6 +214,8 @@ typedef struct {
     CudaChunk *chunks;      // device copy of plan.chunks
     int *first_chunk;       // device copy of plan.first_chunk
     CudaTensorCoef *coef;   // device (plan.ntensors), refilled each call
+    CudaTensorCoef *coef_host;  // pinned staging copy of coef
+    void *coef_uploaded;    // cudaEvent_t: the last upload from coef_host has run
     double *partial;        // device (plan.nchunks): per-chunk sums of squares
     float *norms;           // device (plan.ntensors)
     float *clip_scale;      // device (plan.ntensors)

@@ -2,7 +2,8 @@
 // src/train/optim.c): AdamW, per-tensor gradient clipping and the teacher
 // EMA. One thread block per chunk of the CudaOptimPlan chunk table (uploaded
 // once); the per-tensor scalars (bias corrections, decay, active flag) are
-// computed on the host by cuda_adamw_coefs and uploaded per call (a few KB).
+// computed on the host by cuda_adamw_coefs and uploaded per call (16 bytes
+// per tensor, from pinned memory).
 // The element arithmetic is cuda_elem.h's, explicitly rounded, so AdamW and
 // the EMA are bit-identical to the CPU. The clipping norm is a double sum of
 // squares per chunk (tree order inside a chunk), chunks added in order.
@@ -22,6 +23,11 @@ extern "C" void cuda_optim_init(CudaOptim *o, const ParamTable *t) {
     cuda_upload(o->chunks, p->chunks, (size_t)p->nchunks * sizeof(CudaChunk));
     size_t nt = (size_t)(p->ntensors > 0 ? p->ntensors : 1);
     o->coef = (CudaTensorCoef *)cuda_malloc(nt * sizeof(CudaTensorCoef));
+    CUDA_CHECK(cudaMallocHost((void **)&o->coef_host, nt * sizeof(CudaTensorCoef)));
+    cudaEvent_t ev;
+    CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventRecord(ev, 0));
+    o->coef_uploaded = ev;
     o->partial = (double *)cuda_malloc((size_t)(p->nchunks > 0 ? p->nchunks : 1) * sizeof(double));
     o->norms = (float *)cuda_malloc(nt * sizeof(float));
     o->clip_scale = (float *)cuda_malloc(nt * sizeof(float));
@@ -39,6 +45,8 @@ extern "C" void cuda_optim_free(CudaOptim *o) {
     CUDA_CHECK(cudaDeviceSynchronize());
     cuda_free(o->chunks);
     cuda_free(o->coef);
+    CUDA_CHECK(cudaFreeHost(o->coef_host));
+    CUDA_CHECK(cudaEventDestroy((cudaEvent_t)o->coef_uploaded));
     cuda_free(o->partial);
     cuda_free(o->norms);
     cuda_free(o->clip_scale);
@@ -50,13 +58,19 @@ extern "C" void cuda_optim_free(CudaOptim *o) {
     memset(o, 0, sizeof *o);
 }
 
-// The coefficient table goes up with the stream's other work; cudaMemcpyAsync
-// from pageable memory returns once the source has been staged, so the host
-// array may be reused right away.
-static void upload_coefs(CudaOptim *o, const CudaTensorCoef *host, cudaStream_t stream) {
-    if (o->plan.ntensors > 0)
-        CUDA_CHECK(cudaMemcpyAsync(o->coef, host, (size_t)o->plan.ntensors * sizeof *host,
-                                   cudaMemcpyHostToDevice, stream));
+// The per-call coefficient table goes up from pinned memory, so the copy
+// does not make the host wait for the stream; before refilling the staging
+// buffer the host waits only for the previous upload (one call back).
+static CudaTensorCoef *coef_staging(CudaOptim *o) {
+    CUDA_CHECK(cudaEventSynchronize((cudaEvent_t)o->coef_uploaded));
+    return o->coef_host;
+}
+
+static void upload_coefs(CudaOptim *o, cudaStream_t stream) {
+    CUDA_CHECK(cudaMemcpyAsync(o->coef, o->coef_host,
+                               (size_t)o->plan.ntensors * sizeof(CudaTensorCoef),
+                               cudaMemcpyHostToDevice, stream));
+    CUDA_CHECK(cudaEventRecord((cudaEvent_t)o->coef_uploaded, stream));
 }
 
 __global__ void adamw_kernel(float *params, const float *grads, float *m, float *v,
@@ -79,10 +93,8 @@ extern "C" void adamw_step_cuda(CudaOptim *o, float *params, const float *grads,
     const CudaOptimPlan *p = &o->plan;
     if (p->ntensors == 0) return;
     const double b1 = o->beta1, b2 = o->beta2, eps = o->eps;
-    CudaTensorCoef *c = (CudaTensorCoef *)mallocCheck((size_t)p->ntensors * sizeof *c);
-    cuda_adamw_coefs(c, o->step, p, lr, wd, b1, b2, skip);
-    upload_coefs(o, c, stream);
-    free(c);
+    cuda_adamw_coefs(coef_staging(o), o->step, p, lr, wd, b1, b2, skip);
+    upload_coefs(o, stream);
     if (p->nchunks == 0) return;
     adamw_kernel<<<p->nchunks, OPTIM_THREADS, 0, stream>>>(params, grads, o->m, o->v, o->chunks,
                                                           o->coef, (float)(1.0 - b1), (float)b2,
@@ -136,10 +148,8 @@ extern "C" void clip_gradients_cuda(CudaOptim *o, float *grads, float clip, cons
                                     float *norms_host, cudaStream_t stream) {
     const CudaOptimPlan *p = &o->plan;
     if (p->ntensors == 0) return;
-    CudaTensorCoef *c = (CudaTensorCoef *)mallocCheck((size_t)p->ntensors * sizeof *c);
-    cuda_active_coefs(c, p, skip);
-    upload_coefs(o, c, stream);
-    free(c);
+    cuda_active_coefs(coef_staging(o), p, skip);
+    upload_coefs(o, stream);
     int nt = p->ntensors;
     float *scale = o->clip_scale;
     if (p->nchunks > 0) {
