@@ -122,6 +122,20 @@ static void test_cli_refusal(const char *argv0) {
           "dino features --device cuda: the same sentence, before opening the model (exit %d: %s)", code, buf);
 }
 
+static void test_device_for_rank(void) {
+    const char *names[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID", "LOCAL_RANK"};
+    for (int i = 0; i < 4; i++) unsetenv(names[i]);
+    CHECK(device_for_rank(5, 4) == 1 && device_for_rank(0, 1) == 0, "no launcher: global rank modulo devices");
+    setenv("LOCAL_RANK", "3", 1);
+    CHECK(device_for_rank(11, 8) == 3, "LOCAL_RANK picks the device");
+    setenv("OMPI_COMM_WORLD_LOCAL_RANK", "2", 1);
+    CHECK(device_for_rank(11, 8) == 2, "Open MPI's local rank comes first");
+    CHECK(device_for_rank(11, 2) == 0, "local rank modulo the visible devices");
+    setenv("OMPI_COMM_WORLD_LOCAL_RANK", "", 1);
+    CHECK(device_for_rank(11, 8) == 3, "an empty variable is skipped");
+    for (int i = 0; i < 4; i++) unsetenv(names[i]);
+}
+
 static void test_arena(void) {
     Arena a;
     arena_init(&a);
@@ -361,6 +375,7 @@ int main(int argc, char **argv) {
     (void)argc;
     test_device();
     test_cli_refusal(argv[0]);
+    test_device_for_rank();
     test_arena();
     test_plan();
     test_train_arena(0);

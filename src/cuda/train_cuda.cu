@@ -72,18 +72,6 @@ struct CudaTrainer {
     char desc[384];
 };
 
-// The local rank under common launchers (Open MPI, MPICH/Hydra, Slurm,
-// torchrun-style), else -1.
-static int local_rank_from_env(void) {
-    const char *names[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID",
-                           "LOCAL_RANK"};
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-        const char *v = getenv(names[i]);
-        if (v && *v) return atoi(v);
-    }
-    return -1;
-}
-
 // With DINO_CUDA_DEBUG_SYNC=1 every phase of a step is waited for and
 // checked, so an asynchronous fault is reported with the phase that caused it.
 static void phase_done(CudaTrainer *c, const char *phase) {
@@ -151,8 +139,7 @@ extern "C" CudaTrainer *cuda_trainer_create(Trainer *t, char *err, size_t errlen
     c->debug_sync = dbg && *dbg && strcmp(dbg, "0") != 0;
     c->world = dist_world();
     c->rank = dist_rank();
-    int lr = local_rank_from_env();
-    int dev = (lr >= 0 ? lr : c->rank) % ndev;
+    int dev = device_for_rank(c->rank, ndev);
     cuda_ctx_init(&c->ctx, dev, mode);
     TCU_CHECK(cudaStreamCreateWithFlags(&c->compute, cudaStreamNonBlocking));
     TCU_CHECK(cudaStreamCreateWithFlags(&c->copy, cudaStreamNonBlocking));

@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common.h"
@@ -35,6 +36,21 @@ int device_parse(const char *name, DeviceKind *kind, char *err, size_t errlen) {
 }
 
 const char *device_name(DeviceKind kind) { return kind == DEVICE_CUDA ? "cuda" : "cpu"; }
+
+int device_for_rank(int rank, int ndevices) {
+    DINO_ASSERT(ndevices >= 1 && rank >= 0);
+    static const char *const names[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID",
+                                        "SLURM_LOCALID", "LOCAL_RANK"};
+    int r = rank;
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        const char *v = getenv(names[i]);
+        if (v && *v >= '0' && *v <= '9') {
+            r = atoi(v);
+            break;
+        }
+    }
+    return r % ndevices;
+}
 
 // ---------------------------------------------------------------- arena
 

@@ -34,6 +34,11 @@ int device_cuda_compiled(void);
 int device_parse(const char *name, DeviceKind *kind, char *err, size_t errlen);
 const char *device_name(DeviceKind kind);
 
+// The GPU a rank uses: its node-local rank from the launcher's environment
+// (OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID, SLURM_LOCALID, LOCAL_RANK,
+// first found), else its global rank, modulo the visible devices.
+int device_for_rank(int rank, int ndevices);
+
 // ---------------------------------------------------------------- arena
 
 // Offsets are in floats; every region starts on a 256-byte boundary (64
