@@ -46,12 +46,38 @@ LIBS   := $(BLAS_LIBS) $(PKG_LIBS) $(PLPLOT_LIBS) $(MPI_LIBS) -ljpeg -lm -fopenm
 # Files whose arithmetic must match Pillow bit for bit: no FMA contraction.
 EXACT_SRCS := $(wildcard src/image/*.c)
 
+# CUDA backend (src/cuda/, off by default): `make CUDA=1` compiles
+# src/cuda/*.cu with nvcc into the library, links cudart and cuBLASLt, defines
+# DINO_CUDA, and builds in build-cuda/ unless BUILD is given. The CPU build
+# does not change. CUDA_ARCH picks the targets (H100: sm_90 code + PTX).
+CUDA ?= 0
+ifeq ($(CUDA),1)
+  ifeq ($(origin BUILD),file)
+    BUILD := build-cuda
+  endif
+  CUDA_HOME ?= /usr/local/cuda
+  NVCC ?= $(CUDA_HOME)/bin/nvcc
+  CUDA_ARCH ?= -gencode arch=compute_90,code=[sm_90,compute_90]
+  NVCC_FLAGS := -std=c++17 -O3 -lineinfo $(CUDA_ARCH) -Xcompiler -Wall,-Wextra,-Wno-unused-parameter \
+                -Werror all-warnings -D_GNU_SOURCE -DDINO_CUDA $(INCS)
+  ALL_CFLAGS += -DDINO_CUDA -I$(CUDA_HOME)/include
+  LIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart -lstdc++
+  # NCCL for multi-GPU data parallelism (src/cuda/train_cuda.cu), when installed.
+  NCCL ?= $(if $(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h),1,0)
+  ifeq ($(NCCL),1)
+    NVCC_FLAGS += -DDINO_NCCL
+    LIBS += -lnccl
+  endif
+  CU_SRCS := $(wildcard src/cuda/*.cu)
+  CU_OBJS := $(CU_SRCS:%.cu=$(BUILD)/%.o)
+endif
+
 LIB_SRCS := $(filter-out src/cli/%,$(wildcard src/*.c src/*/*.c))
 CLI_SRCS := $(wildcard src/cli/*.c)
 TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_COMMON := $(filter-out $(TEST_SRCS),$(wildcard tests/*.c))
 
-LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(CU_OBJS)
 CLI_OBJS := $(CLI_SRCS:%.c=$(BUILD)/%.o)
 TEST_COMMON_OBJS := $(TEST_COMMON:%.c=$(BUILD)/%.o)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
@@ -76,6 +102,29 @@ $(BIN): $(CLI_OBJS) $(LIB)
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_COMMON_OBJS) $(LIB)
 	$(CC) $(ALL_CFLAGS) $< $(TEST_COMMON_OBJS) $(LIB) $(LIBS) -o $@
+
+# CUDA=1 only: nvcc objects, and `make CUDA=1 cuda-test`, which builds and runs
+# tests/cuda/test_*.c (test_cuda_ops: every twin against the CPU op;
+# test_cuda_train: a training step against the CPU engine; test_cuda_features:
+# inference; exit 77 = no device).
+ifeq ($(CUDA),1)
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCC_FLAGS) -MMD -MP -c $< -o $@
+
+CUDA_TEST_BINS := $(patsubst tests/cuda/%.c,$(BUILD)/tests/cuda/%,$(wildcard tests/cuda/test_*.c))
+$(BUILD)/tests/cuda/%: tests/cuda/%.c $(TEST_COMMON_OBJS) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP $< $(TEST_COMMON_OBJS) $(LIB) $(LIBS) -o $@
+
+# Every tests/cuda/test_*.c; exit 77 (no device) counts as skipped.
+.PHONY: cuda-test
+cuda-test: $(CUDA_TEST_BINS)
+	@fail=0; for t in $(CUDA_TEST_BINS); do echo "== $$t"; $$t; rc=$$?; \
+	  if [ $$rc -eq 77 ]; then echo "   skipped: no CUDA device"; \
+	  elif [ $$rc -ne 0 ]; then echo "   FAILED (exit $$rc)"; fail=1; fi; done; exit $$fail
+-include $(CU_OBJS:.o=.d) $(CUDA_TEST_BINS:=.d)
+endif
 
 # The test command (same as scripts/test.sh): installs what is missing, builds, runs every test.
 test:
@@ -114,6 +163,7 @@ config:
 	@echo "packages: $(if $(PKG_LIBS),$(PKG_LIBS),MISSING: run scripts/setup.sh)"
 	@echo "plplot:   $(if $(PLPLOT_LIBS),$(PLPLOT_LIBS),missing)"
 	@echo "mpi:      $(if $(filter 1,$(MPI)),$(MPI_LIBS) (data-parallel training),off (single process))"
+	@echo "cuda:     $(if $(filter 1,$(CUDA)),$(NVCC) $(CUDA_ARCH) (build in $(BUILD)),off (make CUDA=1 builds src/cuda/*.cu))"
 
 clean:
 	rm -rf $(BUILD)

@@ -17,6 +17,8 @@
 #include "args.h"
 #include "commands.h"
 #include "common.h"
+#include "cuda/train_plan.h"
+#include "cuda/train_cuda.h"
 #include "head.h"
 #include "profile.h"
 #include "rng.h"
@@ -175,7 +177,7 @@ static double head_macs(const HeadConfig *h) {
 }
 
 static int bench_train(int argc, char **argv) {
-    const char *preset = "default";
+    const char *preset = "default", *device = "cpu";
     int batch = 0, iters = 3, warmup = 1, print_config = 0, profile_parts = 1;
     ArgSpec specs[] = {
         {"preset", ARG_STRING, &preset, "default (ViT-S/16, 2x224 + 8x96, out_dim 65536) or fmnist"},
@@ -186,12 +188,17 @@ static int bench_train(int argc, char **argv) {
          "print the configuration as flags for bench/bench_train.py and exit"},
         {"profile_parts", ARG_BOOL, &profile_parts,
          "with DINO_PROFILE=1, also time clipping, AdamW and EMA once each"},
+        {"device", ARG_STRING, &device, "cpu, or cuda (make CUDA=1): time the step on the GPU"},
         {NULL, 0, NULL, NULL},
     };
     const char *pos[2];
     args_parse("bench", "dino bench train [flags]", specs, argc, argv, pos, 2);
+    DeviceKind dk;
+    char derr[256];
+    if (device_parse(device, &dk, derr, sizeof derr)) dino_die("dino bench train: %s", derr);
     TrainConfig tc;
     train_config_default(&tc);
+    tc.device = (int)dk;
     if (!strcmp(preset, "fmnist")) train_config_preset_fmnist(&tc);
     else if (strcmp(preset, "default") != 0)
         dino_die("dino bench train: unknown --preset '%s' (default, fmnist)", preset);
@@ -241,17 +248,23 @@ static int bench_train(int argc, char **argv) {
     vit_config_describe(&vc, desc, sizeof desc);
     printf("model: %s; head %d-%d-%d -> %d\n", desc, hc.hidden, hc.hidden, hc.bottleneck, hc.out_dim);
     printf("batch %d: 2x%d + %dx%d crops, threads %d\n", B, G, NL, Lc, dino_get_threads());
+    if (t->cuda) printf("device: %s\n", cuda_trainer_device(t->cuda));
     StepStats st;
     for (int i = 0; i < warmup; i++) {
         if (trainer_step(t, &b, &st)) dino_die("dino bench train: non-finite loss");
         trainer_advance(t, &st);
     }
+    if (t->cuda) cuda_trainer_sync(t->cuda);
     profile_reset();
     double *times = mallocCheck((size_t)iters * sizeof(double)), total = 0;
     double cpu0 = process_cpu_seconds();
     for (int i = 0; i < iters; i++) {
         double t0 = dino_now();
         if (trainer_step(t, &b, &st)) dino_die("dino bench train: non-finite loss");
+        // On the GPU a step returns with its optimizer tail still queued (the
+        // next upload overlaps it): steady-state steps are timed back to
+        // back, and the last one also waits for the device to finish.
+        if (t->cuda && i == iters - 1) cuda_trainer_sync(t->cuda);
         times[i] = dino_now() - t0;
         total += times[i];
         trainer_advance(t, &st);
@@ -271,7 +284,7 @@ static int bench_train(int argc, char **argv) {
     // On a shared machine the CPU time is steadier than the wall time (it
     // still counts the threads' spinning at barriers).
     printf("CPU time per step: %.4f s (all threads, mean)\n", cpu);
-    if (dino_prof_on) {
+    if (dino_prof_on && !t->cuda) {
         double prof = 0;
         printf("profile (DINO_PROFILE=1, wall seconds per step, of mean step %.4f s):\n", total / iters);
         for (int k = 0; k < PROF_NKINDS; k++) {

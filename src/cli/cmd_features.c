@@ -12,10 +12,11 @@
 #include "cli/eval_common.h"
 #include "commands.h"
 #include "common.h"
+#include "cuda/train_plan.h"
 #include "eval/npy.h"
 
 int cmd_features(int argc, char **argv) {
-    const char *output_dir = ".", *split = "both";
+    const char *output_dir = ".", *split = "both", *device = "cpu";
     int patch_tokens = 0;
     EvalModelArgs ma;
     eval_model_args_default(&ma);
@@ -25,10 +26,15 @@ int cmd_features(int argc, char **argv) {
         {"split", ARG_STRING, &split, "train, val or both"},
         {"patch_tokens", ARG_BOOL, &patch_tokens, "write every final-norm patch token (N, patches, D)"},
         {"output_dir", ARG_STRING, &output_dir, "where the .npy files go"},
+        {"device", ARG_STRING, &device, "cpu, or cuda (a build with make CUDA=1; docs/GPU.md)"},
         {NULL, 0, NULL, NULL},
     };
     args_parse("features", "--pretrained_weights FILE --data_path PATH [flags]", specs, argc, argv,
                NULL, 0);
+    char derr[256];
+    DeviceKind dk;
+    if (device_parse(device, &dk, derr, sizeof derr)) dino_die("%s", derr);
+    ma.device = (int)dk;
     if (!ma.pretrained_weights) dino_die("dino features needs --pretrained_weights FILE");
     if (!ma.data_path) dino_die("dino features needs --data_path PATH");
     int do_split[2] = {!strcmp(split, "train") || !strcmp(split, "both"),

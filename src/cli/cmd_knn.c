@@ -11,12 +11,13 @@
 #include "cli/eval_common.h"
 #include "commands.h"
 #include "common.h"
+#include "cuda/train_plan.h"
 #include "eval/knn.h"
 #include "eval/npy.h"
 
 int cmd_knn(int argc, char **argv) {
     const char *train_features = NULL, *train_labels = NULL, *val_features = NULL,
-               *val_labels = NULL, *features_dir = NULL;
+               *val_labels = NULL, *features_dir = NULL, *device = "cpu";
     IntList nb_knn = {4, {10, 20, 100, 200}};
     float temperature = 0.07f;
     int num_classes = 0;
@@ -33,12 +34,17 @@ int cmd_knn(int argc, char **argv) {
         {"num_classes", ARG_INT, &num_classes, "classes (0: from the labels)"},
         EVAL_MODEL_ARG_SPECS(ma),
         {"batch_size_per_gpu", ARG_INT, &ma.batch_size, "images per forward pass"},
+        {"device", ARG_STRING, &device, "where the forward passes run: cpu, or cuda (make CUDA=1)"},
         {NULL, 0, NULL, NULL},
     };
     const char *usage =
         "(--train_features F --train_labels F --val_features F --val_labels F | "
         "--pretrained_weights FILE --data_path PATH) [flags]";
     args_parse("knn", usage, specs, argc, argv, NULL, 0);
+    char derr[256];
+    DeviceKind dk;
+    if (device_parse(device, &dk, derr, sizeof derr)) dino_die("%s", derr);
+    ma.device = (int)dk;
 
     KnnConfig cfg;
     knn_config_default(&cfg);

@@ -11,6 +11,7 @@
 #include "args.h"
 #include "commands.h"
 #include "common.h"
+#include "cuda/train_plan.h"
 #include "train/trainer.h"
 
 static double parse_double(const char *flag, const char *s) {
@@ -70,7 +71,7 @@ int cmd_train(int argc, char **argv) {
     FloatList blur = {2, {(float)c.blur_sigma[0], (float)c.blur_sigma[1]}};
     float solarize = (float)c.solarization_prob;
     int use_fp16 = 2, use_bn_in_head = 0, stop_after = 0;  // 2: left at the default (true)
-    const char *dist_url = "env://", *preset_flag = preset ? preset : "";
+    const char *dist_url = "env://", *preset_flag = preset ? preset : "", *device = "cpu";
     int local_rank = 0;
 
     const ArgSpec specs[] = {
@@ -121,6 +122,7 @@ int cmd_train(int argc, char **argv) {
         {"stop_after_steps", ARG_INT, &stop_after, "write a checkpoint and stop at this global iteration (0: run to the end)"},
         {"eval_knn_every", ARG_INT, &c.eval_knn_every, "k-NN evaluation every N epochs (0: off)"},
         {"quiet", ARG_BOOL, &c.quiet, "no progress lines"},
+        {"device", ARG_STRING, &device, "cpu, or cuda (a build with make CUDA=1; docs/GPU.md)"},
         {"dist", ARG_BOOL, &c.dist_report, "report every rank (host, pid, threads) at start-up; run under mpirun for data parallelism (docs/DISTRIBUTED.md)"},
         {"dist_url", ARG_STRING, &dist_url, "accepted for compatibility; single process"},
         {"local_rank", ARG_INT, &local_rank, "accepted for compatibility; single process"},
@@ -128,6 +130,10 @@ int cmd_train(int argc, char **argv) {
     };
     args_parse("train", "[flags]   (resumes from OUTPUT_DIR/checkpoint.dino when it exists)", specs, argc,
                argv, NULL, 0);
+    char derr[256];
+    DeviceKind dk;
+    if (device_parse(device, &dk, derr, sizeof derr)) dino_die("%s", derr);
+    c.device = (int)dk;
     c.momentum_teacher = parse_double("momentum_teacher", mt);
     c.warmup_teacher_temp = parse_double("warmup_teacher_temp", wtt);
     c.teacher_temp = parse_double("teacher_temp", tt);

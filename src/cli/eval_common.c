@@ -81,6 +81,7 @@ void eval_features_from_model(const EvalModelArgs *a, const EvalModel *em, int s
     fc.n_last_blocks = a->n_last_blocks;
     fc.avgpool = a->avgpool;
     fc.patch_tokens = patch_tokens;
+    fc.device = a->device;
     int th = dino_get_threads();
     fc.threads = th < 1 ? 1 : th > 8 ? 8 : th;
     fc.verbose = 1;

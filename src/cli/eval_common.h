@@ -22,6 +22,7 @@ typedef struct {
     int crop;           // centre-crop size; 0: the model's img_size (224; 28 for 28-px models)
     int n_last_blocks;  // concatenate the CLS tokens of the last n blocks
     int avgpool;        // append the mean of the last block's patch tokens
+    int device;         // 0 cpu, 1 cuda: where the forward passes run (dino features --device)
 } EvalModelArgs;
 
 void eval_model_args_default(EvalModelArgs *a);

@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "common.h"
+#include "cuda/features_cuda.h"
+#include "cuda/train_plan.h"
 #include "data/loader.h"
 
 // An inference pass keeps the outputs of the last 4 blocks (VIT_KEEP_LAST in vit.c).
@@ -33,28 +35,19 @@ int64_t features_dim(const ViTConfig *cfg, const FeatureConfig *fc) {
     return D * (fc->n_last_blocks + (fc->avgpool ? 1 : 0));
 }
 
-void features_from_images(const ViTConfig *cfg, const ViTWeights *w, struct ViTActs *acts,
-                          const float *images, int B, const FeatureConfig *fc, float *out) {
-    vit_forward(cfg, w, acts, images, B, NULL);
-    int D = cfg->dim, T = vit_acts_tokens(acts);
+// Rows from final-norm tokens: last (B, T, D) of the last block, inter
+// (n, B, T, D) of the last n blocks when n > 1 (else unused).
+static void rows_from_tokens(const ViTConfig *cfg, const FeatureConfig *fc, const float *last,
+                             const float *inter, int B, int T, float *out) {
+    int D = cfg->dim;
     if (fc->patch_tokens) {
-        const float *tok = vit_output(acts);
         for (int b = 0; b < B; b++)
-            memcpy(out + (size_t)b * (T - 1) * D, tok + ((size_t)b * T + 1) * D,
+            memcpy(out + (size_t)b * (T - 1) * D, last + ((size_t)b * T + 1) * D,
                    (size_t)(T - 1) * D * sizeof(float));
         return;
     }
     int n = fc->n_last_blocks;
     int64_t dim = features_dim(cfg, fc);
-    const float *last;  // final-norm tokens of the last block (B, T, D)
-    float *inter = NULL;
-    if (n == 1) {
-        last = vit_output(acts);
-    } else {
-        inter = mallocCheck((size_t)n * B * T * D * sizeof(float));
-        vit_intermediate(cfg, w, acts, n, inter);
-        last = inter + (size_t)(n - 1) * B * T * D;
-    }
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
         float *o = out + (size_t)b * dim;
@@ -82,6 +75,19 @@ void features_from_images(const ViTConfig *cfg, const ViTWeights *w, struct ViTA
                 o[(size_t)n * D + j] = (float)(s / (T - 1));
             }
     }
+}
+
+void features_from_images(const ViTConfig *cfg, const ViTWeights *w, struct ViTActs *acts,
+                          const float *images, int B, const FeatureConfig *fc, float *out) {
+    vit_forward(cfg, w, acts, images, B, NULL);
+    int D = cfg->dim, T = vit_acts_tokens(acts), n = fc->patch_tokens ? 1 : fc->n_last_blocks;
+    if (n == 1) {
+        rows_from_tokens(cfg, fc, vit_output(acts), NULL, B, T, out);
+        return;
+    }
+    float *inter = mallocCheck((size_t)n * B * T * D * sizeof(float));
+    vit_intermediate(cfg, w, acts, n, inter);
+    rows_from_tokens(cfg, fc, inter + (size_t)(n - 1) * B * T * D, inter, B, T, out);
     free(inter);
 }
 
@@ -109,7 +115,20 @@ int features_extract(const ViTConfig *cfg, const ViTWeights *w, const Dataset *d
     lc.prefetch = 2;
     Loader *ld = loader_create(ds, &lc);
     int64_t dim = features_dim(cfg, fc);
-    struct ViTActs *acts = vit_acts_create(cfg, fc->batch_size, fc->crop, fc->crop, 0);
+    // --device cuda: the forward on the GPU, the rows from its tokens here.
+    const int nblk = fc->patch_tokens ? 1 : fc->n_last_blocks;
+    CudaFeatures *gpu = NULL;
+    float *gtok = NULL;
+    if (fc->device == DEVICE_CUDA) {
+        gpu = cuda_features_create(cfg, w, fc->batch_size, fc->crop, nblk, err, errlen);
+        if (!gpu) {
+            loader_free(ld);
+            return -1;
+        }
+        size_t T = (size_t)vit_tokens(cfg, fc->crop, fc->crop);
+        gtok = mallocCheck((size_t)nblk * fc->batch_size * T * cfg->dim * sizeof(float));
+    }
+    struct ViTActs *acts = gpu ? NULL : vit_acts_create(cfg, fc->batch_size, fc->crop, fc->crop, 0);
     int64_t *seen = callocCheck((size_t)N, sizeof(int64_t));
     float *rows = mallocCheck((size_t)fc->batch_size * dim * sizeof(float));
     double t0 = dino_now(), last_report = t0;
@@ -124,7 +143,14 @@ int features_extract(const ViTConfig *cfg, const ViTWeights *w, const Dataset *d
                       (long long)loader_bad_count(ld));
             break;
         }
-        features_from_images(cfg, w, acts, b->groups[0].pixels, b->B, fc, rows);
+        if (gpu) {
+            int T = vit_tokens(cfg, fc->crop, fc->crop);
+            size_t per = (size_t)b->B * T * cfg->dim;
+            cuda_features_tokens(gpu, b->groups[0].pixels, b->B, gtok);
+            rows_from_tokens(cfg, fc, gtok + (size_t)(nblk - 1) * per, gtok, b->B, T, rows);
+        } else {
+            features_from_images(cfg, w, acts, b->groups[0].pixels, b->B, fc, rows);
+        }
         for (int i = 0; i < b->B; i++) {
             int64_t idx = b->indices[i];
             DINO_ASSERT(idx >= 0 && idx < N);
@@ -152,6 +178,8 @@ int features_extract(const ViTConfig *cfg, const ViTWeights *w, const Dataset *d
             }
     free(seen);
     free(rows);
+    free(gtok);
+    cuda_features_free(gpu);
     vit_acts_free(acts);
     loader_free(ld);
     return rc;

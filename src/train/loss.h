@@ -10,6 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {  // the CUDA loss (src/cuda/loss.cu) calls dino_teacher_temp
+#endif
+
 typedef struct {
     int out_dim;                  // K
     int ncrops;                   // 2 global + local crops
@@ -66,5 +70,9 @@ double dino_loss_total(const DinoLoss *L);
 void dino_center_batch_sum(float *sum, const float *teacher, int rows, int K);
 // center ← m·center + (1−m)·sum/count (count = rows summed over all ranks).
 void dino_center_update(DinoLoss *L, const float *sum, int64_t count);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

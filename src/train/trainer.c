@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "cuda/train_plan.h"
+#include "cuda/train_cuda.h"
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "io/checkpoint.h"
@@ -199,6 +201,10 @@ Trainer *trainer_create(const TrainConfig *cfg, int64_t niter_per_ep, char *err,
     t->skip = callocCheck((size_t)t->model.table.n, 1);
     t->grad_norms = callocCheck((size_t)t->model.table.n, sizeof(float));
     t->center_sum = mallocCheck((size_t)cfg->out_dim * sizeof(float));
+    if (cfg->device == DEVICE_CUDA && !(t->cuda = cuda_trainer_create(t, err, errlen))) {
+        trainer_free(t);
+        return NULL;
+    }
     return t;
 }
 
@@ -214,6 +220,7 @@ static void free_acts(Trainer *t) {
 
 void trainer_free(Trainer *t) {
     if (!t) return;
+    if (t->cuda) cuda_trainer_free(t->cuda);
     free_acts(t);
     free(t->student);
     free(t->teacher);
@@ -296,6 +303,7 @@ static void student_loss_rows(void *ctx, float *dlogits, const float *logits, in
 }
 
 int trainer_step(Trainer *t, const Batch *b, StepStats *st) {
+    if (t->cuda) return cuda_trainer_step(t->cuda, t, b, st);
     double t0 = dino_now();
     const TrainConfig *c = &t->cfg;
     const int64_t it = (int64_t)t->epoch * t->niter_per_ep + t->step;
@@ -424,6 +432,7 @@ static void prefixed(char *buf, size_t n, const char *prefix, const char *name) 
 }
 
 int trainer_save(const Trainer *t, const char *path, char *err, size_t errlen) {
+    if (t->cuda) cuda_trainer_download(t->cuda, t);  // the device state is the current one
     CkptWriter *w = ckpt_writer_open(path, err, errlen);
     if (!w) return -1;
     char buf[128];
@@ -568,6 +577,7 @@ int trainer_load(Trainer *t, const char *path, char *err, size_t errlen) {
     t->ep_lr = lr;
     t->ep_wd = wd;
     t->ep_count = cnt;
+    if (t->cuda) cuda_trainer_upload(t->cuda, t);
     rc = 0;
 done:
     ckpt_close(ck);
@@ -748,6 +758,7 @@ int train_run(const TrainConfig *cfg0) {
         trim_log(log_path, 0, 0);
     }
     dist_sync_trainer(t);  // every rank starts from rank 0's weights and position
+    if (t->cuda) cuda_trainer_upload(t->cuda, t);
     dist_report(&c, lc.threads, c.dist_report);
     char desc[256];
     vit_config_describe(&t->model.vit, desc, sizeof desc);
@@ -791,11 +802,15 @@ int train_run(const TrainConfig *cfg0) {
     const int64_t total = (int64_t)c.epochs * niter;
     const int64_t first_it = (int64_t)t->epoch * niter + t->step;
     const double t_start = dino_now();
-    double win_t = 0, win_img = 0;
+    double win_t = 0, win_img = 0, win_wait = 0, win_steps = 0;
     while (t->epoch < c.epochs) {
         loader_start(loader, t->epoch, t->step);
         while (t->step < niter) {
+            const double t_wait = dino_now();
             const Batch *b = loader_next(loader);
+            // Time blocked on the data loader: ~0 when augmentation keeps up
+            // (with --device cuda the GPU meanwhile runs the previous step's tail).
+            win_wait += dino_now() - t_wait;
             if (!b) dino_die("the data loader ended epoch %d early at step %lld", t->epoch, (long long)t->step);
             dist_fault_hook((int64_t)t->epoch * niter + t->step);
             StepStats st;
@@ -815,6 +830,7 @@ int train_run(const TrainConfig *cfg0) {
             trainer_advance(t, &st);
             win_t += st.seconds;
             win_img += (double)b->B * c.world_size;  // images of all ranks
+            win_steps += 1;
             int every = c.log_every_steps > 0 ? c.log_every_steps : 0;
             if (every && (it % every == 0 || t->step == niter)) {
                 double ips = win_img / (win_t > 0 ? win_t : 1e-9);
@@ -831,12 +847,13 @@ int train_run(const TrainConfig *cfg0) {
                     char eta[32];
                     fmt_duration(per * (double)(total - it - 1), eta, sizeof eta);
                     fprintf(stderr,
-                            "epoch %d/%d step %lld/%lld | %.1f img/s | loss %.4f | lr %.3e wd %.4f | "
-                            "H %.3f Hmean %.3f | ETA %s\n",
-                            epoch, c.epochs, (long long)step + 1, (long long)niter, ips, st.loss, st.lr, st.wd,
+                            "epoch %d/%d step %lld/%lld | %.1f img/s | data wait %.3f s | loss %.4f | "
+                            "lr %.3e wd %.4f | H %.3f Hmean %.3f | ETA %s\n",
+                            epoch, c.epochs, (long long)step + 1, (long long)niter, ips,
+                            win_steps > 0 ? win_wait / win_steps : 0.0, st.loss, st.lr, st.wd,
                             st.teacher_entropy, st.teacher_mean_entropy, eta);
                 }
-                win_t = win_img = 0;
+                win_t = win_img = win_wait = win_steps = 0;
             }
             int saved = 0;
             if (t->step == niter) {
@@ -844,6 +861,7 @@ int train_run(const TrainConfig *cfg0) {
                 double n = t->ep_count > 0 ? (double)t->ep_count : 1.0;
                 char extra[512] = "";
                 if (lead && c.eval_knn_every > 0 && train_eval_hook && (epoch + 1) % c.eval_knn_every == 0) {
+                    if (t->cuda) cuda_trainer_download(t->cuda, t);
                     char frag[480];
                     if (train_eval_hook(&c, &t->model, t->teacher, epoch, frag, sizeof frag) == 0)
                         snprintf(extra, sizeof extra, ", %s", frag);

@@ -62,6 +62,7 @@ typedef struct {
     int64_t stop_after_steps;  // > 0: checkpoint and stop at this global step (tests, preemption)
     int eval_knn_every;        // 0: off; epochs between k-NN evaluations (hook)
     int quiet;                 // no progress lines
+    int device;                // DeviceKind (src/cuda/train_plan.h): 0 cpu, 1 cuda
 } TrainConfig;
 
 void train_config_default(TrainConfig *c);
@@ -103,6 +104,7 @@ typedef struct {
     float *center_sum;
     uint8_t *skip;
     float *grad_norms;
+    struct CudaTrainer *cuda;  // --device cuda: the device engine (src/cuda/train_cuda.h), else NULL
 } Trainer;
 
 // Builds model, optimizer, loss and schedules for niter_per_ep iterations per

@@ -1,0 +1,385 @@
+// One DINO training step on a CUDA device (train_cuda.h), in the order of
+// src/train/trainer.c's trainer_step: schedules on the host, the batch
+// through pinned staging to the device (copy stream), teacher forward on the
+// global crops, student forward on every crop, loss, centre batch sum,
+// backward, then — once the loss read back on the host is finite —
+// gradient all-reduce (NCCL, several ranks), per-tensor clipping, the
+// last-layer freeze, AdamW, teacher EMA and the centre update. The host
+// waits only for the four loss statistics, while the backward runs; the
+// optimizer tail is left queued so the next batch's upload overlaps it.
+#include <cuda_runtime.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern "C" {
+#include "common.h"
+#include "params.h"
+#include "train/dist.h"
+#include "train/dist_train.h"
+#include "train/loss.h"
+#include "train/schedule.h"
+#include "train/trainer.h"
+}
+#include "cuda/model_cuda.h"
+#include "cuda/train_cuda.h"
+
+#ifdef DINO_NCCL
+#include <nccl.h>
+#endif
+
+#define TCU_CHECK(call)                                                                          \
+    do {                                                                                         \
+        cudaError_t e_ = (call);                                                                 \
+        if (e_ != cudaSuccess)                                                                   \
+            dino_fatal_at(__FILE__, __LINE__, "CUDA: %s (%s)", cudaGetErrorString(e_), #call);   \
+    } while (0)
+
+#ifdef DINO_NCCL
+#define NCCL_CHECK(call)                                                                         \
+    do {                                                                                         \
+        ncclResult_t r_ = (call);                                                                \
+        if (r_ != ncclSuccess)                                                                   \
+            dist_abort(1, "NCCL: %s (%s)", ncclGetErrorString(r_), #call);                       \
+    } while (0)
+#endif
+
+struct CudaTrainer {
+    CudaCtx ctx;
+    cudaStream_t compute, copy;
+    size_t total;                      // floats per flat buffer (the ParamTable's)
+    float *student, *teacher, *grads;  // device, ParamTable layout
+    CudaOptim opt;                     // AdamW moments on the device, step counts on the host
+    DinoLossCuda loss;                 // centre and loss workspace on the device
+    // activations (allocated on the first batch, again only if its shape changes)
+    TrainArena ta;
+    float *arena;
+    // staging
+    StagingRing ring;
+    float *pinned[2];
+    float *drop_host;                  // pinned drop-path factors of one step
+    double *stats_host;                // pinned: the loss statistics read back each step
+    cudaEvent_t uploaded[2], consumed[2], loss_ready, drop_done;
+    int drop_pending;
+    // data parallel
+    int world, rank;
+    int debug_sync;                    // DINO_CUDA_DEBUG_SYNC=1: wait and check after each phase
+#ifdef DINO_NCCL
+    ncclComm_t comm;
+#endif
+    char desc[384];
+};
+
+// With DINO_CUDA_DEBUG_SYNC=1 every phase of a step is waited for and
+// checked, so an asynchronous fault is reported with the phase that caused it.
+static void phase_done(CudaTrainer *c, const char *phase) {
+    if (!c->debug_sync) return;
+    cudaError_t e = cudaStreamSynchronize(c->compute);
+    if (e == cudaSuccess) e = cudaGetLastError();
+    if (e != cudaSuccess) dino_fatal_at(__FILE__, __LINE__, "CUDA error after %s: %s", phase, cudaGetErrorString(e));
+    fprintf(stderr, "cuda: %s ok\n", phase);
+}
+
+static void free_arena(CudaTrainer *c) {
+    if (!c->arena) return;
+    TCU_CHECK(cudaStreamSynchronize(c->copy));
+    TCU_CHECK(cudaStreamSynchronize(c->compute));
+    cuda_free(c->arena);
+    for (int s = 0; s < 2; s++) TCU_CHECK(cudaFreeHost(c->pinned[s]));
+    TCU_CHECK(cudaFreeHost(c->drop_host));
+    c->arena = NULL;
+    c->pinned[0] = c->pinned[1] = c->drop_host = NULL;
+}
+
+// Plans and allocates the arena and the staging buffers for batches shaped like b.
+static void ensure_arena(CudaTrainer *c, const Trainer *t, const Batch *b) {
+    if (c->arena && multicrop_plan_matches(&c->ta.plan, b)) return;
+    free_arena(c);
+    MultiCropPlan p;
+    char err[256];
+    if (multicrop_plan(&p, b, &t->model.vit, err, sizeof err)) dino_die("--device cuda: %s", err);
+    DINO_ASSERT(p.ncrops == t->ncrops);
+    size_t n = train_arena_layout(&c->ta, &p, &t->model.vit, &t->model.head, 0);
+    c->arena = (float *)cuda_malloc(n * sizeof(float));
+    TCU_CHECK(cudaMemsetAsync(c->arena, 0, n * sizeof(float), c->compute));
+    // The copy stream is not ordered after the compute stream: the zeroing
+    // must be over before the first upload writes its slot.
+    TCU_CHECK(cudaStreamSynchronize(c->compute));
+    for (int s = 0; s < 2; s++)
+        TCU_CHECK(cudaMallocHost((void **)&c->pinned[s], p.pixels_total * sizeof(float)));
+    TCU_CHECK(cudaMallocHost((void **)&c->drop_host, (c->ta.drop_total ? c->ta.drop_total : 1) * sizeof(float)));
+    staging_init(&c->ring);
+    c->drop_pending = 0;
+    if (!t->cfg.quiet && t->cfg.rank == 0)
+        dino_info("cuda: activation arena %.2f GiB, staging 2 x %.1f MiB pinned", n * 4.0 / (1 << 30),
+                  p.pixels_total * 4.0 / (1 << 20));
+}
+
+extern "C" CudaTrainer *cuda_trainer_create(Trainer *t, char *err, size_t errlen) {
+    int ndev = cuda_device_count();
+    if (ndev <= 0) {
+        dino_errf(err, errlen, "--device cuda: no CUDA device is visible (check the driver and CUDA_VISIBLE_DEVICES)");
+        return NULL;
+    }
+    if (t->opt.kind != OPTIM_ADAMW) {
+        dino_errf(err, errlen, "--device cuda trains with --optimizer adamw only, got '%s'",
+                  optim_kind_name(t->opt.kind));
+        return NULL;
+    }
+    CudaGemmMode mode = CUDA_GEMM_TF32;
+    const char *gm = getenv("DINO_CUDA_GEMM");
+    if (gm && *gm && cuda_gemm_mode_parse(gm, &mode)) {
+        dino_errf(err, errlen, "DINO_CUDA_GEMM must be fp32, tf32 or bf16, got '%s'", gm);
+        return NULL;
+    }
+    CudaTrainer *c = (CudaTrainer *)callocCheck(1, sizeof *c);
+    const char *dbg = getenv("DINO_CUDA_DEBUG_SYNC");
+    c->debug_sync = dbg && *dbg && strcmp(dbg, "0") != 0;
+    c->world = dist_world();
+    c->rank = dist_rank();
+    int dev = device_for_rank(c->rank, ndev);
+    cuda_ctx_init(&c->ctx, dev, mode);
+    TCU_CHECK(cudaStreamCreateWithFlags(&c->compute, cudaStreamNonBlocking));
+    TCU_CHECK(cudaStreamCreateWithFlags(&c->copy, cudaStreamNonBlocking));
+    for (int s = 0; s < 2; s++) {
+        TCU_CHECK(cudaEventCreateWithFlags(&c->uploaded[s], cudaEventDisableTiming));
+        TCU_CHECK(cudaEventCreateWithFlags(&c->consumed[s], cudaEventDisableTiming));
+    }
+    TCU_CHECK(cudaEventCreateWithFlags(&c->loss_ready, cudaEventDisableTiming));
+    TCU_CHECK(cudaEventCreateWithFlags(&c->drop_done, cudaEventDisableTiming));
+    TCU_CHECK(cudaMallocHost((void **)&c->stats_host, 4 * sizeof(double)));
+    c->total = t->model.table.total;
+    c->student = (float *)cuda_malloc(c->total * sizeof(float));
+    c->teacher = (float *)cuda_malloc(c->total * sizeof(float));
+    c->grads = (float *)cuda_malloc(c->total * sizeof(float));
+    cuda_optim_init(&c->opt, &t->model.table);
+    dino_loss_cuda_init(&c->loss, &t->loss);
+    cudaDeviceProp prop;
+    TCU_CHECK(cudaGetDeviceProperties(&prop, dev));
+    snprintf(c->desc, sizeof c->desc, "%s (device %d of %d), sm_%d%d, %.1f GiB, GEMM %s", prop.name, dev,
+             ndev, prop.major, prop.minor, prop.totalGlobalMem / (double)(1 << 30),
+             cuda_gemm_mode_name(mode));
+    if (c->world > 1) {
+#ifdef DINO_NCCL
+        ncclUniqueId id;
+        if (c->rank == 0) NCCL_CHECK(ncclGetUniqueId(&id));
+        dist_broadcast(&id, sizeof id, 0);
+        NCCL_CHECK(ncclCommInitRank(&c->comm, c->world, id, c->rank));
+#else
+        cuda_trainer_free(c);
+        dino_errf(err, errlen, "--device cuda with %d ranks needs NCCL; this build has none (rebuild with NCCL installed)",
+                  dist_world());
+        return NULL;
+#endif
+    }
+    cuda_trainer_upload(c, t);
+    return c;
+}
+
+extern "C" void cuda_trainer_free(CudaTrainer *c) {
+    if (!c) return;
+    cudaStreamSynchronize(c->compute);
+    cudaStreamSynchronize(c->copy);
+#ifdef DINO_NCCL
+    if (c->world > 1 && c->comm) ncclCommDestroy(c->comm);
+#endif
+    free_arena(c);
+    cuda_free(c->student);
+    cuda_free(c->teacher);
+    cuda_free(c->grads);
+    cuda_optim_free(&c->opt);
+    dino_loss_cuda_free(&c->loss);
+    for (int s = 0; s < 2; s++) {
+        cudaEventDestroy(c->uploaded[s]);
+        cudaEventDestroy(c->consumed[s]);
+    }
+    cudaEventDestroy(c->loss_ready);
+    cudaEventDestroy(c->drop_done);
+    cudaFreeHost(c->stats_host);
+    cudaStreamDestroy(c->compute);
+    cudaStreamDestroy(c->copy);
+    cuda_ctx_free(&c->ctx);
+    free(c);
+}
+
+extern "C" void cuda_trainer_sync(CudaTrainer *c) {
+    TCU_CHECK(cudaStreamSynchronize(c->copy));
+    TCU_CHECK(cudaStreamSynchronize(c->compute));
+}
+
+extern "C" const char *cuda_trainer_device(const CudaTrainer *c) { return c->desc; }
+
+extern "C" void cuda_trainer_upload(CudaTrainer *c, const Trainer *t) {
+    cuda_trainer_sync(c);
+    const size_t bytes = c->total * sizeof(float);
+    cuda_upload(c->student, t->student, bytes);
+    cuda_upload(c->teacher, t->teacher, bytes);
+    cuda_upload(c->opt.m, t->opt.m, bytes);
+    cuda_upload(c->opt.v, t->opt.v, bytes);
+    memcpy(c->opt.step, t->opt.step, (size_t)t->model.table.n * sizeof(int64_t));
+    cuda_upload(c->loss.center, t->loss.center, (size_t)t->cfg.out_dim * sizeof(float));
+    // The copies ran on the legacy default stream, which does not order
+    // itself with our non-blocking streams: finish them before any kernel.
+    TCU_CHECK(cudaDeviceSynchronize());
+}
+
+extern "C" void cuda_trainer_download(CudaTrainer *c, const Trainer *t) {
+    cuda_trainer_sync(c);
+    const size_t bytes = c->total * sizeof(float);
+    cuda_download(t->student, c->student, bytes);
+    cuda_download(t->teacher, c->teacher, bytes);
+    cuda_download(t->opt.m, c->opt.m, bytes);
+    cuda_download(t->opt.v, c->opt.v, bytes);
+    memcpy(t->opt.step, c->opt.step, (size_t)t->model.table.n * sizeof(int64_t));
+    cuda_download(t->loss.center, c->loss.center, (size_t)t->cfg.out_dim * sizeof(float));
+}
+
+// Host -> pinned -> device for batch b, double-buffered (train_plan.h).
+// Returns the device images of the slot.
+static float *upload_batch(CudaTrainer *c, const Batch *b) {
+    StagingAcquire q = staging_acquire(&c->ring);
+    const int s = q.slot;
+    if (q.wait_upload) TCU_CHECK(cudaEventSynchronize(c->uploaded[s]));
+    staging_copy_batch(c->pinned[s], b, &c->ta.plan);
+    if (q.wait_consume) TCU_CHECK(cudaStreamWaitEvent(c->copy, c->consumed[s], 0));
+    float *dev = c->arena + c->ta.images[s];
+    TCU_CHECK(cudaMemcpyAsync(dev, c->pinned[s], c->ta.plan.pixels_total * sizeof(float),
+                              cudaMemcpyHostToDevice, c->copy));
+    TCU_CHECK(cudaEventRecord(c->uploaded[s], c->copy));
+    staging_uploaded(&c->ring, s);
+    TCU_CHECK(cudaStreamWaitEvent(c->compute, c->uploaded[s], 0));
+    return dev;
+}
+
+extern "C" int cuda_trainer_step(CudaTrainer *c, Trainer *t, const Batch *b, StepStats *st) {
+    const double t0 = dino_now();
+    const TrainConfig *cf = &t->cfg;
+    const int64_t it = (int64_t)t->epoch * t->niter_per_ep + t->step;
+    const int K = cf->out_dim, B = b->B;
+    cudaStream_t s = c->compute;
+    memset(st, 0, sizeof *st);
+    st->lr = cosine_schedule_at(&t->lr_sched, it);
+    st->wd = cosine_schedule_at(&t->wd_sched, it);
+    st->momentum = cosine_schedule_at(&t->mom_sched, it);
+
+    ensure_arena(c, t, b);
+    const MultiCropPlan *p = &c->ta.plan;
+    float *arena = c->arena;
+    float *images = upload_batch(c, b);
+    const float *gimg[BATCH_MAX_GROUPS];
+    size_t off = 0;
+    for (int g = 0; g < p->n_groups; g++) {
+        gimg[g] = images + off;
+        off += p->pixels[g];
+    }
+
+    // Drop-path factors: drawn on the host (keyed by position), copied in.
+    const float *drop[BATCH_MAX_GROUPS] = {0};
+    const int use_drop = cf->drop_path_rate > 0;
+    if (use_drop) {
+        if (c->drop_pending) TCU_CHECK(cudaEventSynchronize(c->drop_done));
+        for (int g = 0; g < p->n_groups; g++) {
+            float *h = c->drop_host + c->ta.drop[g];
+            dist_drop_scales(cf, &t->model.vit, it, g, p->n_crops[g], B, h);
+            float *d = arena + c->ta.student_vit[g].drop;
+            TCU_CHECK(cudaMemcpyAsync(d, h, (size_t)2 * t->model.vit.depth * p->rows[g] * sizeof(float),
+                                      cudaMemcpyHostToDevice, s));
+            drop[g] = d;
+        }
+        TCU_CHECK(cudaEventRecord(c->drop_done, s));
+        c->drop_pending = 1;
+    }
+
+    // Teacher: the global crops, no drop path; student: every crop.
+    const float *tl = model_cuda_forward(&c->ctx, &t->model, c->teacher, p, 1, &c->ta.teacher_vit,
+                                         &c->ta.teacher_head, arena, c->ta.tfeat, gimg, NULL, s);
+    phase_done(c, "teacher forward");
+    const float *sl = model_cuda_forward(&c->ctx, &t->model, c->student, p, p->n_groups,
+                                         c->ta.student_vit, &c->ta.student_head, arena, c->ta.sfeat,
+                                         gimg, use_drop ? drop : NULL, s);
+    phase_done(c, "student forward");
+    const int slot = (int)((c->ring.batches - 1) % 2);
+    TCU_CHECK(cudaEventRecord(c->consumed[slot], s));  // the images are read
+    staging_consumed(&c->ring, slot);
+
+    float *dlogits = arena + c->ta.dlogits, *csum = arena + c->ta.center_sum;
+    dino_loss_forward_backward_cuda(&c->loss, dlogits, sl, tl, B, t->epoch, s);
+    TCU_CHECK(cudaMemcpyAsync(c->stats_host, c->loss.stats, 4 * sizeof(double), cudaMemcpyDeviceToHost, s));
+    TCU_CHECK(cudaEventRecord(c->loss_ready, s));
+    phase_done(c, "loss");
+    dino_center_batch_sum_cuda(csum, tl, 2 * B, K, s);
+    cuda_memset0(c->grads, c->total * sizeof(float), s);
+    model_cuda_backward(&c->ctx, &t->model, c->student, c->grads, p, c->ta.student_vit,
+                        &c->ta.scratch, &c->ta.student_head, arena, c->ta.sfeat, c->ta.dfeat,
+                        dlogits, use_drop ? drop : NULL, s);
+    phase_done(c, "backward");
+
+    // The loss decides whether anything changes; the backward runs meanwhile.
+    TCU_CHECK(cudaEventSynchronize(c->loss_ready));
+    LossStats ls;
+    ls.loss = c->stats_host[0];
+    ls.teacher_entropy = c->stats_host[1];
+    ls.teacher_mean_entropy = c->stats_host[2];
+    ls.teacher_temp = dino_teacher_temp(&t->loss, t->epoch);
+    dist_reduce_loss_stats(&ls);
+    st->loss = ls.loss;
+    st->teacher_temp = ls.teacher_temp;
+    st->teacher_entropy = ls.teacher_entropy;
+    st->teacher_mean_entropy = ls.teacher_mean_entropy;
+    if (!isfinite(ls.loss) || !isfinite((float)ls.loss)) {
+        st->seconds = dino_now() - t0;
+        return -1;
+    }
+
+#ifdef DINO_NCCL
+    if (c->world > 1) {
+        // The same places as the CPU path: the centre's sum, the gradients
+        // averaged before clipping (as DDP).
+        NCCL_CHECK(ncclAllReduce(csum, csum, (size_t)K, ncclFloat, ncclSum, c->comm, s));
+        NCCL_CHECK(ncclAllReduce(c->grads, c->grads, c->total, ncclFloat, ncclAvg, c->comm, s));
+    }
+#endif
+    const ParamTable *tab = &t->model.table;
+    for (int i = 0; i < tab->n; i++)
+        t->skip[i] = t->epoch < cf->freeze_last_layer && strstr(tab->p[i].name, "last_layer") != NULL;
+    if (cf->clip_grad > 0) clip_gradients_cuda(&c->opt, c->grads, (float)cf->clip_grad, t->skip, NULL, s);
+    adamw_step_cuda(&c->opt, c->student, c->grads, st->lr, st->wd, t->skip, s);
+    ema_update_cuda(c->teacher, c->student, c->total, st->momentum, s);
+    const int W = cf->world_size > 0 ? cf->world_size : 1;
+    dino_center_update_cuda(&c->loss, csum, (int64_t)2 * B * W, s);
+    phase_done(c, "all-reduce, clip, AdamW, EMA, centre");
+    st->seconds = dino_now() - t0;
+    return 0;
+}
+
+extern "C" size_t cuda_trainer_fetch(CudaTrainer *c, CudaTrainerTensor which, float *host,
+                                     size_t n) {
+    cuda_trainer_sync(c);
+    const float *src = NULL;
+    size_t have = 0;
+    const TrainArena *ta = &c->ta;
+    const int K = c->loss.cfg.out_dim;
+    switch (which) {
+    case CUDA_TENSOR_STUDENT_LOGITS:
+        src = c->arena + ta->student_head.logits, have = (size_t)ta->plan.total_rows * K;
+        break;
+    case CUDA_TENSOR_TEACHER_LOGITS:
+        src = c->arena + ta->teacher_head.logits, have = (size_t)ta->plan.rows[0] * K;
+        break;
+    case CUDA_TENSOR_DLOGITS:
+        src = c->arena + ta->dlogits, have = (size_t)ta->plan.total_rows * K;
+        break;
+    case CUDA_TENSOR_GRADS:
+        src = c->grads, have = c->total;
+        break;
+    case CUDA_TENSOR_STUDENT_FEATURES:
+        src = c->arena + ta->sfeat, have = (size_t)ta->plan.total_rows * ta->student_vit[0].D;
+        break;
+    }
+    DINO_ASSERT(src && c->arena);
+    if (n > have) n = have;
+    cuda_download(host, src, n * sizeof(float));
+    return have;
+}
