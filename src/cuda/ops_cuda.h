@@ -213,9 +213,14 @@ typedef struct {
     double beta1, beta2, eps;  // AdamW: 0.9, 0.999, 1e-8 (optim_init's defaults)
     CudaChunk *chunks;      // device copy of plan.chunks
     int *first_chunk;       // device copy of plan.first_chunk
-    CudaTensorCoef *coef;   // device (plan.ntensors), refilled each call
-    CudaTensorCoef *coef_host;  // pinned staging copy of coef
-    void *coef_uploaded;    // cudaEvent_t: the last upload from coef_host has run
+    CudaTensorCoef *coef;   // device (plan.ntensors), refilled each call (stream-ordered)
+    // Two pinned staging copies of coef, used in turn: a call waits only for
+    // the upload from the same copy two calls back, never for the one just
+    // queued (with one copy, AdamW would wait for clipping's upload, i.e. for
+    // the whole backward pass queued before it).
+    CudaTensorCoef *coef_host[2];
+    void *coef_uploaded[2];  // cudaEvent_t: the last upload from coef_host[i] has run
+    int coef_next;           // the staging copy the next call fills
     double *partial;        // device (plan.nchunks): per-chunk sums of squares
     float *norms;           // device (plan.ntensors)
     float *clip_scale;      // device (plan.ntensors)
