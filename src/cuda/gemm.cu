@@ -125,7 +125,12 @@ static CudaGemmCacheEntry *lookup(CudaCtx *ctx, const GemmShape *s, int has_bias
     e->mode = (int)ctx->mode;
     e->has_bias = has_bias;
     memcpy(e->align, align, sizeof e->align);
-    int ok = (has_bias && try_plan(ctx, e, ctx->mode, 1, bias)) || try_plan(ctx, e, ctx->mode, 0, NULL);
+    // The BIAS epilogue reads the bias vector with vector loads: other
+    // libraries built on cuBLASLt see misaligned-address failures for bias
+    // pointers under 16 bytes of alignment, and the heuristic query takes no
+    // bias alignment, so such a bias is added by bias_rows_kernel instead.
+    int ok = (has_bias && align[4] >= 16 && try_plan(ctx, e, ctx->mode, 1, bias)) ||
+             try_plan(ctx, e, ctx->mode, 0, NULL);
     if (!ok && ctx->mode != CUDA_GEMM_FP32) {
         dino_warn("cuBLASLt has no %s algorithm for a %dx%dx%d GEMM; using fp32 for it",
                   cuda_gemm_mode_name(ctx->mode), s->m, s->n, s->k);
