@@ -238,6 +238,14 @@ int cuda_gemm_mode_parse(const char *name, CudaGemmMode *mode) {
     return 0;
 }
 
+int cuda_gemm_mode_from_env(CudaGemmMode *mode, char *err, size_t errlen) {
+    *mode = CUDA_GEMM_TF32;
+    const char *gm = getenv("DINO_CUDA_GEMM");
+    if (gm && *gm && cuda_gemm_mode_parse(gm, mode))
+        return dino_errf(err, errlen, "DINO_CUDA_GEMM must be fp32, tf32 or bf16, got '%s'", gm);
+    return 0;
+}
+
 const char *cuda_gemm_mode_name(CudaGemmMode mode) {
     return mode == CUDA_GEMM_FP32 ? "fp32" : mode == CUDA_GEMM_TF32 ? "tf32" : "bf16";
 }

@@ -47,6 +47,9 @@ typedef enum { CUDA_GEMM_FP32 = 0, CUDA_GEMM_TF32 = 1, CUDA_GEMM_BF16 = 2 } Cuda
 // "fp32", "tf32", "bf16" -> mode; -1 for an unknown name (plain C, cuda_plan.c).
 int cuda_gemm_mode_parse(const char *name, CudaGemmMode *mode);
 const char *cuda_gemm_mode_name(CudaGemmMode mode);
+// The mode the engines use: $DINO_CUDA_GEMM when set and not empty, else
+// tf32. Returns 0, or -1 with err naming the bad value (plain C, cuda_plan.c).
+int cuda_gemm_mode_from_env(CudaGemmMode *mode, char *err, size_t errlen);
 
 typedef struct CudaGemmCacheEntry CudaGemmCacheEntry;  // gemm.cu: cached heuristics
 
@@ -63,6 +66,9 @@ typedef struct {
 
 // Number of CUDA devices, 0 when there is no driver or no device (never exits).
 int cuda_device_count(void);
+// The count, or -1 with err holding the sentence every --device cuda engine
+// refuses with when no device is visible.
+int cuda_require_device(char *err, size_t errlen);
 // "NVIDIA H100 80GB HBM3, sm_90, 132 SMs, 79.1 GiB" into buf (for logs).
 void cuda_device_describe(int device, char *buf, size_t n);
 // Selects `device`, creates the cuBLASLt handle and workspace, makes the
