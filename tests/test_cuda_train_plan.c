@@ -254,6 +254,63 @@ static void test_train_arena(int fused) {
 
 // The device's position-embedding plan reproduces vit_interpolate_pos bit
 // for bit when run through the same bicubic kernel (the CPU one here).
+// The residual slots as vit_cuda_forward writes them (block li reads slot
+// li, writes slot li + 1; in inference the mid-block residual shares the
+// output's slot) and features_cuda reads them: every block reads its own
+// input, and after the forward slot j still holds the output of block
+// j − 1 for the last n blocks features may ask for (n <= VIT_CUDA_KEEP_LAST).
+static void test_res_slots(void) {
+    const int depths[] = {1, 2, 3, 4, 5, 12};
+    int ok = 1, checked = 0;
+    for (size_t di = 0; di < sizeof depths / sizeof *depths; di++) {
+        ViTConfig v;
+        vit_config_preset(&v, "vit_tiny", 4);
+        v.depth = depths[di];
+        for (int train = 0; train < 2; train++) {
+            for (int B = 1; B <= 3; B += 2) {
+                VitCudaLayout l;
+                Arena a;
+                arena_init(&a);
+                vit_cuda_layout(&l, &a, &v, 3, 16, 16, train, 0);
+                l.B = B;  // features' view of a smaller last batch
+                l.btd = (size_t)B * l.T * l.D;
+                const int L = v.depth;
+                int owner[VIT_MAX_DEPTH + 2];  // block whose output a slot holds (-1: the embedding)
+                size_t off[VIT_MAX_DEPTH + 2];
+                for (int k = 0; k <= L; k++) off[k] = vit_cuda_res_slot(&l, k);
+                for (int k = 0; k <= L; k++) {
+                    ok &= off[k] >= l.res && off[k] + l.btd <= l.res + (size_t)l.nslots * (size_t)3 * l.T * l.D;
+                    owner[k] = -2;
+                }
+                owner[0] = -1;
+                for (int li = 0; li < L; li++) {
+                    // the slot read must still hold the previous block's output
+                    int in = -1;
+                    for (int k = 0; k <= L; k++)
+                        if (off[k] == off[li]) in = owner[k] > in ? owner[k] : in;
+                    ok &= in == li - 1 && off[li] != off[li + 1];
+                    for (int k = 0; k <= L; k++)
+                        if (off[k] == off[li + 1]) owner[k] = li;
+                }
+                const int keep = L < VIT_CUDA_KEEP_LAST ? L : VIT_CUDA_KEEP_LAST;
+                for (int n = 1; n <= keep; n++)
+                    for (int k = 0; k < n; k++) {
+                        int j = L - n + k + 1;
+                        ok &= owner[j] == j - 1;
+                        checked++;
+                    }
+                if (train)
+                    for (int k = 0; k <= L; k++)
+                        for (int k2 = k + 1; k2 <= L; k2++) ok &= off[k] != off[k2];
+            }
+        }
+    }
+    CHECK(ok && checked > 0,
+          "residual slots: each block reads its input; the last n <= %d block outputs survive (%d reads checked); "
+          "training keeps every slot",
+          VIT_CUDA_KEEP_LAST, checked);
+}
+
 static void test_pos_plan(void) {
     ViTConfig v;
     vit_config_preset(&v, "vit_small", 16);
@@ -355,6 +412,7 @@ int main(int argc, char **argv) {
     test_plan();
     test_train_arena(0);
     test_train_arena(1);
+    test_res_slots();
     test_pos_plan();
     test_staging_copy();
     test_staging();

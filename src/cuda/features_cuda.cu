@@ -90,11 +90,11 @@ extern "C" void cuda_features_tokens(CudaFeatures *f, const float *images, int B
         CUDA_CHECK(cudaMemcpyAsync(tokens, f->arena + l.out, BT * D * sizeof(float), cudaMemcpyDeviceToHost,
                                   f->stream));
     } else {
-        // The output of block j - 1 is residual slot j % nslots, at the
-        // view's stride (the forward used l.btd).
+        // The output of block j - 1 is residual slot j, at the view's
+        // stride (the forward used l.btd).
         for (int k = 0; k < f->n; k++) {
             int j = L - f->n + k + 1;
-            const float *x = f->arena + l.res + (size_t)(j % l.nslots) * l.btd;
+            const float *x = f->arena + vit_cuda_res_slot(&l, j);
             float *o = f->arena + f->inter + (size_t)k * BT * D;
             layernorm_forward_cuda(o, NULL, NULL, x, f->w.norm_w, f->w.norm_b, (int)BT, D, f->cfg.ln_eps,
                                    f->stream);

@@ -113,6 +113,11 @@ void vit_cuda_layout(VitCudaLayout *l, Arena *a, const ViTConfig *cfg, int B, in
     }
 }
 
+size_t vit_cuda_res_slot(const VitCudaLayout *l, int k) {
+    DINO_ASSERT(k >= 0 && k <= l->depth && l->nslots >= 2);
+    return l->res + (size_t)(k % l->nslots) * l->btd;
+}
+
 void vit_cuda_scratch_need(VitCudaScratch *s, const VitCudaLayout *l) {
     DINO_ASSERT(l->train);
     size_t bth4 = (size_t)l->B * l->T * l->H4, cols = (size_t)l->B * l->Np * l->D;

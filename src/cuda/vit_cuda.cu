@@ -91,7 +91,7 @@ static void pos_backward(const ViTConfig *cfg, float *dpos_embed, const VitCudaL
 // Residual slot k: training keeps depth+1 slots (every block's input),
 // inference cycles through nslots (the last blocks' outputs survive).
 static float *res_slot(const VitCudaLayout *l, float *arena, int k) {
-    return arena + l->res + (size_t)(k % l->nslots) * l->btd;
+    return arena + vit_cuda_res_slot(l, k);
 }
 
 extern "C" void vit_cuda_forward(CudaCtx *ctx, const ViTConfig *cfg, const ViTWeights *w,
