@@ -48,7 +48,9 @@ extern "C" CudaFeatures *cuda_features_create(const ViTConfig *cfg, const ViTWei
     ParamTable t;
     param_table_init(&t);
     vit_param_table(cfg, &t, "");
-    // vit_weights_bind puts cls_token at the start of the buffer.
+    // One copy: the host weights must be one vit_weights_bind buffer
+    // (cls_token first, norm_b last), as model_bind and the loaders make them.
+    DINO_ASSERT(w->norm_b + cfg->dim == w->cls_token + t.total);
     f->params = (float *)cuda_malloc(t.total * sizeof(float));
     cuda_upload(f->params, w->cls_token, t.total * sizeof(float));
     param_table_free(&t);
