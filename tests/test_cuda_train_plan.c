@@ -189,7 +189,7 @@ static void test_train_arena(int fused) {
               "residual slots: depth+1 in training, min(depth, 4)+1 in inference (%d)", l->nslots);
         R("ln", l->ln, l->btd);
         R("qkv", l->qkv, L * 3 * l->btd);
-        R("att", l->att, L * l->att_block);
+        R("att", l->att, l->train ? L * l->att_block : 1);  // inference: an empty (1-float) region
         R("atty", l->atty, L * l->btd);
         R("fc1", l->fc1, L * BT * l->H4);
         R("out", l->out, l->btd);
