@@ -295,6 +295,15 @@ static void test_plans(void) {
     CHECK(cuda_blocks_for(0, 256, 100) == 1 && cuda_blocks_for(257, 256, 100) == 2 &&
               cuda_blocks_for(1 << 30, 256, 100) == 100,
           "blocks_for: at least 1, rounds up, capped");
+    // Operand alignment as cuBLASLt's heuristic is told it: address, row
+    // and batch stride bytes, capped at 256.
+    const char *base = (const char *)(uintptr_t)0x100000;  // 1 MiB: 256-aligned
+    CHECK(cuda_gemm_align(base, 64, 0) == 256 && cuda_gemm_align(base, 13, 0) == 4 &&
+              cuda_gemm_align(base, 6, 0) == 8 && cuda_gemm_align(base, 4, 0) == 16 &&
+              cuda_gemm_align(base + 4, 64, 0) == 4 && cuda_gemm_align(base + 16, 64, 0) == 16 &&
+              cuda_gemm_align(base, 64, 197 * 64) == 256 && cuda_gemm_align(base, 64, 197) == 4 &&
+              cuda_gemm_align(base, 200, 197 * 200) == 32 && cuda_gemm_align(base + 4, 0, 0) == 4,
+          "GEMM operand alignment: address, leading dimension and batch stride, capped at 256");
     CudaGemmMode m;
     int okm = 1;
     const char *names[3] = {"fp32", "tf32", "bf16"};

@@ -199,6 +199,12 @@ GemmShape cuda_gemm_attn_ptx(int T, int hd, int ldp, long long sp, int batch) {
     return gemm_shape(0, 1, hd, T, T, hd, ldp, hd, th, sp, th, batch);
 }
 
+unsigned cuda_gemm_align(const void *p, int ld, long long stride) {
+    unsigned long long a = (unsigned long long)(uintptr_t)p | ((unsigned long long)ld * 4ull) |
+                           ((unsigned long long)stride * 4ull) | 256ull;
+    return (unsigned)(a & (~a + 1ull));
+}
+
 void cuda_gemm_ref(const GemmShape *s, float alpha, const float *A, const float *B, float beta,
                    const float *C, float *D, const float *bias) {
     for (int b = 0; b < s->batch; b++) {

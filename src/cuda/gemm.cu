@@ -20,15 +20,6 @@ struct CudaGemmCacheEntry {
     int bias_epilogue;  // 0: bias added by bias_rows_kernel afterwards
 };
 
-// Largest power of two (<= 256) dividing the address and the byte sizes of
-// the leading dimension and the batch stride: the alignment every row and
-// batch item of the operand has.
-static unsigned align_of(const void *p, int ld, long long stride) {
-    unsigned long long a = (unsigned long long)(uintptr_t)p | ((unsigned long long)ld * 4ull) |
-                           ((unsigned long long)stride * 4ull) | 256ull;
-    return (unsigned)(a & (~a + 1ull));
-}
-
 static cublasComputeType_t compute_type(int mode) {
     switch (mode) {
     case CUDA_GEMM_TF32: return CUBLAS_COMPUTE_32F_FAST_TF32;
@@ -186,9 +177,9 @@ void cuda_gemm(CudaCtx *ctx, const GemmShape *s, float alpha, const float *A, co
         return;
     }
     if (!C) C = D;
-    unsigned align[5] = {align_of(A, s->lda, s->sa), align_of(B, s->ldb, s->sb),
-                         align_of(C, s->ldc, s->sc), align_of(D, s->ldc, s->sc),
-                         bias ? align_of(bias, 0, 0) : 0};
+    unsigned align[5] = {cuda_gemm_align(A, s->lda, s->sa), cuda_gemm_align(B, s->ldb, s->sb),
+                         cuda_gemm_align(C, s->ldc, s->sc), cuda_gemm_align(D, s->ldc, s->sc),
+                         bias ? cuda_gemm_align(bias, 0, 0) : 0};
     CudaGemmCacheEntry *e = lookup(ctx, s, bias != NULL, align, bias);
     if (e->bias_epilogue)  // the pointer changes from call to call
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
