@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import timm
+from dino_bench_common import add_model_args, dino_loss, param_groups, step_flops
 from timm.models.vision_transformer import VisionTransformer
 
 
@@ -66,19 +67,6 @@ class MultiCropWrapper(nn.Module):
         return self.head(torch.cat(out))
 
 
-def dino_loss(student, teacher, center, ncrops, teacher_temp, student_temp=0.1):
-    s = (student / student_temp).chunk(ncrops)
-    t = F.softmax((teacher - center) / teacher_temp, dim=-1).detach().chunk(2)
-    total, n = 0, 0
-    for iq, q in enumerate(t):
-        for v in range(ncrops):
-            if v == iq:
-                continue
-            total = total + torch.sum(-q * F.log_softmax(s[v], dim=-1), dim=-1).mean()
-            n += 1
-    return total / n
-
-
 def clip_gradients(model, clip):
     for p in model.parameters():
         if p.grad is not None:
@@ -88,46 +76,13 @@ def clip_gradients(model, clip):
                 p.grad.data.mul_(coef)
 
 
-def param_groups(model):
-    reg, no_reg = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_reg if name.endswith(".bias") or len(p.shape) == 1 else reg).append(p)
-    return [{"params": reg}, {"params": no_reg, "weight_decay": 0.0}]
-
-
-def forward_macs(dim, depth, patch, size, mlp_ratio=4):
-    n = 1 + (size // patch) ** 2
-    block = 12 * n * dim * dim * mlp_ratio / 4 + 2 * n * n * dim if mlp_ratio == 4 else None
-    return (n - 1) * dim * 3 * patch * patch + depth * block
-
-
-def head_macs(in_dim, hidden, bottleneck, out_dim, nlayers=3):
-    return in_dim * hidden + (nlayers - 2) * hidden * hidden + hidden * bottleneck + bottleneck * out_dim
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--embed_dim", type=int, default=384)
-    ap.add_argument("--depth", type=int, default=12)
-    ap.add_argument("--num_heads", type=int, default=6)
-    ap.add_argument("--patch_size", type=int, default=16)
-    ap.add_argument("--img_size", type=int, default=224)
-    ap.add_argument("--global_crop_size", type=int, default=224)
-    ap.add_argument("--local_crop_size", type=int, default=96)
-    ap.add_argument("--local_crops_number", type=int, default=8)
-    ap.add_argument("--out_dim", type=int, default=65536)
-    ap.add_argument("--head_hidden_dim", type=int, default=2048)
-    ap.add_argument("--head_bottleneck_dim", type=int, default=256)
-    ap.add_argument("--drop_path_rate", type=float, default=0.1)
-    ap.add_argument("--clip_grad", type=float, default=3.0)
-    ap.add_argument("--momentum_teacher", type=float, default=0.996)
-    ap.add_argument("--teacher_temp", type=float, default=0.04)
+    add_model_args(ap)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -146,7 +101,7 @@ def main():
     teacher.load_state_dict(student.state_dict())
     for p in teacher.parameters():
         p.requires_grad = False
-    opt = torch.optim.AdamW(param_groups(student))
+    opt = torch.optim.AdamW(param_groups(student, 0.04))
     ncrops = 2 + a.local_crops_number
     center = torch.zeros(1, a.out_dim)
     B, G, L = a.batch, a.global_crop_size, a.local_crop_size
@@ -187,10 +142,7 @@ def main():
         loss = step()
         times.append(time.perf_counter() - t0)
     med = statistics.median(times)
-    hm = head_macs(a.embed_dim, a.head_hidden_dim, a.head_bottleneck_dim, a.out_dim)
-    fg = forward_macs(a.embed_dim, a.depth, a.patch_size, G) + hm
-    fl = forward_macs(a.embed_dim, a.depth, a.patch_size, L) + hm
-    flops = 2.0 * B * (3.0 * (2 * fg + a.local_crops_number * fl) + 2 * fg)
+    flops = step_flops(a)
     print(f"torch {torch.__version__}, timm {timm.__version__}, threads {torch.get_num_threads()}")
     print(f"model: D={a.embed_dim} depth={a.depth} heads={a.num_heads} patch={a.patch_size}; "
           f"batch {B}: 2x{G} + {a.local_crops_number}x{L} crops, out_dim {a.out_dim}")

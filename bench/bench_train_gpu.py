@@ -31,6 +31,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dino_bench_common import add_model_args, dino_loss, param_groups, step_flops
+
 
 # ---------------------------------------------------------------- model
 
@@ -125,36 +127,7 @@ class MultiCrop(nn.Module):
         return self.head(torch.cat([self.backbone(g) for g in groups]))
 
 
-def dino_loss(student, teacher, center, ncrops, teacher_temp, student_temp=0.1):
-    s = (student.float() / student_temp).chunk(ncrops)
-    t = F.softmax((teacher.float() - center) / teacher_temp, dim=-1).detach().chunk(2)
-    total, n = 0, 0
-    for iq, q in enumerate(t):
-        for v in range(ncrops):
-            if v != iq:
-                total = total + torch.sum(-q * F.log_softmax(s[v], dim=-1), dim=-1).mean()
-                n += 1
-    return total / n
-
-
 # ---------------------------------------------------------------- accounting
-
-def forward_macs(dim, depth, patch, size):
-    n = 1 + (size // patch) ** 2
-    return (n - 1) * dim * 3 * patch * patch + depth * (12 * n * dim * dim + 2 * n * n * dim)
-
-
-def head_macs(in_dim, hidden, bottleneck, out_dim):
-    return in_dim * hidden + hidden * hidden + hidden * bottleneck + bottleneck * out_dim
-
-
-def step_flops(a):
-    hm = head_macs(a.embed_dim, a.head_hidden_dim, a.head_bottleneck_dim, a.out_dim)
-    fg = forward_macs(a.embed_dim, a.depth, a.patch_size, a.global_crop_size) + hm
-    fl = forward_macs(a.embed_dim, a.depth, a.patch_size, a.local_crop_size) + hm
-    # student forward + backward (3x) on every crop, teacher forward on the 2 global crops
-    return 2.0 * a.batch * (3.0 * (2 * fg + a.local_crops_number * fl) + 2 * fg)
-
 
 def bf16_peak_tflops(name):
     n = name.upper()
@@ -175,21 +148,7 @@ def main():
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--embed_dim", type=int, default=384)
-    ap.add_argument("--depth", type=int, default=12)
-    ap.add_argument("--num_heads", type=int, default=6)
-    ap.add_argument("--patch_size", type=int, default=16)
-    ap.add_argument("--img_size", type=int, default=224)
-    ap.add_argument("--global_crop_size", type=int, default=224)
-    ap.add_argument("--local_crop_size", type=int, default=96)
-    ap.add_argument("--local_crops_number", type=int, default=8)
-    ap.add_argument("--out_dim", type=int, default=65536)
-    ap.add_argument("--head_hidden_dim", type=int, default=2048)
-    ap.add_argument("--head_bottleneck_dim", type=int, default=256)
-    ap.add_argument("--drop_path_rate", type=float, default=0.1)
-    ap.add_argument("--clip_grad", type=float, default=3.0)
-    ap.add_argument("--momentum_teacher", type=float, default=0.996)
-    ap.add_argument("--teacher_temp", type=float, default=0.04)
+    add_model_args(ap)
     ap.add_argument("--peak_tflops", type=float, default=0.0, help="bf16 dense peak (0: from the card's name)")
     ap.add_argument("--device", default="cuda", help="cuda; cpu only to smoke-test this script at tiny sizes")
     a = ap.parse_args()
@@ -217,11 +176,7 @@ def main():
     teacher.load_state_dict(student.state_dict())
     for p in teacher.parameters():
         p.requires_grad = False
-    reg, no_reg = [], []
-    for name, p in student.named_parameters():
-        (no_reg if name.endswith(".bias") or p.ndim == 1 else reg).append(p)
-    opt = torch.optim.AdamW([{"params": reg, "weight_decay": 0.04}, {"params": no_reg, "weight_decay": 0.0}],
-                            lr=1e-4, fused=cuda)
+    opt = torch.optim.AdamW(param_groups(student, 0.04), lr=1e-4, fused=cuda)
     s_params = [p for p in student.parameters()]
     t_params = [p for p in teacher.parameters()]
     ncrops = 2 + a.local_crops_number

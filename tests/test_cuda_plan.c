@@ -295,6 +295,15 @@ static void test_plans(void) {
     CHECK(cuda_blocks_for(0, 256, 100) == 1 && cuda_blocks_for(257, 256, 100) == 2 &&
               cuda_blocks_for(1 << 30, 256, 100) == 100,
           "blocks_for: at least 1, rounds up, capped");
+    // Operand alignment as cuBLASLt's heuristic is told it: address, row
+    // and batch stride bytes, capped at 256.
+    const char *base = (const char *)(uintptr_t)0x100000;  // 1 MiB: 256-aligned
+    CHECK(cuda_gemm_align(base, 64, 0) == 256 && cuda_gemm_align(base, 13, 0) == 4 &&
+              cuda_gemm_align(base, 6, 0) == 8 && cuda_gemm_align(base, 4, 0) == 16 &&
+              cuda_gemm_align(base + 4, 64, 0) == 4 && cuda_gemm_align(base + 16, 64, 0) == 16 &&
+              cuda_gemm_align(base, 64, 197 * 64) == 256 && cuda_gemm_align(base, 64, 197) == 4 &&
+              cuda_gemm_align(base, 200, 197 * 200) == 32 && cuda_gemm_align(base + 4, 0, 0) == 4,
+          "GEMM operand alignment: address, leading dimension and batch stride, capped at 256");
     CudaGemmMode m;
     int okm = 1;
     const char *names[3] = {"fp32", "tf32", "bf16"};
@@ -302,6 +311,19 @@ static void test_plans(void) {
         okm &= cuda_gemm_mode_parse(names[i], &m) == 0 && !strcmp(cuda_gemm_mode_name(m), names[i]);
     okm &= cuda_gemm_mode_parse("fp16", &m) == -1;
     CHECK(okm, "GEMM mode names round-trip; unknown names are refused");
+    // $DINO_CUDA_GEMM as both engines read it: unset or empty -> tf32.
+    char err[160] = "";
+    int oke = 1;
+    unsetenv("DINO_CUDA_GEMM");
+    oke &= cuda_gemm_mode_from_env(&m, err, sizeof err) == 0 && m == CUDA_GEMM_TF32;
+    setenv("DINO_CUDA_GEMM", "", 1);
+    oke &= cuda_gemm_mode_from_env(&m, err, sizeof err) == 0 && m == CUDA_GEMM_TF32;
+    setenv("DINO_CUDA_GEMM", "bf16", 1);
+    oke &= cuda_gemm_mode_from_env(&m, err, sizeof err) == 0 && m == CUDA_GEMM_BF16;
+    setenv("DINO_CUDA_GEMM", "fp16", 1);
+    oke &= cuda_gemm_mode_from_env(&m, err, sizeof err) == -1 && strstr(err, "DINO_CUDA_GEMM") && strstr(err, "'fp16'");
+    unsetenv("DINO_CUDA_GEMM");
+    CHECK(oke, "DINO_CUDA_GEMM: default tf32, a name picks the mode, a bad value refused (%s)", err);
 }
 
 int main(void) {

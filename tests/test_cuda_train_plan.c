@@ -13,6 +13,7 @@
 #include "cuda/train_plan.h"
 #include "ops.h"
 #include "rng.h"
+#include "batch_testutil.h"
 #include "testlib.h"
 
 // A region: offset and size in floats, for the overlap check.
@@ -65,6 +66,24 @@ static void test_device(void) {
           "device names");
 }
 
+// Runs `bin args`, its stdout and stderr into buf (at most n − 1 bytes);
+// returns the exit status (-1 when it did not exit).
+static int run_capture(const char *bin, const char *args, char *buf, size_t n) {
+    const char *log = "/tmp/dino_test_cuda_train_plan_cli.txt";
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "%s %s >%s 2>&1", bin, args, log);
+    int st = system(cmd);
+    buf[0] = 0;
+    FILE *f = fopen(log, "r");
+    if (f) {
+        size_t got = fread(buf, 1, n - 1, f);
+        buf[got] = 0;
+        fclose(f);
+    }
+    unlink(log);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 // The command line refuses --device cuda before touching any data.
 static void test_cli_refusal(const char *argv0) {
     if (device_cuda_compiled()) return;
@@ -78,47 +97,16 @@ static void test_cli_refusal(const char *argv0) {
         CHECK(1, "build/dino not found from here; CLI refusal not exercised");
         return;
     }
-    char cmd[1200];
-    const char *log = "/tmp/dino_test_cuda_train_plan_cli.txt";
-    snprintf(cmd, sizeof cmd, "%s train --device cuda --data_path /nonexistent >%s 2>&1", bin, log);
-    int st = system(cmd);
-    int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    char buf[512] = "";
-    FILE *f = fopen(log, "r");
-    if (f) {
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        buf[n] = 0;
-        fclose(f);
-    }
-    unlink(log);
-    CHECK(code == 1 && strstr(buf, "this build has no CUDA; rebuild with make CUDA=1") &&
-              !strstr(buf, "nonexistent"),
+    const char *sentence = "this build has no CUDA; rebuild with make CUDA=1";
+    char buf[512];
+    int code = run_capture(bin, "train --device cuda --data_path /nonexistent", buf, sizeof buf);
+    CHECK(code == 1 && strstr(buf, sentence) && !strstr(buf, "nonexistent"),
           "dino train --device cuda exits 1 with the sentence before opening data (exit %d: %s)", code, buf);
-    snprintf(cmd, sizeof cmd, "%s bench train --device cuda >%s 2>&1", bin, log);
-    st = system(cmd);
-    code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    f = fopen(log, "r");
-    buf[0] = 0;
-    if (f) {
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        buf[n] = 0;
-        fclose(f);
-    }
-    unlink(log);
-    CHECK(code == 1 && strstr(buf, "this build has no CUDA; rebuild with make CUDA=1"),
+    code = run_capture(bin, "bench train --device cuda", buf, sizeof buf);
+    CHECK(code == 1 && strstr(buf, sentence),
           "dino bench train --device cuda: the same sentence (exit %d: %s)", code, buf);
-    snprintf(cmd, sizeof cmd, "%s features --device cuda --pretrained_weights /nonexistent >%s 2>&1", bin, log);
-    st = system(cmd);
-    code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    f = fopen(log, "r");
-    buf[0] = 0;
-    if (f) {
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        buf[n] = 0;
-        fclose(f);
-    }
-    unlink(log);
-    CHECK(code == 1 && strstr(buf, "this build has no CUDA; rebuild with make CUDA=1") && !strstr(buf, "nonexistent"),
+    code = run_capture(bin, "features --device cuda --pretrained_weights /nonexistent", buf, sizeof buf);
+    CHECK(code == 1 && strstr(buf, sentence) && !strstr(buf, "nonexistent"),
           "dino features --device cuda: the same sentence, before opening the model (exit %d: %s)", code, buf);
 }
 
@@ -144,23 +132,10 @@ static void test_arena(void) {
           "arena offsets 0 64 128 256 total 320 (got %zu %zu %zu %zu %zu)", o1, o2, o3, o4, a.total);
 }
 
-// A batch of B images: 2 global crops of G px and nl local crops of L px.
-static Batch shape_batch(int B, int G, int nl, int L) {
-    Batch b;
-    memset(&b, 0, sizeof b);
-    b.B = B;
-    b.n_groups = nl > 0 ? 2 : 1;
-    b.groups[0].size = G;
-    b.groups[0].n_crops = 2;
-    b.groups[1].size = L;
-    b.groups[1].n_crops = nl;
-    return b;
-}
-
 static void test_plan(void) {
     ViTConfig v;
     vit_config_preset(&v, "vit_small", 16);
-    Batch b = shape_batch(64, 224, 8, 96);
+    Batch b = batch_test_shape(64, 224, 8, 96);
     MultiCropPlan p;
     char err[256];
     CHECK(multicrop_plan(&p, &b, &v, err, sizeof err) == 0, "ViT-S/16 2x224 + 8x96 plans");
@@ -170,12 +145,12 @@ static void test_plan(void) {
     CHECK(p.tokens[0] == 197 && p.tokens[1] == 37, "tokens 197 and 37");
     CHECK(p.pixels_total == (size_t)128 * 3 * 224 * 224 + (size_t)512 * 3 * 96 * 96, "pixels");
     CHECK(multicrop_plan_matches(&p, &b), "plan matches its batch");
-    Batch b2 = shape_batch(64, 224, 6, 96);
+    Batch b2 = batch_test_shape(64, 224, 6, 96);
     CHECK(!multicrop_plan_matches(&p, &b2), "a different local-crop count does not match");
-    Batch bad = shape_batch(4, 30, 2, 16);
+    Batch bad = batch_test_shape(4, 30, 2, 16);
     CHECK(multicrop_plan(&p, &bad, &v, err, sizeof err) == -1 && strstr(err, "multiple of the patch"),
           "a 30-px crop at patch 16 is refused: %s", err);
-    bad = shape_batch(4, 32, 2, 16);
+    bad = batch_test_shape(4, 32, 2, 16);
     bad.groups[0].n_crops = 3;
     CHECK(multicrop_plan(&p, &bad, &v, err, sizeof err) == -1 && strstr(err, "2 global crops"),
           "group 0 must hold the 2 global crops: %s", err);
@@ -192,7 +167,7 @@ static void test_train_arena(int fused) {
     head_config_default(&h, v.dim, 1000);
     h.hidden = 64;
     h.bottleneck = 32;
-    Batch b = shape_batch(3, 16, 4, 8);
+    Batch b = batch_test_shape(3, 16, 4, 8);
     MultiCropPlan p;
     char err[256];
     CHECK(multicrop_plan(&p, &b, &v, err, sizeof err) == 0, "tiny plan");
@@ -214,7 +189,7 @@ static void test_train_arena(int fused) {
               "residual slots: depth+1 in training, min(depth, 4)+1 in inference (%d)", l->nslots);
         R("ln", l->ln, l->btd);
         R("qkv", l->qkv, L * 3 * l->btd);
-        R("att", l->att, L * l->att_block);
+        R("att", l->att, l->train ? L * l->att_block : 1);  // inference: an empty (1-float) region
         R("atty", l->atty, L * l->btd);
         R("fc1", l->fc1, L * BT * l->H4);
         R("out", l->out, l->btd);
@@ -279,6 +254,63 @@ static void test_train_arena(int fused) {
 
 // The device's position-embedding plan reproduces vit_interpolate_pos bit
 // for bit when run through the same bicubic kernel (the CPU one here).
+// The residual slots as vit_cuda_forward writes them (block li reads slot
+// li, writes slot li + 1; in inference the mid-block residual shares the
+// output's slot) and features_cuda reads them: every block reads its own
+// input, and after the forward slot j still holds the output of block
+// j − 1 for the last n blocks features may ask for (n <= VIT_CUDA_KEEP_LAST).
+static void test_res_slots(void) {
+    const int depths[] = {1, 2, 3, 4, 5, 12};
+    int ok = 1, checked = 0;
+    for (size_t di = 0; di < sizeof depths / sizeof *depths; di++) {
+        ViTConfig v;
+        vit_config_preset(&v, "vit_tiny", 4);
+        v.depth = depths[di];
+        for (int train = 0; train < 2; train++) {
+            for (int B = 1; B <= 3; B += 2) {
+                VitCudaLayout l;
+                Arena a;
+                arena_init(&a);
+                vit_cuda_layout(&l, &a, &v, 3, 16, 16, train, 0);
+                l.B = B;  // features' view of a smaller last batch
+                l.btd = (size_t)B * l.T * l.D;
+                const int L = v.depth;
+                int owner[VIT_MAX_DEPTH + 2];  // block whose output a slot holds (-1: the embedding)
+                size_t off[VIT_MAX_DEPTH + 2];
+                for (int k = 0; k <= L; k++) off[k] = vit_cuda_res_slot(&l, k);
+                for (int k = 0; k <= L; k++) {
+                    ok &= off[k] >= l.res && off[k] + l.btd <= l.res + (size_t)l.nslots * (size_t)3 * l.T * l.D;
+                    owner[k] = -2;
+                }
+                owner[0] = -1;
+                for (int li = 0; li < L; li++) {
+                    // the slot read must still hold the previous block's output
+                    int in = -1;
+                    for (int k = 0; k <= L; k++)
+                        if (off[k] == off[li]) in = owner[k] > in ? owner[k] : in;
+                    ok &= in == li - 1 && off[li] != off[li + 1];
+                    for (int k = 0; k <= L; k++)
+                        if (off[k] == off[li + 1]) owner[k] = li;
+                }
+                const int keep = L < VIT_CUDA_KEEP_LAST ? L : VIT_CUDA_KEEP_LAST;
+                for (int n = 1; n <= keep; n++)
+                    for (int k = 0; k < n; k++) {
+                        int j = L - n + k + 1;
+                        ok &= owner[j] == j - 1;
+                        checked++;
+                    }
+                if (train)
+                    for (int k = 0; k <= L; k++)
+                        for (int k2 = k + 1; k2 <= L; k2++) ok &= off[k] != off[k2];
+            }
+        }
+    }
+    CHECK(ok && checked > 0,
+          "residual slots: each block reads its input; the last n <= %d block outputs survive (%d reads checked); "
+          "training keeps every slot",
+          VIT_CUDA_KEEP_LAST, checked);
+}
+
 static void test_pos_plan(void) {
     ViTConfig v;
     vit_config_preset(&v, "vit_small", 16);
@@ -311,7 +343,7 @@ static void test_pos_plan(void) {
 static void test_staging_copy(void) {
     ViTConfig v;
     vit_config_preset(&v, "vit_tiny", 4);
-    Batch b = shape_batch(12, 64, 3, 32);  // group 0: 24 x 3 x 64 x 64 floats, two pieces
+    Batch b = batch_test_shape(12, 64, 3, 32);  // group 0: 24 x 3 x 64 x 64 floats, two pieces
     MultiCropPlan p;
     char err[256];
     CHECK(multicrop_plan(&p, &b, &v, err, sizeof err) == 0, "plan for the copy");
@@ -380,6 +412,7 @@ int main(int argc, char **argv) {
     test_plan();
     test_train_arena(0);
     test_train_arena(1);
+    test_res_slots();
     test_pos_plan();
     test_staging_copy();
     test_staging();

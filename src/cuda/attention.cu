@@ -117,6 +117,14 @@ static void from_heads(float *dst, int ld, int part, const float *src, int Bc, i
     CUDA_CHECK_LAUNCH();
 }
 
+// q, k and v of Bc samples of qkv (Bc,T,3D) into three head-major buffers.
+static void qkv_to_heads(float *q, float *k, float *v, const float *qkv, int Bc, int T, int D, int NH,
+                         cudaStream_t stream) {
+    to_heads(q, qkv, 3 * D, 0, Bc, T, D, NH, stream);
+    to_heads(k, qkv, 3 * D, 1, Bc, T, D, NH, stream);
+    to_heads(v, qkv, 3 * D, 2, Bc, T, D, NH, stream);
+}
+
 // ---------------------------------------------------------------- batched GEMMs
 
 // The three products per (sample, head), shapes from cuda_plan.c.
@@ -152,10 +160,7 @@ extern "C" void attention_forward_cuda(CudaCtx *ctx, float *out, float *att, con
     float *k = q + tok, *v = k + tok, *y = v + tok, *S = y + tok;
     for (int b0 = 0; b0 < B; b0 += pl.chunk) {
         int Bc = B - b0 < pl.chunk ? B - b0 : pl.chunk;
-        const float *src = qkv + (size_t)b0 * T * 3 * D;
-        to_heads(q, src, 3 * D, 0, Bc, T, D, NH, stream);
-        to_heads(k, src, 3 * D, 1, Bc, T, D, NH, stream);
-        to_heads(v, src, 3 * D, 2, Bc, T, D, NH, stream);
+        qkv_to_heads(q, k, v, qkv + (size_t)b0 * T * 3 * D, Bc, T, D, NH, stream);
         int nb = Bc * NH;
         gemm_xyt(ctx, S, Tp, (long long)T * Tp, q, k, T, hd, nb, 1.0f, stream);
         // As the CPU: scores scaled by hd^-0.5, then softmax.
@@ -180,11 +185,8 @@ extern "C" void attention_backward_cuda(CudaCtx *ctx, float *dqkv, const float *
     float *dS = dv + tok;
     for (int b0 = 0; b0 < B; b0 += pl.chunk) {
         int Bc = B - b0 < pl.chunk ? B - b0 : pl.chunk;
-        const float *src = qkv + (size_t)b0 * T * 3 * D;
         const float *P = att + (size_t)b0 * NH * T * T;  // dense rows (ld T)
-        to_heads(q, src, 3 * D, 0, Bc, T, D, NH, stream);
-        to_heads(k, src, 3 * D, 1, Bc, T, D, NH, stream);
-        to_heads(v, src, 3 * D, 2, Bc, T, D, NH, stream);
+        qkv_to_heads(q, k, v, qkv + (size_t)b0 * T * 3 * D, Bc, T, D, NH, stream);
         to_heads(dy, dout + (size_t)b0 * T * D, D, 0, Bc, T, D, NH, stream);
         int nb = Bc * NH;
         // P copied into the padded scratch first: att's rows (T floats) are

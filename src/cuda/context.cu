@@ -20,6 +20,14 @@ extern "C" int cuda_device_count(void) {
     return n;
 }
 
+extern "C" int cuda_require_device(char *err, size_t errlen) {
+    int n = cuda_device_count();
+    if (n <= 0)
+        return dino_errf(err, errlen,
+                         "--device cuda: no CUDA device is visible (check the driver and CUDA_VISIBLE_DEVICES)");
+    return n;
+}
+
 extern "C" void cuda_device_describe(int device, char *buf, size_t n) {
     cudaDeviceProp pr;
     CUDA_CHECK(cudaGetDeviceProperties(&pr, device));

@@ -199,6 +199,12 @@ GemmShape cuda_gemm_attn_ptx(int T, int hd, int ldp, long long sp, int batch) {
     return gemm_shape(0, 1, hd, T, T, hd, ldp, hd, th, sp, th, batch);
 }
 
+unsigned cuda_gemm_align(const void *p, int ld, long long stride) {
+    unsigned long long a = (unsigned long long)(uintptr_t)p | ((unsigned long long)ld * 4ull) |
+                           ((unsigned long long)stride * 4ull) | 256ull;
+    return (unsigned)(a & (~a + 1ull));
+}
+
 void cuda_gemm_ref(const GemmShape *s, float alpha, const float *A, const float *B, float beta,
                    const float *C, float *D, const float *bias) {
     for (int b = 0; b < s->batch; b++) {
@@ -235,6 +241,14 @@ int cuda_gemm_mode_parse(const char *name, CudaGemmMode *mode) {
     else if (!strcmp(name, "tf32")) *mode = CUDA_GEMM_TF32;
     else if (!strcmp(name, "bf16")) *mode = CUDA_GEMM_BF16;
     else return -1;
+    return 0;
+}
+
+int cuda_gemm_mode_from_env(CudaGemmMode *mode, char *err, size_t errlen) {
+    *mode = CUDA_GEMM_TF32;
+    const char *gm = getenv("DINO_CUDA_GEMM");
+    if (gm && *gm && cuda_gemm_mode_parse(gm, mode))
+        return dino_errf(err, errlen, "DINO_CUDA_GEMM must be fp32, tf32 or bf16, got '%s'", gm);
     return 0;
 }
 

@@ -143,6 +143,12 @@ GemmShape cuda_gemm_attn_pv(int T, int hd, int ldp, long long sp, int batch);
 // Z (T,hd) = Pᵀ·X; A = X, B = P, D = Z.
 GemmShape cuda_gemm_attn_ptx(int T, int hd, int ldp, long long sp, int batch);
 
+// The alignment (bytes) every row and batch item of a float operand at p
+// with leading dimension ld and batch stride `stride` (floats) has: the
+// largest power of two up to 256 dividing the address and both byte sizes.
+// What cuda_gemm tells cuBLASLt's heuristic, and keys its cache on.
+unsigned cuda_gemm_align(const void *p, int ld, long long stride);
+
 // The reference semantics of a GemmShape, a plain triple loop in double (for
 // the tests: it checks the builders' bookkeeping against the CPU layers).
 void cuda_gemm_ref(const GemmShape *s, float alpha, const float *A, const float *B, float beta,

@@ -14,14 +14,8 @@ extern "C" {
 #include "train/loss.h"
 }
 #include "cuda/features_cuda.h"
+#include "cuda/cuda_common.cuh"
 #include "cuda/model_cuda.h"
-
-#define FCU_CHECK(call)                                                                          \
-    do {                                                                                         \
-        cudaError_t e_ = (call);                                                                 \
-        if (e_ != cudaSuccess)                                                                   \
-            dino_fatal_at(__FILE__, __LINE__, "CUDA: %s (%s)", cudaGetErrorString(e_), #call);   \
-    } while (0)
 
 struct CudaFeatures {
     CudaCtx ctx;
@@ -38,30 +32,25 @@ struct CudaFeatures {
 extern "C" CudaFeatures *cuda_features_create(const ViTConfig *cfg, const ViTWeights *w, int batch,
                                               int crop, int n_last_blocks, char *err,
                                               size_t errlen) {
-    if (cuda_device_count() <= 0) {
-        dino_errf(err, errlen, "--device cuda: no CUDA device is visible (check the driver and CUDA_VISIBLE_DEVICES)");
-        return NULL;
-    }
+    if (cuda_require_device(err, errlen) < 0) return NULL;
     int keep = cfg->depth < VIT_CUDA_KEEP_LAST ? cfg->depth : VIT_CUDA_KEEP_LAST;
     if (n_last_blocks < 1 || n_last_blocks > keep) {
         dino_errf(err, errlen, "--device cuda keeps the last %d blocks, %d were asked for", keep, n_last_blocks);
         return NULL;
     }
-    CudaGemmMode mode = CUDA_GEMM_TF32;
-    const char *gm = getenv("DINO_CUDA_GEMM");
-    if (gm && *gm && cuda_gemm_mode_parse(gm, &mode)) {
-        dino_errf(err, errlen, "DINO_CUDA_GEMM must be fp32, tf32 or bf16, got '%s'", gm);
-        return NULL;
-    }
+    CudaGemmMode mode;
+    if (cuda_gemm_mode_from_env(&mode, err, errlen)) return NULL;
     CudaFeatures *f = (CudaFeatures *)callocCheck(1, sizeof *f);
     f->cfg = *cfg;
     f->n = n_last_blocks;
     cuda_ctx_init(&f->ctx, 0, mode);
-    FCU_CHECK(cudaStreamCreateWithFlags(&f->stream, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&f->stream, cudaStreamNonBlocking));
     ParamTable t;
     param_table_init(&t);
     vit_param_table(cfg, &t, "");
-    // vit_weights_bind puts cls_token at the start of the buffer.
+    // One copy: the host weights must be one vit_weights_bind buffer
+    // (cls_token first, norm_b last), as model_bind and the loaders make them.
+    DINO_ASSERT(w->norm_b + cfg->dim == w->cls_token + t.total);
     f->params = (float *)cuda_malloc(t.total * sizeof(float));
     cuda_upload(f->params, w->cls_token, t.total * sizeof(float));
     param_table_free(&t);
@@ -72,7 +61,7 @@ extern "C" CudaFeatures *cuda_features_create(const ViTConfig *cfg, const ViTWei
     f->images = arena_take(&a, (size_t)batch * cfg->in_chans * crop * crop);
     f->inter = arena_take(&a, (size_t)n_last_blocks * f->l.btd);
     f->arena = (float *)cuda_malloc(a.total * sizeof(float));
-    FCU_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaDeviceSynchronize());
     return f;
 }
 
@@ -96,24 +85,24 @@ extern "C" void cuda_features_tokens(CudaFeatures *f, const float *images, int B
     const int D = l.D, L = f->cfg.depth;
     const size_t BT = (size_t)B * l.T;
     float *img = f->arena + f->images;
-    FCU_CHECK(cudaMemcpyAsync(img, images, (size_t)B * f->cfg.in_chans * l.H * l.W * sizeof(float),
+    CUDA_CHECK(cudaMemcpyAsync(img, images, (size_t)B * f->cfg.in_chans * l.H * l.W * sizeof(float),
                               cudaMemcpyHostToDevice, f->stream));
     vit_cuda_forward(&f->ctx, &f->cfg, &f->w, &l, f->arena, img, NULL, f->stream);
     if (f->n == 1) {
-        FCU_CHECK(cudaMemcpyAsync(tokens, f->arena + l.out, BT * D * sizeof(float), cudaMemcpyDeviceToHost,
+        CUDA_CHECK(cudaMemcpyAsync(tokens, f->arena + l.out, BT * D * sizeof(float), cudaMemcpyDeviceToHost,
                                   f->stream));
     } else {
-        // The output of block j - 1 is residual slot j % nslots, at the
-        // view's stride (the forward used l.btd).
+        // The output of block j - 1 is residual slot j, at the view's
+        // stride (the forward used l.btd).
         for (int k = 0; k < f->n; k++) {
             int j = L - f->n + k + 1;
-            const float *x = f->arena + l.res + (size_t)(j % l.nslots) * l.btd;
+            const float *x = f->arena + vit_cuda_res_slot(&l, j);
             float *o = f->arena + f->inter + (size_t)k * BT * D;
             layernorm_forward_cuda(o, NULL, NULL, x, f->w.norm_w, f->w.norm_b, (int)BT, D, f->cfg.ln_eps,
                                    f->stream);
         }
-        FCU_CHECK(cudaMemcpyAsync(tokens, f->arena + f->inter, (size_t)f->n * BT * D * sizeof(float),
+        CUDA_CHECK(cudaMemcpyAsync(tokens, f->arena + f->inter, (size_t)f->n * BT * D * sizeof(float),
                                   cudaMemcpyDeviceToHost, f->stream));
     }
-    FCU_CHECK(cudaStreamSynchronize(f->stream));
+    CUDA_CHECK(cudaStreamSynchronize(f->stream));
 }

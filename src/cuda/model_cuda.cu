@@ -10,14 +10,8 @@ extern "C" {
 #include "params.h"
 #include "train/loss.h"
 }
+#include "cuda/cuda_common.cuh"
 #include "cuda/model_cuda.h"
-
-#define MCU_CHECK(call)                                                                          \
-    do {                                                                                         \
-        cudaError_t e_ = (call);                                                                 \
-        if (e_ != cudaSuccess)                                                                   \
-            dino_fatal_at(__FILE__, __LINE__, "CUDA: %s (%s)", cudaGetErrorString(e_), #call);   \
-    } while (0)
 
 extern "C" const float *model_cuda_forward(CudaCtx *ctx, const DinoModel *m, const float *params,
                                            const MultiCropPlan *p, int n_groups,
@@ -35,7 +29,7 @@ extern "C" const float *model_cuda_forward(CudaCtx *ctx, const DinoModel *m, con
         DINO_ASSERT(l->B == p->rows[g] && l->H == p->size[g]);
         vit_cuda_forward(ctx, &m->vit, &vw, l, arena, images[g], drop ? drop[g] : NULL, s);
         // features[row0 + i, :] = tokens[i, 0, :]
-        MCU_CHECK(cudaMemcpy2DAsync(arena + feat + (size_t)p->row0[g] * D, (size_t)D * sizeof(float),
+        CUDA_CHECK(cudaMemcpy2DAsync(arena + feat + (size_t)p->row0[g] * D, (size_t)D * sizeof(float),
                                     arena + l->out, (size_t)l->T * D * sizeof(float),
                                     (size_t)D * sizeof(float), (size_t)l->B,
                                     cudaMemcpyDeviceToDevice, s));
@@ -61,14 +55,14 @@ extern "C" void model_cuda_backward(CudaCtx *ctx, const DinoModel *m, const floa
     if (m->has_head)
         head_cuda_backward(ctx, &m->head, &hw, &ghw, hl, arena, arena + feat, dlogits, df, s);
     else
-        MCU_CHECK(cudaMemcpyAsync(df, dlogits, (size_t)p->total_rows * D * sizeof(float),
+        CUDA_CHECK(cudaMemcpyAsync(df, dlogits, (size_t)p->total_rows * D * sizeof(float),
                                   cudaMemcpyDeviceToDevice, s));
     float *dt = arena + sc->dtokens;
     for (int g = 0; g < p->n_groups; g++) {
         const VitCudaLayout *l = &vl[g];
         // Only the CLS rows carry gradient; the patch rows stay zero.
-        MCU_CHECK(cudaMemsetAsync(dt, 0, l->btd * sizeof(float), s));
-        MCU_CHECK(cudaMemcpy2DAsync(dt, (size_t)l->T * D * sizeof(float),
+        CUDA_CHECK(cudaMemsetAsync(dt, 0, l->btd * sizeof(float), s));
+        CUDA_CHECK(cudaMemcpy2DAsync(dt, (size_t)l->T * D * sizeof(float),
                                     df + (size_t)p->row0[g] * D, (size_t)D * sizeof(float),
                                     (size_t)D * sizeof(float), (size_t)l->B,
                                     cudaMemcpyDeviceToDevice, s));

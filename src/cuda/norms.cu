@@ -7,14 +7,25 @@
 
 static unsigned row_blocks(int N) { return (unsigned)((N + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK); }
 
-__global__ void l2norm_forward_kernel(float *out, float *norm, const float *inp, int N, int C,
-                                      float eps) {
-    int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP, lane = threadIdx.x % WARP;
-    if (row >= N) return;
-    const float *x = inp + (size_t)row * C;
+// The row of the calling warp (ROWS_PER_BLOCK warps per block); *lane its lane.
+__device__ __forceinline__ int warp_row(int *lane) {
+    *lane = threadIdx.x % WARP;
+    return blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP;
+}
+
+// ||x||₂ of one row of C floats, summed by the warp (every lane gets it).
+__device__ __forceinline__ float row_norm(const float *x, int C, int lane) {
     float ss = 0.0f;
     for (int j = lane; j < C; j += WARP) ss += x[j] * x[j];
-    float n = __fsqrt_rn(warp_sum(ss));
+    return __fsqrt_rn(warp_sum(ss));
+}
+
+__global__ void l2norm_forward_kernel(float *out, float *norm, const float *inp, int N, int C,
+                                      float eps) {
+    int lane, row = warp_row(&lane);
+    if (row >= N) return;
+    const float *x = inp + (size_t)row * C;
+    float n = row_norm(x, C, lane);
     if (norm && lane == 0) norm[row] = n;
     float d = n > eps ? n : eps;
     for (int j = lane; j < C; j += WARP) out[(size_t)row * C + j] = __fdiv_rn(x[j], d);
@@ -22,7 +33,7 @@ __global__ void l2norm_forward_kernel(float *out, float *norm, const float *inp,
 
 __global__ void l2norm_backward_kernel(float *dinp, const float *dout, const float *out,
                                        const float *norm, int N, int C, float eps) {
-    int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    int lane, row = warp_row(&lane);
     if (row >= N) return;
     const float *y = out + (size_t)row * C, *dy = dout + (size_t)row * C;
     float *dx = dinp + (size_t)row * C;
@@ -57,12 +68,10 @@ extern "C" void l2norm_backward_cuda(float *dinp, const float *dout, const float
 
 __global__ void weightnorm_forward_kernel(float *w, float *vnorm, const float *g, const float *v,
                                           int O, int In) {
-    int o = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    int lane, o = warp_row(&lane);
     if (o >= O) return;
     const float *vr = v + (size_t)o * In;
-    float ss = 0.0f;
-    for (int j = lane; j < In; j += WARP) ss += vr[j] * vr[j];
-    float n = __fsqrt_rn(warp_sum(ss));
+    float n = row_norm(vr, In, lane);
     if (lane == 0) vnorm[o] = n;
     float f = __fdiv_rn(g[o], n);
     for (int j = lane; j < In; j += WARP) w[(size_t)o * In + j] = __fmul_rn(vr[j], f);
@@ -70,7 +79,7 @@ __global__ void weightnorm_forward_kernel(float *w, float *vnorm, const float *g
 
 __global__ void weightnorm_backward_kernel(float *dg, float *dv, const float *dw, const float *g,
                                            const float *v, const float *vnorm, int O, int In) {
-    int o = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    int lane, o = warp_row(&lane);
     if (o >= O) return;
     const float *vr = v + (size_t)o * In, *dwr = dw + (size_t)o * In;
     float *dvr = dv + (size_t)o * In;

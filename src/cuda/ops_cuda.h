@@ -47,6 +47,9 @@ typedef enum { CUDA_GEMM_FP32 = 0, CUDA_GEMM_TF32 = 1, CUDA_GEMM_BF16 = 2 } Cuda
 // "fp32", "tf32", "bf16" -> mode; -1 for an unknown name (plain C, cuda_plan.c).
 int cuda_gemm_mode_parse(const char *name, CudaGemmMode *mode);
 const char *cuda_gemm_mode_name(CudaGemmMode mode);
+// The mode the engines use: $DINO_CUDA_GEMM when set and not empty, else
+// tf32. Returns 0, or -1 with err naming the bad value (plain C, cuda_plan.c).
+int cuda_gemm_mode_from_env(CudaGemmMode *mode, char *err, size_t errlen);
 
 typedef struct CudaGemmCacheEntry CudaGemmCacheEntry;  // gemm.cu: cached heuristics
 
@@ -63,6 +66,9 @@ typedef struct {
 
 // Number of CUDA devices, 0 when there is no driver or no device (never exits).
 int cuda_device_count(void);
+// The count, or -1 with err holding the sentence every --device cuda engine
+// refuses with when no device is visible.
+int cuda_require_device(char *err, size_t errlen);
 // "NVIDIA H100 80GB HBM3, sm_90, 132 SMs, 79.1 GiB" into buf (for logs).
 void cuda_device_describe(int device, char *buf, size_t n);
 // Selects `device`, creates the cuBLASLt handle and workspace, makes the
@@ -213,9 +219,14 @@ typedef struct {
     double beta1, beta2, eps;  // AdamW: 0.9, 0.999, 1e-8 (optim_init's defaults)
     CudaChunk *chunks;      // device copy of plan.chunks
     int *first_chunk;       // device copy of plan.first_chunk
-    CudaTensorCoef *coef;   // device (plan.ntensors), refilled each call
-    CudaTensorCoef *coef_host;  // pinned staging copy of coef
-    void *coef_uploaded;    // cudaEvent_t: the last upload from coef_host has run
+    CudaTensorCoef *coef;   // device (plan.ntensors), refilled each call (stream-ordered)
+    // Two pinned staging copies of coef, used in turn: a call waits only for
+    // the upload from the same copy two calls back, never for the one just
+    // queued (with one copy, AdamW would wait for clipping's upload, i.e. for
+    // the whole backward pass queued before it).
+    CudaTensorCoef *coef_host[2];
+    void *coef_uploaded[2];  // cudaEvent_t: the last upload from coef_host[i] has run
+    int coef_next;           // the staging copy the next call fills
     double *partial;        // device (plan.nchunks): per-chunk sums of squares
     float *norms;           // device (plan.ntensors)
     float *clip_scale;      // device (plan.ntensors)

@@ -23,11 +23,13 @@ extern "C" void cuda_optim_init(CudaOptim *o, const ParamTable *t) {
     cuda_upload(o->chunks, p->chunks, (size_t)p->nchunks * sizeof(CudaChunk));
     size_t nt = (size_t)(p->ntensors > 0 ? p->ntensors : 1);
     o->coef = (CudaTensorCoef *)cuda_malloc(nt * sizeof(CudaTensorCoef));
-    CUDA_CHECK(cudaMallocHost((void **)&o->coef_host, nt * sizeof(CudaTensorCoef)));
-    cudaEvent_t ev;
-    CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
-    CUDA_CHECK(cudaEventRecord(ev, 0));
-    o->coef_uploaded = ev;
+    for (int i = 0; i < 2; i++) {
+        CUDA_CHECK(cudaMallocHost((void **)&o->coef_host[i], nt * sizeof(CudaTensorCoef)));
+        cudaEvent_t ev;
+        CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+        CUDA_CHECK(cudaEventRecord(ev, 0));
+        o->coef_uploaded[i] = ev;
+    }
     o->partial = (double *)cuda_malloc((size_t)(p->nchunks > 0 ? p->nchunks : 1) * sizeof(double));
     o->norms = (float *)cuda_malloc(nt * sizeof(float));
     o->clip_scale = (float *)cuda_malloc(nt * sizeof(float));
@@ -45,8 +47,10 @@ extern "C" void cuda_optim_free(CudaOptim *o) {
     CUDA_CHECK(cudaDeviceSynchronize());
     cuda_free(o->chunks);
     cuda_free(o->coef);
-    CUDA_CHECK(cudaFreeHost(o->coef_host));
-    CUDA_CHECK(cudaEventDestroy((cudaEvent_t)o->coef_uploaded));
+    for (int i = 0; i < 2; i++) {
+        CUDA_CHECK(cudaFreeHost(o->coef_host[i]));
+        CUDA_CHECK(cudaEventDestroy((cudaEvent_t)o->coef_uploaded[i]));
+    }
     cuda_free(o->partial);
     cuda_free(o->norms);
     cuda_free(o->clip_scale);
@@ -59,18 +63,24 @@ extern "C" void cuda_optim_free(CudaOptim *o) {
 }
 
 // The per-call coefficient table goes up from pinned memory, so the copy
-// does not make the host wait for the stream; before refilling the staging
-// buffer the host waits only for the previous upload (one call back).
+// does not make the host wait for the stream. The two staging copies take
+// turns: before refilling one, the host waits for its upload two calls back
+// (clipping's copy of the previous step when AdamW refills), which has long
+// run, so the host never waits for the backward queued before this call.
 static CudaTensorCoef *coef_staging(CudaOptim *o) {
-    CUDA_CHECK(cudaEventSynchronize((cudaEvent_t)o->coef_uploaded));
-    return o->coef_host;
+    CUDA_CHECK(cudaEventSynchronize((cudaEvent_t)o->coef_uploaded[o->coef_next]));
+    return o->coef_host[o->coef_next];
 }
 
+// The device table is refilled in stream order: the previous call's kernels
+// (same stream) have read it before this copy runs.
 static void upload_coefs(CudaOptim *o, cudaStream_t stream) {
-    CUDA_CHECK(cudaMemcpyAsync(o->coef, o->coef_host,
+    const int k = o->coef_next;
+    CUDA_CHECK(cudaMemcpyAsync(o->coef, o->coef_host[k],
                                (size_t)o->plan.ntensors * sizeof(CudaTensorCoef),
                                cudaMemcpyHostToDevice, stream));
-    CUDA_CHECK(cudaEventRecord((cudaEvent_t)o->coef_uploaded, stream));
+    CUDA_CHECK(cudaEventRecord((cudaEvent_t)o->coef_uploaded[k], stream));
+    o->coef_next = 1 - k;
 }
 
 __global__ void adamw_kernel(float *params, const float *grads, float *m, float *v,

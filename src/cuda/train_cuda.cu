@@ -23,19 +23,13 @@ extern "C" {
 #include "train/schedule.h"
 #include "train/trainer.h"
 }
+#include "cuda/cuda_common.cuh"
 #include "cuda/model_cuda.h"
 #include "cuda/train_cuda.h"
 
 #ifdef DINO_NCCL
 #include <nccl.h>
 #endif
-
-#define TCU_CHECK(call)                                                                          \
-    do {                                                                                         \
-        cudaError_t e_ = (call);                                                                 \
-        if (e_ != cudaSuccess)                                                                   \
-            dino_fatal_at(__FILE__, __LINE__, "CUDA: %s (%s)", cudaGetErrorString(e_), #call);   \
-    } while (0)
 
 #ifdef DINO_NCCL
 #define NCCL_CHECK(call)                                                                         \
@@ -84,11 +78,11 @@ static void phase_done(CudaTrainer *c, const char *phase) {
 
 static void free_arena(CudaTrainer *c) {
     if (!c->arena) return;
-    TCU_CHECK(cudaStreamSynchronize(c->copy));
-    TCU_CHECK(cudaStreamSynchronize(c->compute));
+    CUDA_CHECK(cudaStreamSynchronize(c->copy));
+    CUDA_CHECK(cudaStreamSynchronize(c->compute));
     cuda_free(c->arena);
-    for (int s = 0; s < 2; s++) TCU_CHECK(cudaFreeHost(c->pinned[s]));
-    TCU_CHECK(cudaFreeHost(c->drop_host));
+    for (int s = 0; s < 2; s++) CUDA_CHECK(cudaFreeHost(c->pinned[s]));
+    CUDA_CHECK(cudaFreeHost(c->drop_host));
     c->arena = NULL;
     c->pinned[0] = c->pinned[1] = c->drop_host = NULL;
 }
@@ -103,13 +97,13 @@ static void ensure_arena(CudaTrainer *c, const Trainer *t, const Batch *b) {
     DINO_ASSERT(p.ncrops == t->ncrops);
     size_t n = train_arena_layout(&c->ta, &p, &t->model.vit, &t->model.head, 0);
     c->arena = (float *)cuda_malloc(n * sizeof(float));
-    TCU_CHECK(cudaMemsetAsync(c->arena, 0, n * sizeof(float), c->compute));
+    CUDA_CHECK(cudaMemsetAsync(c->arena, 0, n * sizeof(float), c->compute));
     // The copy stream is not ordered after the compute stream: the zeroing
     // must be over before the first upload writes its slot.
-    TCU_CHECK(cudaStreamSynchronize(c->compute));
+    CUDA_CHECK(cudaStreamSynchronize(c->compute));
     for (int s = 0; s < 2; s++)
-        TCU_CHECK(cudaMallocHost((void **)&c->pinned[s], p.pixels_total * sizeof(float)));
-    TCU_CHECK(cudaMallocHost((void **)&c->drop_host, (c->ta.drop_total ? c->ta.drop_total : 1) * sizeof(float)));
+        CUDA_CHECK(cudaMallocHost((void **)&c->pinned[s], p.pixels_total * sizeof(float)));
+    CUDA_CHECK(cudaMallocHost((void **)&c->drop_host, (c->ta.drop_total ? c->ta.drop_total : 1) * sizeof(float)));
     staging_init(&c->ring);
     c->drop_pending = 0;
     if (!t->cfg.quiet && t->cfg.rank == 0)
@@ -118,22 +112,15 @@ static void ensure_arena(CudaTrainer *c, const Trainer *t, const Batch *b) {
 }
 
 extern "C" CudaTrainer *cuda_trainer_create(Trainer *t, char *err, size_t errlen) {
-    int ndev = cuda_device_count();
-    if (ndev <= 0) {
-        dino_errf(err, errlen, "--device cuda: no CUDA device is visible (check the driver and CUDA_VISIBLE_DEVICES)");
-        return NULL;
-    }
+    int ndev = cuda_require_device(err, errlen);
+    if (ndev < 0) return NULL;
     if (t->opt.kind != OPTIM_ADAMW) {
         dino_errf(err, errlen, "--device cuda trains with --optimizer adamw only, got '%s'",
                   optim_kind_name(t->opt.kind));
         return NULL;
     }
-    CudaGemmMode mode = CUDA_GEMM_TF32;
-    const char *gm = getenv("DINO_CUDA_GEMM");
-    if (gm && *gm && cuda_gemm_mode_parse(gm, &mode)) {
-        dino_errf(err, errlen, "DINO_CUDA_GEMM must be fp32, tf32 or bf16, got '%s'", gm);
-        return NULL;
-    }
+    CudaGemmMode mode;
+    if (cuda_gemm_mode_from_env(&mode, err, errlen)) return NULL;
     CudaTrainer *c = (CudaTrainer *)callocCheck(1, sizeof *c);
     const char *dbg = getenv("DINO_CUDA_DEBUG_SYNC");
     c->debug_sync = dbg && *dbg && strcmp(dbg, "0") != 0;
@@ -141,15 +128,15 @@ extern "C" CudaTrainer *cuda_trainer_create(Trainer *t, char *err, size_t errlen
     c->rank = dist_rank();
     int dev = device_for_rank(c->rank, ndev);
     cuda_ctx_init(&c->ctx, dev, mode);
-    TCU_CHECK(cudaStreamCreateWithFlags(&c->compute, cudaStreamNonBlocking));
-    TCU_CHECK(cudaStreamCreateWithFlags(&c->copy, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&c->compute, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&c->copy, cudaStreamNonBlocking));
     for (int s = 0; s < 2; s++) {
-        TCU_CHECK(cudaEventCreateWithFlags(&c->uploaded[s], cudaEventDisableTiming));
-        TCU_CHECK(cudaEventCreateWithFlags(&c->consumed[s], cudaEventDisableTiming));
+        CUDA_CHECK(cudaEventCreateWithFlags(&c->uploaded[s], cudaEventDisableTiming));
+        CUDA_CHECK(cudaEventCreateWithFlags(&c->consumed[s], cudaEventDisableTiming));
     }
-    TCU_CHECK(cudaEventCreateWithFlags(&c->loss_ready, cudaEventDisableTiming));
-    TCU_CHECK(cudaEventCreateWithFlags(&c->drop_done, cudaEventDisableTiming));
-    TCU_CHECK(cudaMallocHost((void **)&c->stats_host, 4 * sizeof(double)));
+    CUDA_CHECK(cudaEventCreateWithFlags(&c->loss_ready, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&c->drop_done, cudaEventDisableTiming));
+    CUDA_CHECK(cudaMallocHost((void **)&c->stats_host, 4 * sizeof(double)));
     c->total = t->model.table.total;
     c->student = (float *)cuda_malloc(c->total * sizeof(float));
     c->teacher = (float *)cuda_malloc(c->total * sizeof(float));
@@ -157,7 +144,7 @@ extern "C" CudaTrainer *cuda_trainer_create(Trainer *t, char *err, size_t errlen
     cuda_optim_init(&c->opt, &t->model.table);
     dino_loss_cuda_init(&c->loss, &t->loss);
     cudaDeviceProp prop;
-    TCU_CHECK(cudaGetDeviceProperties(&prop, dev));
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
     snprintf(c->desc, sizeof c->desc, "%s (device %d of %d), sm_%d%d, %.1f GiB, GEMM %s", prop.name, dev,
              ndev, prop.major, prop.minor, prop.totalGlobalMem / (double)(1 << 30),
              cuda_gemm_mode_name(mode));
@@ -205,35 +192,44 @@ extern "C" void cuda_trainer_free(CudaTrainer *c) {
 }
 
 extern "C" void cuda_trainer_sync(CudaTrainer *c) {
-    TCU_CHECK(cudaStreamSynchronize(c->copy));
-    TCU_CHECK(cudaStreamSynchronize(c->compute));
+    CUDA_CHECK(cudaStreamSynchronize(c->copy));
+    CUDA_CHECK(cudaStreamSynchronize(c->compute));
 }
 
 extern "C" const char *cuda_trainer_device(const CudaTrainer *c) { return c->desc; }
 
+// The state that moves between the Trainer's host buffers and the device,
+// buffer by buffer (the AdamW step counts stay on the host in both).
+typedef struct {
+    float *dev, *host;
+    size_t bytes;
+} StateBuffer;
+
+static int state_buffers(CudaTrainer *c, const Trainer *t, StateBuffer s[5]) {
+    const size_t bytes = c->total * sizeof(float);
+    s[0] = StateBuffer{c->student, t->student, bytes};
+    s[1] = StateBuffer{c->teacher, t->teacher, bytes};
+    s[2] = StateBuffer{c->opt.m, t->opt.m, bytes};
+    s[3] = StateBuffer{c->opt.v, t->opt.v, bytes};
+    s[4] = StateBuffer{c->loss.center, t->loss.center, (size_t)t->cfg.out_dim * sizeof(float)};
+    return 5;
+}
+
 extern "C" void cuda_trainer_upload(CudaTrainer *c, const Trainer *t) {
     cuda_trainer_sync(c);
-    const size_t bytes = c->total * sizeof(float);
-    cuda_upload(c->student, t->student, bytes);
-    cuda_upload(c->teacher, t->teacher, bytes);
-    cuda_upload(c->opt.m, t->opt.m, bytes);
-    cuda_upload(c->opt.v, t->opt.v, bytes);
+    StateBuffer s[5];
+    for (int i = 0, n = state_buffers(c, t, s); i < n; i++) cuda_upload(s[i].dev, s[i].host, s[i].bytes);
     memcpy(c->opt.step, t->opt.step, (size_t)t->model.table.n * sizeof(int64_t));
-    cuda_upload(c->loss.center, t->loss.center, (size_t)t->cfg.out_dim * sizeof(float));
     // The copies ran on the legacy default stream, which does not order
     // itself with our non-blocking streams: finish them before any kernel.
-    TCU_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaDeviceSynchronize());
 }
 
 extern "C" void cuda_trainer_download(CudaTrainer *c, const Trainer *t) {
     cuda_trainer_sync(c);
-    const size_t bytes = c->total * sizeof(float);
-    cuda_download(t->student, c->student, bytes);
-    cuda_download(t->teacher, c->teacher, bytes);
-    cuda_download(t->opt.m, c->opt.m, bytes);
-    cuda_download(t->opt.v, c->opt.v, bytes);
+    StateBuffer s[5];
+    for (int i = 0, n = state_buffers(c, t, s); i < n; i++) cuda_download(s[i].host, s[i].dev, s[i].bytes);
     memcpy(t->opt.step, c->opt.step, (size_t)t->model.table.n * sizeof(int64_t));
-    cuda_download(t->loss.center, c->loss.center, (size_t)t->cfg.out_dim * sizeof(float));
 }
 
 // Host -> pinned -> device for batch b, double-buffered (train_plan.h).
@@ -241,15 +237,15 @@ extern "C" void cuda_trainer_download(CudaTrainer *c, const Trainer *t) {
 static float *upload_batch(CudaTrainer *c, const Batch *b) {
     StagingAcquire q = staging_acquire(&c->ring);
     const int s = q.slot;
-    if (q.wait_upload) TCU_CHECK(cudaEventSynchronize(c->uploaded[s]));
+    if (q.wait_upload) CUDA_CHECK(cudaEventSynchronize(c->uploaded[s]));
     staging_copy_batch(c->pinned[s], b, &c->ta.plan);
-    if (q.wait_consume) TCU_CHECK(cudaStreamWaitEvent(c->copy, c->consumed[s], 0));
+    if (q.wait_consume) CUDA_CHECK(cudaStreamWaitEvent(c->copy, c->consumed[s], 0));
     float *dev = c->arena + c->ta.images[s];
-    TCU_CHECK(cudaMemcpyAsync(dev, c->pinned[s], c->ta.plan.pixels_total * sizeof(float),
+    CUDA_CHECK(cudaMemcpyAsync(dev, c->pinned[s], c->ta.plan.pixels_total * sizeof(float),
                               cudaMemcpyHostToDevice, c->copy));
-    TCU_CHECK(cudaEventRecord(c->uploaded[s], c->copy));
+    CUDA_CHECK(cudaEventRecord(c->uploaded[s], c->copy));
     staging_uploaded(&c->ring, s);
-    TCU_CHECK(cudaStreamWaitEvent(c->compute, c->uploaded[s], 0));
+    CUDA_CHECK(cudaStreamWaitEvent(c->compute, c->uploaded[s], 0));
     return dev;
 }
 
@@ -279,16 +275,16 @@ extern "C" int cuda_trainer_step(CudaTrainer *c, Trainer *t, const Batch *b, Ste
     const float *drop[BATCH_MAX_GROUPS] = {0};
     const int use_drop = cf->drop_path_rate > 0;
     if (use_drop) {
-        if (c->drop_pending) TCU_CHECK(cudaEventSynchronize(c->drop_done));
+        if (c->drop_pending) CUDA_CHECK(cudaEventSynchronize(c->drop_done));
         for (int g = 0; g < p->n_groups; g++) {
             float *h = c->drop_host + c->ta.drop[g];
             dist_drop_scales(cf, &t->model.vit, it, g, p->n_crops[g], B, h);
             float *d = arena + c->ta.student_vit[g].drop;
-            TCU_CHECK(cudaMemcpyAsync(d, h, (size_t)2 * t->model.vit.depth * p->rows[g] * sizeof(float),
+            CUDA_CHECK(cudaMemcpyAsync(d, h, (size_t)2 * t->model.vit.depth * p->rows[g] * sizeof(float),
                                       cudaMemcpyHostToDevice, s));
             drop[g] = d;
         }
-        TCU_CHECK(cudaEventRecord(c->drop_done, s));
+        CUDA_CHECK(cudaEventRecord(c->drop_done, s));
         c->drop_pending = 1;
     }
 
@@ -301,13 +297,13 @@ extern "C" int cuda_trainer_step(CudaTrainer *c, Trainer *t, const Batch *b, Ste
                                          gimg, use_drop ? drop : NULL, s);
     phase_done(c, "student forward");
     const int slot = (int)((c->ring.batches - 1) % 2);
-    TCU_CHECK(cudaEventRecord(c->consumed[slot], s));  // the images are read
+    CUDA_CHECK(cudaEventRecord(c->consumed[slot], s));  // the images are read
     staging_consumed(&c->ring, slot);
 
     float *dlogits = arena + c->ta.dlogits, *csum = arena + c->ta.center_sum;
     dino_loss_forward_backward_cuda(&c->loss, dlogits, sl, tl, B, t->epoch, s);
-    TCU_CHECK(cudaMemcpyAsync(c->stats_host, c->loss.stats, 4 * sizeof(double), cudaMemcpyDeviceToHost, s));
-    TCU_CHECK(cudaEventRecord(c->loss_ready, s));
+    CUDA_CHECK(cudaMemcpyAsync(c->stats_host, c->loss.stats, 4 * sizeof(double), cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(cudaEventRecord(c->loss_ready, s));
     phase_done(c, "loss");
     dino_center_batch_sum_cuda(csum, tl, 2 * B, K, s);
     cuda_memset0(c->grads, c->total * sizeof(float), s);
@@ -317,7 +313,7 @@ extern "C" int cuda_trainer_step(CudaTrainer *c, Trainer *t, const Batch *b, Ste
     phase_done(c, "backward");
 
     // The loss decides whether anything changes; the backward runs meanwhile.
-    TCU_CHECK(cudaEventSynchronize(c->loss_ready));
+    CUDA_CHECK(cudaEventSynchronize(c->loss_ready));
     LossStats ls;
     ls.loss = c->stats_host[0];
     ls.teacher_entropy = c->stats_host[1];

@@ -99,7 +99,10 @@ void vit_cuda_layout(VitCudaLayout *l, Arena *a, const ViTConfig *cfg, int B, in
     l->res = arena_take(a, nslots * btd);
     l->ln = arena_take(a, btd);
     l->qkv = arena_take(a, L * 3 * btd);
-    l->att = arena_take(a, L * l->att_block);
+    // Inference keeps no attention state (the twin's scores live in its
+    // scratch): for ViT-S/8 at 224 that saves B·NH·T² floats, 1.9 GB for
+    // the teacher's 128 global crops.
+    l->att = arena_take(a, train ? L * l->att_block : 0);
     l->atty = arena_take(a, L * btd);
     l->fc1 = arena_take(a, L * BT * l->H4);
     l->out = arena_take(a, btd);
@@ -111,6 +114,11 @@ void vit_cuda_layout(VitCudaLayout *l, Arena *a, const ViTConfig *cfg, int B, in
         l->stats2 = arena_take(a, L * 2 * BT);
         l->hbuf = arena_take(a, BT * l->H4);
     }
+}
+
+size_t vit_cuda_res_slot(const VitCudaLayout *l, int k) {
+    DINO_ASSERT(k >= 0 && k <= l->depth && l->nslots >= 2);
+    return l->res + (size_t)(k % l->nslots) * l->btd;
 }
 
 void vit_cuda_scratch_need(VitCudaScratch *s, const VitCudaLayout *l) {

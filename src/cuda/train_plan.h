@@ -85,6 +85,11 @@ typedef struct {
 
 void vit_cuda_layout(VitCudaLayout *l, Arena *a, const ViTConfig *cfg, int B, int H, int W,
                      int train, int fused_attention);
+// Offset (floats) of residual slot k, the input of block k (k = depth: the
+// last block's output), at l->btd floats per slot: training keeps every
+// slot, inference cycles through nslots, so the outputs of the last
+// nslots − 1 blocks survive the forward (what features_cuda reads).
+size_t vit_cuda_res_slot(const VitCudaLayout *l, int k);
 // Sizes (scratch->*_max) are grown with vit_cuda_scratch_need for every
 // group first, then vit_cuda_scratch_place takes the regions once.
 void vit_cuda_scratch_need(VitCudaScratch *s, const VitCudaLayout *l);

@@ -16,14 +16,8 @@ extern "C" {
 #include "params.h"
 #include "train/loss.h"
 }
+#include "cuda/cuda_common.cuh"
 #include "cuda/model_cuda.h"
-
-#define VCU_CHECK(call)                                                                          \
-    do {                                                                                         \
-        cudaError_t e_ = (call);                                                                 \
-        if (e_ != cudaSuccess)                                                                   \
-            dino_fatal_at(__FILE__, __LINE__, "CUDA: %s (%s)", cudaGetErrorString(e_), #call);   \
-    } while (0)
 
 // x0[b,t,:] = (t == 0 ? cls : tok[b,t-1,:]) + pos[t,:]; one thread per float.
 __global__ static void embed_forward_kernel(float *x0, const float *tok, const float *cls,
@@ -64,19 +58,17 @@ __global__ static void add_inplace_kernel(float *y, const float *x, size_t n) {
         y[i] = __fadd_rn(y[i], x[i]);
 }
 
-static int grid_for(size_t n) { return cuda_blocks_for(n, 256, 65535); }
-
 // Position embedding for this layout's image size (vit_interpolate_pos).
 static void pos_forward(const ViTConfig *cfg, const float *pos_embed, const VitCudaLayout *l,
                         float *pos, cudaStream_t s) {
     int oh, ow, g = vit_grid(cfg), D = l->D;
     float sh, sw;
     if (!vit_pos_interp_plan(cfg, l->H, l->W, &oh, &ow, &sh, &sw)) {
-        VCU_CHECK(cudaMemcpyAsync(pos, pos_embed, (size_t)l->T * D * sizeof(float),
+        CUDA_CHECK(cudaMemcpyAsync(pos, pos_embed, (size_t)l->T * D * sizeof(float),
                                   cudaMemcpyDeviceToDevice, s));
         return;
     }
-    VCU_CHECK(cudaMemcpyAsync(pos, pos_embed, (size_t)D * sizeof(float), cudaMemcpyDeviceToDevice, s));
+    CUDA_CHECK(cudaMemcpyAsync(pos, pos_embed, (size_t)D * sizeof(float), cudaMemcpyDeviceToDevice, s));
     bicubic_forward_cuda(pos + D, pos_embed + D, g, g, oh, ow, D, sh, sw, s);
 }
 
@@ -87,19 +79,19 @@ static void pos_backward(const ViTConfig *cfg, float *dpos_embed, const VitCudaL
     float sh, sw;
     if (!vit_pos_interp_plan(cfg, l->H, l->W, &oh, &ow, &sh, &sw)) {
         size_t n = (size_t)l->T * D;
-        add_inplace_kernel<<<grid_for(n), 256, 0, s>>>(dpos_embed, dpos, n);
-        VCU_CHECK(cudaGetLastError());
+        add_inplace_kernel<<<grid_for(n, 256), 256, 0, s>>>(dpos_embed, dpos, n);
+        CUDA_CHECK_LAUNCH();
         return;
     }
-    add_inplace_kernel<<<grid_for((size_t)D), 256, 0, s>>>(dpos_embed, dpos, (size_t)D);
-    VCU_CHECK(cudaGetLastError());
+    add_inplace_kernel<<<grid_for((size_t)D, 256), 256, 0, s>>>(dpos_embed, dpos, (size_t)D);
+    CUDA_CHECK_LAUNCH();
     bicubic_backward_cuda(dpos_embed + D, dpos + D, g, g, oh, ow, D, sh, sw, s);
 }
 
 // Residual slot k: training keeps depth+1 slots (every block's input),
 // inference cycles through nslots (the last blocks' outputs survive).
 static float *res_slot(const VitCudaLayout *l, float *arena, int k) {
-    return arena + l->res + (size_t)(k % l->nslots) * l->btd;
+    return arena + vit_cuda_res_slot(l, k);
 }
 
 extern "C" void vit_cuda_forward(CudaCtx *ctx, const ViTConfig *cfg, const ViTWeights *w,
@@ -114,8 +106,8 @@ extern "C" void vit_cuda_forward(CudaCtx *ctx, const ViTConfig *cfg, const ViTWe
     linear_forward_cuda(ctx, tok, cols, w->patch_w, w->patch_b, B * Np, l->CPP, D, s);
     pos_forward(cfg, w->pos_embed, l, pos, s);
     float *x0 = res_slot(l, arena, 0);
-    embed_forward_kernel<<<grid_for(btd), 256, 0, s>>>(x0, tok, w->cls_token, pos, B, T, D);
-    VCU_CHECK(cudaGetLastError());
+    embed_forward_kernel<<<grid_for(btd, 256), 256, 0, s>>>(x0, tok, w->cls_token, pos, B, T, D);
+    CUDA_CHECK_LAUNCH();
 
     for (int li = 0; li < L; li++) {
         const size_t k = l->train ? (size_t)li : 0;
@@ -166,7 +158,7 @@ extern "C" void vit_cuda_backward(CudaCtx *ctx, const ViTConfig *cfg, const ViTW
     float *datty = arena + sc->datty, *dqkv = arena + sc->dqkv, *dh = arena + sc->dh;
     float *ln = arena + l->ln, *hbuf = arena + l->hbuf, *statsf = arena + l->statsf;
 
-    VCU_CHECK(cudaMemsetAsync(dres, 0, btd * sizeof(float), s));
+    CUDA_CHECK(cudaMemsetAsync(dres, 0, btd * sizeof(float), s));
     layernorm_backward_cuda(dres, g->norm_w, g->norm_b, dout, res_slot(l, arena, L), w->norm_w,
                             statsf, statsf + BT, (int)BT, D, s);
 
@@ -214,10 +206,10 @@ extern "C" void vit_cuda_backward(CudaCtx *ctx, const ViTConfig *cfg, const ViTW
 
     // Embedding: x0[b,t] = (t ? tok[b,t-1] : cls) + pos[t].
     float *dpos = arena + sc->dpos, *dtok = arena + sc->dtok;
-    embed_backward_kernel<<<grid_for((size_t)T * D), 256, 0, s>>>(dpos, dtok, dres, B, T, D);
-    VCU_CHECK(cudaGetLastError());
-    add_inplace_kernel<<<grid_for((size_t)D), 256, 0, s>>>(g->cls_token, dpos, (size_t)D);
-    VCU_CHECK(cudaGetLastError());
+    embed_backward_kernel<<<grid_for((size_t)T * D, 256), 256, 0, s>>>(dpos, dtok, dres, B, T, D);
+    CUDA_CHECK_LAUNCH();
+    add_inplace_kernel<<<grid_for((size_t)D, 256), 256, 0, s>>>(g->cls_token, dpos, (size_t)D);
+    CUDA_CHECK_LAUNCH();
     pos_backward(cfg, g->pos_embed, l, dpos, s);
     linear_backward_cuda(ctx, NULL, g->patch_w, g->patch_b, dtok, arena + l->cols, w->patch_w,
                          B * Np, l->CPP, D, s);

@@ -11,22 +11,12 @@
 #include <string.h>
 
 #include "../testlib.h"
+#include "cuda_testutil.h"
 #include "common.h"
 #include "cuda/features_cuda.h"
 #include "cuda/ops_cuda.h"
 #include "rng.h"
 #include "vit.h"
-
-static double rel_l2(const float *got, const float *want, size_t n) {
-    double d = 0, r = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = (double)got[i] - (double)want[i];
-        d += e * e;
-        r += (double)want[i] * want[i];
-    }
-    if (!(d == d)) return INFINITY;
-    return r > 0 ? sqrt(d / r) : sqrt(d);
-}
 
 static void run(const char *gemm, double bound, int size, int n, int batch, int B) {
     setenv("DINO_CUDA_GEMM", gemm, 1);
