@@ -218,10 +218,10 @@ int main(int argc, char **argv) {
     snprintf(d, sizeof d, "%s/mismatch", DIR_);
     snprintf(cmd, sizeof cmd,
              "%s -np 1 %s train %s --data_path %s --batch_size_per_gpu 8 --stop_after_steps 1 --output_dir %s : "
-             "-np 1 %s train %s --data_path %s --batch_size_per_gpu 8 --stop_after_steps 1 --output_dir %s --lr 0.002",
+             "-np 1 %s train %s --data_path %s --batch_size_per_gpu 8 --stop_after_steps 1 --output_dir %s --lr 0.003",
              MPIRUN, DINO, TINY, DATA, d, DINO, TINY, DATA, d);
     rc = run(cmd);
-    CHECK(rc != 0 && rc != 124 && err_has("ranks disagree on the configuration: rank 1 has --lr 0.002"),
+    CHECK(rc != 0 && rc != 124 && err_has("ranks disagree on the configuration: rank 1 has --lr 0.003"),
           "different --lr on rank 1: clear error, no hang (exit %d)", rc);
     if (rc == 0 || rc == 124) show_err();
 

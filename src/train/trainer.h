@@ -16,6 +16,9 @@
 #include "train/optim.h"
 #include "train/schedule.h"
 
+// A --freeze_last_layer that outlasts any run: the last layer never trains.
+#define TRAIN_FREEZE_ALWAYS 1000000
+
 typedef struct {
     // model
     const char *arch;          // vit_tiny / vit_small / vit_base (deit_* aliases)
@@ -35,7 +38,7 @@ typedef struct {
     double clip_grad;          // 3.0 (0: off)
     int batch_size_per_gpu;    // 64
     int epochs;                // 100
-    int freeze_last_layer;     // 1
+    int freeze_last_layer;     // 1 (TRAIN_FREEZE_ALWAYS: the whole run)
     double lr;                 // 0.0005 (scaled by batch/256)
     int warmup_epochs;         // 10
     double min_lr;             // 1e-6
