@@ -18,9 +18,9 @@ DATA=/usr/share/datasets/fashion-mnist
 
 scripts/setup.sh
 make -j"$(nproc)" build/dino >/dev/null
-echo "== training: dino train --preset fmnist --output_dir $OUT ${DINO_TRAIN_FLAGS:-}"
+echo "== training: dino train --preset fmnist --eval_knn_every 1 --output_dir $OUT ${DINO_TRAIN_FLAGS:-}"
 # shellcheck disable=SC2086
-build/dino train --preset fmnist --output_dir "$OUT" ${DINO_TRAIN_FLAGS:-}
+build/dino train --preset fmnist --eval_knn_every 1 --output_dir "$OUT" ${DINO_TRAIN_FLAGS:-}
 
 echo "== k-NN evaluation of the teacher (Fashion-MNIST train set as memory, test set as queries)"
 build/dino knn --pretrained_weights "$OUT/checkpoint.dino" --data_path "$DATA" --nb_knn 10 20 \
