@@ -82,6 +82,43 @@ static void check_grads(const Trainer *cpu, const float *ggpu, double bound, con
           bound);
 }
 
+// The CPU side's student logits, CLS features and dL/dlogits for the whole
+// batch, computed before its step from the same weights, drop-path factors
+// and centre (the CPU trainer runs the student a chunk of images at a time
+// and keeps none of these for the whole batch).
+typedef struct {
+    float *logits, *features, *dlogits;
+} RefRows;
+
+static RefRows reference_rows(Trainer *cpu, const Batch *b) {
+    const TrainConfig *c = &cpu->cfg;
+    const int K = c->out_dim, rows = b->B * cpu->ncrops, D = cpu->model.vit.dim;
+    const int64_t it = (int64_t)cpu->epoch * cpu->niter_per_ep + cpu->step;
+    RefRows r;
+    r.logits = mallocCheck((size_t)rows * K * sizeof(float));
+    r.features = mallocCheck((size_t)rows * D * sizeof(float));
+    r.dlogits = mallocCheck((size_t)rows * K * sizeof(float));
+    MultiCropActs *ta = multicrop_acts_create(&cpu->model, b, 1, 0);
+    float *tl = mallocCheck((size_t)2 * b->B * K * sizeof(float));
+    memcpy(tl, multicrop_forward(&cpu->model, cpu->teacher, ta, b, NULL), (size_t)2 * b->B * K * sizeof(float));
+    float *drop[BATCH_MAX_GROUPS] = {0};
+    for (int g = 0; g < b->n_groups && c->drop_path_rate > 0; g++) {
+        int Bg = b->groups[g].n_crops * b->B;
+        drop[g] = mallocCheck((size_t)2 * cpu->model.vit.depth * Bg * sizeof(float));
+        trainer_drop_scales(c, &cpu->model.vit, it, g, Bg, drop[g]);
+    }
+    MultiCropActs *sa = multicrop_acts_create(&cpu->model, b, b->n_groups, 0);
+    memcpy(r.logits, multicrop_forward(&cpu->model, cpu->student, sa, b, drop), (size_t)rows * K * sizeof(float));
+    memcpy(r.features, sa->features, (size_t)rows * D * sizeof(float));
+    // Uses the current centre and changes no state the step reads.
+    dino_loss_forward_backward(&cpu->loss, r.dlogits, r.logits, tl, b->B, cpu->epoch);
+    for (int g = 0; g < BATCH_MAX_GROUPS; g++) free(drop[g]);
+    multicrop_acts_free(sa);
+    multicrop_acts_free(ta);
+    free(tl);
+    return r;
+}
+
 // One step on both engines from identical states, compared tensor by tensor.
 static void compare_step(Trainer *cpu, Trainer *gpu, const Batch *b, const Bounds *bd,
                          const char *tag) {
@@ -91,6 +128,7 @@ static void compare_step(Trainer *cpu, Trainer *gpu, const Batch *b, const Bound
     memcpy(old, cpu->student, n * sizeof(float));
     memcpy(told, cpu->teacher, n * sizeof(float));
     StepStats sc, sg;
+    RefRows ref = reference_rows(cpu, b);
     double t0 = dino_now();
     CHECK(trainer_step(cpu, b, &sc) == 0, "%s: CPU step", tag);
     double t1 = dino_now();
@@ -114,17 +152,20 @@ static void compare_step(Trainer *cpu, Trainer *gpu, const Batch *b, const Bound
     float *buf = mallocCheck((size_t)rows * K * sizeof(float));
     cuda_trainer_fetch(gpu->cuda, CUDA_TENSOR_TEACHER_LOGITS, buf, (size_t)2 * b->B * K);
     snprintf(what, sizeof what, "%s: teacher logits", tag);
-    check_rel(what, buf, head_output(cpu->tacts->head), (size_t)2 * b->B * K, bd->logits);
+    check_rel(what, buf, head_output(cpu->tacts->head), (size_t)2 * b->B * K, bd->logits);  // teacher: one pass
     cuda_trainer_fetch(gpu->cuda, CUDA_TENSOR_STUDENT_LOGITS, buf, (size_t)rows * K);
     snprintf(what, sizeof what, "%s: student logits", tag);
-    check_rel(what, buf, head_output(cpu->sacts->head), (size_t)rows * K, bd->logits);
+    check_rel(what, buf, ref.logits, (size_t)rows * K, bd->logits);
     cuda_trainer_fetch(gpu->cuda, CUDA_TENSOR_STUDENT_FEATURES, buf, (size_t)rows * cpu->model.vit.dim);
     snprintf(what, sizeof what, "%s: student CLS features", tag);
-    check_rel(what, buf, cpu->sacts->features, (size_t)rows * cpu->model.vit.dim, bd->logits);
+    check_rel(what, buf, ref.features, (size_t)rows * cpu->model.vit.dim, bd->logits);
     cuda_trainer_fetch(gpu->cuda, CUDA_TENSOR_DLOGITS, buf, (size_t)rows * K);
     snprintf(what, sizeof what, "%s: dloss/dstudent logits", tag);
-    check_rel(what, buf, cpu->dlogits, (size_t)rows * K, bd->dlogits);
+    check_rel(what, buf, ref.dlogits, (size_t)rows * K, bd->dlogits);
     free(buf);
+    free(ref.logits);
+    free(ref.features);
+    free(ref.dlogits);
 
     float *g = mallocCheck(n * sizeof(float));
     cuda_trainer_fetch(gpu->cuda, CUDA_TENSOR_GRADS, g, n);
