@@ -611,16 +611,20 @@ void l2norm_backward(float *dinp, const float *dout, const float *out, const flo
 
 // ---------------------------------------------------------------- weight norm
 
+// ||v[o,:]|| with the same reduction for the forward and for the scales.
+static inline float weightnorm_row_norm(const float *vr, int In) {
+    float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+    for (int j = 0; j < In; j++) ss += vr[j] * vr[j];
+    return sqrtf(ss);
+}
+
 void weightnorm_forward(float *w, float *vnorm, const float *g, const float *v, int O, int In) {
 #pragma omp parallel for if ((size_t)O * In > PAR_MIN_WORK)
     for (int o = 0; o < O; o++) {
         const float *vr = v + (size_t)o * In;
-        float ss = 0.0f;
-#pragma omp simd reduction(+ : ss)
-        for (int j = 0; j < In; j++) ss += vr[j] * vr[j];
-        float n = sqrtf(ss);
-        vnorm[o] = n;
-        float f = g[o] / n;
+        vnorm[o] = weightnorm_row_norm(vr, In);
+        float f = g[o] / vnorm[o];
         for (int j = 0; j < In; j++) w[(size_t)o * In + j] = vr[j] * f;
     }
 }
@@ -628,13 +632,8 @@ void weightnorm_forward(float *w, float *vnorm, const float *g, const float *v, 
 void weightnorm_scales(float *scale, float *vnorm, const float *g, const float *v, int O, int In) {
 #pragma omp parallel for if ((size_t)O * In > PAR_MIN_WORK)
     for (int o = 0; o < O; o++) {
-        const float *vr = v + (size_t)o * In;
-        float ss = 0.0f;
-#pragma omp simd reduction(+ : ss)
-        for (int j = 0; j < In; j++) ss += vr[j] * vr[j];
-        float n = sqrtf(ss);
-        vnorm[o] = n;
-        scale[o] = g[o] / n;
+        vnorm[o] = weightnorm_row_norm(v + (size_t)o * In, In);
+        scale[o] = g[o] / vnorm[o];
     }
 }
 
