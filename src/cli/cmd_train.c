@@ -98,7 +98,7 @@ int cmd_train(int argc, char **argv) {
         {"clip_grad", ARG_STRING, &clip, "per-tensor gradient norm clip (0: off)"},
         {"batch_size_per_gpu", ARG_INT, &c.batch_size_per_gpu, "images per batch"},
         {"epochs", ARG_INT, &c.epochs, "training epochs"},
-        {"freeze_last_layer", ARG_INT, &c.freeze_last_layer, "epochs during which the last layer is frozen"},
+        {"freeze_last_layer", ARG_INT, &c.freeze_last_layer, "epochs during which the last layer is frozen (1000000: the whole run, as in --preset fmnist)"},
         {"lr", ARG_STRING, &lr, "peak learning rate at batch 256 (scaled linearly with the batch)"},
         {"warmup_epochs", ARG_INT, &c.warmup_epochs, "linear learning-rate warm-up epochs"},
         {"min_lr", ARG_STRING, &minlr, "final learning rate (cosine)"},
