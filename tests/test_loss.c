@@ -1,7 +1,8 @@
 // The DINO loss against PyTorch (tools/make_train_fixtures.py loss): loss
-// value, gradient with respect to the student logits, centre update, teacher
-// temperature and the teacher entropies, for a small case inside the
-// temperature warm-up and one with large logits (numerical stability). Also
+// value, gradient with respect to the student logits, teacher distributions,
+// centre update, teacher temperature and the teacher entropies, for a small
+// case inside the temperature warm-up, one with large logits (numerical
+// stability) and one with DINOv2's Sinkhorn-Knopp teacher. Also
 // a finite-difference check of the gradient in float64-free form, and that
 // the result does not depend on the thread count nor on splitting the student
 // rows into chunks.
@@ -22,10 +23,11 @@ static void run_case(const Fixture *fx, const char *name) {
     const float *dims = fixture_get(fx, K_("dims"))->data;
     const float *par = fixture_get(fx, K_("params"))->data;
     int K = (int)dims[0], B = (int)dims[1], nc = (int)dims[2], epoch = (int)dims[3];
-    int we = (int)dims[4];
+    int we = (int)dims[4], sk = (int)dims[6];
     float sc = par[0];
     DinoLoss L;
     dino_loss_init(&L, K, nc, par[1], par[2], we);
+    L.sinkhorn_iters = sk;
     fixture_fill(L.center, K, (uint64_t)par[3], -0.5f, 0.5f);
     float *s = malloc(sizeof(float) * nc * B * K), *t = malloc(sizeof(float) * 2 * B * K);
     float *ds = malloc(sizeof(float) * nc * B * K);
@@ -46,6 +48,8 @@ static void run_case(const Fixture *fx, const char *name) {
     float gmax = 0;
     for (size_t i = 0; i < g->numel; i++) gmax = fmaxf(gmax, fabsf(g->data[i]));
     test_close(what, ds, g->data, g->numel, 2e-6 * gmax, 1e-4);
+    snprintf(what, sizeof what, "%s teacher probabilities", name);
+    test_close(what, L.tprob, fixture_get(fx, K_("tprob"))->data, (size_t)2 * B * K, 1e-9, 2e-5);
     float ent[2] = {(float)st.teacher_entropy, (float)st.teacher_mean_entropy};
     snprintf(what, sizeof what, "%s teacher entropies", name);
     test_close(what, ent, fixture_get(fx, K_("entropy"))->data, 2, 1e-6, 1e-5);
@@ -112,6 +116,48 @@ static void finite_difference(void) {
     dino_loss_free(&L);
 }
 
+// Sinkhorn-Knopp: a constant added to every teacher logit cancels (the code
+// shifts by the batch maximum, so logits that would overflow exp work too),
+// rows sum to one, and prototypes that the plain softmax favours for every
+// row are evened out over the batch.
+static void sinkhorn_properties(void) {
+    const int K = 64, B = 4, nc = 2, TR = 2 * B;
+    DinoLoss L;
+    dino_loss_init(&L, K, nc, 0.04, 0.04, 0);
+    L.sinkhorn_iters = 3;
+    float t[2 * 4 * 64], q[2 * 4 * 64];
+    fixture_fill(t, sizeof t / 4, 21, -0.2f, 0.2f);
+    for (int r = 0; r < TR; r++) t[r * K + 5] += 1.0f;  // one prototype wins every row
+    dino_loss_teacher(&L, t, B, 0);
+    memcpy(q, L.tprob, sizeof q);
+    for (size_t i = 0; i < sizeof t / 4; i++) t[i] += 100.0f;  // exp(2500) without the shift
+    dino_loss_teacher(&L, t, B, 0);
+    // t + 100 and (t + 100)/τ are rounded at 2500, so q moves by ~1e-4 relative.
+    double maxdiff = 0, maxrow = 0, qmax = 0;
+    for (int i = 0; i < TR * K; i++) {
+        maxdiff = fmax(maxdiff, fabs(q[i] - L.tprob[i]));
+        qmax = fmax(qmax, q[i]);
+    }
+    for (int r = 0; r < TR; r++) {
+        double s = 0;
+        for (int k = 0; k < K; k++) s += q[r * K + k];
+        maxrow = fmax(maxrow, fabs(s - 1.0));
+    }
+    CHECK(maxdiff < 1e-3 * qmax && maxrow < 1e-5,
+          "sinkhorn: shift-invariant (max diff %.3g of max %.3g), rows sum to 1 (max error %.3g)", maxdiff, qmax, maxrow);
+    double col5 = 0, colmean = 0;
+    for (int r = 0; r < TR; r++) col5 += q[r * K + 5];
+    for (int i = 0; i < TR * K; i++) colmean += q[i];
+    colmean /= K;
+    L.sinkhorn_iters = 0;  // the plain softmax (centre zero) for comparison
+    dino_loss_teacher(&L, t, B, 0);
+    double soft5 = 0;
+    for (int r = 0; r < TR; r++) soft5 += L.tprob[r * K + 5];
+    CHECK(soft5 > 0.9 * TR && col5 < 1.1 * colmean,
+          "sinkhorn: the favoured prototype's mass %.3f (softmax %.3f) is near the mean %.3f", col5, soft5, colmean);
+    dino_loss_free(&L);
+}
+
 static void teacher_temp_schedule(void) {
     DinoLoss L;
     dino_loss_init(&L, 4, 4, 0.04, 0.07, 30);
@@ -129,8 +175,10 @@ int main(void) {
     Fixture fx = fixture_load("train_loss.bin");
     run_case(&fx, "a");
     run_case(&fx, "b");
+    run_case(&fx, "c");
     fixture_free(&fx);
     finite_difference();
+    sinkhorn_properties();
     teacher_temp_schedule();
     return test_finish();
 }

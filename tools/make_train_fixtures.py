@@ -40,7 +40,9 @@ class RefDINOLoss:
     """DINOLoss as SPEC §4 describes it."""
 
     def __init__(self, out_dim, ncrops, warmup_teacher_temp, teacher_temp,
-                 warmup_teacher_temp_epochs, nepochs, student_temp=0.1, center_momentum=0.9):
+                 warmup_teacher_temp_epochs, nepochs, student_temp=0.1, center_momentum=0.9,
+                 sinkhorn_iters=0):
+        self.sinkhorn_iters = sinkhorn_iters
         self.student_temp = student_temp
         self.center_momentum = center_momentum
         self.ncrops = ncrops
@@ -52,7 +54,10 @@ class RefDINOLoss:
     def __call__(self, student_output, teacher_output, epoch):
         s = (student_output / self.student_temp).chunk(self.ncrops)
         temp = self.teacher_temp_schedule[epoch]
-        q = F.softmax((teacher_output - self.center) / temp, dim=-1).detach().chunk(2)
+        if self.sinkhorn_iters:
+            q = sinkhorn_knopp(teacher_output, temp, self.sinkhorn_iters).detach().chunk(2)
+        else:
+            q = F.softmax((teacher_output - self.center) / temp, dim=-1).detach().chunk(2)
         total, n = 0, 0
         for iq in range(2):
             for v in range(self.ncrops):
@@ -70,6 +75,22 @@ class RefDINOLoss:
         self.center = self.center * self.center_momentum + bc * (1 - self.center_momentum)
 
 
+def sinkhorn_knopp(teacher, temp, iters):
+    """DINOv2's sinkhorn_knopp_teacher on one process, in float32: exp(t/τ)
+    normalised to a total of one, then per prototype (over the rows) to 1/K and
+    per row to 1/rows, `iters` times; rows finally scaled to sum to one."""
+    Q = torch.exp(teacher / temp).t()  # (K, rows)
+    K, rows = Q.shape
+    Q /= Q.sum()
+    for _ in range(iters):
+        Q /= Q.sum(dim=1, keepdim=True)
+        Q /= K
+        Q /= Q.sum(dim=0, keepdim=True)
+        Q /= rows
+    Q *= rows
+    return Q.t()
+
+
 def entropies(q):
     q64 = q.double()
     h = -(q64 * torch.where(q64 > 0, q64.log(), torch.zeros_like(q64))).sum(-1).mean()
@@ -80,27 +101,31 @@ def entropies(q):
 
 def make_loss():
     cases = [
-        # name, K, B, ncrops, scale of logits, epoch, (warm, final, warm epochs, nepochs), center seed
-        ("a", 300, 3, 4, 3.0, 1, (0.04, 0.07, 3, 5), 13),
-        ("b", 1000, 2, 6, 40.0, 4, (0.04, 0.04, 0, 5), 14),   # large logits: stability
+        # name, K, B, ncrops, scale of logits, epoch, (warm, final, warm epochs, nepochs),
+        # center seed, Sinkhorn-Knopp iterations (0: the reference's centring)
+        ("a", 300, 3, 4, 3.0, 1, (0.04, 0.07, 3, 5), 13, 0),
+        ("b", 1000, 2, 6, 40.0, 4, (0.04, 0.04, 0, 5), 14, 0),   # large logits: stability
+        # DINOv2's teacher on cosine-sized logits (its exp has no shift)
+        ("c", 500, 3, 4, 1.0, 0, (0.04, 0.04, 0, 5), 15, 3),
     ]
     out = {}
-    for name, K, B, nc, sc, epoch, (w, f, we, ne), cseed in cases:
+    for name, K, B, nc, sc, epoch, (w, f, we, ne), cseed, sk in cases:
         student = T(fill([nc * B, K], 11, -sc, sc)).requires_grad_(True)
         teacher = T(fill([2 * B, K], 12, -sc, sc))
-        L = RefDINOLoss(K, nc, w, f, we, ne)
+        L = RefDINOLoss(K, nc, w, f, we, ne, sinkhorn_iters=sk)
         L.center = T(fill([1, K], cseed, -0.5, 0.5))
         loss, q, temp = L(student, teacher, epoch)
         loss.backward()
         h, hm = entropies(q)
         p = f"{name}."
-        out[p + "dims"] = [K, B, nc, epoch, we, ne]
+        out[p + "dims"] = [K, B, nc, epoch, we, ne, sk]
         out[p + "params"] = [sc, w, f, cseed]
         out[p + "loss"] = [loss.item()]
         out[p + "dstudent"] = student.grad
         out[p + "center_new"] = L.center[0]
         out[p + "temp"] = [temp]
         out[p + "entropy"] = [h, hm]
+        out[p + "tprob"] = q
     write(os.path.join(OUT, "train_loss.bin"), out)
 
 

@@ -31,6 +31,7 @@ int dist_world(void) { return 1; }
 void dist_allreduce_f32(float *buf, size_t n, DistOp op) { (void)buf, (void)n, (void)op; }
 void dist_allreduce_f64(double *buf, size_t n, DistOp op) { (void)buf, (void)n, (void)op; }
 int dist_max_i32(int x) { return x; }
+double dist_max_f64(double x) { return x; }
 void dist_broadcast(void *buf, size_t nbytes, int root) { (void)buf, (void)nbytes, (void)root; }
 void dist_allgather(const void *in, void *out, size_t nbytes) { memcpy(out, in, nbytes); }
 void dist_barrier(void) {}
@@ -194,6 +195,15 @@ int dist_max_i32(int x) {
     int y = x;
     coll_begin("an all-reduce (max)");
     check(MPI_Allreduce(&x, &y, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
+    coll_end();
+    return y;
+}
+
+double dist_max_f64(double x) {
+    if (g_world <= 1) return x;
+    double y = x;
+    coll_begin("an all-reduce (max)");
+    check(MPI_Allreduce(&x, &y, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
     coll_end();
     return y;
 }

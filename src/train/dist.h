@@ -33,6 +33,7 @@ void dist_allreduce_f32(float *buf, size_t n, DistOp op);
 void dist_allreduce_f64(double *buf, size_t n, DistOp op);
 // The largest value of x over the ranks (flags: "did any rank ...").
 int dist_max_i32(int x);
+double dist_max_f64(double x);
 // Copies root's nbytes at buf to every rank.
 void dist_broadcast(void *buf, size_t nbytes, int root);
 // out (world·nbytes) ← every rank's nbytes at in, in rank order.

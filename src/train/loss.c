@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "train/dist.h"
 
 void dino_loss_init(DinoLoss *L, int out_dim, int ncrops, double warmup_teacher_temp,
                     double teacher_temp, int warmup_teacher_temp_epochs) {
@@ -93,6 +94,103 @@ static double *grow_d(double *p, size_t *cap, size_t n) {
     return mallocCheck(n * sizeof(double));
 }
 
+// The reference's teacher: softmax((t − center)/τ) per row, as PyTorch:
+// subtract the max, exponentiate, multiply by the reciprocal of the sum.
+static void centered_softmax(float *q, const float *teacher, const float *center, int TR, int K,
+                             float temp) {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < TR; r++) {
+        const float *t = teacher + (size_t)r * K;
+        float *qr = q + (size_t)r * K;
+        float mx = -INFINITY;
+        for (int k = 0; k < K; k++) {
+            float x = (t[k] - center[k]) / temp;
+            qr[k] = x;
+            if (x > mx) mx = x;
+        }
+        float s = 0.0f;
+        for (int k = 0; k < K; k++) {
+            float e = expf(qr[k] - mx);
+            qr[k] = e;
+            s += e;
+        }
+        float inv = 1.0f / s;
+        for (int k = 0; k < K; k++) qr[k] *= inv;
+    }
+}
+
+// colsum (K) = Σ over the TR rows of q, in column blocks so each thread
+// streams its rows in order (the sums do not depend on the thread count).
+static void column_sums(double *colsum, const float *q, int TR, int K) {
+    const int CB = 512;
+#pragma omp parallel for schedule(static)
+    for (int k0 = 0; k0 < K; k0 += CB) {
+        int k1 = k0 + CB < K ? k0 + CB : K;
+        for (int k = k0; k < k1; k++) colsum[k] = 0.0;
+        for (int r = 0; r < TR; r++) {
+            const float *qr = q + (size_t)r * K;
+            for (int k = k0; k < k1; k++) colsum[k] += qr[k];
+        }
+    }
+}
+
+// DINOv2's teacher (sinkhorn_knopp_teacher): Q = exp(t/τ), normalised to a
+// total of one, then `iters` times: every prototype's mass over the global
+// batch set to 1/K, every row's to 1/rows; the rows finally scaled to sum to
+// one. The sums run over every rank's rows. Dividing by the global batch's
+// largest t/τ first cancels in the first normalisation and keeps exp in range.
+static void sinkhorn_knopp(float *q, const float *teacher, int TR, int K, float temp, int iters) {
+    const size_t n = (size_t)TR * K;
+    float mx = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        float x = teacher[i] / temp;
+        q[i] = x;
+        mx = x > mx ? x : mx;
+    }
+    const float gmx = (float)dist_max_f64(mx);
+    double *rows = mallocCheck((size_t)TR * sizeof(double));
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < TR; r++) {
+        float *qr = q + (size_t)r * K;
+        double s = 0.0;
+        for (int k = 0; k < K; k++) {
+            qr[k] = expf(qr[k] - gmx);
+            s += qr[k];
+        }
+        rows[r] = s;
+    }
+    double total = 0.0;
+    for (int r = 0; r < TR; r++) total += rows[r];
+    dist_allreduce_f64(&total, 1, DIST_SUM);
+    const double nrows = (double)TR * dist_world();
+    double *colsum = mallocCheck((size_t)K * sizeof(double));
+    float *cscale = mallocCheck((size_t)K * sizeof(float));
+    const float inv_total = (float)(1.0 / total);
+    for (size_t i = 0; i < n; i++) q[i] *= inv_total;
+    for (int it = 0; it < iters; it++) {
+        column_sums(colsum, q, TR, K);
+        dist_allreduce_f64(colsum, (size_t)K, DIST_SUM);
+        // A prototype no row reaches (exp underflowed everywhere) stays at zero.
+        for (int k = 0; k < K; k++) cscale[k] = colsum[k] > 0.0 ? (float)(1.0 / (colsum[k] * K)) : 0.0f;
+        const int last = it == iters - 1;
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < TR; r++) {
+            float *qr = q + (size_t)r * K;
+            double s = 0.0;
+            for (int k = 0; k < K; k++) {
+                qr[k] *= cscale[k];
+                s += qr[k];
+            }
+            // Rows sum to 1/nrows between iterations and to one at the end.
+            const float rs = s > 0.0 ? (float)(1.0 / (last ? s : s * nrows)) : 0.0f;
+            for (int k = 0; k < K; k++) qr[k] *= rs;
+        }
+    }
+    free(cscale);
+    free(colsum);
+    free(rows);
+}
+
 LossStats dino_loss_teacher(DinoLoss *L, const float *teacher, int B, int epoch) {
     const int K = L->out_dim, TR = 2 * B;
     LossStats st = {0};
@@ -112,30 +210,15 @@ LossStats dino_loss_teacher(DinoLoss *L, const float *teacher, int B, int epoch)
     double *qsum = L->qsum;
     double *tent = mallocCheck((size_t)TR * sizeof(double));
 
-    // Teacher: softmax((t − center)/τ) per row, as PyTorch: subtract the max,
-    // exponentiate, multiply by the reciprocal of the sum.
+    if (L->sinkhorn_iters > 0)
+        sinkhorn_knopp(q, teacher, TR, K, tempf, L->sinkhorn_iters);
+    else
+        centered_softmax(q, teacher, center, TR, K, tempf);
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < TR; r++) {
-        const float *t = teacher + (size_t)r * K;
-        float *qr = q + (size_t)r * K;
-        float mx = -INFINITY;
-        for (int k = 0; k < K; k++) {
-            float x = (t[k] - center[k]) / tempf;
-            qr[k] = x;
-            if (x > mx) mx = x;
-        }
-        float s = 0.0f;
-        for (int k = 0; k < K; k++) {
-            float e = expf(qr[k] - mx);
-            qr[k] = e;
-            s += e;
-        }
-        float inv = 1.0f / s;
+        const float *qr = q + (size_t)r * K;
         double qs = 0.0;
-        for (int k = 0; k < K; k++) {
-            qr[k] *= inv;
-            qs += qr[k];
-        }
+        for (int k = 0; k < K; k++) qs += qr[k];
         qsum[r] = qs;
         tent[r] = entropy(qr, K);
     }
@@ -145,21 +228,10 @@ LossStats dino_loss_teacher(DinoLoss *L, const float *teacher, int B, int epoch)
     for (int r = 0; r < TR; r++) hm += tent[r];
     st.teacher_entropy = hm / TR;
     double *hk = mallocCheck((size_t)K * sizeof(double));
-    // Column sums over the rows, in blocks of columns so each thread streams
-    // its rows in order (and the sums do not depend on the thread count).
-    const int CB = 512;
-#pragma omp parallel for schedule(static)
-    for (int k0 = 0; k0 < K; k0 += CB) {
-        int k1 = k0 + CB < K ? k0 + CB : K;
-        for (int k = k0; k < k1; k++) hk[k] = 0.0;
-        for (int r = 0; r < TR; r++) {
-            const float *qr = q + (size_t)r * K;
-            for (int k = k0; k < k1; k++) hk[k] += qr[k];
-        }
-        for (int k = k0; k < k1; k++) {
-            double m = hk[k] / TR;
-            hk[k] = m > 0.0 ? -m * log(m) : 0.0;
-        }
+    column_sums(hk, q, TR, K);
+    for (int k = 0; k < K; k++) {
+        double m = hk[k] / TR;
+        hk[k] = m > 0.0 ? -m * log(m) : 0.0;
     }
     double hbar = 0.0;
     for (int k = 0; k < K; k++) hbar += hk[k];

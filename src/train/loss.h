@@ -4,6 +4,7 @@
 // teacher-temperature schedule, the centre update (split into a batch sum,
 // which a distributed run all-reduces, and the momentum step), and the
 // collapse statistics of the teacher output that the trainer monitors.
+// DINOv2's Sinkhorn-Knopp teacher is an option (sinkhorn_iters).
 #ifndef DINO_TRAIN_LOSS_H
 #define DINO_TRAIN_LOSS_H
 
@@ -22,6 +23,10 @@ typedef struct {
     double warmup_teacher_temp;   // 0.04
     double teacher_temp;          // 0.04
     int warmup_teacher_temp_epochs;  // 0
+    // 0: the reference's centring (softmax of (t − center)/τ). n > 0: DINOv2's
+    // Sinkhorn-Knopp teacher with n iterations (3 there), which balances the
+    // prototypes over the global batch instead; the centre is then unused.
+    int sinkhorn_iters;
     float *center;                // (K), starts at zero; owned
     float *tprob;                 // workspace: teacher probabilities (2B, K)
     size_t tprob_cap;

@@ -48,6 +48,7 @@ void train_config_default(TrainConfig *c) {
     c->warmup_teacher_temp = 0.04;
     c->teacher_temp = 0.04;
     c->warmup_teacher_temp_epochs = 0;
+    c->centering = "centering";
     c->weight_decay = 0.04;
     c->weight_decay_end = 0.4;
     c->clip_grad = 3.0;
@@ -184,6 +185,16 @@ Trainer *trainer_create(const TrainConfig *cfg, int64_t niter_per_ep, char *err,
         snprintf(err, errlen, "--local_crops_number must be between 0 and 64");
         return NULL;
     }
+    const int sinkhorn = cfg->centering && !strcmp(cfg->centering, "sinkhorn_knopp");
+    if (!sinkhorn && !(cfg->centering && !strcmp(cfg->centering, "centering"))) {
+        snprintf(err, errlen, "unknown --centering '%s' (centering, sinkhorn_knopp)",
+                 cfg->centering ? cfg->centering : "");
+        return NULL;
+    }
+    if (sinkhorn && cfg->device == DEVICE_CUDA) {
+        snprintf(err, errlen, "--centering sinkhorn_knopp runs on the CPU only (the CUDA loss has the reference's centring)");
+        return NULL;
+    }
     Trainer *t = callocCheck(1, sizeof *t);
     t->cfg = *cfg;
     model_build(&t->model, &vit, &head, 1);
@@ -198,6 +209,7 @@ Trainer *trainer_create(const TrainConfig *cfg, int64_t niter_per_ep, char *err,
     t->ncrops = 2 + cfg->local_crops_number;
     dino_loss_init(&t->loss, cfg->out_dim, t->ncrops, cfg->warmup_teacher_temp, cfg->teacher_temp,
                    cfg->warmup_teacher_temp_epochs);
+    t->loss.sinkhorn_iters = sinkhorn ? 3 : 0;  // DINOv2's n_iterations
     t->niter_per_ep = niter_per_ep;
     int W = cfg->world_size > 0 ? cfg->world_size : 1;
     // lr = args.lr · (batch_size_per_gpu · world_size) / 256, in Python's order
@@ -328,8 +340,10 @@ int trainer_step(Trainer *t, const Batch *b, StepStats *st) {
     const float *tl = multicrop_forward(&t->model, t->teacher, t->tacts, b, NULL);
     LossStats ls;
     PROF(PROF_LOSS, ls = dino_loss_teacher(&t->loss, tl, B, t->epoch));
-    // The centre's batch statistic (a distributed run all-reduces this sum).
-    PROF(PROF_LOSS, dino_center_batch_sum(t->center_sum, tl, 2 * B, K));
+    // The centre's batch statistic (a distributed run all-reduces this sum);
+    // the Sinkhorn-Knopp teacher has no centre.
+    const int centre = t->loss.sinkhorn_iters == 0;
+    if (centre) PROF(PROF_LOSS, dino_center_batch_sum(t->center_sum, tl, 2 * B, K));
     // Student: every crop, with keyed drop-path masks, forward, loss and
     // backward a chunk of images at a time (the loss rows are independent).
     float *drop[BATCH_MAX_GROUPS] = {0};
@@ -349,7 +363,7 @@ int trainer_step(Trainer *t, const Batch *b, StepStats *st) {
     st->teacher_mean_entropy = ls.teacher_mean_entropy;
     // Nothing the run keeps has changed yet (the gradients are scratch).
     if (!isfinite(ls.loss) || !isfinite((float)ls.loss)) return -1;
-    dist_allreduce_f32(t->center_sum, (size_t)K, DIST_SUM);  // divided by 2B·world below
+    if (centre) dist_allreduce_f32(t->center_sum, (size_t)K, DIST_SUM);  // divided by 2B·world below
     dist_allreduce_f32(t->grads, t->model.table.total, DIST_AVG);  // before clipping, as DDP
 
     // cancel_gradients_last_layer: while epoch < freeze_last_layer the last
@@ -361,7 +375,7 @@ int trainer_step(Trainer *t, const Batch *b, StepStats *st) {
     optim_step(&t->opt, t->student, t->grads, st->lr, st->wd, t->skip);
     ema_update(t->teacher, t->student, tab->total, st->momentum);
     int W = c->world_size > 0 ? c->world_size : 1;
-    dino_center_update(&t->loss, t->center_sum, (int64_t)2 * B * W);
+    if (centre) dino_center_update(&t->loss, t->center_sum, (int64_t)2 * B * W);
     st->seconds = dino_now() - t0;
     return 0;
 }
@@ -424,6 +438,7 @@ static int config_items(const Trainer *t, CfgItem *it) {
     ITEM("warmup_teacher_temp", 0, "%.17g", c->warmup_teacher_temp);
     ITEM("teacher_temp", 0, "%.17g", c->teacher_temp);
     ITEM("warmup_teacher_temp_epochs", 0, "%d", c->warmup_teacher_temp_epochs);
+    ITEM("centering", 0, "%s", c->centering);
     ITEM("clip_grad", 0, "%.17g", c->clip_grad);
     ITEM("freeze_last_layer", 0, "%d", c->freeze_last_layer);
     ITEM("drop_path_rate", 0, "%.9g", c->drop_path_rate);

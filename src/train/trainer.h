@@ -33,6 +33,7 @@ typedef struct {
     double momentum_teacher;   // 0.996
     double warmup_teacher_temp, teacher_temp;  // 0.04, 0.04
     int warmup_teacher_temp_epochs;            // 0
+    const char *centering;     // "centering" (the reference) or "sinkhorn_knopp" (DINOv2's teacher)
     // optimisation
     double weight_decay, weight_decay_end;  // 0.04, 0.4
     double clip_grad;          // 3.0 (0: off)
@@ -69,8 +70,9 @@ typedef struct {
 } TrainConfig;
 
 void train_config_default(TrainConfig *c);
-// Small-data preset: Fashion-MNIST, 28-px global / 16-px local crops, patch 4,
-// a 4-block ViT of width 128, out_dim 4096, batch 128, 20 epochs.
+// Small-data preset: Fashion-MNIST, 28-px global / 14-px local crops, 7-px
+// patches, a 4-block ViT of width 128, out_dim 4096, batch 64, 2 epochs
+// (docs/TRAINING.md).
 void train_config_preset_fmnist(TrainConfig *c);
 // Fills the backbone and head configurations the flags describe. 0, or -1
 // with err filled for an impossible combination.
