@@ -137,8 +137,9 @@ static void column_sums(double *colsum, const float *q, int TR, int K) {
 // DINOv2's teacher (sinkhorn_knopp_teacher): Q = exp(t/τ), normalised to a
 // total of one, then `iters` times: every prototype's mass over the global
 // batch set to 1/K, every row's to 1/rows; the rows finally scaled to sum to
-// one. The sums run over every rank's rows. Dividing by the global batch's
-// largest t/τ first cancels in the first normalisation and keeps exp in range.
+// one. The sums run over every rank's rows. Subtracting the global batch's
+// largest t/τ before exp cancels in the first normalisation and keeps exp in
+// range (the reference's has no such shift).
 static void sinkhorn_knopp(float *q, const float *teacher, int TR, int K, float temp, int iters) {
     const size_t n = (size_t)TR * K;
     float mx = -INFINITY;
