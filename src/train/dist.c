@@ -190,21 +190,22 @@ void dist_allreduce_f64(double *buf, size_t n, DistOp op) {
         for (size_t i = 0; i < n; i++) buf[i] /= (double)g_world;
 }
 
-int dist_max_i32(int x) {
-    if (g_world <= 1) return x;
-    int y = x;
+// out ← the largest in over the ranks (one element of type t).
+static void allreduce_max(const void *in, void *out, MPI_Datatype t) {
     coll_begin("an all-reduce (max)");
-    check(MPI_Allreduce(&x, &y, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
+    check(MPI_Allreduce(in, out, 1, t, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
     coll_end();
+}
+
+int dist_max_i32(int x) {
+    int y = x;
+    if (g_world > 1) allreduce_max(&x, &y, MPI_INT);
     return y;
 }
 
 double dist_max_f64(double x) {
-    if (g_world <= 1) return x;
     double y = x;
-    coll_begin("an all-reduce (max)");
-    check(MPI_Allreduce(&x, &y, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
-    coll_end();
+    if (g_world > 1) allreduce_max(&x, &y, MPI_DOUBLE);
     return y;
 }
 
