@@ -66,7 +66,7 @@ static void optimisation(void) {
     loader_start(l, 0, 0);
     const Batch *b = loader_next(l);
     Trainer *t = trainer_create(&c, loader_steps_per_epoch(l), err, sizeof err);
-    t->loss.center_momentum = 1.0;  // centre frozen at zero
+    t->loss.center_momentum = 1.0;  // centre frozen at zero (unused by the preset's Sinkhorn-Knopp teacher)
     double first = 0, last = 0, h0 = 0, h1 = 0;
     int finite = 1;
     for (int s = 0; s < 30; s++) {
@@ -133,8 +133,9 @@ static void short_run(void) {
     CHECK(steps == 20 && finite, "log.txt: %d step records, all finite (last loss %.4f)", steps, loss_last);
     if (steps >= 10)
         printf("  student-teacher divergence (loss - teacher entropy): %.4f -> %.4f\n", kl[0], kl[steps - 1]);
-    // A sharp teacher (temperature 0.04) spreads 2B = 32 rows over at most
-    // 32 prototypes, so ln 32 bounds the batch-mean entropy in practice; a
+    // A sharp teacher spreads 2B = 32 rows over at most 32 prototypes, so
+    // ln 32 bounds the batch-mean entropy of a centred teacher in practice
+    // (the preset's Sinkhorn-Knopp teacher keeps it near ln K by design); a
     // collapse to one dimension takes it to the per-sample entropy, near 0.
     double hmax = log(fmin(256.0, 2.0 * c.batch_size_per_gpu));
     CHECK(hbar_min > 0.5 * hmax, "no collapse to one dimension: batch-mean entropy >= %.3f (want > ln(min(K, 2B)) / 2 = %.3f)",
