@@ -4,6 +4,7 @@
 #ifndef DINO_BATCH_H
 #define DINO_BATCH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define BATCH_MAX_GROUPS 4
@@ -23,5 +24,15 @@ typedef struct {
     int epoch;
     int64_t step;      // iteration within the epoch
 } Batch;
+
+// A batch of B images with 2 global crops of G px and nl local crops of L px
+// (no local group when nl is 0). Shape only: no pixels, labels or indices
+// (what plans and size checks need).
+Batch batch_shape(int B, int G, int nl, int L);
+// The same with 3-channel pixels drawn from fixture_fill in [-2, 2] (group g
+// from seed + g), zero labels and indices: the input of `dino bench train`
+// and of the training-step tests. Free with batch_free.
+Batch batch_synthetic(int B, int G, int nl, int L, uint64_t seed);
+void batch_free(Batch *b);
 
 #endif

@@ -9,11 +9,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "batch.h"
 #include "common.h"
 #include "cuda/train_plan.h"
 #include "ops.h"
 #include "rng.h"
-#include "batch_testutil.h"
 #include "testlib.h"
 
 // A region: offset and size in floats, for the overlap check.
@@ -135,7 +135,7 @@ static void test_arena(void) {
 static void test_plan(void) {
     ViTConfig v;
     vit_config_preset(&v, "vit_small", 16);
-    Batch b = batch_test_shape(64, 224, 8, 96);
+    Batch b = batch_shape(64, 224, 8, 96);
     MultiCropPlan p;
     char err[256];
     CHECK(multicrop_plan(&p, &b, &v, err, sizeof err) == 0, "ViT-S/16 2x224 + 8x96 plans");
@@ -145,12 +145,12 @@ static void test_plan(void) {
     CHECK(p.tokens[0] == 197 && p.tokens[1] == 37, "tokens 197 and 37");
     CHECK(p.pixels_total == (size_t)128 * 3 * 224 * 224 + (size_t)512 * 3 * 96 * 96, "pixels");
     CHECK(multicrop_plan_matches(&p, &b), "plan matches its batch");
-    Batch b2 = batch_test_shape(64, 224, 6, 96);
+    Batch b2 = batch_shape(64, 224, 6, 96);
     CHECK(!multicrop_plan_matches(&p, &b2), "a different local-crop count does not match");
-    Batch bad = batch_test_shape(4, 30, 2, 16);
+    Batch bad = batch_shape(4, 30, 2, 16);
     CHECK(multicrop_plan(&p, &bad, &v, err, sizeof err) == -1 && strstr(err, "multiple of the patch"),
           "a 30-px crop at patch 16 is refused: %s", err);
-    bad = batch_test_shape(4, 32, 2, 16);
+    bad = batch_shape(4, 32, 2, 16);
     bad.groups[0].n_crops = 3;
     CHECK(multicrop_plan(&p, &bad, &v, err, sizeof err) == -1 && strstr(err, "2 global crops"),
           "group 0 must hold the 2 global crops: %s", err);
@@ -167,7 +167,7 @@ static void test_train_arena(int fused) {
     head_config_default(&h, v.dim, 1000);
     h.hidden = 64;
     h.bottleneck = 32;
-    Batch b = batch_test_shape(3, 16, 4, 8);
+    Batch b = batch_shape(3, 16, 4, 8);
     MultiCropPlan p;
     char err[256];
     CHECK(multicrop_plan(&p, &b, &v, err, sizeof err) == 0, "tiny plan");
@@ -343,7 +343,7 @@ static void test_pos_plan(void) {
 static void test_staging_copy(void) {
     ViTConfig v;
     vit_config_preset(&v, "vit_tiny", 4);
-    Batch b = batch_test_shape(12, 64, 3, 32);  // group 0: 24 x 3 x 64 x 64 floats, two pieces
+    Batch b = batch_shape(12, 64, 3, 32);  // group 0: 24 x 3 x 64 x 64 floats, two pieces
     MultiCropPlan p;
     char err[256];
     CHECK(multicrop_plan(&p, &b, &v, err, sizeof err) == 0, "plan for the copy");

@@ -230,22 +230,7 @@ static int bench_train(int argc, char **argv) {
     Trainer *t = trainer_create(&tc, 1000, err, sizeof err);
     if (!t) dino_die("dino bench train: %s", err);
 
-    Batch b;
-    memset(&b, 0, sizeof b);
-    b.B = B;
-    b.n_groups = NL > 0 ? 2 : 1;
-    b.groups[0].size = G;
-    b.groups[0].n_crops = 2;
-    b.groups[1].size = Lc;
-    b.groups[1].n_crops = NL;
-    for (int g = 0; g < b.n_groups; g++) {
-        int s = b.groups[g].size;
-        size_t n = (size_t)b.groups[g].n_crops * B * 3 * s * s;
-        b.groups[g].pixels = alignedAllocCheck(n * sizeof(float));
-        fixture_fill(b.groups[g].pixels, n, 10 + g, -2.0f, 2.0f);
-    }
-    b.labels = callocCheck((size_t)B, sizeof(int32_t));
-    b.indices = callocCheck((size_t)B, sizeof(int64_t));
+    Batch b = batch_synthetic(B, G, NL, Lc, 10);
 
     char desc[256];
     vit_config_describe(&vc, desc, sizeof desc);
@@ -320,9 +305,7 @@ static int bench_train(int argc, char **argv) {
     printf("params: %zu floats (student, teacher, grads, 2 AdamW moments)\n", t->model.table.total);
     printf("sgemm 1024^3 on this machine: %.1f GFLOP/s\n", sgemm_gflops(1024));
     free(times);
-    for (int g = 0; g < b.n_groups; g++) free(b.groups[g].pixels);
-    free(b.labels);
-    free(b.indices);
+    batch_free(&b);
     trainer_free(t);
     return 0;
 }

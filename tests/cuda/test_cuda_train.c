@@ -14,12 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch.h"
 #include "common.h"
 #include "cuda/ops_cuda.h"
 #include "cuda/train_cuda.h"
 #include "cuda/train_plan.h"
-#include "rng.h"
-#include "../batch_testutil.h"
 #include "../testlib.h"
 #include "cuda_testutil.h"
 #include "train/trainer.h"
@@ -298,17 +297,17 @@ int main(void) {
     dino_set_threads(0);
     TrainConfig c;
     tiny_config(&c);
-    Batch b = batch_test_make(c.batch_size_per_gpu, c.global_crop_size, c.local_crops_number, c.local_crop_size, 100);
+    Batch b = batch_synthetic(c.batch_size_per_gpu, c.global_crop_size, c.local_crops_number, c.local_crop_size, 100);
     {
         Trainer *cpu = make_trainer(&c, DEVICE_CPU, NULL), *gpu = make_trainer(&c, DEVICE_CUDA, "fp32");
         printf("device: %s\n", cuda_trainer_device(gpu->cuda));
         for (int s = 0; s < 3; s++) {
             char tag[64];
             snprintf(tag, sizeof tag, "tiny fp32 step %d", s);
-            Batch bs = batch_test_make(c.batch_size_per_gpu, c.global_crop_size, c.local_crops_number,
+            Batch bs = batch_synthetic(c.batch_size_per_gpu, c.global_crop_size, c.local_crops_number,
                                   c.local_crop_size, 200 + 10 * (uint64_t)s);
             compare_step(cpu, gpu, &bs, &BOUNDS_FP32, tag);
-            batch_test_free(&bs);
+            batch_free(&bs);
         }
         trainer_free(cpu);
         trainer_free(gpu);
@@ -316,13 +315,13 @@ int main(void) {
     compare_fresh(&c, "tf32", &b, &BOUNDS_TF32, "tiny tf32");
     check_determinism(&c, &b, "fp32", "tiny fp32");
     check_nan_refusal(&c, &b);
-    batch_test_free(&b);
+    batch_free(&b);
 
     vits_config(&c);
-    b = batch_test_make(c.batch_size_per_gpu, c.global_crop_size, c.local_crops_number, c.local_crop_size, 300);
+    b = batch_synthetic(c.batch_size_per_gpu, c.global_crop_size, c.local_crops_number, c.local_crop_size, 300);
     compare_fresh(&c, "fp32", &b, &BOUNDS_FP32, "ViT-S/16 fp32");
     compare_fresh(&c, "bf16", &b, &BOUNDS_BF16, "ViT-S/16 bf16 (sanity bounds)");
     check_determinism(&c, &b, "bf16", "ViT-S/16 bf16");
-    batch_test_free(&b);
+    batch_free(&b);
     return test_finish();
 }
