@@ -134,12 +134,13 @@ static void column_sums(double *colsum, const float *q, int TR, int K) {
     }
 }
 
-// DINOv2's teacher (sinkhorn_knopp_teacher): Q = exp(t/τ), normalised to a
-// total of one, then `iters` times: every prototype's mass over the global
-// batch set to 1/K, every row's to 1/rows; the rows finally scaled to sum to
-// one. The sums run over every rank's rows. Subtracting the global batch's
-// largest t/τ before exp cancels in the first normalisation and keeps exp in
-// range (the reference's has no such shift).
+// DINOv2's teacher (sinkhorn_knopp_teacher): Q = exp(t/τ), then `iters`
+// times: every prototype's mass over the global batch set to 1/K, every row's
+// to 1/rows; the rows finally scaled to sum to one. The sums run over every
+// rank's rows. The reference first divides Q by its total and exponentiates
+// t/τ unshifted; both constant factors cancel in the first per-prototype
+// normalisation, so here the global batch's largest t/τ is subtracted
+// instead, which keeps exp in range.
 static void sinkhorn_knopp(float *q, const float *teacher, int TR, int K, float temp, int iters) {
     const size_t n = (size_t)TR * K;
     float mx = -INFINITY;
@@ -149,25 +150,11 @@ static void sinkhorn_knopp(float *q, const float *teacher, int TR, int K, float 
         mx = x > mx ? x : mx;
     }
     const float gmx = (float)dist_max_f64(mx);
-    double *rows = mallocCheck((size_t)TR * sizeof(double));
 #pragma omp parallel for schedule(static)
-    for (int r = 0; r < TR; r++) {
-        float *qr = q + (size_t)r * K;
-        double s = 0.0;
-        for (int k = 0; k < K; k++) {
-            qr[k] = expf(qr[k] - gmx);
-            s += qr[k];
-        }
-        rows[r] = s;
-    }
-    double total = 0.0;
-    for (int r = 0; r < TR; r++) total += rows[r];
-    dist_allreduce_f64(&total, 1, DIST_SUM);
+    for (size_t i = 0; i < n; i++) q[i] = expf(q[i] - gmx);
     const double nrows = (double)TR * dist_world();
     double *colsum = mallocCheck((size_t)K * sizeof(double));
     float *cscale = mallocCheck((size_t)K * sizeof(float));
-    const float inv_total = (float)(1.0 / total);
-    for (size_t i = 0; i < n; i++) q[i] *= inv_total;
     for (int it = 0; it < iters; it++) {
         column_sums(colsum, q, TR, K);
         dist_allreduce_f64(colsum, (size_t)K, DIST_SUM);
@@ -189,7 +176,6 @@ static void sinkhorn_knopp(float *q, const float *teacher, int TR, int K, float 
     }
     free(cscale);
     free(colsum);
-    free(rows);
 }
 
 LossStats dino_loss_teacher(DinoLoss *L, const float *teacher, int B, int epoch) {
