@@ -45,6 +45,10 @@ void dino_fwrite_at(const void *p, size_t size, size_t n, FILE *f, const char *f
 // Seconds on a monotonic clock.
 double dino_now(void);
 
+// The shortest decimal that reads back as the same double (0.0005, not
+// 0.00050000000000000001), for messages and --help.
+void dino_format_double(char *buf, size_t n, double v);
+
 // Sets the thread count of OpenMP and OpenBLAS together (n <= 0: all cores).
 // Our kernels never call BLAS from inside a parallel region, so the two pools
 // never run at once and the cores are not oversubscribed.

@@ -30,15 +30,6 @@ static void parse_scale(const char *flag, const FloatList *l, float out[2]) {
     out[1] = l->v[1];
 }
 
-// The shortest decimal that reads back as the same double (0.0005, not
-// 0.00050000000000000001), for the defaults shown by --help.
-static void format_double(char *buf, size_t n, double v) {
-    for (int prec = 6; prec <= 17; prec++) {
-        snprintf(buf, n, "%.*g", prec, v);
-        if (strtod(buf, NULL) == v) return;
-    }
-}
-
 int cmd_train(int argc, char **argv) {
     TrainConfig c;
     train_config_default(&c);
@@ -56,14 +47,14 @@ int cmd_train(int argc, char **argv) {
     if (preset || !has_data_path) train_config_preset_fmnist(&c);
 
     char s_mt[32], s_wtt[32], s_tt[32], s_wd[32], s_wde[32], s_clip[32], s_lr[32], s_minlr[32];
-    format_double(s_mt, sizeof s_mt, c.momentum_teacher);
-    format_double(s_wtt, sizeof s_wtt, c.warmup_teacher_temp);
-    format_double(s_tt, sizeof s_tt, c.teacher_temp);
-    format_double(s_wd, sizeof s_wd, c.weight_decay);
-    format_double(s_wde, sizeof s_wde, c.weight_decay_end);
-    format_double(s_clip, sizeof s_clip, c.clip_grad);
-    format_double(s_lr, sizeof s_lr, c.lr);
-    format_double(s_minlr, sizeof s_minlr, c.min_lr);
+    dino_format_double(s_mt, sizeof s_mt, c.momentum_teacher);
+    dino_format_double(s_wtt, sizeof s_wtt, c.warmup_teacher_temp);
+    dino_format_double(s_tt, sizeof s_tt, c.teacher_temp);
+    dino_format_double(s_wd, sizeof s_wd, c.weight_decay);
+    dino_format_double(s_wde, sizeof s_wde, c.weight_decay_end);
+    dino_format_double(s_clip, sizeof s_clip, c.clip_grad);
+    dino_format_double(s_lr, sizeof s_lr, c.lr);
+    dino_format_double(s_minlr, sizeof s_minlr, c.min_lr);
     const char *mt = s_mt, *wtt = s_wtt, *tt = s_tt, *wd = s_wd, *wde = s_wde, *clip = s_clip,
                *lr = s_lr, *minlr = s_minlr;
     FloatList gscale = {2, {c.global_crops_scale[0], c.global_crops_scale[1]}};

@@ -107,13 +107,14 @@ void train_config_preset_fmnist(TrainConfig *c) {
     c->global_crops_scale[1] = 1.0f;
     c->local_crops_scale[0] = 0.1f;
     c->local_crops_scale[1] = 0.4f;
-    // Many small steps: 937 per epoch. lr 0.002 per 256 images is 5e-4 at
+    // Many small steps: 937 per epoch. lr 0.004 per 256 images is 1e-3 at
     // batch 64; with the reference's 0.0005 the teacher's output stayed near
-    // uniform for 500 steps.
+    // uniform for 500 steps, and 0.004 beat 0.002 by 0.65 k-NN in the two
+    // epochs of the demo (the 16-epoch recipe was measured at 0.002).
     c->batch_size_per_gpu = 64;
     c->epochs = 2;
     c->warmup_epochs = 1;
-    c->lr = 0.002;
+    c->lr = 0.004;
     // A faster teacher than the reference's 0.996, for a run of thousands of
     // steps rather than hundreds of thousands.
     c->momentum_teacher = 0.99;
@@ -545,6 +546,16 @@ static const CkptTensor *want_tensor(const Ckpt *ck, const char *path, const cha
     return x;
 }
 
+// A recorded value as a message shows it: numbers are stored with 17
+// significant digits so that they compare exactly, and shown short.
+static const char *shown_value(char *buf, size_t n, const char *v) {
+    char *end;
+    double x = strtod(v, &end);
+    if (*v && !*end) dino_format_double(buf, n, x);
+    else snprintf(buf, n, "%s", v);
+    return buf;
+}
+
 int trainer_load(Trainer *t, const char *path, char *err, size_t errlen) {
     Ckpt *ck = ckpt_open(path, err, errlen);
     if (!ck) return -1;
@@ -571,8 +582,10 @@ int trainer_load(Trainer *t, const char *path, char *err, size_t errlen) {
                      path, items[i].key, v, items[i].value);
             goto done;
         }
+        char was[64], now[64];
         dino_warn("resuming %s written with --%s %s; this run uses %s, so it will not match an uninterrupted run",
-                  path, items[i].key, v, items[i].value);
+                  path, items[i].key, shown_value(was, sizeof was, v),
+                  shown_value(now, sizeof now, items[i].value));
     }
     const char *se = ckpt_meta(ck, "epoch"), *ss = ckpt_meta(ck, "step"), *sums = ckpt_meta(ck, "epoch_sums");
     long long ep, stp, cnt;
