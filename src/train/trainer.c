@@ -80,9 +80,10 @@ void train_config_default(TrainConfig *c) {
 
 void train_config_preset_fmnist(TrainConfig *c) {
     // The short schedule of the small-image recipe: 2 epochs, about 10 minutes
-    // on 2 cores; `--epochs 8` is the long one (docs/TRAINING.md has the runs
-    // behind every choice). A 4-block ViT of width 128 on 7-px patches (16
-    // tokens + CLS; 4-px patches, 49 tokens, cost about 3x the time per image).
+    // on 2 cores; `--epochs 16 --lr 0.002` is the long one (docs/TRAINING.md
+    // has the runs behind every choice). A 4-block ViT of width 128 on 7-px
+    // patches (16 tokens + CLS; 4-px patches, 49 tokens, cost about 3x the
+    // time per image).
     c->data_path = "/usr/share/datasets/fashion-mnist";
     c->arch = "vit_tiny";
     c->patch_size = 7;
