@@ -548,12 +548,13 @@ static const CkptTensor *want_tensor(const Ckpt *ck, const char *path, const cha
 }
 
 // A recorded value as a message shows it: numbers are stored with 17
-// significant digits so that they compare exactly, and shown short.
+// significant digits so that they compare exactly, and shown short; other
+// values (paths, names) as they are.
 static const char *shown_value(char *buf, size_t n, const char *v) {
     char *end;
     double x = strtod(v, &end);
-    if (*v && !*end) dino_format_double(buf, n, x);
-    else snprintf(buf, n, "%s", v);
+    if (!*v || *end) return v;
+    dino_format_double(buf, n, x);
     return buf;
 }
 
