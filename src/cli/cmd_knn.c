@@ -16,19 +16,15 @@
 #include "eval/npy.h"
 
 int cmd_knn(int argc, char **argv) {
-    const char *train_features = NULL, *train_labels = NULL, *val_features = NULL,
-               *val_labels = NULL, *features_dir = NULL, *device = "cpu";
+    FeatureFiles files = {0};
+    const char *device = "cpu";
     IntList nb_knn = {4, {10, 20, 100, 200}};
     float temperature = 0.07f;
     int num_classes = 0;
     EvalModelArgs ma;
     eval_model_args_default(&ma);
     ArgSpec specs[] = {
-        {"features_dir", ARG_STRING, &features_dir, "folder written by dino features (sets the four files below)"},
-        {"train_features", ARG_STRING, &train_features, ".npy (N, D) training features"},
-        {"train_labels", ARG_STRING, &train_labels, ".npy (N) training labels"},
-        {"val_features", ARG_STRING, &val_features, ".npy (M, D) validation features"},
-        {"val_labels", ARG_STRING, &val_labels, ".npy (M) validation labels"},
+        FEATURE_FILE_ARG_SPECS(files),
         {"nb_knn", ARG_INT_LIST, &nb_knn, "numbers of nearest neighbours"},
         {"temperature", ARG_FLOAT, &temperature, "temperature of the exp(sim/T) vote"},
         {"num_classes", ARG_INT, &num_classes, "classes (0: from the labels)"},
@@ -53,7 +49,6 @@ int cmd_knn(int argc, char **argv) {
     cfg.temperature = temperature;
     cfg.num_classes = num_classes;
 
-    FeatureFiles files = {features_dir, train_features, train_labels, val_features, val_labels};
     EvalFeatures ftr, fte;
     eval_labelled_features("knn", &files, &ma, &ftr, &fte);
     float *tr = ftr.x, *te = fte.x;

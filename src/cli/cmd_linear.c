@@ -29,6 +29,17 @@ static void save_classifier(const LinearClassifier *lc, const char *output_dir) 
     printf("classifier written to %s/linear_{weight,bias}.npy\n", output_dir);
 }
 
+// The reference's closing lines; then the classifier is saved (when asked) and freed.
+static void report_probe(const LinearResult *res, double t0, LinearClassifier *lc,
+                         const char *output_dir) {
+    printf("Training of the supervised linear classifier on frozen features completed.\n"
+           "Top-1 test accuracy: %.1f (best, epoch %d; top-5 %.1f); last epoch top-1 %.1f "
+           "(%.1f s)\n",
+           res->best_top1, res->best_epoch, res->best_top5, res->last_top1, dino_now() - t0);
+    if (output_dir) save_classifier(lc, output_dir);
+    linear_free(lc);
+}
+
 // --full: RandomResizedCrop + flip views through the backbone every epoch.
 static int linear_full_mode(const EvalModelArgs *ma, const LinearConfig *cfg, int num_labels,
                             const char *output_dir) {
@@ -62,12 +73,7 @@ static int linear_full_mode(const EvalModelArgs *ma, const LinearConfig *cfg, in
     if (linear_probe_full(&em.m.vit, &em.w, ds, fv.x, fv.labels, fv.n, &fc, cfg, nc, &lc, &res,
                           err, sizeof err) != 0)
         dino_die("%s", err);
-    printf("Training of the supervised linear classifier on frozen features completed.\n"
-           "Top-1 test accuracy: %.1f (best, epoch %d; top-5 %.1f); last epoch top-1 %.1f "
-           "(%.1f s)\n",
-           res.best_top1, res.best_epoch, res.best_top5, res.last_top1, dino_now() - t0);
-    if (output_dir) save_classifier(&lc, output_dir);
-    linear_free(&lc);
+    report_probe(&res, t0, &lc, output_dir);
     dataset_close(ds);
     free(fv.x);
     free(fv.labels);
@@ -76,8 +82,8 @@ static int linear_full_mode(const EvalModelArgs *ma, const LinearConfig *cfg, in
 }
 
 int cmd_linear(int argc, char **argv) {
-    const char *train_features = NULL, *train_labels = NULL, *val_features = NULL,
-               *val_labels = NULL, *features_dir = NULL, *output_dir = NULL;
+    FeatureFiles files = {0};
+    const char *output_dir = NULL;
     int num_labels = 0, seed = 0, full = 0;
     LinearConfig cfg;
     linear_config_default(&cfg);
@@ -86,11 +92,7 @@ int cmd_linear(int argc, char **argv) {
     eval_model_args_default(&ma);
     ma.n_last_blocks = 4;  // eval_linear.py default (4 for ViT-S, 1 for ViT-B)
     ArgSpec specs[] = {
-        {"features_dir", ARG_STRING, &features_dir, "folder written by dino features (sets the four files below)"},
-        {"train_features", ARG_STRING, &train_features, ".npy (N, D) training features"},
-        {"train_labels", ARG_STRING, &train_labels, ".npy (N) training labels"},
-        {"val_features", ARG_STRING, &val_features, ".npy (M, D) validation features"},
-        {"val_labels", ARG_STRING, &val_labels, ".npy (M) validation labels"},
+        FEATURE_FILE_ARG_SPECS(files),
         {"epochs", ARG_INT, &cfg.epochs, "training epochs"},
         {"lr", ARG_FLOAT, &cfg.lr, "learning rate for a batch of 256 (scaled by batch/256)"},
         {"batch_size_per_gpu", ARG_INT, &cfg.batch_size, "SGD batch size (and images per forward pass)"},
@@ -112,7 +114,6 @@ int cmd_linear(int argc, char **argv) {
     ma.batch_size = cfg.batch_size;  // one batch size, as in the reference
 
     if (full) return linear_full_mode(&ma, &cfg, num_labels, output_dir);
-    FeatureFiles files = {features_dir, train_features, train_labels, val_features, val_labels};
     EvalFeatures ftr, fte;
     eval_labelled_features("linear", &files, &ma, &ftr, &fte);
     float *tr = ftr.x, *te = fte.x;
@@ -135,12 +136,7 @@ int cmd_linear(int argc, char **argv) {
     double t0 = dino_now();
     if (linear_probe(&cfg, tr, trl, ntr, te, tel, nte, d, nc, &lc, &res, err, sizeof err) != 0)
         dino_die("%s", err);
-    printf("Training of the supervised linear classifier on frozen features completed.\n"
-           "Top-1 test accuracy: %.1f (best, epoch %d; top-5 %.1f); last epoch top-1 %.1f "
-           "(%.1f s)\n",
-           res.best_top1, res.best_epoch, res.best_top5, res.last_top1, dino_now() - t0);
-    if (output_dir) save_classifier(&lc, output_dir);
-    linear_free(&lc);
+    report_probe(&res, t0, &lc, output_dir);
     free(tr); free(te); free(trl); free(tel);
     return 0;
 }

@@ -74,6 +74,14 @@ typedef struct {
     const char *train_features, *train_labels, *val_features, *val_labels;
 } FeatureFiles;
 
+// The flags that fill a FeatureFiles, shared by dino knn and dino linear.
+#define FEATURE_FILE_ARG_SPECS(f)                                                                 \
+    {"features_dir", ARG_STRING, &(f).dir, "folder written by dino features (sets the four files below)"}, \
+    {"train_features", ARG_STRING, &(f).train_features, ".npy (N, D) training features"},        \
+    {"train_labels", ARG_STRING, &(f).train_labels, ".npy (N) training labels"},                  \
+    {"val_features", ARG_STRING, &(f).val_features, ".npy (M, D) validation features"},           \
+    {"val_labels", ARG_STRING, &(f).val_labels, ".npy (M) validation labels"}
+
 // Labelled train and validation features for `command`: from the .npy files
 // when any is given, else from the model over a->data_path. Exits with one
 // line when something is missing, unlabelled or of mismatched dimension.

@@ -159,6 +159,20 @@ void linear_evaluate(const LinearClassifier *lc, const float *x, const int64_t *
     *loss = n ? loss_sum / (double)n : 0;
 }
 
+double linear_validate_epoch(const LinearClassifier *lc, const float *x, const int64_t *y,
+                             int64_t n, int epoch, LinearResult *res) {
+    double t1, t5, loss;
+    linear_evaluate(lc, x, y, n, &t1, &t5, &loss);
+    res->last_top1 = t1;
+    res->last_top5 = t5;
+    if (t1 > res->best_top1) {
+        res->best_top1 = t1;
+        res->best_top5 = t5;
+        res->best_epoch = epoch;
+    }
+    return loss;
+}
+
 static int check_labels(const int64_t *y, int64_t n, int nc, const char *which, char *err,
                         size_t errlen) {
     for (int64_t i = 0; i < n; i++)
@@ -203,19 +217,11 @@ int linear_probe(const LinearConfig *cfg, const float *train_x, const int64_t *t
                                        cfg->batch_size, lr, cfg->momentum, cfg->weight_decay);
         res->last_train_loss = tl;
         if (n_val > 0 && ((e + 1) % cfg->val_freq == 0 || e == cfg->epochs - 1)) {
-            double t1, t5, vl;
-            linear_evaluate(&lc, val_x, val_y, n_val, &t1, &t5, &vl);
-            res->last_top1 = t1;
-            res->last_top5 = t5;
-            if (t1 > res->best_top1) {
-                res->best_top1 = t1;
-                res->best_top5 = t5;
-                res->best_epoch = e;
-            }
+            double vl = linear_validate_epoch(&lc, val_x, val_y, n_val, e, res);
             if (cfg->verbose)
                 printf("epoch %d: lr %.6g train loss %.4f val loss %.4f top-1 %.2f top-5 %.2f "
                        "(best top-1 %.2f)\n",
-                       e, lr, tl, vl, t1, t5, res->best_top1);
+                       e, lr, tl, vl, res->last_top1, res->last_top5, res->best_top1);
         } else if (cfg->verbose) {
             printf("epoch %d: lr %.6g train loss %.4f\n", e, lr, tl);
         }

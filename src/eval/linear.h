@@ -66,6 +66,11 @@ double linear_train_epoch(LinearClassifier *lc, LinearSgd *opt, const float *x,
 void linear_evaluate(const LinearClassifier *lc, const float *x, const int64_t *y, int64_t n,
                      double *top1, double *top5, double *loss);
 
+// linear_evaluate on the validation set after epoch `epoch`: its top-1 and
+// top-5 become res's last, and its best when top-1 improves. Returns the loss.
+double linear_validate_epoch(const LinearClassifier *lc, const float *x, const int64_t *y,
+                             int64_t n, int epoch, LinearResult *res);
+
 // The whole probe: init, epochs × (train, schedule, validate). Labels must
 // lie in [0, num_classes). Returns 0, or -1 with err filled.
 int linear_probe(const LinearConfig *cfg, const float *train_x, const int64_t *train_y,

@@ -103,19 +103,12 @@ int linear_probe_full(const ViTConfig *cfg, const ViTWeights *w, const Dataset *
         double tl = steps ? loss_sum / steps : 0;
         res->last_train_loss = tl;
         if (n_val > 0 && ((e + 1) % lcfg->val_freq == 0 || e == lcfg->epochs - 1)) {
-            double t1, t5, vl;
-            linear_evaluate(&lc, val_x, val_y, n_val, &t1, &t5, &vl);
-            res->last_top1 = t1;
-            res->last_top5 = t5;
-            if (t1 > res->best_top1) {
-                res->best_top1 = t1;
-                res->best_top5 = t5;
-                res->best_epoch = e;
-            }
+            double vl = linear_validate_epoch(&lc, val_x, val_y, n_val, e, res);
             if (lcfg->verbose)
                 printf("epoch %d: lr %.6g train loss %.4f val loss %.4f top-1 %.2f top-5 %.2f "
                        "(best top-1 %.2f; %.1f s)\n",
-                       e, lr, tl, vl, t1, t5, res->best_top1, dino_now() - t0);
+                       e, lr, tl, vl, res->last_top1, res->last_top5, res->best_top1,
+                       dino_now() - t0);
         } else if (lcfg->verbose) {
             printf("epoch %d: lr %.6g train loss %.4f (%.1f s)\n", e, lr, tl, dino_now() - t0);
         }
