@@ -138,7 +138,8 @@ void multicrop_backward(const DinoModel *m, const float *params, float *grads, M
 
 // ---------------------------------------------------------------- chunked training pass
 
-MultiCropActs *multicrop_train_acts_create(const DinoModel *m, const Batch *b, size_t max_bytes) {
+MultiCropActs *multicrop_train_acts_create(const DinoModel *m, const Batch *b, size_t max_bytes,
+                                           int whole_first_group) {
     DINO_ASSERT(m->has_head && b->n_groups >= 1 && b->n_groups <= BATCH_MAX_GROUPS);
     MultiCropActs *a = callocCheck(1, sizeof *a);
     a->n_groups = b->n_groups;
@@ -159,6 +160,7 @@ MultiCropActs *multicrop_train_acts_create(const DinoModel *m, const Batch *b, s
         if (n > Bg) n = Bg;
         int rows = (Bg + n - 1) / n;
         while (rows > 1 && vit_acts_bytes(vc, rows, s, s, VIT_ACTS_TRAIN) > max_bytes) rows--;
+        if (g == 0 && whole_first_group) rows = Bg;
         a->chunk_rows[g] = rows;
         size_t need = vit_acts_bytes(vc, rows, s, s, VIT_ACTS_TRAIN);
         if (need > arena) arena = need;
@@ -188,7 +190,7 @@ MultiCropActs *multicrop_train_acts_create(const DinoModel *m, const Batch *b, s
 
 void multicrop_train_pass(const DinoModel *m, const float *params, float *grads, MultiCropActs *a,
                           const Batch *b, float *const *drop_scale, MultiCropLossFn loss_fn,
-                          void *ctx) {
+                          MultiCropFeatureFn feature_fn, void *ctx) {
     DINO_ASSERT(a->arena && b->B == a->B && b->n_groups == a->n_groups);
     ViTWeights vw, gw;
     HeadWeights hw, ghw;
@@ -220,6 +222,7 @@ void multicrop_train_pass(const DinoModel *m, const float *params, float *grads,
             loss_fn(ctx, a->dlogits, head_output(a->head), row0 + r0, n);
             head_backward_rows(&m->head, &hw, &ghw, a->head, a->dlogits, a->dfeatures, first);
             first = 0;
+            if (feature_fn) feature_fn(ctx, a->dfeatures, a->features, row0 + r0, n);
             for (int i = 0; i < n; i++)
                 memcpy(dt + (size_t)i * T * D, a->dfeatures + (size_t)i * D, (size_t)D * sizeof(float));
             vit_backward(vc, &vw, &gw, a->vit[g], dt, NULL);

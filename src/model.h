@@ -60,17 +60,26 @@ void multicrop_backward(const DinoModel *m, const float *params, float *grads, M
 // run forward, loss and backward over a few images at a time and keep only
 // one chunk's activations, instead of every crop's at once. Chunks are
 // contiguous images of one group, at most max_bytes of ViT activations each
-// (at least one image); the head's weight norm is prepared once per pass and
-// its weight gradients are summed over the chunks (head_backward_rows).
-MultiCropActs *multicrop_train_acts_create(const DinoModel *m, const Batch *b, size_t max_bytes);
+// (at least one image), except that whole_first_group keeps group 0 (the
+// global crops) in one chunk whatever its size, for a loss over the batch's
+// features (KoLeo); the head's weight norm is prepared once per pass and its
+// weight gradients are summed over the chunks (head_backward_rows).
+MultiCropActs *multicrop_train_acts_create(const DinoModel *m, const Batch *b, size_t max_bytes,
+                                           int whole_first_group);
 // Called once per chunk with its logits (nrows, out_dim), rows row0.. of the
 // crop-major order of multicrop_forward; must write dlogits (nrows, out_dim).
 typedef void (*MultiCropLossFn)(void *ctx, float *dlogits, const float *logits, int row0,
                                 int nrows);
-// Forward, loss_fn and backward over every chunk of the batch; accumulates
-// the parameter gradients into grads. drop_scale as in multicrop_forward.
+// Optional, called once per chunk after the head's backward with the chunk's
+// CLS features (nrows, D) and their gradient so far: may add a loss term's
+// gradient with respect to the features into dfeatures.
+typedef void (*MultiCropFeatureFn)(void *ctx, float *dfeatures, const float *features, int row0,
+                                   int nrows);
+// Forward, loss_fn (and feature_fn when not NULL) and backward over every
+// chunk of the batch; accumulates the parameter gradients into grads.
+// drop_scale as in multicrop_forward.
 void multicrop_train_pass(const DinoModel *m, const float *params, float *grads, MultiCropActs *a,
                           const Batch *b, float *const *drop_scale, MultiCropLossFn loss_fn,
-                          void *ctx);
+                          MultiCropFeatureFn feature_fn, void *ctx);
 
 #endif

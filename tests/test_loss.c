@@ -5,7 +5,7 @@
 // stability) and one with DINOv2's Sinkhorn-Knopp teacher. Also
 // a finite-difference check of the gradient in float64-free form, and that
 // the result does not depend on the thread count nor on splitting the student
-// rows into chunks.
+// rows into chunks; and the KoLeo regulariser where its distances vanish.
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -15,6 +15,7 @@
 #include "fixture.h"
 #include "rng.h"
 #include "testlib.h"
+#include "train/koleo.h"
 #include "train/loss.h"
 
 static void run_case(const Fixture *fx, const char *name) {
@@ -171,6 +172,25 @@ static void teacher_temp_schedule(void) {
     dino_loss_free(&L);
 }
 
+// KoLeo where its distances vanish: identical rows are at distance
+// ‖ε·1‖ = ε·sqrt(D) (PairwiseDistance's ε), a zero row normalises to zero;
+// the loss and gradient stay finite. (Its values on a training batch are
+// checked against PyTorch by test_train_step.)
+static void koleo_degenerate(void) {
+    enum { n = 3, D = 4 };
+    float x[n * D] = {1, 2, 3, 4, 1, 2, 3, 4, 0, 0, 0, 0}, dx[n * D] = {0};
+    double loss = koleo_loss(x, n, D, 0.1f, dx);
+    // rows 0 and 1 are each other's neighbours; row 2 (zero) has every dot
+    // product 0 and takes row 0, at distance ‖u_0 − ε‖.
+    double u0[D], n0 = sqrt(30.0), d2 = 0;
+    for (int k = 0; k < D; k++) u0[k] = x[k] / n0, d2 += (0 - u0[k] + 1e-8) * (0 - u0[k] + 1e-8);
+    double want = -(2 * log(1e-8 * sqrt((double)D) + 1e-8) + log(sqrt(d2) + 1e-8)) / n;
+    int finite = 1;
+    for (int i = 0; i < n * D; i++) finite &= isfinite(dx[i]);
+    CHECK(fabs(loss - want) < 1e-9 * fabs(want), "KoLeo of two equal rows and a zero row: %.12g (want %.12g)", loss, want);
+    CHECK(finite, "KoLeo gradient finite for equal and zero rows");
+}
+
 int main(void) {
     Fixture fx = fixture_load("train_loss.bin");
     run_case(&fx, "a");
@@ -180,5 +200,6 @@ int main(void) {
     finite_difference();
     sinkhorn_properties();
     teacher_temp_schedule();
+    koleo_degenerate();
     return test_finish();
 }

@@ -17,6 +17,7 @@
 
 #include "rng.h"
 #include "testlib.h"
+#include "io/checkpoint.h"
 #include "io/model_io.h"
 #include "train/trainer.h"
 
@@ -132,6 +133,30 @@ static char *log_without_timing(const char *dir) {
     }
     *w = 0;
     return s;
+}
+
+// dst = src without the metadata entry `key`: a checkpoint of a version
+// that did not record that setting.
+static int copy_without_meta(const char *src, const char *dst, const char *key) {
+    char err[256];
+    Ckpt *c = ckpt_open(src, err, sizeof err);
+    CkptWriter *w = c ? ckpt_writer_open(dst, err, sizeof err) : NULL;
+    if (!w) {
+        if (c) ckpt_close(c);
+        return -1;
+    }
+    for (int i = 0; i < ckpt_n_meta(c); i++) {
+        const char *k, *v;
+        ckpt_meta_at(c, i, &k, &v);
+        if (strcmp(k, key) != 0) ckpt_add_meta(w, k, v);
+    }
+    for (int i = 0; i < ckpt_n_tensors(c); i++) {
+        const CkptTensor *x = ckpt_tensor_at(c, i);
+        ckpt_add_tensor(w, x->name, x->dtype, x->ndim, x->shape, x->data);
+    }
+    int rc = ckpt_writer_commit(w, err, sizeof err);
+    ckpt_close(c);
+    return rc;
 }
 
 static int count_lines(const char *s, const char *needle) {
@@ -275,6 +300,21 @@ int main(int argc, char **argv) {
     t = trainer_create(&f, 3, err, sizeof err);
     rc = trainer_load(t, ck, err, sizeof err);
     CHECK(rc == 0 && t->epoch == 1 && t->step == 0, "another --lr resumes (with a warning) at epoch 1 step 0");
+    // Settings recorded since a later version: an older checkpoint without
+    // --koleo_loss_weight was trained without KoLeo and resumes; one without
+    // --lr (recorded from the start) is refused.
+    char old_ck[640];
+    snprintf(old_ck, sizeof old_ck, "%s/older.dino", a.output_dir);
+    CHECK(copy_without_meta(ck, old_ck, "arg.koleo_loss_weight") == 0, "wrote a checkpoint without arg.koleo_loss_weight");
+    Trainer *to = trainer_create(&a, 3, err, sizeof err);
+    rc = trainer_load(to, old_ck, err, sizeof err);
+    CHECK(rc == 0 && to->epoch == 1, "a checkpoint that predates --koleo_loss_weight resumes (%s)", rc ? err : "ok");
+    trainer_free(to);
+    CHECK(copy_without_meta(ck, old_ck, "arg.lr") == 0, "wrote a checkpoint without arg.lr");
+    to = trainer_create(&a, 3, err, sizeof err);
+    rc = trainer_load(to, old_ck, err, sizeof err);
+    CHECK(rc == -1 && strstr(err, "does not record --lr"), "a checkpoint without --lr is refused: \"%s\"", err);
+    trainer_free(to);
     // The evaluation side reads the same file: model_load takes the teacher.
     DinoModel lm;
     float *lp = NULL;

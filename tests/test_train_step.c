@@ -6,7 +6,8 @@
 // in epoch 1 (step 2), the teacher temperature changing between epochs, the
 // teacher EMA and the centre. Per step: loss, schedules, gradients after
 // clipping, student, teacher, centre; once with the student's default chunks
-// and once one image per chunk. Also checks the drop-path masks.
+// and once one image per chunk; then the same three steps with DINOv2's KoLeo
+// regulariser added to the loss. Also checks the drop-path masks.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,6 +146,8 @@ static void run_steps(Fixture *fxp, const char *chunk_kib) {
     c.warmup_teacher_temp = dbl(cd, 5);
     c.teacher_temp = dbl(cd, 6);
     c.clip_grad = fixture_scalar(&fx, "clip");
+    const FixtureTensor *kw = fixture_find(&fx, "koleo");
+    c.koleo_loss_weight = kw ? kw->data[0] : 0.0f;
     char err[256];
     Trainer *t = trainer_create(&c, niter, err, sizeof err);
     CHECK(t != NULL, "trainer_create: %s", t ? "ok" : err);
@@ -178,6 +181,12 @@ static void run_steps(Fixture *fxp, const char *chunk_kib) {
         char what[64];
         snprintf(what, sizeof what, "step %d loss", s);
         test_close(what, &loss, fixture_get(&fx, k)->data, 1, 0, 2e-5);
+        if (kw) {
+            snprintf(k, sizeof k, "%d.koleo", s);
+            float kl = (float)st.koleo;
+            snprintf(what, sizeof what, "step %d KoLeo loss", s);
+            test_close(what, &kl, fixture_get(&fx, k)->data, 1, 0, 2e-5);
+        }
 
         int nclipped = 0, frozen_ok = 1;
         for (int i = 0; i < tab->n; i++) {
@@ -238,6 +247,12 @@ int main(void) {
     Fixture fx = fixture_load("train_step.bin");
     run_steps(&fx, NULL);
     run_steps(&fx, "1");  // one image per chunk: only the gradient summation order changes
+    fixture_free(&fx);
+    // The same with DINOv2's KoLeo (weight 0.1) on the global CLS features;
+    // with one image per chunk the global crops must still form one chunk.
+    fx = fixture_load("train_step_koleo.bin");
+    run_steps(&fx, NULL);
+    run_steps(&fx, "1");
     unsetenv("DINO_TRAIN_CHUNK_KIB");
     fixture_free(&fx);
     return test_finish();

@@ -183,8 +183,9 @@ class Dino(nn.Module):
         self.backbone = backbone
         self.head = head
 
-    def multicrop(self, crops, drops):
-        """MultiCropWrapper: groups of equal width in one pass, head once."""
+    def multicrop(self, crops, drops, with_features=False):
+        """MultiCropWrapper: groups of equal width in one pass, head once
+        (with_features: also the CLS features, crop-major)."""
         widths = torch.tensor([c.shape[-1] for c in crops])
         idx_crops = torch.cumsum(torch.unique_consecutive(widths, return_counts=True)[1], 0)
         start, feats = 0, []
@@ -192,7 +193,9 @@ class Dino(nn.Module):
             tok, _, _ = self.backbone(torch.cat(crops[start:end]), drops[gi])
             feats.append(tok[:, 0])
             start = end
-        return self.head(torch.cat(feats))
+        feats = torch.cat(feats)
+        out = self.head(feats)
+        return (out, feats) if with_features else out
 
 
 def fill_params(model):

@@ -3,7 +3,7 @@ test_schedule.c, test_train_step.c), written from SPEC.md §4 and §6 with
 PyTorch and numpy as the oracle. Inputs come from fixture_io.fill so the C
 tests regenerate them instead of reading them.
 
-Usage: PY=$(tools/venv.sh); $PY tools/make_train_fixtures.py [loss|optim|schedule|step ...]
+Usage: PY=$(tools/venv.sh); $PY tools/make_train_fixtures.py [loss|optim|schedule|step|step_koleo ...]
 """
 import math
 import os
@@ -297,7 +297,25 @@ def step_crops(s, c):
     return crops
 
 
-def make_step():
+def koleo_loss(x, eps=1e-8):
+    """DINOv2's KoLeoLoss: −mean log distance to the nearest neighbour after L2
+    normalisation (F.normalize, then nn.PairwiseDistance(2, eps))."""
+    u = F.normalize(x, eps=eps, p=2, dim=-1)
+    with torch.no_grad():
+        dots = u @ u.t()
+        dots.fill_diagonal_(-1)
+        nn_index = dots.max(dim=1).indices
+    d = F.pairwise_distance(u, u[nn_index], p=2, eps=eps)
+    return -torch.log(d + eps).mean()
+
+
+def make_step_koleo():
+    make_step(koleo=0.1, out_name="train_step_koleo.bin")
+
+
+def make_step(koleo=0.0, out_name="train_step.bin"):
+    """koleo > 0: DINOv2's KoLeo on the student's CLS features of each global
+    crop, that weight times their sum added to the DINO loss."""
     E = _engine()
     c = STEP_CFG
 
@@ -336,8 +354,12 @@ def make_step():
                 pg["weight_decay"] = wd_s[it]
         crops = step_crops(s, c)
         t_out = teacher.multicrop(crops[:2], [None])
-        s_out = student.multicrop(crops, [None, None])
+        s_out, s_feat = student.multicrop(crops, [None, None], with_features=True)
         loss, _, temp = loss_fn(s_out, t_out, epoch)
+        if koleo:
+            kl = sum(koleo_loss(f) for f in s_feat[:2 * B].chunk(2))
+            loss = loss + koleo * kl
+            out[f"{s}.koleo"] = [kl.item()]
         opt.zero_grad()
         loss.backward()
         if clip is None:
@@ -379,11 +401,13 @@ def make_step():
                                   "B", "n_local", "local", "niter", "epochs", "warmup_epochs",
                                   "wtt_epochs", "freeze", "steps"]]
     out["cfg.d"] = split_double([c["lr"], c["min_lr"], c["wd"], c["wd_end"], c["momentum"], c["wtt"], c["tt"]])
-    write(os.path.join(OUT, "train_step.bin"), out)
+    if koleo:
+        out["koleo"] = [koleo]
+    write(os.path.join(OUT, out_name), out)
 
 
 if __name__ == "__main__":
-    what = sys.argv[1:] or ["loss", "optim", "schedule", "step"]
+    what = sys.argv[1:] or ["loss", "optim", "schedule", "step", "step_koleo"]
     for w in what:
         globals()["make_" + w]()
         print("wrote", w)

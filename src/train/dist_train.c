@@ -42,6 +42,7 @@ static int dist_items(const TrainConfig *c, int64_t images, int64_t niter, DistI
     ADD("teacher_temp", "%.17g", c->teacher_temp);
     ADD("warmup_teacher_temp_epochs", "%d", c->warmup_teacher_temp_epochs);
     ADD("centering", "%s", c->centering);
+    ADD("koleo_loss_weight", "%.9g", c->koleo_loss_weight);
     ADD("weight_decay", "%.17g", c->weight_decay);
     ADD("weight_decay_end", "%.17g", c->weight_decay_end);
     ADD("clip_grad", "%.17g", c->clip_grad);

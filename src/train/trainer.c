@@ -30,6 +30,7 @@
 #include "rng.h"
 #include "train/dist.h"
 #include "train/dist_train.h"
+#include "train/koleo.h"
 
 // ---------------------------------------------------------------- configuration
 
@@ -196,6 +197,20 @@ Trainer *trainer_create(const TrainConfig *cfg, int64_t niter_per_ep, char *err,
         snprintf(err, errlen, "--local_crops_number must be between 0 and 64");
         return NULL;
     }
+    if (!(cfg->koleo_loss_weight >= 0 && cfg->koleo_loss_weight < 1e6)) {
+        snprintf(err, errlen, "--koleo_loss_weight must be a non-negative number, got %g",
+                 cfg->koleo_loss_weight);
+        return NULL;
+    }
+    if (cfg->koleo_loss_weight > 0 && cfg->batch_size_per_gpu < 2) {
+        snprintf(err, errlen, "--koleo_loss_weight needs --batch_size_per_gpu of at least 2 (each "
+                              "feature's nearest neighbour is another image of the batch)");
+        return NULL;
+    }
+    if (cfg->koleo_loss_weight > 0 && cfg->device == DEVICE_CUDA) {
+        snprintf(err, errlen, "--koleo_loss_weight runs on the CPU only; pass 0 with --device cuda");
+        return NULL;
+    }
     const int sinkhorn = cfg->centering && !strcmp(cfg->centering, "sinkhorn_knopp");
     if (!sinkhorn && !(cfg->centering && !strcmp(cfg->centering, "centering"))) {
         snprintf(err, errlen, "unknown --centering '%s' (centering, sinkhorn_knopp)",
@@ -297,7 +312,8 @@ static void ensure_buffers(Trainer *t, const Batch *b) {
     DINO_ASSERT(b->groups[0].n_crops == 2);
     DINO_ASSERT(crops == t->ncrops);
     t->tacts = multicrop_acts_create(&t->model, b, 1, 0);
-    t->sacts = multicrop_train_acts_create(&t->model, b, train_chunk_bytes());
+    t->sacts = multicrop_train_acts_create(&t->model, b, train_chunk_bytes(),
+                                           t->cfg.koleo_loss_weight > 0);
     for (int g = 0; g < b->n_groups; g++) {
         size_t nd = (size_t)t->model.vit.depth * 2 * b->groups[g].n_crops * b->B;
         t->drop[g] = mallocCheck(nd * sizeof(float));
@@ -333,7 +349,22 @@ void trainer_drop_scales(const TrainConfig *cfg, const ViTConfig *vit, int64_t i
 
 // multicrop_train_pass's loss callback: the DINO loss rows of one chunk.
 static void student_loss_rows(void *ctx, float *dlogits, const float *logits, int row0, int nrows) {
-    PROF(PROF_LOSS, dino_loss_student((DinoLoss *)ctx, dlogits, logits, row0, nrows));
+    PROF(PROF_LOSS, dino_loss_student(&((Trainer *)ctx)->loss, dlogits, logits, row0, nrows));
+}
+
+// Its feature callback when KoLeo is on: the global crops (group 0, one chunk
+// of 2B rows) get one KoLeo term per crop over the batch, as DINOv2's
+// koleo_loss over student_cls_tokens.chunk(2).
+static void student_koleo_rows(void *ctx, float *dfeatures, const float *features, int row0,
+                               int nrows) {
+    Trainer *t = ctx;
+    const int B = t->acts_B, D = t->model.vit.dim;
+    if (row0 >= 2 * B) return;
+    DINO_ASSERT(row0 == 0 && nrows == 2 * B);
+    for (int k = 0; k < 2; k++)
+        PROF(PROF_LOSS, t->koleo_sum += koleo_loss(features + (size_t)k * B * D, B, D,
+                                                   t->cfg.koleo_loss_weight,
+                                                   dfeatures + (size_t)k * B * D));
 }
 
 int trainer_step(Trainer *t, const Batch *b, StepStats *st) {
@@ -365,9 +396,18 @@ int trainer_step(Trainer *t, const Batch *b, StepStats *st) {
             drop[g] = t->drop[g];
         }
     memset(t->grads, 0, t->model.table.total * sizeof(float));
+    t->koleo_sum = 0;
     multicrop_train_pass(&t->model, t->student, t->grads, t->sacts, b,
-                         c->drop_path_rate > 0 ? drop : NULL, student_loss_rows, &t->loss);
+                         c->drop_path_rate > 0 ? drop : NULL, student_loss_rows,
+                         c->koleo_loss_weight > 0 ? student_koleo_rows : NULL, t);
     ls.loss = dino_loss_total(&t->loss);
+    if (c->koleo_loss_weight > 0) {
+        // A rank's KoLeo sees its own batch (DINOv2); the logged value is the ranks' mean.
+        double k = t->koleo_sum;
+        if (dist_world() > 1) dist_allreduce_f64(&k, 1, DIST_AVG);
+        st->koleo = k;
+        ls.loss += (double)c->koleo_loss_weight * t->koleo_sum;
+    }
     dist_reduce_loss_stats(&ls);  // every rank sees the global loss and stops together
     st->loss = ls.loss;
     st->teacher_temp = ls.teacher_temp;
@@ -451,6 +491,7 @@ static int config_items(const Trainer *t, CfgItem *it) {
     ITEM("teacher_temp", 0, "%.17g", c->teacher_temp);
     ITEM("warmup_teacher_temp_epochs", 0, "%d", c->warmup_teacher_temp_epochs);
     ITEM("centering", 0, "%s", c->centering);
+    ITEM("koleo_loss_weight", 0, "%.9g", c->koleo_loss_weight);
     ITEM("clip_grad", 0, "%.17g", c->clip_grad);
     ITEM("freeze_last_layer", 0, "%d", c->freeze_last_layer);
     ITEM("drop_path_rate", 0, "%.9g", c->drop_path_rate);
@@ -461,6 +502,12 @@ static int config_items(const Trainer *t, CfgItem *it) {
 #undef ITEM
     DINO_ASSERT(n <= MAX_ITEMS);
     return n;
+}
+
+// Settings added after checkpoints were first written: the value that the
+// older checkpoints, which do not record them, were trained with.
+static const char *value_before_recorded(const char *key) {
+    return strcmp(key, "koleo_loss_weight") == 0 ? "0" : NULL;
 }
 
 static void prefixed(char *buf, size_t n, const char *prefix, const char *name) {
@@ -573,6 +620,7 @@ int trainer_load(Trainer *t, const char *path, char *err, size_t errlen) {
         char k[64];
         snprintf(k, sizeof k, "arg.%.47s", items[i].key);
         const char *v = ckpt_meta(ck, k);
+        if (!v) v = value_before_recorded(items[i].key);
         if (!v) {
             snprintf(err, errlen, "%s does not record --%s; it was written by another version", path, items[i].key);
             goto done;
@@ -887,9 +935,11 @@ int train_run(const TrainConfig *cfg0) {
                 fprintf(log,
                         "{\"type\": \"step\", \"epoch\": %d, \"step\": %lld, \"it\": %lld, \"loss\": %.9g, "
                         "\"lr\": %.9g, \"wd\": %.9g, \"momentum\": %.12g, \"teacher_temp\": %.9g, "
-                        "\"teacher_entropy\": %.6g, \"teacher_mean_entropy\": %.6g, \"images_per_s\": %.4g}\n",
+                        "\"teacher_entropy\": %.6g, \"teacher_mean_entropy\": %.6g, ",
                         epoch, (long long)step, (long long)it, st.loss, st.lr, st.wd, st.momentum,
-                        st.teacher_temp, st.teacher_entropy, st.teacher_mean_entropy, ips);
+                        st.teacher_temp, st.teacher_entropy, st.teacher_mean_entropy);
+                if (c.koleo_loss_weight > 0) fprintf(log, "\"koleo\": %.6g, ", st.koleo);
+                fprintf(log, "\"images_per_s\": %.4g}\n", ips);
                 fflush(log);
                 if (!c.quiet) {
                     double elapsed = dino_now() - t_start;

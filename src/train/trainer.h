@@ -34,6 +34,7 @@ typedef struct {
     double warmup_teacher_temp, teacher_temp;  // 0.04, 0.04
     int warmup_teacher_temp_epochs;            // 0
     const char *centering;     // "centering" (the reference) or "sinkhorn_knopp" (DINOv2's teacher)
+    float koleo_loss_weight;   // 0 (off, the reference); DINOv2's KoLeo on the global CLS features (0.1 there)
     // optimisation
     double weight_decay, weight_decay_end;  // 0.04, 0.4
     double clip_grad;          // 3.0 (0: off)
@@ -84,6 +85,7 @@ typedef struct {
     double loss;
     double lr, wd, momentum, teacher_temp;
     double teacher_entropy, teacher_mean_entropy;
+    double koleo;  // the KoLeo loss before its weight (0 when off); loss includes weight·koleo
     double seconds;
 } StepStats;
 
@@ -109,6 +111,7 @@ typedef struct {
     float *center_sum;
     uint8_t *skip;
     float *grad_norms;
+    double koleo_sum;  // KoLeo losses of the step's global crops, summed by the pass
     struct CudaTrainer *cuda;  // --device cuda: the device engine (src/cuda/train_cuda.h), else NULL
 } Trainer;
 
