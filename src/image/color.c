@@ -102,46 +102,13 @@ void image_rgb_to_hsv_pixel(const uint8_t in[3], uint8_t out[3]) {
     out[2] = (uint8_t)mx;
 }
 
-static inline uint8_t clip_round(double x) {
-    // C round (half away from zero) for the non-negative values met here:
-    // x - trunc(x) is exact, so comparing it with 0.5 rounds correctly.
-    if (x <= 0.0) return 0;
-    long v = (long)x;
-    if (x - (double)v >= 0.5) v++;
-    return (uint8_t)(v > 255 ? 255 : v);
-}
-
-void image_hsv_to_rgb_pixel(const uint8_t in[3], uint8_t out[3]) {
-    int H = in[0], S = in[1], V = in[2];
-    if (S == 0) {
-        out[0] = out[1] = out[2] = (uint8_t)V;
-        return;
-    }
-    double hh = H * 6.0 / 255.0;
-    int i = (int)floor(hh);
-    float f = (float)(hh - i);
-    float fs = (float)(S / 255.0);
-    uint8_t p = clip_round(V * (1.0 - (double)fs));
-    uint8_t q = clip_round(V * (1.0 - (double)(float)(fs * f)));
-    uint8_t t = clip_round(V * (1.0 - (double)fs * (1.0 - (double)f)));
-    uint8_t v = (uint8_t)V;
-    switch (i % 6) {
-    case 0: out[0] = v; out[1] = t; out[2] = p; break;
-    case 1: out[0] = q; out[1] = v; out[2] = p; break;
-    case 2: out[0] = p; out[1] = v; out[2] = t; break;
-    case 3: out[0] = p; out[1] = q; out[2] = v; break;
-    case 4: out[0] = t; out[1] = p; out[2] = v; break;
-    default: out[0] = v; out[1] = p; out[2] = q; break;
-    }
-}
-
 // Fast exact HSV round trip for adjust_hue. Pillow's H depends only on
 // which channel is the maximum (tested r, then g), which is the minimum, the
 // range cr = max - min and the remaining channel's distance d from the
 // maximum; S only on (max, cr). Both are tabulated once from the reference
-// per-pixel functions above (so they are equal by construction; the tests
+// per-pixel function above (so they are equal by construction; the tests
 // also compare all 2^24 colours with Pillow). HSV -> RGB uses per-H and
-// per-S tables for the divisions and floor, then the same double arithmetic.
+// per-S tables for the divisions and floor, then Pillow's double arithmetic.
 static uint8_t hue_table[6][256][256];  // [case][cr][d]
 static uint8_t sat_table[256][256];     // [max][cr]
 static int sector_table[256];

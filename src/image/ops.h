@@ -36,9 +36,8 @@ void image_solarize(uint8_t *rgb, int n);
 void image_to_tensor(float *out, const uint8_t *rgb, int w, int h, const float mean[3],
                      const float std[3]);
 
-// Pillow's colour conversions, exposed for tests.
+// Pillow's RGB -> HSV of one pixel (image_hue's tables are built from it; tests).
 void image_rgb_to_hsv_pixel(const uint8_t rgb[3], uint8_t hsv[3]);
-void image_hsv_to_rgb_pixel(const uint8_t hsv[3], uint8_t rgb[3]);
 
 extern const float IMAGENET_MEAN[3];
 extern const float IMAGENET_STD[3];
