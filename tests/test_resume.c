@@ -207,20 +207,9 @@ static int sigterm_child(void) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-
-// Many small OpenMP regions on a busy machine: libgomp's default spin-wait
-// burns most of the CPU (measured: 88% of this test's cycles, 20x the wall
-// time on a loaded 2-core box). The policy is read when libgomp loads, so
-// re-run this binary once with it set unless the caller chose one.
-static void passive_openmp(char **argv) {
-    if (getenv("OMP_WAIT_POLICY")) return;
-    setenv("OMP_WAIT_POLICY", "passive", 1);
-    execv("/proc/self/exe", argv);  // returns only on failure: carry on as is
-}
-
 int main(int argc, char **argv) {
     (void)argc;
-    passive_openmp(argv);
+    test_passive_openmp(argv);
     snprintf(g_root, sizeof g_root, "/tmp/dino_test_resume_%d", (int)getpid());
     char cmd[600], data[600];
     snprintf(data, sizeof data, "%s/data", g_root);

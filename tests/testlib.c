@@ -106,3 +106,9 @@ void test_write_file(const char *path, const void *p, size_t n) {
     if (n) fwrite(p, 1, n, f);
     fclose(f);
 }
+
+void test_passive_openmp(char **argv) {
+    if (getenv("OMP_WAIT_POLICY")) return;
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    execv("/proc/self/exe", argv);  // returns only on failure: carry on as is
+}

@@ -28,6 +28,13 @@ void test_tmpdir_remove(void);
 uint8_t *test_read_file(const char *path, size_t *n);
 void test_write_file(const char *path, const void *p, size_t n);
 
+// Many small OpenMP regions on a busy machine: libgomp's default spin-wait
+// burns most of the CPU (measured: 88% of test_resume's cycles, 20x the wall
+// time on a loaded 2-core box). The policy is read when libgomp loads, so this
+// re-runs the test binary once with OMP_WAIT_POLICY=passive unless the caller
+// chose a policy. Call it first in main.
+void test_passive_openmp(char **argv);
+
 // A path under tests/fixtures/, found from the repository root or tests/.
 const char *test_fixture_path(const char *name);
 
