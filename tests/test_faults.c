@@ -68,19 +68,6 @@ static int exists(const char *p) {
     return stat(p, &st) == 0;
 }
 
-static uint8_t *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(len > 0 ? (size_t)len + 1 : 1);
-    *n = fread(b, 1, len > 0 ? (size_t)len : 0, f);
-    b[*n] = 0;
-    fclose(f);
-    return b;
-}
-
 // A 32-image 28x28 IDX training set with labels (MNIST layout).
 static void make_data(void) {
     snprintf(g_data, sizeof g_data, "%s/data", g_root);
@@ -163,7 +150,7 @@ static int run_train(const char *outdir, const char *errpath, const RunOpts *o) 
 
 static int file_contains(const char *path, const char *needle) {
     size_t n;
-    char *b = (char *)slurp(path, &n);
+    char *b = (char *)test_read_file(path, &n);
     int hit = b && strstr(b, needle) != NULL;
     free(b);
     return hit;
@@ -227,26 +214,6 @@ static int ckpt_all_finite(const char *path) {
     return ok;
 }
 
-// log.txt without the timing field, which differs from run to run.
-static char *log_without_timing(const char *dir) {
-    char p[600];
-    snprintf(p, sizeof p, "%s/log.txt", dir);
-    size_t n;
-    char *b = (char *)slurp(p, &n);
-    if (!b) return NULL;
-    char *o = b;
-    for (char *s = b; *s;) {
-        if (!strncmp(s, ", \"images_per_s\": ", 18)) {
-            s += 18;
-            while (*s && *s != '}' && *s != ',') s++;
-            continue;
-        }
-        *o++ = *s++;
-    }
-    *o = 0;
-    return b;
-}
-
 static void sleep_s(double s) {
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
@@ -281,7 +248,7 @@ int main(int argc, char **argv) {
     CHECK(rc == 0 && exists(p), "uninterrupted run: exit %d in %.2f s, checkpoint written", rc, t_ref);
     if (rc != 0) {
         size_t n;
-        char *e = (char *)slurp(err_path, &n);
+        char *e = (char *)test_read_file(err_path, &n);
         printf("     %s\n", e ? e : "");
         free(e);
         rm_rf(g_root);
@@ -289,7 +256,7 @@ int main(int argc, char **argv) {
     }
     char ref_ckpt[1024];
     snprintf(ref_ckpt, sizeof ref_ckpt, "%s/checkpoint.dino", ref);
-    char *ref_log = log_without_timing(ref);
+    char *ref_log = test_log_without_timing(ref);
 
     // 1. SIGKILL trials.
     const int trials = 15;
@@ -353,7 +320,7 @@ int main(int argc, char **argv) {
         int d = compare_ckpt(ref_ckpt, p, why, sizeof why);
         if (d == 0) identical++;
         else printf("     trial %d (mode %d): final checkpoint differs from the uninterrupted run: %s\n", k, mode, why);
-        char *lg = log_without_timing(dir);
+        char *lg = test_log_without_timing(dir);
         if (lg && ref_log && !strcmp(lg, ref_log)) same_log++;
         else {
             // Show the first line that differs.
@@ -385,11 +352,11 @@ int main(int argc, char **argv) {
         RunOpts o = {.stop_after = "2"};
         rc = run_train(dir, err_path, &o);
         size_t n0 = 0, n1 = 0;
-        uint8_t *before = slurp(p, &n0);
+        uint8_t *before = test_read_file(p, &n0);
         CHECK(rc == 0 && before, "disk full: a first run stopped at step 2 with a checkpoint (exit %d)", rc);
         RunOpts lim = {.stop_after = "5", .fsize_limit = (long)(n0 / 2)};
         rc = run_train(dir, err_path, &lim);
-        uint8_t *after = slurp(p, &n1);
+        uint8_t *after = test_read_file(p, &n1);
         CHECK(rc != 0, "disk full: the run whose checkpoint writes fail exits non-zero (%d)", rc);
         CHECK(file_contains(err_path, "checkpoint") &&
                   (file_contains(err_path, "File too large") || file_contains(err_path, "write")),

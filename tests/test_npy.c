@@ -16,21 +16,9 @@
 #include "rng.h"
 #include "testlib.h"
 
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = mallocCheck(*n + 1);
-    if (fread(b, 1, *n, f) != *n) *n = 0;
-    fclose(f);
-    return b;
-}
-
 static int same_bytes(const char *a, const char *b) {
     size_t na, nb;
-    unsigned char *x = slurp(a, &na), *y = slurp(b, &nb);
+    unsigned char *x = test_read_file(a, &na), *y = test_read_file(b, &nb);
     int ok = x && y && na == nb && memcmp(x, y, na) == 0;
     free(x);
     free(y);
@@ -71,7 +59,7 @@ int main(void) {
     CHECK(npy_write_f32(out_path("f4_3x4.npy"), 2, shp, want, err, sizeof err) == 0, "write float32 (3,4)");
     CHECK(same_bytes(out_path("f4_3x4.npy"), f34), "our float32 (3,4) file is byte-equal to np.save's");
     size_t n;
-    unsigned char *raw = slurp(out_path("f4_3x4.npy"), &n);
+    unsigned char *raw = test_read_file(out_path("f4_3x4.npy"), &n);
     CHECK(raw && n == 128 + 48 && raw[8] == 0x76 && raw[9] == 0 && raw[127] == '\n',
           "header: length 0x76, data at offset 128, ends in newline");
     free(raw);
@@ -139,7 +127,7 @@ int main(void) {
     fclose(f);
     x = npy_read_f32(out_path("bad_magic.bin"), &info, err, sizeof err);
     CHECK(!x && strstr(err, "not a .npy file") && !strchr(err, '\n'), "bad magic: %s", err);
-    raw = slurp(f34, &n);
+    raw = test_read_file(f34, &n);
     f = fopen(out_path("truncated.bin"), "wb");
     fwrite(raw, 1, n - 5, f);
     fclose(f);

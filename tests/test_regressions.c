@@ -57,23 +57,11 @@ static const Reader READERS[] = {
 #endif
 };
 
-static uint8_t *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(len > 0 ? (size_t)len : 1);
-    *n = fread(b, 1, len > 0 ? (size_t)len : 0, f);
-    fclose(f);
-    return b;
-}
-
 // Runs entry on the file in a child. Returns the child's status as
 // "accepted" 1 / "refused" 0 / -1 for a crash or an unexpected exit.
 static int replay(Entry entry, const char *path, char *why, size_t whylen) {
     size_t n = 0;
-    uint8_t *d = slurp(path, &n);
+    uint8_t *d = test_read_file(path, &n);
     if (!d) {
         snprintf(why, whylen, "cannot read");
         return -1;

@@ -90,49 +90,16 @@ static TrainConfig tiny(const char *name) {
     return c;
 }
 
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)len + 1);
-    *n = fread(b, 1, (size_t)len, f);
-    b[*n] = 0;
-    fclose(f);
-    return b;
-}
-
 static int same_file(const char *dir_a, const char *dir_b, const char *name) {
     char pa[600], pb[600];
     snprintf(pa, sizeof pa, "%s/%s", dir_a, name);
     snprintf(pb, sizeof pb, "%s/%s", dir_b, name);
     size_t na = 0, nb = 0;
-    unsigned char *a = slurp(pa, &na), *b = slurp(pb, &nb);
+    unsigned char *a = test_read_file(pa, &na), *b = test_read_file(pb, &nb);
     int same = a && b && na == nb && !memcmp(a, b, na);
     free(a);
     free(b);
     return same;
-}
-
-// log.txt without the timing field, which legitimately differs.
-static char *log_without_timing(const char *dir) {
-    char p[600];
-    snprintf(p, sizeof p, "%s/log.txt", dir);
-    size_t n;
-    char *s = (char *)slurp(p, &n);
-    if (!s) return NULL;
-    char *w = s;
-    for (char *r = s; *r;) {
-        if (!strncmp(r, ", \"images_per_s\": ", 18)) {
-            r += 18;
-            while (*r && *r != '}') r++;
-            continue;
-        }
-        *w++ = *r++;
-    }
-    *w = 0;
-    return s;
 }
 
 // dst = src without the metadata entry `key`: a checkpoint of a version
@@ -170,7 +137,7 @@ static void compare_runs(const char *ref, const char *other, const char *what) {
     CHECK(same_file(ref, other, "checkpoint0000.dino") && same_file(ref, other, "checkpoint0001.dino") &&
               same_file(ref, other, "checkpoint0002.dino"),
           "%s: per-epoch checkpoints identical", what);
-    char *la = log_without_timing(ref), *lb = log_without_timing(other);
+    char *la = test_log_without_timing(ref), *lb = test_log_without_timing(other);
     CHECK(la && lb && !strcmp(la, lb), "%s: log.txt identical apart from images/s", what);
     free(la);
     free(lb);
@@ -195,7 +162,7 @@ static int sigterm_child(void) {
     snprintf(elog, sizeof elog, "%s/log.txt", e.output_dir);
     for (int i = 0; i < 6000; i++) {  // at most 60 s
         size_t m = 0;
-        char *s = (char *)slurp(elog, &m);
+        char *s = (char *)test_read_file(elog, &m);
         int started = s && strstr(s, "\"step\": 1,");
         free(s);
         if (started) break;
@@ -223,7 +190,7 @@ int main(int argc, char **argv) {
     char p[600];
     snprintf(p, sizeof p, "%s/log.txt", a.output_dir);
     size_t n;
-    char *log = (char *)slurp(p, &n);
+    char *log = (char *)test_read_file(p, &n);
     CHECK(log && count_lines(log, "\"type\": \"step\"") == 9 && count_lines(log, "\"train_loss\"") == 3,
           "log.txt: 9 step records and 3 epoch records (train_loss, train_lr, train_wd, epoch)");
     free(log);
@@ -263,7 +230,7 @@ int main(int argc, char **argv) {
     CHECK(train_run(&eref) == 0, "uninterrupted reference of the SIGTERM run");
     CHECK(same_file(eref.output_dir, e.output_dir, "checkpoint.dino"),
           "SIGTERM: final checkpoint.dino identical to the uninterrupted run's");
-    char *la = log_without_timing(eref.output_dir), *lb = log_without_timing(e.output_dir);
+    char *la = test_log_without_timing(eref.output_dir), *lb = test_log_without_timing(e.output_dir);
     CHECK(la && lb && !strcmp(la, lb), "SIGTERM: log.txt identical apart from images/s");
     free(la);
     free(lb);

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -94,9 +95,29 @@ uint8_t *test_read_file(const char *path, size_t *n) {
     fseek(f, 0, SEEK_END);
     long sz = ftell(f);
     fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(sz > 0 ? (size_t)sz : 1);
+    uint8_t *b = malloc(sz > 0 ? (size_t)sz + 1 : 1);
     *n = fread(b, 1, sz > 0 ? (size_t)sz : 0, f);
+    b[*n] = 0;
     fclose(f);
+    return b;
+}
+
+char *test_log_without_timing(const char *dir) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/log.txt", dir);
+    size_t n;
+    char *b = (char *)test_read_file(p, &n);
+    if (!b) return NULL;
+    char *o = b;
+    for (char *s = b; *s;) {
+        if (!strncmp(s, ", \"images_per_s\": ", 18)) {
+            s += 18;
+            while (*s && *s != '}' && *s != ',') s++;
+            continue;
+        }
+        *o++ = *s++;
+    }
+    *o = 0;
     return b;
 }
 

@@ -23,10 +23,14 @@ int test_finish(void);  // returns the process exit status
 const char *test_tmpdir(const char *tag);
 const char *test_tmp_path(const char *name);
 void test_tmpdir_remove(void);
-// Whole-file helpers: read returns NULL when the file cannot be opened;
-// write exits when it cannot write (a broken test environment, not a result).
+// Whole-file helpers: read returns the bytes with a NUL after them, or NULL
+// when the file cannot be opened; write exits when it cannot write (a broken
+// test environment, not a result).
 uint8_t *test_read_file(const char *path, size_t *n);
 void test_write_file(const char *path, const void *p, size_t n);
+// DIR/log.txt without its "images_per_s" fields, the only part that differs
+// between identical runs; NULL when there is no log. Free it.
+char *test_log_without_timing(const char *dir);
 
 // Many small OpenMP regions on a busy machine: libgomp's default spin-wait
 // burns most of the CPU (measured: 88% of test_resume's cycles, 20x the wall
