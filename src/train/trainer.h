@@ -72,7 +72,7 @@ typedef struct {
 
 void train_config_default(TrainConfig *c);
 // Small-data preset: Fashion-MNIST, 28-px global / 14-px local crops, 7-px
-// patches, a 4-block ViT of width 128, out_dim 4096, batch 64, 2 epochs
+// patches, a 4-block ViT of width 128, out_dim 1024, batch 64, 2 epochs
 // (docs/TRAINING.md).
 void train_config_preset_fmnist(TrainConfig *c);
 // Fills the backbone and head configurations the flags describe. 0, or -1
