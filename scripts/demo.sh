@@ -9,7 +9,7 @@
 #
 # `--preset fmnist` is the short schedule (2 epochs, about 10 minutes on 2
 # cores with the evaluation); extra training flags go in DINO_TRAIN_FLAGS, e.g.
-# DINO_TRAIN_FLAGS="--epochs 16 --lr 0.002" scripts/demo.sh runs/fmnist16 for the long one.
+# DINO_TRAIN_FLAGS="--epochs 30" scripts/demo.sh runs/fmnist30 for the long one (about 2.5 hours).
 # Interrupted, it resumes from the last checkpoint when run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
