@@ -53,6 +53,7 @@ static void optimisation(void) {
     c.momentum_teacher = 1.0;  // teacher frozen
     c.lr = 0.04;               // 2.5e-3 at batch 16
     c.drop_path_rate = 0;
+    c.koleo_loss_weight = 0;  // the loss below is DINO's alone
     char err[512];
     Dataset *ds = dataset_open(FMNIST, SPLIT_TRAIN, err, sizeof err);
     LoaderConfig lc;

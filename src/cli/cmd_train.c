@@ -84,7 +84,7 @@ int cmd_train(int argc, char **argv) {
         {"teacher_temp", ARG_STRING, &tt, "final teacher temperature"},
         {"warmup_teacher_temp_epochs", ARG_INT, &c.warmup_teacher_temp_epochs, "epochs of teacher-temperature warm-up"},
         {"centering", ARG_STRING, &c.centering, "teacher normalisation: centering (the reference's running centre) or sinkhorn_knopp (DINOv2's, balances the prototypes over the batch)"},
-        {"koleo_loss_weight", ARG_FLOAT, &c.koleo_loss_weight, "weight of DINOv2's KoLeo regulariser on the student's global CLS features (0: off, as the reference; DINOv2 uses 0.1); the global crops then run as one chunk, which takes more memory"},
+        {"koleo_loss_weight", ARG_FLOAT, &c.koleo_loss_weight, "weight of DINOv2's KoLeo regulariser on the student's global CLS features (0: off, as the reference; DINOv2 and --preset fmnist use 0.1); the global crops then run as one chunk, which takes more memory"},
         {"use_fp16", ARG_BOOL, &use_fp16, "mixed precision (accepted; ignored on the CPU)"},
         {"weight_decay", ARG_STRING, &wd, "initial weight decay"},
         {"weight_decay_end", ARG_STRING, &wde, "final weight decay (cosine)"},

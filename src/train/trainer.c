@@ -134,6 +134,9 @@ void train_config_preset_fmnist(TrainConfig *c) {
     // initialisation for the whole run: once they were trained, the teacher
     // drifted to a uniform output within an epoch and k-NN fell.
     c->freeze_last_layer = TRAIN_FREEZE_ALWAYS;
+    // DINOv2's KoLeo regulariser at DINOv2's weight spreads the student's CLS
+    // features over the sphere: k-NN +4.3 after the demo's 2 epochs (KO).
+    c->koleo_loss_weight = 0.1;
     c->drop_path_rate = 0.05f;
     c->saveckp_freq = 5;
 }
@@ -208,7 +211,8 @@ Trainer *trainer_create(const TrainConfig *cfg, int64_t niter_per_ep, char *err,
         return NULL;
     }
     if (cfg->koleo_loss_weight > 0 && cfg->device == DEVICE_CUDA) {
-        snprintf(err, errlen, "--koleo_loss_weight runs on the CPU only; pass 0 with --device cuda");
+        snprintf(err, errlen, "--koleo_loss_weight (0.1 in --preset fmnist) runs on the CPU only; "
+                              "pass --koleo_loss_weight 0 with --device cuda");
         return NULL;
     }
     const int sinkhorn = cfg->centering && !strcmp(cfg->centering, "sinkhorn_knopp");
