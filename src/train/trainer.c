@@ -82,9 +82,9 @@ void train_config_default(TrainConfig *c) {
 void train_config_preset_fmnist(TrainConfig *c) {
     // The short schedule of the small-image recipe: 2 epochs, about 10 minutes
     // on 2 cores; `--epochs 30` is the long one, about 2.5 hours
-    // (docs/TRAINING.md has the runs behind every choice). A 4-block ViT of width 128 on 7-px
-    // patches (16 tokens + CLS; 4-px patches, 49 tokens, cost about 3x the
-    // time per image).
+    // (docs/TRAINING.md has the runs behind every choice). A 4-block ViT of
+    // width 128 on 7-px patches (16 tokens + CLS; 4-px patches, 49 tokens,
+    // cost about 3x the time per image).
     c->data_path = "/usr/share/datasets/fashion-mnist";
     c->arch = "vit_tiny";
     c->patch_size = 7;
@@ -212,7 +212,7 @@ Trainer *trainer_create(const TrainConfig *cfg, int64_t niter_per_ep, char *err,
         return NULL;
     }
     if (cfg->koleo_loss_weight > 0 && cfg->device == DEVICE_CUDA) {
-        snprintf(err, errlen, "--koleo_loss_weight (0.1 in --preset fmnist) runs on the CPU only; "
+        snprintf(err, errlen, "--koleo_loss_weight (on in --preset fmnist) runs on the CPU only; "
                               "pass --koleo_loss_weight 0 with --device cuda");
         return NULL;
     }
