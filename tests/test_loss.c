@@ -159,6 +159,36 @@ static void sinkhorn_properties(void) {
     dino_loss_free(&L);
 }
 
+// At a low temperature exp((t − max)/τ) of cosine logits reaches the float
+// denormals; a column made only of those has a mass whose reciprocal
+// overflows a float, which once turned its rows into inf · 0 = NaN.
+static void sinkhorn_low_temperature(void) {
+    const int K = 64, B = 4, TR = 2 * B;
+    const float temp = 0.002f;
+    DinoLoss L;
+    dino_loss_init(&L, K, 2, temp, temp, 0);
+    L.sinkhorn_iters = 3;
+    float t[2 * 4 * 64];
+    fixture_fill(t, sizeof t / 4, 22, -1.0f, 0.5f);
+    for (int r = 0; r < TR; r++) t[r * K + r] = 1.0f;  // every row reaches the batch maximum
+    // Column 40 holds only exp(-95) ≈ 5e-42: a denormal column mass.
+    for (int r = 0; r < TR; r++) t[r * K + 40] = 1.0f - 95.0f * temp;
+    dino_loss_teacher(&L, t, B, 0);
+    int finite = 1;
+    double maxrow = 0;
+    for (int r = 0; r < TR; r++) {
+        double s = 0;
+        for (int k = 0; k < K; k++) {
+            finite &= isfinite(L.tprob[r * K + k]);
+            s += L.tprob[r * K + k];
+        }
+        maxrow = fmax(maxrow, fabs(s - 1.0));
+    }
+    CHECK(finite && maxrow < 1e-5, "sinkhorn at temperature %g: finite (%d), rows sum to 1 (max error %.3g)",
+          (double)temp, finite, maxrow);
+    dino_loss_free(&L);
+}
+
 static void teacher_temp_schedule(void) {
     DinoLoss L;
     dino_loss_init(&L, 4, 4, 0.04, 0.07, 30);
@@ -199,6 +229,7 @@ int main(void) {
     fixture_free(&fx);
     finite_difference();
     sinkhorn_properties();
+    sinkhorn_low_temperature();
     teacher_temp_schedule();
     koleo_degenerate();
     return test_finish();

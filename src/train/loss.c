@@ -154,24 +154,27 @@ static void sinkhorn_knopp(float *q, const float *teacher, int TR, int K, float 
     for (size_t i = 0; i < n; i++) q[i] = expf(q[i] - gmx);
     const double nrows = (double)TR * dist_world();
     double *colsum = mallocCheck((size_t)K * sizeof(double));
-    float *cscale = mallocCheck((size_t)K * sizeof(float));
+    // The scales stay in double: at a low temperature a column's mass can be
+    // so small (denormal) that its reciprocal overflows a float, and
+    // inf · 0 would poison the row; the scaled values themselves are ≤ 1.
+    double *cscale = mallocCheck((size_t)K * sizeof(double));
     for (int it = 0; it < iters; it++) {
         column_sums(colsum, q, TR, K);
         dist_allreduce_f64(colsum, (size_t)K, DIST_SUM);
         // A prototype no row reaches (exp underflowed everywhere) stays at zero.
-        for (int k = 0; k < K; k++) cscale[k] = colsum[k] > 0.0 ? (float)(1.0 / (colsum[k] * K)) : 0.0f;
+        for (int k = 0; k < K; k++) cscale[k] = colsum[k] > 0.0 ? 1.0 / (colsum[k] * K) : 0.0;
         const int last = it == iters - 1;
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < TR; r++) {
             float *qr = q + (size_t)r * K;
             double s = 0.0;
             for (int k = 0; k < K; k++) {
-                qr[k] *= cscale[k];
+                qr[k] = (float)(qr[k] * cscale[k]);
                 s += qr[k];
             }
             // Rows sum to 1/nrows between iterations and to one at the end.
-            const float rs = s > 0.0 ? (float)(1.0 / (last ? s : s * nrows)) : 0.0f;
-            for (int k = 0; k < K; k++) qr[k] *= rs;
+            const double rs = s > 0.0 ? 1.0 / (last ? s : s * nrows) : 0.0;
+            for (int k = 0; k < K; k++) qr[k] = (float)(qr[k] * rs);
         }
     }
     free(cscale);
