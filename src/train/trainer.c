@@ -81,7 +81,7 @@ void train_config_default(TrainConfig *c) {
 
 void train_config_preset_fmnist(TrainConfig *c) {
     // The short schedule of the small-image recipe: 2 epochs, about 10 minutes
-    // on 2 cores; `--epochs 30` is the long one, about 2.5 hours
+    // on 2 cores; `--epochs 50` on two ranks is the long one, about 2 hours
     // (docs/TRAINING.md has the runs behind every choice). A 4-block ViT of
     // width 128 on 7-px patches (16 tokens + CLS; 4-px patches, 49 tokens,
     // cost about 3x the time per image).
@@ -922,7 +922,7 @@ int train_run(const TrainConfig *cfg0) {
             if (trainer_step(t, b, &st)) {
                 fprintf(stderr,
                         "dino train: error: the loss is %g at epoch %d step %lld (lr %.3g); stopping. "
-                        "The last good checkpoint is %s. Try a lower --lr, a lower --teacher_temp or --clip_grad.\n",
+                        "The last good checkpoint is %s. Try a lower --lr, a smaller --clip_grad or a higher --teacher_temp.\n",
                         st.loss, t->epoch, (long long)t->step, st.lr, ckpt_path);
                 status = 1;
                 goto out;
