@@ -22,12 +22,13 @@ DATA=/usr/share/datasets/fashion-mnist
 scripts/setup.sh
 make -j"$(nproc)" build/dino >/dev/null
 RANKS=${DINO_RANKS:-1}
+BATCH=64  # --preset fmnist's global batch, split between the ranks
 TRAIN=(build/dino train)
 if [ "$RANKS" -gt 1 ]; then
-  (( 64 % RANKS == 0 )) || { echo "demo.sh: DINO_RANKS must divide the batch of 64" >&2; exit 2; }
+  (( BATCH % RANKS == 0 )) || { echo "demo.sh: DINO_RANKS must divide the batch of $BATCH" >&2; exit 2; }
   MPI=(mpirun -np "$RANKS" --oversubscribe --bind-to none --mca btl self,vader)
   [ "$(id -u)" = 0 ] && MPI+=(--allow-run-as-root)
-  TRAIN=("${MPI[@]}" build/dino --threads 1 train --batch_size_per_gpu $((64 / RANKS)))
+  TRAIN=("${MPI[@]}" build/dino --threads 1 train --batch_size_per_gpu $((BATCH / RANKS)))
 fi
 echo "== training: ${TRAIN[*]} --preset fmnist --eval_knn_every 1 --output_dir $OUT ${DINO_TRAIN_FLAGS:-}"
 # shellcheck disable=SC2086
