@@ -22,6 +22,7 @@ DATA=/usr/share/datasets/fashion-mnist
 scripts/setup.sh
 make -j"$(nproc)" build/dino >/dev/null
 RANKS=${DINO_RANKS:-1}
+[[ $RANKS =~ ^[1-9][0-9]*$ ]] || { echo "demo.sh: DINO_RANKS must be a positive whole number, not '$RANKS'" >&2; exit 2; }
 BATCH=64  # --preset fmnist's global batch, split between the ranks
 TRAIN=(build/dino train)
 if [ "$RANKS" -gt 1 ]; then
