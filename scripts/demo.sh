@@ -19,14 +19,16 @@ cd "$(dirname "$0")/.."
 OUT=${1:-runs/fmnist}
 DATA=/usr/share/datasets/fashion-mnist
 
-scripts/setup.sh
-make -j"$(nproc)" build/dino >/dev/null
+# Check DINO_RANKS before installing and building, so a typo fails at once.
 RANKS=${DINO_RANKS:-1}
 [[ $RANKS =~ ^[1-9][0-9]*$ ]] || { echo "demo.sh: DINO_RANKS must be a positive whole number, not '$RANKS'" >&2; exit 2; }
 BATCH=64  # --preset fmnist's global batch, split between the ranks
+(( BATCH % RANKS == 0 )) || { echo "demo.sh: DINO_RANKS must divide the batch of $BATCH" >&2; exit 2; }
+
+scripts/setup.sh
+make -j"$(nproc)" build/dino >/dev/null
 TRAIN=(build/dino train)
 if [ "$RANKS" -gt 1 ]; then
-  (( BATCH % RANKS == 0 )) || { echo "demo.sh: DINO_RANKS must divide the batch of $BATCH" >&2; exit 2; }
   MPI=(mpirun -np "$RANKS" --oversubscribe --bind-to none --mca btl self,vader)
   [ "$(id -u)" = 0 ] && MPI+=(--allow-run-as-root)
   TRAIN=("${MPI[@]}" build/dino --threads 1 train --batch_size_per_gpu $((BATCH / RANKS)))
