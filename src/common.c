@@ -123,3 +123,13 @@ void dino_set_threads(int n) {
 }
 
 int dino_get_threads(void) { return g_threads > 0 ? g_threads : omp_get_max_threads(); }
+
+int dino_other_running_tasks(void) {
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (!f) return -1;
+    // "0.52 0.58 0.59 R/T last_pid": R counts runnable threads, the reader included.
+    int running = 0, total = 0;
+    int ok = fscanf(f, "%*f %*f %*f %d/%d", &running, &total) == 2;
+    fclose(f);
+    return ok && running >= 1 ? running - 1 : -1;
+}

@@ -54,5 +54,8 @@ void dino_format_double(char *buf, size_t n, double v);
 // never run at once and the cores are not oversubscribed.
 void dino_set_threads(int n);
 int dino_get_threads(void);
+// Runnable tasks (threads) on the machine other than the caller, from
+// /proc/loadavg; -1 where that file cannot be read.
+int dino_other_running_tasks(void);
 
 #endif

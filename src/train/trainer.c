@@ -803,6 +803,28 @@ static int save_or_warn(const Trainer *t, const char *path) {
     return 0;
 }
 
+// A second CPU-bound job on a small machine slows training far more than by
+// the share of cores it takes: threads that wait at a barrier for a partner
+// that is descheduled spin away their time slice (docs/PERFORMANCE.md, "Two
+// threads on a loaded machine"). Say so at the start, where the user can
+// still choose. The minimum of three looks ignores a process that runs for a
+// moment; the run's own other ranks are assumed to share this host.
+static void warn_if_machine_busy(int world_size, int threads) {
+    int others = -1;
+    for (int i = 0; i < 3; i++) {
+        if (i) usleep(50000);
+        int n = dino_other_running_tasks();
+        if (n >= 0 && (others < 0 || n < others)) others = n;
+    }
+    others -= world_size - 1;
+    int cores = omp_get_num_procs();
+    if (others > 0 && others + threads > cores)
+        dino_warn("%d other task%s running on this machine's %d cores; sharing them, this run may train "
+                  "several times slower than alone%s",
+                  others, others == 1 ? " is" : "s are", cores,
+                  threads > 1 && !getenv("OMP_WAIT_POLICY") ? " (--threads 1 or OMP_WAIT_POLICY=passive helps: docs/PERFORMANCE.md)" : "");
+}
+
 int train_run(const TrainConfig *cfg0) {
     TrainConfig c = *cfg0;
     char err[1024];
@@ -811,6 +833,7 @@ int train_run(const TrainConfig *cfg0) {
     c.rank = dist_rank();
     const int lead = c.rank == 0;
     if (!lead) c.quiet = 1;
+    if (lead) warn_if_machine_busy(c.world_size, dino_get_threads());
     if (lead && mkdir_p(c.output_dir)) dino_die("cannot create --output_dir '%s': %s", c.output_dir, strerror(errno));
     Dataset *ds = dataset_open(c.data_path, SPLIT_TRAIN, err, sizeof err);
     if (!ds) dino_die("--data_path: %s", err);
