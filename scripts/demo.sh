@@ -11,8 +11,8 @@
 # cores with the evaluation); extra training flags go in DINO_TRAIN_FLAGS.
 # DINO_RANKS=N trains on N MPI processes of one thread each, splitting the
 # batch of 64 between them (faster than threads on this small model). The long
-# recipe (docs/TRAINING.md, about 2 hours on 2 cores):
-#   DINO_RANKS=2 DINO_TRAIN_FLAGS="--epochs 50 --eval_knn_every 5" scripts/demo.sh runs/fmnist50
+# recipe (docs/TRAINING.md, under 2 hours on 2 cores):
+#   DINO_RANKS=2 DINO_TRAIN_FLAGS="--epochs 40 --eval_knn_every 8" scripts/demo.sh runs/fmnist40
 # Interrupted, it resumes from the last checkpoint when run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."

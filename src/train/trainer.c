@@ -81,7 +81,7 @@ void train_config_default(TrainConfig *c) {
 
 void train_config_preset_fmnist(TrainConfig *c) {
     // The short schedule of the small-image recipe: 2 epochs, about 10 minutes
-    // on 2 cores; `--epochs 50` on two ranks is the long one, about 2 hours
+    // on 2 cores; `--epochs 40` on two ranks is the long one, under 2 hours
     // (docs/TRAINING.md has the runs behind every choice). A 4-block ViT of
     // width 128 on 7-px patches (16 tokens + CLS; 4-px patches, 49 tokens,
     // cost about 3x the time per image).
