@@ -818,11 +818,13 @@ static void warn_if_machine_busy(int world_size, int threads) {
     }
     others -= world_size - 1;
     int cores = omp_get_num_procs();
-    if (others > 0 && others + threads > cores)
-        dino_warn("%d other task%s running on this machine's %d cores; sharing them, this run may train "
-                  "several times slower than alone%s",
-                  others, others == 1 ? " is" : "s are", cores,
-                  threads > 1 && !getenv("OMP_WAIT_POLICY") ? " (--threads 1 or OMP_WAIT_POLICY=passive helps: docs/PERFORMANCE.md)" : "");
+    if (others <= 0 || others + threads <= cores) return;
+    const char *hint = threads > 1 && !getenv("OMP_WAIT_POLICY")
+                           ? " (--threads 1 or OMP_WAIT_POLICY=passive helps: docs/PERFORMANCE.md)"
+                           : "";
+    dino_warn("%d other task%s running on this machine's %d cores; sharing them, this run may train "
+              "several times slower than alone%s",
+              others, others == 1 ? " is" : "s are", cores, hint);
 }
 
 int train_run(const TrainConfig *cfg0) {
