@@ -1,13 +1,19 @@
-// Three consecutive full DINO training iterations against PyTorch
-// (tools/make_train_fixtures.py step): a tiny ViT + head (the engine
-// fixtures' weights scheme) on fixed crops (2 global 16 px + 2 local 8 px per
-// image), AdamW, per-tensor clipping at a threshold that clips some tensors
-// and not others, the last layer frozen in epoch 0 (steps 0, 1) and trained
-// in epoch 1 (step 2), the teacher temperature changing between epochs, the
-// teacher EMA and the centre. Per step: loss, schedules, gradients after
-// clipping, student, teacher, centre; once with the student's default chunks
-// and once one image per chunk; then the same three steps with DINOv2's KoLeo
-// regulariser added to the loss. Also checks the drop-path masks.
+// Full DINO training iterations against PyTorch (tools/make_train_fixtures.py
+// step): a tiny ViT + head (the engine fixtures' weights scheme) on fixed
+// crops (2 global 16 px + 2 local 8 px per image), AdamW, per-tensor clipping
+// at a threshold that clips some tensors and not others, the last layer
+// frozen in epoch 0 (steps 0, 1) and trained in epoch 1 (step 2), the teacher
+// temperature changing between epochs, the teacher EMA and the centre. Per
+// step: loss, schedules, gradients after clipping, student, teacher, centre.
+//
+// Each step runs once from the reference's own state before it (its student,
+// teacher, centre and AdamW moments after the previous step), so a step's
+// error is that step's alone and held to the single-step tolerances; then the
+// three steps run chained from our own results, where step 0's rounding
+// difference grows through two more passes, against a bound measured across
+// GEMM kernels (CHAIN_GRAD_TOL). Each with the student's default chunks and
+// with one image per chunk; then all again with DINOv2's KoLeo regulariser
+// added to the loss. Also checks the drop-path masks.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +26,17 @@
 #include "train/trainer.h"
 
 #define STEP_IMG_SEED 9000
+
+// Gradient tolerance of the single steps, relative to each tensor's scale.
+#define STEP_GRAD_TOL 2e-5
+// Gradient bound of steps 1 and 2 when chained from our own step 0. Worst
+// measured errors (relative to the tensor's scale, over both fixtures and
+// both chunkings), on an AMD EPYC (AVX2) with -march=native and
+// -march=x86-64-v3 alike: 3.6e-5 under OpenBLAS's Sandybridge kernel, 2.2e-5
+// under Haswell and Zen; on an Intel Xeon (AVX-512) under SkylakeX: 3.6e-5
+// (issue 24). The single steps of the same runs stay below 1e-5. The bound
+// is about three times the worst.
+#define CHAIN_GRAD_TOL 1e-4
 
 static double dbl(const FixtureTensor *t, size_t i) {
     size_t n = t->numel / 3;
@@ -46,12 +63,12 @@ static int close_scaled(const char *what, const float *got, const float *want, s
 // whose gradient is at float32 noise level (a true zero such as the key bias
 // of attention, computed as ±1e-9 by both sides) moves by up to lr in a
 // direction set by the noise; likewise where |g| is within 100x of eps (1e-8)
-// the update is ill-conditioned. Such elements — our gradient more than 1%
-// away from the reference's, or |g| < 1e-6, at any step so far (the gradients
-// themselves are checked against the tensor's scale above) — are marked in
-// `noisy` and only
-// counted; every other element must agree to atol (a small fraction of the
-// learning rate) + 1e-6 of the tensor's scale.
+// the update is ill-conditioned. Such elements (our gradient more than 1%
+// away from the reference's, or |g| < 1e-6, at any step since the state was
+// last the reference's; the gradients themselves are checked against the
+// tensor's scale above) are marked in `noisy` and only counted; every other
+// element must agree to atol (a small fraction of the learning rate) + 1e-6
+// of the tensor's scale.
 static int close_params(const char *what, const float *got, const float *want, size_t n,
                         const uint8_t *noisy, double atol, double *worst, long *n_noisy) {
     double mx = 0, e = 0;
@@ -103,13 +120,58 @@ static void drop_path_masks(void) {
     free(b);
 }
 
-// The three steps; chunk_kib, when not NULL, sets the student's chunk budget
-// (DINO_TRAIN_CHUNK_KIB) so the pass runs one image per chunk.
-static void run_steps(Fixture *fxp, const char *chunk_kib) {
+// Puts the reference's state after step s−1 into t, as it stands before
+// step s: student, teacher, centre, AdamW moments, each tensor's AdamW step
+// count (the earlier steps in which it had a gradient; the frozen last layer
+// has none in epoch 0) and the position.
+static void load_reference_state(Trainer *t, const Fixture *fx, int s, int niter) {
+    const ParamTable *tab = &t->model.table;
+    char k[160];
+    int n_moments = 0;
+    for (int i = 0; i < tab->n; i++) {
+        const ParamInfo *p = &tab->p[i];
+        size_t bytes = p->numel * sizeof(float);
+        snprintf(k, sizeof k, "%d.student.%s", s - 1, p->name);
+        memcpy(t->student + p->offset, fixture_get(fx, k)->data, bytes);
+        snprintf(k, sizeof k, "%d.teacher.%s", s - 1, p->name);
+        memcpy(t->teacher + p->offset, fixture_get(fx, k)->data, bytes);
+        snprintf(k, sizeof k, "%d.adam_m.%s", s - 1, p->name);
+        const FixtureTensor *m = fixture_find(fx, k);
+        snprintf(k, sizeof k, "%d.adam_v.%s", s - 1, p->name);
+        const FixtureTensor *v = fixture_find(fx, k);
+        if (m && v) {
+            memcpy(t->opt.m + p->offset, m->data, bytes);
+            memcpy(t->opt.v + p->offset, v->data, bytes);
+            n_moments++;
+        } else {
+            memset(t->opt.m + p->offset, 0, bytes);
+            memset(t->opt.v + p->offset, 0, bytes);
+        }
+        int64_t updates = 0;
+        for (int j = 0; j < s; j++) {
+            snprintf(k, sizeof k, "%d.grad.%s", j, p->name);
+            updates += fixture_find(fx, k) != NULL;
+        }
+        t->opt.step[i] = updates;
+    }
+    CHECK(n_moments > 0, "step %d: the fixture holds AdamW's moments after step %d (%d tensors)", s, s - 1,
+          n_moments);
+    snprintf(k, sizeof k, "%d.center", s - 1);
+    memcpy(t->loss.center, fixture_get(fx, k)->data, (size_t)t->cfg.out_dim * sizeof(float));
+    t->epoch = (int)(s / niter);
+    t->step = s % niter;
+}
+
+// The steps, each from the reference's state before it (from_reference) or
+// chained from our own previous step; chunk_kib, when not NULL, sets the
+// student's chunk budget (DINO_TRAIN_CHUNK_KIB) so the pass runs one image per
+// chunk.
+static void run_steps(Fixture *fxp, const char *chunk_kib, int from_reference) {
     Fixture fx = *fxp;
     if (chunk_kib) setenv("DINO_TRAIN_CHUNK_KIB", chunk_kib, 1);
     else unsetenv("DINO_TRAIN_CHUNK_KIB");
-    printf("-- student chunk budget: %s KiB\n", chunk_kib ? chunk_kib : "default");
+    printf("-- %s, student chunk budget: %s KiB\n", from_reference ? "single steps from the reference's state" : "chained steps",
+           chunk_kib ? chunk_kib : "default");
     const float *cf = fixture_get(&fx, "cfg")->data;
     const FixtureTensor *cd = fixture_get(&fx, "cfg.d");
     int img = (int)cf[0], patch = (int)cf[1], dim = (int)cf[2], depth = (int)cf[3], heads = (int)cf[4];
@@ -164,6 +226,11 @@ static void run_steps(Fixture *fxp, const char *chunk_kib) {
     uint8_t *noisy = calloc(tab->total, 1);
     double lr_sum = 0;
     for (int s = 0; s < steps; s++) {
+        if (from_reference && s > 0) {
+            load_reference_state(t, &fx, s, niter);
+            memset(noisy, 0, tab->total);
+            lr_sum = 0;
+        }
         fixture_fill(g0, n0, STEP_IMG_SEED + 16 * s, -2.0f, 2.0f);
         fixture_fill(g1, n1, STEP_IMG_SEED + 16 * s + 1, -2.0f, 2.0f);
         StepStats st;
@@ -200,8 +267,15 @@ static void run_steps(Fixture *fxp, const char *chunk_kib) {
         }
         snprintf(k, sizeof k, "%d.nclipped", s);
         CHECK(frozen_ok, "step %d: exactly the last-layer tensors are frozen (%s)", s, s < niter ? "epoch 0" : "none in epoch 1");
-        CHECK(nclipped == (int)fixture_scalar(&fx, k), "step %d: %d tensors clipped (torch: %g)", s, nclipped, fixture_scalar(&fx, k));
+        // The fixture keeps every reference norm 1e-5 away from the threshold,
+        // which holds our single steps' norms on the same side. Chained steps
+        // may differ by more; a clipping decision flipped there changes the
+        // gradient by a factor of about 1, which the gradient bound sees.
+        if (from_reference || s == 0)
+            CHECK(nclipped == (int)fixture_scalar(&fx, k), "step %d: %d tensors clipped (torch: %g)", s, nclipped,
+                  fixture_scalar(&fx, k));
 
+        const double gtol = from_reference || s == 0 ? STEP_GRAD_TOL : CHAIN_GRAD_TOL;
         double wg = 0, ws = 0, wt = 0;
         long ns = 0, nt = 0;
         int okg = 1, oks = 1, okt = 1;
@@ -212,7 +286,7 @@ static void run_steps(Fixture *fxp, const char *chunk_kib) {
             snprintf(k, sizeof k, "%d.grad.%s", s, p->name);
             const FixtureTensor *g = fixture_find(&fx, k);
             if (g) {
-                okg &= close_scaled(k, t->grads + p->offset, g->data, p->numel, 2e-5, &wg);
+                okg &= close_scaled(k, t->grads + p->offset, g->data, p->numel, gtol, &wg);
                 for (size_t e = 0; e < p->numel; e++) {
                     float want = g->data[e], got = t->grads[p->offset + e];
                     if (fabsf(got - want) > 1e-2f * fabsf(want) || fabsf(want) < 1e-6f) noisy[p->offset + e] = 1;
@@ -225,7 +299,7 @@ static void run_steps(Fixture *fxp, const char *chunk_kib) {
             okt &= close_params(k, t->teacher + p->offset, fixture_get(&fx, k)->data, p->numel,
                                 noisy + p->offset, atol, &wt, &nt);
         }
-        CHECK(okg, "step %d: gradients after clipping, max error %.3g of each tensor's scale (tol 2e-5)", s, wg);
+        CHECK(okg, "step %d: gradients after clipping, max error %.3g of each tensor's scale (tol %g)", s, wg, gtol);
         CHECK(oks && ns < (long)tab->total / 20,
               "step %d: student after AdamW, max abs error %.3g (atol %.3g = 0.1%% of Σlr, + 1e-6·scale); %ld of %zu elements at gradient noise level not compared",
               s, ws, atol, ns, tab->total);
@@ -233,8 +307,10 @@ static void run_steps(Fixture *fxp, const char *chunk_kib) {
         snprintf(k, sizeof k, "%d.center", s);
         snprintf(what, sizeof what, "step %d centre", s);
         engine_close(what, t->loss.center, fixture_get(&fx, k)->data, (size_t)out_dim, 1e-5);
-        trainer_advance(t, &st);
-        if (t->step == niter) t->epoch++, t->step = 0;
+        if (!from_reference) {
+            trainer_advance(t, &st);
+            if (t->step == niter) t->epoch++, t->step = 0;
+        }
     }
     free(noisy);
     free(g0);
@@ -244,16 +320,18 @@ static void run_steps(Fixture *fxp, const char *chunk_kib) {
 
 int main(void) {
     drop_path_masks();
-    Fixture fx = fixture_load("train_step.bin");
-    run_steps(&fx, NULL);
-    run_steps(&fx, "1");  // one image per chunk: only the gradient summation order changes
-    fixture_free(&fx);
     // The same with DINOv2's KoLeo (weight 0.1) on the global CLS features;
     // with one image per chunk the global crops must still form one chunk.
-    fx = fixture_load("train_step_koleo.bin");
-    run_steps(&fx, NULL);
-    run_steps(&fx, "1");
+    const char *fixtures[] = {"train_step.bin", "train_step_koleo.bin"};
+    for (int f = 0; f < 2; f++) {
+        Fixture fx = fixture_load(fixtures[f]);
+        printf("-- %s\n", fixtures[f]);
+        for (int from_reference = 1; from_reference >= 0; from_reference--) {
+            run_steps(&fx, NULL, from_reference);
+            run_steps(&fx, "1", from_reference);  // one image per chunk: only the gradient summation order changes
+        }
+        fixture_free(&fx);
+    }
     unsetenv("DINO_TRAIN_CHUNK_KIB");
-    fixture_free(&fx);
     return test_finish();
 }

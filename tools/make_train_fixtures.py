@@ -399,6 +399,14 @@ def make_step(koleo=0.0, out_name="train_step.bin"):
                 out[f"{s}.grad.{n_}"] = grads[n_]
         for n_, p in teacher.named_parameters():
             out[f"{s}.teacher.{n_}"] = p.detach().clone()
+        # AdamW's moments after the step: with the student, teacher and centre
+        # above they are the whole state the next step starts from, so the
+        # test can run each step from the reference's state, not its own.
+        if s + 1 < c["steps"]:
+            for n_, p in student.named_parameters():
+                if p in opt.state:
+                    out[f"{s}.adam_m.{n_}"] = opt.state[p]["exp_avg"].clone()
+                    out[f"{s}.adam_v.{n_}"] = opt.state[p]["exp_avg_sq"].clone()
         print(f"  step {s}: loss {loss.item():.6f}, temp {temp}, lr {lr_s[it]:.4g}, {nclipped} tensors clipped")
     out["clip"] = [clip]
     out["cfg"] = [c[k] for k in ["img", "patch", "dim", "depth", "heads", "hidden", "bottleneck", "out_dim",
