@@ -9,6 +9,8 @@ CFLAGS  ?=
 LDFLAGS ?=
 
 # -march=native only where the compiler accepts it (never -Ofast: it breaks erf GELU).
+# Our kernels vectorise differently per instruction set: `make
+# NATIVE=-march=x86-64-v3 BUILD=build-v3` builds what an AVX2-only CPU runs.
 NATIVE := $(shell $(CC) -march=native -E -x c /dev/null >/dev/null 2>&1 && echo -march=native)
 
 # OpenBLAS: prefer the OpenMP build so BLAS and our kernels share one thread pool.
