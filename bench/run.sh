@@ -9,9 +9,13 @@
 # (getrusage ru_maxrss). Knobs (environment): THREADS (2), REPS (2),
 # TRAIN_BATCH (2 images of 2x224+8x96 crops for ViT-S/16: one step is ~230
 # GFLOP, tens of seconds on 2 shared cores), FMNIST_BATCH (64), INFER_BATCH
-# (8, ViT-S/16), VITB_BATCH (4), TRAIN_ITERS (1 timed training step per
-# process, after 1 warm-up), ITERS (2 timed inference batches for ViT-B, 3 for
-# ViT-S), SKIP_DATA=1. The whole run takes ~10 minutes on 2 loaded cores.
+# (8, ViT-S/16), VITB_BATCH (4), TRAIN_ITERS (4 timed training steps per
+# process) after TRAIN_WARMUP (2: the first steps pay for the page faults of
+# the activation arena, over 1 GB for ViT-S/16; with 1 + 1 steps two runs of
+# the same line differed by 30% on an Intel Xeon), ITERS (2 timed inference
+# batches for ViT-B, 3 for ViT-S), SKIP_DATA=1. The spread column is
+# (max − min) / median of the rounds' images/s, ours and PyTorch's. The whole
+# run takes ~20 minutes on 2 cores.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -22,7 +26,8 @@ FMNIST_BATCH=${FMNIST_BATCH:-64}
 INFER_BATCH=${INFER_BATCH:-8}
 VITB_BATCH=${VITB_BATCH:-4}
 ITERS=${ITERS:-2}
-TRAIN_ITERS=${TRAIN_ITERS:-1}
+TRAIN_ITERS=${TRAIN_ITERS:-4}
+TRAIN_WARMUP=${TRAIN_WARMUP:-2}
 DINO=${DINO:-$root/build/dino}
 PY=$(tools/venv.sh)
 out=$(mktemp -d /tmp/dino_bench.XXXXXX)
@@ -49,11 +54,11 @@ fmnist_flags=$("$DINO" bench train --preset fmnist --print_config 1 | sed "s/--b
 vits_flags=$("$DINO" bench train --batch "$TRAIN_BATCH" --print_config 1)
 
 run_pair train_vits16 \
-  "'$DINO' --threads $THREADS bench train --batch $TRAIN_BATCH --iters $TRAIN_ITERS" \
-  "'$PY' bench/bench_train.py --threads $THREADS --iters $TRAIN_ITERS $vits_flags"
+  "'$DINO' --threads $THREADS bench train --batch $TRAIN_BATCH --iters $TRAIN_ITERS --warmup $TRAIN_WARMUP" \
+  "'$PY' bench/bench_train.py --threads $THREADS --iters $TRAIN_ITERS --warmup $TRAIN_WARMUP $vits_flags"
 run_pair train_fmnist \
-  "'$DINO' --threads $THREADS bench train --preset fmnist --batch $FMNIST_BATCH --iters $TRAIN_ITERS" \
-  "'$PY' bench/bench_train.py --threads $THREADS --iters $TRAIN_ITERS $fmnist_flags"
+  "'$DINO' --threads $THREADS bench train --preset fmnist --batch $FMNIST_BATCH --iters $TRAIN_ITERS --warmup $TRAIN_WARMUP" \
+  "'$PY' bench/bench_train.py --threads $THREADS --iters $TRAIN_ITERS --warmup $TRAIN_WARMUP $fmnist_flags"
 run_pair infer_vits16 \
   "'$DINO' --threads $THREADS bench forward --arch vit_small --batch $INFER_BATCH --size 224 --iters $((ITERS + 1))" \
   "'$PY' bench/bench_forward.py --arch vit_small_patch16_224 --threads $THREADS --batch $INFER_BATCH --size 224 --iters $((ITERS + 1))"
@@ -84,8 +89,14 @@ pct() {
 echo
 echo "sgemm 1024^3 measured in our runs: median $sgemm GFLOP/s, range $(sed -n "$sg" "$out"/*.ours.* | sort -g | sed -n '1p;$p' | tr '\n' ' ')GFLOP/s; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| benchmark | dino.c img/s | PyTorch img/s | speed-up | dino.c GFLOP/s (% of sgemm) | PyTorch GFLOP/s (% of sgemm) | peak RSS dino.c | peak RSS PyTorch | RSS ratio |"
-echo "|---|---|---|---|---|---|---|---|---|"
+# (max − min) / median of the numbers a sed expression extracts, in percent
+spread() {
+  local expr=$1; shift
+  sed -n "$expr" "$@" | sort -g | awk '{v[NR]=$1} END {if (NR==0) {print "nan"; exit}
+    m = NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2; printf "%.0f%%", 100 * (v[NR]-v[1]) / m}'
+}
+echo "| benchmark | dino.c img/s | PyTorch img/s | speed-up | spread of rounds (dino.c / PyTorch) | dino.c GFLOP/s (% of sgemm) | PyTorch GFLOP/s (% of sgemm) | peak RSS dino.c | peak RSS PyTorch | RSS ratio |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for name in train_vits16 train_fmnist infer_vits16 infer_vitb16; do
   if [[ $name == train_* ]]; then ips='s/^images\/s: \([0-9.]*\).*/\1/p'; gf='s/^GFLOP\/s: \([0-9.]*\) (median).*/\1/p'
   else ips='s/^median: .* s per batch, \([0-9.]*\) images\/s.*/\1/p'; gf='s/^median: .* images\/s, \([0-9.]*\) GFLOP\/s/\1/p'; fi
@@ -94,13 +105,15 @@ for name in train_vits16 train_fmnist infer_vits16 infer_vitb16; do
   orss=$(med 's/^peak RSS: \([0-9.]*\) MiB/\1/p' "$out/$name".ours.*)
   trss=$(med 's/^peak RSS: \([0-9.]*\) MiB/\1/p' "$out/$name".torch.*)
   op=$(pct "$name" ours "$gf"); tp=$(pct "$name" torch "$gf")
+  os=$(spread "$ips" "$out/$name".ours.*); ts=$(spread "$ips" "$out/$name".torch.*)
   awk -v n="$name" -v oi="$oi" -v ti="$ti" -v og="$og" -v tg="$tg" -v op="$op" -v tp="$tp" -v orss="$orss" -v trss="$trss" \
-    'BEGIN { printf "| %s | %.3g | %.3g | %.2fx | %.1f (%.0f%%) | %.1f (%.0f%%) | %.0f MiB | %.0f MiB | %.2f |\n",
-             n, oi, ti, oi / ti, og, op, tg, tp, orss, trss, orss / trss }'
+    -v os="$os" -v ts="$ts" \
+    'BEGIN { printf "| %s | %.3g | %.3g | %.2fx | %s / %s | %.1f (%.0f%%) | %.1f (%.0f%%) | %.0f MiB | %.0f MiB | %.2f |\n",
+             n, oi, ti, oi / ti, os, ts, og, op, tg, tp, orss, trss, orss / trss }'
 done
 if [ -f "$out/data" ]; then
   d=$(sed -n 's/^dino.c loader: \([0-9.]*\) images\/s .*/\1/p' "$out/data")
   r=$(sed -n 's/.*-> \([0-9.]*\)x torchvision.*/\1/p' "$out/data")
   c=$(sed -n 's/.*-> \([0-9.]*\)x less CPU.*/\1/p' "$out/data")
-  echo "| data pipeline (2x224+8x96 crops, 2 workers) | $d | $(awk -v d="$d" -v r="$r" 'BEGIN{printf "%.1f", d / r}') | ${r}x (CPU time: ${c}x less) | | | | | |"
+  echo "| data pipeline (2x224+8x96 crops, 2 workers) | $d | $(awk -v d="$d" -v r="$r" 'BEGIN{printf "%.1f", d / r}') | ${r}x (CPU time: ${c}x less) | | | | | | |"
 fi
