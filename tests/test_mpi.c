@@ -199,8 +199,12 @@ int main(int argc, char **argv) {
     // bias whose true gradient is 0) and 4.8e-6 (sgd), moments and centre
     // below 3e-6 of their tensor's largest value. A sum instead of an average
     // gives losses off by 2e-4 (adamw) / 2.5e-3 (sgd), moments off by 100%.
+    // The GEMM kernel moves these (AMD EPYC, OpenBLAS Sandybridge / Haswell
+    // and Zen kernels): sgd's loss 1.5e-7 / 5.5e-6, adamw's weights 1.6e-6 /
+    // 2.5e-6, adamw's moments 8.2e-6 / 1.25e-5; so sgd's loss bound is 5e-5,
+    // nine times the worst kernel and still 50 times below the sum's error.
     compare_runs("adamw", "", 1e-5, 1e-4, 1e-5);
-    compare_runs("sgd", "--optimizer sgd --clip_grad 0 --lr 0.05", 3e-5, 1e-4, 1e-5);
+    compare_runs("sgd", "--optimizer sgd --clip_grad 0 --lr 0.05", 3e-5, 1e-4, 5e-5);
     // DINOv2's Sinkhorn-Knopp teacher normalises over the global batch: each
     // rank balancing only its own rows changes the loss by about 1e-2.
     compare_runs("sinkhorn", "--centering sinkhorn_knopp", 1e-5, 1e-4, 1e-5);
