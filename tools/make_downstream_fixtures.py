@@ -1,6 +1,8 @@
-"""Reference fixtures for the downstream-task tests (tests/test_labelprop.c):
-the reference's label propagation for DAVIS video object segmentation,
-restated here with PyTorch on CPU from its description (docs/DOWNSTREAM.md).
+"""Reference fixtures for the downstream-task tests (tests/test_labelprop.c,
+tests/test_retrieval.c): the reference's label propagation for DAVIS video
+object segmentation, the revisited Oxford/Paris average precision, GeM
+pooling and the PCA whitening of its copy detection, restated here with
+PyTorch and NumPy on CPU from their descriptions (docs/DOWNSTREAM.md).
 
   PY=$(tools/venv.sh); $PY tools/make_downstream_fixtures.py   # writes tests/fixtures/downstream_*.bin
 
@@ -10,6 +12,7 @@ only the configuration and the results are stored.
 import os
 import sys
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -70,6 +73,74 @@ def case(name, h, w, d, C, n, r, topk, patch, seed):
     print(f"{name}: grid {h}x{w}, {n} context frames, window {r}, top-{topk}, labels {lab.unique().tolist()}")
 
 
+def trapezoid_ap(ranks, n_pos):
+    """Area under the precision-recall curve from the 0-based ranks of the positives found."""
+    ap = 0.0
+    for j, r in enumerate(ranks):
+        before = 1.0 if r == 0 else j / r
+        after = (j + 1) / (r + 1)
+        ap += (before + after) / (2.0 * n_pos)
+    return ap
+
+
+def revisited(ranking, ok, junk, kappas):
+    """One query: positives' positions, each lowered by the junk ranked before it."""
+    where_ok = np.sort(np.nonzero(np.isin(ranking, ok))[0])
+    where_junk = np.sort(np.nonzero(np.isin(ranking, junk))[0])
+    pos = np.array([p - np.sum(where_junk < p) for p in where_ok])
+    ap = trapezoid_ap(pos, len(ok))
+    one_based = pos + 1
+    prec = []
+    for k in kappas:
+        kq = min(one_based.max(), k)
+        prec.append(np.sum(one_based <= kq) / kq)
+    return ap, prec
+
+
+def retrieval_case():
+    rng = np.random.RandomState(11)
+    n_db, nq, kappas = 40, 6, [1, 5, 10]
+    out = {"kappas": kappas}
+    for q in range(nq):
+        ranking = rng.permutation(n_db)
+        idx = rng.permutation(n_db)
+        n_ok = 0 if q == 3 else rng.randint(1, 8)  # query 3 has no positive
+        ok, junk = idx[:n_ok], idx[n_ok:n_ok + rng.randint(0, 6)]
+        out[f"{q}.ranking"], out[f"{q}.ok"], out[f"{q}.junk"] = ranking, ok, junk
+        if n_ok:
+            ap, prec = revisited(ranking, ok, junk, kappas)
+            out[f"{q}.ap"], out[f"{q}.prec"] = [ap], prec
+    # GeM (p = 4) of patch tokens, as the copy-detection descriptor pools them
+    tokens = torch.from_numpy(fill((2, 3, 5, 16), SEED + 900, -0.5, 1.0))  # (b, h, w, d)
+    x = tokens.clamp(min=1e-6).permute(0, 3, 1, 2)
+    out["gem"] = F.avg_pool2d(x.pow(4), (3, 5)).pow(1.0 / 4).reshape(2, -1)
+    # whitening learned on n features of width d, applied to queries and a database
+    n, d, keep = 60, 12, 8
+    X = fill((n, d), SEED + 901, -1.0, 1.0).astype(np.float64)
+    X[:, 5] = 0.5 * X[:, 0] + 0.1  # a near-degenerate direction
+    X = X.astype(np.float32).astype(np.float64)  # as stored in the fixture
+    mean = X.mean(axis=0)
+    cov = X.T @ X / n  # not centred, as the reference computes it
+    lam, V = np.linalg.eigh(cov)
+    lam = np.maximum(lam, lam.max() * 1e-5)
+    order = np.argsort(lam)[::-1][:keep]
+    dvt = np.diag(lam[order] ** -0.5) @ V[:, order].T
+    Q = fill((5, d), SEED + 902, -1.0, 1.0).astype(np.float64)
+    D = fill((7, d), SEED + 903, -1.0, 1.0).astype(np.float64)
+
+    def whiten(Z):
+        Y = (Z - mean) @ dvt.T
+        return Y / np.linalg.norm(Y, axis=1, keepdims=True)
+
+    out["whiten.cfg"] = [n, d, keep]
+    out["whiten.X"] = X  # stored: one column is derived from another
+    out["whiten.mean"] = mean
+    out["whiten.sim"] = whiten(Q) @ whiten(D).T  # cosine similarities: the eigenvectors' signs cancel
+    write(os.path.join(OUT, "downstream_retrieval.bin"), out)
+    print(f"retrieval: {nq} queries over {n_db}, GeM, whitening {d} -> {keep}")
+
+
 if __name__ == "__main__":
     case("labelprop_window", 6, 7, 16, 3, 3, 2, 5, 4, SEED)
     case("labelprop_all", 5, 4, 8, 4, 2, 0, 3, 8, SEED + 500)
+    retrieval_case()
