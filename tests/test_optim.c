@@ -9,6 +9,7 @@
 // LARS momenta are compared in units of the tensor's largest value because
 // PyTorch's float norms round differently from ours.
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,8 +153,37 @@ static void clip_and_ema(const Fixture *fx) {
     CHECK(worst == 0, "teacher EMA bit-identical to torch (max %.1f ulp)", worst);
 }
 
+// A tensor of many norm blocks: its norm (summed block by block in parallel)
+// is the same with one thread and with three, and within float rounding of a
+// plain double sum.
+static void clip_threads(void) {
+    ParamTable t;
+    param_table_init(&t);
+    int64_t shape[2] = {300, 1001};
+    param_table_add(&t, "x.", "w", 2, shape);
+    float *g = malloc(t.total * sizeof(float)), *h = malloc(t.total * sizeof(float));
+    fixture_fill(g, t.total, 4000, -1, 1);
+    memcpy(h, g, t.total * sizeof(float));
+    double plain = 0;
+    for (size_t i = 0; i < t.total; i++) plain += (double)g[i] * g[i];
+    float n1, n3;
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    clip_gradients(&t, g, 1.0f, NULL, &n1);
+    omp_set_num_threads(3);
+    clip_gradients(&t, h, 1.0f, NULL, &n3);
+    omp_set_num_threads(saved);
+    CHECK(n1 == n3 && !memcmp(g, h, t.total * sizeof(float)) && fabs(n1 - sqrt(plain)) <= 1e-6 * sqrt(plain),
+          "clip_gradients over %zu floats: 1 and 3 threads give the same norm (%.9g, %.9g) and gradients; plain sum %.9g",
+          t.total, n1, n3, sqrt(plain));
+    free(g);
+    free(h);
+    param_table_free(&t);
+}
+
 int main(void) {
     Fixture fx = fixture_load("train_optim.bin");
+    clip_threads();
     run_kind(&fx, "adamw", OPTIM_ADAMW, 1);
     run_kind(&fx, "sgd", OPTIM_SGD, 1);
     run_kind(&fx, "lars", OPTIM_LARS, 2);

@@ -47,10 +47,34 @@ void optim_free(Optimizer *o) {
     memset(o, 0, sizeof *o);
 }
 
-// ||x||₂ as a float32 value (accumulated in double).
+// Sum of squares of one block in double, over 8 interleaved accumulators so
+// the loop vectorises without reassociating any one sum.
+static double block_sumsq(const float *x, size_t n) {
+    double acc[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += (double)x[i + j] * (double)x[i + j];
+    for (; i < n; i++) acc[i % 8] += (double)x[i] * (double)x[i];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+#define NORM_BLOCK 16384
+
+// ||x||₂ as a float32 value (accumulated in double). Blocks of NORM_BLOCK
+// are summed in parallel and their sums added in order, so the result does
+// not depend on the number of threads.
 static float norm2(const float *x, size_t n) {
+    size_t nb = (n + NORM_BLOCK - 1) / NORM_BLOCK;
+    if (nb <= 1) return (float)sqrt(block_sumsq(x, n));
+    double *part = mallocCheck(nb * sizeof(double));
+#pragma omp parallel for schedule(static) if (nb >= 4)
+    for (size_t b = 0; b < nb; b++) {
+        size_t lo = b * NORM_BLOCK, len = n - lo < NORM_BLOCK ? n - lo : NORM_BLOCK;
+        part[b] = block_sumsq(x + lo, len);
+    }
     double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
+    for (size_t b = 0; b < nb; b++) s += part[b];
+    free(part);
     return (float)sqrt(s);
 }
 
@@ -154,8 +178,11 @@ void clip_gradients(const ParamTable *t, float *grads, float clip, const uint8_t
         float nrm = norm2(g, pi->numel);
         if (norms) norms[i] = nrm;
         float coef = clip / (nrm + 1e-6f);
-        if (coef < 1.0f)
-            for (size_t k = 0; k < pi->numel; k++) g[k] *= coef;
+        if (coef < 1.0f) {
+            size_t n = pi->numel;
+#pragma omp parallel for schedule(static) if (n > 65536)
+            for (size_t k = 0; k < n; k++) g[k] *= coef;
+        }
     }
 }
 
