@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "io/key_index.h"
 
 // ---------------------------------------------------------------- arena
 
@@ -42,6 +43,8 @@ struct PickleDoc {
     size_t memo_cap, memo_count;
     PickleValue **storages;  // by first appearance, for key reuse
     size_t n_storages, storages_cap;
+    KeyIndex storage_keys;   // storage key -> index in storages
+    KeyIndex dict_keys;      // (dict, str or int key) -> the key's place in the dict's items
 };
 
 static void *arena_alloc(PickleDoc *d, size_t n) {
@@ -103,14 +106,18 @@ static void push_item(PickleDoc *d, PickleValue *c, PickleValue *x) {
     c->items[c->n++] = x;
 }
 
+// Sets dict[k] = v, replacing the value of an existing string or int key as
+// Python would (through the index: a dict of n keys costs O(n), not O(n^2)).
 static void dict_set(PickleDoc *d, PickleValue *dict, PickleValue *k, PickleValue *v) {
-    // Replace an existing string/int key, as Python would.
-    for (size_t i = 0; i + 1 < dict->n; i += 2) {
-        PickleValue *e = dict->items[i];
-        if (e->type == k->type &&
-            ((k->type == PV_STR && e->len == k->len && memcmp(e->s, k->s, k->len) == 0) ||
-             (k->type == PV_INT && e->i == k->i))) {
-            dict->items[i + 1] = v;
+    if (k->type == PV_STR || k->type == PV_INT) {
+        // One namespace per dict (arena values are 16-byte aligned, so the low
+        // bit is free to keep int keys apart from strings).
+        uintptr_t ns = (uintptr_t)dict | (k->type == PV_INT);
+        const void *bytes = k->type == PV_STR ? (const void *)k->s : (const void *)&k->i;
+        size_t len = k->type == PV_STR ? k->len : sizeof k->i;
+        size_t at = key_index_add(&d->dict_keys, ns, bytes, len, dict->n);
+        if (at != dict->n) {
+            dict->items[at + 1] = v;
             return;
         }
     }
@@ -474,13 +481,13 @@ static PickleValue *persistent_load(PickleDoc *d, PickleValue *pid) {
     if (key->type != PV_STR) fail(d, "persistent id key is not a string");
     int64_t numel = as_int(d, num, "a storage's element count");
     if (numel < 0) fail(d, "a storage has a negative element count");
-    for (size_t k = 0; k < d->n_storages; k++) {
-        PickleValue *s = d->storages[k];
-        if (strcmp(s->s, key->s) == 0) {
-            if (s->st != cls->st || s->numel != (uint64_t)numel)
-                fail(d, "storage '%s' is declared twice with different types or sizes", key->s);
-            return s;
-        }
+    // Keys compare as C strings: the zip entry is named by the text up to a NUL.
+    size_t seen = key_index_add(&d->storage_keys, 0, key->s, strlen(key->s), d->n_storages);
+    if (seen != d->n_storages) {
+        PickleValue *s = d->storages[seen];
+        if (s->st != cls->st || s->numel != (uint64_t)numel)
+            fail(d, "storage '%s' is declared twice with different types or sizes", key->s);
+        return s;
     }
     PickleValue *s = new_str(d, PV_STORAGE, (const uint8_t *)key->s, key->len);
     s->st = cls->st;
@@ -767,6 +774,8 @@ PickleDoc *pickle_parse(const uint8_t *data, size_t n, const char *what, char *e
     free(d->marks);
     free(d->memo);
     free(d->storages);
+    key_index_free(&d->storage_keys);
+    key_index_free(&d->dict_keys);
     d->stack = NULL;
     d->marks = NULL;
     d->memo = NULL;
@@ -786,6 +795,8 @@ void pickle_free(PickleDoc *d) {
     free(d->marks);
     free(d->memo);
     free(d->storages);
+    key_index_free(&d->storage_keys);
+    key_index_free(&d->dict_keys);
     free(d);
 }
 
