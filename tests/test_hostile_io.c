@@ -2,7 +2,8 @@
 // quadratic reader hang, generated here at test time. Each is read in a
 // forked child under a wall-clock limit and a memory cap (tests/bounded.h)
 // that the linear readers meet many times over: a pickle dict of 300,000
-// keys; a torch.save file of 100,000 tensors; a safetensors header of 200,000
+// keys; 8 MB of one-byte pickle values (refused at a memory limit); a
+// torch.save file of 100,000 tensors; a safetensors header of 200,000
 // zero-size tensors (and 30,000 Hugging Face query/key/value triples); a
 // native checkpoint of 2^20 zero-size tensors and one of 65,536 metadata keys,
 // both with a valid checksum; counts that cannot fit in their header. Also
@@ -203,6 +204,33 @@ static void test_big_pickle_dict(void) {
     CHECK(rc == 0, "wrote a .pth whose pickle is a dict of %d keys (%zu bytes)", BIG_DICT_KEYS, b.n);
     if (rc == 0) run_bounded("a pickle dict of 300,000 keys is read, later values replacing earlier",
                              read_big_dict, NULL, LIMIT_S, MEM_MB);
+    free(b.p);
+}
+
+// ---------------------------------------------------------------- a pickle bomb
+
+// 8 MB of None: each one-byte opcode builds a value of a few hundred bytes.
+#define BOMB_BYTES (8u << 20)
+
+static int parse_bomb(void *arg) {
+    const Buf *b = arg;
+    char err[512] = "";
+    PickleDoc *d = pickle_parse(b->p, b->n, "bomb.pkl", err, sizeof err);
+    printf("%s\n", err);
+    pickle_free(d);
+    return !d && strstr(err, "bomb.pkl: refusing a pickle that needs more than 512 MB") ? 0 : 1;
+}
+
+static void test_pickle_bomb(void) {
+    Buf b = {0};
+    put(&b, "\x80\x02", 2);
+    b.p = realloc(b.p, BOMB_BYTES + 3);
+    if (!b.p) abort();
+    memset(b.p + 2, 'N', BOMB_BYTES);
+    b.n = BOMB_BYTES + 2;
+    put_str(&b, ".");
+    run_bounded("8 MB of one-byte values is refused at the pickle memory limit", parse_bomb, &b,
+                LIMIT_S, MEM_MB);
     free(b.p);
 }
 
@@ -437,6 +465,7 @@ int main(int argc, char **argv) {
     test_tmpdir("hostile_io");
     // Everything heavy runs in forked children, before any OpenMP region here.
     test_big_pickle_dict();
+    test_pickle_bomb();
     test_many_pth_tensors();
     test_huge_storage();
     test_many_safetensors();

@@ -19,6 +19,11 @@
 
 // ---------------------------------------------------------------- arena
 
+// Memory one parse may hold. Real torch.save pickles build 40-65 bytes of
+// values per pickle byte and stay far below 1 MB even for checkpoints with
+// optimizer state, so this is thousands of times what they need.
+#define PICKLE_MAX_MEMORY ((size_t)512 << 20)
+
 typedef struct Block {
     struct Block *next;
     size_t used, size;
@@ -45,23 +50,8 @@ struct PickleDoc {
     size_t n_storages, storages_cap;
     KeyIndex storage_keys;   // storage key -> index in storages
     KeyIndex dict_keys;      // (dict, str or int key) -> the key's place in the dict's items
+    size_t charged;          // bytes counted by charge()
 };
-
-static void *arena_alloc(PickleDoc *d, size_t n) {
-    n = (n + 15) & ~(size_t)15;
-    if (!d->blocks || d->blocks->size - d->blocks->used < n) {
-        size_t size = n > 65536 ? n : 65536;
-        Block *b = mallocCheck(sizeof(Block) + size);
-        b->next = d->blocks;
-        b->used = 0;
-        b->size = size;
-        d->blocks = b;
-    }
-    void *p = d->blocks->data + d->blocks->used;
-    d->blocks->used += n;
-    memset(p, 0, n);
-    return p;
-}
 
 static void fail(PickleDoc *d, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
 static void fail(PickleDoc *d, const char *fmt, ...) {
@@ -76,6 +66,34 @@ static void fail(PickleDoc *d, const char *fmt, ...) {
         }
     }
     longjmp(d->jb, 1);
+}
+
+// Counts memory the parse holds for values, the memo, the stack and the marks
+// against PICKLE_MAX_MEMORY, so that a small hostile pickle (a few MB of
+// one-byte opcodes that each build a value) is refused instead of growing
+// hundreds of times its size.
+static void charge(PickleDoc *d, size_t bytes) {
+    if (bytes > PICKLE_MAX_MEMORY - d->charged)
+        fail(d, "refusing a pickle that needs more than %u MB for its values (it has %zu bytes; "
+                "no torch.save checkpoint comes near this)", (unsigned)(PICKLE_MAX_MEMORY >> 20), d->n);
+    d->charged += bytes;
+}
+
+static void *arena_alloc(PickleDoc *d, size_t n) {
+    n = (n + 15) & ~(size_t)15;
+    if (!d->blocks || d->blocks->size - d->blocks->used < n) {
+        size_t size = n > 65536 ? n : 65536;
+        charge(d, sizeof(Block) + size);
+        Block *b = mallocCheck(sizeof(Block) + size);
+        b->next = d->blocks;
+        b->used = 0;
+        b->size = size;
+        d->blocks = b;
+    }
+    void *p = d->blocks->data + d->blocks->used;
+    d->blocks->used += n;
+    memset(p, 0, n);
+    return p;
 }
 
 // ---------------------------------------------------------------- values
@@ -216,7 +234,9 @@ static PickleValue *make_global(PickleDoc *d, const char *module, size_t ml, con
 static void push(PickleDoc *d, PickleValue *v) {
     if (d->sp == d->stack_cap) {
         if (d->stack_cap >= ((size_t)1 << 26)) fail(d, "pickle stack too deep");
-        d->stack_cap = d->stack_cap ? 2 * d->stack_cap : 256;
+        size_t cap = d->stack_cap ? 2 * d->stack_cap : 256;
+        charge(d, (cap - d->stack_cap) * sizeof *d->stack);
+        d->stack_cap = cap;
         d->stack = reallocCheck(d->stack, d->stack_cap * sizeof *d->stack);
     }
     d->stack[d->sp++] = v;
@@ -507,6 +527,7 @@ static void memo_put(PickleDoc *d, uint64_t idx, PickleValue *v) {
     if (idx >= d->memo_cap) {
         size_t cap = d->memo_cap ? d->memo_cap : 256;
         while (cap <= idx) cap *= 2;
+        charge(d, (cap - d->memo_cap) * sizeof *d->memo);
         d->memo = reallocCheck(d->memo, cap * sizeof *d->memo);
         memset(d->memo + d->memo_cap, 0, (cap - d->memo_cap) * sizeof *d->memo);
         d->memo_cap = cap;
@@ -553,7 +574,9 @@ static void run(PickleDoc *d) {
             case '(':                                     // MARK
                 if (d->n_marks == d->marks_cap) {
                     if (d->marks_cap >= ((size_t)1 << 24)) fail(d, "too many nested MARKs");
-                    d->marks_cap = d->marks_cap ? 2 * d->marks_cap : 64;
+                    size_t cap = d->marks_cap ? 2 * d->marks_cap : 64;
+                    charge(d, (cap - d->marks_cap) * sizeof *d->marks);
+                    d->marks_cap = cap;
                     d->marks = reallocCheck(d->marks, d->marks_cap * sizeof *d->marks);
                 }
                 d->marks[d->n_marks++] = d->sp;
