@@ -16,6 +16,7 @@
 
 #include "common.h"
 #include "io/atomic_file.h"
+#include "io/key_index.h"
 #include "io/xxh64.h"
 
 #define CKPT_MAGIC "DINOCKPT"
@@ -26,6 +27,13 @@
 #define CKPT_MAX_TENSORS (1u << 20)
 #define CKPT_MAX_KEY 255u
 #define CKPT_MAX_VALUE (16u << 20)
+// The fewest header bytes one entry can take (lengths, one byte of name,
+// dtype, ndim, offset, size), so the counts a header declares are capped by
+// its length before anything is allocated for them.
+#define CKPT_MIN_META_BYTES 9u
+#define CKPT_MIN_TENSOR_BYTES 29u
+// Sizes summed from the preamble's fields stay below 2^64 when each is below this.
+#define CKPT_MAX_FIELD ((uint64_t)1 << 62)
 
 _Static_assert(sizeof(float) == 4, "float must be IEEE binary32");
 
@@ -253,6 +261,7 @@ struct Ckpt {
     char **keys, **values;
     int n_t;
     CkptTensor *t;
+    KeyIndex meta_index, tensor_index;  // by key and by name: duplicates and lookups in O(1)
 };
 
 void ckpt_close(Ckpt *c) {
@@ -265,6 +274,8 @@ void ckpt_close(Ckpt *c) {
     free(c->values);
     free(c->t);
     free(c->buf);
+    key_index_free(&c->meta_index);
+    key_index_free(&c->tensor_index);
     free(c);
 }
 
@@ -377,10 +388,14 @@ Ckpt *ckpt_open(const char *path, char *err, size_t errlen) {
     uint64_t data_offset = rd_u64(buf + 32);
     uint64_t data_len = rd_u64(buf + 40);
     // Size first: a truncated file says so rather than "checksum mismatch".
-    // (Fields are checked for sanity before the sum so huge values cannot overflow.)
-    if (data_offset > size || data_len > size || data_offset + data_len + 8 != size) {
-        if (data_offset <= size && data_len <= size && data_offset + data_len + 8 > size)
-            FAIL("%s is truncated: its header says %llu bytes but the file has %zu", path,
+    // A plausible layout that asks for more bytes than there are is a cut
+    // file. (Fields are bounded before the sum so huge values cannot overflow.)
+    if (data_offset >= CKPT_MAX_FIELD || data_len >= CKPT_MAX_FIELD ||
+        data_offset + data_len + 8 != size) {
+        if (data_offset < CKPT_MAX_FIELD && data_len < CKPT_MAX_FIELD &&
+            data_offset + data_len + 8 > size && header >= CKPT_PREAMBLE && header <= data_offset &&
+            data_offset % CKPT_ALIGN == 0 && data_len % CKPT_ALIGN == 0)
+            FAIL("%s is truncated: expected %llu bytes, has %zu", path,
                  (unsigned long long)(data_offset + data_len + 8), size);
         FAIL("%s is corrupt: its header does not match the file size (%zu bytes)", path, size);
     }
@@ -403,6 +418,10 @@ Ckpt *ckpt_open(const char *path, char *err, size_t errlen) {
         FAIL("%s is corrupt: bad header length or data offset", path);
     for (uint64_t i = header; i < data_offset; i++)
         if (buf[i] != 0) FAIL("%s is corrupt: non-zero header padding", path);
+    if ((uint64_t)n_meta * CKPT_MIN_META_BYTES + (uint64_t)n_t * CKPT_MIN_TENSOR_BYTES >
+        header - CKPT_PREAMBLE)
+        FAIL("%s is corrupt: %u metadata entries and %u tensors cannot fit in a %llu-byte header",
+             path, n_meta, n_t, (unsigned long long)header);
 
     Cursor cu = {buf, CKPT_PREAMBLE, header, 0};
     c->keys = callocCheck(n_meta ? n_meta : 1, sizeof *c->keys);
@@ -424,9 +443,8 @@ Ckpt *ckpt_open(const char *path, char *err, size_t errlen) {
         memcpy(c->values[i], v, vl);
         c->values[i][vl] = 0;
         c->n_meta = (int)i + 1;
-        for (uint32_t j = 0; j < i; j++)
-            if (strcmp(c->keys[j], c->keys[i]) == 0)
-                FAIL("%s is corrupt: metadata key '%s' appears twice", path, c->keys[i]);
+        if (key_index_add(&c->meta_index, 0, c->keys[i], kl, i) != i)
+            FAIL("%s is corrupt: metadata key '%s' appears twice", path, c->keys[i]);
     }
     c->t = callocCheck(n_t ? n_t : 1, sizeof *c->t);
     uint64_t prev_end = 0;
@@ -468,19 +486,17 @@ Ckpt *ckpt_open(const char *path, char *err, size_t errlen) {
     }
     if (cu.pos != header) FAIL("%s is corrupt: %llu unused header bytes", path,
                                (unsigned long long)(header - cu.pos));
-    // Duplicate names: sort a copy of the indices would be faster; tables are small.
     for (int i = 0; i < c->n_t; i++)
-        for (int j = 0; j < i; j++)
-            if (strcmp(c->t[i].name, c->t[j].name) == 0)
-                FAIL("%s is corrupt: tensor '%s' appears twice", path, c->t[i].name);
+        if (key_index_add(&c->tensor_index, 0, c->t[i].name, strlen(c->t[i].name), (size_t)i) !=
+            (size_t)i)
+            FAIL("%s is corrupt: tensor '%s' appears twice", path, c->t[i].name);
 #undef FAIL
     return c;
 }
 
 const char *ckpt_meta(const Ckpt *c, const char *key) {
-    for (int i = 0; i < c->n_meta; i++)
-        if (strcmp(c->keys[i], key) == 0) return c->values[i];
-    return NULL;
+    size_t i = key_index_get(&c->meta_index, 0, key, strlen(key));
+    return i == KEY_INDEX_NONE ? NULL : c->values[i];
 }
 
 int ckpt_n_meta(const Ckpt *c) { return c->n_meta; }
@@ -499,7 +515,6 @@ const CkptTensor *ckpt_tensor_at(const Ckpt *c, int i) {
 }
 
 const CkptTensor *ckpt_tensor(const Ckpt *c, const char *name) {
-    for (int i = 0; i < c->n_t; i++)
-        if (strcmp(c->t[i].name, name) == 0) return &c->t[i];
-    return NULL;
+    size_t i = key_index_get(&c->tensor_index, 0, name, strlen(name));
+    return i == KEY_INDEX_NONE ? NULL : &c->t[i];
 }

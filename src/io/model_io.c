@@ -16,6 +16,7 @@
 
 #include "common.h"
 #include "io/half.h"
+#include "io/key_index.h"
 #include "io/pickle.h"
 #include "io/pth.h"
 #include "io/safetensors.h"
@@ -51,6 +52,7 @@ typedef struct {
     int hf;               // Hugging Face names were mapped
     const char *key;      // the checkpoint key that was selected, or NULL
     const PickleValue *dict;  // pth: the selected dict
+    KeyIndex names;       // entries by normalised name (not the fused parts), for find()
 } Source;
 
 static void source_close(Source *s) {
@@ -58,6 +60,7 @@ static void source_close(Source *s) {
     pth_close(s->pth);
     safetensors_close(s->sf);
     free(s->e);
+    key_index_free(&s->names);
     memset(s, 0, sizeof *s);
 }
 
@@ -101,9 +104,8 @@ static void remove_all(char *s, const char *pat) {
 }
 
 static Entry *find(Source *s, const char *name) {
-    for (int i = 0; i < s->n; i++)
-        if (!s->e[i].is_part && strcmp(s->e[i].name, name) == 0) return &s->e[i];
-    return NULL;
+    size_t i = key_index_get(&s->names, 0, name, strlen(name));
+    return i == KEY_INDEX_NONE ? NULL : &s->e[i];
 }
 
 // Hugging Face ViT names (hub layout and transformers 5 module layout) to the
@@ -171,7 +173,105 @@ static int is_hf_name(const char *n) {
            (starts_with(n, "layers.") && strstr(n, "attention.")) ;
 }
 
-// Normalises every entry's name; maps and fuses Hugging Face names.
+// Pairs every query part "X#0" with its key and value parts "X#1" and "X#2"
+// (the last of each when a name repeats) and checks that the three agree.
+// Writes one triple of entry indices per query into trip; returns how many,
+// or -1 with err filled.
+static int match_qkv_parts(Source *s, int (*trip)[3], char *err, size_t errlen) {
+    KeyIndex parts = {0};
+    // Added from the end: the first add of a name wins, so this keeps the last.
+    for (int j = s->n; j-- > 0;)
+        if (s->e[j].is_part) key_index_add(&parts, 0, s->e[j].name, strlen(s->e[j].name), (size_t)j);
+    int nt = 0;
+    for (int i = 0; i < s->n && nt >= 0; i++) {
+        Entry *q = &s->e[i];
+        size_t l = strlen(q->name);
+        if (!q->is_part || l < 2 || strcmp(q->name + l - 2, "#0")) continue;
+        char base[160], nm[sizeof base + 16];
+        snprintf(base, sizeof base, "%.*s", (int)(l - 2), q->name);
+        int at[3] = {i, -1, -1};
+        for (int k = 1; k < 3; k++) {
+            snprintf(nm, sizeof nm, "%s#%d", base, k);
+            size_t j = key_index_get(&parts, 0, nm, strlen(nm));
+            if (j != KEY_INDEX_NONE) at[k] = (int)j;
+        }
+        if (at[1] < 0 || at[2] < 0) {
+            dino_errf(err, errlen, "%s: %s has a query without its key or value", s->path, base);
+            nt = -1;
+            break;
+        }
+        for (int k = 1; k < 3 && nt >= 0; k++) {
+            const Entry *p = &s->e[at[k]];
+            if (p->ndim != q->ndim || p->numel != q->numel || memcmp(p->shape, q->shape, sizeof q->shape)) {
+                dino_errf(err, errlen, "%s: query, key and value of %s differ in shape", s->path, base);
+                nt = -1;
+            }
+        }
+        if (nt >= 0 && q->ndim < 1) {
+            dino_errf(err, errlen, "%s: %s has a 0-d query", s->path, base);
+            nt = -1;
+        }
+        if (nt < 0) break;
+        memcpy(trip[nt++], at, sizeof at);
+    }
+    key_index_free(&parts);
+    return nt;
+}
+
+// Appends the fused qkv entry of one query/key/value triple: rows [q; k; v].
+static void add_fused(Source *s, const int trip[3]) {
+    const char *qname = s->e[trip[0]].name;
+    char base[160];
+    snprintf(base, sizeof base, "%.*s", (int)(strlen(qname) - 2), qname);
+    Entry *f = add_entry(s, base);  // may move s->e
+    const Entry *Q = &s->e[trip[0]];
+    snprintf(f->orig, sizeof f->orig, "%.140s (+ key, value)", Q->orig);
+    f->dtype = Q->dtype;
+    f->ndim = Q->ndim;
+    memcpy(f->shape, Q->shape, sizeof f->shape);
+    f->shape[0] *= 3;
+    f->numel = 3 * Q->numel;
+    for (int k = 0; k < 3; k++)
+        f->parts[k] = (Entry *)(intptr_t)(trip[k] + 1);  // indices until the array stops moving
+}
+
+// Maps Hugging Face names (dropping those with no backbone meaning) and
+// fuses query/key/value into qkv.
+static int map_hf_names(Source *s, char *err, size_t errlen) {
+    s->hf = 1;
+    int kept = 0;
+    for (int i = 0; i < s->n; i++) {
+        Entry *e = &s->e[i];
+        int part;
+        int r = hf_map(e->name, sizeof e->name, &part);
+        if (r == 0) continue;  // no backbone meaning: dropped
+        if (r < 0) {
+            dino_errf(err, errlen, "%s: tensor '%s' is not part of a Hugging Face ViT "
+                    "(not a supported model)", s->path, e->orig);
+            return -1;
+        }
+        if (part >= 0) {
+            size_t l = strlen(e->name);
+            snprintf(e->name + l, sizeof e->name - l, "#%d", part);
+            e->is_part = 1;
+        }
+        s->e[kept++] = *e;
+    }
+    s->n = kept;
+    int (*trip)[3] = mallocCheck((size_t)(s->n ? s->n : 1) * sizeof *trip);
+    int nt = match_qkv_parts(s, trip, err, errlen);
+    for (int t = 0; t < nt; t++) add_fused(s, trip[t]);
+    free(trip);
+    if (nt < 0) return -1;
+    for (int i = 0; i < s->n; i++)
+        for (int k = 0; k < 3; k++)
+            if (s->e[i].parts[k]) s->e[i].parts[k] = &s->e[(intptr_t)s->e[i].parts[k] - 1];
+    return 0;
+}
+
+// Normalises every entry's name, maps Hugging Face names, and indexes the
+// names for find(). Two keys that become one name (e.g. "module.x" and "x")
+// are ambiguous.
 static int normalise(Source *s, char *err, size_t errlen) {
     int hf = 0;
     for (int i = 0; i < s->n; i++) {
@@ -179,82 +279,17 @@ static int normalise(Source *s, char *err, size_t errlen) {
         remove_all(s->e[i].name, "backbone.");
         if (is_hf_name(s->e[i].name)) hf = 1;
     }
-    if (hf) {
-        s->hf = 1;
-        int kept = 0;
-        for (int i = 0; i < s->n; i++) {
-            Entry *e = &s->e[i];
-            int part;
-            int r = hf_map(e->name, sizeof e->name, &part);
-            if (r == 0) continue;  // no backbone meaning: dropped
-            if (r < 0) {
-                dino_errf(err, errlen, "%s: tensor '%s' is not part of a Hugging Face ViT "
-                        "(not a supported model)", s->path, e->orig);
-                return -1;
-            }
-            if (part >= 0) {
-                size_t l = strlen(e->name);
-                snprintf(e->name + l, sizeof e->name - l, "#%d", part);
-                e->is_part = 1;
-            }
-            s->e[kept++] = *e;
+    if (hf && map_hf_names(s, err, errlen)) return -1;
+    for (int i = 0; i < s->n; i++) {
+        const Entry *e = &s->e[i];
+        if (e->is_part) continue;
+        size_t j = key_index_add(&s->names, 0, e->name, strlen(e->name), (size_t)i);
+        if (j != (size_t)i) {
+            dino_errf(err, errlen, "%s: tensors '%s' and '%s' both become '%s'", s->path,
+                    s->e[j].orig, e->orig, e->name);
+            return -1;
         }
-        s->n = kept;
-        // Fuse query/key/value into qkv: rows [q; k; v].
-        int n0 = s->n;
-        for (int i = 0; i < n0; i++) {
-            Entry *q = &s->e[i];
-            size_t l = strlen(q->name);
-            if (!q->is_part || l < 2 || strcmp(q->name + l - 2, "#0")) continue;
-            char base[160];
-            snprintf(base, sizeof base, "%.*s", (int)(l - 2), q->name);
-            Entry *parts[3] = {q, NULL, NULL};
-            for (int j = 0; j < n0; j++) {
-                const char *nm = s->e[j].name;
-                size_t lj = strlen(nm);
-                if (!s->e[j].is_part || lj != l || strncmp(nm, base, l - 2)) continue;
-                if (nm[l - 1] == '1') parts[1] = &s->e[j];
-                if (nm[l - 1] == '2') parts[2] = &s->e[j];
-            }
-            if (!parts[1] || !parts[2]) {
-                dino_errf(err, errlen, "%s: %s has a query without its key or value", s->path, base);
-                return -1;
-            }
-            for (int k = 1; k < 3; k++)
-                if (parts[k]->ndim != q->ndim || parts[k]->numel != q->numel ||
-                    memcmp(parts[k]->shape, q->shape, sizeof q->shape)) {
-                    dino_errf(err, errlen, "%s: query, key and value of %s differ in shape", s->path, base);
-                    return -1;
-                }
-            if (q->ndim < 1) {
-                dino_errf(err, errlen, "%s: %s has a 0-d query", s->path, base);
-                return -1;
-            }
-            int qi = (int)(q - s->e), k1 = (int)(parts[1] - s->e), k2 = (int)(parts[2] - s->e);
-            Entry *f = add_entry(s, base);  // may move s->e
-            Entry *Q = &s->e[qi];
-            snprintf(f->orig, sizeof f->orig, "%.140s (+ key, value)", Q->orig);
-            f->dtype = Q->dtype;
-            f->ndim = Q->ndim;
-            memcpy(f->shape, Q->shape, sizeof f->shape);
-            f->shape[0] *= 3;
-            f->numel = 3 * Q->numel;
-            f->parts[0] = (Entry *)(intptr_t)(qi + 1);  // indices until the array stops moving
-            f->parts[1] = (Entry *)(intptr_t)(k1 + 1);
-            f->parts[2] = (Entry *)(intptr_t)(k2 + 1);
-        }
-        for (int i = 0; i < s->n; i++)
-            for (int k = 0; k < 3; k++)
-                if (s->e[i].parts[k]) s->e[i].parts[k] = &s->e[(intptr_t)s->e[i].parts[k] - 1];
     }
-    // Two keys that become one name (e.g. "module.x" and "x") are ambiguous.
-    for (int i = 0; i < s->n; i++)
-        for (int j = 0; j < i; j++)
-            if (!s->e[i].is_part && strcmp(s->e[i].name, s->e[j].name) == 0) {
-                dino_errf(err, errlen, "%s: tensors '%s' and '%s' both become '%s'", s->path,
-                        s->e[j].orig, s->e[i].orig, s->e[i].name);
-                return -1;
-            }
     return 0;
 }
 

@@ -15,8 +15,14 @@
 #include <string.h>
 
 #include "common.h"
+#include "io/key_index.h"
 
 // ---------------------------------------------------------------- arena
+
+// Memory one parse may hold. Real torch.save pickles build 40-65 bytes of
+// values per pickle byte and stay far below 1 MB even for checkpoints with
+// optimizer state, so this is thousands of times what they need.
+#define PICKLE_MAX_MEMORY ((size_t)512 << 20)
 
 typedef struct Block {
     struct Block *next;
@@ -42,23 +48,10 @@ struct PickleDoc {
     size_t memo_cap, memo_count;
     PickleValue **storages;  // by first appearance, for key reuse
     size_t n_storages, storages_cap;
+    KeyIndex storage_keys;   // storage key -> index in storages
+    KeyIndex dict_keys;      // (dict, str or int key) -> the key's place in the dict's items
+    size_t charged;          // bytes counted by charge()
 };
-
-static void *arena_alloc(PickleDoc *d, size_t n) {
-    n = (n + 15) & ~(size_t)15;
-    if (!d->blocks || d->blocks->size - d->blocks->used < n) {
-        size_t size = n > 65536 ? n : 65536;
-        Block *b = mallocCheck(sizeof(Block) + size);
-        b->next = d->blocks;
-        b->used = 0;
-        b->size = size;
-        d->blocks = b;
-    }
-    void *p = d->blocks->data + d->blocks->used;
-    d->blocks->used += n;
-    memset(p, 0, n);
-    return p;
-}
 
 static void fail(PickleDoc *d, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
 static void fail(PickleDoc *d, const char *fmt, ...) {
@@ -73,6 +66,34 @@ static void fail(PickleDoc *d, const char *fmt, ...) {
         }
     }
     longjmp(d->jb, 1);
+}
+
+// Counts memory the parse holds for values, the memo, the stack and the marks
+// against PICKLE_MAX_MEMORY, so that a small hostile pickle (a few MB of
+// one-byte opcodes that each build a value) is refused instead of growing
+// hundreds of times its size.
+static void charge(PickleDoc *d, size_t bytes) {
+    if (bytes > PICKLE_MAX_MEMORY - d->charged)
+        fail(d, "refusing a pickle that needs more than %u MB for its values (it has %zu bytes; "
+                "no torch.save checkpoint comes near this)", (unsigned)(PICKLE_MAX_MEMORY >> 20), d->n);
+    d->charged += bytes;
+}
+
+static void *arena_alloc(PickleDoc *d, size_t n) {
+    n = (n + 15) & ~(size_t)15;
+    if (!d->blocks || d->blocks->size - d->blocks->used < n) {
+        size_t size = n > 65536 ? n : 65536;
+        charge(d, sizeof(Block) + size);
+        Block *b = mallocCheck(sizeof(Block) + size);
+        b->next = d->blocks;
+        b->used = 0;
+        b->size = size;
+        d->blocks = b;
+    }
+    void *p = d->blocks->data + d->blocks->used;
+    d->blocks->used += n;
+    memset(p, 0, n);
+    return p;
 }
 
 // ---------------------------------------------------------------- values
@@ -103,14 +124,18 @@ static void push_item(PickleDoc *d, PickleValue *c, PickleValue *x) {
     c->items[c->n++] = x;
 }
 
+// Sets dict[k] = v, replacing the value of an existing string or int key as
+// Python would (through the index: a dict of n keys costs O(n), not O(n^2)).
 static void dict_set(PickleDoc *d, PickleValue *dict, PickleValue *k, PickleValue *v) {
-    // Replace an existing string/int key, as Python would.
-    for (size_t i = 0; i + 1 < dict->n; i += 2) {
-        PickleValue *e = dict->items[i];
-        if (e->type == k->type &&
-            ((k->type == PV_STR && e->len == k->len && memcmp(e->s, k->s, k->len) == 0) ||
-             (k->type == PV_INT && e->i == k->i))) {
-            dict->items[i + 1] = v;
+    if (k->type == PV_STR || k->type == PV_INT) {
+        // One namespace per dict (arena values are 16-byte aligned, so the low
+        // bit is free to keep int keys apart from strings).
+        uintptr_t ns = (uintptr_t)dict | (k->type == PV_INT);
+        const void *bytes = k->type == PV_STR ? (const void *)k->s : (const void *)&k->i;
+        size_t len = k->type == PV_STR ? k->len : sizeof k->i;
+        size_t at = key_index_add(&d->dict_keys, ns, bytes, len, dict->n);
+        if (at != dict->n) {
+            dict->items[at + 1] = v;
             return;
         }
     }
@@ -209,7 +234,9 @@ static PickleValue *make_global(PickleDoc *d, const char *module, size_t ml, con
 static void push(PickleDoc *d, PickleValue *v) {
     if (d->sp == d->stack_cap) {
         if (d->stack_cap >= ((size_t)1 << 26)) fail(d, "pickle stack too deep");
-        d->stack_cap = d->stack_cap ? 2 * d->stack_cap : 256;
+        size_t cap = d->stack_cap ? 2 * d->stack_cap : 256;
+        charge(d, (cap - d->stack_cap) * sizeof *d->stack);
+        d->stack_cap = cap;
         d->stack = reallocCheck(d->stack, d->stack_cap * sizeof *d->stack);
     }
     d->stack[d->sp++] = v;
@@ -474,13 +501,13 @@ static PickleValue *persistent_load(PickleDoc *d, PickleValue *pid) {
     if (key->type != PV_STR) fail(d, "persistent id key is not a string");
     int64_t numel = as_int(d, num, "a storage's element count");
     if (numel < 0) fail(d, "a storage has a negative element count");
-    for (size_t k = 0; k < d->n_storages; k++) {
-        PickleValue *s = d->storages[k];
-        if (strcmp(s->s, key->s) == 0) {
-            if (s->st != cls->st || s->numel != (uint64_t)numel)
-                fail(d, "storage '%s' is declared twice with different types or sizes", key->s);
-            return s;
-        }
+    // Keys compare as C strings: the zip entry is named by the text up to a NUL.
+    size_t seen = key_index_add(&d->storage_keys, 0, key->s, strlen(key->s), d->n_storages);
+    if (seen != d->n_storages) {
+        PickleValue *s = d->storages[seen];
+        if (s->st != cls->st || s->numel != (uint64_t)numel)
+            fail(d, "storage '%s' is declared twice with different types or sizes", key->s);
+        return s;
     }
     PickleValue *s = new_str(d, PV_STORAGE, (const uint8_t *)key->s, key->len);
     s->st = cls->st;
@@ -500,6 +527,7 @@ static void memo_put(PickleDoc *d, uint64_t idx, PickleValue *v) {
     if (idx >= d->memo_cap) {
         size_t cap = d->memo_cap ? d->memo_cap : 256;
         while (cap <= idx) cap *= 2;
+        charge(d, (cap - d->memo_cap) * sizeof *d->memo);
         d->memo = reallocCheck(d->memo, cap * sizeof *d->memo);
         memset(d->memo + d->memo_cap, 0, (cap - d->memo_cap) * sizeof *d->memo);
         d->memo_cap = cap;
@@ -546,7 +574,9 @@ static void run(PickleDoc *d) {
             case '(':                                     // MARK
                 if (d->n_marks == d->marks_cap) {
                     if (d->marks_cap >= ((size_t)1 << 24)) fail(d, "too many nested MARKs");
-                    d->marks_cap = d->marks_cap ? 2 * d->marks_cap : 64;
+                    size_t cap = d->marks_cap ? 2 * d->marks_cap : 64;
+                    charge(d, (cap - d->marks_cap) * sizeof *d->marks);
+                    d->marks_cap = cap;
                     d->marks = reallocCheck(d->marks, d->marks_cap * sizeof *d->marks);
                 }
                 d->marks[d->n_marks++] = d->sp;
@@ -767,6 +797,8 @@ PickleDoc *pickle_parse(const uint8_t *data, size_t n, const char *what, char *e
     free(d->marks);
     free(d->memo);
     free(d->storages);
+    key_index_free(&d->storage_keys);
+    key_index_free(&d->dict_keys);
     d->stack = NULL;
     d->marks = NULL;
     d->memo = NULL;
@@ -786,6 +818,8 @@ void pickle_free(PickleDoc *d) {
     free(d->marks);
     free(d->memo);
     free(d->storages);
+    key_index_free(&d->storage_keys);
+    key_index_free(&d->dict_keys);
     free(d);
 }
 

@@ -246,6 +246,20 @@ PthFile *pth_open(const char *path, char *err, size_t errlen) {
     return f;
 }
 
+// The bytes storage s declares (elements x element size), or -1 with err
+// filled when that product does not fit in 64 bits.
+static int storage_nbytes(const PthFile *f, const PickleValue *s, uint64_t *nbytes, char *err,
+                          size_t errlen) {
+    size_t es = pickle_storage_elsize(s->st);
+    if (s->numel > UINT64_MAX / es) {
+        dino_errf(err, errlen, "%s: storage '%s' declares %llu %s elements, more than 2^64 bytes",
+                f->path, s->s, (unsigned long long)s->numel, pickle_storage_name(s->st));
+        return -1;
+    }
+    *nbytes = s->numel * es;
+    return 0;
+}
+
 int pth_storage_check(PthFile *f, const PickleValue *s, char *err, size_t errlen) {
     char name[512];
     snprintf(name, sizeof name, "%sdata/%s", f->root, s->s);
@@ -256,10 +270,11 @@ int pth_storage_check(PthFile *f, const PickleValue *s, char *err, size_t errlen
         dino_errf(err, errlen, "%s has no entry %s (an incomplete or non-PyTorch zip)", f->path, name);
         return -1;
     }
-    size_t es = pickle_storage_elsize(s->st);
-    if (s->numel > UINT64_MAX / es || st.size != s->numel * es) {
+    uint64_t nbytes;
+    if (storage_nbytes(f, s, &nbytes, err, errlen)) return -1;
+    if (st.size != nbytes) {
         dino_errf(err, errlen, "%s: entry %s has %llu bytes but its tensors need %llu", f->path, name,
-                (unsigned long long)st.size, (unsigned long long)(s->numel * es));
+                (unsigned long long)st.size, (unsigned long long)nbytes);
         return -1;
     }
     return 0;
@@ -279,16 +294,13 @@ size_t pth_tensor_numel(const PickleValue *t) {
 static const uint8_t *storage_bytes(PthFile *f, const PickleValue *s, char *err, size_t errlen) {
     for (int i = 0; i < f->n_cache; i++)
         if (f->cache[i].storage == s) return f->cache[i].bytes;
-    size_t es = pickle_storage_elsize(s->st);
-    if (s->numel > UINT64_MAX / es) {
-        dino_errf(err, errlen, "%s: storage %s is impossibly large", f->path, s->s);
-        return NULL;
-    }
+    uint64_t nbytes;
+    if (storage_nbytes(f, s, &nbytes, err, errlen)) return NULL;
     char name[512];
     snprintf(name, sizeof name, "%sdata/%s", f->root, s->s);
     uint8_t *buf;
     size_t len;
-    if (read_entry(f, name, s->numel * es, UINT64_MAX, &buf, &len, err, errlen)) return NULL;
+    if (read_entry(f, name, nbytes, UINT64_MAX, &buf, &len, err, errlen)) return NULL;
     if (f->n_cache == f->cap_cache) {
         f->cap_cache = f->cap_cache ? 2 * f->cap_cache : 16;
         f->cache = reallocCheck(f->cache, (size_t)f->cap_cache * sizeof *f->cache);
