@@ -11,6 +11,24 @@
 #include <time.h>
 #include <unistd.h>
 
+// AddressSanitizer reserves terabytes of address space for its shadow, so
+// under `make asan` no RLIMIT_AS cap can hold: there only time is bounded,
+// three times as loosely (sanitized code runs 2-4 times slower).
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifdef UNDER_ASAN
+#define MEM_CAP(mb) ((size_t)0 * (mb))
+#define TIME_CAP(s) (3 * (s))
+#else
+#define MEM_CAP(mb) (mb)
+#define TIME_CAP(s) (s)
+#endif
+
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -22,6 +40,7 @@ static void child_setup(int wfd, size_t mem_mb) {
     dup2(wfd, 1);
     dup2(wfd, 2);
     close(wfd);
+    mem_mb = MEM_CAP(mem_mb);
     if (mem_mb) {
         struct rlimit rl = {(rlim_t)mem_mb << 20, (rlim_t)mem_mb << 20};
         setrlimit(RLIMIT_AS, &rl);
@@ -32,6 +51,7 @@ static void child_setup(int wfd, size_t mem_mb) {
 // Reads the child's output until it exits or the limit passes.
 static int supervise(pid_t pid, int rfd, double limit_s, Bounded *out) {
     double t0 = now();
+    limit_s = TIME_CAP(limit_s);
     size_t len = 0;
     int status = 0, done = 0;
     fcntl(rfd, F_SETFL, O_NONBLOCK);

@@ -1,7 +1,8 @@
 // Runs a piece of work in a forked child under a memory cap (RLIMIT_AS) and a
 // wall-clock limit (SIGKILL on overrun), for the hostile-input tests: a
 // quadratic loop or an unjustified allocation then fails the test instead of
-// freezing or exhausting the machine.
+// freezing or exhausting the machine. Under AddressSanitizer the memory cap
+// is dropped (its shadow reserves terabytes) and the time limit tripled.
 #ifndef DINO_BOUNDED_H
 #define DINO_BOUNDED_H
 
