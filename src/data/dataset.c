@@ -65,6 +65,11 @@ int dataset_load(const Dataset *d, int64_t i, int min_side, Image *out, char *er
     return 0;
 }
 
+void dataset_image_name(const Dataset *d, int64_t i, char *buf, size_t n) {
+    if (d->kind == DS_FILES && i >= 0 && i < d->n) snprintf(buf, n, "%s", d->paths[i]);
+    else snprintf(buf, n, "%s, image %lld", d->desc, (long long)i);
+}
+
 // ---------------------------------------------------------------- file lists
 
 static int is_dir(const char *p) {
@@ -138,23 +143,78 @@ static void sv_free(StrVec *s) {
     s->n = s->cap = 0;
 }
 
+// The folders already walked, by (device, inode), in an open-addressing hash
+// set: symlinks to "." (two of them double the walk at every level) or to
+// any folder seen before are followed once, so each real folder is listed once.
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+} DirId;
+
+typedef struct {
+    DirId *ids;
+    uint8_t *used;
+    size_t cap, n;  // cap: 0 or a power of two, kept above twice n
+} DirSet;
+
+static size_t dir_slot(const DirSet *s, DirId id) {
+    uint64_t h = ((uint64_t)id.ino ^ ((uint64_t)id.dev << 32)) * 0x9E3779B97F4A7C15ull;
+    size_t i = (size_t)(h >> 32) & (s->cap - 1);
+    while (s->used[i] && (s->ids[i].dev != id.dev || s->ids[i].ino != id.ino)) i = (i + 1) & (s->cap - 1);
+    return i;
+}
+
+// Adds the folder `dir` resolves to. 1 when it is new, 0 when seen before or
+// when it cannot be examined.
+static int dirset_add(DirSet *s, const char *dir) {
+    struct stat st;
+    if (stat(dir, &st) != 0) return 0;
+    if (2 * (s->n + 1) > s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 64;
+        DirSet big = {callocCheck(cap, sizeof(DirId)), callocCheck(cap, 1), cap, s->n};
+        for (size_t i = 0; i < s->cap; i++)
+            if (s->used[i]) {
+                size_t k = dir_slot(&big, s->ids[i]);
+                big.used[k] = 1;
+                big.ids[k] = s->ids[i];
+            }
+        free(s->ids);
+        free(s->used);
+        *s = big;
+    }
+    DirId id = {st.st_dev, st.st_ino};
+    size_t k = dir_slot(s, id);
+    if (s->used[k]) return 0;
+    s->used[k] = 1;
+    s->ids[k] = id;
+    s->n++;
+    return 1;
+}
+
+static void dirset_free(DirSet *s) {
+    free(s->ids);
+    free(s->used);
+    memset(s, 0, sizeof *s);
+}
+
 // Collects the (dir, file) pairs of a tree in sorted(os.walk) order: folders
-// by full path string, files sorted within each folder.
-static void walk(const char *dir, StrVec *dirs, int depth) {
-    if (depth > 64) return;
+// by full path string, files sorted within each folder. A folder met a
+// second time (through a symlink) is not walked again.
+static void walk(const char *dir, StrVec *dirs, int depth, DirSet *seen) {
+    if (depth > 64 || !dirset_add(seen, dir)) return;
     sv_push(dirs, strdup(dir));
     StrVec subs = list_dir(dir, 1);
     for (int64_t i = 0; i < subs.n; i++) {
         char *p = join(dir, subs.v[i]);
-        walk(p, dirs, depth + 1);
+        walk(p, dirs, depth + 1, seen);
         free(p);
     }
     sv_free(&subs);
 }
 
-static void collect_images(const char *root, StrVec *out) {
+static void collect_images(const char *root, StrVec *out, DirSet *seen) {
     StrVec dirs = {0};
-    walk(root, &dirs, 0);
+    walk(root, &dirs, 0, seen);
     qsort(dirs.v, (size_t)dirs.n, sizeof(char *), cmp_str);
     for (int64_t i = 0; i < dirs.n; i++) {
         StrVec files = list_dir(dirs.v[i], 0);
@@ -173,17 +233,19 @@ static Dataset *open_folder(const char *dir, const char *split_name, char *err, 
     StrVec classes = list_dir(dir, 1);
     Dataset *d = dataset_new(DS_FILES);
     StrVec paths = {0};
+    DirSet seen = {0};
     if (direct_images || classes.n == 0) {
-        collect_images(dir, &paths);
+        collect_images(dir, &paths, &seen);
         d->n_classes = 0;
         snprintf(d->desc, sizeof d->desc, "image folder %.400s%s%s: %lld images, unlabeled", dir,
                  split_name ? " " : "", split_name ? split_name : "", (long long)paths.n);
     } else {
         int32_t *labels = NULL;
+        dirset_add(&seen, dir);  // a class folder's link back to the root is not walked
         for (int64_t c = 0; c < classes.n; c++) {
             char *cd = join(dir, classes.v[c]);
             int64_t before = paths.n;
-            collect_images(cd, &paths);
+            collect_images(cd, &paths, &seen);
             free(cd);
             labels = reallocCheck(labels, sizeof(int32_t) * (size_t)(paths.n ? paths.n : 1));
             for (int64_t i = before; i < paths.n; i++) labels[i] = (int32_t)c;
@@ -195,6 +257,7 @@ static Dataset *open_folder(const char *dir, const char *split_name, char *err, 
                  d->n_classes);
     }
     sv_free(&classes);
+    dirset_free(&seen);
     d->paths = paths.v;
     d->n = paths.n;
     if (d->n == 0) {

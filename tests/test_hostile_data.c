@@ -1,0 +1,309 @@
+// Hostile data inputs (issue 30, the data slice). Every case runs in a child
+// under a memory cap and a wall-clock limit (tests/bounded.h), each about ten
+// times what the fixed code needs, and must end cleanly: a correct result, or
+// exit status 1 with one clear line. Inputs are written here at test time:
+// - a folder with an 89,000,000x1 PNG (87 KB) and a 100,000x1 PNG: the
+//   evaluation Resize's size overflowed int or asked for 19.7 GB; now the
+//   image is skipped and counted like a corrupt one; `attention
+//   --image_size 224` on the wide PNG checks its limits before allocating;
+// - folders holding symlinks to "." or to the root: each real folder is
+//   walked once (two such links made the walk exponential);
+// - a dataset without a readable image, read by two loader threads: one
+//   error, returned once.
+#include <png.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bounded.h"
+#include "common.h"
+#include "data/loader.h"
+#include "engine_fill.h"  // engine_fill_params
+#include "image/decode.h"
+#include "io/model_io.h"
+#include "model.h"
+#include "testlib.h"
+
+// A w×h grey PNG of zeros, written row by row: a 89,000,000x1 one is 87 KB.
+static void write_grey_png(const char *path, int w, int h) {
+    FILE *f = fopen(path, "wb");
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    uint8_t *row = callocCheck((size_t)w, 1);
+    if (!f || !png || !info || setjmp(png_jmpbuf(png))) {
+        fprintf(stderr, "cannot write %s\n", path);
+        exit(2);
+    }
+    png_init_io(png, f);
+    png_set_user_limits(png, 0x7fffffff, 0x7fffffff);
+    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    for (int y = 0; y < h; y++) png_write_row(png, row);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    fclose(f);
+    free(row);
+}
+
+static void make_dir(const char *path) {
+    if (mkdir(path, 0755) != 0) {
+        perror(path);
+        exit(2);
+    }
+}
+
+// A small readable image.
+static void write_good_png(const char *path) {
+    uint8_t rgb[40 * 36 * 3];
+    for (size_t i = 0; i < sizeof rgb; i++) rgb[i] = (uint8_t)(i * 7);
+    char err[256];
+    if (image_write_png(path, rgb, 40, 36, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        exit(2);
+    }
+}
+
+static int one_line(const char *s) {
+    const char *nl = strchr(s, '\n');
+    return *s && (!nl || !nl[1]);
+}
+
+// ---------------------------------------------------------------- extreme aspect ratios
+
+typedef struct {
+    const char *dir;
+    int crop;
+} EvalLoad;
+
+// The evaluation loader over dir: exit 0 when the one readable image comes
+// back and the other one is skipped and counted.
+static int eval_loader_skips(void *arg) {
+    const EvalLoad *a = arg;
+    char err[1024];
+    Dataset *ds = dataset_open(a->dir, SPLIT_TRAIN, err, sizeof err);
+    if (!ds) return printf("%s\n", err), 2;
+    LoaderConfig lc;
+    loader_config_default(&lc);
+    lc.mode = LOADER_EVAL;
+    lc.eval_crop = a->crop;
+    lc.batch_size = 2;
+    lc.shuffle = 0;
+    lc.drop_last = 0;
+    lc.threads = 1;
+    Loader *l = loader_create(ds, &lc);
+    loader_start(l, 0, 0);
+    const Batch *b = loader_next(l);
+    int ok = b && b->B == 2 && b->indices[0] == 0 && b->indices[1] == 0 && loader_bad_count(l) == 1;
+    printf("batch %d, indices %lld %lld, %lld skipped\n", b ? b->B : -1, b ? (long long)b->indices[0] : -1,
+           b ? (long long)b->indices[1] : -1, (long long)loader_bad_count(l));
+    loader_free(l);
+    dataset_close(ds);
+    return ok ? 0 : 1;
+}
+
+static void check_extreme_aspect(void) {
+    // a_good.png sorts first: index 0 is readable, index 1 is the wide image.
+    char dirs[2][512];
+    snprintf(dirs[0], sizeof dirs[0], "%s", test_tmp_path("wide89m"));
+    snprintf(dirs[1], sizeof dirs[1], "%s", test_tmp_path("wide100k"));
+    const int widths[2] = {89000000, 100000};
+    for (int k = 0; k < 2; k++) {
+        make_dir(dirs[k]);
+        char p[1100];
+        snprintf(p, sizeof p, "%s/a_good.png", dirs[k]);
+        write_good_png(p);
+        snprintf(p, sizeof p, "%s/b_wide.png", dirs[k]);
+        write_grey_png(p, widths[k], 1);
+        EvalLoad a = {dirs[k], 224};
+        Bounded r;
+        // The 89M-pixel image itself decodes to 267 MB; the resize would need 19.7 GB
+        // (100,000x1) or overflowed int (89,000,000x1).
+        int ran = bounded_call(eval_loader_skips, &a, 30, 1200, &r);
+        CHECK(ran == 0 && r.exit_code == 0 && r.seconds < 30,
+              "a %dx1 PNG at crop 224 is skipped and counted (%.1f s): %s", widths[k], r.seconds,
+              bounded_first_line(&r));
+    }
+}
+
+// `dino features` and `dino attention` on the wide images, through the binary.
+static void check_extreme_aspect_cli(const char *model) {
+    for (int k = 0; k < 2; k++) {
+        char dir[600], out[600];
+        snprintf(dir, sizeof dir, "%s", test_tmp_path(k ? "wide100k" : "wide89m"));
+        snprintf(out, sizeof out, "%s", test_tmp_path("feat"));
+        const char *argv[] = {"features", "--pretrained_weights", model, "--data_path", dir, "--crop", "224",
+                              "--batch_size_per_gpu", "2", "--output_dir", out, NULL};
+        Bounded r;
+        int ran = bounded_dino(argv, 30, 1500, &r);
+        CHECK(ran == 0 && r.exit_code == 1 && !r.timed_out &&
+                  strstr(r.output, "b_wide.png") && strstr(r.output, "above the limit") &&
+                  strstr(r.output, "1 unreadable image") && !strstr(r.output, "internal error"),
+              "features --crop 224 on a folder with a %s PNG: the image is named, skipped and counted "
+              "(exit %d, %.1f s): %s", k ? "100,000x1" : "89,000,000x1", r.exit_code, r.seconds, r.output);
+    }
+    char img[600], att[600];
+    snprintf(img, sizeof img, "%s/b_wide.png", test_tmp_path("wide100k"));
+    snprintf(att, sizeof att, "%s", test_tmp_path("att"));
+    const char *argv[] = {"attention", img, "--pretrained_weights", model, "--image_size", "224",
+                          "--out", att, NULL};
+    Bounded r;
+    int ran = bounded_dino(argv, 20, 512, &r);
+    CHECK(ran == 0 && r.exit_code == 1 && one_line(r.output) &&
+              strstr(r.output, "--image_size 224") && strstr(r.output, "above the limit"),
+          "attention --image_size 224 on a 100,000x1 PNG: one line before any big allocation "
+          "(exit %d, %.1f s): %s", r.exit_code, r.seconds, r.output);
+}
+
+// ---------------------------------------------------------------- symlinked folders
+
+typedef struct {
+    const char *dir;
+    int64_t want_n;
+    int want_classes;
+} OpenCount;
+
+static int open_and_count(void *arg) {
+    const OpenCount *a = arg;
+    char err[1024];
+    Dataset *ds = dataset_open(a->dir, SPLIT_TRAIN, err, sizeof err);
+    if (!ds) return printf("%s\n", err), 2;
+    printf("%s\n", dataset_describe(ds));
+    int ok = dataset_size(ds) == a->want_n && dataset_num_classes(ds) == a->want_classes;
+    dataset_close(ds);
+    return ok ? 0 : 1;
+}
+
+static void link_or_die(const char *target, const char *path) {
+    if (symlink(target, path) != 0) {
+        perror(path);
+        exit(2);
+    }
+}
+
+static void check_symlink_loops(void) {
+    char p[600];
+    // One symlink to ".": the image was counted 41 times; two made the walk
+    // branch twice per level down to depth 64.
+    for (int links = 1; links <= 2; links++) {
+        const char *dir = test_tmp_path(links == 1 ? "loop1" : "loop2");
+        make_dir(dir);
+        snprintf(p, sizeof p, "%s/img.png", dir);
+        write_good_png(p);
+        for (int k = 0; k < links; k++) {
+            snprintf(p, sizeof p, "%s/self%d", dir, k);
+            link_or_die(".", p);
+        }
+        OpenCount a = {dir, 1, 0};
+        Bounded r;
+        int ran = bounded_call(open_and_count, &a, 5, 256, &r);
+        CHECK(ran == 0 && r.exit_code == 0 && r.seconds < 5,
+              "a folder with %d symlink(s) to '.': one image, listed once (%.2f s): %s", links, r.seconds,
+              bounded_first_line(&r));
+    }
+    // ImageFolder: class a links back to the root and to class b; b is a real
+    // folder. Each real folder is listed once: a has its own image only.
+    const char *root = test_tmp_path("loopcls");
+    make_dir(root);
+    for (int c = 0; c < 2; c++) {
+        snprintf(p, sizeof p, "%s/%c", root, 'a' + c);
+        make_dir(p);
+        snprintf(p, sizeof p, "%s/%c/img.png", root, 'a' + c);
+        write_good_png(p);
+    }
+    snprintf(p, sizeof p, "%s/a/up", root);
+    link_or_die("..", p);
+    snprintf(p, sizeof p, "%s/a/up2", root);
+    link_or_die("..", p);
+    OpenCount a = {root, 2, 2};
+    Bounded r;
+    int ran = bounded_call(open_and_count, &a, 5, 256, &r);
+    CHECK(ran == 0 && r.exit_code == 0 && r.seconds < 5,
+          "a class folder with two links back to the root: 2 images, 2 classes (%.2f s): %s", r.seconds,
+          bounded_first_line(&r));
+}
+
+// ---------------------------------------------------------------- loader errors
+
+// Two loader threads over a dataset without one readable image: loader_next
+// ends, and the error is returned once (the library prints nothing itself).
+static int all_bad_two_threads(void *arg) {
+    const char *dir = arg;
+    char err[1024];
+    Dataset *ds = dataset_open(dir, SPLIT_TRAIN, err, sizeof err);
+    if (!ds) return printf("%s\n", err), 2;
+    LoaderConfig lc;
+    loader_config_default(&lc);
+    lc.mode = LOADER_EVAL;
+    lc.eval_crop = 32;
+    lc.batch_size = 4;
+    lc.threads = 2;
+    lc.max_warnings = 0;
+    Loader *l = loader_create(ds, &lc);
+    loader_start(l, 0, 0);
+    const Batch *b = loader_next(l);
+    const char *why = loader_error(l);
+    int ok = !b && why && strstr(why, "no readable image") && !loader_next(l);
+    printf("%s\n", why ? why : "(no error)");
+    loader_free(l);
+    dataset_close(ds);
+    return ok ? 0 : 1;
+}
+
+static int count_of(const char *s, const char *what) {
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, what)); p++) n++;
+    return n;
+}
+
+static void check_all_bad_threads(void) {
+    const char *dir = test_tmp_path("allbad");
+    make_dir(dir);
+    char p[600];
+    for (int k = 0; k < 8; k++) {
+        snprintf(p, sizeof p, "%s/bad%d.png", dir, k);
+        test_write_file(p, "not a png", 9);
+    }
+    for (int rep = 0; rep < 5; rep++) {
+        Bounded r;
+        int ran = bounded_call(all_bad_two_threads, (void *)dir, 10, 512, &r);
+        CHECK(ran == 0 && r.exit_code == 0 &&
+                  count_of(r.output, "no readable image") == 1,
+              "no readable image, two loader threads (try %d): one error returned once: %s", rep,
+              r.output);
+    }
+}
+
+// ---------------------------------------------------------------- main
+
+static void save_tiny_model(const char *path) {
+    ViTConfig vc;
+    memset(&vc, 0, sizeof vc);
+    vc.img_size = 32, vc.patch = 8, vc.in_chans = 3, vc.dim = 48, vc.depth = 2, vc.heads = 3;
+    vc.mlp_hidden = 192, vc.ln_eps = 1e-6f;
+    DinoModel m;
+    model_build(&m, &vc, NULL, 0);
+    float *params = mallocCheck(m.table.total * sizeof(float));
+    engine_fill_params(&m.table, params);
+    char err[512] = "";
+    int rc = model_save(path, &m, params, err, sizeof err);
+    CHECK(rc == 0, "tiny model saved (%s)", err);
+    free(params);
+    model_free(&m);
+}
+
+int main(void) {
+    test_tmpdir("hostile_data");
+    // Library cases first: bounded_call forks, before any OpenMP region runs here.
+    check_symlink_loops();
+    check_all_bad_threads();
+    check_extreme_aspect();
+    char model[600];
+    snprintf(model, sizeof model, "%s", test_tmp_path("tiny.dino"));
+    save_tiny_model(model);
+    check_extreme_aspect_cli(model);
+    test_tmpdir_remove();
+    return test_finish();
+}
