@@ -276,6 +276,24 @@ static void check_all_bad_threads(void) {
     }
 }
 
+// `dino train` on it with two loader workers: the error printed once, exit 1.
+static void check_all_bad_train_cli(void) {
+    char data[600], out[600];
+    snprintf(data, sizeof data, "%s", test_tmp_path("allbad"));
+    snprintf(out, sizeof out, "%s", test_tmp_path("train_out"));
+    const char *argv[] = {"train", "--data_path", data, "--output_dir", out, "--arch", "vit_tiny",
+                          "--global_crop_size", "32", "--local_crop_size", "16", "--out_dim", "256",
+                          "--batch_size_per_gpu", "2", "--num_workers", "2", "--epochs", "1",
+                          "--warmup_epochs", "0", "--threads", "1", NULL};
+    Bounded r;
+    int ran = bounded_dino(argv, 30, 2048, &r);
+    const char *last = strstr(r.output, "error: ");
+    CHECK(ran == 0 && r.exit_code == 1 && count_of(r.output, "no readable image") == 1 && last &&
+              one_line(last),
+          "train, no readable image, two workers: one error line, exit 1 (exit %d, %.1f s): %s",
+          r.exit_code, r.seconds, r.output);
+}
+
 // ---------------------------------------------------------------- main
 
 static void save_tiny_model(const char *path) {
@@ -304,6 +322,7 @@ int main(void) {
     snprintf(model, sizeof model, "%s", test_tmp_path("tiny.dino"));
     save_tiny_model(model);
     check_extreme_aspect_cli(model);
+    check_all_bad_train_cli();
     test_tmpdir_remove();
     return test_finish();
 }
