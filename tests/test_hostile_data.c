@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "bounded.h"
 #include "common.h"
@@ -294,6 +295,85 @@ static void check_all_bad_train_cli(void) {
           r.exit_code, r.seconds, r.output);
 }
 
+// ---------------------------------------------------------------- gzip bombs
+
+// One gzip member holding n bytes of p (gzread reads concatenated members as
+// one stream, so a member of zeros written k times is a cheap bomb).
+static uint8_t *gz_member(const void *p, size_t n, size_t *len) {
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    deflateInit2(&z, 9, Z_DEFLATED, 31, 9, Z_DEFAULT_STRATEGY);
+    size_t cap = deflateBound(&z, (uLong)n);
+    uint8_t *out = mallocCheck(cap);
+    z.next_in = (Bytef *)p;
+    z.avail_in = (uInt)n;
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    deflate(&z, Z_FINISH);
+    *len = cap - z.avail_out;
+    deflateEnd(&z);
+    return out;
+}
+
+// path: a gzip stream of head (n bytes) followed by zero_mb MiB of zeros.
+static void write_gz_bomb(const char *path, const void *head, size_t n, int zero_mb) {
+    size_t hl, zl;
+    uint8_t *h = gz_member(head, n, &hl);
+    uint8_t *zeros = callocCheck(16 << 20, 1);
+    uint8_t *z = gz_member(zeros, 16 << 20, &zl);
+    FILE *f = fopen(path, "wb");
+    fwrite(h, 1, hl, f);
+    for (int k = 0; k < zero_mb / 16; k++) fwrite(z, 1, zl, f);
+    fclose(f);
+    free(h);
+    free(zeros);
+    free(z);
+}
+
+static void put_be32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+}
+
+static void check_gz_bombs(void) {
+    // IDX: headers for 4 images of 28x28 and their labels, then 304 MiB of
+    // zeros each; read under a 256 MB cap, only the declared bytes are read.
+    const char *dir = test_tmp_path("idxbomb");
+    make_dir(dir);
+    char p[600];
+    uint8_t img[16 + 4 * 784], lab[8 + 4];
+    memset(img, 0, sizeof img);
+    put_be32(img, 0x803), put_be32(img + 4, 4), put_be32(img + 8, 28), put_be32(img + 12, 28);
+    put_be32(lab, 0x801), put_be32(lab + 4, 4);
+    for (int k = 0; k < 4; k++) lab[8 + k] = (uint8_t)(k + 5);
+    snprintf(p, sizeof p, "%s/train-images-idx3-ubyte.gz", dir);
+    write_gz_bomb(p, img, sizeof img, 304);
+    snprintf(p, sizeof p, "%s/train-labels-idx1-ubyte.gz", dir);
+    write_gz_bomb(p, lab, sizeof lab, 304);
+    OpenCount a = {dir, 4, 9};
+    Bounded r;
+    int ran = bounded_call(open_and_count, &a, 10, 256, &r);
+    CHECK(ran == 0 && r.exit_code == 0 && r.seconds < 10,
+          "IDX images and labels each followed by 304 MiB of zeros (gzip): 4 images read under 256 MB "
+          "(%.2f s): %s", r.seconds, bounded_first_line(&r));
+
+    // CIFAR-10: a gzipped data_batch_1.bin of zeros one record longer than
+    // CIFAR_MAX_RECORDS is refused (it used to be read whatever its size).
+    const char *cdir = test_tmp_path("cifarbomb");
+    make_dir(cdir);
+    uint8_t rec[3073] = {0};
+    for (int k = 1; k <= 5; k++) {
+        snprintf(p, sizeof p, "%s/data_batch_%d.bin", cdir, k);
+        test_write_file(p, rec, sizeof rec);
+    }
+    snprintf(p, sizeof p, "%s/data_batch_1.bin", cdir);
+    write_gz_bomb(p, rec, sizeof rec, 304);  // 1 + 103,770 records
+    OpenCount c = {cdir, 0, 0};
+    ran = bounded_call(open_and_count, &c, 20, 1024, &r);
+    CHECK(ran == 0 && r.exit_code == 2 && strstr(r.output, "data_batch_1.bin: holds more than 100000"),
+          "a gzipped CIFAR batch of 103,771 records: refused at the record limit (%.2f s): %s", r.seconds,
+          bounded_first_line(&r));
+}
+
 // ---------------------------------------------------------------- main
 
 static void save_tiny_model(const char *path) {
@@ -317,6 +397,7 @@ int main(void) {
     // Library cases first: bounded_call forks, before any OpenMP region runs here.
     check_symlink_loops();
     check_all_bad_threads();
+    check_gz_bombs();
     check_extreme_aspect();
     char model[600];
     snprintf(model, sizeof model, "%s", test_tmp_path("tiny.dino"));
