@@ -374,6 +374,75 @@ static void check_gz_bombs(void) {
           bounded_first_line(&r));
 }
 
+// ---------------------------------------------------------------- list and IDX files
+
+typedef struct {
+    const char *path;
+    const char *want;  // in the error
+} OpenRefused;
+
+static int open_refused(void *arg) {
+    const OpenRefused *a = arg;
+    char err[1024] = "";
+    Dataset *ds = dataset_open(a->path, SPLIT_TRAIN, err, sizeof err);
+    printf("%s\n", ds ? dataset_describe(ds) : err);
+    dataset_close(ds);
+    return !ds && strstr(err, a->want) ? 0 : 1;
+}
+
+static void expect_refused(const char *path, const char *want, const char *what) {
+    OpenRefused a = {path, want};
+    Bounded r;
+    int ran = bounded_call(open_refused, &a, 5, 256, &r);
+    CHECK(ran == 0 && r.exit_code == 0 && r.seconds < 5, "%s: refused (%.2f s): %s", what, r.seconds,
+          bounded_first_line(&r));
+}
+
+// A list file: "a.png\n", then `line` (len bytes), then "b.png\n".
+static const char *write_list(const char *name, const char *line, size_t len) {
+    const char *path = test_tmp_path(name);
+    FILE *f = fopen(path, "wb");
+    fputs("a.png\n", f);
+    fwrite(line, 1, len, f);
+    fputs("\nb.png\n", f);
+    fclose(f);
+    return path;
+}
+
+static void check_list_lines(void) {
+    size_t big = 10u << 20;
+    char *line = mallocCheck(big);
+    memset(line, 'x', big);
+    // 10 MB on one line: it used to become 1,281 images.
+    expect_refused(write_list("list_10mb.txt", line, big), "list_10mb.txt: line 2 is longer than 8191 characters",
+                   "a list with a 10 MB line");
+    // 9,000 characters and a label: fgets split it and blamed the labels.
+    memcpy(line + 8990, " 3", 2);
+    expect_refused(write_list("list_9000.txt", line, 8992), "line 2 is longer than 8191 characters",
+                   "a list with a 9,000-character labelled line");
+    // A NUL byte on line 2, not elsewhere.
+    expect_refused(write_list("list_nul.txt", "c.p\0ng", 7), "line 2 holds a NUL byte (at character 4)",
+                   "a list with a NUL byte");
+    // 8,191 characters: read whole, as before.
+    OpenCount a = {write_list("list_8191.txt", line, 8191), 3, 0};
+    Bounded r;
+    int ran = bounded_call(open_and_count, &a, 5, 256, &r);
+    CHECK(ran == 0 && r.exit_code == 0, "a list with an 8,191-character line: 3 images: %s",
+          bounded_first_line(&r));
+    free(line);
+}
+
+static void check_idx_magic(void) {
+    uint8_t hdr[16 + 4] = {0, 0, 0x0d, 3, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 2};
+    const char *named = test_tmp_path("train-images-idx3-ubyte");
+    test_write_file(named, hdr, sizeof hdr);
+    expect_refused(named, "not an IDX file: its magic is 00 00 0d 03", "an IDX-named file with magic 00 00 0d 03");
+    hdr[2] = 0x09;
+    const char *plain = test_tmp_path("digits.bin");
+    test_write_file(plain, hdr, sizeof hdr);
+    expect_refused(plain, "not an IDX file: its magic is 00 00 09 03", "a file starting with IDX-like zeros");
+}
+
 // ---------------------------------------------------------------- main
 
 static void save_tiny_model(const char *path) {
@@ -398,6 +467,8 @@ int main(void) {
     check_symlink_loops();
     check_all_bad_threads();
     check_gz_bombs();
+    check_list_lines();
+    check_idx_magic();
     check_extreme_aspect();
     char model[600];
     snprintf(model, sizeof model, "%s", test_tmp_path("tiny.dino"));

@@ -268,6 +268,29 @@ static Dataset *open_folder(const char *dir, const char *split_name, char *err, 
     return d;
 }
 
+// List lines hold at most this many characters besides the line end: a path
+// (PATH_MAX is 4096) and a label fit twice over, and every line read whole
+// before (by fgets into 8192 bytes) still is.
+#define LIST_MAX_LINE 8191
+
+typedef enum { LINE_OK, LINE_EOF, LINE_TOO_LONG } LineStatus;
+
+// Reads one whole line into buf (LIST_MAX_LINE + 1 bytes) without its '\n',
+// stopping at the limit instead of splitting the line. *nul: the offset of
+// its first NUL byte, or -1.
+static LineStatus read_line(FILE *f, char *buf, long *nul) {
+    size_t n = 0;
+    int c;
+    *nul = -1;
+    while ((c = getc(f)) != EOF && c != '\n') {
+        if (n == LIST_MAX_LINE) return LINE_TOO_LONG;
+        if (c == 0 && *nul < 0) *nul = (long)n;
+        buf[n++] = (char)c;
+    }
+    buf[n] = 0;
+    return c == EOF && n == 0 ? LINE_EOF : LINE_OK;
+}
+
 // A text file with one "path [label]" per line; relative paths are relative
 // to the list file's folder. Blank lines and lines starting with # are skipped.
 static Dataset *open_list(const char *path, char *err, size_t errlen) {
@@ -283,11 +306,23 @@ static Dataset *open_list(const char *path, char *err, size_t errlen) {
     StrVec paths = {0};
     int32_t *labels = NULL;
     int labeled = -1, max_label = -1;
-    char line[8192];
+    char line[LIST_MAX_LINE + 1];
     int64_t lineno = 0;
     Dataset *d = NULL;
-    while (fgets(line, sizeof line, f)) {
+    LineStatus ls;
+    long nul;
+    while ((ls = read_line(f, line, &nul)) != LINE_EOF) {
         lineno++;
+        if (ls == LINE_TOO_LONG) {
+            snprintf(err, errlen, "%s: line %lld is longer than %d characters", path, (long long)lineno,
+                     LIST_MAX_LINE);
+            goto fail;
+        }
+        if (nul >= 0) {
+            snprintf(err, errlen, "%s: line %lld holds a NUL byte (at character %ld)", path,
+                     (long long)lineno, nul + 1);
+            goto fail;
+        }
         size_t n = strlen(line);
         while (n && (line[n - 1] == '\n' || line[n - 1] == '\r' || isspace((unsigned char)line[n - 1]))) line[--n] = 0;
         char *s = line;

@@ -66,14 +66,28 @@ static uint32_t be32(const uint8_t *p) {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 
-// Peeks at the first 4 decompressed bytes: an unsigned-byte IDX magic?
-static int looks_idx(const char *path) {
+// The first 4 decompressed bytes (zeros past the end); the count read.
+static int peek_magic(const char *path, uint8_t m[4]) {
+    memset(m, 0, 4);
     gzFile f = gzopen(path, "rb");
     if (!f) return 0;
-    uint8_t m[4];
     int got = gzread(f, m, 4);
     gzclose(f);
-    return got == 4 && m[0] == 0 && m[1] == 0 && m[2] == 0x08 && m[3] >= 1 && m[3] <= 4;
+    return got;
+}
+
+static int is_idx_magic(const uint8_t m[4]) {
+    return m[0] == 0 && m[1] == 0 && m[2] == 0x08 && m[3] >= 1 && m[3] <= 4;
+}
+
+// A file meant as IDX whose magic is wrong: named like one (...-idx3-ubyte,
+// ...idx1-ubyte.gz) or starting with the two zero bytes of every IDX magic,
+// which no text list file does. Read as a list, it named no images.
+static int meant_as_idx(const char *path, const uint8_t m[4], int got) {
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    int named = strstr(base, "idx") && strstr(base, "-ubyte");
+    return named || (got >= 2 && m[0] == 0 && m[1] == 0);
 }
 
 // Finds the images file for `split` in folder `dir`; labels path alongside.
@@ -177,10 +191,12 @@ static int read_idx_labels(const char *lab, Dataset *d, char *err, size_t errlen
 
 Dataset *dataset_open_idx(const char *path, Split split, int *recognised, char *err, size_t errlen) {
     char img[4096], lab[4096];
+    uint8_t m[4] = {0};
+    int got = 0;
     *recognised = 0;
     if (is_dir(path)) {
         if (!find_idx_pair(path, split, img, lab, sizeof img)) return NULL;
-    } else if (is_file(path) && looks_idx(path)) {
+    } else if (is_file(path) && (got = peek_magic(path, m)) == 4 && is_idx_magic(m)) {
         snprintf(img, sizeof img, "%s", path);
         // A labels file next to it: the same name with "images" -> "labels", idx3 -> idx1.
         snprintf(lab, sizeof lab, "%s", path);
@@ -191,6 +207,12 @@ Dataset *dataset_open_idx(const char *path, Split split, int *recognised, char *
         p = strstr(base, "idx3");
         if (p) p[3] = '1';
         if (!strcmp(lab, img) || !is_file(lab)) lab[0] = 0;
+    } else if (is_file(path) && meant_as_idx(path, m, got)) {
+        *recognised = 1;
+        snprintf(err, errlen,
+                 "%s: not an IDX file: its magic is %02x %02x %02x %02x, expected 00 00 08 03 or "
+                 "00 00 08 04 (unsigned-byte images)", path, m[0], m[1], m[2], m[3]);
+        return NULL;
     } else {
         return NULL;
     }
