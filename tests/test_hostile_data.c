@@ -212,8 +212,9 @@ static void check_symlink_loops(void) {
               "a folder with %d symlink(s) to '.': one image, listed once (%.2f s): %s", links, r.seconds,
               bounded_first_line(&r));
     }
-    // ImageFolder: class a links back to the root and to class b; b is a real
-    // folder. Each real folder is listed once: a has its own image only.
+    // ImageFolder: class a holds two links back to the root, class c is a link
+    // to class a. Each real folder is walked once per class: a and b hold
+    // their own image, c lists a's as ImageFolder does.
     const char *root = test_tmp_path("loopcls");
     make_dir(root);
     for (int c = 0; c < 2; c++) {
@@ -226,11 +227,13 @@ static void check_symlink_loops(void) {
     link_or_die("..", p);
     snprintf(p, sizeof p, "%s/a/up2", root);
     link_or_die("..", p);
-    OpenCount a = {root, 2, 2};
+    snprintf(p, sizeof p, "%s/c", root);
+    link_or_die("a", p);
+    OpenCount a = {root, 3, 3};
     Bounded r;
     int ran = bounded_call(open_and_count, &a, 5, MEM_MB(256), &r);
     CHECK(ran == 0 && r.exit_code == 0 && r.seconds < 5,
-          "a class folder with two links back to the root: 2 images, 2 classes (%.2f s): %s", r.seconds,
+          "class folders linking back to the root or to another class: 3 images, 3 classes (%.2f s): %s", r.seconds,
           bounded_first_line(&r));
 }
 

@@ -233,19 +233,24 @@ static Dataset *open_folder(const char *dir, const char *split_name, char *err, 
     StrVec classes = list_dir(dir, 1);
     Dataset *d = dataset_new(DS_FILES);
     StrVec paths = {0};
-    DirSet seen = {0};
     if (direct_images || classes.n == 0) {
+        DirSet seen = {0};
         collect_images(dir, &paths, &seen);
+        dirset_free(&seen);
         d->n_classes = 0;
         snprintf(d->desc, sizeof d->desc, "image folder %.400s%s%s: %lld images, unlabeled", dir,
                  split_name ? " " : "", split_name ? split_name : "", (long long)paths.n);
     } else {
         int32_t *labels = NULL;
-        dirset_add(&seen, dir);  // a class folder's link back to the root is not walked
         for (int64_t c = 0; c < classes.n; c++) {
+            // Each class on its own, as ImageFolder lists a class folder that
+            // links to another class; a link back to the root is not walked.
+            DirSet seen = {0};
+            dirset_add(&seen, dir);
             char *cd = join(dir, classes.v[c]);
             int64_t before = paths.n;
             collect_images(cd, &paths, &seen);
+            dirset_free(&seen);
             free(cd);
             labels = reallocCheck(labels, sizeof(int32_t) * (size_t)(paths.n ? paths.n : 1));
             for (int64_t i = before; i < paths.n; i++) labels[i] = (int32_t)c;
@@ -257,7 +262,6 @@ static Dataset *open_folder(const char *dir, const char *split_name, char *err, 
                  d->n_classes);
     }
     sv_free(&classes);
-    dirset_free(&seen);
     d->paths = paths.v;
     d->n = paths.n;
     if (d->n == 0) {
