@@ -70,29 +70,39 @@ int cmd_attention(int argc, char **argv) {
     const ViTConfig *cfg = &em.m.vit;
     int p = cfg->patch;
 
-    // Resize (Pillow bilinear with antialias, as torchvision's PIL path).
-    int rw = im.w, rh = im.h;
+    // Resize (Pillow bilinear with antialias, as torchvision's PIL path). The
+    // sizes are 64-bit and every limit is checked before the resize allocates:
+    // one value on a 100,000x1 image makes the longer side 22,400,000.
+    int64_t rw = im.w, rh = im.h;
     if (image_size.n == 2) {
         rh = image_size.v[0];
         rw = image_size.v[1];
     } else if (image_size.n == 1) {
         int s = image_size.v[0];
-        if (im.w <= im.h) rw = s, rh = (int)((double)s * im.h / im.w);
-        else rh = s, rw = (int)((double)s * im.w / im.h);
+        if (im.w <= im.h) rw = s, rh = (int64_t)((double)s * im.h / im.w);
+        else rh = s, rw = (int64_t)((double)s * im.w / im.h);
     }
+    if (rw * rh > IMAGE_MAX_PIXELS)
+        dino_die("--image_size %d makes %s (%dx%d) %lldx%lld pixels, above the limit of %lld; pass a "
+                 "smaller --image_size", image_size.v[0], pos[0], im.w, im.h, (long long)rw,
+                 (long long)rh, (long long)IMAGE_MAX_PIXELS);
+    int H = (int)(rh - rh % p), W = (int)(rw - rw % p);
+    if (H < p || W < p)
+        dino_die("%s is %lldx%lld after resizing, smaller than one %dx%d patch", pos[0],
+                 (long long)rw, (long long)rh, p, p);
+    int gh = H / p, gw = W / p, nh = cfg->heads;
+    int64_t tokens = (int64_t)gh * gw + 1;
+    double att_bytes = 4.0 * nh * (double)tokens * tokens * 2;
+    if (att_bytes > 4e9)
+        dino_die("%dx%d at patch %d gives %lld tokens, whose attention needs %.1f GB; pass a smaller "
+                 "--image_size", W, H, p, (long long)tokens, att_bytes / 1e9);
+    const int T = (int)tokens;
     uint8_t *rgb = im.rgb;
     if (rw != im.w || rh != im.h) {
         rgb = mallocCheck((size_t)rw * rh * 3);
-        image_resize_region(rgb, rw, rh, im.rgb, im.w * 3, 0, 0, im.w, im.h, RESAMPLE_BILINEAR);
+        image_resize_region(rgb, (int)rw, (int)rh, im.rgb, im.w * 3, 0, 0, im.w, im.h,
+                            RESAMPLE_BILINEAR);
     }
-    int H = rh - rh % p, W = rw - rw % p;
-    if (H < p || W < p)
-        dino_die("%s is %dx%d after resizing, smaller than one %dx%d patch", pos[0], rw, rh, p, p);
-    int gh = H / p, gw = W / p, T = gh * gw + 1, nh = cfg->heads;
-    double att_bytes = 4.0 * nh * (double)T * T * 2;
-    if (att_bytes > 4e9)
-        dino_die("%dx%d at patch %d gives %d tokens, whose attention needs %.1f GB; pass a smaller "
-                 "--image_size", W, H, p, T, att_bytes / 1e9);
     // Top-left crop to multiples of the patch, as the reference's img[:, :w, :h].
     uint8_t *crop = mallocCheck((size_t)W * H * 3);
     for (int y = 0; y < H; y++) memcpy(crop + (size_t)y * W * 3, rgb + (size_t)y * rw * 3, (size_t)W * 3);
@@ -153,9 +163,9 @@ int cmd_attention(int argc, char **argv) {
     int cols = 1 + nh;
     uint8_t *grid = attnmap_grid((const uint8_t *const *)tiles, ntiles, H, W, cols, 4, &gH, &gW);
     write_png(out, "attn-grid.png", gW, gH, grid);
-    printf("%s: %dx%d -> %dx%d patches of %d, %d heads (%s), forward %.2f s; wrote %s/img.png, "
+    printf("%s: %lldx%lld -> %dx%d patches of %d, %d heads (%s), forward %.2f s; wrote %s/img.png, "
            "attn-head*.png,%s attn-grid.png, attn_maps.npy\n",
-           pos[0], rw, rh, gw, gh, p, nh, em.desc, secs, out, threshold > 0 ? " mask_th*.png," : "");
+           pos[0], (long long)rw, (long long)rh, gw, gh, p, nh, em.desc, secs, out, threshold > 0 ? " mask_th*.png," : "");
     free(grid);
     for (int k = 1; k < ntiles; k++) free(tiles[k]);
     free(tiles);

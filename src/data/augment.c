@@ -147,18 +147,29 @@ void augment_apply(const Image *src, const CropParams *p, int size, float *out, 
 
 int eval_resize_size(int crop) { return crop * 256 / 224; }
 
-void eval_transform_u8(const Image *src, int crop, uint8_t *out) {
+int eval_resize_dims(int W, int H, int crop, int *nw, int *nh, char *err, size_t errlen) {
     // torchvision Resize(int): the shorter side becomes s, the longer
-    // int(s·long/short); then CenterCrop with Python-rounded offsets.
+    // int(s·long/short), computed in double and checked before the cast
+    // (an 89,000,000x1 image gives a long side past INT_MAX).
     int s = eval_resize_size(crop);
+    int wide = W > H;
+    double longer = floor(wide ? (double)s * W / H : (double)s * H / W);
+    if (!(longer * s <= (double)EVAL_MAX_RESIZED_PIXELS))
+        return dino_errf(err, errlen,
+                         "a %dx%d image resized to %d pixels on its shorter side (for crop %d) "
+                         "would have %.0f pixels, above the limit of %lld",
+                         W, H, s, crop, longer * s, (long long)EVAL_MAX_RESIZED_PIXELS);
+    *nw = wide ? (int)longer : s;
+    *nh = wide ? s : (int)longer;
+    return 0;
+}
+
+void eval_transform_u8(const Image *src, int crop, uint8_t *out) {
+    // Resize(int), then CenterCrop with Python-rounded offsets.
     int W = src->w, H = src->h, nw, nh;
-    if (W <= H) {
-        nw = s;
-        nh = (int)((double)s * H / W);
-    } else {
-        nh = s;
-        nw = (int)((double)s * W / H);
-    }
+    char err[256];
+    if (eval_resize_dims(W, H, crop, &nw, &nh, err, sizeof err) != 0)
+        dino_fatal_at(__FILE__, __LINE__, "%s (callers check eval_resize_dims first)", err);
     uint8_t *tmp = mallocCheck((size_t)nw * nh * 3);
     image_resize_region(tmp, nw, nh, src->rgb, W * 3, 0, 0, W, H, RESAMPLE_BICUBIC);
     // If the resized image is smaller than the crop (only for crop > s),

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "data/dataset.h"
+#include "image/decode.h"
 #include "rng.h"
 
 typedef struct {
@@ -62,6 +63,14 @@ void augment_apply(const Image *src, const CropParams *p, int size, float *out, 
 // Resize(shorter side -> crop·256/224, bicubic), CenterCrop(crop), ToTensor,
 // Normalize. out is (3, crop, crop).
 int eval_resize_size(int crop);
+// The Resize's intermediate image may hold at most as many pixels as the
+// largest image decoded: only aspect ratios past about 1:1365 at crop 224
+// reach it, and a 100,000x1 image would otherwise need 19.7 GB.
+#define EVAL_MAX_RESIZED_PIXELS IMAGE_MAX_PIXELS
+// The Resize's output size for a W×H image (*nw, *nh). Returns 0, or -1 with
+// err filled when it would exceed EVAL_MAX_RESIZED_PIXELS: the image cannot
+// be transformed, and eval_transform_u8 must not be called on it.
+int eval_resize_dims(int W, int H, int crop, int *nw, int *nh, char *err, size_t errlen);
 void eval_transform_u8(const Image *src, int crop, uint8_t *out);
 void eval_transform(const Image *src, int crop, float *out);
 

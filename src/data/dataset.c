@@ -65,6 +65,11 @@ int dataset_load(const Dataset *d, int64_t i, int min_side, Image *out, char *er
     return 0;
 }
 
+void dataset_image_name(const Dataset *d, int64_t i, char *buf, size_t n) {
+    if (d->kind == DS_FILES && i >= 0 && i < d->n) snprintf(buf, n, "%s", d->paths[i]);
+    else snprintf(buf, n, "%s, image %lld", d->desc, (long long)i);
+}
+
 // ---------------------------------------------------------------- file lists
 
 static int is_dir(const char *p) {
@@ -138,23 +143,78 @@ static void sv_free(StrVec *s) {
     s->n = s->cap = 0;
 }
 
+// The folders already walked, by (device, inode), in an open-addressing hash
+// set: symlinks to "." (two of them double the walk at every level) or to
+// any folder seen before are followed once, so each real folder is listed once.
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+} DirId;
+
+typedef struct {
+    DirId *ids;
+    uint8_t *used;
+    size_t cap, n;  // cap: 0 or a power of two, kept above twice n
+} DirSet;
+
+static size_t dir_slot(const DirSet *s, DirId id) {
+    uint64_t h = ((uint64_t)id.ino ^ ((uint64_t)id.dev << 32)) * 0x9E3779B97F4A7C15ull;
+    size_t i = (size_t)(h >> 32) & (s->cap - 1);
+    while (s->used[i] && (s->ids[i].dev != id.dev || s->ids[i].ino != id.ino)) i = (i + 1) & (s->cap - 1);
+    return i;
+}
+
+// Adds the folder `dir` resolves to. 1 when it is new, 0 when seen before or
+// when it cannot be examined.
+static int dirset_add(DirSet *s, const char *dir) {
+    struct stat st;
+    if (stat(dir, &st) != 0) return 0;
+    if (2 * (s->n + 1) > s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 64;
+        DirSet big = {callocCheck(cap, sizeof(DirId)), callocCheck(cap, 1), cap, s->n};
+        for (size_t i = 0; i < s->cap; i++)
+            if (s->used[i]) {
+                size_t k = dir_slot(&big, s->ids[i]);
+                big.used[k] = 1;
+                big.ids[k] = s->ids[i];
+            }
+        free(s->ids);
+        free(s->used);
+        *s = big;
+    }
+    DirId id = {st.st_dev, st.st_ino};
+    size_t k = dir_slot(s, id);
+    if (s->used[k]) return 0;
+    s->used[k] = 1;
+    s->ids[k] = id;
+    s->n++;
+    return 1;
+}
+
+static void dirset_free(DirSet *s) {
+    free(s->ids);
+    free(s->used);
+    memset(s, 0, sizeof *s);
+}
+
 // Collects the (dir, file) pairs of a tree in sorted(os.walk) order: folders
-// by full path string, files sorted within each folder.
-static void walk(const char *dir, StrVec *dirs, int depth) {
-    if (depth > 64) return;
+// by full path string, files sorted within each folder. A folder met a
+// second time (through a symlink) is not walked again.
+static void walk(const char *dir, StrVec *dirs, int depth, DirSet *seen) {
+    if (depth > 64 || !dirset_add(seen, dir)) return;
     sv_push(dirs, strdup(dir));
     StrVec subs = list_dir(dir, 1);
     for (int64_t i = 0; i < subs.n; i++) {
         char *p = join(dir, subs.v[i]);
-        walk(p, dirs, depth + 1);
+        walk(p, dirs, depth + 1, seen);
         free(p);
     }
     sv_free(&subs);
 }
 
-static void collect_images(const char *root, StrVec *out) {
+static void collect_images(const char *root, StrVec *out, DirSet *seen) {
     StrVec dirs = {0};
-    walk(root, &dirs, 0);
+    walk(root, &dirs, 0, seen);
     qsort(dirs.v, (size_t)dirs.n, sizeof(char *), cmp_str);
     for (int64_t i = 0; i < dirs.n; i++) {
         StrVec files = list_dir(dirs.v[i], 0);
@@ -174,16 +234,23 @@ static Dataset *open_folder(const char *dir, const char *split_name, char *err, 
     Dataset *d = dataset_new(DS_FILES);
     StrVec paths = {0};
     if (direct_images || classes.n == 0) {
-        collect_images(dir, &paths);
+        DirSet seen = {0};
+        collect_images(dir, &paths, &seen);
+        dirset_free(&seen);
         d->n_classes = 0;
         snprintf(d->desc, sizeof d->desc, "image folder %.400s%s%s: %lld images, unlabeled", dir,
                  split_name ? " " : "", split_name ? split_name : "", (long long)paths.n);
     } else {
         int32_t *labels = NULL;
         for (int64_t c = 0; c < classes.n; c++) {
+            // Each class on its own, as ImageFolder lists a class folder that
+            // links to another class; a link back to the root is not walked.
+            DirSet seen = {0};
+            dirset_add(&seen, dir);
             char *cd = join(dir, classes.v[c]);
             int64_t before = paths.n;
-            collect_images(cd, &paths);
+            collect_images(cd, &paths, &seen);
+            dirset_free(&seen);
             free(cd);
             labels = reallocCheck(labels, sizeof(int32_t) * (size_t)(paths.n ? paths.n : 1));
             for (int64_t i = before; i < paths.n; i++) labels[i] = (int32_t)c;
@@ -205,6 +272,29 @@ static Dataset *open_folder(const char *dir, const char *split_name, char *err, 
     return d;
 }
 
+// List lines hold at most this many characters besides the line end: a path
+// (PATH_MAX is 4096) and a label fit twice over, and every line read whole
+// before (by fgets into 8192 bytes) still is.
+#define LIST_MAX_LINE 8191
+
+typedef enum { LINE_OK, LINE_EOF, LINE_TOO_LONG } LineStatus;
+
+// Reads one whole line into buf (LIST_MAX_LINE + 1 bytes) without its '\n',
+// stopping at the limit instead of splitting the line. *nul: the offset of
+// its first NUL byte, or -1.
+static LineStatus read_line(FILE *f, char *buf, long *nul) {
+    size_t n = 0;
+    int c;
+    *nul = -1;
+    while ((c = getc(f)) != EOF && c != '\n') {
+        if (n == LIST_MAX_LINE) return LINE_TOO_LONG;
+        if (c == 0 && *nul < 0) *nul = (long)n;
+        buf[n++] = (char)c;
+    }
+    buf[n] = 0;
+    return c == EOF && n == 0 ? LINE_EOF : LINE_OK;
+}
+
 // A text file with one "path [label]" per line; relative paths are relative
 // to the list file's folder. Blank lines and lines starting with # are skipped.
 static Dataset *open_list(const char *path, char *err, size_t errlen) {
@@ -220,11 +310,23 @@ static Dataset *open_list(const char *path, char *err, size_t errlen) {
     StrVec paths = {0};
     int32_t *labels = NULL;
     int labeled = -1, max_label = -1;
-    char line[8192];
+    char line[LIST_MAX_LINE + 1];
     int64_t lineno = 0;
     Dataset *d = NULL;
-    while (fgets(line, sizeof line, f)) {
+    LineStatus ls;
+    long nul;
+    while ((ls = read_line(f, line, &nul)) != LINE_EOF) {
         lineno++;
+        if (ls == LINE_TOO_LONG) {
+            snprintf(err, errlen, "%s: line %lld is longer than %d characters", path, (long long)lineno,
+                     LIST_MAX_LINE);
+            goto fail;
+        }
+        if (nul >= 0) {
+            snprintf(err, errlen, "%s: line %lld holds a NUL byte (at character %ld)", path,
+                     (long long)lineno, nul + 1);
+            goto fail;
+        }
         size_t n = strlen(line);
         while (n && (line[n - 1] == '\n' || line[n - 1] == '\r' || isspace((unsigned char)line[n - 1]))) line[--n] = 0;
         char *s = line;

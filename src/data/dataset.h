@@ -35,5 +35,7 @@ const char *dataset_describe(const Dataset *d);  // e.g. "IDX fashion-mnist trai
 // err filled for an unreadable image (the caller skips and counts it).
 // Thread-safe.
 int dataset_load(const Dataset *d, int64_t i, int min_side, Image *out, char *err, size_t errlen);
+// The name of image i in messages: its path, or "<description>, image i".
+void dataset_image_name(const Dataset *d, int64_t i, char *buf, size_t n);
 
 #endif

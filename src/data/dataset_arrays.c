@@ -1,6 +1,7 @@
 // In-memory datasets: IDX (MNIST, Fashion-MNIST; raw or gzip, read through
 // zlib's gzread which also passes uncompressed files through) and CIFAR-10/100
 // binary batches. FORMATS.md §A5 gives the layouts.
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 
 #include "common.h"
 #include "data/dataset_internal.h"
+#include "image/decode.h"
 
 static int is_file(const char *p) {
     struct stat st;
@@ -20,42 +22,72 @@ static int is_dir(const char *p) {
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-// Reads a whole (possibly gzipped) file. NULL on failure.
-static uint8_t *read_gz(const char *path, size_t *len) {
-    gzFile f = gzopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 20, n = 0;
-    uint8_t *buf = malloc(cap);
-    for (;;) {
-        if (!buf) break;
+// A CIFAR batch file holds at most this many records, twice the largest real
+// one (CIFAR-100's train.bin, 50,000): its size is not declared anywhere, and
+// a gzipped batch of zeros would otherwise be read until memory runs out.
+#define CIFAR_MAX_RECORDS 100000
+
+// Reads at most `max` decompressed bytes from f into a buffer that grows as
+// the data arrives, so a header declaring more than the file holds costs only
+// what is there. *len: the bytes read. NULL on a read error.
+static uint8_t *gz_read_upto(gzFile f, size_t max, size_t *len) {
+    size_t cap = max < (1u << 20) ? max : (1u << 20), n = 0;
+    uint8_t *buf = malloc(cap ? cap : 1);
+    while (buf && n < max) {
         if (n == cap) {
-            uint8_t *nb = realloc(buf, cap * 2);
-            if (!nb) { free(buf); buf = NULL; break; }
+            size_t grown = cap > max / 2 ? max : cap * 2;
+            uint8_t *nb = realloc(buf, grown);
+            if (!nb) {
+                free(buf);
+                return NULL;
+            }
             buf = nb;
-            cap *= 2;
+            cap = grown;
         }
-        int got = gzread(f, buf + n, (unsigned)(cap - n > (1u << 30) ? (1u << 30) : cap - n));
-        if (got < 0) { free(buf); buf = NULL; break; }
+        size_t room = cap - n;
+        int got = gzread(f, buf + n, (unsigned)(room > (1u << 30) ? (1u << 30) : room));
+        if (got < 0) {
+            free(buf);
+            return NULL;
+        }
         if (got == 0) break;
         n += (size_t)got;
     }
-    gzclose(f);
     *len = n;
     return buf;
+}
+
+// Reads exactly n bytes; 1 on success.
+static int gz_read_exact(gzFile f, uint8_t *out, unsigned n) {
+    return gzread(f, out, n) == (int)n;
 }
 
 static uint32_t be32(const uint8_t *p) {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 
-// Peeks at the first 4 decompressed bytes: an unsigned-byte IDX magic?
-static int looks_idx(const char *path) {
+// The first 4 decompressed bytes (zeros past the end); the count read.
+static int peek_magic(const char *path, uint8_t m[4]) {
+    memset(m, 0, 4);
     gzFile f = gzopen(path, "rb");
     if (!f) return 0;
-    uint8_t m[4];
     int got = gzread(f, m, 4);
     gzclose(f);
-    return got == 4 && m[0] == 0 && m[1] == 0 && m[2] == 0x08 && m[3] >= 1 && m[3] <= 4;
+    return got;
+}
+
+static int is_idx_magic(const uint8_t m[4]) {
+    return m[0] == 0 && m[1] == 0 && m[2] == 0x08 && m[3] >= 1 && m[3] <= 4;
+}
+
+// A file meant as IDX whose magic is wrong: named like one (...-idx3-ubyte,
+// ...idx1-ubyte.gz) or starting with the two zero bytes of every IDX magic,
+// which no text list file does. Read as a list, it named no images.
+static int meant_as_idx(const char *path, const uint8_t m[4], int got) {
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    int named = strstr(base, "idx") && strstr(base, "-ubyte");
+    return named || (got >= 2 && m[0] == 0 && m[1] == 0);
 }
 
 // Finds the images file for `split` in folder `dir`; labels path alongside.
@@ -79,12 +111,92 @@ static int find_idx_pair(const char *dir, Split split, char *img, char *lab, siz
     return 0;
 }
 
+// The images file: the header first, then exactly the bytes it declares
+// (trailing bytes are not read, as before: a gzip bomb behind a small header
+// costs nothing). Returns the dataset, or NULL with err filled.
+static Dataset *read_idx_images(const char *img, char *err, size_t errlen) {
+    gzFile f = gzopen(img, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot read the IDX file", img);
+        return NULL;
+    }
+    uint8_t hdr[20] = {0};
+    int ndim = gz_read_exact(f, hdr, 4) ? hdr[3] : 0;
+    if (hdr[0] || hdr[1] || hdr[2] != 0x08 || (ndim != 3 && ndim != 4) ||
+        !gz_read_exact(f, hdr + 4, 4 * (unsigned)ndim)) {
+        snprintf(err, errlen, "%s: not an unsigned-byte IDX image file with 3 or 4 dimensions", img);
+        gzclose(f);
+        return NULL;
+    }
+    int64_t n = be32(hdr + 4);
+    int rows = (int)be32(hdr + 8), cols = (int)be32(hdr + 12);
+    int ch = ndim == 4 ? (int)be32(hdr + 16) : 1;
+    if ((ch != 1 && ch != 3) || rows <= 0 || cols <= 0 || n <= 0) {
+        snprintf(err, errlen, "%s: IDX header (%lld x %d x %d x %d) does not match the data size",
+                 img, (long long)n, rows, cols, ch);
+        gzclose(f);
+        return NULL;
+    }
+    if ((int64_t)rows * cols > IMAGE_MAX_PIXELS) {
+        snprintf(err, errlen, "%s: IDX images of %dx%d pixels are above the limit of %lld", img,
+                 cols, rows, (long long)IMAGE_MAX_PIXELS);
+        gzclose(f);
+        return NULL;
+    }
+    // At most 2^32 images of 2^28 bytes: the product fits 64 bits.
+    uint64_t per = (uint64_t)rows * cols * ch, want = per * (uint64_t)n;
+    size_t len = 0;
+    uint8_t *pixels = want <= SIZE_MAX ? gz_read_upto(f, (size_t)want, &len) : NULL;
+    gzclose(f);
+    if (!pixels || len < want) {
+        snprintf(err, errlen, "%s: IDX header (%lld x %d x %d x %d) does not match the data size",
+                 img, (long long)n, rows, cols, ch);
+        free(pixels);
+        return NULL;
+    }
+    Dataset *d = dataset_new(DS_ARRAY);
+    d->n = n;
+    d->h = rows;
+    d->w = cols;
+    d->c = ch;
+    d->planar = 0;
+    d->pixels = pixels;
+    return d;
+}
+
+// The labels file beside it: its header, then exactly d->n labels.
+static int read_idx_labels(const char *lab, Dataset *d, char *err, size_t errlen) {
+    gzFile f = gzopen(lab, "rb");
+    uint8_t hdr[8];
+    size_t len = 0;
+    uint8_t *lb = NULL;
+    if (f && gz_read_exact(f, hdr, 8) && be32(hdr) == 0x00000801 && be32(hdr + 4) == (uint32_t)d->n)
+        lb = gz_read_upto(f, (size_t)d->n, &len);
+    if (f) gzclose(f);
+    if (!lb || len < (size_t)d->n) {
+        snprintf(err, errlen, "%s: not an IDX label file for %lld images", lab, (long long)d->n);
+        free(lb);
+        return -1;
+    }
+    d->labels = mallocCheck(sizeof(int32_t) * (size_t)d->n);
+    int mx = 0;
+    for (int64_t i = 0; i < d->n; i++) {
+        d->labels[i] = lb[i];
+        if (lb[i] > mx) mx = lb[i];
+    }
+    d->n_classes = mx + 1;
+    free(lb);
+    return 0;
+}
+
 Dataset *dataset_open_idx(const char *path, Split split, int *recognised, char *err, size_t errlen) {
     char img[4096], lab[4096];
+    uint8_t m[4] = {0};
+    int got = 0;
     *recognised = 0;
     if (is_dir(path)) {
         if (!find_idx_pair(path, split, img, lab, sizeof img)) return NULL;
-    } else if (is_file(path) && looks_idx(path)) {
+    } else if (is_file(path) && (got = peek_magic(path, m)) == 4 && is_idx_magic(m)) {
         snprintf(img, sizeof img, "%s", path);
         // A labels file next to it: the same name with "images" -> "labels", idx3 -> idx1.
         snprintf(lab, sizeof lab, "%s", path);
@@ -95,62 +207,21 @@ Dataset *dataset_open_idx(const char *path, Split split, int *recognised, char *
         p = strstr(base, "idx3");
         if (p) p[3] = '1';
         if (!strcmp(lab, img) || !is_file(lab)) lab[0] = 0;
+    } else if (is_file(path) && meant_as_idx(path, m, got)) {
+        *recognised = 1;
+        snprintf(err, errlen,
+                 "%s: not an IDX file: its magic is %02x %02x %02x %02x, expected 00 00 08 03 or "
+                 "00 00 08 04 (unsigned-byte images)", path, m[0], m[1], m[2], m[3]);
+        return NULL;
     } else {
         return NULL;
     }
     *recognised = 1;
-    size_t len = 0;
-    uint8_t *buf = read_gz(img, &len);
-    if (!buf) {
-        snprintf(err, errlen, "%s: cannot read the IDX file", img);
+    Dataset *d = read_idx_images(img, err, errlen);
+    if (!d) return NULL;
+    if (lab[0] && read_idx_labels(lab, d, err, errlen) != 0) {
+        dataset_close(d);
         return NULL;
-    }
-    int ndim = len >= 4 ? buf[3] : 0;
-    if (len < 4 || buf[0] || buf[1] || buf[2] != 0x08 || (ndim != 3 && ndim != 4) ||
-        len < 4 + 4 * (size_t)ndim) {
-        snprintf(err, errlen, "%s: not an unsigned-byte IDX image file with 3 or 4 dimensions", img);
-        free(buf);
-        return NULL;
-    }
-    int64_t n = be32(buf + 4);
-    int rows = (int)be32(buf + 8), cols = (int)be32(buf + 12);
-    int ch = ndim == 4 ? (int)be32(buf + 16) : 1;
-    size_t off = 4 + 4 * (size_t)ndim;
-    size_t per = (size_t)rows * cols * ch;
-    // n is compared by division: per·n overflows size_t for a forged header
-    // (found by fuzz_idx: 721M images of 33554432x50331648 passed the check).
-    if ((ch != 1 && ch != 3) || rows <= 0 || cols <= 0 || n <= 0 || (size_t)n > (len - off) / per) {
-        snprintf(err, errlen, "%s: IDX header (%lld x %d x %d x %d) does not match the data size",
-                 img, (long long)n, rows, cols, ch);
-        free(buf);
-        return NULL;
-    }
-    Dataset *d = dataset_new(DS_ARRAY);
-    d->n = n;
-    d->h = rows;
-    d->w = cols;
-    d->c = ch;
-    d->planar = 0;
-    d->pixels = mallocCheck(per * (size_t)n);
-    memcpy(d->pixels, buf + off, per * (size_t)n);
-    free(buf);
-    if (lab[0]) {
-        uint8_t *lb = read_gz(lab, &len);
-        if (!lb || len < 8 || be32(lb) != 0x00000801 || be32(lb + 4) != (uint32_t)n ||
-            len < 8 + (size_t)n) {
-            snprintf(err, errlen, "%s: not an IDX label file for %lld images", lab, (long long)n);
-            free(lb);
-            dataset_close(d);
-            return NULL;
-        }
-        d->labels = mallocCheck(sizeof(int32_t) * (size_t)n);
-        int mx = 0;
-        for (int64_t i = 0; i < n; i++) {
-            d->labels[i] = lb[8 + i];
-            if (lb[8 + i] > mx) mx = lb[8 + i];
-        }
-        d->n_classes = mx + 1;
-        free(lb);
     }
     // Name for the description: the containing folder's name.
     char dir[4096];
@@ -160,8 +231,8 @@ Dataset *dataset_open_idx(const char *path, Split split, int *recognised, char *
     const char *name = strrchr(dir, '/');
     name = name ? name + 1 : dir;
     snprintf(d->desc, sizeof d->desc, "IDX %.200s %s: %lld images %dx%d%s, %d classes", name,
-             split == SPLIT_TRAIN ? "train" : "test", (long long)n, cols, rows,
-             ch == 1 ? " grey" : "", d->n_classes);
+             split == SPLIT_TRAIN ? "train" : "test", (long long)d->n, d->w, d->h,
+             d->c == 1 ? " grey" : "", d->n_classes);
     return d;
 }
 
@@ -209,8 +280,17 @@ Dataset *dataset_open_cifar(const char *path, Split split, int *recognised, char
     size_t total = 0;
     for (int k = 0; k < nfiles; k++) {
         snprintf(f, sizeof f, "%s/%s", dir, files[k]);
-        size_t len = 0;
-        uint8_t *buf = read_gz(f, &len);
+        size_t len = 0, max = CIFAR_MAX_RECORDS * rec;
+        gzFile gz = gzopen(f, "rb");
+        uint8_t *buf = gz ? gz_read_upto(gz, max + 1, &len) : NULL;
+        if (gz) gzclose(gz);
+        if (buf && len > max) {
+            snprintf(err, errlen, "%.4000s: holds more than %d CIFAR records, the limit", f,
+                     CIFAR_MAX_RECORDS);
+            free(buf);
+            dataset_close(d);
+            return NULL;
+        }
         if (!buf || len == 0 || len % rec) {
             snprintf(err, errlen, "%.4000s: %s", f,
                      buf ? "size is not a whole number of CIFAR records" : "cannot read the file");

@@ -42,6 +42,7 @@ struct Loader {
     pthread_cond_t cv_space, cv_ready;
     int64_t next_job, end_job;
     int stop;
+    char error[1024];       // the first fatal error of any thread; "" while none
     _Atomic uint8_t *bad;   // per dataset index: 0 unknown, 1 unreadable, 2 readable
     _Atomic int64_t bad_count;
     pthread_mutex_t warn_mu;
@@ -103,6 +104,7 @@ int64_t loader_index(const Loader *l, int epoch, int64_t k) {
 int64_t loader_samples_per_epoch(const Loader *l) { return l->per_rank; }
 int64_t loader_steps_per_epoch(const Loader *l) { return l->steps; }
 int64_t loader_bad_count(const Loader *l) { return atomic_load(&l->bad_count); }
+const char *loader_error(const Loader *l) { return l->error[0] ? l->error : NULL; }
 
 static int batch_size_of(const Loader *l, int64_t step) {
     int64_t left = l->per_rank - step * l->cfg.batch_size;
@@ -111,16 +113,44 @@ static int batch_size_of(const Loader *l, int64_t step) {
 
 // ---------------------------------------------------------------- samples
 
-// Loads dataset index idx, or the next readable one (wrapping), remembering
-// which files are unreadable. Returns the index actually loaded.
+// Records the first fatal error and stops the workers; the consumer returns
+// it from loader_next. Later errors (another thread's same finding) are dropped.
+static void fail(Loader *l, const char *msg) {
+    pthread_mutex_lock(&l->mu);
+    if (!l->error[0]) snprintf(l->error, sizeof l->error, "%s", msg);
+    l->stop = 1;
+    pthread_cond_broadcast(&l->cv_space);
+    pthread_cond_broadcast(&l->cv_ready);
+    pthread_mutex_unlock(&l->mu);
+}
+
+// Decodes image k and checks that this loader's transform can handle it
+// within its limits. 0, or -1 with err naming the file.
+static int load_usable(Loader *l, int64_t k, Image *im, char *err, size_t errlen) {
+    int min_side = l->cfg.jpeg_min_side > 0 ? l->cfg.jpeg_min_side : 0;
+    if (dataset_load(l->ds, k, min_side, im, err, errlen) != 0) return -1;
+    int nw, nh;
+    char why[512];
+    if (l->cfg.mode == LOADER_EVAL &&
+        eval_resize_dims(im->w, im->h, l->cfg.eval_crop, &nw, &nh, why, sizeof why) != 0) {
+        char name[512];
+        dataset_image_name(l->ds, k, name, sizeof name);
+        snprintf(err, errlen, "%.500s: %.500s", name, why);
+        image_free(im);
+        return -1;
+    }
+    return 0;
+}
+
+// Loads dataset index idx, or the next usable one (wrapping), remembering
+// which files are unusable. Returns the index actually loaded, or -1 when no
+// image of the dataset is usable.
 static int64_t load_good(Loader *l, int64_t idx, Image *im) {
     char err[1024];
-    int min_side = 0;
-    if (l->cfg.jpeg_min_side > 0) min_side = l->cfg.jpeg_min_side;
     for (int64_t t = 0; t < l->n; t++) {
         int64_t k = (idx + t) % l->n;
         if (atomic_load(&l->bad[k]) == 1) continue;
-        if (dataset_load(l->ds, k, min_side, im, err, sizeof err) == 0) {
+        if (load_usable(l, k, im, err, sizeof err) == 0) {
             atomic_store(&l->bad[k], 2);
             return k;
         }
@@ -136,15 +166,23 @@ static int64_t load_good(Loader *l, int64_t idx, Image *im) {
             atomic_store(&l->bad[k], 1);
         }
     }
-    dino_die("%s: no readable image in the dataset (%lld files tried)", dataset_describe(l->ds),
-             (long long)l->n);
+    return -1;
 }
 
-static void do_sample(Loader *l, Batch *b, int bsz, int64_t step, int slot_b, uint8_t *scratch) {
+// Fills sample slot_b of step's batch. Returns 0, or -1 after recording the
+// loader's fatal error.
+static int do_sample(Loader *l, Batch *b, int bsz, int64_t step, int slot_b, uint8_t *scratch) {
     int64_t pos = step * l->cfg.batch_size + slot_b;
     int64_t idx = l->order[pos];
     Image im;
     int64_t got = load_good(l, idx, &im);
+    if (got < 0) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s: no readable image in the dataset (%lld files tried)",
+                 dataset_describe(l->ds), (long long)l->n);
+        fail(l, msg);
+        return -1;
+    }
     b->indices[slot_b] = got;
     b->labels[slot_b] = dataset_label(l->ds, got);
     if (l->cfg.mode == LOADER_EVAL) {
@@ -166,6 +204,7 @@ static void do_sample(Loader *l, Batch *b, int bsz, int64_t step, int slot_b, ui
         }
     }
     image_free(&im);
+    return 0;
 }
 
 static size_t scratch_bytes(const Loader *l) {
@@ -191,8 +230,9 @@ static void *worker_main(void *arg) {
         Slot *s = &l->slots[(step - l->start_step) % l->Q];
         int bsz = batch_size_of(l, step);
         pthread_mutex_unlock(&l->mu);
-        do_sample(l, &s->b, bsz, step, sb, scratch);
+        int rc = do_sample(l, &s->b, bsz, step, sb, scratch);
         pthread_mutex_lock(&l->mu);
+        if (rc != 0) break;
         if (++s->done == bsz) pthread_cond_broadcast(&l->cv_ready);
     }
     pthread_mutex_unlock(&l->mu);
@@ -269,7 +309,7 @@ void loader_start(Loader *l, int epoch, int64_t step) {
     l->epoch = epoch;
     l->start_step = l->next_step = l->released = step;
     l->holding = 0;
-    l->stop = 0;
+    l->stop = l->error[0] != 0;  // a fatal error stays: no worker restarts
     l->next_job = 0;
     l->end_job = 0;
     for (int64_t s = step; s < l->steps; s++) l->end_job += batch_size_of(l, s);
@@ -301,7 +341,7 @@ const Batch *loader_next(Loader *l) {
         l->holding = 0;
         pthread_cond_broadcast(&l->cv_space);
     }
-    if (l->next_step >= l->steps) {
+    if (l->next_step >= l->steps || l->error[0]) {
         pthread_mutex_unlock(&l->mu);
         return NULL;
     }
@@ -311,12 +351,17 @@ const Batch *loader_next(Loader *l) {
     if (l->n_threads == 0) {
         pthread_mutex_unlock(&l->mu);
         uint8_t *scratch = mallocCheck(scratch_bytes(l));
-        for (int b = 0; b < bsz; b++) do_sample(l, &s->b, bsz, step, b, scratch);
+        int rc = 0;
+        for (int b = 0; b < bsz && rc == 0; b++) rc = do_sample(l, &s->b, bsz, step, b, scratch);
         free(scratch);
         pthread_mutex_lock(&l->mu);
         l->next_job += bsz;
     } else {
-        while (s->done < bsz) pthread_cond_wait(&l->cv_ready, &l->mu);
+        while (s->done < bsz && !l->error[0]) pthread_cond_wait(&l->cv_ready, &l->mu);
+    }
+    if (l->error[0]) {
+        pthread_mutex_unlock(&l->mu);
+        return NULL;
     }
     (void)B;
     s->b.B = bsz;

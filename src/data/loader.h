@@ -51,11 +51,16 @@ int64_t loader_index(const Loader *l, int epoch, int64_t k);
 
 // Starts (or restarts) producing batches of `epoch` from batch `step`.
 void loader_start(Loader *l, int epoch, int64_t step);
-// The next batch of the current epoch, or NULL at its end. The batch stays
-// valid until the next loader_next / loader_start / loader_free call.
+// The next batch of the current epoch, or NULL at its end or after a fatal
+// error (loader_error). The batch stays valid until the next loader_next /
+// loader_start / loader_free call.
 const Batch *loader_next(Loader *l);
+// The first fatal error met by any thread (no usable image in the whole
+// dataset), reported once; NULL while there is none. It stays set.
+const char *loader_error(const Loader *l);
 
-// Unreadable files met so far (each substituted by the next readable image).
+// Unusable files met so far: unreadable, or beyond the transform's limits
+// (EVAL_MAX_RESIZED_PIXELS); each is substituted by the next usable image.
 int64_t loader_bad_count(const Loader *l);
 
 // Throughput benchmark (`dino augment --bench N`): N batches from `ds`,

@@ -939,6 +939,7 @@ int train_run(const TrainConfig *cfg0) {
             // Time blocked on the data loader: ~0 when augmentation keeps up
             // (with --device cuda the GPU meanwhile runs the previous step's tail).
             win_wait += dino_now() - t_wait;
+            if (!b && loader_error(loader)) dino_die("%s", loader_error(loader));
             if (!b) dino_die("the data loader ended epoch %d early at step %lld", t->epoch, (long long)t->step);
             dist_fault_hook((int64_t)t->epoch * niter + t->step);
             StepStats st;
