@@ -27,14 +27,6 @@
 #include "model.h"
 #include "testlib.h"
 
-// AddressSanitizer reserves terabytes of address space for its shadow, so
-// RLIMIT_AS cannot cap an ASan build (`make asan`): there only time is bounded.
-#ifdef __SANITIZE_ADDRESS__
-#define MEM_MB(mb) 0
-#else
-#define MEM_MB(mb) (mb)
-#endif
-
 // A w×h grey PNG of zeros, written row by row: a 89,000,000x1 one is 87 KB.
 static void write_grey_png(const char *path, int w, int h) {
     FILE *f = fopen(path, "wb");
@@ -130,7 +122,7 @@ static void check_extreme_aspect(void) {
         Bounded r;
         // The 89M-pixel image itself decodes to 267 MB; the resize would need 19.7 GB
         // (100,000x1) or overflowed int (89,000,000x1).
-        int ran = bounded_call(eval_loader_skips, &a, 30, MEM_MB(1200), &r);
+        int ran = bounded_call(eval_loader_skips, &a, 30, 1200, &r);
         CHECK(ran == 0 && r.exit_code == 0 && r.seconds < 30,
               "a %dx1 PNG at crop 224 is skipped and counted (%.1f s): %s", widths[k], r.seconds,
               bounded_first_line(&r));
@@ -146,7 +138,7 @@ static void check_extreme_aspect_cli(const char *model) {
         const char *argv[] = {"features", "--pretrained_weights", model, "--data_path", dir, "--crop", "224",
                               "--batch_size_per_gpu", "2", "--output_dir", out, NULL};
         Bounded r;
-        int ran = bounded_dino(argv, 30, MEM_MB(1500), &r);
+        int ran = bounded_dino(argv, 30, 1500, &r);
         CHECK(ran == 0 && r.exit_code == 1 && !r.timed_out &&
                   strstr(r.output, "b_wide.png") && strstr(r.output, "above the limit") &&
                   strstr(r.output, "1 unreadable image") && !strstr(r.output, "internal error"),
@@ -159,7 +151,7 @@ static void check_extreme_aspect_cli(const char *model) {
     const char *argv[] = {"attention", img, "--pretrained_weights", model, "--image_size", "224",
                           "--out", att, NULL};
     Bounded r;
-    int ran = bounded_dino(argv, 20, MEM_MB(512), &r);
+    int ran = bounded_dino(argv, 20, 512, &r);
     CHECK(ran == 0 && r.exit_code == 1 && one_line(r.output) &&
               strstr(r.output, "--image_size 224") && strstr(r.output, "above the limit"),
           "attention --image_size 224 on a 100,000x1 PNG: one line before any big allocation "
@@ -207,7 +199,7 @@ static void check_symlink_loops(void) {
         }
         OpenCount a = {dir, 1, 0};
         Bounded r;
-        int ran = bounded_call(open_and_count, &a, 5, MEM_MB(256), &r);
+        int ran = bounded_call(open_and_count, &a, 5, 256, &r);
         CHECK(ran == 0 && r.exit_code == 0 && r.seconds < 5,
               "a folder with %d symlink(s) to '.': one image, listed once (%.2f s): %s", links, r.seconds,
               bounded_first_line(&r));
@@ -231,7 +223,7 @@ static void check_symlink_loops(void) {
     link_or_die("a", p);
     OpenCount a = {root, 3, 3};
     Bounded r;
-    int ran = bounded_call(open_and_count, &a, 5, MEM_MB(256), &r);
+    int ran = bounded_call(open_and_count, &a, 5, 256, &r);
     CHECK(ran == 0 && r.exit_code == 0 && r.seconds < 5,
           "class folders linking back to the root or to another class: 3 images, 3 classes (%.2f s): %s", r.seconds,
           bounded_first_line(&r));
@@ -280,7 +272,7 @@ static void check_all_bad_threads(void) {
     }
     for (int rep = 0; rep < 5; rep++) {
         Bounded r;
-        int ran = bounded_call(all_bad_two_threads, (void *)dir, 10, MEM_MB(512), &r);
+        int ran = bounded_call(all_bad_two_threads, (void *)dir, 10, 512, &r);
         CHECK(ran == 0 && r.exit_code == 0 &&
                   count_of(r.output, "no readable image") == 1,
               "no readable image, two loader threads (try %d): one error returned once: %s", rep,
@@ -298,7 +290,7 @@ static void check_all_bad_train_cli(void) {
                           "--batch_size_per_gpu", "2", "--num_workers", "2", "--epochs", "1",
                           "--warmup_epochs", "0", "--threads", "1", NULL};
     Bounded r;
-    int ran = bounded_dino(argv, 30, MEM_MB(2048), &r);
+    int ran = bounded_dino(argv, 30, 2048, &r);
     const char *last = strstr(r.output, "error: ");
     CHECK(ran == 0 && r.exit_code == 1 && count_of(r.output, "no readable image") == 1 && last &&
               one_line(last),
@@ -362,7 +354,7 @@ static void check_gz_bombs(void) {
     write_gz_bomb(p, lab, sizeof lab, 304);
     OpenCount a = {dir, 4, 9};
     Bounded r;
-    int ran = bounded_call(open_and_count, &a, 10, MEM_MB(256), &r);
+    int ran = bounded_call(open_and_count, &a, 10, 256, &r);
     CHECK(ran == 0 && r.exit_code == 0 && r.seconds < 10,
           "IDX images and labels each followed by 304 MiB of zeros (gzip): 4 images read under 256 MB "
           "(%.2f s): %s", r.seconds, bounded_first_line(&r));
@@ -379,7 +371,7 @@ static void check_gz_bombs(void) {
     snprintf(p, sizeof p, "%s/data_batch_1.bin", cdir);
     write_gz_bomb(p, rec, sizeof rec, 304);  // 1 + 103,770 records
     OpenCount c = {cdir, 0, 0};
-    ran = bounded_call(open_and_count, &c, 20, MEM_MB(1024), &r);
+    ran = bounded_call(open_and_count, &c, 20, 1024, &r);
     CHECK(ran == 0 && r.exit_code == 2 && strstr(r.output, "data_batch_1.bin: holds more than 100000"),
           "a gzipped CIFAR batch of 103,771 records: refused at the record limit (%.2f s): %s", r.seconds,
           bounded_first_line(&r));
@@ -404,7 +396,7 @@ static int open_refused(void *arg) {
 static void expect_refused(const char *path, const char *want, const char *what) {
     OpenRefused a = {path, want};
     Bounded r;
-    int ran = bounded_call(open_refused, &a, 5, MEM_MB(256), &r);
+    int ran = bounded_call(open_refused, &a, 5, 256, &r);
     CHECK(ran == 0 && r.exit_code == 0 && r.seconds < 5, "%s: refused (%.2f s): %s", what, r.seconds,
           bounded_first_line(&r));
 }
@@ -437,7 +429,7 @@ static void check_list_lines(void) {
     // 8,191 characters: read whole, as before.
     OpenCount a = {write_list("list_8191.txt", line, 8191), 3, 0};
     Bounded r;
-    int ran = bounded_call(open_and_count, &a, 5, MEM_MB(256), &r);
+    int ran = bounded_call(open_and_count, &a, 5, 256, &r);
     CHECK(ran == 0 && r.exit_code == 0, "a list with an 8,191-character line: 3 images: %s",
           bounded_first_line(&r));
     free(line);
