@@ -156,6 +156,14 @@ static void check_extreme_aspect_cli(const char *model) {
               strstr(r.output, "--image_size 224") && strstr(r.output, "above the limit"),
           "attention --image_size 224 on a 100,000x1 PNG: one line before any big allocation "
           "(exit %d, %.1f s): %s", r.exit_code, r.seconds, r.output);
+    // the augment preview shows a panorama squeezed instead of a 20 GB canvas
+    char png[600];
+    snprintf(png, sizeof png, "%s", test_tmp_path("aug.png"));
+    const char *aug[] = {"augment", img, "--out", png, NULL};
+    ran = bounded_dino(aug, 20, 512, &r);
+    CHECK(ran == 0 && r.exit_code == 0 && !r.timed_out && access(png, F_OK) == 0,
+          "augment on a 100,000x1 PNG: the preview is written within 512 MB (exit %d, %.1f s)", r.exit_code,
+          r.seconds);
 }
 
 // ---------------------------------------------------------------- symlinked folders

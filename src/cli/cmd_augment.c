@@ -96,8 +96,10 @@ int cmd_augment(int argc, char **argv) {
     // Layout: row 1 the original (scaled to the global crop height) and the
     // global crops; row 2 the local crops. 4-pixel white gaps.
     const int gap = 4;
-    int ow = (int)lrint((double)im.w * global_size / im.h);
-    if (ow < 1) ow = 1;
+    // The original keeps its aspect up to 4 crop widths; a wider one (a
+    // 100,000x1 image would need a 20 GB canvas) is shown squeezed.
+    double aspect_w = (double)im.w * global_size / im.h;
+    int ow = aspect_w < 1 ? 1 : aspect_w > 4.0 * global_size ? 4 * global_size : (int)lrint(aspect_w);
     int row1 = ow + 2 * (global_size + gap);
     int row2 = n_local * (local_size + gap) - (n_local ? gap : 0);
     int cw = row1 > row2 ? row1 : row2;
