@@ -101,15 +101,26 @@ static float compact(Cand *c, int *n, int k) {
     return w.s;
 }
 
+// Candidates a row's buffer holds before it is compacted to the best kmax.
+static int64_t candidate_cap(int64_t kmax) { return 4 * kmax > kmax + 256 ? 4 * kmax : kmax + 256; }
+
+// Bytes knn_search and the neighbour lists it fills take for these sizes.
+static double search_bytes(int64_t n_test, int64_t kmax) {
+    double rows = n_test < KNN_TEST_BLOCK ? (double)n_test : KNN_TEST_BLOCK;
+    return rows * (double)candidate_cap(kmax) * sizeof(Cand) +
+           (double)n_test * (double)kmax * (sizeof(float) + sizeof(int64_t));
+}
+
 void knn_search(const float *train, int64_t n_train, const float *test, int64_t n_test, int d,
                 int kmax, float *out_sim, int64_t *out_idx) {
     DINO_ASSERT(kmax >= 1 && kmax <= n_train);
     int64_t tb = KNN_TEST_BLOCK, rb = KNN_TRAIN_BLOCK;
-    int cap = 4 * kmax > kmax + 256 ? 4 * kmax : kmax + 256;
-    float *tile = alignedAllocCheck((size_t)tb * rb * sizeof(float));
-    Cand *buf = mallocCheck((size_t)tb * cap * sizeof(Cand));
-    int *fill = mallocCheck((size_t)tb * sizeof(int));
-    float *floor_v = mallocCheck((size_t)tb * sizeof(float));
+    int64_t rows = n_test < tb && n_test > 0 ? n_test : tb;  // a block holds at most this many
+    int cap = (int)candidate_cap(kmax);
+    float *tile = alignedAllocCheck((size_t)rows * rb * sizeof(float));
+    Cand *buf = mallocCheck((size_t)rows * cap * sizeof(Cand));
+    int *fill = mallocCheck((size_t)rows * sizeof(int));
+    float *floor_v = mallocCheck((size_t)rows * sizeof(float));
     for (int64_t t0 = 0; t0 < n_test; t0 += tb) {
         int64_t nt = n_test - t0 < tb ? n_test - t0 : tb;
         for (int64_t i = 0; i < nt; i++) {
@@ -160,30 +171,81 @@ void knn_search(const float *train, int64_t n_train, const float *test, int64_t 
     free(tile);
 }
 
+// ---------------------------------------------------------------- voting
+//
+// Only the classes of a row's k neighbours score above 0, so the vote works
+// on those: the neighbours sorted by (label, rank) give each named class its
+// sum in neighbour order (the reference's summation order), and the classes no
+// neighbour names, all at score 0, are counted rather than scanned. A vote
+// then costs O(k), whatever the number of classes (a scan of every class cost
+// rows x k x classes: 12 s for one label of 1e8).
+
+typedef struct {
+    int64_t label;
+    int rank;  // position among the row's neighbours, best first
+} Vote;
+
+static int cmp_vote(const void *pa, const void *pb) {
+    const Vote *a = pa, *b = pb;
+    if (a->label != b->label) return a->label < b->label ? -1 : 1;
+    return (a->rank > b->rank) - (a->rank < b->rank);
+}
+
+// Rank of class `target` under (score desc, class index asc) when the
+// neighbours of rank < k vote exp(s/T); v holds the row's kmax neighbours
+// sorted by cmp_vote, score is scratch for kmax classes.
+static int64_t target_rank(const Vote *v, int kmax, const float *s, int k, float T, int64_t target,
+                           float *score, int64_t *label) {
+    int n = 0;
+    float st = 0.0f;
+    for (int j = 0; j < kmax;) {
+        int64_t c = v[j].label;
+        float acc = 0.0f;
+        int counted = 0;
+        for (; j < kmax && v[j].label == c; j++)
+            if (v[j].rank < k) {
+                acc += expf(s[v[j].rank] / T);
+                counted = 1;
+            }
+        if (!counted) continue;
+        if (c == target) st = acc;
+        score[n] = acc;
+        label[n++] = c;
+    }
+    int64_t rank = 0, named_below = 0;
+    for (int g = 0; g < n; g++) {
+        if (label[g] < target) named_below++;
+        if (label[g] != target && (score[g] > st || (score[g] == st && label[g] < target))) rank++;
+    }
+    // Scores are >= 0: an unnamed class (score 0) ranks above the target only
+    // when the target scores 0 too and has the larger index.
+    if (st == 0.0f) rank += target - named_below;
+    return rank;
+}
+
 void knn_vote(const float *sim, const int64_t *idx, int kmax, int64_t n_test,
-              const int64_t *train_labels, const int64_t *test_labels, int num_classes,
-              const KnnConfig *cfg, KnnResult *results) {
+              const int64_t *train_labels, const int64_t *test_labels, const KnnConfig *cfg,
+              KnnResult *results) {
     int64_t c1[KNN_MAX_K] = {0}, c5[KNN_MAX_K] = {0};
     float T = cfg->temperature;
 #pragma omp parallel
     {
-        float *score = mallocCheck((size_t)num_classes * sizeof(float));
+        Vote *v = mallocCheck((size_t)kmax * sizeof(Vote));
+        float *score = mallocCheck((size_t)kmax * sizeof(float));
+        int64_t *label = mallocCheck((size_t)kmax * sizeof(int64_t));
         int64_t l1[KNN_MAX_K] = {0}, l5[KNN_MAX_K] = {0};
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < n_test; i++) {
             const float *s = sim + i * kmax;
             const int64_t *ix = idx + i * kmax;
-            int64_t target = test_labels[i];
+            for (int j = 0; j < kmax; j++) {
+                v[j].label = train_labels[ix[j]];
+                v[j].rank = j;
+            }
+            qsort(v, (size_t)kmax, sizeof(Vote), cmp_vote);
             for (int q = 0; q < cfg->n_k; q++) {
                 int k = cfg->ks[q] < kmax ? cfg->ks[q] : kmax;
-                memset(score, 0, (size_t)num_classes * sizeof(float));
-                // As the reference: (sim / T).exp(), summed over neighbours in order.
-                for (int j = 0; j < k; j++) score[train_labels[ix[j]]] += expf(s[j] / T);
-                // Rank of the target under (score desc, class index asc).
-                float st = score[target];
-                int rank = 0;
-                for (int c = 0; c < num_classes; c++)
-                    if (score[c] > st || (score[c] == st && c < target)) rank++;
+                int64_t rank = target_rank(v, kmax, s, k, T, test_labels[i], score, label);
                 int top = cfg->ks[q] < 5 ? cfg->ks[q] : 5;
                 if (rank == 0) l1[q]++;
                 if (rank < top) l5[q]++;
@@ -194,7 +256,9 @@ void knn_vote(const float *sim, const int64_t *idx, int kmax, int64_t n_test,
             c1[q] += l1[q];
             c5[q] += l5[q];
         }
+        free(label);
         free(score);
+        free(v);
     }
     for (int q = 0; q < cfg->n_k; q++) {
         results[q].k = cfg->ks[q];
@@ -210,6 +274,10 @@ static int check_labels(const int64_t *lab, int64_t n, const char *which, int64_
             return dino_errf(err, errlen,
                         "k-NN needs labels, but %s sample %lld has none (label %lld)", which,
                         (long long)i, (long long)lab[i]);
+        if (lab[i] >= KNN_MAX_CLASSES)
+            return dino_errf(err, errlen,
+                        "%s sample %lld has label %lld, not below the limit of %d classes", which,
+                        (long long)i, (long long)lab[i], KNN_MAX_CLASSES);
         if (lab[i] > *max_label) *max_label = lab[i];
     }
     return 0;
@@ -223,6 +291,9 @@ int knn_evaluate(const float *train, const int64_t *train_labels, int64_t n_trai
     if (d < 1) return dino_errf(err, errlen, "k-NN features have dimension %d", d);
     if (cfg->n_k < 1 || cfg->n_k > KNN_MAX_K)
         return dino_errf(err, errlen, "k-NN needs 1 to %d values of k, got %d", KNN_MAX_K, cfg->n_k);
+    if (cfg->num_classes > KNN_MAX_CLASSES)
+        return dino_errf(err, errlen, "k-NN num_classes %d is above the limit of %d classes",
+                    cfg->num_classes, KNN_MAX_CLASSES);
     if (!(cfg->temperature > 0))
         return dino_errf(err, errlen, "k-NN temperature must be > 0, got %g", cfg->temperature);
     int kmax = 0;
@@ -231,6 +302,11 @@ int knn_evaluate(const float *train, const int64_t *train_labels, int64_t n_trai
         if (cfg->ks[q] > kmax) kmax = cfg->ks[q];
     }
     if (kmax > n_train) kmax = (int)n_train;
+    if (search_bytes(n_test, kmax) > KNN_MAX_SEARCH_BYTES)
+        return dino_errf(err, errlen,
+                    "k-NN with k = %d over %lld test samples needs %.3g GiB of neighbour lists, "
+                    "above the limit of %.0f GiB; use a smaller k", kmax, (long long)n_test,
+                    search_bytes(n_test, kmax) / (1 << 30), KNN_MAX_SEARCH_BYTES / (1 << 30));
     for (int pass = 0; pass < 2; pass++) {
         const float *x = pass ? test : train;
         int64_t n = pass ? n_test : n_train;
@@ -256,7 +332,7 @@ int knn_evaluate(const float *train, const int64_t *train_labels, int64_t n_trai
     float *sim = mallocCheck((size_t)n_test * kmax * sizeof(float));
     int64_t *idx = mallocCheck((size_t)n_test * kmax * sizeof(int64_t));
     knn_search(tr, n_train, te, n_test, d, kmax, sim, idx);
-    knn_vote(sim, idx, kmax, n_test, train_labels, test_labels, num_classes, cfg, results);
+    knn_vote(sim, idx, kmax, n_test, train_labels, test_labels, cfg, results);
     free(sim);
     free(idx);
     free(tr);
