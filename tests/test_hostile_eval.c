@@ -273,6 +273,28 @@ static int linear_many_classes(void *arg) {
     return rc == -1 && strstr(err, "limit") ? 0 : 2;
 }
 
+// Labels stored as uint64 with one above INT64_MAX: refused, not read as negative.
+static void labels_u64(void) {
+    write_feature_dir("u64");
+    const char *dict = "{'descr': '<u8', 'fortran_order': False, 'shape': (8,), }";
+    uint8_t buf[128 + 64];
+    memset(buf, ' ', 128);
+    memcpy(buf, "\x93NUMPY\x01\x00", 8);
+    buf[8] = 128 - 10, buf[9] = 0;
+    memcpy(buf + 10, dict, strlen(dict));
+    buf[127] = '\n';
+    uint64_t y[8] = {0, 1, 0, ((uint64_t)1 << 63) + 5, 0, 1, 0, 1};
+    memcpy(buf + 128, y, sizeof y);
+    test_write_file(path_in("u64", "train_labels.npy"), buf, sizeof buf);
+    char fd[1024];
+    snprintf(fd, sizeof fd, "%s/u64", DIR_);
+    const char *argv[] = {"knn", "--features_dir", fd, NULL};
+    Bounded b = run_dino(argv, 10, 1024);
+    const char *l = line_with(&b, "train_labels.npy");
+    CHECK(exited_cleanly(&b, 1) && strstr(l, "element 3") && strstr(l, "64-bit"),
+          "a uint64 label of 2^63+5: %s", l[0] ? l : bounded_first_line(&b));
+}
+
 // ---------------------------------------------------------------- 6. non-finite
 
 static void linear_non_finite(void) {
@@ -579,6 +601,7 @@ int main(int argc, char **argv) {
     knn_labels();
     linear_non_finite();
     labels_2d();
+    labels_u64();
     features_cli();
 
     vote_matches_dense();
