@@ -33,6 +33,15 @@
 #include "rng.h"
 #include "testlib.h"
 
+// The memory cap of every case, generous for inputs of a few KB. ASan
+// reserves terabytes of address space for its shadow, so RLIMIT_AS cannot cap
+// a sanitized build: there only the time bounds apply.
+#ifdef __SANITIZE_ADDRESS__
+#define MEM_MB 0
+#else
+#define MEM_MB 1024
+#endif
+
 static char DIR_[512];
 static char MODEL[600];
 
@@ -124,7 +133,7 @@ static void val_freq_zero(void) {
     char fd[1024];
     snprintf(fd, sizeof fd, "%s/vf", DIR_);
     const char *argv[] = {"linear", "--features_dir", fd, "--epochs", "2", "--val_freq", "0", NULL};
-    Bounded b = run_dino(argv, 20, 1024);
+    Bounded b = run_dino(argv, 20, MEM_MB);
     // 0 validates only after the last epoch; a flag range that refuses 0 is fine too.
     int ok = (exited_cleanly(&b, 0) && strstr(b.output, "Top-1 test accuracy: 100.0") &&
               strstr(b.output, "epoch 0: lr 0.0005 train loss") && !strstr(line_with(&b, "epoch 0:"), "val")) ||
@@ -132,7 +141,7 @@ static void val_freq_zero(void) {
     CHECK(ok && b.seconds < 10, "linear --val_freq 0: exit %d signal %d in %.2f s: %s", b.exit_code,
           b.signal, b.seconds, strstr(b.output, "Top-1") ? line_with(&b, "Top-1") : bounded_first_line(&b));
     const char *neg[] = {"linear", "--features_dir", fd, "--epochs", "2", "--val_freq", "-3", NULL};
-    b = run_dino(neg, 20, 1024);
+    b = run_dino(neg, 20, MEM_MB);
     CHECK(exited_cleanly(&b, 1) && strstr(line_with(&b, "val_freq"), "-3"),
           "linear --val_freq -3 is refused: exit %d: %s", b.exit_code, line_with(&b, "val_freq"));
 }
@@ -193,7 +202,7 @@ static void knn_labels(void) {
         for (int c = 0; c < 2; c++) {
             const char *argv[] = {cmds[c], "--features_dir", fd, "--epochs", "1", NULL};
             if (c == 0) argv[3] = NULL;
-            Bounded b = run_dino(argv, 10, 1024);
+            Bounded b = run_dino(argv, 10, MEM_MB);
             const char *l = line_with(&b, big[i]);
             CHECK(exited_cleanly(&b, 1) && b.seconds < 5 && strstr(l, "train_labels.npy") &&
                       strstr(l, "16777216"),
@@ -203,12 +212,12 @@ static void knn_labels(void) {
     }
     snprintf(fd, sizeof fd, "%s/vf", DIR_);
     const char *nc[] = {"knn", "--features_dir", fd, "--num_classes", "2000000000", NULL};
-    Bounded b = run_dino(nc, 10, 1024);
+    Bounded b = run_dino(nc, 10, MEM_MB);
     CHECK(exited_cleanly(&b, 1) && b.seconds < 5 && strstr(line_with(&b, "num_classes"), "2000000000"),
           "knn --num_classes 2000000000: exit %d in %.2f s: %s", b.exit_code, b.seconds,
           bounded_first_line(&b));
     const char *nl[] = {"linear", "--features_dir", fd, "--num_labels", "2000000000", NULL};
-    b = run_dino(nl, 10, 1024);
+    b = run_dino(nl, 10, MEM_MB);
     CHECK(exited_cleanly(&b, 1) && b.seconds < 5 && strstr(line_with(&b, "num_labels"), "2000000000"),
           "linear --num_labels 2000000000: exit %d in %.2f s: %s", b.exit_code, b.seconds,
           bounded_first_line(&b));
@@ -289,7 +298,7 @@ static void labels_u64(void) {
     char fd[1024];
     snprintf(fd, sizeof fd, "%s/u64", DIR_);
     const char *argv[] = {"knn", "--features_dir", fd, NULL};
-    Bounded b = run_dino(argv, 10, 1024);
+    Bounded b = run_dino(argv, 10, MEM_MB);
     const char *l = line_with(&b, "train_labels.npy");
     CHECK(exited_cleanly(&b, 1) && strstr(l, "element 3") && strstr(l, "64-bit"),
           "a uint64 label of 2^63+5: %s", l[0] ? l : bounded_first_line(&b));
@@ -310,7 +319,7 @@ static void linear_non_finite(void) {
         write_or_die(npy_write_f32(path_in(sub, "train_features.npy"), 2, fs, x, err, sizeof err), err);
         snprintf(fd, sizeof fd, "%s/%s", DIR_, sub);
         const char *argv[] = {"linear", "--features_dir", fd, "--epochs", "2", NULL};
-        Bounded b = run_dino(argv, 10, 1024);
+        Bounded b = run_dino(argv, 10, MEM_MB);
         const char *l = line_with(&b, "finite");
         CHECK(exited_cleanly(&b, 1) && !strstr(b.output, "Top-1") && strstr(l, "train_features.npy") &&
                   strstr(l, "sample 2"),
@@ -346,7 +355,7 @@ static void labels_2d(void) {
     write_or_die(npy_write_i64(path_in("l2d", "val_labels.npy"), 2, s, y, err, sizeof err), err);
     snprintf(fd, sizeof fd, "%s/l2d", DIR_);
     const char *argv[] = {"knn", "--features_dir", fd, NULL};
-    Bounded b = run_dino(argv, 10, 1024);
+    Bounded b = run_dino(argv, 10, MEM_MB);
     const char *l = line_with(&b, "1-D");
     CHECK(exited_cleanly(&b, 1) && strstr(l, "val_labels.npy") && strstr(l, "got shape (2, 4)"),
           "labels of shape (2, 4): %s", l[0] ? l : bounded_first_line(&b));
@@ -476,7 +485,7 @@ static void features_cli(void) {
     snprintf(out, sizeof out, "%s/feat", DIR_);
     const char *batch[] = {"features", "--pretrained_weights", MODEL, "--data_path", data, "--output_dir",
                            out, "--batch_size_per_gpu", "100000", NULL};
-    Bounded b = run_dino(batch, 20, 1024);
+    Bounded b = run_dino(batch, 20, MEM_MB);
     // The batch is capped at the 8 images; a flag range that refuses 100000 is fine too.
     CHECK((exited_cleanly(&b, 0) || (exited_cleanly(&b, 1) && strstr(line_with(&b, "batch_size_per_gpu"), "100000"))) &&
               b.seconds < 10,
@@ -487,7 +496,7 @@ static void features_cli(void) {
         const char *crop[] = {commands[c], "--pretrained_weights", MODEL, "--data_path", data,
                               "--output_dir", out, "--crop", "2000", NULL};
         if (c == 1) crop[5] = "--threads", crop[6] = "1";
-        b = run_dino(crop, 10, 1024);
+        b = run_dino(crop, 10, MEM_MB);
         const char *l = line_with(&b, "2000");
         CHECK(exited_cleanly(&b, 1) && b.seconds < 5 && strstr(l, "crop") && !strstr(b.output, "internal error"),
               "%s --crop 2000: exit %d in %.2f s: %s", commands[c], b.exit_code, b.seconds,
@@ -577,24 +586,21 @@ int main(int argc, char **argv) {
 
     // Library cases first: forked children must not inherit a started OpenMP pool.
     check_call("linear_probe with val_freq 0 validates after the last epoch only", probe_val_freq_zero, NULL,
-               20, 1024, 0);
+               20, MEM_MB, 0);
     check_call("k-NN with a label of 2^24-1 among 64 training and 2000 test samples", knn_large_label, NULL,
-               20, 1024, 0);
-    check_call("knn_evaluate with num_classes 2e9 is refused naming the limit", knn_many_classes, NULL, 10,
-               1024, 0);
+               20, MEM_MB, 0);
+    check_call("knn_evaluate with num_classes 2e9 is refused naming the limit", knn_many_classes, NULL, 10, MEM_MB, 0);
     check_call("knn_evaluate with k = 2^21 over 512 test samples is refused naming the limit", knn_huge_k,
-               NULL, 10, 1024, 0);
+               NULL, 10, MEM_MB, 0);
     check_call("linear_probe with 2e9 classes, or 1e7 classes of dimension 4096, is refused",
-               linear_many_classes, NULL, 10, 1024, 0);
-    check_call("linear_probe whose loss overflows refuses to report an accuracy", linear_diverges, NULL, 10,
-               1024, 0);
+               linear_many_classes, NULL, 10, MEM_MB, 0);
+    check_call("linear_probe whose loss overflows refuses to report an accuracy", linear_diverges, NULL, 10, MEM_MB, 0);
     FeatureCase big_batch = {100000, 32}, big_crop = {128, 2000};
-    check_call("features_extract with batch 100000 on 8 images", extract_case, &big_batch, 20, 1024, 0);
-    check_call("features_extract with crop 2000 is refused naming the limit", extract_case, &big_crop, 10,
-               1024, 1);
+    check_call("features_extract with batch 100000 on 8 images", extract_case, &big_batch, 20, MEM_MB, 0);
+    check_call("features_extract with crop 2000 is refused naming the limit", extract_case, &big_crop, 10, MEM_MB, 1);
     int zero = 0, two = 2;
-    check_call("linear_probe_full with batch 0 is refused", full_probe_case, &zero, 10, 1024, 1);
-    check_call("linear_probe_full with val_freq 0 trains", full_probe_case, &two, 30, 1024, 0);
+    check_call("linear_probe_full with batch 0 is refused", full_probe_case, &zero, 10, MEM_MB, 1);
+    check_call("linear_probe_full with val_freq 0 trains", full_probe_case, &two, 30, MEM_MB, 0);
 
     // The dino binary (exec'd, no fork of this process's state).
     val_freq_zero();
