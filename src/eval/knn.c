@@ -173,49 +173,80 @@ void knn_search(const float *train, int64_t n_train, const float *test, int64_t 
 
 // ---------------------------------------------------------------- voting
 //
-// Only the classes of a row's k neighbours score above 0, so the vote works
-// on those: the neighbours sorted by (label, rank) give each named class its
-// sum in neighbour order (the reference's summation order), and the classes no
-// neighbour names, all at score 0, are counted rather than scanned. A vote
-// then costs O(k), whatever the number of classes (a scan of every class cost
-// rows x k x classes: 12 s for one label of 1e8).
+// Only the classes of a row's k neighbours score above 0, so the vote keeps
+// those in a small hash table (label -> score, summed in neighbour order as
+// the reference sums), and the classes no neighbour names, all at score 0,
+// are counted rather than scanned. A vote then costs O(k), whatever the
+// number of classes (a scan of every class cost rows x k x classes: 12 s for
+// one label of 1e8 among 8 samples).
 
 typedef struct {
     int64_t label;
-    int rank;  // position among the row's neighbours, best first
-} Vote;
+    float score;
+    uint32_t stamp;  // the slot is in use for the vote of this stamp only
+} Slot;
 
-static int cmp_vote(const void *pa, const void *pb) {
-    const Vote *a = pa, *b = pb;
-    if (a->label != b->label) return a->label < b->label ? -1 : 1;
-    return (a->rank > b->rank) - (a->rank < b->rank);
+typedef struct {
+    Slot *slot;
+    int *used;  // slots taken by the current vote, in order of first use
+    int n_used;
+    uint64_t mask;
+    int bits;
+    uint32_t stamp;
+} VoteTable;
+
+// A table for up to kmax classes, at most half full.
+static void vote_table_init(VoteTable *t, int kmax) {
+    t->bits = 1;
+    while (((int64_t)1 << t->bits) < 2 * (int64_t)kmax) t->bits++;
+    t->mask = ((uint64_t)1 << t->bits) - 1;
+    t->slot = callocCheck((size_t)t->mask + 1, sizeof(Slot));
+    t->used = mallocCheck((size_t)kmax * sizeof(int));
+    t->stamp = 0;
 }
 
-// Rank of class `target` under (score desc, class index asc) when the
-// neighbours of rank < k vote exp(s/T); v holds the row's kmax neighbours
-// sorted by cmp_vote, score is scratch for kmax classes.
-static int64_t target_rank(const Vote *v, int kmax, const float *s, int k, float T, int64_t target,
-                           float *score, int64_t *label) {
-    int n = 0;
-    float st = 0.0f;
-    for (int j = 0; j < kmax;) {
-        int64_t c = v[j].label;
-        float acc = 0.0f;
-        int counted = 0;
-        for (; j < kmax && v[j].label == c; j++)
-            if (v[j].rank < k) {
-                acc += expf(s[v[j].rank] / T);
-                counted = 1;
-            }
-        if (!counted) continue;
-        if (c == target) st = acc;
-        score[n] = acc;
-        label[n++] = c;
+static void vote_table_free(VoteTable *t) {
+    free(t->slot);
+    free(t->used);
+}
+
+// Empties the table in O(1): slots of older stamps count as free.
+static void vote_table_clear(VoteTable *t) {
+    if (++t->stamp == 0) {  // wrapped: every slot's stamp may look current
+        memset(t->slot, 0, (size_t)(t->mask + 1) * sizeof(Slot));
+        t->stamp = 1;
     }
+    t->n_used = 0;
+}
+
+// The slot of `label`, or of its free place when `insert` (NULL otherwise).
+static Slot *vote_table_find(VoteTable *t, int64_t label, int insert) {
+    uint64_t h = ((uint64_t)label * 0x9E3779B97F4A7C15ull) >> (64 - t->bits);
+    while (t->slot[h].stamp == t->stamp && t->slot[h].label != label) h = (h + 1) & t->mask;
+    Slot *sl = &t->slot[h];
+    if (sl->stamp == t->stamp) return sl;
+    if (!insert) return NULL;
+    sl->stamp = t->stamp;
+    sl->label = label;
+    sl->score = 0.0f;
+    t->used[t->n_used++] = (int)h;
+    return sl;
+}
+
+// Rank of class `target` under (score desc, class index asc) when the first
+// k neighbours, of labels lab and weights exp(sim/T) in w, vote.
+static int64_t target_rank(VoteTable *t, const int64_t *lab, const float *w, int k,
+                           int64_t target) {
+    vote_table_clear(t);
+    for (int j = 0; j < k; j++) vote_table_find(t, lab[j], 1)->score += w[j];
+    const Slot *ts = vote_table_find(t, target, 0);
+    float st = ts ? ts->score : 0.0f;
     int64_t rank = 0, named_below = 0;
-    for (int g = 0; g < n; g++) {
-        if (label[g] < target) named_below++;
-        if (label[g] != target && (score[g] > st || (score[g] == st && label[g] < target))) rank++;
+    for (int u = 0; u < t->n_used; u++) {
+        const Slot *sl = &t->slot[t->used[u]];
+        if (sl->label < target) named_below++;
+        if (sl->label != target && (sl->score > st || (sl->score == st && sl->label < target)))
+            rank++;
     }
     // Scores are >= 0: an unnamed class (score 0) ranks above the target only
     // when the target scores 0 too and has the larger index.
@@ -230,22 +261,21 @@ void knn_vote(const float *sim, const int64_t *idx, int kmax, int64_t n_test,
     float T = cfg->temperature;
 #pragma omp parallel
     {
-        Vote *v = mallocCheck((size_t)kmax * sizeof(Vote));
-        float *score = mallocCheck((size_t)kmax * sizeof(float));
-        int64_t *label = mallocCheck((size_t)kmax * sizeof(int64_t));
+        VoteTable table;
+        vote_table_init(&table, kmax);
+        int64_t *lab = mallocCheck((size_t)kmax * sizeof(int64_t));
+        float *w = mallocCheck((size_t)kmax * sizeof(float));
         int64_t l1[KNN_MAX_K] = {0}, l5[KNN_MAX_K] = {0};
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < n_test; i++) {
-            const float *s = sim + i * kmax;
-            const int64_t *ix = idx + i * kmax;
+            // As the reference: (sim / T).exp() of each neighbour, summed per class in order.
             for (int j = 0; j < kmax; j++) {
-                v[j].label = train_labels[ix[j]];
-                v[j].rank = j;
+                lab[j] = train_labels[idx[i * kmax + j]];
+                w[j] = expf(sim[i * kmax + j] / T);
             }
-            qsort(v, (size_t)kmax, sizeof(Vote), cmp_vote);
             for (int q = 0; q < cfg->n_k; q++) {
                 int k = cfg->ks[q] < kmax ? cfg->ks[q] : kmax;
-                int64_t rank = target_rank(v, kmax, s, k, T, test_labels[i], score, label);
+                int64_t rank = target_rank(&table, lab, w, k, test_labels[i]);
                 int top = cfg->ks[q] < 5 ? cfg->ks[q] : 5;
                 if (rank == 0) l1[q]++;
                 if (rank < top) l5[q]++;
@@ -256,9 +286,9 @@ void knn_vote(const float *sim, const int64_t *idx, int kmax, int64_t n_test,
             c1[q] += l1[q];
             c5[q] += l5[q];
         }
-        free(label);
-        free(score);
-        free(v);
+        free(w);
+        free(lab);
+        vote_table_free(&table);
     }
     for (int q = 0; q < cfg->n_k; q++) {
         results[q].k = cfg->ks[q];

@@ -52,8 +52,8 @@ void knn_search(const float *train, int64_t n_train, const float *test, int64_t 
                 int kmax, float *out_sim, int64_t *out_idx);
 
 // Votes of the neighbours found by knn_search: for each k in cfg, top-1 and
-// top-min(5,k) accuracy. Labels must be >= 0; the work per row is O(kmax
-// log kmax), whatever the number of classes.
+// top-min(5,k) accuracy. Labels must be >= 0; the work per row is O(kmax)
+// for each k, whatever the number of classes.
 void knn_vote(const float *sim, const int64_t *idx, int kmax, int64_t n_test,
               const int64_t *train_labels, const int64_t *test_labels, const KnnConfig *cfg,
               KnnResult *results);
