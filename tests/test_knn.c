@@ -134,7 +134,7 @@ static void test_exact_ties(void) {
     for (int q = 0; q < 7; q++) cfg.ks[q] = ks[q];
     cfg.temperature = 0.07f;
     KnnResult res[KNN_MAX_K];
-    knn_vote(sim, idx, kmax, nte, trl, tel, nc, &cfg, res);
+    knn_vote(sim, idx, kmax, nte, trl, tel, &cfg, res);
     int all_ok = 1;
     for (int q = 0; q < 7; q++) {
         int64_t c1, c5;

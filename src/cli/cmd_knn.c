@@ -48,9 +48,11 @@ int cmd_knn(int argc, char **argv) {
     for (int i = 0; i < nb_knn.n; i++) cfg.ks[i] = nb_knn.v[i];
     cfg.temperature = temperature;
     cfg.num_classes = num_classes;
+    if (num_classes > KNN_MAX_CLASSES)
+        dino_die("--num_classes %d is above the limit of %d classes", num_classes, KNN_MAX_CLASSES);
 
     EvalFeatures ftr, fte;
-    eval_labelled_features("knn", &files, &ma, &ftr, &fte);
+    eval_labelled_features("knn", &files, KNN_MAX_CLASSES, &ma, &ftr, &fte);
     float *tr = ftr.x, *te = fte.x;
     int64_t *trl = ftr.labels, *tel = fte.labels, ntr = ftr.n, nte = fte.n;
     int d = (int)ftr.d;

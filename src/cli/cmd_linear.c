@@ -113,12 +113,19 @@ int cmd_linear(int argc, char **argv) {
     cfg.seed = (uint64_t)seed;
     ma.batch_size = cfg.batch_size;  // one batch size, as in the reference
 
+    if (num_labels > LINEAR_MAX_CLASSES)
+        dino_die("--num_labels %d is above the limit of %d classes", num_labels, LINEAR_MAX_CLASSES);
+    if (cfg.val_freq < 0)
+        dino_die("--val_freq must be >= 0 (0: validate after the last epoch only), got %d",
+                 cfg.val_freq);
+
     if (full) return linear_full_mode(&ma, &cfg, num_labels, output_dir);
     EvalFeatures ftr, fte;
-    eval_labelled_features("linear", &files, &ma, &ftr, &fte);
+    eval_labelled_features("linear", &files, LINEAR_MAX_CLASSES, &ma, &ftr, &fte);
     float *tr = ftr.x, *te = fte.x;
     int64_t *trl = ftr.labels, *tel = fte.labels, ntr = ftr.n, nte = fte.n;
     int d = (int)ftr.d;
+    // Labels are below LINEAR_MAX_CLASSES here, so the count fits an int.
     int64_t max_label = -1;
     for (int64_t i = 0; i < ntr; i++) max_label = trl[i] > max_label ? trl[i] : max_label;
     for (int64_t i = 0; i < nte; i++) max_label = tel[i] > max_label ? tel[i] : max_label;

@@ -1,6 +1,8 @@
 // Shared steps of the evaluation commands (see eval_common.h).
 #include "cli/eval_common.h"
 
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +88,10 @@ void eval_features_from_model(const EvalModelArgs *a, const EvalModel *em, int s
     fc.threads = th < 1 ? 1 : th > 8 ? 8 : th;
     fc.verbose = 1;
     out->n = dataset_size(ds);
+    // Sizes checked before the (n, d) output is allocated: a huge --crop makes d huge too.
+    int batch = out->n < fc.batch_size ? (int)out->n : fc.batch_size;
+    if (out->n > 0 && features_check(&em->m.vit, &fc, batch, err, sizeof err) != 0)
+        dino_die("%s: %s", a->data_path, err);
     out->d = features_dim(&em->m.vit, &fc);
     out->num_classes = dataset_num_classes(ds);
     dino_info("%s (%s split): %s; crop %d; %lld floats per image from %s",
@@ -143,21 +149,52 @@ static float *load_npy_features(const char *path, int64_t *n, int64_t *d) {
                  info.ndim);
     *n = info.shape[0];
     *d = info.shape[1];
+    if (*d > INT_MAX)
+        dino_die("%s: feature dimension %lld is above the limit of %d", path, (long long)*d, INT_MAX);
+    // A NaN or infinity is the sign of a diverged model; no evaluation of it means anything.
+    for (size_t i = 0; i < info.numel; i++)
+        if (!isfinite(x[i]))
+            dino_die("%s: feature %lld of sample %lld is not a finite number (%g)", path,
+                     (long long)(i % (size_t)*d), (long long)(i / (size_t)*d), x[i]);
     return x;
 }
 
-static int64_t *load_npy_labels(const char *path, int64_t n) {
+// "(2, 4)", "(5,)", "()": the shape as NumPy prints it.
+static void format_shape(const NpyInfo *info, char *out, size_t n) {
+    size_t len = (size_t)snprintf(out, n, "(");
+    for (int i = 0; i < info->ndim && len < n; i++)
+        len += (size_t)snprintf(out + len, n - len, "%s%lld", i ? ", " : "",
+                                (long long)info->shape[i]);
+    if (len < n) snprintf(out + len, n - len, "%s)", info->ndim == 1 ? "," : "");
+}
+
+// One label per feature row, each in [0, max_classes): checked as int64,
+// before any narrowing to the int class counts.
+static int64_t *load_npy_labels(const char *path, int64_t n, int max_classes) {
     char err[512];
     NpyInfo info;
     int64_t *l = npy_read_i64(path, &info, err, sizeof err);
     if (!l) dino_die("%s", err);
-    if (info.ndim != 1 || (int64_t)info.numel != n)
-        dino_die("%s: expected %lld labels in a 1-D array, got %zu elements", path,
-                 (long long)n, info.numel);
+    if (info.ndim != 1) {
+        char shape[160];
+        format_shape(&info, shape, sizeof shape);
+        dino_die("%s: labels must be 1-D, got shape %s", path, shape);
+    }
+    if ((int64_t)info.numel != n)
+        dino_die("%s: expected %lld labels (one per feature row), got %zu", path, (long long)n,
+                 info.numel);
+    for (int64_t i = 0; i < n; i++) {
+        if (l[i] < 0)
+            dino_die("%s: sample %lld has no label (%lld); the evaluation needs labelled samples",
+                     path, (long long)i, (long long)l[i]);
+        if (l[i] >= max_classes)
+            dino_die("%s: label %lld of sample %lld is not below the limit of %d classes", path,
+                     (long long)l[i], (long long)i, max_classes);
+    }
     return l;
 }
 
-void eval_labelled_features(const char *command, const FeatureFiles *files,
+void eval_labelled_features(const char *command, const FeatureFiles *files, int max_classes,
                             const EvalModelArgs *a, EvalFeatures *train, EvalFeatures *val) {
     FeatureFiles f = *files;
     char paths[4][4096];
@@ -179,8 +216,8 @@ void eval_labelled_features(const char *command, const FeatureFiles *files,
         if (train->d != val->d)
             dino_die("training features have dimension %lld but validation features %lld",
                      (long long)train->d, (long long)val->d);
-        train->labels = load_npy_labels(f.train_labels, train->n);
-        val->labels = load_npy_labels(f.val_labels, val->n);
+        train->labels = load_npy_labels(f.train_labels, train->n, max_classes);
+        val->labels = load_npy_labels(f.val_labels, val->n, max_classes);
         train->labelled = val->labelled = 1;
         return;
     }

@@ -84,8 +84,9 @@ typedef struct {
 
 // Labelled train and validation features for `command`: from the .npy files
 // when any is given, else from the model over a->data_path. Exits with one
-// line when something is missing, unlabelled or of mismatched dimension.
-void eval_labelled_features(const char *command, const FeatureFiles *files,
+// line when something is missing, unlabelled, not finite, of mismatched
+// dimension or shape, or a label is not below max_classes.
+void eval_labelled_features(const char *command, const FeatureFiles *files, int max_classes,
                             const EvalModelArgs *a, EvalFeatures *train, EvalFeatures *val);
 
 #endif

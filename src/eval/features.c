@@ -35,6 +35,34 @@ int64_t features_dim(const ViTConfig *cfg, const FeatureConfig *fc) {
     return D * (fc->n_last_blocks + (fc->avgpool ? 1 : 0));
 }
 
+int features_check(const ViTConfig *cfg, const FeatureConfig *fc, int batch, char *err,
+                   size_t errlen) {
+    if (fc->crop < cfg->patch)
+        return dino_errf(err, errlen, "crop %d is smaller than the patch size %d", fc->crop, cfg->patch);
+    if (fc->n_last_blocks < 1 || fc->n_last_blocks > cfg->depth)
+        return dino_errf(err, errlen, "n_last_blocks must lie in [1, %d], got %d", cfg->depth,
+                    fc->n_last_blocks);
+    if (fc->n_last_blocks > FEATURES_MAX_BLOCKS)
+        return dino_errf(err, errlen, "n_last_blocks can be at most %d", FEATURES_MAX_BLOCKS);
+    if (batch < 1) return dino_errf(err, errlen, "batch_size must be >= 1");
+    // The attention probabilities (batch, heads, T, T) first, in double: the
+    // exact count below multiplies sizes that could overflow for a huge crop.
+    double grid = (double)(fc->crop / cfg->patch), tokens = grid * grid + 1;
+    double bytes = 4.0 * batch * cfg->heads * tokens * tokens;
+    if (bytes <= FEATURES_MAX_PASS_BYTES) {
+        int nblk = fc->patch_tokens ? 1 : fc->n_last_blocks;
+        bytes = (double)vit_acts_bytes(cfg, batch, fc->crop, fc->crop, VIT_ACTS_INFER) +
+                4.0 * batch * (double)features_dim(cfg, fc) +
+                (nblk > 1 ? 4.0 * nblk * batch * tokens * cfg->dim : 0);
+    }
+    if (bytes > FEATURES_MAX_PASS_BYTES)
+        return dino_errf(err, errlen,
+                    "crop %d at a batch of %d images needs %.3g GiB for one forward pass (%.0f "
+                    "tokens per image), above the limit of %.0f GiB; use a smaller crop or batch",
+                    fc->crop, batch, bytes / (1 << 30), tokens, FEATURES_MAX_PASS_BYTES / (1 << 30));
+    return 0;
+}
+
 // Rows from final-norm tokens: last (B, T, D) of the last block, inter
 // (n, B, T, D) of the last n blocks when n > 1 (else unused).
 static void rows_from_tokens(const ViTConfig *cfg, const FeatureConfig *fc, const float *last,
@@ -94,21 +122,17 @@ void features_from_images(const ViTConfig *cfg, const ViTWeights *w, struct ViTA
 int features_extract(const ViTConfig *cfg, const ViTWeights *w, const Dataset *ds,
                      const FeatureConfig *fc, float *out, int64_t *labels, char *err,
                      size_t errlen) {
-    if (fc->crop < cfg->patch)
-        return dino_errf(err, errlen, "crop %d is smaller than the patch size %d", fc->crop, cfg->patch);
-    if (fc->n_last_blocks < 1 || fc->n_last_blocks > cfg->depth)
-        return dino_errf(err, errlen, "n_last_blocks must lie in [1, %d], got %d", cfg->depth,
-                    fc->n_last_blocks);
-    if (fc->n_last_blocks > FEATURES_MAX_BLOCKS)
-        return dino_errf(err, errlen, "n_last_blocks can be at most %d", FEATURES_MAX_BLOCKS);
     if (fc->batch_size < 1) return dino_errf(err, errlen, "batch_size must be >= 1");
     int64_t N = dataset_size(ds);
     if (N < 1) return dino_errf(err, errlen, "the dataset is empty");
+    // A batch larger than the dataset needs no more room than the dataset.
+    int B = N < fc->batch_size ? (int)N : fc->batch_size;
+    if (features_check(cfg, fc, B, err, errlen)) return -1;
     LoaderConfig lc;
     loader_config_default(&lc);
     lc.mode = LOADER_EVAL;
     lc.eval_crop = fc->crop;
-    lc.batch_size = fc->batch_size;
+    lc.batch_size = B;
     lc.shuffle = 0;
     lc.drop_last = 0;
     lc.threads = fc->threads;
@@ -120,17 +144,17 @@ int features_extract(const ViTConfig *cfg, const ViTWeights *w, const Dataset *d
     CudaFeatures *gpu = NULL;
     float *gtok = NULL;
     if (fc->device == DEVICE_CUDA) {
-        gpu = cuda_features_create(cfg, w, fc->batch_size, fc->crop, nblk, err, errlen);
+        gpu = cuda_features_create(cfg, w, B, fc->crop, nblk, err, errlen);
         if (!gpu) {
             loader_free(ld);
             return -1;
         }
         size_t T = (size_t)vit_tokens(cfg, fc->crop, fc->crop);
-        gtok = mallocCheck((size_t)nblk * fc->batch_size * T * cfg->dim * sizeof(float));
+        gtok = mallocCheck((size_t)nblk * B * T * cfg->dim * sizeof(float));
     }
-    struct ViTActs *acts = gpu ? NULL : vit_acts_create(cfg, fc->batch_size, fc->crop, fc->crop, 0);
+    struct ViTActs *acts = gpu ? NULL : vit_acts_create(cfg, B, fc->crop, fc->crop, 0);
     int64_t *seen = callocCheck((size_t)N, sizeof(int64_t));
-    float *rows = mallocCheck((size_t)fc->batch_size * dim * sizeof(float));
+    float *rows = mallocCheck((size_t)B * dim * sizeof(float));
     double t0 = dino_now(), last_report = t0;
     int64_t done = 0;
     int rc = 0;

@@ -20,6 +20,11 @@
 #include "data/dataset.h"
 #include "vit.h"
 
+// The most memory one forward pass may take (activations, intermediate
+// tokens, output rows): beyond it the crop or the batch is a mistake, and a
+// smaller batch computes the same features.
+#define FEATURES_MAX_PASS_BYTES ((double)((int64_t)16 << 30))
+
 typedef struct {
     int crop;           // evaluation crop size (224)
     int batch_size;     // images per forward pass (128)
@@ -36,13 +41,20 @@ void feature_config_default(FeatureConfig *c);
 // Floats per sample for images of crop × crop.
 int64_t features_dim(const ViTConfig *cfg, const FeatureConfig *fc);
 
+// 0 when fc's crop, blocks and a forward pass over `batch` images are
+// valid and within FEATURES_MAX_PASS_BYTES; -1 with err filled (naming the
+// crop, the batch and the limit) otherwise. Nothing is allocated.
+int features_check(const ViTConfig *cfg, const FeatureConfig *fc, int batch, char *err,
+                   size_t errlen);
+
 // Features of B images (B, 3, H, W), already transformed, into out (B, dim),
 // using acts made by vit_acts_create(cfg, >= B, H, W, 0).
 void features_from_images(const ViTConfig *cfg, const ViTWeights *w, struct ViTActs *acts,
                           const float *images, int B, const FeatureConfig *fc, float *out);
 
 // The whole dataset: out (dataset_size, dim), labels (dataset_size) (-1 when
-// unlabelled). 0, or -1 with err filled (bad flags, unreadable images).
+// unlabelled), in batches of min(batch_size, dataset_size). 0, or -1 with err
+// filled (bad flags, a pass beyond the memory limit, unreadable images).
 int features_extract(const ViTConfig *cfg, const ViTWeights *w, const Dataset *ds,
                      const FeatureConfig *fc, float *out, int64_t *labels, char *err,
                      size_t errlen);

@@ -101,15 +101,26 @@ static float compact(Cand *c, int *n, int k) {
     return w.s;
 }
 
+// Candidates a row's buffer holds before it is compacted to the best kmax.
+static int64_t candidate_cap(int64_t kmax) { return 4 * kmax > kmax + 256 ? 4 * kmax : kmax + 256; }
+
+// Bytes knn_search and the neighbour lists it fills take for these sizes.
+static double search_bytes(int64_t n_test, int64_t kmax) {
+    double rows = n_test < KNN_TEST_BLOCK ? (double)n_test : KNN_TEST_BLOCK;
+    return rows * (double)candidate_cap(kmax) * sizeof(Cand) +
+           (double)n_test * (double)kmax * (sizeof(float) + sizeof(int64_t));
+}
+
 void knn_search(const float *train, int64_t n_train, const float *test, int64_t n_test, int d,
                 int kmax, float *out_sim, int64_t *out_idx) {
     DINO_ASSERT(kmax >= 1 && kmax <= n_train);
     int64_t tb = KNN_TEST_BLOCK, rb = KNN_TRAIN_BLOCK;
-    int cap = 4 * kmax > kmax + 256 ? 4 * kmax : kmax + 256;
-    float *tile = alignedAllocCheck((size_t)tb * rb * sizeof(float));
-    Cand *buf = mallocCheck((size_t)tb * cap * sizeof(Cand));
-    int *fill = mallocCheck((size_t)tb * sizeof(int));
-    float *floor_v = mallocCheck((size_t)tb * sizeof(float));
+    int64_t rows = n_test < tb && n_test > 0 ? n_test : tb;  // a block holds at most this many
+    int cap = (int)candidate_cap(kmax);
+    float *tile = alignedAllocCheck((size_t)rows * rb * sizeof(float));
+    Cand *buf = mallocCheck((size_t)rows * cap * sizeof(Cand));
+    int *fill = mallocCheck((size_t)rows * sizeof(int));
+    float *floor_v = mallocCheck((size_t)rows * sizeof(float));
     for (int64_t t0 = 0; t0 < n_test; t0 += tb) {
         int64_t nt = n_test - t0 < tb ? n_test - t0 : tb;
         for (int64_t i = 0; i < nt; i++) {
@@ -160,30 +171,111 @@ void knn_search(const float *train, int64_t n_train, const float *test, int64_t 
     free(tile);
 }
 
+// ---------------------------------------------------------------- voting
+//
+// Only the classes of a row's k neighbours score above 0, so the vote keeps
+// those in a small hash table (label -> score, summed in neighbour order as
+// the reference sums), and the classes no neighbour names, all at score 0,
+// are counted rather than scanned. A vote then costs O(k), whatever the
+// number of classes (a scan of every class cost rows x k x classes: 12 s for
+// one label of 1e8 among 8 samples).
+
+typedef struct {
+    int64_t label;
+    float score;
+    uint32_t stamp;  // the slot is in use for the vote of this stamp only
+} Slot;
+
+typedef struct {
+    Slot *slot;
+    int *used;  // slots taken by the current vote, in order of first use
+    int n_used;
+    uint64_t mask;
+    int bits;
+    uint32_t stamp;
+} VoteTable;
+
+// A table for up to kmax classes, at most half full.
+static void vote_table_init(VoteTable *t, int kmax) {
+    t->bits = 1;
+    while (((int64_t)1 << t->bits) < 2 * (int64_t)kmax) t->bits++;
+    t->mask = ((uint64_t)1 << t->bits) - 1;
+    t->slot = callocCheck((size_t)t->mask + 1, sizeof(Slot));
+    t->used = mallocCheck((size_t)kmax * sizeof(int));
+    t->stamp = 0;
+}
+
+static void vote_table_free(VoteTable *t) {
+    free(t->slot);
+    free(t->used);
+}
+
+// Empties the table in O(1): slots of older stamps count as free.
+static void vote_table_clear(VoteTable *t) {
+    if (++t->stamp == 0) {  // wrapped: every slot's stamp may look current
+        memset(t->slot, 0, (size_t)(t->mask + 1) * sizeof(Slot));
+        t->stamp = 1;
+    }
+    t->n_used = 0;
+}
+
+// The slot of `label`, or of its free place when `insert` (NULL otherwise).
+static Slot *vote_table_find(VoteTable *t, int64_t label, int insert) {
+    uint64_t h = ((uint64_t)label * 0x9E3779B97F4A7C15ull) >> (64 - t->bits);
+    while (t->slot[h].stamp == t->stamp && t->slot[h].label != label) h = (h + 1) & t->mask;
+    Slot *sl = &t->slot[h];
+    if (sl->stamp == t->stamp) return sl;
+    if (!insert) return NULL;
+    sl->stamp = t->stamp;
+    sl->label = label;
+    sl->score = 0.0f;
+    t->used[t->n_used++] = (int)h;
+    return sl;
+}
+
+// Rank of class `target` under (score desc, class index asc) when the first
+// k neighbours, of labels lab and weights exp(sim/T) in w, vote.
+static int64_t target_rank(VoteTable *t, const int64_t *lab, const float *w, int k,
+                           int64_t target) {
+    vote_table_clear(t);
+    for (int j = 0; j < k; j++) vote_table_find(t, lab[j], 1)->score += w[j];
+    const Slot *ts = vote_table_find(t, target, 0);
+    float st = ts ? ts->score : 0.0f;
+    int64_t rank = 0, named_below = 0;
+    for (int u = 0; u < t->n_used; u++) {
+        const Slot *sl = &t->slot[t->used[u]];
+        if (sl->label < target) named_below++;
+        if (sl->label != target && (sl->score > st || (sl->score == st && sl->label < target)))
+            rank++;
+    }
+    // Scores are >= 0: an unnamed class (score 0) ranks above the target only
+    // when the target scores 0 too and has the larger index.
+    if (st == 0.0f) rank += target - named_below;
+    return rank;
+}
+
 void knn_vote(const float *sim, const int64_t *idx, int kmax, int64_t n_test,
-              const int64_t *train_labels, const int64_t *test_labels, int num_classes,
-              const KnnConfig *cfg, KnnResult *results) {
+              const int64_t *train_labels, const int64_t *test_labels, const KnnConfig *cfg,
+              KnnResult *results) {
     int64_t c1[KNN_MAX_K] = {0}, c5[KNN_MAX_K] = {0};
     float T = cfg->temperature;
 #pragma omp parallel
     {
-        float *score = mallocCheck((size_t)num_classes * sizeof(float));
+        VoteTable table;
+        vote_table_init(&table, kmax);
+        int64_t *lab = mallocCheck((size_t)kmax * sizeof(int64_t));
+        float *w = mallocCheck((size_t)kmax * sizeof(float));
         int64_t l1[KNN_MAX_K] = {0}, l5[KNN_MAX_K] = {0};
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < n_test; i++) {
-            const float *s = sim + i * kmax;
-            const int64_t *ix = idx + i * kmax;
-            int64_t target = test_labels[i];
+            // As the reference: (sim / T).exp() of each neighbour, summed per class in order.
+            for (int j = 0; j < kmax; j++) {
+                lab[j] = train_labels[idx[i * kmax + j]];
+                w[j] = expf(sim[i * kmax + j] / T);
+            }
             for (int q = 0; q < cfg->n_k; q++) {
                 int k = cfg->ks[q] < kmax ? cfg->ks[q] : kmax;
-                memset(score, 0, (size_t)num_classes * sizeof(float));
-                // As the reference: (sim / T).exp(), summed over neighbours in order.
-                for (int j = 0; j < k; j++) score[train_labels[ix[j]]] += expf(s[j] / T);
-                // Rank of the target under (score desc, class index asc).
-                float st = score[target];
-                int rank = 0;
-                for (int c = 0; c < num_classes; c++)
-                    if (score[c] > st || (score[c] == st && c < target)) rank++;
+                int64_t rank = target_rank(&table, lab, w, k, test_labels[i]);
                 int top = cfg->ks[q] < 5 ? cfg->ks[q] : 5;
                 if (rank == 0) l1[q]++;
                 if (rank < top) l5[q]++;
@@ -194,7 +286,9 @@ void knn_vote(const float *sim, const int64_t *idx, int kmax, int64_t n_test,
             c1[q] += l1[q];
             c5[q] += l5[q];
         }
-        free(score);
+        free(w);
+        free(lab);
+        vote_table_free(&table);
     }
     for (int q = 0; q < cfg->n_k; q++) {
         results[q].k = cfg->ks[q];
@@ -210,6 +304,10 @@ static int check_labels(const int64_t *lab, int64_t n, const char *which, int64_
             return dino_errf(err, errlen,
                         "k-NN needs labels, but %s sample %lld has none (label %lld)", which,
                         (long long)i, (long long)lab[i]);
+        if (lab[i] >= KNN_MAX_CLASSES)
+            return dino_errf(err, errlen,
+                        "%s sample %lld has label %lld, not below the limit of %d classes", which,
+                        (long long)i, (long long)lab[i], KNN_MAX_CLASSES);
         if (lab[i] > *max_label) *max_label = lab[i];
     }
     return 0;
@@ -223,6 +321,9 @@ int knn_evaluate(const float *train, const int64_t *train_labels, int64_t n_trai
     if (d < 1) return dino_errf(err, errlen, "k-NN features have dimension %d", d);
     if (cfg->n_k < 1 || cfg->n_k > KNN_MAX_K)
         return dino_errf(err, errlen, "k-NN needs 1 to %d values of k, got %d", KNN_MAX_K, cfg->n_k);
+    if (cfg->num_classes > KNN_MAX_CLASSES)
+        return dino_errf(err, errlen, "k-NN num_classes %d is above the limit of %d classes",
+                    cfg->num_classes, KNN_MAX_CLASSES);
     if (!(cfg->temperature > 0))
         return dino_errf(err, errlen, "k-NN temperature must be > 0, got %g", cfg->temperature);
     int kmax = 0;
@@ -231,6 +332,11 @@ int knn_evaluate(const float *train, const int64_t *train_labels, int64_t n_trai
         if (cfg->ks[q] > kmax) kmax = cfg->ks[q];
     }
     if (kmax > n_train) kmax = (int)n_train;
+    if (search_bytes(n_test, kmax) > KNN_MAX_SEARCH_BYTES)
+        return dino_errf(err, errlen,
+                    "k-NN with k = %d over %lld test samples needs %.3g GiB of neighbour lists, "
+                    "above the limit of %.0f GiB; use a smaller k", kmax, (long long)n_test,
+                    search_bytes(n_test, kmax) / (1 << 30), KNN_MAX_SEARCH_BYTES / (1 << 30));
     for (int pass = 0; pass < 2; pass++) {
         const float *x = pass ? test : train;
         int64_t n = pass ? n_test : n_train;
@@ -256,7 +362,7 @@ int knn_evaluate(const float *train, const int64_t *train_labels, int64_t n_trai
     float *sim = mallocCheck((size_t)n_test * kmax * sizeof(float));
     int64_t *idx = mallocCheck((size_t)n_test * kmax * sizeof(int64_t));
     knn_search(tr, n_train, te, n_test, d, kmax, sim, idx);
-    knn_vote(sim, idx, kmax, n_test, train_labels, test_labels, num_classes, cfg, results);
+    knn_vote(sim, idx, kmax, n_test, train_labels, test_labels, cfg, results);
     free(sim);
     free(idx);
     free(tr);

@@ -16,6 +16,14 @@
 #include <stdint.h>
 
 #define KNN_MAX_K 16
+// Labels and num_classes must lie below this: a class index of 2^24 or more
+// is an id or a corrupt file, not one of a dataset's classes (ImageNet-21k has
+// 21,841), and it must fit the int of KnnConfig.num_classes.
+#define KNN_MAX_CLASSES (1 << 24)
+// The most memory the neighbour search may take (the kmax best of every test
+// row and the candidate buffers): beyond it, k is far above the reference's
+// largest (200) for the number of test samples.
+#define KNN_MAX_SEARCH_BYTES ((double)((int64_t)8 << 30))
 
 typedef struct {
     int n_k;
@@ -44,16 +52,18 @@ void knn_search(const float *train, int64_t n_train, const float *test, int64_t 
                 int kmax, float *out_sim, int64_t *out_idx);
 
 // Votes of the neighbours found by knn_search: for each k in cfg, top-1 and
-// top-min(5,k) accuracy. Labels must lie in [0, num_classes).
+// top-min(5,k) accuracy. Labels must be >= 0; the work per row is O(kmax)
+// for each k, whatever the number of classes.
 void knn_vote(const float *sim, const int64_t *idx, int kmax, int64_t n_test,
-              const int64_t *train_labels, const int64_t *test_labels, int num_classes,
-              const KnnConfig *cfg, KnnResult *results);
+              const int64_t *train_labels, const int64_t *test_labels, const KnnConfig *cfg,
+              KnnResult *results);
 
 // The whole evaluation on raw (un-normalised) features, which are left
 // untouched: copies, normalises, searches, votes. results has cfg->n_k entries.
 // Returns 0, or -1 with err filled (no training samples, a negative label
-// meaning "unlabelled", a label >= num_classes, k < 1, a NaN or infinite
-// feature — the sign of a diverged model).
+// meaning "unlabelled", a label >= num_classes or >= KNN_MAX_CLASSES, k < 1,
+// a search beyond KNN_MAX_SEARCH_BYTES, a NaN or infinite feature — the sign
+// of a diverged model).
 int knn_evaluate(const float *train, const int64_t *train_labels, int64_t n_train,
                  const float *test, const int64_t *test_labels, int64_t n_test, int d,
                  const KnnConfig *cfg, KnnResult *results, char *err, size_t errlen);

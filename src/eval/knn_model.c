@@ -36,6 +36,12 @@ static int split_features(const ViTConfig *cfg, const ViTWeights *w, const KnnMo
     fc.batch_size = c->batch_size;
     fc.threads = c->threads;
     *n = dataset_size(ds);
+    // Sizes checked before the (n, d) output is allocated.
+    int batch = *n < fc.batch_size ? (int)*n : fc.batch_size;
+    if (*n > 0 && features_check(cfg, &fc, batch, err, errlen) != 0) {
+        dataset_close(ds);
+        return -1;
+    }
     *d = features_dim(cfg, &fc);
     *x = mallocCheck((size_t)*n * *d * sizeof(float));
     *labels = mallocCheck((size_t)*n * sizeof(int64_t));

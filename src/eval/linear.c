@@ -25,6 +25,43 @@ void linear_config_default(LinearConfig *c) {
     c->seed = 0;
 }
 
+int linear_check_shape(int dim, int num_classes, int batch, char *err, size_t errlen) {
+    if (num_classes < 2) return dino_errf(err, errlen, "the linear probe needs at least 2 classes");
+    if (num_classes > LINEAR_MAX_CLASSES)
+        return dino_errf(err, errlen, "the linear probe supports at most %d classes, got %d",
+                    LINEAR_MAX_CLASSES, num_classes);
+    if (dim < 1)
+        return dino_errf(err, errlen, "the linear probe needs features of dimension >= 1, got %d", dim);
+    if (batch < 1)
+        return dino_errf(err, errlen, "the linear probe needs a batch size >= 1, got %d", batch);
+    int64_t weights = (int64_t)num_classes * dim;
+    if (weights > LINEAR_MAX_WEIGHTS)
+        return dino_errf(err, errlen,
+                    "a linear classifier of %d classes on %d features has %lld weights, above the "
+                    "limit of %lld", num_classes, dim, (long long)weights, (long long)LINEAR_MAX_WEIGHTS);
+    int64_t wide = num_classes > dim ? num_classes : dim;
+    if ((int64_t)batch * wide > LINEAR_MAX_WEIGHTS)
+        return dino_errf(err, errlen,
+                    "a linear-probe batch of %d samples x %lld values is above the limit of %lld "
+                    "floats; use a smaller batch", batch, (long long)wide, (long long)LINEAR_MAX_WEIGHTS);
+    return 0;
+}
+
+int linear_check_finite(const float *x, int64_t n, int dim, const char *which, char *err,
+                        size_t errlen) {
+    for (int64_t i = 0; i < n * dim; i++)
+        if (!isfinite(x[i]))
+            return dino_errf(err, errlen,
+                        "the linear probe's %s feature %lld of sample %lld is not a finite number (%g)",
+                        which, (long long)(i % dim), (long long)(i / dim), x[i]);
+    return 0;
+}
+
+int linear_validates(const LinearConfig *c, int epoch) {
+    if (epoch == c->epochs - 1) return 1;
+    return c->val_freq > 0 && (epoch + 1) % c->val_freq == 0;
+}
+
 void linear_init(LinearClassifier *lc, int dim, int num_classes, uint64_t seed) {
     lc->dim = dim;
     lc->num_classes = num_classes;
@@ -89,9 +126,10 @@ double linear_train_epoch(LinearClassifier *lc, LinearSgd *opt, const float *x,
                           const int64_t *y, int64_t n, const int64_t *order, int batch, float lr,
                           float momentum, float weight_decay) {
     int D = lc->dim, C = lc->num_classes;
-    float *xb = mallocCheck((size_t)batch * D * sizeof(float));
-    int64_t *yb = mallocCheck((size_t)batch * sizeof(int64_t));
-    float *lg = mallocCheck((size_t)batch * C * sizeof(float));
+    int rows = n < batch ? (int)n : batch;  // a batch larger than the data needs no more room
+    float *xb = mallocCheck((size_t)rows * D * sizeof(float));
+    int64_t *yb = mallocCheck((size_t)rows * sizeof(int64_t));
+    float *lg = mallocCheck((size_t)rows * C * sizeof(float));
     float *gw = mallocCheck((size_t)C * D * sizeof(float));
     float *gb = mallocCheck((size_t)C * sizeof(float));
     double loss_sum = 0;
@@ -127,7 +165,10 @@ double linear_train_epoch(LinearClassifier *lc, LinearSgd *opt, const float *x,
 void linear_evaluate(const LinearClassifier *lc, const float *x, const int64_t *y, int64_t n,
                      double *top1, double *top5, double *loss) {
     int D = lc->dim, C = lc->num_classes;
-    const int chunk = 1024;
+    // Up to 1024 rows of logits at a time, fewer with many classes (2^20 floats at most).
+    int chunk = (1 << 20) / C;
+    if (chunk > 1024) chunk = 1024;
+    if (chunk < 1) chunk = 1;
     float *lg = mallocCheck((size_t)chunk * C * sizeof(float));
     int64_t c1 = 0, c5 = 0;
     double loss_sum = 0;
@@ -183,16 +224,51 @@ static int check_labels(const int64_t *y, int64_t n, int nc, const char *which, 
     return 0;
 }
 
+int linear_epoch_end(const LinearClassifier *lc, const LinearConfig *cfg, const float *val_x,
+                     const int64_t *val_y, int64_t n_val, int epoch, float lr, double train_loss,
+                     double seconds, LinearResult *res, char *err, size_t errlen) {
+    if (!isfinite(train_loss))
+        return dino_errf(err, errlen,
+                    "the linear probe's training loss is not finite (%g) at epoch %d (the features "
+                    "are too large or the learning rate diverges), so no accuracy is reported",
+                    train_loss, epoch);
+    char line[512];
+    int len = snprintf(line, sizeof line, "epoch %d: lr %.6g train loss %.4f", epoch, lr, train_loss);
+    if (n_val > 0 && linear_validates(cfg, epoch)) {
+        double vl = linear_validate_epoch(lc, val_x, val_y, n_val, epoch, res);
+        if (!isfinite(vl))
+            return dino_errf(err, errlen,
+                        "the linear probe's validation loss is not finite (%g) at epoch %d (the "
+                        "classifier diverged), so no accuracy is reported", vl, epoch);
+        len += snprintf(line + len, sizeof line - (size_t)len,
+                        " val loss %.4f top-1 %.2f top-5 %.2f (best top-1 %.2f", vl, res->last_top1,
+                        res->last_top5, res->best_top1);
+        if (seconds >= 0) snprintf(line + len, sizeof line - (size_t)len, "; %.1f s)", seconds);
+        else snprintf(line + len, sizeof line - (size_t)len, ")");
+    } else if (seconds >= 0) {
+        snprintf(line + len, sizeof line - (size_t)len, " (%.1f s)", seconds);
+    }
+    if (cfg->verbose) printf("%s\n", line);
+    return 0;
+}
+
 int linear_probe(const LinearConfig *cfg, const float *train_x, const int64_t *train_y,
                  int64_t n_train, const float *val_x, const int64_t *val_y, int64_t n_val,
                  int dim, int num_classes, LinearClassifier *out, LinearResult *res, char *err,
                  size_t errlen) {
     if (n_train < 1) return dino_errf(err, errlen, "the linear probe has no training samples");
-    if (num_classes < 2) return dino_errf(err, errlen, "the linear probe needs at least 2 classes");
     if (cfg->epochs < 1 || cfg->batch_size < 1)
         return dino_errf(err, errlen, "the linear probe needs epochs >= 1 and batch_size >= 1");
+    if (cfg->val_freq < 0)
+        return dino_errf(err, errlen,
+                    "the linear probe's val_freq must be >= 0 (0: validate after the last epoch "
+                    "only), got %d", cfg->val_freq);
+    int batch = n_train < cfg->batch_size ? (int)n_train : cfg->batch_size;
+    if (linear_check_shape(dim, num_classes, batch, err, errlen)) return -1;
     if (check_labels(train_y, n_train, num_classes, "training", err, errlen)) return -1;
     if (check_labels(val_y, n_val, num_classes, "validation", err, errlen)) return -1;
+    if (linear_check_finite(train_x, n_train, dim, "training", err, errlen)) return -1;
+    if (linear_check_finite(val_x, n_val, dim, "validation", err, errlen)) return -1;
     LinearClassifier lc;
     linear_init(&lc, dim, num_classes, cfg->seed);
     LinearSgd opt;
@@ -201,7 +277,8 @@ int linear_probe(const LinearConfig *cfg, const float *train_x, const int64_t *t
     double base_lr = (double)cfg->lr * cfg->batch_size / 256.0;
     memset(res, 0, sizeof *res);
     res->best_top1 = -1;
-    for (int e = 0; e < cfg->epochs; e++) {
+    int rc = 0;
+    for (int e = 0; e < cfg->epochs && rc == 0; e++) {
         for (int64_t i = 0; i < n_train; i++) order[i] = i;
         if (cfg->shuffle) {
             Rng r;
@@ -216,21 +293,13 @@ int linear_probe(const LinearConfig *cfg, const float *train_x, const int64_t *t
         double tl = linear_train_epoch(&lc, &opt, train_x, train_y, n_train, order,
                                        cfg->batch_size, lr, cfg->momentum, cfg->weight_decay);
         res->last_train_loss = tl;
-        if (n_val > 0 && ((e + 1) % cfg->val_freq == 0 || e == cfg->epochs - 1)) {
-            double vl = linear_validate_epoch(&lc, val_x, val_y, n_val, e, res);
-            if (cfg->verbose)
-                printf("epoch %d: lr %.6g train loss %.4f val loss %.4f top-1 %.2f top-5 %.2f "
-                       "(best top-1 %.2f)\n",
-                       e, lr, tl, vl, res->last_top1, res->last_top5, res->best_top1);
-        } else if (cfg->verbose) {
-            printf("epoch %d: lr %.6g train loss %.4f\n", e, lr, tl);
-        }
+        rc = linear_epoch_end(&lc, cfg, val_x, val_y, n_val, e, lr, tl, -1, res, err, errlen);
         fflush(stdout);
     }
     if (res->best_top1 < 0) res->best_top1 = 0;
     free(order);
     linear_sgd_free(&opt);
-    if (out) *out = lc;
+    if (rc == 0 && out) *out = lc;
     else linear_free(&lc);
-    return 0;
+    return rc;
 }

@@ -15,6 +15,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// At most this many classes: a class index of 2^24 or more is an id or a
+// corrupt file, not one of a dataset's classes (ImageNet-21k has 21,841).
+#define LINEAR_MAX_CLASSES (1 << 24)
+// At most this many floats in the weight (classes x dim) and in a batch's
+// logits or features: the weight, its momentum and its gradient then take
+// 1 GiB each; a larger probe is a wrong --num_labels or batch, not a plan.
+#define LINEAR_MAX_WEIGHTS ((int64_t)1 << 28)
+
 typedef struct {
     int dim, num_classes;
     float *w;  // (num_classes, dim)
@@ -32,7 +40,7 @@ typedef struct {
     int batch_size;      // 128: the step size is lr·batch_size/256
     float momentum;      // 0.9
     float weight_decay;  // 0
-    int val_freq;        // 1
+    int val_freq;        // 1; 0: validate only after the last epoch
     int shuffle;         // 1: a new order each epoch from (seed, epoch); 0: dataset order
     uint64_t seed;       // for the init and the shuffles
     int verbose;         // print one line per epoch to stdout
@@ -46,7 +54,19 @@ typedef struct {
 
 void linear_config_default(LinearConfig *c);
 
-// Allocates and initialises (weight N(0, 0.01) from a stream keyed by seed, bias 0).
+// 0 when a probe of num_classes classes on dim features, trained in batches
+// of `batch`, lies within the limits above; -1 with err filled otherwise.
+int linear_check_shape(int dim, int num_classes, int batch, char *err, size_t errlen);
+// 0 when every one of the n rows of x (n, dim) is finite; -1 with err
+// naming `which` ("training", "validation"), the sample and the feature.
+int linear_check_finite(const float *x, int64_t n, int dim, const char *which, char *err,
+                        size_t errlen);
+// Whether epoch e (0-based) ends with a validation: every val_freq epochs and
+// after the last one (only then when val_freq is 0).
+int linear_validates(const LinearConfig *c, int epoch);
+
+// Allocates and initialises (weight N(0, 0.01) from a stream keyed by seed,
+// bias 0); the shape must pass linear_check_shape.
 void linear_init(LinearClassifier *lc, int dim, int num_classes, uint64_t seed);
 void linear_free(LinearClassifier *lc);
 void linear_sgd_init(LinearSgd *opt, const LinearClassifier *lc);
@@ -71,8 +91,19 @@ void linear_evaluate(const LinearClassifier *lc, const float *x, const int64_t *
 double linear_validate_epoch(const LinearClassifier *lc, const float *x, const int64_t *y,
                              int64_t n, int epoch, LinearResult *res);
 
+// What ends epoch `epoch` of a probe: a training loss that is not finite is
+// an error; when linear_validates, validation (a non-finite validation loss
+// is an error too); with cfg->verbose, one line on stdout, ending in the
+// epoch's time when seconds >= 0. 0, or -1 with err filled.
+int linear_epoch_end(const LinearClassifier *lc, const LinearConfig *cfg, const float *val_x,
+                     const int64_t *val_y, int64_t n_val, int epoch, float lr, double train_loss,
+                     double seconds, LinearResult *res, char *err, size_t errlen);
+
 // The whole probe: init, epochs × (train, schedule, validate). Labels must
-// lie in [0, num_classes). Returns 0, or -1 with err filled.
+// lie in [0, num_classes). Returns 0, or -1 with err filled: bad labels or
+// settings, a shape beyond the limits, a non-finite feature, or a training or
+// validation loss that is not finite (then no accuracy is reported: a
+// diverged probe ranks NaN logits as correct).
 int linear_probe(const LinearConfig *cfg, const float *train_x, const int64_t *train_y,
                  int64_t n_train, const float *val_x, const int64_t *val_y, int64_t n_val,
                  int dim, int num_classes, LinearClassifier *out, LinearResult *res, char *err,

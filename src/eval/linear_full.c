@@ -35,14 +35,26 @@ int linear_probe_full(const ViTConfig *cfg, const ViTWeights *w, const Dataset *
                       LinearClassifier *out, LinearResult *res, char *err, size_t errlen) {
     int64_t N = dataset_size(train);
     if (N < 1) return dino_errf(err, errlen, "the training set is empty");
+    if (lcfg->epochs < 1 || lcfg->batch_size < 1)
+        return dino_errf(err, errlen,
+                    "the linear probe needs epochs >= 1 and batch_size >= 1, got %d and %d",
+                    lcfg->epochs, lcfg->batch_size);
+    if (lcfg->val_freq < 0)
+        return dino_errf(err, errlen,
+                    "the linear probe's val_freq must be >= 0 (0: validate after the last epoch "
+                    "only), got %d", lcfg->val_freq);
+    // Buffers for at most the whole training set; the step size still follows lcfg->batch_size.
+    int B = N < lcfg->batch_size ? (int)N : lcfg->batch_size, crop = fc->crop;
+    if (features_check(cfg, fc, B, err, errlen)) return -1;
+    int64_t dim = features_dim(cfg, fc);
+    if (linear_check_shape((int)dim, num_classes, B, err, errlen)) return -1;
     for (int64_t k = 0; k < N; k++) {
         int32_t y = dataset_label(train, k);
         if (y < 0 || y >= num_classes)
             return dino_errf(err, errlen, "the linear probe needs labels in [0, %d), but training sample %lld has %d",
                         num_classes, (long long)k, y);
     }
-    int B = lcfg->batch_size, crop = fc->crop;
-    int64_t dim = features_dim(cfg, fc);
+    if (linear_check_finite(val_x, n_val, (int)dim, "validation", err, errlen)) return -1;
     LinearClassifier lc;
     linear_init(&lc, (int)dim, num_classes, lcfg->seed);
     LinearSgd opt;
@@ -52,7 +64,7 @@ int linear_probe_full(const ViTConfig *cfg, const ViTWeights *w, const Dataset *
     float *feats = mallocCheck((size_t)B * dim * sizeof(float));
     int64_t *ys = mallocCheck((size_t)B * sizeof(int64_t));
     int64_t *order = mallocCheck((size_t)N * sizeof(int64_t));
-    double base_lr = (double)lcfg->lr * B / 256.0;
+    double base_lr = (double)lcfg->lr * lcfg->batch_size / 256.0;
     memset(res, 0, sizeof *res);
     res->best_top1 = -1;
     int rc = 0;
@@ -102,16 +114,8 @@ int linear_probe_full(const ViTConfig *cfg, const ViTWeights *w, const Dataset *
         if (rc) break;
         double tl = steps ? loss_sum / steps : 0;
         res->last_train_loss = tl;
-        if (n_val > 0 && ((e + 1) % lcfg->val_freq == 0 || e == lcfg->epochs - 1)) {
-            double vl = linear_validate_epoch(&lc, val_x, val_y, n_val, e, res);
-            if (lcfg->verbose)
-                printf("epoch %d: lr %.6g train loss %.4f val loss %.4f top-1 %.2f top-5 %.2f "
-                       "(best top-1 %.2f; %.1f s)\n",
-                       e, lr, tl, vl, res->last_top1, res->last_top5, res->best_top1,
-                       dino_now() - t0);
-        } else if (lcfg->verbose) {
-            printf("epoch %d: lr %.6g train loss %.4f (%.1f s)\n", e, lr, tl, dino_now() - t0);
-        }
+        rc = linear_epoch_end(&lc, lcfg, val_x, val_y, n_val, e, lr, tl, dino_now() - t0, res, err,
+                              errlen);
         fflush(stdout);
     }
     if (res->best_top1 < 0) res->best_top1 = 0;

@@ -388,13 +388,21 @@ int64_t *npy_read_i64(const char *path, NpyInfo *info, char *err, size_t errlen)
         load_elem(raw + k * (size_t)dt.size, &dt, &dv, &iv);
         if (dt.kind == K_FLOAT) {
             if (!(dv == floor(dv)) || fabs(dv) > 9.0e15) {
-                dino_errf(err, errlen, "%s: element %zu (%g) is not a whole number, so not a label",
-                     path, k, dv);
+                dino_errf(err, errlen, "%s: element %zu (%g) is %s, so not a label", path, k, dv,
+                          dv == floor(dv) ? "beyond the whole numbers a double holds exactly"
+                                          : "not a whole number");
                 free(raw);
                 free(out);
                 return NULL;
             }
             iv = (int64_t)dv;
+        } else if (dt.kind == K_UINT && iv < 0) {
+            // A uint64 above INT64_MAX: no label, and not to be read as a negative one.
+            dino_errf(err, errlen, "%s: element %zu (%llu) does not fit a 64-bit signed label",
+                      path, k, (unsigned long long)iv);
+            free(raw);
+            free(out);
+            return NULL;
         }
         out[fortran ? fortran_to_c(k, info) : k] = iv;
     }
