@@ -33,14 +33,9 @@
 #include "rng.h"
 #include "testlib.h"
 
-// The memory cap of every case, generous for inputs of a few KB. ASan
-// reserves terabytes of address space for its shadow, so RLIMIT_AS cannot cap
-// a sanitized build: there only the time bounds apply.
-#ifdef __SANITIZE_ADDRESS__
-#define MEM_MB 0
-#else
+// The memory cap of every case, generous for inputs of a few KB (dropped
+// under ASan by tests/bounded.c).
 #define MEM_MB 1024
-#endif
 
 static char DIR_[512];
 static char MODEL[600];
