@@ -111,7 +111,7 @@ static void palette_png_roundtrip(const char *dir) {
 }
 
 // The synthetic video: W x H frames, a textured grey-green background, object 1
-// (red, textured) moving right and object 2 (blue, textured) moving left.
+// (yellow, textured) moving right and object 2 (blue, textured) moving left.
 enum { W = 160, H = 80, NF = 6 };
 
 static int object_at(int f, int x, int y) {
@@ -129,7 +129,7 @@ static void make_frame(int f, uint8_t *rgb, uint8_t *labels) {
             int t = (x * 13 + y * 7) % 23, u = ((x / 3) * 5 + (y / 2) * 11) % 17;
             int o = object_at(f, x, y);
             labels[y * W + x] = (uint8_t)o;
-            if (o == 1) p[0] = (uint8_t)(210 + t), p[1] = (uint8_t)(30 + u), p[2] = (uint8_t)(30 + t);
+            if (o == 1) p[0] = (uint8_t)(220 + t), p[1] = (uint8_t)(190 + u), p[2] = (uint8_t)(20 + t);
             else if (o == 2) p[0] = (uint8_t)(20 + u), p[1] = (uint8_t)(40 + t), p[2] = (uint8_t)(200 + 2 * u);
             else p[0] = (uint8_t)(100 + 2 * t), p[1] = (uint8_t)(120 + 2 * u), p[2] = (uint8_t)(90 + t);
         }
@@ -224,7 +224,7 @@ int main(int argc, char **argv) {
     snprintf(cmd, sizeof cmd, "%s davis-eval --results %s --annotations %s", DINO, res, ann);
     rc = run(cmd, out, sizeof out);
     double g[7] = {0}, s[7] = {0};
-    int parsed = rc == 0 && parse_global(out, g);
+    int parsed = rc == 0 && parse_global(out, g);  // before the checks that print g
     CHECK(parsed, "dino davis-eval runs and prints the global table (exit %d)", rc);
     printf("%s\n", out);
     int in_range = 1;
@@ -233,12 +233,28 @@ int main(int argc, char **argv) {
     CHECK(strstr(out, "ann_1") && strstr(out, "ann_2"), "the per-sequence table names both objects");
     snprintf(cmd, sizeof cmd, "%s davis-eval --results %s --annotations %s", DINO, still, ann);
     rc = run(cmd, out, sizeof out);
-    CHECK(rc == 0 && parse_global(out, s), "the still baseline scores too");
+    int still_ok = rc == 0 && parse_global(out, s);
+    CHECK(still_ok, "the still baseline scores too");
     CHECK(g[1] > s[1] + 0.1, "propagation follows the moving objects: J %.3f beats the first mask repeated, J %.3f",
           g[1], s[1]);
     snprintf(path, sizeof path, "%s/global_results-val.csv", res);
     struct stat st;
     CHECK(stat(path, &st) == 0, "davis-eval writes global_results-val.csv into the results folder");
+
+    // DAVIS's layout: a folder per sequence, the ones to score listed in a file.
+    char tree[600];
+    snprintf(tree, sizeof tree, "%s/tree", dir);
+    mkdir(tree, 0755);
+    snprintf(path, sizeof path, "%s/ann", tree);
+    CHECK(symlink(res, path) == 0, "results tree made");
+    snprintf(path, sizeof path, "%s/val.txt", dir);
+    test_write_file(path, "ann\n", 4);
+    snprintf(cmd, sizeof cmd, "%s davis-eval --results %s --annotations %s --sequences %s", DINO, tree, dir, path);
+    rc = run(cmd, out, sizeof out);
+    double t[7] = {0};
+    int listed_ok = rc == 0 && parse_global(out, t) && t[0] == g[0] && strstr(out, "ann_2");
+    CHECK(listed_ok,
+          "--sequences scores the listed sequence folders, with the same numbers (J&F %.3f)", t[0]);
 
     // User errors: one line, exit 1.
     snprintf(path, sizeof path, "%s/colour.png", dir);

@@ -2,7 +2,8 @@
 // semi-supervised evaluation (davis2017-evaluation, docs/DOWNSTREAM.md) of
 // predicted masks against ground truth. The annotations folder holds one
 // subfolder of indexed PNGs per sequence (DAVIS's Annotations/480p), or the
-// PNGs of one sequence directly; the results folder mirrors it. Per sequence
+// PNGs of one sequence directly; the results folder mirrors it. --sequences
+// names the sequences to score (DAVIS's ImageSets/2017/val.txt). Per sequence
 // the objects are the labels of its first annotation; the first and last
 // frames are not scored. Prints the global and per-sequence tables in the
 // evaluation's layout and writes them as CSV files into the results folder.
@@ -54,6 +55,30 @@ static Names list_dir(const char *dir, int want_dirs) {
     }
     closedir(dp);
     if (r.n) qsort(r.v, (size_t)r.n, sizeof(char *), cmp_names);
+    return r;
+}
+
+// The non-empty lines of a list file (sequence names).
+static Names read_list(const char *path) {
+    Names r = {NULL, 0};
+    FILE *f = fopen(path, "r");
+    if (!f) dino_die("cannot open the sequence list %s", path);
+    char line[1024];
+    int cap = 0;
+    while (fgets(line, sizeof line, f)) {
+        size_t n = strcspn(line, "\r\n");
+        line[n] = 0;
+        while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t')) line[--n] = 0;
+        if (n == 0) continue;
+        if (r.n == cap) {
+            cap = cap ? 2 * cap : 64;
+            r.v = realloc(r.v, sizeof(char *) * cap);
+            if (!r.v) dino_die("out of memory reading %s", path);
+        }
+        r.v[r.n++] = strdup(line);
+    }
+    fclose(f);
+    if (r.n == 0) dino_die("the sequence list %s is empty", path);
     return r;
 }
 
@@ -128,10 +153,11 @@ static void print_row(FILE *f, int n, const char *const *cells, const int *width
 }
 
 int cmd_davis_eval(int argc, char **argv) {
-    const char *results = NULL, *annotations = NULL, *set = "val";
+    const char *results = NULL, *annotations = NULL, *set = "val", *seq_list = NULL;
     ArgSpec specs[] = {
         {"results", ARG_STRING, &results, "folder of predicted masks (per sequence, as the annotations)"},
         {"annotations", ARG_STRING, &annotations, "ground-truth masks: a folder per sequence, or one sequence's PNGs"},
+        {"sequences", ARG_STRING, &seq_list, "file of sequence names to score, one a line (default: every folder)"},
         {"set", ARG_STRING, &set, "the name in the titles and CSV file names (val)"},
         {NULL, 0, NULL, NULL},
     };
@@ -142,14 +168,14 @@ int cmd_davis_eval(int argc, char **argv) {
     int nobj = 0, cap = 0;
     char ann_dir[4096], res_dir[4096];
     Names direct = list_dir(annotations, 0);
-    if (direct.n > 0) {
+    if (direct.n > 0 && !seq_list) {
         // One sequence: named after its folder.
         const char *base = strrchr(annotations, '/');
         char seq[256];
         snprintf(seq, sizeof seq, "%s", base && base[1] ? base + 1 : annotations);
         score_sequence(annotations, results, seq, &obj, &nobj, &cap);
     } else {
-        Names seqs = list_dir(annotations, 1);
+        Names seqs = seq_list ? read_list(seq_list) : list_dir(annotations, 1);
         if (seqs.n == 0) dino_die("%s holds neither .png annotations nor sequence folders", annotations);
         for (int s = 0; s < seqs.n; s++) {
             snprintf(ann_dir, sizeof ann_dir, "%s/%s", annotations, seqs.v[s]);
