@@ -79,6 +79,22 @@ static void resize_against_fixture(void) {
         CHECK(differ == 0, "Pillow NEAREST %dx%d -> %dx%d: every label equal (%d differ)", w, h, W, H, differ);
         free(in), free(want), free(got);
     }
+    // Pillow's running sum at DAVIS sizes: which source column each output column reads.
+    const FixtureTensor *spans = fixture_get(&fx, "spans");
+    for (int i = 0; i < (int)spans->shape[0]; i++) {
+        int a = (int)spans->data[2 * i], b = (int)spans->data[2 * i + 1];
+        char name[32];
+        snprintf(name, sizeof name, "nnmap%d", i);
+        const float *map = fixture_get(&fx, name)->data;
+        uint8_t *lo = malloc((size_t)a), *hi = malloc((size_t)a), *glo = malloc((size_t)b), *ghi = malloc((size_t)b);
+        for (int x = 0; x < a; x++) lo[x] = (uint8_t)(x & 255), hi[x] = (uint8_t)(x >> 8);
+        resize_pil_nearest(glo, b, 1, lo, a, 1);
+        resize_pil_nearest(ghi, b, 1, hi, a, 1);
+        int differ = 0;
+        for (int x = 0; x < b; x++) differ += glo[x] + 256 * ghi[x] != (int)map[x];
+        CHECK(differ == 0, "Pillow NEAREST %d -> %d columns: every source index equal (%d differ)", a, b, differ);
+        free(lo), free(hi), free(glo), free(ghi);
+    }
     fixture_free(&fx);
     int fw, fh;
     video_frame_size(854, 480, 480, &fw, &fh);

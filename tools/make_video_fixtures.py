@@ -37,6 +37,13 @@ def resize_fixture():
         t[f"nn{i}_in"] = lab
         t[f"nn{i}_out"] = np.array(Image.fromarray(lab).resize((W, H), 0))
     t["cases"] = np.array(cases, dtype=np.float32)
+    # Pillow NEAREST at DAVIS sizes, as index maps (an int32 row holding its x):
+    # 854x480 frames to the /16 and /8 grids of 832x480, and the labels back up.
+    spans = [(854, 52), (854, 104), (480, 30), (480, 60), (832, 854), (416, 854), (1920, 120)]
+    for i, (a, b) in enumerate(spans):
+        row = Image.fromarray(np.arange(a, dtype=np.int32)[None, :])
+        t[f"nnmap{i}"] = np.array(row.resize((b, 1), 0))[0]
+    t["spans"] = np.array(spans, dtype=np.float32)
     write(os.path.join(OUT, "video_resize.bin"), t)
     print("video_resize.bin:", len(cases), "cases")
 
