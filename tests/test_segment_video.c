@@ -10,7 +10,8 @@
 //   the printed scores lie in range, and propagation follows the moving
 //   objects: its J beats repeating the first frame's mask (scored the same way);
 // - user errors are one line with exit status 1: an RGB mask, frames of
-//   different sizes, an empty folder, a missing result file.
+//   different sizes, an empty folder, the frames folder as the output, a
+//   missing result file.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -301,6 +302,10 @@ int main(int argc, char **argv) {
     rc = run(cmd, out, sizeof out);
     CHECK(rc == 1 && one_line(out) && strstr(out, "empty") && strstr(out, "no frames"),
           "an empty frames folder: one line (%s)", out);
+    snprintf(cmd, sizeof cmd, "%s segment-video --pretrained_weights %s --frames %s --mask %s/00000.png --output_dir %s/",
+             DINO, model_path, frames, ann, frames);
+    rc = run(cmd, out, sizeof out);
+    CHECK(rc == 1 && one_line(out) && strstr(out, "overwrite"), "the frames folder as the output folder: refused (%s)", out);
     snprintf(path, sizeof path, "%s/00003.png", res);
     unlink(path);
     snprintf(cmd, sizeof cmd, "%s davis-eval --results %s --annotations %s", DINO, res, ann);

@@ -127,9 +127,16 @@ int cmd_segment_video(int argc, char **argv) {
     eval_model_load(&ma, &em);
     struct stat st;
     if (stat(out, &st) != 0 && mkdir(out, 0755) != 0) dino_die("cannot create the output folder %s", out);
+    // Masks are named like the frames: writing them beside .png frames would overwrite the video.
+    char *real_out = realpath(out, NULL), *real_frames = realpath(frames_dir, NULL);
+    if (real_out && real_frames && !strcmp(real_out, real_frames))
+        dino_die("--output_dir %s is the frames folder; the masks would overwrite the frames", out);
+    free(real_out), free(real_frames);
 
+    double t_first = dino_now();  // the first frame's features are computed here
     SegVideo *sv = segvideo_begin(&sc, &em.m.vit, &em.w, first.rgb, first.w, first.h, mask.labels, err, sizeof err);
     if (!sv) dino_die("%s/%s: %s", frames_dir, names[0], err);
+    t_first = dino_now() - t_first;
     int rw, rh, gw, gh, C;
     segvideo_grid(sv, &rw, &rh, &gw, &gh, &C);
     if (!quiet)
@@ -148,7 +155,7 @@ int cmd_segment_video(int argc, char **argv) {
     int next_tile = 0;
 
     uint8_t *labels = mallocCheck((size_t)first.w * first.h);
-    double t0 = dino_now();
+    double t0 = dino_now() - t_first;
     for (int f = 0; f < nframes; f++) {
         Image im = first;
         double tf = dino_now();
@@ -170,7 +177,8 @@ int cmd_segment_video(int argc, char **argv) {
             next_tile++;
         }
         if (!quiet)
-            fprintf(stderr, "frame %d/%d %s -> %s (%.2f s)\n", f + 1, nframes, names[f], path, dino_now() - tf);
+            fprintf(stderr, "frame %d/%d %s -> %s (%.2f s)\n", f + 1, nframes, names[f], path,
+                    dino_now() - tf + (f == 0 ? t_first : 0));
         if (f > 0) image_free(&im);
     }
     int gH, gW;
