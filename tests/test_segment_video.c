@@ -9,6 +9,11 @@
 //   exist (one indexed PNG per frame in the mask's palette, the overlay),
 //   the printed scores lie in range, and propagation follows the moving
 //   objects: its J beats repeating the first frame's mask (scored the same way);
+// - the whole pipeline against a restatement of eval_video_segmentation.py
+//   (tools/make_video_fixtures.py) with the tiny ViT of eval_tiny_vit.pth on
+//   the same video as PNG frames: the soft masks at patch resolution of every
+//   frame (the context queue filled and emptied) in-process, and the labels
+//   `dino segment-video` writes, equal wherever two channels are not near a tie;
 // - user errors are one line with exit status 1: an RGB mask, frames of
 //   different sizes, an empty folder, the frames folder as the output, a
 //   missing result file.
@@ -20,6 +25,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "eval/segvideo.h"
 #include "eval/attnmap.h"
 #include "fixture.h"
 #include "image/decode.h"
@@ -152,6 +158,91 @@ static void make_frame(int f, uint8_t *rgb, uint8_t *labels) {
         }
 }
 
+// Against the restated reference: PNG frames (no JPEG decoder in the way), the
+// model from eval_tiny_vit.pth, --image_size 64, 3 previous frames, window 4.
+static void against_reference(const char *dir) {
+    Fixture fx = fixture_load("video_e2e.bin");
+    const float *cfg = fixture_get(&fx, "cfg")->data;
+    SegVideoConfig sc = {.image_size = (int)cfg[0], .n_last_frames = (int)cfg[1], .neighborhood = (int)cfg[2],
+                         .topk = (int)cfg[3]};
+    int nf = (int)cfg[4];
+    char frames[600], path[4096], err[512] = "", cmd[8192], out[16384];
+    snprintf(frames, sizeof frames, "%s/png_frames", dir);
+    mkdir(frames, 0755);
+    uint8_t *rgb[NF], *lab = malloc((size_t)W * H), *first = malloc((size_t)W * H);
+    for (int f = 0; f < nf && f < NF; f++) {
+        rgb[f] = malloc((size_t)W * H * 3);
+        make_frame(f, rgb[f], f == 0 ? first : lab);
+        snprintf(path, sizeof path, "%s/%05d.png", frames, f);
+        image_write_png(path, rgb[f], W, H, err, sizeof err);
+    }
+    snprintf(path, sizeof path, "%s/first.png", dir);
+    label_png_write(path, first, W, H, PALETTE, 3, err, sizeof err);
+
+    const char *model = test_fixture_path("eval_tiny_vit.pth");
+    ModelLoadOptions opt = {.checkpoint_key = "teacher", .head = MODEL_HEAD_NONE, .heads = 3};
+    DinoModel m;
+    float *params = NULL;
+    int rc = model_load(model, &opt, &m, &params, err, sizeof err);
+    CHECK(rc == 0, "eval_tiny_vit.pth loads (%s)", rc ? err : "ok");
+    if (rc) return;
+    ViTWeights vw;
+    model_bind(&m, params, &vw, NULL);
+    SegVideo *sv = segvideo_begin(&sc, &m.vit, &vw, rgb[0], W, H, first, err, sizeof err);
+    CHECK(sv != NULL, "propagation starts (%s)", sv ? "ok" : err);
+    if (!sv) return;
+    int rw, rh, gw, gh, C;
+    segvideo_grid(sv, &rw, &rh, &gw, &gh, &C);
+    for (int f = 1; f < nf; f++) {
+        rc = segvideo_next(sv, rgb[f], lab, err, sizeof err);
+        char name[32], what[160];
+        snprintf(name, sizeof name, "seg%d", f);
+        const FixtureTensor *want = fixture_get(&fx, name);
+        CHECK(rc == 0 && (int)want->numel == C * gw * gh, "frame %d propagates, %d channels of %dx%d", f, C, gw, gh);
+        snprintf(what, sizeof what, "frame %d: soft mask equals the restated reference's (%d context frames)", f,
+                 1 + (f - 1 < sc.n_last_frames ? f - 1 : sc.n_last_frames));
+        if (rc == 0 && (int)want->numel == C * gw * gh)
+            test_close(what, segvideo_soft_mask(sv), want->data, want->numel, 1e-6, 1e-5);
+    }
+    segvideo_free(sv);
+
+    snprintf(cmd, sizeof cmd, "%s segment-video --quiet --heads 3 --pretrained_weights %s --frames %s --mask %s "
+             "--output_dir %s/ref_out --image_size %d --n_last_frames %d --size_mask_neighborhood %d --topk %d",
+             DINO, model, frames, path, dir, sc.image_size, sc.n_last_frames, sc.neighborhood, sc.topk);
+    rc = run(cmd, out, sizeof out);
+    CHECK(rc == 0, "dino segment-video runs on the .pth model (exit %d)", rc);
+    if (rc) printf("%s\n", out);
+    LabelMap want, ties;
+    int ok = label_png_read(test_fixture_path("video_e2e_labels.png"), &want, err, sizeof err) == 0 &&
+             label_png_read(test_fixture_path("video_e2e_ties.png"), &ties, err, sizeof err) == 0;
+    CHECK(ok && want.w == W && want.h == H * (nf - 1), "the reference's labels read (%s)", ok ? "ok" : err);
+    if (ok) {
+        long differ = 0, near = 0, objects = 0;
+        for (int f = 1; f < nf; f++) {
+            snprintf(path, sizeof path, "%s/ref_out/%05d.png", dir, f);
+            LabelMap got;
+            if (label_png_read(path, &got, err, sizeof err) != 0) {
+                differ += W * H;
+                continue;
+            }
+            for (size_t i = 0; i < (size_t)W * H; i++) {
+                size_t j = (size_t)(f - 1) * W * H + i;
+                objects += want.labels[j] != 0;
+                if (ties.labels[j]) near++;
+                else differ += got.labels[i] != want.labels[j];
+            }
+            label_map_free(&got);
+        }
+        CHECK(differ == 0 && objects > 0, "segment-video's masks equal the reference's at every pixel without a near tie "
+              "(%ld differ, %ld near ties, %ld object pixels, %d frames)", differ, near, objects, nf - 1);
+        label_map_free(&want), label_map_free(&ties);
+    }
+    for (int f = 0; f < nf && f < NF; f++) free(rgb[f]);
+    free(lab), free(first), free(params);
+    model_free(&m);
+    fixture_free(&fx);
+}
+
 // J-Mean from davis-eval's printout: the second value of the line after the global header.
 static int parse_global(const char *out, double v[7]) {
     const char *h = strstr(out, "J&F-Mean");
@@ -175,6 +266,7 @@ int main(int argc, char **argv) {
 
     resize_against_fixture();
     palette_png_roundtrip(dir);
+    against_reference(dir);
 
     // A tiny untrained ViT (patch 8, D 48, 2 blocks), the reference's random init.
     ViTConfig vc;

@@ -149,6 +149,8 @@ void segvideo_grid(const SegVideo *s, int *resized_w, int *resized_h, int *grid_
     *resized_w = s->rw, *resized_h = s->rh, *grid_w = s->gw, *grid_h = s->gh, *n_classes = s->C;
 }
 
+const float *segvideo_soft_mask(const SegVideo *s) { return s->out_seg; }
+
 void segvideo_free(SegVideo *s) {
     if (!s) return;
     for (int i = 0; i < s->nqueue; i++) free(s->feats[i]), free(s->segs[i]);

@@ -40,6 +40,10 @@ int segvideo_next(SegVideo *s, const uint8_t *rgb, uint8_t *labels, char *err, s
 void segvideo_grid(const SegVideo *s, int *resized_w, int *resized_h, int *grid_w, int *grid_h,
                    int *n_classes);
 
+// The soft mask (n_classes, grid_h·grid_w) of the last frame given to
+// segvideo_next, before upsampling (what the context queue keeps).
+const float *segvideo_soft_mask(const SegVideo *s);
+
 void segvideo_free(SegVideo *s);
 
 // A picture of labels over a frame (both w x h): each object's pixels
