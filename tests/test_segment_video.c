@@ -330,7 +330,7 @@ int main(int argc, char **argv) {
     CHECK(ov && ow > 6 * W && oh > H, "overlay.png holds the 6 frames in a row (%dx%d)", ow, oh);
     free(ov);
 
-    snprintf(cmd, sizeof cmd, "%s davis-eval --results %s --annotations %s", DINO, res, ann);
+    snprintf(cmd, sizeof cmd, "%s davis-eval --results %s --annotations %s/", DINO, res, ann);  // "ann/" names ann
     rc = run(cmd, out, sizeof out);
     double g[7] = {0}, s[7] = {0};
     int parsed = rc == 0 && parse_global(out, g);  // before the checks that print g

@@ -170,9 +170,12 @@ int cmd_davis_eval(int argc, char **argv) {
     Names direct = list_dir(annotations, 0);
     if (direct.n > 0 && !seq_list) {
         // One sequence: named after its folder.
-        const char *base = strrchr(annotations, '/');
         char seq[256];
-        snprintf(seq, sizeof seq, "%s", base && base[1] ? base + 1 : annotations);
+        size_t n = strlen(annotations);
+        while (n > 1 && annotations[n - 1] == '/') n--;  // "ann/" is named ann
+        size_t b = n;
+        while (b > 0 && annotations[b - 1] != '/') b--;
+        snprintf(seq, sizeof seq, "%.*s", (int)(n - b), annotations + b);
         score_sequence(annotations, results, seq, &obj, &nobj, &cap);
     } else {
         Names seqs = seq_list ? read_list(seq_list) : list_dir(annotations, 1);
