@@ -126,6 +126,14 @@ static void palette_png_roundtrip(const char *dir) {
     if (rc == 0) label_map_free(&m);
     lab[3] = 3;
     CHECK(label_png_write(path, lab, 6, 5, PALETTE, 3, err, sizeof err) == -1, "a label without a colour is refused (%s)", err);
+    // A truncated file: refused with its name, no crash.
+    size_t len = 0;
+    uint8_t *bytes = test_read_file(path, &len);
+    snprintf(path, sizeof path, "%s/cut.png", dir);
+    test_write_file(path, bytes, len / 2);
+    free(bytes);
+    rc = label_png_read(path, &m, err, sizeof err);
+    CHECK(rc == -1 && strstr(err, "cut.png"), "a truncated PNG is refused, naming it (%s)", err);
     uint8_t rgb[6 * 5 * 3] = {0};
     snprintf(path, sizeof path, "%s/rgb.png", dir);
     image_write_png(path, rgb, 6, 5, err, sizeof err);
@@ -406,6 +414,7 @@ int main(int argc, char **argv) {
           "a missing result file: one line naming it (%s)", out);
 
     free(rgb), free(lab), free(first), free(params);
+    model_free(&m);
     test_tmpdir_remove();
     return test_finish();
 }
