@@ -158,7 +158,7 @@ int cmd_davis_eval(int argc, char **argv) {
         {"results", ARG_STRING, &results, "folder of predicted masks (per sequence, as the annotations)"},
         {"annotations", ARG_STRING, &annotations, "ground-truth masks: a folder per sequence, or one sequence's PNGs"},
         {"sequences", ARG_STRING, &seq_list, "file of sequence names to score, one a line (default: every folder)"},
-        {"set", ARG_STRING, &set, "the name in the titles and CSV file names (val)"},
+        {"set", ARG_STRING, &set, "the name in the titles and CSV file names"},
         {NULL, 0, NULL, NULL},
     };
     args_parse("davis-eval", "--results DIR --annotations DIR", specs, argc, argv, NULL, 0);
