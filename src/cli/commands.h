@@ -18,6 +18,8 @@ DINO_COMMAND(features);
 DINO_COMMAND(knn);
 DINO_COMMAND(linear);
 DINO_COMMAND(attention);
+DINO_COMMAND(segment_video);
+DINO_COMMAND(davis_eval);
 DINO_COMMAND(augment);
 DINO_COMMAND(plot);
 DINO_COMMAND(convert);

@@ -13,6 +13,8 @@ static const Command COMMANDS[] = {
     {"knn", cmd_knn, "weighted k-NN classification of frozen features"},
     {"linear", cmd_linear, "linear probe on frozen features"},
     {"attention", cmd_attention, "render the last block's attention maps of an image"},
+    {"segment-video", cmd_segment_video, "propagate a first-frame object mask through a video"},
+    {"davis-eval", cmd_davis_eval, "score video masks with the DAVIS-2017 J&F protocol"},
     {"augment", cmd_augment, "show the multi-crop augmentation of an image"},
     {"plot", cmd_plot, "plot the curves of a training log"},
     {"convert", cmd_convert, "convert a model between .pth, safetensors and native files"},
