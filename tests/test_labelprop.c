@@ -3,8 +3,10 @@
 // features and soft masks: the propagated mask at patch resolution, its
 // bilinear upsampling with per-channel min-max rescaling, and the labels
 // (compared wherever the two largest channels differ by more than rounding).
-// Also: a neighbourhood window that leaves fewer than topk sources keeps them
-// all, and bad configurations are refused.
+// Three cases: a window as large as the grid (every source scored), no window,
+// and a window small enough that only its sources are visited. Also: a
+// neighbourhood window that leaves fewer than topk sources keeps them all,
+// and bad configurations are refused.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +100,7 @@ static void small_window(void) {
 int main(void) {
     fixture_case("downstream_labelprop_window.bin");
     fixture_case("downstream_labelprop_all.bin");
+    fixture_case("downstream_labelprop_sparse.bin");
     small_window();
     return test_finish();
 }

@@ -143,4 +143,5 @@ def retrieval_case():
 if __name__ == "__main__":
     case("labelprop_window", 6, 7, 16, 3, 3, 2, 5, 4, SEED)
     case("labelprop_all", 5, 4, 8, 4, 2, 0, 3, 8, SEED + 500)
+    case("labelprop_sparse", 12, 11, 16, 3, 3, 2, 5, 2, SEED + 1000)  # small window: the sparse path
     retrieval_case()

@@ -33,6 +33,103 @@ static float kth_largest(const float *v, int n, int k, float *top) {
     return top[k - 1];
 }
 
+// Keeps the top k of a query's n affinities a (and any tied with the k-th),
+// zeroes the rest and divides the kept ones by their sum. Where n < k the
+// missing affinities are the zeros outside the window: all n are kept.
+static void keep_topk(float *a, int n, int k, float *top) {
+    float kth = n >= k ? kth_largest(a, n, k, top) : 0.0f;
+    float sum = 0;
+    for (int s = 0; s < n; s++) {
+        if (a[s] < kth) a[s] = 0;
+        sum += a[s];
+    }
+    for (int s = 0; s < n; s++) a[s] /= sum;
+}
+
+// Every query against every source: one GEMM per context frame.
+static int propagate_dense(const LabelProp *lp, const float *tn, float *const *sn, const float *const *segs,
+                           int ncontext, float *out) {
+    const int hw = lp->h * lp->w, d = lp->dim, C = lp->n_classes, nsrc = ncontext * hw, r = lp->neighborhood;
+    // aff[q][s]: query q of the target against source s = frame·hw + patch
+    float *aff = malloc(sizeof(float) * (size_t)hw * nsrc);
+    if (!aff) return -1;
+    for (int f = 0; f < ncontext; f++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hw, hw, d, 1.0f, tn, d, sn[f], d, 0.0f,
+                    aff + (size_t)f * hw, nsrc);
+    int failed = 0;
+#pragma omp parallel
+    {
+        float *top = malloc(sizeof(float) * lp->topk);
+        if (!top) failed = 1;
+#pragma omp for schedule(static)
+        for (int q = 0; q < hw; q++) {
+            if (!top) continue;
+            float *a = aff + (size_t)q * nsrc;
+            int qi = q / lp->w, qj = q % lp->w;
+            for (int s = 0; s < nsrc; s++) {
+                int p = s % hw, si = p / lp->w, sj = p % lp->w;
+                int inside = r == 0 || (abs(si - qi) <= r && abs(sj - qj) <= r);
+                a[s] = inside ? expf(a[s] / lp->temperature) : 0.0f;
+            }
+            keep_topk(a, nsrc, lp->topk, top);
+            for (int c = 0; c < C; c++) {
+                float acc = 0;
+                for (int f = 0; f < ncontext; f++) {
+                    const float *m = segs[f] + (size_t)c * hw;
+                    for (int p = 0; p < hw; p++) acc += m[p] * a[f * hw + p];
+                }
+                out[(size_t)c * hw + q] = acc;
+            }
+        }
+        free(top);
+    }
+    free(aff);
+    return failed ? -1 : 0;
+}
+
+// Only the sources inside each query's window: (2r+1)² per context frame
+// instead of the whole grid, so a large video needs neither the full
+// affinity matrix nor the work of filling it with zeros.
+static int propagate_window(const LabelProp *lp, const float *tn, float *const *sn, const float *const *segs,
+                            int ncontext, float *out) {
+    const int hw = lp->h * lp->w, d = lp->dim, C = lp->n_classes, r = lp->neighborhood;
+    const int side = 2 * r + 1, cap = ncontext * side * side;
+    int failed = 0;
+#pragma omp parallel
+    {
+        float *a = malloc(sizeof(float) * cap), *top = malloc(sizeof(float) * lp->topk);
+        int *src = malloc(sizeof(int) * cap);
+        if (!a || !top || !src) failed = 1;
+#pragma omp for schedule(static)
+        for (int q = 0; q < hw; q++) {
+            if (!a || !top || !src) continue;
+            int qi = q / lp->w, qj = q % lp->w, n = 0;
+            const float *t = tn + (size_t)q * d;
+            int j0 = qj - r < 0 ? 0 : qj - r, j1 = qj + r >= lp->w ? lp->w - 1 : qj + r;
+            for (int f = 0; f < ncontext; f++)
+                for (int si = qi - r; si <= qi + r; si++) {
+                    if (si < 0 || si >= lp->h) continue;
+                    // the window's part of this grid row is contiguous: one matrix-vector product
+                    int first = si * lp->w + j0, len = j1 - j0 + 1;
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, len, d, 1.0f, sn[f] + (size_t)first * d, d, t, 1,
+                                0.0f, a + n, 1);
+                    for (int i = 0; i < len; i++) {
+                        a[n] = expf(a[n] / lp->temperature);
+                        src[n++] = f * hw + first + i;
+                    }
+                }
+            keep_topk(a, n, lp->topk, top);
+            for (int c = 0; c < C; c++) {
+                float acc = 0;
+                for (int i = 0; i < n; i++) acc += segs[src[i] / hw][(size_t)c * hw + src[i] % hw] * a[i];
+                out[(size_t)c * hw + q] = acc;
+            }
+        }
+        free(a), free(top), free(src);
+    }
+    return failed ? -1 : 0;
+}
+
 int labelprop_propagate(const LabelProp *lp, const float *target, const float *const *feats,
                         const float *const *segs, int ncontext, float *out, char *err, size_t errlen) {
     const int hw = lp->h * lp->w, d = lp->dim, C = lp->n_classes;
@@ -47,51 +144,25 @@ int labelprop_propagate(const LabelProp *lp, const float *target, const float *c
         snprintf(err, errlen, "label propagation: topk %d exceeds the %d source patches", lp->topk, nsrc);
         return -1;
     }
-    float *tn = malloc(sizeof(float) * hw * d), *sn = malloc(sizeof(float) * hw * d);
-    // aff[q][s]: query q of the target against source s = frame·hw + patch
-    float *aff = malloc(sizeof(float) * (size_t)hw * nsrc);
-    float *top = malloc(sizeof(float) * lp->topk);
-    if (!tn || !sn || !aff || !top) {
-        free(tn), free(sn), free(aff), free(top);
-        snprintf(err, errlen, "label propagation: out of memory for %d x %d affinities", hw, nsrc);
-        return -1;
+    float *tn = malloc(sizeof(float) * hw * d), **sn = calloc((size_t)ncontext, sizeof(float *));
+    int rc = tn && sn ? 0 : -1;
+    for (int f = 0; rc == 0 && f < ncontext; f++) {
+        sn[f] = malloc(sizeof(float) * hw * d);
+        if (!sn[f]) rc = -1;
+        else normalise_rows(feats[f], hw, d, sn[f]);
     }
-    normalise_rows(target, hw, d, tn);
-    for (int f = 0; f < ncontext; f++) {
-        normalise_rows(feats[f], hw, d, sn);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hw, hw, d, 1.0f, tn, d, sn, d, 0.0f,
-                    aff + (size_t)f * hw, nsrc);
+    if (rc == 0) {
+        normalise_rows(target, hw, d, tn);
+        // the window pays off once it covers well under the grid
+        long side = 2L * lp->neighborhood + 1;
+        int windowed = lp->neighborhood > 0 && side * side * 2 < hw;
+        rc = windowed ? propagate_window(lp, tn, sn, segs, ncontext, out)
+                      : propagate_dense(lp, tn, sn, segs, ncontext, out);
     }
-    const int r = lp->neighborhood;
-    for (int q = 0; q < hw; q++) {
-        float *a = aff + (size_t)q * nsrc;
-        int qi = q / lp->w, qj = q % lp->w;
-        for (int s = 0; s < nsrc; s++) {
-            int p = s % hw, si = p / lp->w, sj = p % lp->w;
-            int inside = r == 0 || (abs(si - qi) <= r && abs(sj - qj) <= r);
-            a[s] = inside ? expf(a[s] / lp->temperature) : 0.0f;
-        }
-        // keep the top k (and anything tied with the k-th), normalised to sum 1
-        float kth = kth_largest(a, nsrc, lp->topk, top);
-        float sum = 0;
-        for (int s = 0; s < nsrc; s++) {
-            if (a[s] < kth) a[s] = 0;
-            sum += a[s];
-        }
-        for (int s = 0; s < nsrc; s++) a[s] /= sum;
-    }
-    for (int c = 0; c < C; c++)
-        for (int q = 0; q < hw; q++) {
-            const float *a = aff + (size_t)q * nsrc;
-            float acc = 0;
-            for (int f = 0; f < ncontext; f++) {
-                const float *m = segs[f] + (size_t)c * hw;
-                for (int p = 0; p < hw; p++) acc += m[p] * a[f * hw + p];
-            }
-            out[(size_t)c * hw + q] = acc;
-        }
-    free(tn), free(sn), free(aff), free(top);
-    return 0;
+    if (rc) snprintf(err, errlen, "label propagation: out of memory for %d target and %d source patches", hw, nsrc);
+    for (int f = 0; sn && f < ncontext; f++) free(sn[f]);
+    free(sn), free(tn);
+    return rc;
 }
 
 // Source index and weight of output position o for bilinear upsampling by an
