@@ -141,6 +141,7 @@ static void test_ranges(void) {
     expect_refusal(ARGV("knn", "--num_classes", "2000000000"), ARGV("--num_classes", "2000000000"));
     expect_refusal(ARGV("knn", "--nb_knn", "10", "2000000000"), ARGV("--nb_knn", "2000000000"));
     expect_refusal(ARGV("bench", "forward", "--batch", "2147483647"), ARGV("--batch", "2147483647"));
+    expect_refusal(ARGV("bench", "train", "--iters", "2147483647"), ARGV("--iters", "2147483647"));
     expect_refusal(ARGV("augment", "x.png", "--global_crop_size", "100000"),
                    ARGV("--global_crop_size", "100000"));
     expect_refusal(ARGV("version", "--threads", "100000"), ARGV("--threads", "100000"));

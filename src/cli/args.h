@@ -59,8 +59,8 @@ typedef struct {
 #define ARG_MAX_CLASSES 100000
 // Epochs: 125x the reference's longest schedule (800).
 #define ARG_MAX_EPOCHS 100000
-// Counts that only set how often something happens (steps, seeds, keys):
-// any non-negative int.
+// Numbers that size nothing (step counts, intervals; seeds and random keys
+// take it as a bound on either side): any int.
 #define ARG_MAX_COUNT 2147483647
 
 // Ranges of single commands' flags.
