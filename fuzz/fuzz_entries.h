@@ -556,6 +556,8 @@ FUZZ_FN int fuzz_entry_args(const uint8_t *d, size_t n) {
     int i_val = 7, b_val = 0;
     float f_val = 0.5f;
     const char *s_val = "x";
+    int r_val = 4;
+    double d_val = 0.5;
     IntList il = {2, {10, 20}};
     FloatList fl = {1, {0.4f}};
     const ArgSpec specs[] = {
@@ -563,8 +565,10 @@ FUZZ_FN int fuzz_entry_args(const uint8_t *d, size_t n) {
         {"lr", ARG_FLOAT, &f_val, "a float"},
         {"output_dir", ARG_STRING, &s_val, "a string"},
         {"use_fp16", ARG_BOOL, &b_val, "a bool"},
-        {"nb_knn", ARG_INT_LIST, &il, "ints"},
+        {"nb_knn", ARG_INT_LIST, &il, "ints in a range", ARG_RANGE(1, 10000)},
         {"global_crops_scale", ARG_FLOAT_LIST, &fl, "floats"},
+        {"threads", ARG_INT, &r_val, "an int in a range", ARG_RANGE(1, 1024)},
+        {"momentum_teacher", ARG_DOUBLE, &d_val, "a double in a range", ARG_RANGE(0, 1)},
         {NULL, 0, NULL, NULL},
     };
     for (int k = 1; k < argc; k++)
@@ -586,6 +590,9 @@ FUZZ_FN int fuzz_entry_args(const uint8_t *d, size_t n) {
     FUZZ_REQUIRE(il.n >= 1 && il.n <= ARG_LIST_MAX && fl.n >= 1 && fl.n <= ARG_LIST_MAX,
                  "list lengths %d %d", il.n, fl.n);
     FUZZ_REQUIRE(b_val == 0 || b_val == 1, "bool %d", b_val);
+    FUZZ_REQUIRE(isfinite(f_val) && r_val >= 1 && r_val <= 1024 && d_val >= 0 && d_val <= 1,
+                 "values outside their ranges: %g %d %g", f_val, r_val, d_val);
+    for (int k = 0; k < il.n; k++) FUZZ_REQUIRE(il.v[k] >= 1 && il.v[k] <= 10000, "list value %d", il.v[k]);
     fuzz_touch(s_val, strlen(s_val));
     return 1;
 }

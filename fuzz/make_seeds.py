@@ -108,6 +108,10 @@ def args():
     put("args", "flags.bin", b"--lr\x000.1\x00--nb_knn\x0010\x0020\x00file")
     put("args", "equals.bin", b"--use_fp16=false\x00--global_crops_scale=0.4,1\x00--output_dir\x00out")
     put("args", "bools.bin", b"--use_fp16\x00true\x00--batch-size-per-gpu=64\x00a\x00b")
+    put("args", "ranges.bin", b"--threads\x001024\x00--momentum_teacher=0.996\x00--nb_knn=1,10000")
+    put("args", "refuse_partial_number.bin", b"--threads\x001abc")
+    put("args", "refuse_out_of_range.bin", b"--nb_knn\x0010\x002000000000")
+    put("args", "refuse_nan.bin", b"--lr\x00nan")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,24 @@
 // The flag parser declared in args.h.
 #include "args.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common.h"
+
+static int has_range(const ArgSpec *s) { return s->min != 0 || s->max != 0; }
+
+// A range end as the table wrote it: integers without a fraction.
+static void format_bound(char *buf, size_t n, double v) {
+    if (v == floor(v) && fabs(v) < 1e15) snprintf(buf, n, "%.0f", v);
+    else snprintf(buf, n, "%g", v);
+}
 
 void args_print_help(const char *command, const char *usage, const ArgSpec *specs) {
     printf("usage: dino %s %s\n\n", command, usage);
@@ -15,6 +27,7 @@ void args_print_help(const char *command, const char *usage, const ArgSpec *spec
         switch (s->type) {
         case ARG_INT: snprintf(def, sizeof def, "%d", *(int *)s->value); break;
         case ARG_FLOAT: snprintf(def, sizeof def, "%g", *(float *)s->value); break;
+        case ARG_DOUBLE: dino_format_double(def, sizeof def, *(double *)s->value); break;
         case ARG_BOOL: snprintf(def, sizeof def, "%s", *(int *)s->value ? "true" : "false"); break;
         case ARG_STRING: {
             const char *v = *(const char **)s->value;
@@ -34,26 +47,47 @@ void args_print_help(const char *command, const char *usage, const ArgSpec *spec
             break;
         }
         }
-        printf("  --%-26s %s%s%s%s\n", s->name, s->help, def[0] ? " [default: " : "", def,
-               def[0] ? "]" : "");
+        char note[160] = "", lo[32], hi[32];
+        format_bound(lo, sizeof lo, s->min);
+        format_bound(hi, sizeof hi, s->max);
+        if (def[0] && has_range(s)) snprintf(note, sizeof note, " [default: %s; allowed %s to %s]", def, lo, hi);
+        else if (def[0]) snprintf(note, sizeof note, " [default: %s]", def);
+        else if (has_range(s)) snprintf(note, sizeof note, " [allowed %s to %s]", lo, hi);
+        printf("  --%-26s %s%s\n", s->name, s->help, note);
     }
 }
 
-static int parse_int(const char *flag, const char *s) {
+// The whole word as a number in [min, max], or one line naming what, the
+// value and (when show_range) the range.
+static double number_in(const char *what, const char *text, int integer, double min, double max,
+                        int show_range) {
     char *end;
     errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || end == s || v < -2147483647L || v > 2147483647L)
-        dino_die("--%s expects an integer, got '%s'", flag, s);
-    return (int)v;
+    double v = integer ? (double)strtoll(text, &end, 10) : strtod(text, &end);
+    int whole = end != text && *end == 0 && !isspace((unsigned char)text[0]);
+    if (whole && errno == 0 && isfinite(v) && v >= min && v <= max) return v;
+    const char *kind = integer ? "an integer" : "a number";
+    if (!show_range) dino_die("%s expects %s, got '%s'", what, kind, text);
+    char lo[32], hi[32];
+    format_bound(lo, sizeof lo, min);
+    format_bound(hi, sizeof hi, max);
+    dino_die("%s expects %s from %s to %s, got '%s'", what, kind, lo, hi, text);
 }
 
-static float parse_float(const char *flag, const char *s) {
-    char *end;
-    errno = 0;
-    float v = strtof(s, &end);
-    if (errno || *end || end == s) dino_die("--%s expects a number, got '%s'", flag, s);
-    return v;
+double args_number(const char *what, const char *text, int integer, double min, double max) {
+    return number_in(what, text, integer, min, max, 1);
+}
+
+// The value of an int or float row (or one element of a list row).
+static double parse_number(const ArgSpec *s, const char *text) {
+    char what[140];
+    snprintf(what, sizeof what, "--%s", s->name);
+    int integer = s->type == ARG_INT || s->type == ARG_INT_LIST;
+    if (has_range(s)) return number_in(what, text, integer, s->min, s->max, 1);
+    // Unchecked rows: whatever the C type holds.
+    if (integer) return number_in(what, text, 1, -INT_MAX, INT_MAX, 0);
+    double limit = s->type == ARG_DOUBLE ? DBL_MAX : FLT_MAX;
+    return number_in(what, text, 0, -limit, limit, 0);
 }
 
 static int parse_bool(const char *s, int *out) {
@@ -122,14 +156,14 @@ int args_parse(const char *command, const char *usage, const ArgSpec *specs, int
                 snprintf(buf, sizeof buf, "%s", val);
                 for (char *tok = strtok(buf, ", "); tok; tok = strtok(NULL, ", ")) {
                     if (n >= ARG_LIST_MAX) dino_die("--%s takes at most %d values", name, ARG_LIST_MAX);
-                    if (s->type == ARG_INT_LIST) il->v[n++] = parse_int(name, tok);
-                    else fl->v[n++] = parse_float(name, tok);
+                    if (s->type == ARG_INT_LIST) il->v[n++] = (int)parse_number(s, tok);
+                    else fl->v[n++] = (float)parse_number(s, tok);
                 }
             } else {
                 while (i + 1 < argc && is_number(argv[i + 1])) {
                     if (n >= ARG_LIST_MAX) dino_die("--%s takes at most %d values", name, ARG_LIST_MAX);
-                    if (s->type == ARG_INT_LIST) il->v[n++] = parse_int(name, argv[++i]);
-                    else fl->v[n++] = parse_float(name, argv[++i]);
+                    if (s->type == ARG_INT_LIST) il->v[n++] = (int)parse_number(s, argv[++i]);
+                    else fl->v[n++] = (float)parse_number(s, argv[++i]);
                 }
             }
             if (n == 0) dino_die("--%s expects one or more numbers", name);
@@ -142,8 +176,9 @@ int args_parse(const char *command, const char *usage, const ArgSpec *specs, int
             val = argv[++i];
         }
         switch (s->type) {
-        case ARG_INT: *(int *)s->value = parse_int(name, val); break;
-        case ARG_FLOAT: *(float *)s->value = parse_float(name, val); break;
+        case ARG_INT: *(int *)s->value = (int)parse_number(s, val); break;
+        case ARG_FLOAT: *(float *)s->value = (float)parse_number(s, val); break;
+        case ARG_DOUBLE: *(double *)s->value = parse_number(s, val); break;
         case ARG_STRING: *(const char **)s->value = val; break;
         default: break;
         }

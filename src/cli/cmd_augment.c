@@ -15,6 +15,7 @@
 #include "data/loader.h"
 #include "image/decode.h"
 #include "image/ops.h"
+#include "train/trainer.h"
 
 static void paste(uint8_t *canvas, int cw, int x0, int y0, const uint8_t *img, int w, int h) {
     for (int y = 0; y < h; y++) memcpy(canvas + ((size_t)(y0 + y) * cw + x0) * 3, img + (size_t)y * w * 3, (size_t)w * 3);
@@ -38,18 +39,18 @@ int cmd_augment(int argc, char **argv) {
     FloatList gscale = {2, {0.4f, 1.0f}}, lscale = {2, {0.05f, 0.4f}};
     ArgSpec specs[] = {
         {"out", ARG_STRING, &out, "output PNG"},
-        {"global_crop_size", ARG_INT, &global_size, "global crop size"},
-        {"local_crop_size", ARG_INT, &local_size, "local crop size"},
-        {"local_crops_number", ARG_INT, &n_local, "number of local crops"},
-        {"global_crops_scale", ARG_FLOAT_LIST, &gscale, "global crop area range"},
-        {"local_crops_scale", ARG_FLOAT_LIST, &lscale, "local crop area range"},
-        {"seed", ARG_INT, &seed, "random seed"},
-        {"epoch", ARG_INT, &epoch, "epoch (part of the random key)"},
-        {"index", ARG_INT, &index, "dataset index (part of the random key)"},
-        {"bench", ARG_INT, &bench, "> 0: benchmark the loader over this many batches of the dataset at PATH"},
-        {"batch_size", ARG_INT, &batch_size, "images per batch (--bench)"},
-        {"workers", ARG_INT, &threads, "loader worker threads (--bench; default: the global --threads)"},
-        {"jpeg_min_side", ARG_INT, &jpeg_min_side, "> 0: DCT-domain JPEG downscaling keeping sides >= this (--bench; not bit-exact with PIL)"},
+        {"global_crop_size", ARG_INT, &global_size, "global crop size", ARG_RANGE(1, ARG_MAX_IMAGE_SIDE)},
+        {"local_crop_size", ARG_INT, &local_size, "local crop size", ARG_RANGE(1, ARG_MAX_IMAGE_SIDE)},
+        {"local_crops_number", ARG_INT, &n_local, "number of local crops", ARG_RANGE(0, TRAIN_MAX_LOCAL_CROPS)},
+        {"global_crops_scale", ARG_FLOAT_LIST, &gscale, "global crop area range", ARG_RANGE(0, 1)},
+        {"local_crops_scale", ARG_FLOAT_LIST, &lscale, "local crop area range", ARG_RANGE(0, 1)},
+        {"seed", ARG_INT, &seed, "random seed", ARG_RANGE(-ARG_MAX_COUNT, ARG_MAX_COUNT)},
+        {"epoch", ARG_INT, &epoch, "epoch (part of the random key)", ARG_RANGE(-ARG_MAX_COUNT, ARG_MAX_COUNT)},
+        {"index", ARG_INT, &index, "dataset index (part of the random key)", ARG_RANGE(-ARG_MAX_COUNT, ARG_MAX_COUNT)},
+        {"bench", ARG_INT, &bench, "> 0: benchmark the loader over this many batches of the dataset at PATH", ARG_RANGE(0, ARG_MAX_COUNT)},
+        {"batch_size", ARG_INT, &batch_size, "images per batch (--bench)", ARG_RANGE(1, ARG_MAX_BATCH)},
+        {"workers", ARG_INT, &threads, "loader worker threads (--bench; default: the global --threads)", ARG_RANGE(0, ARG_MAX_THREADS)},
+        {"jpeg_min_side", ARG_INT, &jpeg_min_side, "> 0: DCT-domain JPEG downscaling keeping sides >= this (--bench; not bit-exact with PIL)", ARG_RANGE(0, ARG_MAX_COUNT)},
         {NULL, 0, NULL, NULL},
     };
     const char *pos[1] = {NULL};
@@ -58,8 +59,6 @@ int cmd_augment(int argc, char **argv) {
     if (gscale.n != 2 || lscale.n != 2 || gscale.v[0] <= 0 || gscale.v[0] > gscale.v[1] || lscale.v[0] <= 0 ||
         lscale.v[0] > lscale.v[1])
         dino_die("dino augment: crop scales need two numbers lo hi with 0 < lo <= hi");
-    if (global_size < 1 || local_size < 1 || n_local < 0 || n_local > 64)
-        dino_die("dino augment: crop sizes must be positive and --local_crops_number in 0..64");
     AugmentConfig cfg;
     augment_config_default(&cfg);
     cfg.global_size = global_size;

@@ -74,26 +74,27 @@ static double sgemm_gflops(int n) {
     return 2.0 * n * n * (double)n * reps / dt / 1e9;
 }
 
+// Timed passes or steps: one time each is kept; a million ViT-S passes take
+// days already.
+#define BENCH_MAX_ITERS 1000000
+
 static int bench_forward(int argc, char **argv) {
     const char *arch = "vit_small";
     int patch = 16, batch = 8, size = 224, height = 0, iters = 10, warmup = 1, backward = 0;
     ArgSpec specs[] = {
         {"arch", ARG_STRING, &arch, "vit_tiny, vit_small, vit_base (deit_* aliases)"},
-        {"patch_size", ARG_INT, &patch, "patch size"},
-        {"batch", ARG_INT, &batch, "images per forward pass"},
-        {"size", ARG_INT, &size, "image width (and height unless --height)"},
-        {"height", ARG_INT, &height, "image height (0: same as --size)"},
-        {"iters", ARG_INT, &iters, "timed passes"},
-        {"warmup", ARG_INT, &warmup, "untimed passes first"},
+        {"patch_size", ARG_INT, &patch, "patch size", ARG_RANGE(1, ARG_MAX_PATCH)},
+        {"batch", ARG_INT, &batch, "images per forward pass", ARG_RANGE(1, ARG_MAX_BATCH)},
+        {"size", ARG_INT, &size, "image width (and height unless --height)", ARG_RANGE(1, ARG_MAX_IMAGE_SIDE)},
+        {"height", ARG_INT, &height, "image height (0: same as --size)", ARG_RANGE(0, ARG_MAX_IMAGE_SIDE)},
+        {"iters", ARG_INT, &iters, "timed passes", ARG_RANGE(1, BENCH_MAX_ITERS)},
+        {"warmup", ARG_INT, &warmup, "untimed passes first", ARG_RANGE(0, BENCH_MAX_ITERS)},
         {"backward", ARG_BOOL, &backward,
          "also run the backward pass (training activations, gradients of sum(tokens·R))"},
         {NULL, 0, NULL, NULL},
     };
-    const char *pos[2];
-    args_parse("bench", "dino bench forward [flags]", specs, argc, argv, pos, 2);
+    args_parse("bench forward", "[flags]", specs, argc - 1, argv + 1, NULL, 0);
     profile_init_from_env();
-    if (batch <= 0 || size <= 0 || iters <= 0 || warmup < 0 || height < 0)
-        dino_die("dino bench forward: --batch, --size and --iters must be positive");
     if (!height) height = size;
     ViTConfig cfg;
     if (vit_config_preset(&cfg, arch, patch) != 0)
@@ -181,9 +182,9 @@ static int bench_train(int argc, char **argv) {
     int batch = 0, iters = 3, warmup = 1, print_config = 0, profile_parts = 1;
     ArgSpec specs[] = {
         {"preset", ARG_STRING, &preset, "default (ViT-S/16, 2x224 + 8x96, out_dim 65536) or fmnist"},
-        {"batch", ARG_INT, &batch, "images per step (0: 8 for default, the preset's for fmnist)"},
-        {"iters", ARG_INT, &iters, "timed steps"},
-        {"warmup", ARG_INT, &warmup, "untimed steps first"},
+        {"batch", ARG_INT, &batch, "images per step (0: 8 for default, the preset's for fmnist)", ARG_RANGE(0, ARG_MAX_BATCH)},
+        {"iters", ARG_INT, &iters, "timed steps", ARG_RANGE(1, BENCH_MAX_ITERS)},
+        {"warmup", ARG_INT, &warmup, "untimed steps first", ARG_RANGE(0, BENCH_MAX_ITERS)},
         {"print_config", ARG_BOOL, &print_config,
          "print the configuration as flags for bench/bench_train.py and exit"},
         {"profile_parts", ARG_BOOL, &profile_parts,
@@ -191,8 +192,7 @@ static int bench_train(int argc, char **argv) {
         {"device", ARG_STRING, &device, "cpu, or cuda (make CUDA=1): time the step on the GPU"},
         {NULL, 0, NULL, NULL},
     };
-    const char *pos[2];
-    args_parse("bench", "dino bench train [flags]", specs, argc, argv, pos, 2);
+    args_parse("bench train", "[flags]", specs, argc - 1, argv + 1, NULL, 0);
     DeviceKind dk;
     char derr[256];
     if (device_parse(device, &dk, derr, sizeof derr)) dino_die("dino bench train: %s", derr);
@@ -202,8 +202,6 @@ static int bench_train(int argc, char **argv) {
     if (!strcmp(preset, "fmnist")) train_config_preset_fmnist(&tc);
     else if (strcmp(preset, "default") != 0)
         dino_die("dino bench train: unknown --preset '%s' (default, fmnist)", preset);
-    if (batch < 0 || iters <= 0 || warmup < 0)
-        dino_die("dino bench train: --batch, --iters and --warmup must be positive");
     tc.batch_size_per_gpu = batch ? batch : (!strcmp(preset, "fmnist") ? tc.batch_size_per_gpu : 8);
     tc.freeze_last_layer = 0;  // time the full step: the last layer is updated too
     // bench/bench_train.py has the reference's loss, so both sides centre

@@ -16,7 +16,7 @@ int cmd_convert(int argc, char **argv) {
     int heads = 0, no_head = 0;
     const ArgSpec specs[] = {
         {"checkpoint_key", ARG_STRING, &key, "model of a training checkpoint: teacher or student (default teacher)"},
-        {"heads", ARG_INT, &heads, "attention heads (0: D/64, as every DINO ViT)"},
+        {"heads", ARG_INT, &heads, "attention heads (0: D/64, as every DINO ViT)", ARG_RANGE(0, ARG_MAX_HEADS)},
         {"no_head", ARG_BOOL, &no_head, "write the backbone only, even if the file has a DINO head"},
         {NULL, 0, NULL, NULL},
     };

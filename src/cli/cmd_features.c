@@ -22,7 +22,7 @@ int cmd_features(int argc, char **argv) {
     eval_model_args_default(&ma);
     ArgSpec specs[] = {
         EVAL_MODEL_ARG_SPECS(ma),
-        {"batch_size_per_gpu", ARG_INT, &ma.batch_size, "images per forward pass"},
+        {"batch_size_per_gpu", ARG_INT, &ma.batch_size, "images per forward pass", ARG_RANGE(1, ARG_MAX_BATCH)},
         {"split", ARG_STRING, &split, "train, val or both"},
         {"patch_tokens", ARG_BOOL, &patch_tokens, "write every final-norm patch token (N, patches, D)"},
         {"output_dir", ARG_STRING, &output_dir, "where the .npy files go"},

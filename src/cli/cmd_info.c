@@ -13,7 +13,7 @@ int cmd_info(int argc, char **argv) {
     int heads = 0, all = 0;
     const ArgSpec specs[] = {
         {"checkpoint_key", ARG_STRING, &key, "model of a training checkpoint: teacher or student (default teacher)"},
-        {"heads", ARG_INT, &heads, "attention heads (0: D/64, as every DINO ViT)"},
+        {"heads", ARG_INT, &heads, "attention heads (0: D/64, as every DINO ViT)", ARG_RANGE(0, ARG_MAX_HEADS)},
         {"all", ARG_BOOL, &all, "list every tensor, not the first 40"},
         {NULL, 0, NULL, NULL},
     };

@@ -25,11 +25,11 @@ int cmd_knn(int argc, char **argv) {
     eval_model_args_default(&ma);
     ArgSpec specs[] = {
         FEATURE_FILE_ARG_SPECS(files),
-        {"nb_knn", ARG_INT_LIST, &nb_knn, "numbers of nearest neighbours"},
-        {"temperature", ARG_FLOAT, &temperature, "temperature of the exp(sim/T) vote"},
-        {"num_classes", ARG_INT, &num_classes, "classes (0: from the labels)"},
+        {"nb_knn", ARG_INT_LIST, &nb_knn, "numbers of nearest neighbours", ARG_RANGE(1, KNN_MAX_NEIGHBOURS)},
+        {"temperature", ARG_FLOAT, &temperature, "temperature of the exp(sim/T) vote", ARG_RANGE(KNN_MIN_TEMPERATURE, KNN_MAX_TEMPERATURE)},
+        {"num_classes", ARG_INT, &num_classes, "classes (0: from the labels)", ARG_RANGE(0, ARG_MAX_CLASSES)},
         EVAL_MODEL_ARG_SPECS(ma),
-        {"batch_size_per_gpu", ARG_INT, &ma.batch_size, "images per forward pass"},
+        {"batch_size_per_gpu", ARG_INT, &ma.batch_size, "images per forward pass", ARG_RANGE(1, ARG_MAX_BATCH)},
         {"device", ARG_STRING, &device, "where the forward passes run: cpu, or cuda (make CUDA=1)"},
         {NULL, 0, NULL, NULL},
     };

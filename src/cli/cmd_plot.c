@@ -12,16 +12,14 @@ int cmd_plot(int argc, char **argv) {
     int width = 1200, height = 800;
     ArgSpec specs[] = {
         {"out", ARG_STRING, &out, "PNG file to write"},
-        {"width", ARG_INT, &width, "image width in pixels"},
-        {"height", ARG_INT, &height, "image height in pixels"},
+        {"width", ARG_INT, &width, "image width in pixels", ARG_RANGE(100, 10000)},
+        {"height", ARG_INT, &height, "image height in pixels", ARG_RANGE(100, 10000)},
         {"title", ARG_STRING, &title, "text added to each panel's title"},
         {NULL, 0, NULL, NULL},
     };
     const char *pos[1] = {NULL};
     int n = args_parse("plot", "LOG [--out curves.png]", specs, argc, argv, pos, 1);
     if (n != 1) dino_die("dino plot needs the log file (log.txt) as its argument");
-    if (width < 100 || height < 100 || width > 10000 || height > 10000)
-        dino_die("--width and --height must lie in [100, 10000]");
     char err[512];
     PlotLog log;
     if (plot_log_read(pos[0], &log, err, sizeof err) != 0) dino_die("%s", err);

@@ -1,9 +1,11 @@
 // `dino`: the command-line front end. Handles the global --threads flag, then
-// hands argv to the subcommand named by argv[1].
+// hands argv to the subcommand named by argv[1] (`dino --version` is `dino
+// version`).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "commands.h"
 #include "common.h"
 
@@ -28,25 +30,28 @@ static void usage(FILE *f) {
     fprintf(f, "usage: dino <command> [flags]   (dino <command> --help for its flags)\n\ncommands:\n");
     for (const Command *c = COMMANDS; c->name; c++)
         if (c->run) fprintf(f, "  %-10s %s\n", c->name, c->summary);
-    fprintf(f, "\nglobal flags:\n  --threads N   threads for OpenMP and OpenBLAS together (default: all cores)\n");
+    fprintf(f, "\nglobal flags:\n  --threads N   threads for OpenMP and OpenBLAS together, 1 to %d (default: all cores)\n"
+               "  --version     the same as dino version\n", ARG_MAX_THREADS);
+}
+
+static int parse_threads(const char *what, const char *text) {
+    return (int)args_number(what, text, 1, 1, ARG_MAX_THREADS);
 }
 
 // Removes --threads N / --threads=N from argv (any position) and applies it.
 static int take_threads_flag(int argc, char **argv) {
     int threads = 0;
     const char *env = getenv("DINO_THREADS");
-    if (env) threads = atoi(env);
+    if (env && *env) threads = parse_threads("DINO_THREADS", env);
     int out = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads")) {
             if (i + 1 >= argc) dino_die("--threads expects a number");
-            threads = atoi(argv[++i]);
-            if (threads <= 0) dino_die("--threads expects a positive number, got '%s'", argv[i]);
+            threads = parse_threads("--threads", argv[++i]);
             continue;
         }
         if (!strncmp(argv[i], "--threads=", 10)) {
-            threads = atoi(argv[i] + 10);
-            if (threads <= 0) dino_die("--threads expects a positive number, got '%s'", argv[i] + 10);
+            threads = parse_threads("--threads", argv[i] + 10);
             continue;
         }
         argv[out++] = argv[i];
@@ -62,6 +67,7 @@ int main(int argc, char **argv) {
         usage(stdout);
         return argc < 2 ? 1 : 0;
     }
+    if (!strcmp(argv[1], "--version")) argv[1] = "version";
     for (const Command *c = COMMANDS; c->name; c++)
         if (!strcmp(c->name, argv[1])) {
             if (!c->run) dino_die("'%s' is not part of this build yet", c->name);

@@ -144,11 +144,11 @@ void train_config_preset_fmnist(TrainConfig *c) {
 
 int train_config_model(const TrainConfig *c, ViTConfig *vit, HeadConfig *head, char *err,
                        size_t errlen) {
+    if (c->patch_size <= 0) return snprintf(err, errlen, "--patch_size must be positive, got %d", c->patch_size), -1;
     if (vit_config_preset(vit, c->arch, c->patch_size) != 0) {
         snprintf(err, errlen, "unknown --arch '%s' (vit_tiny, vit_small, vit_base, deit_tiny, deit_small)", c->arch);
         return -1;
     }
-    if (c->patch_size <= 0) return snprintf(err, errlen, "--patch_size must be positive"), -1;
     if (c->embed_dim > 0) vit->dim = c->embed_dim;
     if (c->num_heads > 0) vit->heads = c->num_heads;
     if (c->depth > 0) vit->depth = c->depth;
@@ -161,9 +161,12 @@ int train_config_model(const TrainConfig *c, ViTConfig *vit, HeadConfig *head, c
         return snprintf(err, errlen, "--embed_dim %d is not divisible by --num_heads %d", vit->dim, vit->heads), -1;
     if (vit->img_size % vit->patch != 0)
         return snprintf(err, errlen, "--img_size %d is not a multiple of --patch_size %d", vit->img_size, vit->patch), -1;
-    if (c->global_crop_size % vit->patch || c->local_crop_size % vit->patch)
-        return snprintf(err, errlen, "crop sizes (--global_crop_size %d, --local_crop_size %d) must be multiples of --patch_size %d",
-                        c->global_crop_size, c->local_crop_size, vit->patch), -1;
+    if (c->global_crop_size <= 0 || c->global_crop_size % vit->patch)
+        return snprintf(err, errlen, "--global_crop_size %d is not a positive multiple of --patch_size %d",
+                        c->global_crop_size, vit->patch), -1;
+    if (c->local_crop_size <= 0 || c->local_crop_size % vit->patch)
+        return snprintf(err, errlen, "--local_crop_size %d is not a positive multiple of --patch_size %d",
+                        c->local_crop_size, vit->patch), -1;
     if (c->drop_path_rate < 0 || c->drop_path_rate >= 1)
         return snprintf(err, errlen, "--drop_path_rate must be in [0, 1), got %g", c->drop_path_rate), -1;
     if (c->out_dim <= 0) return snprintf(err, errlen, "--out_dim must be positive"), -1;
@@ -179,54 +182,69 @@ int train_config_model(const TrainConfig *c, ViTConfig *vit, HeadConfig *head, c
 
 // ---------------------------------------------------------------- trainer state
 
-Trainer *trainer_create(const TrainConfig *cfg, int64_t niter_per_ep, char *err, size_t errlen) {
+int train_config_check(const TrainConfig *cfg, char *err, size_t errlen) {
     ViTConfig vit;
     HeadConfig head;
-    if (train_config_model(cfg, &vit, &head, err, errlen)) return NULL;
+    if (train_config_model(cfg, &vit, &head, err, errlen)) return -1;
     OptimKind kind;
     if (optim_kind_parse(cfg->optimizer, &kind)) {
         snprintf(err, errlen, "unknown --optimizer '%s' (adamw, sgd, lars)", cfg->optimizer);
-        return NULL;
+        return -1;
     }
-    if (cfg->batch_size_per_gpu <= 0 || cfg->epochs <= 0 || niter_per_ep <= 0) {
-        snprintf(err, errlen, "--batch_size_per_gpu, --epochs and the iterations per epoch must be positive");
-        return NULL;
+    if (cfg->batch_size_per_gpu <= 0 || cfg->epochs <= 0) {
+        snprintf(err, errlen, "--batch_size_per_gpu and --epochs must be positive");
+        return -1;
     }
     if (cfg->warmup_epochs > cfg->epochs || cfg->warmup_teacher_temp_epochs > cfg->epochs) {
         snprintf(err, errlen, "--warmup_epochs (%d) and --warmup_teacher_temp_epochs (%d) cannot exceed --epochs (%d)",
                  cfg->warmup_epochs, cfg->warmup_teacher_temp_epochs, cfg->epochs);
-        return NULL;
+        return -1;
     }
-    if (cfg->local_crops_number < 0 || cfg->local_crops_number > 64) {
-        snprintf(err, errlen, "--local_crops_number must be between 0 and 64");
-        return NULL;
+    if (cfg->local_crops_number < 0 || cfg->local_crops_number > TRAIN_MAX_LOCAL_CROPS) {
+        snprintf(err, errlen, "--local_crops_number must be between 0 and %d", TRAIN_MAX_LOCAL_CROPS);
+        return -1;
     }
     if (!(cfg->koleo_loss_weight >= 0 && cfg->koleo_loss_weight < 1e6)) {
         snprintf(err, errlen, "--koleo_loss_weight must be a non-negative number, got %g",
                  cfg->koleo_loss_weight);
-        return NULL;
+        return -1;
     }
     if (cfg->koleo_loss_weight > 0 && cfg->batch_size_per_gpu < 2) {
         snprintf(err, errlen, "--koleo_loss_weight needs --batch_size_per_gpu of at least 2 (each "
                               "feature's nearest neighbour is another image of the batch)");
-        return NULL;
+        return -1;
     }
     if (cfg->koleo_loss_weight > 0 && cfg->device == DEVICE_CUDA) {
         snprintf(err, errlen, "--koleo_loss_weight (on in --preset fmnist) runs on the CPU only; "
                               "pass --koleo_loss_weight 0 with --device cuda");
-        return NULL;
+        return -1;
     }
     const int sinkhorn = cfg->centering && !strcmp(cfg->centering, "sinkhorn_knopp");
     if (!sinkhorn && !(cfg->centering && !strcmp(cfg->centering, "centering"))) {
         snprintf(err, errlen, "unknown --centering '%s' (centering, sinkhorn_knopp)",
                  cfg->centering ? cfg->centering : "");
-        return NULL;
+        return -1;
     }
     if (sinkhorn && cfg->device == DEVICE_CUDA) {
         snprintf(err, errlen, "--centering sinkhorn_knopp (--preset fmnist's) runs on the CPU only; "
                       "pass --centering centering for the GPU's loss, the reference's");
+        return -1;
+    }
+    return 0;
+}
+
+Trainer *trainer_create(const TrainConfig *cfg, int64_t niter_per_ep, char *err, size_t errlen) {
+    if (train_config_check(cfg, err, errlen)) return NULL;
+    if (niter_per_ep <= 0) {
+        snprintf(err, errlen, "the iterations per epoch must be positive");
         return NULL;
     }
+    ViTConfig vit;
+    HeadConfig head;
+    train_config_model(cfg, &vit, &head, err, errlen);
+    OptimKind kind;
+    optim_kind_parse(cfg->optimizer, &kind);
+    const int sinkhorn = !strcmp(cfg->centering, "sinkhorn_knopp");
     Trainer *t = callocCheck(1, sizeof *t);
     t->cfg = *cfg;
     model_build(&t->model, &vit, &head, 1);
@@ -876,16 +894,33 @@ int train_run(const TrainConfig *cfg0) {
     char ckpt_path[4200], log_path[4200];
     snprintf(ckpt_path, sizeof ckpt_path, "%s/checkpoint.dino", c.output_dir);
     snprintf(log_path, sizeof log_path, "%s/log.txt", c.output_dir);
-    if (lead && access(ckpt_path, F_OK) == 0) {
-        if (trainer_load(t, ckpt_path, err, sizeof err)) dino_die("cannot resume: %s", err);
+    const int resumed = lead && access(ckpt_path, F_OK) == 0;
+    if (resumed && trainer_load(t, ckpt_path, err, sizeof err)) dino_die("cannot resume: %s", err);
+    dist_sync_trainer(t);  // every rank starts from rank 0's weights and position
+    const int64_t total = (int64_t)c.epochs * niter;
+    const int64_t first_it = (int64_t)t->epoch * niter + t->step;
+    // Running a finished run again changes nothing, not even log.txt, so a
+    // script may simply re-run the command until it succeeds.
+    if (first_it >= total || (c.stop_after_steps > 0 && first_it >= c.stop_after_steps)) {
+        if (lead && first_it >= total)
+            dino_info("nothing to do: %s has finished all %d epochs", ckpt_path, c.epochs);
+        else if (lead)
+            dino_info("nothing to do: %s is at iteration %lld, at or past --stop_after_steps %lld",
+                      ckpt_path, (long long)first_it, (long long)c.stop_after_steps);
+        trainer_free(t);
+        loader_free(loader);
+        dataset_close(ds);
+        dist_finalize();
+        return 0;
+    }
+    if (resumed) {
         dino_info("resuming from %s at epoch %d, step %lld", ckpt_path, t->epoch, (long long)t->step);
-        trim_log(log_path, t->epoch, (int64_t)t->epoch * niter + t->step);
-    } else {
+        trim_log(log_path, t->epoch, first_it);
+    } else if (lead) {
         // A run killed before its first checkpoint left records of
         // iterations that run again now (found by tests/test_faults.c).
         trim_log(log_path, 0, 0);
     }
-    dist_sync_trainer(t);  // every rank starts from rank 0's weights and position
     if (t->cuda) cuda_trainer_upload(t->cuda, t);
     dist_report(&c, lc.threads, c.dist_report);
     char desc[256];
@@ -927,8 +962,6 @@ int train_run(const TrainConfig *cfg0) {
     CollapseMonitor mon = {.warned_epoch = -1};
     int status = 0;
     int ckpt_failed = 0;  // the latest write of checkpoint.dino failed (the previous one is kept)
-    const int64_t total = (int64_t)c.epochs * niter;
-    const int64_t first_it = (int64_t)t->epoch * niter + t->step;
     const double t_start = dino_now();
     double win_t = 0, win_img = 0, win_wait = 0, win_steps = 0;
     while (t->epoch < c.epochs) {

@@ -18,6 +18,8 @@
 
 // A --freeze_last_layer that outlasts any run: the last layer never trains.
 #define TRAIN_FREEZE_ALWAYS 1000000
+// Local crops per image: 8x the reference's 8 (each is a pass of the student).
+#define TRAIN_MAX_LOCAL_CROPS 64
 
 typedef struct {
     // model
@@ -64,7 +66,8 @@ typedef struct {
     int dist_report;           // --dist: one start-up line per rank
     int checkpoint_every_steps;  // 0: only at epoch ends
     int log_every_steps;       // 10
-    int64_t stop_after_steps;  // > 0: checkpoint and stop at this global step (tests, preemption)
+    int64_t stop_after_steps;  // > 0: checkpoint and stop at this global step (tests, preemption);
+                               // a run already there or past it has nothing to do
     int eval_knn_every;        // 0: off; epochs between k-NN evaluations (hook)
     int quiet;                 // no progress lines
     int device;                // DeviceKind (src/cuda/train_plan.h): 0 cpu, 1 cuda
@@ -79,6 +82,10 @@ void train_config_preset_fmnist(TrainConfig *c);
 // with err filled for an impossible combination.
 int train_config_model(const TrainConfig *c, ViTConfig *vit, HeadConfig *head, char *err,
                        size_t errlen);
+// Every check of the configuration that needs no data (model shapes, crop
+// sizes on the patch grid, optimizer, schedules, loss): 0, or -1 with err
+// naming the flags. trainer_create runs it too.
+int train_config_check(const TrainConfig *c, char *err, size_t errlen);
 
 // Statistics of one iteration.
 typedef struct {
