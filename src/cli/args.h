@@ -54,9 +54,6 @@ typedef struct {
 #define ARG_MAX_PATCH 64
 // Attention heads: ViT-g has 24; more than the width can split usefully.
 #define ARG_MAX_HEADS 256
-// Classes: 4x ImageNet-21k's 21,841; the linear layer holds dim x classes
-// floats (three copies while training) and k-NN a score per class per thread.
-#define ARG_MAX_CLASSES 100000
 // Epochs: 125x the reference's longest schedule (800).
 #define ARG_MAX_EPOCHS 100000
 // Numbers that size nothing (step counts, intervals; seeds and random keys

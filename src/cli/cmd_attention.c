@@ -54,9 +54,6 @@ int cmd_attention(int argc, char **argv) {
     if (np != 1) dino_die("dino attention needs an image file as its argument");
     if (!ma.pretrained_weights) dino_die("dino attention needs --pretrained_weights FILE");
     if (image_size.n > 2) dino_die("--image_size takes one or two numbers (H W)");
-    for (int i = 0; i < image_size.n; i++)
-        if (image_size.v[i] < 1 || image_size.v[i] > 8192)
-            dino_die("--image_size values must lie in [1, 8192], got %d", image_size.v[i]);
     char *tend;
     double threshold = strtod(threshold_arg, &tend);
     if (*tend || tend == threshold_arg || !(threshold >= 0 && threshold <= 1))

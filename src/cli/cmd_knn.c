@@ -27,7 +27,7 @@ int cmd_knn(int argc, char **argv) {
         FEATURE_FILE_ARG_SPECS(files),
         {"nb_knn", ARG_INT_LIST, &nb_knn, "numbers of nearest neighbours", ARG_RANGE(1, KNN_MAX_NEIGHBOURS)},
         {"temperature", ARG_FLOAT, &temperature, "temperature of the exp(sim/T) vote", ARG_RANGE(KNN_MIN_TEMPERATURE, KNN_MAX_TEMPERATURE)},
-        {"num_classes", ARG_INT, &num_classes, "classes (0: from the labels)", ARG_RANGE(0, ARG_MAX_CLASSES)},
+        {"num_classes", ARG_INT, &num_classes, "classes (0: from the labels)", ARG_RANGE(0, KNN_MAX_CLASSES)},
         EVAL_MODEL_ARG_SPECS(ma),
         {"batch_size_per_gpu", ARG_INT, &ma.batch_size, "images per forward pass", ARG_RANGE(1, ARG_MAX_BATCH)},
         {"device", ARG_STRING, &device, "where the forward passes run: cpu, or cuda (make CUDA=1)"},
@@ -48,8 +48,6 @@ int cmd_knn(int argc, char **argv) {
     for (int i = 0; i < nb_knn.n; i++) cfg.ks[i] = nb_knn.v[i];
     cfg.temperature = temperature;
     cfg.num_classes = num_classes;
-    if (num_classes > KNN_MAX_CLASSES)
-        dino_die("--num_classes %d is above the limit of %d classes", num_classes, KNN_MAX_CLASSES);
 
     EvalFeatures ftr, fte;
     eval_labelled_features("knn", &files, KNN_MAX_CLASSES, &ma, &ftr, &fte);

@@ -98,8 +98,8 @@ int cmd_linear(int argc, char **argv) {
         {"batch_size_per_gpu", ARG_INT, &cfg.batch_size, "SGD batch size (and images per forward pass)", ARG_RANGE(1, ARG_MAX_BATCH)},
         {"momentum", ARG_FLOAT, &cfg.momentum, "SGD momentum", ARG_RANGE(0, 1)},
         {"weight_decay", ARG_FLOAT, &cfg.weight_decay, "SGD weight decay", ARG_RANGE(0, LINEAR_MAX_WEIGHT_DECAY)},
-        {"val_freq", ARG_INT, &cfg.val_freq, "validate every this many epochs (and after the last)", ARG_RANGE(1, ARG_MAX_EPOCHS)},
-        {"num_labels", ARG_INT, &num_labels, "classes (0: from the labels)", ARG_RANGE(0, ARG_MAX_CLASSES)},
+        {"val_freq", ARG_INT, &cfg.val_freq, "validate every this many epochs and after the last (0: after the last only)", ARG_RANGE(0, ARG_MAX_EPOCHS)},
+        {"num_labels", ARG_INT, &num_labels, "classes (0: from the labels)", ARG_RANGE(0, LINEAR_MAX_CLASSES)},
         {"seed", ARG_INT, &seed, "seed of the weight init and the shuffles", ARG_RANGE(-ARG_MAX_COUNT, ARG_MAX_COUNT)},
         {"output_dir", ARG_STRING, &output_dir, "write linear_weight.npy and linear_bias.npy here"},
         {"full", ARG_BOOL, &full, "the reference's mode: augmented training images through the backbone every epoch"},
@@ -113,11 +113,6 @@ int cmd_linear(int argc, char **argv) {
     cfg.seed = (uint64_t)seed;
     ma.batch_size = cfg.batch_size;  // one batch size, as in the reference
 
-    if (num_labels > LINEAR_MAX_CLASSES)
-        dino_die("--num_labels %d is above the limit of %d classes", num_labels, LINEAR_MAX_CLASSES);
-    if (cfg.val_freq < 0)
-        dino_die("--val_freq must be >= 0 (0: validate after the last epoch only), got %d",
-                 cfg.val_freq);
 
     if (full) return linear_full_mode(&ma, &cfg, num_labels, output_dir);
     EvalFeatures ftr, fte;
