@@ -29,7 +29,7 @@ static const Command COMMANDS[] = {
 static void usage(FILE *f) {
     fprintf(f, "usage: dino <command> [flags]   (dino <command> --help for its flags)\n\ncommands:\n");
     for (const Command *c = COMMANDS; c->name; c++)
-        if (c->run) fprintf(f, "  %-10s %s\n", c->name, c->summary);
+        if (c->run) fprintf(f, "  %-14s %s\n", c->name, c->summary);
     fprintf(f, "\nglobal flags:\n  --threads N   threads for OpenMP and OpenBLAS together, 1 to %d (default: all cores)\n"
                "  --version     the same as dino version\n", ARG_MAX_THREADS);
 }
