@@ -48,6 +48,18 @@ static void child_setup(int wfd, size_t mem_mb) {
     setenv("OMP_NUM_THREADS", "1", 1);
 }
 
+// Appends what the pipe holds now to out->output (the first 4 KiB are kept).
+static void drain(int rfd, Bounded *out, size_t *len) {
+    char buf[4096];
+    ssize_t k;
+    while ((k = read(rfd, buf, sizeof buf)) > 0) {
+        size_t room = sizeof out->output - 1 - *len;
+        size_t take = (size_t)k < room ? (size_t)k : room;
+        memcpy(out->output + *len, buf, take);
+        *len += take;
+    }
+}
+
 // Reads the child's output until it exits or the limit passes.
 static int supervise(pid_t pid, int rfd, double limit_s, Bounded *out) {
     double t0 = now();
@@ -56,14 +68,7 @@ static int supervise(pid_t pid, int rfd, double limit_s, Bounded *out) {
     int status = 0, done = 0;
     fcntl(rfd, F_SETFL, O_NONBLOCK);
     while (!done) {
-        char buf[4096];
-        ssize_t k;
-        while ((k = read(rfd, buf, sizeof buf)) > 0) {
-            size_t room = sizeof out->output - 1 - len;
-            size_t take = (size_t)k < room ? (size_t)k : room;
-            memcpy(out->output + len, buf, take);
-            len += take;
-        }
+        drain(rfd, out, &len);
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid) done = 1;
         else if (now() - t0 > limit_s) {
@@ -73,14 +78,7 @@ static int supervise(pid_t pid, int rfd, double limit_s, Bounded *out) {
             done = 1;
         } else usleep(2000);
     }
-    char buf[4096];
-    ssize_t k;
-    while ((k = read(rfd, buf, sizeof buf)) > 0) {
-        size_t room = sizeof out->output - 1 - len;
-        size_t take = (size_t)k < room ? (size_t)k : room;
-        memcpy(out->output + len, buf, take);
-        len += take;
-    }
+    drain(rfd, out, &len);
     close(rfd);
     out->output[len] = 0;
     out->seconds = now() - t0;

@@ -31,6 +31,7 @@
 #include "image/ops.h"
 #include "io/model_io.h"
 #include "testlib.h"
+#include "tiny_vit.h"
 
 static char DIR_[256];
 static char DINO[600];  // the dino binary of this build: <build>/dino next to <build>/tests/
@@ -75,10 +76,7 @@ int main(int argc, char **argv) {
     mkdir(DIR_, 0755);
 
     // Tiny model: img_size 32, patch 8, D 48, 2 blocks, 3 heads, fill() weights.
-    ViTConfig vc;
-    memset(&vc, 0, sizeof vc);
-    vc.img_size = 32, vc.patch = 8, vc.in_chans = 3, vc.dim = 48, vc.depth = 2, vc.heads = 3;
-    vc.mlp_hidden = 192, vc.ln_eps = 1e-6f;
+    ViTConfig vc = tiny_vit_config();
     DinoModel m;
     model_build(&m, &vc, NULL, 0);
     float *params = mallocCheck(m.table.total * sizeof(float));

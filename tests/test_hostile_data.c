@@ -26,6 +26,7 @@
 #include "io/model_io.h"
 #include "model.h"
 #include "testlib.h"
+#include "tiny_vit.h"
 
 // A w×h grey PNG of zeros, written row by row: a 89,000,000x1 one is 87 KB.
 static void write_grey_png(const char *path, int w, int h) {
@@ -457,10 +458,7 @@ static void check_idx_magic(void) {
 // ---------------------------------------------------------------- main
 
 static void save_tiny_model(const char *path) {
-    ViTConfig vc;
-    memset(&vc, 0, sizeof vc);
-    vc.img_size = 32, vc.patch = 8, vc.in_chans = 3, vc.dim = 48, vc.depth = 2, vc.heads = 3;
-    vc.mlp_hidden = 192, vc.ln_eps = 1e-6f;
+    ViTConfig vc = tiny_vit_config();
     DinoModel m;
     model_build(&m, &vc, NULL, 0);
     float *params = mallocCheck(m.table.total * sizeof(float));

@@ -32,6 +32,7 @@
 #include "model.h"
 #include "rng.h"
 #include "testlib.h"
+#include "tiny_vit.h"
 
 // The memory cap of every case, generous for inputs of a few KB (dropped
 // under ASan by tests/bounded.c).
@@ -360,10 +361,7 @@ static void labels_2d(void) {
 // A tiny model (img 32, patch 8, D 48, 2 blocks, 3 heads) and an ImageFolder
 // with 8 training and 2 validation images of 40x36.
 static void write_model_and_images(void) {
-    ViTConfig vc;
-    memset(&vc, 0, sizeof vc);
-    vc.img_size = 32, vc.patch = 8, vc.in_chans = 3, vc.dim = 48, vc.depth = 2, vc.heads = 3;
-    vc.mlp_hidden = 192, vc.ln_eps = 1e-6f;
+    ViTConfig vc = tiny_vit_config();
     DinoModel m;
     model_build(&m, &vc, NULL, 0);
     float *params = callocCheck(m.table.total, sizeof(float));

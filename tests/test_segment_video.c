@@ -34,6 +34,7 @@
 #include "io/model_io.h"
 #include "model.h"
 #include "testlib.h"
+#include "tiny_vit.h"
 
 static char DINO[600];
 
@@ -277,10 +278,7 @@ int main(int argc, char **argv) {
     against_reference(dir);
 
     // A tiny untrained ViT (patch 8, D 48, 2 blocks), the reference's random init.
-    ViTConfig vc;
-    memset(&vc, 0, sizeof vc);
-    vc.img_size = 32, vc.patch = 8, vc.in_chans = 3, vc.dim = 48, vc.depth = 2, vc.heads = 3;
-    vc.mlp_hidden = 192, vc.ln_eps = 1e-6f;
+    ViTConfig vc = tiny_vit_config();
     DinoModel m;
     model_build(&m, &vc, NULL, 0);
     float *params = calloc(m.table.total, sizeof(float));
