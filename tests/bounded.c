@@ -101,6 +101,29 @@ static int dino_path(char *path, size_t n) {
     return access(path, X_OK) == 0 ? 0 : -1;
 }
 
+// Forks a child whose stdout and stderr go into a pipe and whose limits are
+// set. Returns the child's pid in the parent (with the pipe's read end in
+// *rfd), 0 in the child, -1 when it could not.
+static pid_t fork_bounded(size_t mem_mb, int *rfd) {
+    int fds[2];
+    if (pipe(fds) != 0) return -1;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        child_setup(fds[1], mem_mb);
+        return 0;
+    }
+    close(fds[1]);
+    *rfd = fds[0];
+    return pid;
+}
+
 int bounded_dino(const char *const *argv, double limit_s, size_t mem_mb, Bounded *out) {
     memset(out, 0, sizeof *out);
     char path[1100];
@@ -110,38 +133,28 @@ int bounded_dino(const char *const *argv, double limit_s, size_t mem_mb, Bounded
     full[n++] = path;
     for (; argv[n - 1] && n < 127; n++) full[n] = argv[n - 1];
     full[n] = NULL;
-    int fds[2];
-    if (pipe(fds) != 0) return -1;
-    fflush(stdout);
-    pid_t pid = fork();
+    int rfd;
+    pid_t pid = fork_bounded(mem_mb, &rfd);
     if (pid < 0) return -1;
     if (pid == 0) {
-        close(fds[0]);
-        child_setup(fds[1], mem_mb);
         execv(path, (char *const *)full);
         _exit(127);
     }
-    close(fds[1]);
-    return supervise(pid, fds[0], limit_s, out);
+    return supervise(pid, rfd, limit_s, out);
 }
 
 int bounded_call(int (*fn)(void *), void *arg, double limit_s, size_t mem_mb, Bounded *out) {
     memset(out, 0, sizeof *out);
-    int fds[2];
-    if (pipe(fds) != 0) return -1;
-    fflush(stdout);
-    pid_t pid = fork();
+    int rfd;
+    pid_t pid = fork_bounded(mem_mb, &rfd);
     if (pid < 0) return -1;
     if (pid == 0) {
-        close(fds[0]);
-        child_setup(fds[1], mem_mb);
         int rc = fn(arg);
         fflush(stdout);
         fflush(stderr);
         _exit(rc & 0xff);
     }
-    close(fds[1]);
-    return supervise(pid, fds[0], limit_s, out);
+    return supervise(pid, rfd, limit_s, out);
 }
 
 const char *bounded_first_line(const Bounded *b) {
