@@ -134,6 +134,8 @@ static void test_ranges(void) {
     expect_refusal(ARGV("linear", "--val_freq", "-1"), ARGV("--val_freq", "-1"));
     expect_refusal(ARGV("knn", "--num_classes", "2000000000"), ARGV("--num_classes", "2000000000"));
     expect_refusal(ARGV("knn", "--nb_knn", "10", "2000000000"), ARGV("--nb_knn", "2000000000"));
+    expect_refusal(ARGV("segment-video", "--n_last_frames", "100000"), ARGV("--n_last_frames", "100000"));
+    expect_refusal(ARGV("segment-video", "--topk", "0"), ARGV("--topk", "0"));
     expect_refusal(ARGV("bench", "forward", "--batch", "2147483647"), ARGV("--batch", "2147483647"));
     expect_refusal(ARGV("bench", "train", "--iters", "2147483647"), ARGV("--iters", "2147483647"));
     expect_refusal(ARGV("augment", "x.png", "--global_crop_size", "100000"),

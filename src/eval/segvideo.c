@@ -62,7 +62,8 @@ SegVideo *segvideo_begin(const SegVideoConfig *c, const ViTConfig *vc, const ViT
                          const uint8_t *rgb, int w, int h, const uint8_t *labels, char *err,
                          size_t errlen) {
     int p = vc->patch, rw, rh;
-    if (c->image_size < 1 || c->n_last_frames < 0 || c->topk < 1 || c->neighborhood < 0) {
+    if (c->image_size < 1 || c->n_last_frames < 0 || c->n_last_frames > SEGVIDEO_MAX_CONTEXT || c->topk < 1 ||
+        c->neighborhood < 0) {
         dino_errf(err, errlen, "bad settings: image_size %d, n_last_frames %d, topk %d, neighborhood %d",
                   c->image_size, c->n_last_frames, c->topk, c->neighborhood);
         return NULL;

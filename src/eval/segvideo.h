@@ -13,6 +13,10 @@
 
 #include "vit.h"
 
+// Previous frames a context may hold: each keeps its features and mask, and
+// DAVIS videos have about 100 frames at most.
+#define SEGVIDEO_MAX_CONTEXT 100
+
 typedef struct {
     int image_size;     // 480: the resized frame's shorter side
     int n_last_frames;  // 7: previous frames in the context (0: the first frame only)
