@@ -95,6 +95,7 @@ int cmd_train(int argc, char **argv) {
         for (int e = 0; e < n_extras; e++)
             if (extras[e].after && !strcmp(extras[e].after, s->name)) specs[ns++] = extras[e].spec;
     }
+    DINO_ASSERT(ns == train_settings_count + n_extras);  // every extra found its place
     specs[ns] = (ArgSpec){NULL, 0, NULL, NULL};
     args_parse("train", "[flags]   (resumes from OUTPUT_DIR/checkpoint.dino when it exists)", specs, argc,
                argv, NULL, 0);

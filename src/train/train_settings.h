@@ -7,9 +7,9 @@
 // `dino train` flags (cli/cmd_train.c), the range checks of
 // train_config_check, the configuration a checkpoint records and compares on
 // resume (trainer.c), and the configuration ranks compare at start-up
-// (dist_train.c). Adding a setting is one line here (and, when it is recorded
-// with a value older checkpoints lack, one line in trainer.c's
-// value_before_recorded).
+// (dist_train.c). Adding a setting is one line here (and, when resuming
+// compares it, one line in trainer.c's recorded_later, for the checkpoints
+// written before it was recorded).
 #ifndef DINO_TRAIN_TRAIN_SETTINGS_H
 #define DINO_TRAIN_TRAIN_SETTINGS_H
 
