@@ -240,6 +240,15 @@ int main(int argc, char **argv) {
     CHECK(rc != 0 && rc != 124 && err_has("ranks disagree on the configuration: rank 1 has --lr 0.003"),
           "different --lr on rank 1: clear error, no hang (exit %d)", rc);
     if (rc == 0 || rc == 124) show_err();
+    // The augmentation's settings too (once left out of the comparison).
+    snprintf(cmd, sizeof cmd,
+             "%s -np 1 %s train %s --data_path %s --batch_size_per_gpu 8 --stop_after_steps 1 --output_dir %s : "
+             "-np 1 %s train %s --data_path %s --batch_size_per_gpu 8 --stop_after_steps 1 --output_dir %s --blur_sigma 0.5 3",
+             MPIRUN, DINO, TINY, DATA, d, DINO, TINY, DATA, d);
+    rc = run(cmd);
+    CHECK(rc != 0 && rc != 124 && err_has("ranks disagree on the configuration: rank 1 has --blur_sigma 0.5 3"),
+          "different --blur_sigma on rank 1: clear error, no hang (exit %d)", rc);
+    if (rc == 0 || rc == 124) show_err();
 
     // 4. A rank that dies: the job ends with an error well within the timeout.
     snprintf(d, sizeof d, "%s/die", DIR_);

@@ -266,6 +266,13 @@ int main(int argc, char **argv) {
     rc = trainer_load(to, old_ck, err, sizeof err);
     CHECK(rc == 0 && to->epoch == 1, "a checkpoint that predates --koleo_loss_weight resumes (%s)", rc ? err : "ok");
     trainer_free(to);
+    // --blur_sigma was recorded later still, and older runs used any value:
+    // such a checkpoint resumes without comparing it.
+    CHECK(copy_without_meta(ck, old_ck, "arg.blur_sigma") == 0, "wrote a checkpoint without arg.blur_sigma");
+    to = trainer_create(&a, 3, err, sizeof err);
+    rc = trainer_load(to, old_ck, err, sizeof err);
+    CHECK(rc == 0 && to->epoch == 1, "a checkpoint that predates the record of --blur_sigma resumes (%s)", rc ? err : "ok");
+    trainer_free(to);
     CHECK(copy_without_meta(ck, old_ck, "arg.lr") == 0, "wrote a checkpoint without arg.lr");
     to = trainer_create(&a, 3, err, sizeof err);
     rc = trainer_load(to, old_ck, err, sizeof err);

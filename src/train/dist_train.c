@@ -14,55 +14,17 @@
 
 // ---------------------------------------------------------------- configuration agreement
 
-typedef struct {
-    char key[32];
-    char value[96];
-} DistItem;
-
-#define DIST_MAX_ITEMS 48
-
-static int dist_items(const TrainConfig *c, int64_t images, int64_t niter, DistItem *it) {
+int dist_config_items(const TrainConfig *c, int64_t images, int64_t niter, DistItem *it) {
     int n = 0;
+    for (int i = 0; i < train_settings_count; i++) {
+        const TrainSetting *s = &train_settings[i];
+        if (s->may_differ) continue;
+        snprintf(it[n].key, sizeof it[n].key, "%s", s->name);
+        train_setting_format(s, c, it[n].value, sizeof it[n].value);
+        n++;
+    }
 #define ADD(k, ...) (snprintf(it[n].key, sizeof it[n].key, "%s", k), \
                      snprintf(it[n].value, sizeof it[n].value, __VA_ARGS__), n++)
-    ADD("arch", "%s", c->arch);
-    ADD("patch_size", "%d", c->patch_size);
-    ADD("out_dim", "%d", c->out_dim);
-    ADD("norm_last_layer", "%d", c->norm_last_layer);
-    ADD("embed_dim", "%d", c->embed_dim);
-    ADD("depth", "%d", c->depth);
-    ADD("num_heads", "%d", c->num_heads);
-    ADD("img_size", "%d", c->img_size);
-    ADD("head_hidden_dim", "%d", c->head_hidden_dim);
-    ADD("head_bottleneck_dim", "%d", c->head_bottleneck_dim);
-    ADD("head_nlayers", "%d", c->head_nlayers);
-    ADD("drop_path_rate", "%.9g", c->drop_path_rate);
-    ADD("momentum_teacher", "%.17g", c->momentum_teacher);
-    ADD("warmup_teacher_temp", "%.17g", c->warmup_teacher_temp);
-    ADD("teacher_temp", "%.17g", c->teacher_temp);
-    ADD("warmup_teacher_temp_epochs", "%d", c->warmup_teacher_temp_epochs);
-    ADD("centering", "%s", c->centering);
-    ADD("koleo_loss_weight", "%.9g", c->koleo_loss_weight);
-    ADD("weight_decay", "%.17g", c->weight_decay);
-    ADD("weight_decay_end", "%.17g", c->weight_decay_end);
-    ADD("clip_grad", "%.17g", c->clip_grad);
-    ADD("batch_size_per_gpu", "%d", c->batch_size_per_gpu);
-    ADD("epochs", "%d", c->epochs);
-    ADD("freeze_last_layer", "%d", c->freeze_last_layer);
-    ADD("lr", "%.17g", c->lr);
-    ADD("warmup_epochs", "%d", c->warmup_epochs);
-    ADD("min_lr", "%.17g", c->min_lr);
-    ADD("optimizer", "%s", c->optimizer);
-    ADD("global_crops_scale", "%.9g %.9g", c->global_crops_scale[0], c->global_crops_scale[1]);
-    ADD("local_crops_number", "%d", c->local_crops_number);
-    ADD("local_crops_scale", "%.9g %.9g", c->local_crops_scale[0], c->local_crops_scale[1]);
-    ADD("global_crop_size", "%d", c->global_crop_size);
-    ADD("local_crop_size", "%d", c->local_crop_size);
-    ADD("seed", "%d", c->seed);
-    ADD("saveckp_freq", "%d", c->saveckp_freq);
-    ADD("checkpoint_every_steps", "%d", c->checkpoint_every_steps);
-    ADD("stop_after_steps", "%lld", (long long)c->stop_after_steps);
-    ADD("eval_knn_every", "%d", c->eval_knn_every);
     ADD("dataset images", "%lld", (long long)images);  // --data_path may differ per host; its content may not
     ADD("iterations per epoch", "%lld", (long long)niter);
 #undef ADD
@@ -80,7 +42,7 @@ void dist_check_config(const TrainConfig *c, int64_t dataset_images, int64_t nit
     if (W <= 1) return;
     DistItem mine[DIST_MAX_ITEMS], root[DIST_MAX_ITEMS];
     memset(mine, 0, sizeof mine);
-    int n = dist_items(c, dataset_images, niter_per_ep, mine);
+    int n = dist_config_items(c, dataset_images, niter_per_ep, mine);
     memcpy(root, mine, sizeof root);
     dist_broadcast(root, sizeof root, 0);
     DistMismatch me = {.index = -1};

@@ -13,7 +13,22 @@
 #include "train/loss.h"
 #include "train/trainer.h"
 
-// Compares the flags that must agree (model, optimisation, data, stopping)
+// One setting as ranks compare it: a flag name (train_settings.h) or a
+// property of the data ("dataset images").
+typedef struct {
+    char key[32];
+    char value[96];
+} DistItem;
+
+#define DIST_MAX_ITEMS 64
+
+// What dist_check_config compares: every setting whose table line says ranks
+// must agree, then the dataset's size and the iterations per epoch. Returns
+// the number of items.
+int dist_config_items(const TrainConfig *c, int64_t dataset_images, int64_t niter_per_ep,
+                      DistItem *items);
+
+// Compares the settings that must agree (model, optimisation, data, stopping)
 // and the dataset size with rank 0's; on any difference every rank exits
 // with status 1 after rank 0 names the rank, the flag and both values.
 void dist_check_config(const TrainConfig *c, int64_t dataset_images, int64_t niter_per_ep);

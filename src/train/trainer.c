@@ -32,206 +32,7 @@
 #include "train/dist_train.h"
 #include "train/koleo.h"
 
-// ---------------------------------------------------------------- configuration
-
-void train_config_default(TrainConfig *c) {
-    memset(c, 0, sizeof *c);
-    c->arch = "vit_small";
-    c->patch_size = 16;
-    c->out_dim = 65536;
-    c->norm_last_layer = 1;
-    c->img_size = 224;
-    c->head_hidden_dim = 2048;
-    c->head_bottleneck_dim = 256;
-    c->head_nlayers = 3;
-    c->drop_path_rate = 0.1f;
-    c->momentum_teacher = 0.996;
-    c->warmup_teacher_temp = 0.04;
-    c->teacher_temp = 0.04;
-    c->warmup_teacher_temp_epochs = 0;
-    c->centering = "centering";
-    c->weight_decay = 0.04;
-    c->weight_decay_end = 0.4;
-    c->clip_grad = 3.0;
-    c->batch_size_per_gpu = 64;
-    c->epochs = 100;
-    c->freeze_last_layer = 1;
-    c->lr = 0.0005;
-    c->warmup_epochs = 10;
-    c->min_lr = 1e-6;
-    c->optimizer = "adamw";
-    c->global_crops_scale[0] = 0.4f;
-    c->global_crops_scale[1] = 1.0f;
-    c->local_crops_number = 8;
-    c->local_crops_scale[0] = 0.05f;
-    c->local_crops_scale[1] = 0.4f;
-    c->global_crop_size = 224;
-    c->blur_sigma[0] = 0.1;
-    c->blur_sigma[1] = 2.0;
-    c->solarization_prob = 0.2;
-    c->local_crop_size = 96;
-    c->data_path = "/path/to/imagenet/train/";
-    c->output_dir = ".";
-    c->saveckp_freq = 20;
-    c->seed = 0;
-    c->num_workers = 10;
-    c->world_size = 1;
-    c->log_every_steps = 10;
-}
-
-void train_config_preset_fmnist(TrainConfig *c) {
-    // The short schedule of the small-image recipe: 2 epochs, about 10 minutes
-    // on 2 cores; `--epochs 40` on two ranks is the long one, under 2 hours
-    // (docs/TRAINING.md has the runs behind every choice). A 4-block ViT of
-    // width 128 on 7-px patches (16 tokens + CLS; 4-px patches, 49 tokens,
-    // cost about 3x the time per image).
-    c->data_path = "/usr/share/datasets/fashion-mnist";
-    c->arch = "vit_tiny";
-    c->patch_size = 7;
-    c->img_size = 28;
-    c->embed_dim = 128;
-    c->depth = 4;
-    c->num_heads = 4;
-    // 1024 prototypes: k-NN as with 4096 after two epochs, at about 10% more
-    // images/s (the last layer and the loss are a quarter of the size).
-    c->out_dim = 1024;
-    c->head_hidden_dim = 512;
-    c->head_bottleneck_dim = 128;
-    // Crops keep the reference's proportions to the image (96/224 of 28 px is
-    // 12 px, rounded up to the patch grid: 14), and so do the blur radii:
-    // (0.1, 2.0) px at 224 px is (0.0125, 0.25) px at 28 px.
-    c->global_crop_size = 28;
-    c->local_crop_size = 14;
-    c->blur_sigma[0] = 0.0125;
-    c->blur_sigma[1] = 0.25;
-    c->local_crops_number = 4;
-    c->global_crops_scale[0] = 0.4f;
-    c->global_crops_scale[1] = 1.0f;
-    c->local_crops_scale[0] = 0.1f;
-    c->local_crops_scale[1] = 0.4f;
-    // Many small steps: 937 per epoch. lr 0.004 per 256 images is 1e-3 at
-    // batch 64; with the reference's 0.0005 the teacher's output stayed near
-    // uniform for 500 steps, and 0.004 beat 0.002 by 0.65 k-NN in the two
-    // epochs of the demo; the 30-epoch recipe (E30) ran at 0.004 too.
-    c->batch_size_per_gpu = 64;
-    c->epochs = 2;
-    c->warmup_epochs = 1;
-    c->lr = 0.004;
-    // A faster teacher than the reference's 0.996, for a run of thousands of
-    // steps rather than hundreds of thousands.
-    c->momentum_teacher = 0.99;
-    // DINOv2's Sinkhorn-Knopp teacher with a sharper temperature: with the
-    // reference's centring at 0.04 the teacher settled on about 5 of the 4096
-    // prototypes for each batch and k-NN flattened; balancing the prototypes
-    // over the batch keeps them all in use (k-NN +1.2 after the demo's 2
-    // epochs, +3.8 after 8), and each halving of the temperature from 0.04
-    // to 0.01 added more (docs/TRAINING.md).
-    c->centering = "sinkhorn_knopp";
-    c->warmup_teacher_temp = 0.01;
-    c->teacher_temp = 0.01;
-    c->warmup_teacher_temp_epochs = 0;
-    // The prototypes (the head's last layer) stay at their random
-    // initialisation for the whole run: once they were trained, the teacher
-    // drifted to a uniform output within an epoch and k-NN fell.
-    c->freeze_last_layer = TRAIN_FREEZE_ALWAYS;
-    // DINOv2's KoLeo regulariser at DINOv2's weight spreads the student's CLS
-    // features over the sphere: k-NN +4.3 after the demo's 2 epochs (KO),
-    // +1.95 after 30 (E30K: 88.97; docs/TRAINING.md).
-    c->koleo_loss_weight = 0.1;
-    c->drop_path_rate = 0.05f;
-    c->saveckp_freq = 5;
-}
-
-int train_config_model(const TrainConfig *c, ViTConfig *vit, HeadConfig *head, char *err,
-                       size_t errlen) {
-    if (c->patch_size <= 0) return snprintf(err, errlen, "--patch_size must be positive, got %d", c->patch_size), -1;
-    if (vit_config_preset(vit, c->arch, c->patch_size) != 0) {
-        snprintf(err, errlen, "unknown --arch '%s' (vit_tiny, vit_small, vit_base, deit_tiny, deit_small)", c->arch);
-        return -1;
-    }
-    if (c->embed_dim > 0) vit->dim = c->embed_dim;
-    if (c->num_heads > 0) vit->heads = c->num_heads;
-    if (c->depth > 0) vit->depth = c->depth;
-    if (c->img_size > 0) vit->img_size = c->img_size;
-    vit->mlp_hidden = 4 * vit->dim;
-    vit->drop_path_rate = c->drop_path_rate;
-    if (vit->depth > VIT_MAX_DEPTH)
-        return snprintf(err, errlen, "--depth %d is more than the %d blocks supported", vit->depth, VIT_MAX_DEPTH), -1;
-    if (vit->dim % vit->heads != 0)
-        return snprintf(err, errlen, "--embed_dim %d is not divisible by --num_heads %d", vit->dim, vit->heads), -1;
-    if (vit->img_size % vit->patch != 0)
-        return snprintf(err, errlen, "--img_size %d is not a multiple of --patch_size %d", vit->img_size, vit->patch), -1;
-    if (c->global_crop_size <= 0 || c->global_crop_size % vit->patch)
-        return snprintf(err, errlen, "--global_crop_size %d is not a positive multiple of --patch_size %d",
-                        c->global_crop_size, vit->patch), -1;
-    if (c->local_crop_size <= 0 || c->local_crop_size % vit->patch)
-        return snprintf(err, errlen, "--local_crop_size %d is not a positive multiple of --patch_size %d",
-                        c->local_crop_size, vit->patch), -1;
-    if (c->drop_path_rate < 0 || c->drop_path_rate >= 1)
-        return snprintf(err, errlen, "--drop_path_rate must be in [0, 1), got %g", c->drop_path_rate), -1;
-    if (c->out_dim <= 0) return snprintf(err, errlen, "--out_dim must be positive"), -1;
-    head_config_default(head, vit->dim, c->out_dim);
-    if (c->head_hidden_dim > 0) head->hidden = c->head_hidden_dim;
-    if (c->head_bottleneck_dim > 0) head->bottleneck = c->head_bottleneck_dim;
-    if (c->head_nlayers > 0) head->nlayers = c->head_nlayers;
-    if (head->nlayers > HEAD_MAX_LAYERS)
-        return snprintf(err, errlen, "--head_nlayers %d is more than %d", head->nlayers, HEAD_MAX_LAYERS), -1;
-    head->norm_last_layer = c->norm_last_layer;
-    return 0;
-}
-
 // ---------------------------------------------------------------- trainer state
-
-int train_config_check(const TrainConfig *cfg, char *err, size_t errlen) {
-    ViTConfig vit;
-    HeadConfig head;
-    if (train_config_model(cfg, &vit, &head, err, errlen)) return -1;
-    OptimKind kind;
-    if (optim_kind_parse(cfg->optimizer, &kind)) {
-        snprintf(err, errlen, "unknown --optimizer '%s' (adamw, sgd, lars)", cfg->optimizer);
-        return -1;
-    }
-    if (cfg->batch_size_per_gpu <= 0 || cfg->epochs <= 0) {
-        snprintf(err, errlen, "--batch_size_per_gpu and --epochs must be positive");
-        return -1;
-    }
-    if (cfg->warmup_epochs > cfg->epochs || cfg->warmup_teacher_temp_epochs > cfg->epochs) {
-        snprintf(err, errlen, "--warmup_epochs (%d) and --warmup_teacher_temp_epochs (%d) cannot exceed --epochs (%d)",
-                 cfg->warmup_epochs, cfg->warmup_teacher_temp_epochs, cfg->epochs);
-        return -1;
-    }
-    if (cfg->local_crops_number < 0 || cfg->local_crops_number > TRAIN_MAX_LOCAL_CROPS) {
-        snprintf(err, errlen, "--local_crops_number must be between 0 and %d", TRAIN_MAX_LOCAL_CROPS);
-        return -1;
-    }
-    if (!(cfg->koleo_loss_weight >= 0 && cfg->koleo_loss_weight < 1e6)) {
-        snprintf(err, errlen, "--koleo_loss_weight must be a non-negative number, got %g",
-                 cfg->koleo_loss_weight);
-        return -1;
-    }
-    if (cfg->koleo_loss_weight > 0 && cfg->batch_size_per_gpu < 2) {
-        snprintf(err, errlen, "--koleo_loss_weight needs --batch_size_per_gpu of at least 2 (each "
-                              "feature's nearest neighbour is another image of the batch)");
-        return -1;
-    }
-    if (cfg->koleo_loss_weight > 0 && cfg->device == DEVICE_CUDA) {
-        snprintf(err, errlen, "--koleo_loss_weight (on in --preset fmnist) runs on the CPU only; "
-                              "pass --koleo_loss_weight 0 with --device cuda");
-        return -1;
-    }
-    const int sinkhorn = cfg->centering && !strcmp(cfg->centering, "sinkhorn_knopp");
-    if (!sinkhorn && !(cfg->centering && !strcmp(cfg->centering, "centering"))) {
-        snprintf(err, errlen, "unknown --centering '%s' (centering, sinkhorn_knopp)",
-                 cfg->centering ? cfg->centering : "");
-        return -1;
-    }
-    if (sinkhorn && cfg->device == DEVICE_CUDA) {
-        snprintf(err, errlen, "--centering sinkhorn_knopp (--preset fmnist's) runs on the CPU only; "
-                      "pass --centering centering for the GPU's loss, the reference's");
-        return -1;
-    }
-    return 0;
-}
 
 Trainer *trainer_create(const TrainConfig *cfg, int64_t niter_per_ep, char *err, size_t errlen) {
     if (train_config_check(cfg, err, errlen)) return NULL;
@@ -469,68 +270,60 @@ void trainer_advance(Trainer *t, const StepStats *st) {
 typedef struct {
     char key[48];
     char value[256];
-    int structural;  // 1: differs => refuse to resume; 2: recorded only (see global_batch)
+    TrainSettingResume resume;
 } CfgItem;
 
-#define MAX_ITEMS 64
+#define MAX_ITEMS 80
 
+// The settings train_settings.h records, then what follows from them.
 static int config_items(const Trainer *t, CfgItem *it) {
-    const TrainConfig *c = &t->cfg;
+    // The model's shape as built: --arch vit_small with --embed_dim 0 and
+    // with --embed_dim 384 are one model.
+    TrainConfig c = t->cfg;
     const ViTConfig *v = &t->model.vit;
     const HeadConfig *h = &t->model.head;
+    c.patch_size = v->patch;
+    c.embed_dim = v->dim;
+    c.depth = v->depth;
+    c.num_heads = v->heads;
+    c.img_size = v->img_size;
+    c.out_dim = h->out_dim;
+    c.head_hidden_dim = h->hidden;
+    c.head_bottleneck_dim = h->bottleneck;
+    c.head_nlayers = h->nlayers;
+    c.norm_last_layer = h->norm_last_layer;
     int n = 0;
-#define ITEM(k, s, ...) (snprintf(it[n].key, sizeof it[n].key, "%s", k), \
-                         snprintf(it[n].value, sizeof it[n].value, __VA_ARGS__), it[n].structural = s, n++)
-    ITEM("arch", 1, "%s", c->arch);
-    ITEM("patch_size", 1, "%d", v->patch);
-    ITEM("embed_dim", 1, "%d", v->dim);
-    ITEM("depth", 1, "%d", v->depth);
-    ITEM("num_heads", 1, "%d", v->heads);
-    ITEM("img_size", 1, "%d", v->img_size);
-    ITEM("out_dim", 1, "%d", h->out_dim);
-    ITEM("head_hidden_dim", 1, "%d", h->hidden);
-    ITEM("head_bottleneck_dim", 1, "%d", h->bottleneck);
-    ITEM("head_nlayers", 1, "%d", h->nlayers);
-    ITEM("norm_last_layer", 1, "%d", h->norm_last_layer);
-    ITEM("optimizer", 1, "%s", c->optimizer);
+    for (int i = 0; i < train_settings_count; i++) {
+        const TrainSetting *s = &train_settings[i];
+        if (s->resume == TS_NOT_RECORDED) continue;
+        snprintf(it[n].key, sizeof it[n].key, "%s", s->name);
+        train_setting_format(s, &c, it[n].value, sizeof it[n].value);
+        it[n++].resume = s->resume;
+    }
+#define ITEM(k, r, ...) (snprintf(it[n].key, sizeof it[n].key, "%s", k), \
+                         snprintf(it[n].value, sizeof it[n].value, __VA_ARGS__), it[n].resume = r, n++)
     // Any split of the same global batch over ranks sees the same images per
     // iteration (DistributedSampler order), so a run may resume on another
     // world size: the global batch must agree, its factors are recorded only.
-    ITEM("global_batch", 1, "%d", c->batch_size_per_gpu * (c->world_size > 0 ? c->world_size : 1));
-    ITEM("batch_size_per_gpu", 2, "%d", c->batch_size_per_gpu);
-    ITEM("world_size", 2, "%d", c->world_size);
-    ITEM("local_crops_number", 1, "%d", c->local_crops_number);
-    ITEM("global_crop_size", 1, "%d", c->global_crop_size);
-    ITEM("local_crop_size", 1, "%d", c->local_crop_size);
-    ITEM("iterations_per_epoch", 1, "%lld", (long long)t->niter_per_ep);
-    ITEM("epochs", 0, "%d", c->epochs);
-    ITEM("lr", 0, "%.17g", c->lr);
-    ITEM("min_lr", 0, "%.17g", c->min_lr);
-    ITEM("warmup_epochs", 0, "%d", c->warmup_epochs);
-    ITEM("weight_decay", 0, "%.17g", c->weight_decay);
-    ITEM("weight_decay_end", 0, "%.17g", c->weight_decay_end);
-    ITEM("momentum_teacher", 0, "%.17g", c->momentum_teacher);
-    ITEM("warmup_teacher_temp", 0, "%.17g", c->warmup_teacher_temp);
-    ITEM("teacher_temp", 0, "%.17g", c->teacher_temp);
-    ITEM("warmup_teacher_temp_epochs", 0, "%d", c->warmup_teacher_temp_epochs);
-    ITEM("centering", 0, "%s", c->centering);
-    ITEM("koleo_loss_weight", 0, "%.9g", c->koleo_loss_weight);
-    ITEM("clip_grad", 0, "%.17g", c->clip_grad);
-    ITEM("freeze_last_layer", 0, "%d", c->freeze_last_layer);
-    ITEM("drop_path_rate", 0, "%.9g", c->drop_path_rate);
-    ITEM("global_crops_scale", 0, "%.9g %.9g", c->global_crops_scale[0], c->global_crops_scale[1]);
-    ITEM("local_crops_scale", 0, "%.9g %.9g", c->local_crops_scale[0], c->local_crops_scale[1]);
-    ITEM("seed", 0, "%d", c->seed);
-    ITEM("data_path", 0, "%s", c->data_path ? c->data_path : "");
+    ITEM("global_batch", TS_MUST_MATCH, "%d", c.batch_size_per_gpu * (c.world_size > 0 ? c.world_size : 1));
+    ITEM("world_size", TS_RECORDED, "%d", c.world_size);
+    ITEM("iterations_per_epoch", TS_MUST_MATCH, "%lld", (long long)t->niter_per_ep);
 #undef ITEM
     DINO_ASSERT(n <= MAX_ITEMS);
     return n;
 }
 
-// Settings added after checkpoints were first written: the value that the
-// older checkpoints, which do not record them, were trained with.
-static const char *value_before_recorded(const char *key) {
-    return strcmp(key, "koleo_loss_weight") == 0 ? "0" : NULL;
+// Settings recorded since a later version than the first checkpoints: the
+// value that older checkpoints, which lack them, were trained with, or NULL
+// where that is unknown (a flag of any value), which is then not compared.
+static int recorded_later(const char *key, const char **value) {
+    static const char *const later[][2] = {
+        {"koleo_loss_weight", "0"}, {"blur_sigma", NULL}, {"solarization_prob", NULL},
+        {"jpeg_min_side", NULL},    {"device", NULL},
+    };
+    for (size_t i = 0; i < sizeof later / sizeof *later; i++)
+        if (!strcmp(key, later[i][0])) return *value = later[i][1], 1;
+    return 0;
 }
 
 static void prefixed(char *buf, size_t n, const char *prefix, const char *name) {
@@ -617,14 +410,20 @@ static const CkptTensor *want_tensor(const Ckpt *ck, const char *path, const cha
     return x;
 }
 
-// A recorded value as a message shows it: numbers are stored with 17
-// significant digits so that they compare exactly, and shown short; other
-// values (paths, names) as they are.
+// A recorded value as a message shows it: numbers and pairs of numbers are
+// stored with 17 significant digits so that they compare exactly, and shown
+// short; other values (paths, names) as they are.
 static const char *shown_value(char *buf, size_t n, const char *v) {
-    char *end;
+    char *end, *end2;
     double x = strtod(v, &end);
-    if (!*v || *end) return v;
+    if (!*v || (*end && *end != ' ')) return v;
     dino_format_double(buf, n, x);
+    if (!*end) return buf;
+    double y = strtod(end, &end2);  // a pair, "a b"
+    if (end2 == end + 1 || *end2) return v;
+    size_t len = strlen(buf);
+    buf[len] = ' ';
+    dino_format_double(buf + len + 1, n - len - 1, y);
     return buf;
 }
 
@@ -643,13 +442,13 @@ int trainer_load(Trainer *t, const char *path, char *err, size_t errlen) {
         char k[64];
         snprintf(k, sizeof k, "arg.%.47s", items[i].key);
         const char *v = ckpt_meta(ck, k);
-        if (!v) v = value_before_recorded(items[i].key);
-        if (!v) {
+        if (items[i].resume == TS_RECORDED) continue;
+        if (!v && !recorded_later(items[i].key, &v)) {
             snprintf(err, errlen, "%s does not record --%s; it was written by another version", path, items[i].key);
             goto done;
         }
-        if (strcmp(v, items[i].value) == 0 || items[i].structural == 2) continue;
-        if (items[i].structural) {
+        if (!v || strcmp(v, items[i].value) == 0) continue;
+        if (items[i].resume == TS_MUST_MATCH) {
             snprintf(err, errlen,
                      "%s was written with --%s %s, this run asks for %s; resume with the same value or use another --output_dir",
                      path, items[i].key, v, items[i].value);

@@ -15,69 +15,27 @@
 #include "train/loss.h"
 #include "train/optim.h"
 #include "train/schedule.h"
+#include "train/train_settings.h"
 
-// A --freeze_last_layer that outlasts any run: the last layer never trains.
-#define TRAIN_FREEZE_ALWAYS 1000000
-// Local crops per image: 8x the reference's 8 (each is a pass of the student).
-#define TRAIN_MAX_LOCAL_CROPS 64
-
+// The settings of a run (train_settings.h lists them, with their flags and
+// defaults), plus where this process stands in a distributed run.
 typedef struct {
-    // model
-    const char *arch;          // vit_tiny / vit_small / vit_base (deit_* aliases)
-    int patch_size;            // 16
-    int out_dim;               // 65536
-    int norm_last_layer;       // 1
-    int embed_dim, depth, num_heads;  // 0: from arch
-    int img_size;              // position grid is built for this size (224)
-    int head_hidden_dim, head_bottleneck_dim, head_nlayers;  // 2048, 256, 3
-    float drop_path_rate;      // 0.1
-    // teacher and loss (doubles: the reference's Python floats)
-    double momentum_teacher;   // 0.996
-    double warmup_teacher_temp, teacher_temp;  // 0.04, 0.04
-    int warmup_teacher_temp_epochs;            // 0
-    const char *centering;     // "centering" (the reference) or "sinkhorn_knopp" (DINOv2's teacher)
-    float koleo_loss_weight;   // 0 (off, the reference); DINOv2's KoLeo on the global CLS features (0.1 there)
-    // optimisation
-    double weight_decay, weight_decay_end;  // 0.04, 0.4
-    double clip_grad;          // 3.0 (0: off)
-    int batch_size_per_gpu;    // 64
-    int epochs;                // 100
-    int freeze_last_layer;     // 1 (TRAIN_FREEZE_ALWAYS: the whole run)
-    double lr;                 // 0.0005 (scaled by batch/256)
-    int warmup_epochs;         // 10
-    double min_lr;             // 1e-6
-    const char *optimizer;     // adamw / sgd / lars
-    // multi-crop
-    float global_crops_scale[2];   // 0.4 1.0
-    int local_crops_number;        // 8
-    float local_crops_scale[2];    // 0.05 0.4
-    int global_crop_size, local_crop_size;  // 224, 96
-    double blur_sigma[2];          // 0.1 2.0: Gaussian blur radius range
-    double solarization_prob;      // 0.2 (global crop 2)
-    int jpeg_min_side;             // > 0: DCT-domain JPEG downscaling keeping sides >= this
-    // run
-    const char *data_path;
-    const char *output_dir;
-    int saveckp_freq;          // 20
-    int seed;                  // 0
-    int num_workers;           // 10 (capped to the cores)
-    int world_size;            // 1 (a distributed run scales the lr by the global batch)
-    int rank;                  // this process's rank; train_run sets both from the launcher (dist.h)
-    int dist_report;           // --dist: one start-up line per rank
-    int checkpoint_every_steps;  // 0: only at epoch ends
-    int log_every_steps;       // 10
-    int64_t stop_after_steps;  // > 0: checkpoint and stop at this global step (tests, preemption);
-                               // a run already there or past it has nothing to do
-    int eval_knn_every;        // 0: off; epochs between k-NN evaluations (hook)
-    int quiet;                 // no progress lines
-    int device;                // DeviceKind (src/cuda/train_plan.h): 0 cpu, 1 cuda
+#define X(name, field, kind, ...) TS_FIELD_##kind(field)
+    TRAIN_SETTINGS(X)
+#undef X
+    int world_size;  // 1 (a distributed run scales the lr by the global batch)
+    int rank;        // this process's rank; train_run sets both from the launcher (dist.h)
 } TrainConfig;
 
+// The defaults of train_settings.h (the reference's where it has the flag).
 void train_config_default(TrainConfig *c);
-// Small-data preset: Fashion-MNIST, 28-px global / 14-px local crops, 7-px
-// patches, a 4-block ViT of width 128, out_dim 1024, batch 64, 2 epochs
-// (docs/TRAINING.md).
+// Small-data preset (train_settings.h's fmnist column): Fashion-MNIST, 28-px
+// global / 14-px local crops, 7-px patches, a 4-block ViT of width 128,
+// out_dim 1024, batch 64, 2 epochs (docs/TRAINING.md).
 void train_config_preset_fmnist(TrainConfig *c);
+// The setting's value in c as a checkpoint and the rank check record it:
+// numbers exactly (%.17g for doubles, %.9g for floats), pairs as "a b".
+void train_setting_format(const TrainSetting *s, const TrainConfig *c, char *buf, size_t n);
 // Fills the backbone and head configurations the flags describe. 0, or -1
 // with err filled for an impossible combination.
 int train_config_model(const TrainConfig *c, ViTConfig *vit, HeadConfig *head, char *err,
