@@ -1,0 +1,238 @@
+// DINOv2 backbones against PyTorch (tools/make_dinov2_fixtures.py): small
+// random models without registers, with 4 registers and with a SwiGLU MLP,
+// each as an official-style .pth and as Hugging Face safetensors, loaded
+// through model_load. At the trained size, a smaller non-square size and a
+// larger one: final-norm CLS and patch tokens, registers, the last block's
+// attention among CLS and patches, and block 0 through the final norm
+// (vit_intermediate). Then what model_load infers, the names `dino info`
+// gives, saving and reloading, and that a wrong position-embedding resize is
+// caught by the same comparison.
+//
+// Tolerance: 1e-5 relative to each tensor's largest magnitude (engine_close),
+// as tests/test_vit.c; fp32 GEMMs with another summation order.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "engine_fill.h"
+#include "fixture.h"
+#include "io/model_io.h"
+#include "model.h"
+#include "rng.h"
+#include "testlib.h"
+#include "vit.h"
+
+#define TOL 1e-5
+#define IMG_SEED 9100
+
+static Fixture g_fx;
+static const int g_sizes[3][2] = {{56, 56}, {28, 42}, {70, 84}};
+
+typedef struct {
+    const char *name;  // fixture tag
+    int regs, swiglu, mlp;
+} Kind;
+
+static const Kind g_kinds[] = {{"plain", 0, 0, 64}, {"reg", 4, 0, 64}, {"swiglu", 0, 1, 88}};
+
+static int load(const char *file, DinoModel *m, float **p) {
+    char err[1024];
+    ModelLoadOptions opt = {NULL, MODEL_HEAD_NONE, 2};  // D=32: heads are not D/64
+    if (model_load(test_fixture_path(file), &opt, m, p, err, sizeof err)) {
+        CHECK(0, "load %s: %s", file, err);
+        return -1;
+    }
+    return 0;
+}
+
+static void cmp(const char *key, const float *got, size_t n) {
+    const FixtureTensor *t = fixture_get(&g_fx, key);
+    CHECK(t->numel == n, "%s: %zu values (fixture %zu)", key, n, t->numel);
+    if (t->numel == n) engine_close(key, got, t->data, n, TOL);
+}
+
+// Forward at every size; compares with <kind>/<src>/<HxW>/*.
+static void run_sizes(const DinoModel *m, float *p, const char *kind, const char *src) {
+    ViTWeights w;
+    model_bind(m, p, &w, NULL);
+    int D = m->vit.dim, NH = m->vit.heads, R = m->vit.n_registers, B = 2;
+    for (int k = 0; k < 3; k++) {
+        int H = g_sizes[k][0], W = g_sizes[k][1];
+        float *x = malloc((size_t)B * 3 * H * W * sizeof(float));
+        fixture_fill(x, (size_t)B * 3 * H * W, IMG_SEED + (uint64_t)k, -1.0f, 1.0f);
+        ViTActs *a = vit_acts_create(&m->vit, B, H, W, 0);
+        vit_forward(&m->vit, &w, a, x, B, NULL);
+        int T = vit_acts_tokens(a);
+        CHECK(T == vit_tokens(&m->vit, H, W) && T == 1 + (H / 14) * (W / 14),
+              "%s/%s %dx%d: %d tokens out (CLS and patches)", kind, src, H, W, T);
+        char key[160];
+        snprintf(key, sizeof key, "%s/%s/%dx%d/tokens", kind, src, H, W);
+        cmp(key, vit_output(a), (size_t)B * T * D);
+        snprintf(key, sizeof key, "%s/%s/%dx%d/attn", kind, src, H, W);
+        cmp(key, vit_last_attention(a), (size_t)B * NH * T * T);
+        if (R) {
+            snprintf(key, sizeof key, "%s/%s/%dx%d/regs", kind, src, H, W);
+            CHECK(vit_register_tokens(a) != NULL, "%s: registers are handed out", key);
+            if (vit_register_tokens(a)) cmp(key, vit_register_tokens(a), (size_t)B * R * D);
+        } else {
+            CHECK(vit_register_tokens(a) == NULL, "%s/%s: no registers, none handed out", kind, src);
+        }
+        float *inter = malloc((size_t)2 * B * T * D * sizeof(float));
+        vit_intermediate(&m->vit, &w, a, 2, inter);
+        snprintf(key, sizeof key, "%s/%s/%dx%d/inter0", kind, src, H, W);
+        cmp(key, inter, (size_t)B * T * D);
+        // The last of the intermediate layers is the output itself.
+        CHECK(!memcmp(inter + (size_t)B * T * D, vit_output(a), (size_t)B * T * D * sizeof(float)),
+              "%s/%s %dx%d: vit_intermediate's last block is vit_output", kind, src, H, W);
+        free(inter);
+        vit_acts_free(a);
+        free(x);
+    }
+}
+
+static void test_forward(void) {
+    for (size_t i = 0; i < sizeof g_kinds / sizeof g_kinds[0]; i++) {
+        const Kind *k = &g_kinds[i];
+        for (int hf = 0; hf < 2; hf++) {
+            char file[96];
+            snprintf(file, sizeof file, "dinov2_%s%s", k->name, hf ? "_hf.safetensors" : ".pth");
+            printf("-- %s\n", file);
+            DinoModel m;
+            float *p;
+            if (load(file, &m, &p)) continue;
+            const ViTConfig *c = &m.vit;
+            int want_interp = k->regs ? VIT_POS_INTERP_SIZE_AA : hf ? VIT_POS_INTERP_SIZE : VIT_POS_INTERP_DINO;
+            CHECK(c->dim == 32 && c->depth == 2 && c->heads == 2 && c->patch == 14 && c->img_size == 56 &&
+                      c->n_registers == k->regs && c->layerscale == 1 && c->swiglu == k->swiglu &&
+                      c->mlp_hidden == k->mlp && c->ln_eps == 1e-6f && c->pos_interp == want_interp,
+                  "%s: inferred D=%d depth=%d heads=%d patch=%d img=%d registers=%d layerscale=%d "
+                  "swiglu=%d mlp=%d eps=%g pos_interp=%d", file, c->dim, c->depth, c->heads, c->patch,
+                  c->img_size, c->n_registers, c->layerscale, c->swiglu, c->mlp_hidden,
+                  (double)c->ln_eps, c->pos_interp);
+            CHECK(param_table_find(&m.table, "backbone.blocks.1.ls2.gamma") >= 0 &&
+                      (param_table_find(&m.table, "backbone.register_tokens") >= 0) == (k->regs > 0),
+                  "%s: the table holds LayerScale%s", file, k->regs ? " and the registers" : "");
+            run_sizes(&m, p, k->name, hf ? "hf" : "pth");
+            free(p);
+            model_free(&m);
+        }
+    }
+}
+
+// The comparison notices the position-embedding resize: the Hugging Face
+// model without registers resized as the official one is off at a size that
+// needs resizing.
+static void test_resize_matters(void) {
+    DinoModel m;
+    float *p;
+    if (load("dinov2_plain_hf.safetensors", &m, &p)) return;
+    m.vit.pos_interp = VIT_POS_INTERP_DINO;
+    ViTWeights w;
+    model_bind(&m, p, &w, NULL);
+    int B = 2, H = 28, W = 42, D = m.vit.dim;
+    float *x = malloc((size_t)B * 3 * H * W * sizeof(float));
+    fixture_fill(x, (size_t)B * 3 * H * W, IMG_SEED + 1, -1.0f, 1.0f);
+    ViTActs *a = vit_acts_create(&m.vit, B, H, W, 0);
+    vit_forward(&m.vit, &w, a, x, B, NULL);
+    const FixtureTensor *t = fixture_get(&g_fx, "plain/hf/28x42/tokens");
+    size_t n = (size_t)B * vit_acts_tokens(a) * D;
+    double mx = 0;
+    for (size_t i = 0; i < n && i < t->numel; i++) mx = fmax(mx, fabs(vit_output(a)[i] - t->data[i]));
+    CHECK(t->numel == n && mx > 100 * TOL, "the scale-factor resize misses transformers' output-size "
+          "resize by %.2e (more than the tolerance)", mx);
+    vit_acts_free(a);
+    free(x);
+    free(p);
+    model_free(&m);
+}
+
+// Saving keeps what the tensors cannot say (the resize mode) and the
+// registers, LayerScale and SwiGLU tensors; the reloaded model gives the
+// same outputs.
+static void test_round_trip(const char *dir) {
+    const char *files[] = {"dinov2_plain_hf.safetensors", "dinov2_reg.pth", "dinov2_swiglu_hf.safetensors"};
+    const char *kinds[] = {"plain", "reg", "swiglu"}, *srcs[] = {"hf", "pth", "hf"};
+    const char *outs[] = {"a.dino", "b.safetensors", "c.dino"};
+    for (int i = 0; i < 3; i++) {
+        DinoModel m, m2;
+        float *p, *p2;
+        if (load(files[i], &m, &p)) continue;
+        char path[512], err[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, outs[i]);
+        int rc = model_save(path, &m, p, err, sizeof err);
+        CHECK(rc == 0, "save %s as %s: %s", files[i], outs[i], rc ? err : "ok");
+        ModelLoadOptions opt = {NULL, MODEL_HEAD_NONE, 2};
+        rc = model_load(path, &opt, &m2, &p2, err, sizeof err);
+        CHECK(rc == 0, "reload %s: %s", outs[i], rc ? err : "ok");
+        if (rc) {
+            free(p);
+            model_free(&m);
+            continue;
+        }
+        CHECK(!memcmp(&m.vit, &m2.vit, sizeof m.vit) && m.table.total == m2.table.total &&
+                  !memcmp(p, p2, m.table.total * sizeof(float)),
+              "%s: %s reloads to the same configuration and weights", files[i], outs[i]);
+        run_sizes(&m2, p2, kinds[i], srcs[i]);
+        free(p);
+        free(p2);
+        model_free(&m);
+        model_free(&m2);
+    }
+}
+
+static void test_names(void) {
+    ViTConfig c;
+    char buf[256];
+    vit_config_preset(&c, "vit_small", 14);
+    c.img_size = 518;
+    c.layerscale = 1;
+    c.n_registers = 4;
+    c.pos_interp = VIT_POS_INTERP_SIZE_AA;
+    vit_config_describe(&c, buf, sizeof buf);
+    CHECK(!strncmp(buf, "DINOv2 ViT-S/14 with 4 registers:", 33), "ViT-S/14 with registers: %s", buf);
+    c.n_registers = 0;
+    c.pos_interp = VIT_POS_INTERP_DINO;
+    c.dim = 1536;
+    c.heads = 24;
+    c.depth = 40;
+    c.swiglu = 1;
+    c.mlp_hidden = 4096;
+    vit_config_describe(&c, buf, sizeof buf);
+    CHECK(!strncmp(buf, "DINOv2 ViT-g/14:", 16) && strstr(buf, "SwiGLU"), "ViT-g/14: %s", buf);
+    vit_config_preset(&c, "vit_small", 16);
+    vit_config_describe(&c, buf, sizeof buf);
+    CHECK(!strncmp(buf, "vit_small/16:", 13) && vit_config_is_plain(&c), "DINO's ViT-S/16 as before: %s", buf);
+
+    // What `dino info` prints for each file.
+    const char *files[] = {"dinov2_reg.pth", "dinov2_reg_hf.safetensors", "dinov2_swiglu.pth"};
+    const char *want[] = {"with 4 registers", "Hugging Face Dinov2", "(SwiGLU)"};
+    for (int i = 0; i < 3; i++) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        char err[1024];
+        ModelLoadOptions opt = {NULL, MODEL_HEAD_AUTO, 2};
+        int rc = model_describe(test_fixture_path(files[i]), &opt, f, 0, err, sizeof err);
+        fclose(f);
+        CHECK(rc == 0 && strstr(text, want[i]) && strstr(text, "DINOv2-style ViT/14") &&
+                  !strstr(text, "not loadable"),
+              "dino info %s names it (%s): %.300s", files[i], want[i], text);
+        free(text);
+    }
+}
+
+int main(int argc, char **argv) {
+    (void)argc;
+    test_passive_openmp(argv);
+    g_fx = fixture_load("dinov2.dfx");
+    const char *dir = test_tmpdir("dinov2");
+    test_forward();
+    test_resize_matters();
+    test_round_trip(dir);
+    test_names();
+    fixture_free(&g_fx);
+    test_tmpdir_remove();
+    return test_finish();
+}
