@@ -83,6 +83,8 @@ void vit_config_describe(const ViTConfig *cfg, char *buf, size_t n) {
 
 int vit_grid(const ViTConfig *cfg) { return cfg->img_size / cfg->patch; }
 
+int vit_eval_crop(const ViTConfig *cfg) { return cfg->layerscale ? 224 : cfg->img_size; }
+
 int vit_config_is_plain(const ViTConfig *cfg) {
     return !cfg->n_registers && !cfg->layerscale && !cfg->swiglu &&
            cfg->pos_interp == VIT_POS_INTERP_DINO;

@@ -45,6 +45,9 @@ int vit_config_preset(ViTConfig *cfg, const char *arch, int patch);
 // A one-line description ("vit_small/16: D=384 depth=12 heads=6 ...").
 void vit_config_describe(const ViTConfig *cfg, char *buf, size_t n);
 int vit_grid(const ViTConfig *cfg);  // img_size / patch
+// The evaluation crop when none is given: img_size, but 224 for DINOv2's
+// LayerScale models (made for 518 px, evaluated at 224 by dinov2/eval).
+int vit_eval_crop(const ViTConfig *cfg);
 // 1 + (H/p)(W/p): CLS and patch tokens, what vit_output holds per image
 // (registers are kept apart, vit_register_tokens).
 int vit_tokens(const ViTConfig *cfg, int H, int W);

@@ -13,10 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common.h"
 #include "engine_fill.h"
+#include "eval/npy.h"
 #include "fixture.h"
 #include "io/model_io.h"
 #include "model.h"
@@ -192,6 +194,7 @@ static void test_names(void) {
     c.pos_interp = VIT_POS_INTERP_SIZE_AA;
     vit_config_describe(&c, buf, sizeof buf);
     CHECK(!strncmp(buf, "DINOv2 ViT-S/14 with 4 registers:", 33), "ViT-S/14 with registers: %s", buf);
+    CHECK(vit_eval_crop(&c) == 224, "DINOv2 (made for 518 px) is evaluated at 224 by default");
     c.n_registers = 0;
     c.pos_interp = VIT_POS_INTERP_DINO;
     c.dim = 1536;
@@ -204,6 +207,8 @@ static void test_names(void) {
     vit_config_preset(&c, "vit_small", 16);
     vit_config_describe(&c, buf, sizeof buf);
     CHECK(!strncmp(buf, "vit_small/16:", 13) && vit_config_is_plain(&c), "DINO's ViT-S/16 as before: %s", buf);
+    c.img_size = 28;
+    CHECK(vit_eval_crop(&c) == 28, "DINO's models are evaluated at their img_size");
 
     // What `dino info` prints for each file.
     const char *files[] = {"dinov2_reg.pth", "dinov2_reg_hf.safetensors", "dinov2_swiglu.pth"};
@@ -223,6 +228,56 @@ static void test_names(void) {
     }
 }
 
+// Runs `dino ARGS` (build/dino, next to this test's folder) and captures its
+// output. Returns the exit status, or -1 when the binary is not there.
+static int run_dino(const char *args, char *out, size_t outlen) {
+    char exe[1024], cmd[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return -1;
+    exe[n] = 0;
+    for (int up = 0; up < 2; up++) {  // .../build/tests/test_dinov2 -> .../build
+        char *slash = strrchr(exe, '/');
+        if (!slash) return -1;
+        *slash = 0;
+    }
+    snprintf(cmd, sizeof cmd, "%s/dino", exe);
+    if (access(cmd, X_OK) != 0) return -1;
+    snprintf(cmd, sizeof cmd, "%s/dino %s 2>&1", exe, args);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t k = fread(out, 1, outlen - 1, p);
+    out[k] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+// `dino info` and `dino attention` on the model with registers.
+static void test_cli(const char *dir) {
+    static char out[65536];
+    char args[2048];
+    snprintf(args, sizeof args, "info %s --heads 2", test_fixture_path("dinov2_reg.pth"));
+    int rc = run_dino(args, out, sizeof out);
+    if (rc < 0) {
+        printf("     build/dino not found next to the tests: CLI checks not run\n");
+        return;
+    }
+    CHECK(rc == 0 && strstr(out, "ViT/14 with 4 registers") && strstr(out, "register_tokens"),
+          "dino info names the registers: %.400s", out);
+    snprintf(args, sizeof args, "attention %s --pretrained_weights %s --heads 2 --image_size 56 84 "
+             "--threshold 0 --out %s/att", test_fixture_path("data_photo.jpg"),
+             test_fixture_path("dinov2_reg.pth"), dir);
+    rc = run_dino(args, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "register columns dropped"), "dino attention says the registers are "
+          "dropped: %.400s", out);
+    char path[1024], err[1024];
+    snprintf(path, sizeof path, "%s/att/attn_maps.npy", dir);
+    NpyInfo info;
+    float *maps = rc == 0 ? npy_read_f32(path, &info, err, sizeof err) : NULL;
+    CHECK(maps && info.ndim == 3 && info.shape[0] == 2 && info.shape[1] == 4 && info.shape[2] == 6,
+          "attn_maps.npy is (heads 2, 4, 6): one value per patch, none for the registers");
+    free(maps);
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     test_passive_openmp(argv);
@@ -232,6 +287,7 @@ int main(int argc, char **argv) {
     test_resize_matters();
     test_round_trip(dir);
     test_names();
+    test_cli(dir);
     fixture_free(&g_fx);
     test_tmpdir_remove();
     return test_finish();
