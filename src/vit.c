@@ -284,6 +284,7 @@ struct ViTActs {
     int R, Tv;      // registers; visible tokens 1 + Np (T = Tv + R)
     int F1;         // width of fc1's output (2·H4 for SwiGLU)
     float *regs;    // (B, R, D) final-norm registers (inference)
+    float *glu;     // (B, T, H4) SwiGLU's gated hidden layer (inference)
     int att_blocks;  // blocks whose probabilities are kept: all (train), 1 (inference, lean)
     int D, NH, H4, CPP, depth;
     size_t btd;     // Bmax·T·D: stride of one (B,T,D) buffer
@@ -363,6 +364,7 @@ static void acts_layout(ViTActs *a, const ViTConfig *cfg, int B, int H, int W, i
     a->statsf = carve(c, 2 * BT);
     a->drop = carve(c, (size_t)2 * cfg->depth * B);
     if (a->R) a->regs = carve(c, (size_t)B * a->R * a->D);
+    if (cfg->swiglu) a->glu = carve(c, BT * a->H4);
     if (train) {
         a->mid = carve(c, L * btd);
         a->stats1 = carve(c, L * 2 * BT);
@@ -440,13 +442,12 @@ static void layerscale_residual(float *out, const float *res, const float *gamma
         for (int j = 0; j < D; j++) out[r * D + j] = res[r * D + j] + gamma[j] * br[r * D + j];
 }
 
-// SwiGLU's gate on rows of [x1 | x2] (2·h wide): silu(x1)·x2, written in
-// place as rows h wide. Row r is written before any later row is read, and
-// never past its own input, so it runs row by row in order.
-static void swiglu_inplace(float *x, size_t rows, int h) {
+// SwiGLU's gate on rows of [x1 | x2] (2·h wide): out = silu(x1)·x2, rows h wide.
+static void swiglu_forward(float *out, const float *x, size_t rows, int h) {
+#pragma omp parallel for schedule(static)
     for (size_t r = 0; r < rows; r++) {
         const float *x1 = x + r * 2 * h, *x2 = x1 + h;
-        float *o = x + r * h;
+        float *o = out + r * h;
         for (int j = 0; j < h; j++) {
             float a = x1[j];
             o[j] = a / (1.0f + expf(-a)) * x2[j];
@@ -532,8 +533,8 @@ void vit_forward(const ViTConfig *cfg, const ViTWeights *w, ViTActs *a, const fl
         PROF(PROF_LN, layernorm_forward(ln2, m2, m2 ? m2 + BT : NULL, xmid, w->blocks[l].ln2_w,
                           w->blocks[l].ln2_b, (int)BT, D, eps));
         PROF(PROF_FC1, linear_forward(fc1, ln2, w->blocks[l].fc1_w, w->blocks[l].fc1_b, (int)BT, D, F1));
-        float *h = a->train ? a->hbuf : fc1;
-        if (cfg->swiglu) PROF(PROF_GELU, swiglu_inplace(fc1, BT, H4));
+        float *h = a->train ? a->hbuf : cfg->swiglu ? a->glu : fc1;
+        if (cfg->swiglu) PROF(PROF_GELU, swiglu_forward(h, fc1, BT, H4));
         else PROF(PROF_GELU, gelu_forward(h, fc1, BT * H4));
         if (cfg->layerscale) {
             PROF(PROF_FC2, linear_forward(a->ln, h, w->blocks[l].fc2_w, w->blocks[l].fc2_b, (int)BT, H4, D));
