@@ -22,6 +22,7 @@
 #include "fixture.h"
 #include "io/model_io.h"
 #include "model.h"
+#include "resample_aa.h"
 #include "rng.h"
 #include "testlib.h"
 #include "vit.h"
@@ -148,6 +149,30 @@ static void test_resize_matters(void) {
     free(x);
     free(p);
     model_free(&m);
+}
+
+// The antialiased resize alone at a real model's grid: 37x37 (518 px at
+// patch 14) to 16x16 (224 px), a non-square shrink and a growth.
+static void test_resample(void) {
+    const int G = 37, C = 4, sizes[3][2] = {{16, 16}, {16, 23}, {40, 45}};
+    float *chw = malloc((size_t)C * G * G * sizeof(float)), *hwc = malloc((size_t)C * G * G * sizeof(float));
+    fixture_fill(chw, (size_t)C * G * G, 9200, -1.0f, 1.0f);
+    for (int c = 0; c < C; c++)
+        for (int i = 0; i < G * G; i++) hwc[(size_t)i * C + c] = chw[(size_t)c * G * G + i];
+    for (int k = 0; k < 3; k++) {
+        int h = sizes[k][0], w = sizes[k][1];
+        float *o = malloc((size_t)h * w * C * sizeof(float)), *t = malloc((size_t)h * w * C * sizeof(float));
+        bicubic_aa_forward(o, hwc, G, G, h, w, C);
+        for (int c = 0; c < C; c++)
+            for (int i = 0; i < h * w; i++) t[(size_t)c * h * w + i] = o[(size_t)i * C + c];
+        char key[64];
+        snprintf(key, sizeof key, "resample/%dx%d", h, w);
+        cmp(key, t, (size_t)C * h * w);
+        free(o);
+        free(t);
+    }
+    free(chw);
+    free(hwc);
 }
 
 // Saving keeps what the tensors cannot say (the resize mode) and the
@@ -285,6 +310,7 @@ int main(int argc, char **argv) {
     const char *dir = test_tmpdir("dinov2");
     test_forward();
     test_resize_matters();
+    test_resample();
     test_round_trip(dir);
     test_names();
     test_cli(dir);

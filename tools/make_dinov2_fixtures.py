@@ -18,6 +18,10 @@ at the trained size, a smaller non-square size and a larger one:
                               among CLS and patches (register rows and columns dropped)
   <model>/<src>/<HxW>/inter0  (2, 1 + patches, D) block 0's output through the final norm
 src is "pth" (the official code) or "hf" (transformers).
+And the antialiased bicubic resize alone at the sizes of real models: a
+37x37 grid of 4 channels, fill((1, 4, 37, 37), RESAMPLE_SEED, -1, 1), resized
+by F.interpolate(size=..., mode="bicubic", antialias=True):
+  resample/<h>x<w>            (1, 4, h, w) for 16x16 (518 -> 224 px), 16x23, 40x45
 
 The official forward is restated below from facebookresearch/dinov2
 (dinov2/models/vision_transformer.py, dinov2/layers/): registers go right
@@ -46,6 +50,7 @@ from fixture_io import fill, write  # noqa: E402
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
 D, DEPTH, HEADS, P, IMG = 32, 2, 2, 14, 56
 IMG_SEED = 9100
+RESAMPLE_SEED = 9200
 SIZES = [(56, 56), (28, 42), (70, 84)]  # trained grid, shrunk non-square, grown non-square
 
 
@@ -250,6 +255,9 @@ def main():
             expect[tag + "/attn"] = drop_regs_attn(hatt, n_reg)
             expect[tag + "/inter0"] = drop_regs_tokens(hinter, n_reg)
         print(f"{name}: mlp hidden {hid}, registers {n_reg}")
+    grid = torch.from_numpy(fill((1, 4, 37, 37), RESAMPLE_SEED, -1.0, 1.0))
+    for h, w in ((16, 16), (16, 23), (40, 45)):
+        expect[f"resample/{h}x{w}"] = F.interpolate(grid, size=(h, w), mode="bicubic", antialias=True)
     write(os.path.join(OUT, "dinov2.dfx"), expect)
     import transformers
     print("wrote dinov2_*.pth, dinov2_*_hf.safetensors, dinov2.dfx with torch", torch.__version__,
