@@ -18,6 +18,7 @@
 
 #include "common.h"
 #include "engine_fill.h"
+#include "eval/features.h"
 #include "eval/npy.h"
 #include "fixture.h"
 #include "io/model_io.h"
@@ -145,6 +146,53 @@ static void test_resize_matters(void) {
     for (size_t i = 0; i < n && i < t->numel; i++) mx = fmax(mx, fabs(vit_output(a)[i] - t->data[i]));
     CHECK(t->numel == n && mx > 100 * TOL, "the scale-factor resize misses transformers' output-size "
           "resize by %.2e (more than the tolerance)", mx);
+    vit_acts_free(a);
+    free(x);
+    free(p);
+    model_free(&m);
+}
+
+// Features of the model with registers, DINOv2's linear-eval layout
+// (avgpool 2): the CLS tokens of the last n blocks, then the mean of the last
+// block's patch tokens (registers excluded), from the fixture's tokens.
+static void test_features(void) {
+    DinoModel m;
+    float *p;
+    if (load("dinov2_reg.pth", &m, &p)) return;
+    ViTWeights w;
+    model_bind(&m, p, &w, NULL);
+    int B = 2, S = 56, D = m.vit.dim, T = vit_tokens(&m.vit, S, S);
+    float *x = malloc((size_t)B * 3 * S * S * sizeof(float));
+    fixture_fill(x, (size_t)B * 3 * S * S, IMG_SEED, -1.0f, 1.0f);
+    const float *tok = fixture_get(&g_fx, "reg/pth/56x56/tokens")->data;
+    const float *in0 = fixture_get(&g_fx, "reg/pth/56x56/inter0")->data;
+    ViTActs *a = vit_acts_create(&m.vit, B, S, S, 0);
+    for (int n = 1; n <= 2; n++) {
+        FeatureConfig fc;
+        feature_config_default(&fc);
+        fc.crop = S;
+        fc.n_last_blocks = n;
+        fc.avgpool = 2;
+        int64_t dim = features_dim(&m.vit, &fc);
+        float *got = malloc((size_t)B * dim * sizeof(float)), *want = malloc((size_t)B * dim * sizeof(float));
+        features_from_images(&m.vit, &w, a, x, B, &fc, got);
+        for (int b = 0; b < B; b++) {
+            float *o = want + (size_t)b * dim;
+            if (n == 2) memcpy(o, in0 + (size_t)b * T * D, (size_t)D * sizeof(float));
+            memcpy(o + (size_t)(n - 1) * D, tok + (size_t)b * T * D, (size_t)D * sizeof(float));
+            for (int j = 0; j < D; j++) {
+                double s = 0;
+                for (int t = 1; t < T; t++) s += tok[((size_t)b * T + t) * D + j];
+                o[(size_t)n * D + j] = (float)(s / (T - 1));
+            }
+        }
+        char what[96];
+        snprintf(what, sizeof what, "n_last_blocks %d, avgpool_concat: (%d+1)·D features", n, n);
+        CHECK(dim == (int64_t)(n + 1) * D, "%s: dim %lld", what, (long long)dim);
+        engine_close(what, got, want, (size_t)B * dim, TOL);
+        free(got);
+        free(want);
+    }
     vit_acts_free(a);
     free(x);
     free(p);
@@ -311,6 +359,7 @@ int main(int argc, char **argv) {
     test_forward();
     test_resize_matters();
     test_resample();
+    test_features();
     test_round_trip(dir);
     test_names();
     test_cli(dir);
