@@ -22,6 +22,7 @@
 #include "eval/npy.h"
 #include "fixture.h"
 #include "io/model_io.h"
+#include "io/safetensors.h"
 #include "model.h"
 #include "resample_aa.h"
 #include "rng.h"
@@ -257,6 +258,47 @@ static void test_round_trip(const char *dir) {
     }
 }
 
+// A DINOv2 training checkpoint's backbone: blocks in chunks
+// ("backbone.blocks.C.I.*", chunk C = I/2 holding block I) next to heads that are no
+// backbone (dino_head.*). Loads as the flat file does.
+static void test_chunked(const char *dir) {
+    DinoModel m, m2;
+    float *p, *p2;
+    if (load("dinov2_reg.pth", &m, &p)) return;
+    int n = m.table.n;
+    SafeWriteTensor *t = calloc((size_t)n + 1, sizeof *t);
+    char (*names)[PARAM_NAME_MAX + 16] = calloc((size_t)n, sizeof *names);
+    for (int i = 0; i < n; i++) {
+        const ParamInfo *pi = &m.table.p[i];
+        int blk, off = 0;
+        if (sscanf(pi->name, "backbone.blocks.%d.%n", &blk, &off) == 1 && off > 0)
+            snprintf(names[i], sizeof names[i], "backbone.blocks.%d.%d.%s", blk / 2, blk, pi->name + off);
+        else
+            snprintf(names[i], sizeof names[i], "%s", pi->name);
+        t[i] = (SafeWriteTensor){names[i], pi->ndim, pi->shape, p + pi->offset};
+    }
+    static const int64_t hshape[2] = {8, 32};
+    t[n] = (SafeWriteTensor){"dino_head.mlp.0.weight", 2, hshape, p};
+    char path[512], err[1024];
+    snprintf(path, sizeof path, "%s/chunked.safetensors", dir);
+    int rc = safetensors_write_f32(path, t, n + 1, NULL, 0, err, sizeof err);
+    CHECK(rc == 0, "write the chunked file: %s", rc ? err : "ok");
+    ModelLoadOptions opt = {NULL, MODEL_HEAD_NONE, 2};
+    rc = rc ? rc : model_load(path, &opt, &m2, &p2, err, sizeof err);
+    CHECK(rc == 0, "blocks.C.I.* loads: %s", rc ? err : "ok");
+    if (rc == 0) {
+        CHECK(!memcmp(&m.vit, &m2.vit, sizeof m.vit) && m.table.total == m2.table.total &&
+                  !memcmp(p, p2, m.table.total * sizeof(float)),
+              "chunked blocks give the flat model's configuration and weights");
+        free(p2);
+        model_free(&m2);
+    }
+    free(names);
+    free(t);
+    free(p);
+    model_free(&m);
+}
+
 static void test_names(void) {
     ViTConfig c;
     char buf[256];
@@ -362,6 +404,7 @@ int main(int argc, char **argv) {
     test_features();
     test_round_trip(dir);
     test_names();
+    test_chunked(dir);
     test_cli(dir);
     fixture_free(&g_fx);
     test_tmpdir_remove();

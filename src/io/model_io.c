@@ -279,6 +279,19 @@ static int map_hf_names(Source *s, char *err, size_t errlen) {
     return 0;
 }
 
+// DINOv2's training code groups blocks in chunks (block_chunks > 0):
+// "blocks.C.I.*", where chunk C holds blocks I (the global index, after
+// Identity placeholders). Rewritten to "blocks.I.*".
+static void unchunk(char *name) {
+    char *b = strstr(name, "blocks.");
+    if (!b || (b != name && b[-1] != '.')) return;
+    int c, i, off = 0;
+    if (sscanf(b, "blocks.%d.%d.%n", &c, &i, &off) != 2 || off == 0) return;
+    char tmp[160];
+    snprintf(tmp, sizeof tmp, "blocks.%d.%s", i, b + off);
+    snprintf(b, 160 - (size_t)(b - name), "%s", tmp);
+}
+
 // Normalises every entry's name, maps Hugging Face names, and indexes the
 // names for find(). Two keys that become one name (e.g. "module.x" and "x")
 // are ambiguous.
@@ -287,6 +300,7 @@ static int normalise(Source *s, char *err, size_t errlen) {
     for (int i = 0; i < s->n; i++) {
         remove_all(s->e[i].name, "module.");
         remove_all(s->e[i].name, "backbone.");
+        unchunk(s->e[i].name);
         if (is_hf_name(s->e[i].name)) hf = 1;
     }
     if (hf && map_hf_names(s, err, errlen)) return -1;
@@ -510,7 +524,6 @@ static int infer_vit(Source *s, const ModelLoadOptions *opt, ViTConfig *cfg, cha
         {"blocks.0.attn.q_norm.weight", "q/k normalisation"},
         {"fc_norm.weight", "average pooling with fc_norm"},
         {"reg_token", "timm's register tokens (timm's DINOv2 port; use the official or Hugging Face file)"},
-        {"blocks.0.0.norm1.weight", "chunked blocks (DINOv2 training; the released files are flat)"},
     };
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++)
         if (find(s, unsupported[i][0])) {
