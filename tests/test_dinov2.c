@@ -299,6 +299,70 @@ static void test_chunked(const char *dir) {
     model_free(&m);
 }
 
+// timm's port (timm's _convert_dinov2, checked against timm by the fixture
+// script): registers as reg_token, CLS's position embedding added into
+// cls_token and pos_embed without its CLS row; SwiGLU packed as mlp.fc1
+// (2h, D) and mlp.fc2 (D, h). Written here from the official files; they load
+// to the same model and match the same outputs.
+static void test_timm(const char *dir) {
+    const char *files[] = {"dinov2_reg.pth", "dinov2_swiglu.pth"}, *kinds[] = {"reg", "swiglu"};
+    for (int f = 0; f < 2; f++) {
+        DinoModel m, m2;
+        float *p, *p2;
+        if (load(files[f], &m, &p)) continue;
+        int n = m.table.n, D = m.vit.dim;
+        SafeWriteTensor *t = calloc((size_t)n, sizeof *t);
+        char (*names)[PARAM_NAME_MAX] = calloc((size_t)n, sizeof *names);
+        int64_t (*shapes)[PARAM_MAX_DIMS] = calloc((size_t)n, sizeof *shapes);
+        float *cls = malloc((size_t)D * sizeof(float));
+        for (int i = 0; i < n; i++) {
+            const ParamInfo *pi = &m.table.p[i];
+            const char *nm = pi->name + 9;  // without "backbone."
+            snprintf(names[i], sizeof names[i], "%s", nm);
+            memcpy(shapes[i], pi->shape, sizeof shapes[i]);
+            t[i] = (SafeWriteTensor){names[i], pi->ndim, shapes[i], p + pi->offset};
+            if (!strcmp(nm, "register_tokens")) t[i].name = "reg_token";
+            if (!strcmp(nm, "cls_token") && m.vit.n_registers) {
+                const float *pos = p + m.table.p[param_table_find(&m.table, "backbone.pos_embed")].offset;
+                for (int j = 0; j < D; j++) cls[j] = p[pi->offset + j] + pos[j];
+                t[i].data = cls;
+            }
+            if (!strcmp(nm, "pos_embed") && m.vit.n_registers) {
+                shapes[i][1] -= 1;
+                t[i].data += D;
+            }
+        }
+        // "mlp.w12." -> "mlp.fc1." and "mlp.w3." -> "mlp.fc2." (timm's names for the packed SwiGLU).
+        for (int i = 0; i < n; i++) {
+            char *at = strstr(names[i], "mlp.w");
+            if (!at) continue;
+            char tail[PARAM_NAME_MAX];
+            snprintf(tail, sizeof tail, "%s", strchr(at + 4, '.'));
+            snprintf(at, sizeof names[i] - (size_t)(at - names[i]), "mlp.%s%s", at[5] == '1' ? "fc1" : "fc2", tail);
+        }
+        char path[512], err[1024];
+        snprintf(path, sizeof path, "%s/timm_%s.safetensors", dir, kinds[f]);
+        int rc = safetensors_write_f32(path, t, n, NULL, 0, err, sizeof err);
+        CHECK(rc == 0, "write %s: %s", path, rc ? err : "ok");
+        ModelLoadOptions opt = {NULL, MODEL_HEAD_NONE, 2};
+        rc = rc ? rc : model_load(path, &opt, &m2, &p2, err, sizeof err);
+        CHECK(rc == 0, "timm's layout of %s loads: %s", files[f], rc ? err : "ok");
+        if (rc == 0) {
+            CHECK(!memcmp(&m.vit, &m2.vit, sizeof m.vit), "timm's layout of %s gives the same configuration",
+                  files[f]);
+            run_sizes(&m2, p2, kinds[f], "pth");
+            free(p2);
+            model_free(&m2);
+        }
+        free(cls);
+        free(shapes);
+        free(names);
+        free(t);
+        free(p);
+        model_free(&m);
+    }
+}
+
 static void test_names(void) {
     ViTConfig c;
     char buf[256];
@@ -405,6 +469,7 @@ int main(int argc, char **argv) {
     test_round_trip(dir);
     test_names();
     test_chunked(dir);
+    test_timm(dir);
     test_cli(dir);
     fixture_free(&g_fx);
     test_tmpdir_remove();

@@ -205,6 +205,30 @@ def hf_model(sd, n_reg, swiglu):
     return m, data
 
 
+def timm_check(sd, n_reg, swiglu):
+    """timm's port (its _convert_dinov2 of the official weights) gives the
+    restatement's tokens: at every size with registers (timm resizes by
+    output size with antialiasing, as the official _reg models), at the
+    trained size without. tests/test_dinov2.c loads that layout."""
+    import timm.models.vision_transformer as tv
+    from timm.layers import SwiGLUPacked
+    kw = dict(img_size=IMG, patch_size=P, embed_dim=D, depth=DEPTH, num_heads=HEADS, init_values=1e-5,
+              dynamic_img_size=True, num_classes=0, global_pool="token")
+    if n_reg:
+        kw.update(reg_tokens=n_reg, no_embed_class=True)
+    if swiglu:
+        kw.update(mlp_ratio=2 * 88 / D, mlp_layer=SwiGLUPacked, act_layer=torch.nn.SiLU)
+    else:
+        kw.update(mlp_ratio=2)
+    m = tv.VisionTransformer(**kw).eval()
+    m.load_state_dict(tv._convert_dinov2(dict(sd), m), strict=True)
+    for k, (h, w) in enumerate(SIZES if n_reg else SIZES[:1]):
+        x = torch.from_numpy(fill((2, 3, h, w), IMG_SEED + k, -1.0, 1.0))
+        out, _, _ = official_forward(sd, x, n_reg, swiglu)
+        e = close(m.forward_features(x), out, f"timm vs the restatement at {h}x{w}")
+        print(f"timm's port agrees at {h}x{w} (max {e:.2e})")
+
+
 def drop_regs_tokens(out, n_reg):
     return torch.cat((out[:, :1], out[:, 1 + n_reg:]), dim=1)
 
@@ -227,6 +251,8 @@ def main():
     for name, n_reg, swiglu, seed in models:
         sd, hid = make_state(seed, n_reg, swiglu)
         torch.save(sd, os.path.join(OUT, f"dinov2_{name}.pth"))
+        if n_reg or swiglu:
+            timm_check(sd, n_reg, swiglu)
         hf, data = hf_model(sd, n_reg, swiglu)
         with open(os.path.join(OUT, f"dinov2_{name}_hf.safetensors"), "wb") as f:
             f.write(data)

@@ -51,6 +51,7 @@ typedef struct {
     int n, cap;
     int hf;               // Hugging Face names were mapped
     int hf_dinov2;        // ... of a Dinov2Model (LayerScale or registers seen)
+    int pos_no_cls;       // timm's DINOv2 with registers: pos_embed has no CLS row
     const char *key;      // the checkpoint key that was selected, or NULL
     const PickleValue *dict;  // pth: the selected dict
     KeyIndex names;       // entries by normalised name (not the fused parts), for find()
@@ -292,6 +293,43 @@ static void unchunk(char *name) {
     snprintf(b, 160 - (size_t)(b - name), "%s", tmp);
 }
 
+static Entry *find_linear(Source *s, const char *name) {
+    for (int i = 0; i < s->n; i++)
+        if (!s->e[i].is_part && !strcmp(s->e[i].name, name)) return &s->e[i];
+    return NULL;
+}
+
+// Renames the prefix `from` to `to` in every name that has it after
+// "blocks.N.".
+static void rename_in_blocks(Source *s, const char *from, const char *to) {
+    for (int i = 0; i < s->n; i++) {
+        char *n = s->e[i].name;
+        int blk, off = 0;
+        if (sscanf(n, "blocks.%d.%n", &blk, &off) != 1 || off == 0 || !starts_with(n + off, from)) continue;
+        char tmp[160];
+        snprintf(tmp, sizeof tmp, "blocks.%d.%s%s", blk, to, n + off + strlen(from));
+        snprintf(n, sizeof s->e[i].name, "%s", tmp);
+    }
+}
+
+// timm's port of DINOv2 (its _convert_dinov2): registers as `reg_token`,
+// with CLS's position embedding added into cls_token and pos_embed without
+// its CLS row (no_embed_class); ViT-g's SwiGLU packed as mlp.fc1 (2h, D) and
+// mlp.fc2 (D, h). Renamed to the official names; load_from_source puts a zero
+// CLS row in front of such a pos_embed, which gives the same sums.
+static void map_timm_dinov2(Source *s) {
+    Entry *reg = find_linear(s, "reg_token");
+    if (reg) {
+        snprintf(reg->name, sizeof reg->name, "register_tokens");
+        s->pos_no_cls = 1;
+    }
+    Entry *fc1 = find_linear(s, "blocks.0.mlp.fc1.weight"), *fc2 = find_linear(s, "blocks.0.mlp.fc2.weight");
+    if (fc1 && fc2 && fc1->ndim == 2 && fc2->ndim == 2 && fc1->shape[0] == 2 * fc2->shape[1]) {
+        rename_in_blocks(s, "mlp.fc1.", "mlp.w12.");
+        rename_in_blocks(s, "mlp.fc2.", "mlp.w3.");
+    }
+}
+
 // Normalises every entry's name, maps Hugging Face names, and indexes the
 // names for find(). Two keys that become one name (e.g. "module.x" and "x")
 // are ambiguous.
@@ -304,6 +342,7 @@ static int normalise(Source *s, char *err, size_t errlen) {
         if (is_hf_name(s->e[i].name)) hf = 1;
     }
     if (hf && map_hf_names(s, err, errlen)) return -1;
+    if (!hf) map_timm_dinov2(s);
     for (int i = 0; i < s->n; i++) {
         const Entry *e = &s->e[i];
         if (e->is_part) continue;
@@ -523,7 +562,6 @@ static int infer_vit(Source *s, const ModelLoadOptions *opt, ViTConfig *cfg, cha
         {"blocks.0.ls1.weight", "LayerScale named as open_clip does"},
         {"blocks.0.attn.q_norm.weight", "q/k normalisation"},
         {"fc_norm.weight", "average pooling with fc_norm"},
-        {"reg_token", "timm's register tokens (timm's DINOv2 port; use the official or Hugging Face file)"},
     };
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++)
         if (find(s, unsupported[i][0])) {
@@ -554,10 +592,10 @@ static int infer_vit(Source *s, const ModelLoadOptions *opt, ViTConfig *cfg, cha
                 (long long)D);
         return -1;
     }
-    int64_t T = (int64_t)(pos->numel / (size_t)D), g;
-    if ((int64_t)pos->numel != T * D || T < 2 || !isqrt_exact(T - 1, &g)) {
-        dino_errf(err, errlen, "%s: pos_embed has %zu values, not (1 + a square grid) x D=%lld", s->path,
-                pos->numel, (long long)D);
+    int64_t T = (int64_t)(pos->numel / (size_t)D), g, cls_row = s->pos_no_cls ? 0 : 1;
+    if ((int64_t)pos->numel != T * D || T < 1 + cls_row || !isqrt_exact(T - cls_row, &g)) {
+        dino_errf(err, errlen, "%s: pos_embed has %zu values, not (%sa square grid) x D=%lld", s->path,
+                pos->numel, cls_row ? "1 + " : "", (long long)D);
         return -1;
     }
     int depth = 0;
@@ -771,6 +809,10 @@ static int load_from_source(Source *s, const ModelLoadOptions *opt, DinoModel *m
             dino_errf(err, errlen, "%s is missing tensor '%s' for the inferred architecture", s->path, nm);
             goto fail;
         }
+        if (s->pos_no_cls && !strcmp(nm, "pos_embed")) {  // checked by infer_vit, read after a zero row
+            src[i] = e;
+            continue;
+        }
         if (!same_shape(pi, e)) {
             char a[96], b[96];
             shape_str(pi->shape, pi->ndim, a, sizeof a);
@@ -781,8 +823,15 @@ static int load_from_source(Source *s, const ModelLoadOptions *opt, DinoModel *m
         src[i] = e;
     }
     p = alignedAllocCheck(m->table.total * sizeof(float) + 64);
-    for (int i = 0; i < m->table.n; i++)
-        if (entry_read(s, src[i], p + m->table.p[i].offset, err, errlen)) goto fail;
+    for (int i = 0; i < m->table.n; i++) {
+        float *dst = p + m->table.p[i].offset;
+        if (s->pos_no_cls && !strcmp(m->table.p[i].name + (starts_with(m->table.p[i].name, "backbone.") ? 9 : 0),
+                                     "pos_embed")) {
+            memset(dst, 0, (size_t)vit.dim * sizeof(float));
+            dst += vit.dim;
+        }
+        if (entry_read(s, src[i], dst, err, errlen)) goto fail;
+    }
     // A tensor of the backbone that was not used means a model we do not
     // understand (e.g. more blocks than the numbering suggests).
     for (int i = 0; i < s->n; i++) {
