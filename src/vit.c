@@ -16,6 +16,7 @@
 #include "common.h"
 #include "ops.h"
 #include "profile.h"
+#include "resample_aa.h"
 #include "rng.h"
 
 // Block outputs an inference pass keeps (eval_linear's default n_last_blocks).
@@ -44,7 +45,33 @@ int vit_config_preset(ViTConfig *cfg, const char *arch, int patch) {
     return 0;
 }
 
+// DINOv2's sizes by width (the official models: S, B, L, g at patch 14).
+static const char *dinov2_size(int dim) {
+    switch (dim) {
+        case 384: return "S";
+        case 768: return "B";
+        case 1024: return "L";
+        case 1536: return "g";
+    }
+    return NULL;
+}
+
 void vit_config_describe(const ViTConfig *cfg, char *buf, size_t n) {
+    if (!vit_config_is_plain(cfg)) {
+        // "DINOv2 ViT-S/14 with 4 registers: D=384 ...": LayerScale marks DINOv2.
+        const char *sz = dinov2_size(cfg->dim);
+        char fam[64], regs[32] = "";
+        if (cfg->layerscale && sz) snprintf(fam, sizeof fam, "DINOv2 ViT-%s/%d", sz, cfg->patch);
+        else snprintf(fam, sizeof fam, "%s ViT/%d", cfg->layerscale ? "DINOv2-style" : "custom", cfg->patch);
+        if (cfg->n_registers)
+            snprintf(regs, sizeof regs, " with %d register%s", cfg->n_registers, cfg->n_registers > 1 ? "s" : "");
+        static const char *const interp[] = {"scale+0.1", "size", "size, antialiased"};
+        snprintf(buf, n, "%s%s: D=%d depth=%d heads=%d mlp=%d%s img=%d in_chans=%d eps=%g%s "
+                 "pos_embed resize=%s", fam, regs, cfg->dim, cfg->depth, cfg->heads, cfg->mlp_hidden,
+                 cfg->swiglu ? " (SwiGLU)" : "", cfg->img_size, cfg->in_chans, (double)cfg->ln_eps,
+                 cfg->layerscale ? " layerscale" : "", interp[cfg->pos_interp]);
+        return;
+    }
     const char *name = cfg->dim == 192 ? "vit_tiny" : cfg->dim == 384 ? "vit_small"
                      : cfg->dim == 768 ? "vit_base" : "vit_custom";
     if (cfg->depth != 12 || cfg->heads * 64 != cfg->dim || cfg->mlp_hidden != 4 * cfg->dim)
@@ -56,29 +83,52 @@ void vit_config_describe(const ViTConfig *cfg, char *buf, size_t n) {
 
 int vit_grid(const ViTConfig *cfg) { return cfg->img_size / cfg->patch; }
 
+int vit_eval_crop(const ViTConfig *cfg) { return cfg->layerscale ? 224 : cfg->img_size; }
+
+int vit_config_is_plain(const ViTConfig *cfg) {
+    return !cfg->n_registers && !cfg->layerscale && !cfg->swiglu &&
+           cfg->pos_interp == VIT_POS_INTERP_DINO;
+}
+
 int vit_tokens(const ViTConfig *cfg, int H, int W) {
     return 1 + (H / cfg->patch) * (W / cfg->patch);
 }
 
+// Rows of the MLP's first layer: SwiGLU's w12 holds both halves.
+static int fc1_rows(const ViTConfig *cfg) { return cfg->swiglu ? 2 * cfg->mlp_hidden : cfg->mlp_hidden; }
+
 void vit_param_table(const ViTConfig *cfg, ParamTable *t, const char *prefix) {
     DINO_ASSERT(cfg->depth >= 1 && cfg->depth <= VIT_MAX_DEPTH);
     DINO_ASSERT(cfg->heads >= 1 && cfg->dim % cfg->heads == 0);
-    int64_t D = cfg->dim, H4 = cfg->mlp_hidden, g = vit_grid(cfg), p = cfg->patch;
+    DINO_ASSERT(cfg->n_registers >= 0);
+    int64_t D = cfg->dim, H4 = cfg->mlp_hidden, F1 = fc1_rows(cfg), g = vit_grid(cfg), p = cfg->patch;
     char name[PARAM_NAME_MAX];
     param_table_add(t, prefix, "cls_token", 3, (int64_t[]){1, 1, D});
     param_table_add(t, prefix, "pos_embed", 3, (int64_t[]){1, 1 + g * g, D});
+    if (cfg->n_registers)
+        param_table_add(t, prefix, "register_tokens", 3, (int64_t[]){1, cfg->n_registers, D});
     param_table_add(t, prefix, "patch_embed.proj.weight", 4, (int64_t[]){D, cfg->in_chans, p, p});
     param_table_add(t, prefix, "patch_embed.proj.bias", 1, (int64_t[]){D});
-    static const char *const names[] = {"norm1.weight", "norm1.bias", "attn.qkv.weight",
-                                        "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
-                                        "norm2.weight", "norm2.bias", "mlp.fc1.weight",
-                                        "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias"};
-    int64_t shapes[12][2] = {{D, 0}, {D, 0}, {3 * D, D}, {3 * D, 0}, {D, D}, {D, 0},
-                             {D, 0}, {D, 0}, {H4, D},    {H4, 0},    {D, H4}, {D, 0}};
+    const char *fc1 = cfg->swiglu ? "mlp.w12" : "mlp.fc1", *fc2 = cfg->swiglu ? "mlp.w3" : "mlp.fc2";
+    const struct {
+        const char *name, *leaf;
+        int64_t shape[2];
+        int on;
+    } blk[14] = {
+        {"norm1", ".weight", {D, 0}, 1},      {"norm1", ".bias", {D, 0}, 1},
+        {"attn.qkv", ".weight", {3 * D, D}, 1}, {"attn.qkv", ".bias", {3 * D, 0}, 1},
+        {"attn.proj", ".weight", {D, D}, 1},  {"attn.proj", ".bias", {D, 0}, 1},
+        {"ls1", ".gamma", {D, 0}, cfg->layerscale},
+        {"norm2", ".weight", {D, 0}, 1},      {"norm2", ".bias", {D, 0}, 1},
+        {fc1, ".weight", {F1, D}, 1},         {fc1, ".bias", {F1, 0}, 1},
+        {fc2, ".weight", {D, H4}, 1},         {fc2, ".bias", {D, 0}, 1},
+        {"ls2", ".gamma", {D, 0}, cfg->layerscale},
+    };
     for (int l = 0; l < cfg->depth; l++)
-        for (int k = 0; k < 12; k++) {
-            snprintf(name, sizeof name, "blocks.%d.%s", l, names[k]);
-            param_table_add(t, prefix, name, shapes[k][1] ? 2 : 1, shapes[k]);
+        for (int k = 0; k < 14; k++) {
+            if (!blk[k].on) continue;
+            snprintf(name, sizeof name, "blocks.%d.%s%s", l, blk[k].name, blk[k].leaf);
+            param_table_add(t, prefix, name, blk[k].shape[1] ? 2 : 1, blk[k].shape);
         }
     param_table_add(t, prefix, "norm.weight", 1, (int64_t[]){D});
     param_table_add(t, prefix, "norm.bias", 1, (int64_t[]){D});
@@ -86,42 +136,50 @@ void vit_param_table(const ViTConfig *cfg, ParamTable *t, const char *prefix) {
 
 // Walks the parameters in table order; every caller below visits them in the
 // same order, so binding and initialisation cannot drift from the table.
+// `init` says how vit_init fills the slot.
+enum { INIT_TRUNC, INIT_CONV, INIT_ONE, INIT_ZERO };
 typedef struct {
     float **ptr;
     size_t numel;
+    int init;
 } ParamSlot;
 
+#define VIT_MAX_SLOTS (5 + 14 * VIT_MAX_DEPTH + 2)
+
 static int vit_slots(const ViTConfig *cfg, ViTWeights *w, ParamSlot *s) {
-    size_t D = cfg->dim, H4 = cfg->mlp_hidden, g = vit_grid(cfg), p = cfg->patch;
+    size_t D = cfg->dim, H4 = cfg->mlp_hidden, F1 = fc1_rows(cfg), g = vit_grid(cfg), p = cfg->patch;
     int n = 0;
-#define SLOT(field, size) s[n++] = (ParamSlot){&(field), (size)}
-    SLOT(w->cls_token, D);
-    SLOT(w->pos_embed, (1 + g * g) * D);
-    SLOT(w->patch_w, D * cfg->in_chans * p * p);
-    SLOT(w->patch_b, D);
+#define SLOT(field, size, how) s[n++] = (ParamSlot){&(field), (size), (how)}
+    SLOT(w->cls_token, D, INIT_TRUNC);
+    SLOT(w->pos_embed, (1 + g * g) * D, INIT_TRUNC);
+    if (cfg->n_registers) SLOT(w->registers, (size_t)cfg->n_registers * D, INIT_TRUNC);
+    SLOT(w->patch_w, D * cfg->in_chans * p * p, INIT_CONV);
+    SLOT(w->patch_b, D, INIT_CONV);
     for (int l = 0; l < cfg->depth; l++) {
-        SLOT(w->blocks[l].ln1_w, D);
-        SLOT(w->blocks[l].ln1_b, D);
-        SLOT(w->blocks[l].qkv_w, 3 * D * D);
-        SLOT(w->blocks[l].qkv_b, 3 * D);
-        SLOT(w->blocks[l].proj_w, D * D);
-        SLOT(w->blocks[l].proj_b, D);
-        SLOT(w->blocks[l].ln2_w, D);
-        SLOT(w->blocks[l].ln2_b, D);
-        SLOT(w->blocks[l].fc1_w, H4 * D);
-        SLOT(w->blocks[l].fc1_b, H4);
-        SLOT(w->blocks[l].fc2_w, D * H4);
-        SLOT(w->blocks[l].fc2_b, D);
+        SLOT(w->blocks[l].ln1_w, D, INIT_ONE);
+        SLOT(w->blocks[l].ln1_b, D, INIT_ZERO);
+        SLOT(w->blocks[l].qkv_w, 3 * D * D, INIT_TRUNC);
+        SLOT(w->blocks[l].qkv_b, 3 * D, INIT_ZERO);
+        SLOT(w->blocks[l].proj_w, D * D, INIT_TRUNC);
+        SLOT(w->blocks[l].proj_b, D, INIT_ZERO);
+        if (cfg->layerscale) SLOT(w->blocks[l].ls1, D, INIT_ONE);
+        SLOT(w->blocks[l].ln2_w, D, INIT_ONE);
+        SLOT(w->blocks[l].ln2_b, D, INIT_ZERO);
+        SLOT(w->blocks[l].fc1_w, F1 * D, INIT_TRUNC);
+        SLOT(w->blocks[l].fc1_b, F1, INIT_ZERO);
+        SLOT(w->blocks[l].fc2_w, D * H4, INIT_TRUNC);
+        SLOT(w->blocks[l].fc2_b, D, INIT_ZERO);
+        if (cfg->layerscale) SLOT(w->blocks[l].ls2, D, INIT_ONE);
     }
-    SLOT(w->norm_w, D);
-    SLOT(w->norm_b, D);
+    SLOT(w->norm_w, D, INIT_ONE);
+    SLOT(w->norm_b, D, INIT_ZERO);
 #undef SLOT
     return n;
 }
 
 void vit_weights_bind(ViTWeights *w, const ViTConfig *cfg, float *base) {
     memset(w, 0, sizeof *w);
-    ParamSlot s[4 + 12 * VIT_MAX_DEPTH + 2];
+    ParamSlot s[VIT_MAX_SLOTS];
     int n = vit_slots(cfg, w, s);
     for (int i = 0; i < n; i++) {
         *s[i].ptr = base;
@@ -131,7 +189,7 @@ void vit_weights_bind(ViTWeights *w, const ViTConfig *cfg, float *base) {
 
 void vit_init(const ViTConfig *cfg, ViTWeights *w, uint64_t seed) {
     ViTWeights tmp = *w;
-    ParamSlot s[4 + 12 * VIT_MAX_DEPTH + 2];
+    ParamSlot s[VIT_MAX_SLOTS];
     int n = vit_slots(cfg, &tmp, s);
     float fan_in = (float)(cfg->in_chans * cfg->patch * cfg->patch);
     float bound = 1.0f / sqrtf(fan_in);
@@ -139,15 +197,14 @@ void vit_init(const ViTConfig *cfg, ViTWeights *w, uint64_t seed) {
         float *x = *s[i].ptr;
         Rng r;
         rng_stream(&r, seed, 1, (uint64_t)i, 0);  // stream: (seed, backbone, parameter index)
-        int blk = i >= 4 && i < n - 2 ? (i - 4) % 12 : -1;
-        if (i == 0 || i == 1 || blk == 2 || blk == 4 || blk == 8 || blk == 10) {
+        if (s[i].init == INIT_TRUNC) {
             // cls_token, pos_embed, Linear weights: trunc_normal(std .02, [-2, 2])
             for (size_t j = 0; j < s[i].numel; j++) x[j] = rng_trunc_normal(&r, 0.02f, -2.0f, 2.0f);
-        } else if (i == 2 || i == 3) {
+        } else if (s[i].init == INIT_CONV) {
             // Conv2d default: kaiming_uniform(a=√5) = U(±1/√fan_in), bias the same bound.
             for (size_t j = 0; j < s[i].numel; j++) x[j] = (2.0f * rng_uniform(&r) - 1.0f) * bound;
-        } else if (blk == 0 || blk == 6 || i == n - 2) {
-            for (size_t j = 0; j < s[i].numel; j++) x[j] = 1.0f;  // LayerNorm weight
+        } else if (s[i].init == INIT_ONE) {
+            for (size_t j = 0; j < s[i].numel; j++) x[j] = 1.0f;  // LayerNorm weight, LayerScale
         } else {
             memset(x, 0, s[i].numel * sizeof(float));  // biases
         }
@@ -179,21 +236,30 @@ static void pos_interp_dims(const ViTConfig *cfg, int H, int W, int *oh, int *ow
 }
 
 void vit_interpolate_pos(const ViTConfig *cfg, const float *pos_embed, int H, int W, float *out) {
-    int D = cfg->dim, g = vit_grid(cfg);
+    int D = cfg->dim, g = vit_grid(cfg), p = cfg->patch;
     if (!pos_needs_interp(cfg, H, W)) {
         memcpy(out, pos_embed, (size_t)(1 + g * g) * D * sizeof(float));
         return;
     }
-    int oh, ow;
-    float sh, sw;
-    pos_interp_dims(cfg, H, W, &oh, &ow, &sh, &sw);
     memcpy(out, pos_embed, (size_t)D * sizeof(float));
-    bicubic_forward(out + D, pos_embed + D, g, g, oh, ow, D, sh, sw);
+    if (cfg->pos_interp == VIT_POS_INTERP_SIZE_AA) {
+        bicubic_aa_forward(out + D, pos_embed + D, g, g, H / p, W / p, D);
+    } else if (cfg->pos_interp == VIT_POS_INTERP_SIZE) {
+        // An output size: PyTorch's source step is then in/out in float.
+        bicubic_forward(out + D, pos_embed + D, g, g, H / p, W / p, D, (float)g / (float)(H / p),
+                        (float)g / (float)(W / p));
+    } else {
+        int oh, ow;
+        float sh, sw;
+        pos_interp_dims(cfg, H, W, &oh, &ow, &sh, &sw);
+        bicubic_forward(out + D, pos_embed + D, g, g, oh, ow, D, sh, sw);
+    }
 }
 
 void vit_interpolate_pos_backward(const ViTConfig *cfg, float *dpos_embed, int H, int W,
                                   const float *dout) {
     int D = cfg->dim, g = vit_grid(cfg);
+    DINO_ASSERT(cfg->pos_interp == VIT_POS_INTERP_DINO);
     if (!pos_needs_interp(cfg, H, W)) {
         size_t n = (size_t)(1 + g * g) * D;
         for (size_t i = 0; i < n; i++) dpos_embed[i] += dout[i];
@@ -208,8 +274,17 @@ void vit_interpolate_pos_backward(const ViTConfig *cfg, float *dpos_embed, int H
 
 // ---------------------------------------------------------------- activations
 
+// With registers the stream holds per image [CLS, patches, registers]: the
+// reference puts registers right after CLS, but attention does not see token
+// order and every other layer works per token, so this order gives the same
+// outputs while CLS and patches stay one run (Tv tokens) that the final
+// compaction hands out as vit_output.
 struct ViTActs {
     int Bmax, B, H, W, Np, T, train, nslots;
+    int R, Tv;      // registers; visible tokens 1 + Np (T = Tv + R)
+    int F1;         // width of fc1's output (2·H4 for SwiGLU)
+    float *regs;    // (B, R, D) final-norm registers (inference)
+    float *glu;     // (B, T, H4) SwiGLU's gated hidden layer (inference)
     int att_blocks;  // blocks whose probabilities are kept: all (train), 1 (inference, lean)
     int D, NH, H4, CPP, depth;
     size_t btd;     // Bmax·T·D: stride of one (B,T,D) buffer
@@ -256,12 +331,16 @@ static void acts_layout(ViTActs *a, const ViTConfig *cfg, int B, int H, int W, i
                         Carve *c) {
     DINO_ASSERT(mode == VIT_ACTS_INFER || mode == VIT_ACTS_TRAIN || mode == VIT_ACTS_TRAIN_LEAN);
     int train = mode != VIT_ACTS_INFER;
+    DINO_ASSERT(!train || vit_config_is_plain(cfg));  // DINOv2's options are inference only
     a->att_blocks = mode == VIT_ACTS_TRAIN ? cfg->depth : 1;
     a->Bmax = a->B = B;
     a->H = H;
     a->W = W;
     a->Np = (H / cfg->patch) * (W / cfg->patch);
-    a->T = a->Np + 1;
+    a->R = cfg->n_registers;
+    a->Tv = a->Np + 1;
+    a->T = a->Tv + a->R;
+    a->F1 = fc1_rows(cfg);
     a->train = train;
     a->D = cfg->dim;
     a->NH = cfg->heads;
@@ -280,10 +359,12 @@ static void acts_layout(ViTActs *a, const ViTConfig *cfg, int B, int H, int W, i
     a->qkv = carve(c, L * 3 * btd);
     a->att = carve(c, (size_t)a->att_blocks * BT * a->NH * a->T);
     a->atty = carve(c, L * btd);
-    a->fc1 = carve(c, L * BT * a->H4);
+    a->fc1 = carve(c, L * BT * a->F1);
     a->out = carve(c, btd);
     a->statsf = carve(c, 2 * BT);
     a->drop = carve(c, (size_t)2 * cfg->depth * B);
+    if (a->R) a->regs = carve(c, (size_t)B * a->R * a->D);
+    if (cfg->swiglu) a->glu = carve(c, BT * a->H4);
     if (train) {
         a->mid = carve(c, L * btd);
         a->stats1 = carve(c, L * 2 * BT);
@@ -332,7 +413,8 @@ void vit_acts_free(ViTActs *a) {
 }
 
 const float *vit_output(const ViTActs *a) { return a->out; }
-int vit_acts_tokens(const ViTActs *a) { return a->T; }
+int vit_acts_tokens(const ViTActs *a) { return a->Tv; }
+const float *vit_register_tokens(const ViTActs *a) { return a->regs; }
 
 // Per-block buffers: training keeps one per block, inference reuses one.
 static inline size_t blk(const ViTActs *a, int l) { return a->train ? (size_t)l : 0; }
@@ -351,12 +433,51 @@ const float *vit_last_attention(const ViTActs *a) { return att_of(a, a->depth - 
 
 // ---------------------------------------------------------------- forward
 
+// out = res + gamma ⊙ br, per row of D (LayerScale on a residual branch;
+// out may be res).
+static void layerscale_residual(float *out, const float *res, const float *gamma, const float *br,
+                                size_t rows, int D) {
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++)
+        for (int j = 0; j < D; j++) out[r * D + j] = res[r * D + j] + gamma[j] * br[r * D + j];
+}
+
+// SwiGLU's gate on rows of [x1 | x2] (2·h wide): out = silu(x1)·x2, rows h wide.
+static void swiglu_forward(float *out, const float *x, size_t rows, int h) {
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++) {
+        const float *x1 = x + r * 2 * h, *x2 = x1 + h;
+        float *o = out + r * h;
+        for (int j = 0; j < h; j++) {
+            float a = x1[j];
+            o[j] = a / (1.0f + expf(-a)) * x2[j];
+        }
+    }
+}
+
+// After an inference pass with registers: their final-norm tokens go to
+// a->regs, and the output and the last attention are compacted in place to
+// the Tv visible tokens (every copy moves data towards the front).
+static void drop_registers(ViTActs *a) {
+    int B = a->B, T = a->T, Tv = a->Tv, R = a->R, D = a->D, NH = a->NH;
+    DINO_ASSERT(!a->train);
+    for (int b = 0; b < B; b++) {
+        memcpy(a->regs + (size_t)b * R * D, a->out + ((size_t)b * T + Tv) * D, (size_t)R * D * sizeof(float));
+        memmove(a->out + (size_t)b * Tv * D, a->out + (size_t)b * T * D, (size_t)Tv * D * sizeof(float));
+    }
+    float *att = att_of(a, a->depth - 1);
+    for (size_t bh = 0; bh < (size_t)B * NH; bh++)
+        for (int i = 0; i < Tv; i++)
+            memmove(att + (bh * Tv + i) * Tv, att + (bh * T + i) * T, (size_t)Tv * sizeof(float));
+}
+
 void vit_forward(const ViTConfig *cfg, const ViTWeights *w, ViTActs *a, const float *images,
                  int B, const float *drop_scale) {
     DINO_ASSERT(B >= 1 && B <= a->Bmax);
     a->B = B;
     int D = a->D, T = a->T, Np = a->Np, NH = a->NH, H4 = a->H4, L = cfg->depth;
     size_t BT = (size_t)B * T, btd = a->btd;
+    int Tv = a->Tv, F1 = a->F1;
     float eps = cfg->ln_eps;
     a->has_drop = drop_scale != NULL;
     if (drop_scale) memcpy(a->drop, drop_scale, (size_t)2 * L * B * sizeof(float));
@@ -372,6 +493,10 @@ void vit_forward(const ViTConfig *cfg, const ViTWeights *w, ViTActs *a, const fl
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             float *dst = x0 + ((size_t)b * T + t) * D;
+            if (t >= Tv) {  // a register: no position embedding
+                memcpy(dst, w->registers + (size_t)(t - Tv) * D, (size_t)D * sizeof(float));
+                continue;
+            }
             const float *src = t == 0 ? w->cls_token : tok + ((size_t)b * Np + t - 1) * D;
             const float *pe = pos + (size_t)t * D;
             for (int j = 0; j < D; j++) dst[j] = src[j] + pe[j];
@@ -384,7 +509,7 @@ void vit_forward(const ViTConfig *cfg, const ViTWeights *w, ViTActs *a, const fl
         float *xmid = a->train ? a->mid + k * btd : xout;
         float *ln1 = a->ln, *ln2 = a->ln;
         float *qkv = a->qkv + k * 3 * btd, *atty = a->atty + k * btd;
-        float *fc1 = a->fc1 + k * (size_t)a->Bmax * T * H4;
+        float *fc1 = a->fc1 + k * (size_t)a->Bmax * T * F1;
         float *m1 = a->train ? a->stats1 + k * 2 * a->Bmax * T : NULL;
         float *m2 = a->train ? a->stats2 + k * 2 * a->Bmax * T : NULL;
         const float *s1 = drop_scale ? drop_scale + (size_t)(2 * l) * B : NULL;
@@ -397,19 +522,31 @@ void vit_forward(const ViTConfig *cfg, const ViTWeights *w, ViTActs *a, const fl
         // Inference keeps only the last block's probabilities (vit_last_attention).
         float *att = a->train || l == L - 1 ? att_of(a, l) : NULL;
         PROF(PROF_ATTN, attention_forward(atty, att, qkv, B, T, D, NH));
-        PROF(PROF_PROJ, linear_residual_forward(xmid, xin, atty, w->blocks[l].proj_w, w->blocks[l].proj_b, s1, B,
-                                T, D, D));
+        if (cfg->layerscale) {  // the branch into the free LayerNorm buffer, then scaled
+            PROF(PROF_PROJ, linear_forward(a->ln, atty, w->blocks[l].proj_w, w->blocks[l].proj_b, (int)BT, D, D));
+            layerscale_residual(xmid, xin, w->blocks[l].ls1, a->ln, BT, D);
+        } else {
+            PROF(PROF_PROJ, linear_residual_forward(xmid, xin, atty, w->blocks[l].proj_w, w->blocks[l].proj_b, s1,
+                                                    B, T, D, D));
+        }
         // x_out = x_mid + s2·fc2(gelu(fc1(ln2(x_mid))))
         PROF(PROF_LN, layernorm_forward(ln2, m2, m2 ? m2 + BT : NULL, xmid, w->blocks[l].ln2_w,
                           w->blocks[l].ln2_b, (int)BT, D, eps));
-        PROF(PROF_FC1, linear_forward(fc1, ln2, w->blocks[l].fc1_w, w->blocks[l].fc1_b, (int)BT, D, H4));
-        float *h = a->train ? a->hbuf : fc1;
-        PROF(PROF_GELU, gelu_forward(h, fc1, BT * H4));
-        PROF(PROF_FC2, linear_residual_forward(xout, xmid, h, w->blocks[l].fc2_w, w->blocks[l].fc2_b, s2, B, T,
-                                H4, D));
+        PROF(PROF_FC1, linear_forward(fc1, ln2, w->blocks[l].fc1_w, w->blocks[l].fc1_b, (int)BT, D, F1));
+        float *h = a->train ? a->hbuf : cfg->swiglu ? a->glu : fc1;
+        if (cfg->swiglu) PROF(PROF_GELU, swiglu_forward(h, fc1, BT, H4));
+        else PROF(PROF_GELU, gelu_forward(h, fc1, BT * H4));
+        if (cfg->layerscale) {
+            PROF(PROF_FC2, linear_forward(a->ln, h, w->blocks[l].fc2_w, w->blocks[l].fc2_b, (int)BT, H4, D));
+            layerscale_residual(xout, xmid, w->blocks[l].ls2, a->ln, BT, D);
+        } else {
+            PROF(PROF_FC2, linear_residual_forward(xout, xmid, h, w->blocks[l].fc2_w, w->blocks[l].fc2_b, s2, B,
+                                                   T, H4, D));
+        }
     }
     PROF(PROF_LN, layernorm_forward(a->out, a->statsf, a->statsf + BT, slot(a, L), w->norm_w, w->norm_b,
                       (int)BT, D, eps));
+    if (a->R) drop_registers(a);
 }
 
 void vit_intermediate(const ViTConfig *cfg, const ViTWeights *w, const ViTActs *a, int n,
@@ -419,10 +556,18 @@ void vit_intermediate(const ViTConfig *cfg, const ViTWeights *w, const ViTActs *
     if (n > a->nslots - 1)
         dino_die("the last %d blocks were asked for, but an inference pass keeps only the last %d",
                  n, a->nslots - 1);
-    size_t BT = (size_t)a->B * a->T;
-    for (int k = 0; k < n; k++)
-        layernorm_forward(out + (size_t)k * BT * a->D, NULL, NULL, slot(a, L - n + k + 1), w->norm_w,
-                          w->norm_b, (int)BT, a->D, cfg->ln_eps);
+    size_t BT = (size_t)a->B * a->T, BTv = (size_t)a->B * a->Tv;
+    for (int k = 0; k < n; k++) {
+        const float *x = slot(a, L - n + k + 1);
+        if (!a->R) {
+            layernorm_forward(out + (size_t)k * BT * a->D, NULL, NULL, x, w->norm_w, w->norm_b, (int)BT,
+                              a->D, cfg->ln_eps);
+            continue;
+        }
+        for (int b = 0; b < a->B; b++)  // the visible tokens of each image only
+            layernorm_forward(out + ((size_t)k * BTv + (size_t)b * a->Tv) * a->D, NULL, NULL,
+                              x + (size_t)b * a->T * a->D, w->norm_w, w->norm_b, a->Tv, a->D, cfg->ln_eps);
+    }
 }
 
 // ---------------------------------------------------------------- backward

@@ -23,7 +23,21 @@ typedef struct {
     int mlp_hidden;      // 4·D
     float ln_eps;        // 1e-6
     float drop_path_rate;  // block i gets rate·i/(L-1) (training only)
+    // DINOv2's pieces (docs/ENGINE.md), all 0 for DINO's ViT; inference only:
+    int n_registers;     // extra tokens after CLS with no position embedding
+    int layerscale;      // per-channel gains blocks.i.ls1/ls2.gamma on both branches
+    int swiglu;          // SwiGLU MLP: mlp.w12 (2·mlp_hidden, D), mlp.w3 (D, mlp_hidden)
+    int pos_interp;      // VIT_POS_INTERP_*: how pos_embed is resized
 } ViTConfig;
+
+// Position-embedding resizing: DINO's and official DINOv2's scale factor
+// (n + 0.1)/g; Hugging Face Dinov2's output size; DINOv2-with-registers'
+// output size with antialiasing (PyTorch's separable antialiased bicubic).
+enum { VIT_POS_INTERP_DINO = 0, VIT_POS_INTERP_SIZE = 1, VIT_POS_INTERP_SIZE_AA = 2 };
+
+// 1 when the configuration uses none of the DINOv2 options (what training
+// and the CUDA engine support).
+int vit_config_is_plain(const ViTConfig *cfg);
 
 // Presets "vit_tiny", "vit_small", "vit_base" (and "deit_*" aliases) with the
 // given patch size and img_size 224. Returns 0, or -1 for an unknown name.
@@ -31,15 +45,22 @@ int vit_config_preset(ViTConfig *cfg, const char *arch, int patch);
 // A one-line description ("vit_small/16: D=384 depth=12 heads=6 ...").
 void vit_config_describe(const ViTConfig *cfg, char *buf, size_t n);
 int vit_grid(const ViTConfig *cfg);  // img_size / patch
-int vit_tokens(const ViTConfig *cfg, int H, int W);  // 1 + (H/p)(W/p)
+// The evaluation crop when none is given: img_size, but 224 for DINOv2's
+// LayerScale models (made for 518 px, evaluated at 224 by dinov2/eval).
+int vit_eval_crop(const ViTConfig *cfg);
+// 1 + (H/p)(W/p): CLS and patch tokens, what vit_output holds per image
+// (registers are kept apart, vit_register_tokens).
+int vit_tokens(const ViTConfig *cfg, int H, int W);
 
 // Appends the backbone's entries in the reference state_dict order
-// (cls_token, pos_embed, patch_embed.proj.{weight,bias}, blocks.i.*, norm.*).
+// (cls_token, pos_embed, [register_tokens], patch_embed.proj.{weight,bias},
+// blocks.i.* [with ls1.gamma after attn.proj, ls2.gamma after the MLP], norm.*).
 void vit_param_table(const ViTConfig *cfg, ParamTable *t, const char *prefix);
 
 typedef struct {
     float *cls_token;   // (D)
     float *pos_embed;   // (1 + grid², D)
+    float *registers;   // (n_registers, D), or NULL
     float *patch_w;     // (D, C·p·p): Conv2d weight viewed as a matrix
     float *patch_b;     // (D)
     struct {
@@ -49,6 +70,7 @@ typedef struct {
         float *ln2_w, *ln2_b;     // (D)
         float *fc1_w, *fc1_b;     // (H4, D), (H4)
         float *fc2_w, *fc2_b;     // (D, H4), (D)
+        float *ls1, *ls2;         // (D) LayerScale gains, or NULL
     } blocks[VIT_MAX_DEPTH];
     float *norm_w, *norm_b;  // (D)
 } ViTWeights;
@@ -62,8 +84,8 @@ void vit_weights_bind(ViTWeights *w, const ViTConfig *cfg, float *base);
 void vit_init(const ViTConfig *cfg, ViTWeights *w, uint64_t seed);
 
 // Position embedding for an H x W input, exactly as the reference's
-// interpolate_pos_encoding (bicubic, align_corners false, +0.1 scale factor).
-// out is (vit_tokens(H,W), D).
+// interpolate_pos_encoding (bicubic, align_corners false, +0.1 scale factor;
+// or as cfg->pos_interp says). out is (vit_tokens(H,W), D).
 void vit_interpolate_pos(const ViTConfig *cfg, const float *pos_embed, int H, int W, float *out);
 // Its adjoint: accumulates into dpos_embed (1+grid², D) the gradient of a loss
 // whose gradient with respect to the interpolated embedding is dout.
@@ -93,11 +115,16 @@ void vit_acts_free(ViTActs *a);
 // NULL means no drop path (evaluation, teacher).
 void vit_forward(const ViTConfig *cfg, const ViTWeights *w, ViTActs *a, const float *images,
                  int B, const float *drop_scale);
-// After vit_forward: the final-norm tokens (B, T, D); the CLS feature of sample
-// b is out[b·T·D .. +D].
+// After vit_forward: the final-norm tokens (B, T, D) with T = vit_tokens (CLS,
+// then patches; no registers); the CLS feature of sample b is out[b·T·D .. +D].
 const float *vit_output(const ViTActs *a);
 int vit_acts_tokens(const ViTActs *a);
-// The last block's attention probabilities (B, NH, T, T).
+// After an inference vit_forward: the final-norm register tokens
+// (B, n_registers, D), or NULL for a model without registers.
+const float *vit_register_tokens(const ViTActs *a);
+// The last block's attention probabilities (B, NH, T, T) among the T tokens
+// of vit_output: with registers, their rows and columns are dropped (the
+// rows then sum to less than 1).
 const float *vit_last_attention(const ViTActs *a);
 // The output of block (depth - n + k) passed through the final norm, for
 // k = 0..n-1, written to out (n, B, T, D) (get_intermediate_layers).

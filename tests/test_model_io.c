@@ -370,7 +370,7 @@ static void test_heads_and_refusals(void) {
     } v[] = {
         {"a missing tensor", "missing tensor 'blocks.1.attn.proj.bias'", 0, NULL, NULL, 0, NULL, NULL},
         {"an extra block tensor", "does not belong", -1, "blocks.3.norm1.weight", s64, 1, NULL, NULL},
-        {"DINOv2 LayerScale", "LayerScale", -1, "blocks.0.ls1.gamma", s64, 1, NULL, NULL},
+        {"LayerScale with one gain of the two", "missing tensor 'blocks.0.ls2.gamma'", -1, "blocks.0.ls1.gamma", s64, 1, NULL, NULL},
         {"a distillation token", "distillation", -1, "dist_token", s64, 1, NULL, NULL},
         {"no qkv bias", "qkv bias", -1, NULL, NULL, 0, "blocks.0.attn.qkv.bias", "blocks.0.attn.qkv_bias_x"},
         {"no cls_token", "no cls_token", -1, NULL, NULL, 0, "cls_token", "class_token"},

@@ -163,6 +163,10 @@ int cmd_attention(int argc, char **argv) {
     printf("%s: %lldx%lld -> %dx%d patches of %d, %d heads (%s), forward %.2f s; wrote %s/img.png, "
            "attn-head*.png,%s attn-grid.png, attn_maps.npy\n",
            pos[0], (long long)rw, (long long)rh, gw, gh, p, nh, em.desc, secs, out, threshold > 0 ? " mask_th*.png," : "");
+    // vit_last_attention has dropped the registers' rows and columns.
+    if (cfg->n_registers)
+        printf("the model has %d registers: the maps are CLS attention to patch tokens only, the "
+               "register columns dropped\n", cfg->n_registers);
     free(grid);
     for (int k = 1; k < ntiles; k++) free(tiles[k]);
     free(tiles);

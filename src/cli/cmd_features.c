@@ -17,7 +17,7 @@
 
 int cmd_features(int argc, char **argv) {
     const char *output_dir = ".", *split = "both", *device = "cpu";
-    int patch_tokens = 0;
+    int patch_tokens = 0, avgpool_concat = 0;
     EvalModelArgs ma;
     eval_model_args_default(&ma);
     ArgSpec specs[] = {
@@ -25,6 +25,7 @@ int cmd_features(int argc, char **argv) {
         {"batch_size_per_gpu", ARG_INT, &ma.batch_size, "images per forward pass", ARG_RANGE(1, ARG_MAX_BATCH)},
         {"split", ARG_STRING, &split, "train, val or both"},
         {"patch_tokens", ARG_BOOL, &patch_tokens, "write every final-norm patch token (N, patches, D)"},
+        {"avgpool_concat", ARG_BOOL, &avgpool_concat, "CLS tokens then the mean patch token, concatenated (DINOv2's linear eval)"},
         {"output_dir", ARG_STRING, &output_dir, "where the .npy files go"},
         {"device", ARG_STRING, &device, "cpu, or cuda (a build with make CUDA=1; docs/GPU.md)"},
         {NULL, 0, NULL, NULL},
@@ -35,6 +36,7 @@ int cmd_features(int argc, char **argv) {
     DeviceKind dk;
     if (device_parse(device, &dk, derr, sizeof derr)) dino_die("%s", derr);
     ma.device = (int)dk;
+    if (avgpool_concat) ma.avgpool = 2;  // FeatureConfig.avgpool 2: concatenated
     if (!ma.pretrained_weights) dino_die("dino features needs --pretrained_weights FILE");
     if (!ma.data_path) dino_die("dino features needs --data_path PATH");
     int do_split[2] = {!strcmp(split, "train") || !strcmp(split, "both"),

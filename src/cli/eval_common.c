@@ -63,7 +63,7 @@ void eval_model_free(EvalModel *em) {
 }
 
 int eval_crop(const EvalModelArgs *a, const EvalModel *em) {
-    int crop = a->crop > 0 ? a->crop : em->m.vit.img_size;
+    int crop = a->crop > 0 ? a->crop : vit_eval_crop(&em->m.vit);
     if (crop < em->m.vit.patch)
         dino_die("--crop %d is smaller than the model's patch size %d", crop, em->m.vit.patch);
     return crop;

@@ -49,7 +49,7 @@ typedef struct {
 // checkpoints) and checks --arch/--patch_size against it.
 void eval_model_load(const EvalModelArgs *a, EvalModel *em);
 void eval_model_free(EvalModel *em);
-// The crop a run uses: a->crop, or the model's img_size.
+// The crop a run uses: a->crop, or vit_eval_crop (img_size; 224 for DINOv2).
 int eval_crop(const EvalModelArgs *a, const EvalModel *em);
 
 typedef struct {

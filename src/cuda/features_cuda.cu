@@ -33,6 +33,11 @@ extern "C" CudaFeatures *cuda_features_create(const ViTConfig *cfg, const ViTWei
                                               int crop, int n_last_blocks, char *err,
                                               size_t errlen) {
     if (cuda_require_device(err, errlen) < 0) return NULL;
+    if (!vit_config_is_plain(cfg)) {
+        dino_errf(err, errlen, "--device cuda runs DINO's ViT only; this model's DINOv2 options "
+                  "(registers, LayerScale, SwiGLU, position-embedding resize) run on the CPU");
+        return NULL;
+    }
     int keep = cfg->depth < VIT_CUDA_KEEP_LAST ? cfg->depth : VIT_CUDA_KEEP_LAST;
     if (n_last_blocks < 1 || n_last_blocks > keep) {
         dino_errf(err, errlen, "--device cuda keeps the last %d blocks, %d were asked for", keep, n_last_blocks);

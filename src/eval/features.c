@@ -64,7 +64,7 @@ int features_check(const ViTConfig *cfg, const FeatureConfig *fc, int batch, cha
 }
 
 // Rows from final-norm tokens: last (B, T, D) of the last block, inter
-// (n, B, T, D) of the last n blocks when n > 1 (else unused).
+// (n, B, T, D) of the last n blocks (for n = 1 the same as last).
 static void rows_from_tokens(const ViTConfig *cfg, const FeatureConfig *fc, const float *last,
                              const float *inter, int B, int T, float *out) {
     int D = cfg->dim;
@@ -79,7 +79,7 @@ static void rows_from_tokens(const ViTConfig *cfg, const FeatureConfig *fc, cons
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
         float *o = out + (size_t)b * dim;
-        if (n == 1) {
+        if (n == 1 && fc->avgpool != 2) {
             const float *cls = last + (size_t)b * T * D;
             if (!fc->avgpool) {
                 memcpy(o, cls, (size_t)D * sizeof(float));
@@ -110,7 +110,7 @@ void features_from_images(const ViTConfig *cfg, const ViTWeights *w, struct ViTA
     vit_forward(cfg, w, acts, images, B, NULL);
     int D = cfg->dim, T = vit_acts_tokens(acts), n = fc->patch_tokens ? 1 : fc->n_last_blocks;
     if (n == 1) {
-        rows_from_tokens(cfg, fc, vit_output(acts), NULL, B, T, out);
+        rows_from_tokens(cfg, fc, vit_output(acts), vit_output(acts), B, T, out);
         return;
     }
     float *inter = mallocCheck((size_t)n * B * T * D * sizeof(float));

@@ -10,6 +10,8 @@
 //                      block interleaved as eval_linear.py's reshape leaves
 //                      them (c0, a0, c1, a1, ...), 2·D; with n > 1 (where the
 //                      reference's shapes fail) the mean is appended, (n+1)·D
+//   avgpool = 2        the CLS tokens, then the mean patch token, concatenated
+//                      for any n (DINOv2's create_linear_input), (n+1)·D
 //   patch_tokens       every final-norm patch token, (T−1)·D per sample
 #ifndef DINO_EVAL_FEATURES_H
 #define DINO_EVAL_FEATURES_H
@@ -29,7 +31,7 @@ typedef struct {
     int crop;           // evaluation crop size (224)
     int batch_size;     // images per forward pass (128)
     int n_last_blocks;  // 1
-    int avgpool;        // 0
+    int avgpool;        // 0; 1 as DINO; 2 concatenated as DINOv2
     int patch_tokens;   // 0
     int threads;        // loader worker threads (0: on the caller's thread)
     int verbose;        // progress lines on stderr

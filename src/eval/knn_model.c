@@ -32,7 +32,7 @@ static int split_features(const ViTConfig *cfg, const ViTWeights *w, const KnnMo
     }
     FeatureConfig fc;
     feature_config_default(&fc);
-    fc.crop = c->crop > 0 ? c->crop : cfg->img_size;
+    fc.crop = c->crop > 0 ? c->crop : vit_eval_crop(cfg);
     fc.batch_size = c->batch_size;
     fc.threads = c->threads;
     *n = dataset_size(ds);

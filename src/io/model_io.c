@@ -50,6 +50,8 @@ typedef struct {
     Entry *e;
     int n, cap;
     int hf;               // Hugging Face names were mapped
+    int hf_dinov2;        // ... of a Dinov2Model (LayerScale or registers seen)
+    int pos_no_cls;       // timm's DINOv2 with registers: pos_embed has no CLS row
     const char *key;      // the checkpoint key that was selected, or NULL
     const PickleValue *dict;  // pth: the selected dict
     KeyIndex names;       // entries by normalised name (not the fused parts), for find()
@@ -108,17 +110,19 @@ static Entry *find(Source *s, const char *name) {
     return i == KEY_INDEX_NONE ? NULL : &s->e[i];
 }
 
-// Hugging Face ViT names (hub layout and transformers 5 module layout) to the
-// reference's. Returns 1 when mapped (name rewritten; *part = 0/1/2 for
-// query/key/value, -1 otherwise), 0 for names with no backbone meaning
-// (pooler, classifier, mask_token), -1 for names not recognised.
+// Hugging Face ViT and Dinov2 names (hub layout and transformers 5 module
+// layout) to the reference's. Returns 1 when mapped (name rewritten; *part =
+// 0/1/2 for query/key/value, -1 otherwise), 0 for names with no backbone
+// meaning (pooler, classifier, mask_token), -1 for names not recognised.
 static int hf_map(char *name, size_t cap, int *part) {
     char tmp[160];
     const char *n = name;
     *part = -1;
     if (starts_with(n, "vit.")) n += 4;
+    else if (starts_with(n, "dinov2.")) n += 7;  // Dinov2ForImageClassification's backbone
     static const char *const fixed[][2] = {
         {"embeddings.cls_token", "cls_token"},
+        {"embeddings.register_tokens", "register_tokens"},
         {"embeddings.position_embeddings", "pos_embed"},
         {"embeddings.patch_embeddings.projection.weight", "patch_embed.proj.weight"},
         {"embeddings.patch_embeddings.projection.bias", "patch_embed.proj.bias"},
@@ -148,11 +152,16 @@ static int hf_map(char *name, size_t cap, int *part) {
         {"intermediate.dense.", "mlp.fc1."},           {"mlp.fc1.", "mlp.fc1."},
         {"output.dense.", "mlp.fc2."},                 {"mlp.fc2.", "mlp.fc2."},
         {"layernorm_before.", "norm1."},               {"layernorm_after.", "norm2."},
+        // Dinov2: its own norm names, LayerScale, the SwiGLU MLP of ViT-g.
+        {"norm1.", "norm1."},                          {"norm2.", "norm2."},
+        {"layer_scale1.", "ls1."},                     {"layer_scale2.", "ls2."},
+        {"mlp.weights_in.", "mlp.w12."},               {"mlp.weights_out.", "mlp.w3."},
     };
     for (size_t i = 0; i < sizeof blk / sizeof blk[0]; i++) {
         if (!starts_with(rest, blk[i][0])) continue;
         const char *leaf = rest + strlen(blk[i][0]);  // "weight" / "bias"
-        if (strcmp(leaf, "weight") && strcmp(leaf, "bias")) return -1;
+        if (!strcmp(leaf, "lambda1")) leaf = "gamma";  // LayerScale's gain
+        else if (strcmp(leaf, "weight") && strcmp(leaf, "bias")) return -1;
         const char *to = blk[i][1];
         const char *hash = strchr(to, '#');
         if (hash) {
@@ -169,6 +178,7 @@ static int hf_map(char *name, size_t cap, int *part) {
 
 static int is_hf_name(const char *n) {
     if (starts_with(n, "vit.")) n += 4;
+    else if (starts_with(n, "dinov2.")) n += 7;
     return starts_with(n, "embeddings.") || starts_with(n, "encoder.layer.") ||
            (starts_with(n, "layers.") && strstr(n, "attention.")) ;
 }
@@ -250,6 +260,7 @@ static int map_hf_names(Source *s, char *err, size_t errlen) {
                     "(not a supported model)", s->path, e->orig);
             return -1;
         }
+        if (strstr(e->name, ".ls1.") || !strcmp(e->name, "register_tokens")) s->hf_dinov2 = 1;
         if (part >= 0) {
             size_t l = strlen(e->name);
             snprintf(e->name + l, sizeof e->name - l, "#%d", part);
@@ -269,6 +280,56 @@ static int map_hf_names(Source *s, char *err, size_t errlen) {
     return 0;
 }
 
+// DINOv2's training code groups blocks in chunks (block_chunks > 0):
+// "blocks.C.I.*", where chunk C holds blocks I (the global index, after
+// Identity placeholders). Rewritten to "blocks.I.*".
+static void unchunk(char *name) {
+    char *b = strstr(name, "blocks.");
+    if (!b || (b != name && b[-1] != '.')) return;
+    int c, i, off = 0;
+    if (sscanf(b, "blocks.%d.%d.%n", &c, &i, &off) != 2 || off == 0) return;
+    char tmp[160];
+    snprintf(tmp, sizeof tmp, "blocks.%d.%s", i, b + off);
+    snprintf(b, 160 - (size_t)(b - name), "%s", tmp);
+}
+
+static Entry *find_linear(Source *s, const char *name) {
+    for (int i = 0; i < s->n; i++)
+        if (!s->e[i].is_part && !strcmp(s->e[i].name, name)) return &s->e[i];
+    return NULL;
+}
+
+// Renames the prefix `from` to `to` in every name that has it after
+// "blocks.N.".
+static void rename_in_blocks(Source *s, const char *from, const char *to) {
+    for (int i = 0; i < s->n; i++) {
+        char *n = s->e[i].name;
+        int blk, off = 0;
+        if (sscanf(n, "blocks.%d.%n", &blk, &off) != 1 || off == 0 || !starts_with(n + off, from)) continue;
+        char tmp[160];
+        snprintf(tmp, sizeof tmp, "blocks.%d.%s%s", blk, to, n + off + strlen(from));
+        snprintf(n, sizeof s->e[i].name, "%s", tmp);
+    }
+}
+
+// timm's port of DINOv2 (its _convert_dinov2): registers as `reg_token`,
+// with CLS's position embedding added into cls_token and pos_embed without
+// its CLS row (no_embed_class); ViT-g's SwiGLU packed as mlp.fc1 (2h, D) and
+// mlp.fc2 (D, h). Renamed to the official names; load_from_source puts a zero
+// CLS row in front of such a pos_embed, which gives the same sums.
+static void map_timm_dinov2(Source *s) {
+    Entry *reg = find_linear(s, "reg_token");
+    if (reg) {
+        snprintf(reg->name, sizeof reg->name, "register_tokens");
+        s->pos_no_cls = 1;
+    }
+    Entry *fc1 = find_linear(s, "blocks.0.mlp.fc1.weight"), *fc2 = find_linear(s, "blocks.0.mlp.fc2.weight");
+    if (fc1 && fc2 && fc1->ndim == 2 && fc2->ndim == 2 && fc1->shape[0] == 2 * fc2->shape[1]) {
+        rename_in_blocks(s, "mlp.fc1.", "mlp.w12.");
+        rename_in_blocks(s, "mlp.fc2.", "mlp.w3.");
+    }
+}
+
 // Normalises every entry's name, maps Hugging Face names, and indexes the
 // names for find(). Two keys that become one name (e.g. "module.x" and "x")
 // are ambiguous.
@@ -277,9 +338,11 @@ static int normalise(Source *s, char *err, size_t errlen) {
     for (int i = 0; i < s->n; i++) {
         remove_all(s->e[i].name, "module.");
         remove_all(s->e[i].name, "backbone.");
+        unchunk(s->e[i].name);
         if (is_hf_name(s->e[i].name)) hf = 1;
     }
     if (hf && map_hf_names(s, err, errlen)) return -1;
+    if (!hf) map_timm_dinov2(s);
     for (int i = 0; i < s->n; i++) {
         const Entry *e = &s->e[i];
         if (e->is_part) continue;
@@ -496,13 +559,9 @@ static int infer_vit(Source *s, const ModelLoadOptions *opt, ViTConfig *cfg, cha
     memset(cfg, 0, sizeof *cfg);
     static const char *const unsupported[][2] = {
         {"dist_token", "a distillation token (DeiT-distilled)"},
-        {"register_tokens", "register tokens (DINOv2 with registers)"},
-        {"blocks.0.ls1.gamma", "LayerScale (DINOv2)"},
-        {"blocks.0.ls1.weight", "LayerScale"},
+        {"blocks.0.ls1.weight", "LayerScale named as open_clip does"},
         {"blocks.0.attn.q_norm.weight", "q/k normalisation"},
         {"fc_norm.weight", "average pooling with fc_norm"},
-        {"blocks.0.mlp.w12.weight", "a SwiGLU MLP"},
-        {"blocks.0.0.norm1.weight", "chunked blocks (DINOv2)"},
     };
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++)
         if (find(s, unsupported[i][0])) {
@@ -533,10 +592,10 @@ static int infer_vit(Source *s, const ModelLoadOptions *opt, ViTConfig *cfg, cha
                 (long long)D);
         return -1;
     }
-    int64_t T = (int64_t)(pos->numel / (size_t)D), g;
-    if ((int64_t)pos->numel != T * D || T < 2 || !isqrt_exact(T - 1, &g)) {
-        dino_errf(err, errlen, "%s: pos_embed has %zu values, not (1 + a square grid) x D=%lld", s->path,
-                pos->numel, (long long)D);
+    int64_t T = (int64_t)(pos->numel / (size_t)D), g, cls_row = s->pos_no_cls ? 0 : 1;
+    if ((int64_t)pos->numel != T * D || T < 1 + cls_row || !isqrt_exact(T - cls_row, &g)) {
+        dino_errf(err, errlen, "%s: pos_embed has %zu values, not (%sa square grid) x D=%lld", s->path,
+                pos->numel, cls_row ? "1 + " : "", (long long)D);
         return -1;
     }
     int depth = 0;
@@ -554,10 +613,38 @@ static int infer_vit(Source *s, const ModelLoadOptions *opt, ViTConfig *cfg, cha
         dino_errf(err, errlen, "%s is not a supported ViT: no blocks.0.* tensors", s->path);
         return -1;
     }
-    Entry *fc1 = find(s, "blocks.0.mlp.fc1.weight");
-    if (!fc1 || fc1->ndim != 2 || fc1->shape[1] != D) {
-        dino_errf(err, errlen, "%s: blocks.0.mlp.fc1.weight is missing or not (hidden, D)", s->path);
+    Entry *w12 = find(s, "blocks.0.mlp.w12.weight");
+    Entry *fc1 = w12 ? w12 : find(s, "blocks.0.mlp.fc1.weight");
+    if (!fc1 || fc1->ndim != 2 || fc1->shape[1] != D || (w12 && fc1->shape[0] % 2)) {
+        dino_errf(err, errlen, "%s: blocks.0.mlp.%s.weight is missing or not (%shidden, D)", s->path,
+                  w12 ? "w12" : "fc1", w12 ? "2 x " : "");
         return -1;
+    }
+    // DINOv2: registers (1, R, D), LayerScale on every block, SwiGLU.
+    Entry *reg = find(s, "register_tokens");
+    if (reg && (reg->numel % (size_t)D || reg->numel == 0 || reg->numel / (size_t)D > 64)) {
+        dino_errf(err, errlen, "%s: register_tokens has %zu values, not (1..64) x D=%lld", s->path,
+                  reg->numel, (long long)D);
+        return -1;
+    }
+    cfg->n_registers = reg ? (int)(reg->numel / (size_t)D) : 0;
+    cfg->layerscale = find(s, "blocks.0.ls1.gamma") != NULL;
+    cfg->swiglu = w12 != NULL;
+    // Position embeddings are resized as the file's own code does: the
+    // official models with registers and Hugging Face's by output size (with
+    // antialiasing for registers), the others by DINO's scale factor.
+    cfg->pos_interp = cfg->n_registers ? VIT_POS_INTERP_SIZE_AA
+                      : s->hf_dinov2 ? VIT_POS_INTERP_SIZE : VIT_POS_INTERP_DINO;
+    const char *pi = meta_get(s, "vit.pos_interp");
+    if (pi) {
+        static const char *const modes[] = {"dino", "size", "size_aa"};
+        int k = 0;
+        while (k < 3 && strcmp(pi, modes[k])) k++;
+        if (k == 3) {
+            dino_errf(err, errlen, "%s: unknown vit.pos_interp '%.40s' (dino, size, size_aa)", s->path, pi);
+            return -1;
+        }
+        cfg->pos_interp = k;
     }
     if (!find(s, "blocks.0.attn.qkv.bias")) {
         dino_errf(err, errlen, "%s is not a supported ViT: its attention has no qkv bias", s->path);
@@ -584,8 +671,9 @@ static int infer_vit(Source *s, const ModelLoadOptions *opt, ViTConfig *cfg, cha
     cfg->img_size = (int)(g * pw->shape[2]);
     cfg->depth = depth;
     cfg->heads = heads;
-    cfg->mlp_hidden = (int)fc1->shape[0];
-    cfg->ln_eps = s->hf ? 1e-12f : 1e-6f;
+    cfg->mlp_hidden = (int)(w12 ? fc1->shape[0] / 2 : fc1->shape[0]);
+    // transformers' ViTConfig says 1e-12, its Dinov2Config 1e-6 as the reference.
+    cfg->ln_eps = s->hf && !s->hf_dinov2 ? 1e-12f : 1e-6f;
     const char *eps = meta_get(s, "vit.ln_eps");
     if (eps) {
         char *end;
@@ -721,6 +809,10 @@ static int load_from_source(Source *s, const ModelLoadOptions *opt, DinoModel *m
             dino_errf(err, errlen, "%s is missing tensor '%s' for the inferred architecture", s->path, nm);
             goto fail;
         }
+        if (s->pos_no_cls && !strcmp(nm, "pos_embed")) {  // checked by infer_vit, read after a zero row
+            src[i] = e;
+            continue;
+        }
         if (!same_shape(pi, e)) {
             char a[96], b[96];
             shape_str(pi->shape, pi->ndim, a, sizeof a);
@@ -731,8 +823,15 @@ static int load_from_source(Source *s, const ModelLoadOptions *opt, DinoModel *m
         src[i] = e;
     }
     p = alignedAllocCheck(m->table.total * sizeof(float) + 64);
-    for (int i = 0; i < m->table.n; i++)
-        if (entry_read(s, src[i], p + m->table.p[i].offset, err, errlen)) goto fail;
+    for (int i = 0; i < m->table.n; i++) {
+        float *dst = p + m->table.p[i].offset;
+        if (s->pos_no_cls && !strcmp(m->table.p[i].name + (starts_with(m->table.p[i].name, "backbone.") ? 9 : 0),
+                                     "pos_embed")) {
+            memset(dst, 0, (size_t)vit.dim * sizeof(float));
+            dst += vit.dim;
+        }
+        if (entry_read(s, src[i], dst, err, errlen)) goto fail;
+    }
     // A tensor of the backbone that was not used means a model we do not
     // understand (e.g. more blocks than the numbering suggests).
     for (int i = 0; i < s->n; i++) {
@@ -791,6 +890,8 @@ static int config_kv(const DinoModel *m, KV *kv) {
     PUT("vit.depth", "%d", m->vit.depth);
     PUT("vit.heads", "%d", m->vit.heads);
     PUT("vit.mlp_hidden", "%d", m->vit.mlp_hidden);
+    if (m->vit.pos_interp != VIT_POS_INTERP_DINO)
+        PUT("vit.pos_interp", "%s", m->vit.pos_interp == VIT_POS_INTERP_SIZE ? "size" : "size_aa");
     {
         // The shortest text that reads back as the same float ("1e-06").
         char e[32];
@@ -888,7 +989,7 @@ int model_describe(const char *path, const ModelLoadOptions *opt, FILE *out, int
         case SRC_PTH: fprintf(out, "format: PyTorch torch.save zip (.pth)\n"); break;
         case SRC_SAFE:
             fprintf(out, "format: safetensors (%s names), %d tensors\n",
-                    s.hf ? "Hugging Face ViT" : "timm/DINO", s.sf->n);
+                    s.hf_dinov2 ? "Hugging Face Dinov2" : s.hf ? "Hugging Face ViT" : "timm/DINO", s.sf->n);
             break;
     }
     if (s.kind == SRC_NATIVE || s.kind == SRC_SAFE) {
