@@ -9,7 +9,8 @@
 
 #include <stdint.h>
 
-typedef enum { RESAMPLE_BILINEAR = 2, RESAMPLE_BICUBIC = 3 } ResampleFilter;
+// Pillow's numbering; LANCZOS is the ANTIALIAS of old Pillow (retrieval thumbnails).
+typedef enum { RESAMPLE_LANCZOS = 1, RESAMPLE_BILINEAR = 2, RESAMPLE_BICUBIC = 3 } ResampleFilter;
 
 // Resizes the region (x0, y0, cw, ch) of src (row stride src_stride bytes)
 // to dst (dw, dh), like Pillow's img.crop((x0, y0, x0+cw, y0+ch)).resize((dw, dh), filter).

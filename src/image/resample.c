@@ -22,6 +22,18 @@ static double bicubic_kernel(double x) {
     return 0.0;
 }
 
+// Pillow's LANCZOS (ANTIALIAS): sinc windowed by sinc over [-3, 3).
+static double sinc(double x) {
+    if (x == 0.0) return 1.0;
+    x = x * M_PI;
+    return sin(x) / x;
+}
+
+static double lanczos_kernel(double x) {
+    if (-3.0 <= x && x < 3.0) return sinc(x) * sinc(x / 3);
+    return 0.0;
+}
+
 static double bilinear_kernel(double x) {
     if (x < 0.0) x = -x;
     if (x < 1.0) return 1.0 - x;
@@ -32,8 +44,10 @@ static double bilinear_kernel(double x) {
 // count; k[o·ksize + t] fixed-point weights. Returns ksize.
 static int precompute_coeffs(int in_size, double in0, double in1, int out_size,
                              ResampleFilter filter, int **bounds_out, int32_t **k_out) {
-    double support_k = filter == RESAMPLE_BICUBIC ? 2.0 : 1.0;
-    double (*kernel)(double) = filter == RESAMPLE_BICUBIC ? bicubic_kernel : bilinear_kernel;
+    double support_k = filter == RESAMPLE_LANCZOS ? 3.0 : filter == RESAMPLE_BICUBIC ? 2.0 : 1.0;
+    double (*kernel)(double) = filter == RESAMPLE_LANCZOS  ? lanczos_kernel
+                               : filter == RESAMPLE_BICUBIC ? bicubic_kernel
+                                                            : bilinear_kernel;
     double scale = (in1 - in0) / out_size;
     double filterscale = scale < 1.0 ? 1.0 : scale;
     double support = support_k * filterscale;
