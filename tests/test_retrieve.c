@@ -157,6 +157,38 @@ static void inputs_and_descriptors(void) {
     }
     image_free(&src);
 
+    // Whole thumbnails, Image.reduce first where Pillow's reducing_gap asks for it.
+    const char *th_names[4] = {"thumb_a", "thumb_b", "thumb_c", "thumb_d"};
+    for (int k = 0; k < 4; k++) {
+        char key[32];
+        snprintf(key, sizeof key, "%s_cfg", th_names[k]);
+        const float *c = fixture_get(&fx, key)->data;
+        const FixtureTensor *want = fixture_get(&fx, th_names[k]);
+        Image im;
+        image_from_fill(&im, (int)c[0], (int)c[1], (uint64_t)c[3]);
+        int tw, th;
+        float *t = retrieval_thumbnail_tensor(&im, (int)c[2], &tw, &th);
+        int ok = tw == want->shape[1] && th == want->shape[0];
+        if (ok) {
+            // back to pixels: the tensor is (x/255 - mean)/std of each byte
+            float *px = malloc(sizeof(float) * (size_t)tw * th * 3);
+            for (int ch = 0; ch < 3; ch++)
+                for (int i = 0; i < tw * th; i++) {
+                    float v = (t[(size_t)ch * tw * th + i] * IMAGENET_STD[ch] + IMAGENET_MEAN[ch]) * 255.0f;
+                    px[(size_t)i * 3 + ch] = roundf(v);
+                }
+            char what[160];
+            snprintf(what, sizeof what, "thumbnail of %dx%d in %d (%dx%d) equals Pillow's thumbnail, pixel for pixel",
+                     (int)c[0], (int)c[1], (int)c[2], tw, th);
+            test_close(what, px, want->data, want->numel, 0, 0);
+            free(px);
+        } else {
+            CHECK(0, "thumbnail size %dx%d vs Pillow's %dx%d", tw, th, (int)want->shape[1], (int)want->shape[0]);
+        }
+        free(t);
+        image_free(&im);
+    }
+
     float *x = malloc(sizeof(float) * 3 * 23 * 31);
     fixture_fill(x, 3 * 23 * 31, 2602, -2, 2);
     const char *in[2] = {"interp_r2", "interp_half"};

@@ -36,7 +36,24 @@ void retrieval_thumbnail_size(int w, int h, int s, int *tw, int *th) {
 float *retrieval_thumbnail_tensor(const Image *im, int s, int *tw, int *th) {
     retrieval_thumbnail_size(im->w, im->h, s, tw, th);
     uint8_t *px = mallocCheck((size_t)*tw * *th * 3);
-    image_resize_region(px, *tw, *th, im->rgb, im->w * 3, 0, 0, im->w, im->h, RESAMPLE_LANCZOS);
+    // thumbnail's reducing_gap 2.0: an image at least twice the thumbnail's
+    // size (per axis) is first box-reduced by the integer factor, then the
+    // reduced image's box of the whole picture resampled.
+    int fx = (int)((double)im->w / *tw / 2.0), fy = (int)((double)im->h / *th / 2.0);
+    if (fx < 1) fx = 1;
+    if (fy < 1) fy = 1;
+    if (*tw == im->w && *th == im->h) {
+        memcpy(px, im->rgb, (size_t)*tw * *th * 3);
+    } else if (fx > 1 || fy > 1) {
+        int rw = (im->w + fx - 1) / fx, rh = (im->h + fy - 1) / fy;
+        uint8_t *red = mallocCheck((size_t)rw * rh * 3);
+        image_reduce(red, im->rgb, im->w, im->h, fx, fy);
+        double box[4] = {0, 0, (double)im->w / fx, (double)im->h / fy};
+        image_resize_box(px, *tw, *th, red, rw, rh, box, RESAMPLE_LANCZOS);
+        free(red);
+    } else {
+        image_resize_region(px, *tw, *th, im->rgb, im->w * 3, 0, 0, im->w, im->h, RESAMPLE_LANCZOS);
+    }
     float *x = mallocCheck((size_t)3 * *tw * *th * sizeof(float));
     image_to_tensor(x, px, *tw, *th, IMAGENET_MEAN, IMAGENET_STD);
     free(px);

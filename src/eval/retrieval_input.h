@@ -16,7 +16,8 @@
 // size when it already fits.
 void retrieval_thumbnail_size(int w, int h, int s, int *tw, int *th);
 
-// The normalised (3, th, tw) tensor of the thumbnail of `im` (malloc'd).
+// The normalised (3, th, tw) tensor of the thumbnail of `im` (malloc'd),
+// with Pillow's LANCZOS and its reducing_gap of 2 (Image.reduce first).
 float *retrieval_thumbnail_tensor(const Image *im, int s, int *tw, int *th);
 
 // The normalised (3, s, s) tensor of `im` resized bicubically to s x s,
