@@ -18,6 +18,7 @@
 #include "cli/eval_common.h"
 #include "commands.h"
 #include "common.h"
+#include "eval/features.h"
 #include "eval/retrieval.h"
 #include "eval/retrieval_desc.h"
 #include "eval/retrieval_input.h"
@@ -162,6 +163,10 @@ int cmd_copy_detect(int argc, char **argv) {
     eval_model_load(&ma, &em);
     const ViTConfig *cfg = &em.m.vit;
     if (imsize < cfg->patch) dino_die("--imsize %d is smaller than the model's patch size %d", imsize, cfg->patch);
+    double pass = (double)vit_acts_bytes(cfg, batch, imsize, imsize, VIT_ACTS_INFER);
+    if (pass > FEATURES_MAX_PASS_BYTES)
+        dino_die("a forward pass of %d images at %d px needs %.1f GiB, above the %.0f GiB limit; lower "
+                 "--batch_size_per_gpu or --imsize", batch, imsize, pass / (1 << 30), FEATURES_MAX_PASS_BYTES / (1 << 30));
     Describer ds = {&em, imsize, batch, vit_acts_create(cfg, batch, imsize, imsize, 0),
                     mallocCheck(sizeof(float) * (size_t)batch * 3 * imsize * imsize)};
     int D2 = 2 * cfg->dim;

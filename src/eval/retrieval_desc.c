@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "eval/features.h"
 #include "eval/retrieval.h"
 #include "eval/retrieval_input.h"
 
@@ -27,6 +28,10 @@ static int cls_of(const ViTConfig *cfg, const ViTWeights *w, const float *x, int
     if (H < cfg->patch || W < cfg->patch)
         return dino_errf(err, errlen, "an image of %dx%d pixels is smaller than one %d-pixel patch",
                          W, H, cfg->patch);
+    double bytes = (double)vit_acts_bytes(cfg, 1, H, W, VIT_ACTS_INFER);
+    if (bytes > FEATURES_MAX_PASS_BYTES)
+        return dino_errf(err, errlen, "a forward pass at %dx%d pixels needs %.1f GiB, above the %.0f GiB "
+                         "limit; use a smaller --imsize", W, H, bytes / (1 << 30), FEATURES_MAX_PASS_BYTES / (1 << 30));
     struct ViTActs *a = vit_acts_create(cfg, 1, H, W, 0);
     vit_forward(cfg, w, a, x, 1, NULL);
     memcpy(out, vit_output(a), sizeof(float) * (size_t)cfg->dim);
