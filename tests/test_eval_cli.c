@@ -50,6 +50,25 @@ static int run(const char *cmd, char *out, size_t n) {
 
 static int one_line(const char *s) { return *s && !strchr(s, '\n'); }
 
+// The lines of a text file (at most max, each below 1024 bytes), or -1.
+static int read_lines(const char *path, char lines[][1024], int max) {
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    int n = 0;
+    char buf[1024];
+    while (n < max && fgets(buf, sizeof buf, f)) {
+        buf[strcspn(buf, "\n")] = 0;
+        snprintf(lines[n++], 1024, "%s", buf);
+    }
+    fclose(f);
+    return n;
+}
+
+static int file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
 // A 40x36 image whose colour says its class, with a little texture.
 static void make_image(uint8_t *rgb, int w, int h, int cls, int k) {
     for (int y = 0; y < h; y++)
@@ -310,6 +329,62 @@ int main(int argc, char **argv) {
     snprintf(cmd, sizeof cmd, "%s knn --pretrained_weights %s --data_path %s/plain 2>&1 | tail -1", DINO, model_path, DIR_);
     rc = run(cmd, out, sizeof out);
     CHECK(strstr(out, "needs labels") != NULL, "k-NN on an unlabelled folder: %s", out);
+
+    // Which row is which image: <split>_paths.txt in row order.
+    static char lines[16][1024];
+    char want[1024];
+    snprintf(path, sizeof path, "%s/feat/train_paths.txt", DIR_);
+    int nl = read_lines(path, lines, 16);
+    snprintf(want, sizeof want, "%s/ds/train/b/1.png", DIR_);
+    CHECK(nl == 12 && !strcmp(lines[7], want), "train_paths.txt: 12 lines, row 7 is %s (%d lines, row 7 %s)",
+          want, nl, nl > 7 ? lines[7] : "-");
+    snprintf(path, sizeof path, "%s/feat/val_paths.txt", DIR_);
+    nl = read_lines(path, lines, 16);
+    snprintf(want, sizeof want, "%s/ds/val/a/0.png", DIR_);
+    CHECK(nl == 6 && !strcmp(lines[0], want), "val_paths.txt: 6 lines, row 0 is val/a/0.png");
+
+    // A plain folder is one set: features.npy, labels.npy, paths.txt; no train_/val_ copies.
+    snprintf(cmd, sizeof cmd, "%s features --threads 2 --pretrained_weights %s --data_path %s/plain "
+             "--output_dir %s/plain_feat", DINO, model_path, DIR_, DIR_);
+    rc = run(cmd, out, sizeof out);
+    snprintf(path, sizeof path, "%s/plain_feat/features.npy", DIR_);
+    float *clean = npy_read_f32(path, &info, err, sizeof err);
+    CHECK(rc == 0 && clean && info.shape[0] == 6, "features on a plain folder: one set of 6 rows (exit %d)", rc);
+    snprintf(path, sizeof path, "%s/plain_feat/train_features.npy", DIR_);
+    snprintf(want, sizeof want, "%s/plain_feat/val_features.npy", DIR_);
+    CHECK(!file_exists(path) && !file_exists(want), "no train_/val_ files for a folder without splits");
+    snprintf(path, sizeof path, "%s/plain_feat/paths.txt", DIR_);
+    nl = read_lines(path, lines, 16);
+    snprintf(want, sizeof want, "%s/plain/3.png", DIR_);
+    CHECK(nl == 6 && !strcmp(lines[3], want), "paths.txt: 6 lines, row 3 is plain/3.png");
+
+    // A corrupt image between 2.png and 3.png: refused by default, naming
+    // it; left out with --skip_unreadable, the other rows unchanged.
+    snprintf(path, sizeof path, "%s/plain/2b.jpg", DIR_);
+    FILE *bad = fopen(path, "wb");
+    fputs("\xff\xd8\xff not a JPEG after all", bad);
+    fclose(bad);
+    snprintf(cmd, sizeof cmd, "%s features --threads 2 --pretrained_weights %s --data_path %s/plain "
+             "--output_dir %s/plain_feat2", DINO, model_path, DIR_, DIR_);
+    rc = run(cmd, out, sizeof out);
+    CHECK(rc == 1 && strstr(out, "2b.jpg") && strstr(out, "unreadable"), "a corrupt image stops dino features%s%s", rc == 1 ? "" : ": ", rc == 1 ? "" : out);
+    snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " --skip_unreadable");
+    rc = run(cmd, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "skipped 1 unreadable image"), "--skip_unreadable goes on and says so%s%s", rc == 0 ? "" : ": ", rc == 0 ? "" : out);
+    snprintf(path, sizeof path, "%s/plain_feat2/features.npy", DIR_);
+    float *kept = npy_read_f32(path, &info, err, sizeof err);
+    CHECK(kept && info.shape[0] == 6 && info.shape[1] == 48, "the corrupt image's row is left out (6 rows)");
+    if (kept && clean) test_close("rows after --skip_unreadable vs the clean folder", kept, clean, 6 * 48, 3e-6, 1e-5);
+    free(kept);
+    free(clean);
+    snprintf(path, sizeof path, "%s/plain_feat2/skipped.txt", DIR_);
+    nl = read_lines(path, lines, 16);
+    snprintf(want, sizeof want, "%s/plain/2b.jpg", DIR_);
+    CHECK(nl == 1 && !strcmp(lines[0], want), "skipped.txt names the corrupt image");
+    snprintf(path, sizeof path, "%s/plain_feat2/paths.txt", DIR_);
+    nl = read_lines(path, lines, 16);
+    snprintf(want, sizeof want, "%s/plain/3.png", DIR_);
+    CHECK(nl == 6 && !strcmp(lines[3], want), "paths.txt leaves it out too: row 3 is still plain/3.png");
 
     snprintf(cmd, sizeof cmd, "rm -rf %s", DIR_);
     if (system(cmd) != 0) printf("     cleanup failed\n");

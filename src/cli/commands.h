@@ -20,6 +20,8 @@ DINO_COMMAND(linear);
 DINO_COMMAND(attention);
 DINO_COMMAND(segment_video);
 DINO_COMMAND(davis_eval);
+DINO_COMMAND(retrieve);
+DINO_COMMAND(copy_detect);
 DINO_COMMAND(augment);
 DINO_COMMAND(plot);
 DINO_COMMAND(convert);

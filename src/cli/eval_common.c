@@ -69,6 +69,13 @@ int eval_crop(const EvalModelArgs *a, const EvalModel *em) {
     return crop;
 }
 
+static char *dup_str(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *p = mallocCheck(n);
+    memcpy(p, s, n);
+    return p;
+}
+
 void eval_features_from_model(const EvalModelArgs *a, const EvalModel *em, int split,
                               int patch_tokens, EvalFeatures *out) {
     memset(out, 0, sizeof *out);
@@ -99,12 +106,52 @@ void eval_features_from_model(const EvalModelArgs *a, const EvalModel *em, int s
               (long long)out->d, a->pretrained_weights);
     out->x = mallocCheck((size_t)out->n * out->d * sizeof(float));
     out->labels = mallocCheck((size_t)out->n * sizeof(int64_t));
-    if (features_extract(&em->m.vit, &em->w, ds, &fc, out->x, out->labels, err, sizeof err) != 0)
+    uint8_t *kept = a->skip_unreadable ? mallocCheck((size_t)out->n) : NULL;
+    if (features_extract_skipping(&em->m.vit, &em->w, ds, &fc, out->x, out->labels, kept, err,
+                                  sizeof err) != 0)
         dino_die("%s: %s", a->data_path, err);
+    if (a->record_paths && dataset_path(ds, 0)) {
+        out->paths = mallocCheck((size_t)out->n * sizeof(char *));
+        for (int64_t i = 0; i < out->n; i++) out->paths[i] = dup_str(dataset_path(ds, i));
+    }
+    if (kept) {
+        // Rows of unreadable images leave, the others keep their order.
+        int64_t m = 0;
+        for (int64_t i = 0; i < out->n; i++) {
+            if (!kept[i]) {
+                char name[4096];
+                dataset_image_name(ds, i, name, sizeof name);
+                out->skipped = reallocCheck(out->skipped, (size_t)(out->n_skipped + 1) * sizeof(char *));
+                out->skipped[out->n_skipped++] = dup_str(name);
+                if (out->paths) free(out->paths[i]);
+                continue;
+            }
+            if (m != i) {
+                memcpy(out->x + (size_t)m * out->d, out->x + (size_t)i * out->d,
+                       (size_t)out->d * sizeof(float));
+                out->labels[m] = out->labels[i];
+                if (out->paths) out->paths[m] = out->paths[i];
+            }
+            m++;
+        }
+        out->n = m;
+        free(kept);
+    }
     out->labelled = 1;
     for (int64_t i = 0; i < out->n; i++)
         if (out->labels[i] < 0) out->labelled = 0;
     dataset_close(ds);
+}
+
+void eval_features_free(EvalFeatures *f) {
+    if (f->paths)
+        for (int64_t i = 0; i < f->n; i++) free(f->paths[i]);
+    for (int64_t i = 0; i < f->n_skipped; i++) free(f->skipped[i]);
+    free(f->paths);
+    free(f->skipped);
+    free(f->x);
+    free(f->labels);
+    memset(f, 0, sizeof *f);
 }
 
 // ---------------------------------------------------------------- training hook

@@ -23,6 +23,8 @@ typedef struct {
     int n_last_blocks;  // concatenate the CLS tokens of the last n blocks
     int avgpool;        // append the mean of the last block's patch tokens
     int device;         // 0 cpu, 1 cuda: where the forward passes run (dino features --device)
+    int skip_unreadable;  // leave unreadable images out instead of stopping (dino features)
+    int record_paths;     // fill EvalFeatures.paths and .skipped (dino features)
 } EvalModelArgs;
 
 void eval_model_args_default(EvalModelArgs *a);
@@ -59,7 +61,14 @@ typedef struct {
     int64_t d;
     int labelled;     // every sample has a label
     int num_classes;  // from the dataset (0: unlabelled)
+    // With EvalModelArgs.record_paths: the file of each row (NULL for IDX and
+    // CIFAR), and the unreadable files left out under skip_unreadable.
+    char **paths;
+    char **skipped;
+    int64_t n_skipped;
 } EvalFeatures;
+
+void eval_features_free(EvalFeatures *f);
 
 // Runs the model over split `split` (0 train, 1 val) of a->data_path with
 // the evaluation transform; patch_tokens selects every patch token instead

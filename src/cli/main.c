@@ -17,6 +17,8 @@ static const Command COMMANDS[] = {
     {"attention", cmd_attention, "render the last block's attention maps of an image"},
     {"segment-video", cmd_segment_video, "propagate a first-frame object mask through a video"},
     {"davis-eval", cmd_davis_eval, "score video masks with the DAVIS-2017 J&F protocol"},
+    {"retrieve", cmd_retrieve, "nearest images of a query; revisited Oxford/Paris mAP"},
+    {"copy-detect", cmd_copy_detect, "copy detection mAP on Copydays (CLS + GeM descriptor)"},
     {"augment", cmd_augment, "show the multi-crop augmentation of an image"},
     {"plot", cmd_plot, "plot the curves of a training log"},
     {"convert", cmd_convert, "convert a model between .pth, safetensors and native files"},

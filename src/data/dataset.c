@@ -65,6 +65,12 @@ int dataset_load(const Dataset *d, int64_t i, int min_side, Image *out, char *er
     return 0;
 }
 
+int dataset_has_splits(const Dataset *d) { return d->split_specific; }
+
+const char *dataset_path(const Dataset *d, int64_t i) {
+    return d->kind == DS_FILES && i >= 0 && i < d->n ? d->paths[i] : NULL;
+}
+
 void dataset_image_name(const Dataset *d, int64_t i, char *buf, size_t n) {
     if (d->kind == DS_FILES && i >= 0 && i < d->n) snprintf(buf, n, "%s", d->paths[i]);
     else snprintf(buf, n, "%s, image %lld", d->desc, (long long)i);
@@ -430,6 +436,7 @@ Dataset *dataset_open(const char *path, Split split, char *err, size_t errlen) {
     if (is_dir(sp)) {
         d = open_folder(sp, NULL, err, errlen);
         free(sp);
+        if (d) d->split_specific = 1;
         return d;
     }
     free(sp);

@@ -35,6 +35,13 @@ const char *dataset_describe(const Dataset *d);  // e.g. "IDX fashion-mnist trai
 // err filled for an unreadable image (the caller skips and counts it).
 // Thread-safe.
 int dataset_load(const Dataset *d, int64_t i, int min_side, Image *out, char *err, size_t errlen);
+// 1 when the dataset holds separate train and val images (IDX or CIFAR
+// folders, a folder with train/ or val/), 0 when both splits open the same
+// images (a plain folder, a list, one image, one IDX file).
+int dataset_has_splits(const Dataset *d);
+// The file of image i (a folder or list dataset), or NULL where images are
+// not files (IDX, CIFAR).
+const char *dataset_path(const Dataset *d, int64_t i);
 // The name of image i in messages: its path, or "<description>, image i".
 void dataset_image_name(const Dataset *d, int64_t i, char *buf, size_t n);
 

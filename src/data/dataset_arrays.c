@@ -194,7 +194,8 @@ Dataset *dataset_open_idx(const char *path, Split split, int *recognised, char *
     uint8_t m[4] = {0};
     int got = 0;
     *recognised = 0;
-    if (is_dir(path)) {
+    int from_folder = is_dir(path);
+    if (from_folder) {
         if (!find_idx_pair(path, split, img, lab, sizeof img)) return NULL;
     } else if (is_file(path) && (got = peek_magic(path, m)) == 4 && is_idx_magic(m)) {
         snprintf(img, sizeof img, "%s", path);
@@ -223,6 +224,7 @@ Dataset *dataset_open_idx(const char *path, Split split, int *recognised, char *
         dataset_close(d);
         return NULL;
     }
+    d->split_specific = from_folder;
     // Name for the description: the containing folder's name.
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", img);
@@ -318,6 +320,7 @@ Dataset *dataset_open_cifar(const char *path, Split split, int *recognised, char
         free(buf);
     }
     d->n = (int64_t)total;
+    d->split_specific = 1;
     snprintf(d->desc, sizeof d->desc, "CIFAR-%d %s: %lld images 32x32, %d classes",
              cifar100 ? 100 : 10, split == SPLIT_TRAIN ? "train" : "test", (long long)d->n,
              d->n_classes);

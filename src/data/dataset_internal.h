@@ -14,6 +14,7 @@ struct Dataset {
     int n_classes;
     int32_t *labels;  // (n) or NULL when unlabeled
     char desc[512];
+    int split_specific;  // this split's own images (IDX/CIFAR folders, path/train, path/val)
     // DS_FILES: one path per image.
     char **paths;
     // DS_ARRAY: n images of h×w×c bytes stored at pixels + i·h·w·c, either

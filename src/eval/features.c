@@ -122,6 +122,12 @@ void features_from_images(const ViTConfig *cfg, const ViTWeights *w, struct ViTA
 int features_extract(const ViTConfig *cfg, const ViTWeights *w, const Dataset *ds,
                      const FeatureConfig *fc, float *out, int64_t *labels, char *err,
                      size_t errlen) {
+    return features_extract_skipping(cfg, w, ds, fc, out, labels, NULL, err, errlen);
+}
+
+int features_extract_skipping(const ViTConfig *cfg, const ViTWeights *w, const Dataset *ds,
+                              const FeatureConfig *fc, float *out, int64_t *labels,
+                              uint8_t *kept, char *err, size_t errlen) {
     if (fc->batch_size < 1) return dino_errf(err, errlen, "batch_size must be >= 1");
     int64_t N = dataset_size(ds);
     if (N < 1) return dino_errf(err, errlen, "the dataset is empty");
@@ -161,7 +167,7 @@ int features_extract(const ViTConfig *cfg, const ViTWeights *w, const Dataset *d
     loader_start(ld, 0, 0);
     const Batch *b;
     while ((b = loader_next(ld)) != NULL) {
-        if (loader_bad_count(ld) > 0) {
+        if (!kept && loader_bad_count(ld) > 0) {
             rc = dino_errf(err, errlen,
                       "%lld unreadable image(s) in the dataset (named above); fix or remove them",
                       (long long)loader_bad_count(ld));
@@ -190,11 +196,22 @@ int features_extract(const ViTConfig *cfg, const ViTWeights *w, const Dataset *d
             last_report = now;
         }
     }
-    if (rc == 0 && loader_bad_count(ld) > 0)
+    if (rc == 0 && !kept && loader_bad_count(ld) > 0)
         rc = dino_errf(err, errlen,
                   "%lld unreadable image(s) in the dataset (named above); fix or remove them",
                   (long long)loader_bad_count(ld));
-    if (rc == 0)
+    if (rc == 0 && loader_error(ld)) rc = dino_errf(err, errlen, "%s", loader_error(ld));
+    if (rc == 0 && kept) {
+        // The loader stands the next readable image in for an unreadable one,
+        // so a row never produced under its own index is an unreadable image.
+        for (int64_t i = 0; i < N; i++) {
+            kept[i] = seen[i] != 0;
+            if (!seen[i]) {
+                memset(out + (size_t)i * dim, 0, (size_t)dim * sizeof(float));
+                labels[i] = 0;
+            }
+        }
+    } else if (rc == 0)
         for (int64_t i = 0; i < N; i++)
             if (!seen[i]) {
                 rc = dino_errf(err, errlen, "sample %lld of the dataset was never produced", (long long)i);

@@ -61,4 +61,11 @@ int features_extract(const ViTConfig *cfg, const ViTWeights *w, const Dataset *d
                      const FeatureConfig *fc, float *out, int64_t *labels, char *err,
                      size_t errlen);
 
+// As features_extract, but an unreadable image is no error: kept (dataset_size)
+// gets 1 for every row produced and 0 for every image that could not be read
+// (its row and label are zeros). Still -1 when no image is readable.
+int features_extract_skipping(const ViTConfig *cfg, const ViTWeights *w, const Dataset *ds,
+                              const FeatureConfig *fc, float *out, int64_t *labels,
+                              uint8_t *kept, char *err, size_t errlen);
+
 #endif

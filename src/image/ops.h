@@ -9,13 +9,25 @@
 
 #include <stdint.h>
 
-typedef enum { RESAMPLE_BILINEAR = 2, RESAMPLE_BICUBIC = 3 } ResampleFilter;
+// Pillow's numbering; LANCZOS is the ANTIALIAS of old Pillow (retrieval thumbnails).
+typedef enum { RESAMPLE_LANCZOS = 1, RESAMPLE_BILINEAR = 2, RESAMPLE_BICUBIC = 3 } ResampleFilter;
 
 // Resizes the region (x0, y0, cw, ch) of src (row stride src_stride bytes)
 // to dst (dw, dh), like Pillow's img.crop((x0, y0, x0+cw, y0+ch)).resize((dw, dh), filter).
 // The region must lie inside the source.
 void image_resize_region(uint8_t *dst, int dw, int dh, const uint8_t *src, int src_stride, int x0,
                          int y0, int cw, int ch, ResampleFilter filter);
+
+// Resizes the box (x0, y0, x1, y1), fractional, of src (sw, sh, packed) to
+// dst (dw, dh), taps reaching outside the box but not the image, like
+// Pillow's img.resize((dw, dh), filter, box=box).
+void image_resize_box(uint8_t *dst, int dw, int dh, const uint8_t *src, int sw, int sh,
+                      const double box[4], ResampleFilter filter);
+
+// Pillow's img.reduce((fx, fy)): each output pixel the rounded mean of an
+// fx x fy block (the last column and row of partial blocks over what is
+// there), in Pillow's fixed point. dst is ceil(w/fx) x ceil(h/fy).
+void image_reduce(uint8_t *dst, const uint8_t *src, int w, int h, int fx, int fy);
 
 void image_hflip(uint8_t *rgb, int w, int h);
 // Pillow's RGB -> "L": (19595 R + 38470 G + 7471 B + 32768) >> 16.

@@ -22,6 +22,18 @@ static double bicubic_kernel(double x) {
     return 0.0;
 }
 
+// Pillow's LANCZOS (ANTIALIAS): sinc windowed by sinc over [-3, 3).
+static double sinc(double x) {
+    if (x == 0.0) return 1.0;
+    x = x * M_PI;
+    return sin(x) / x;
+}
+
+static double lanczos_kernel(double x) {
+    if (-3.0 <= x && x < 3.0) return sinc(x) * sinc(x / 3);
+    return 0.0;
+}
+
 static double bilinear_kernel(double x) {
     if (x < 0.0) x = -x;
     if (x < 1.0) return 1.0 - x;
@@ -32,8 +44,10 @@ static double bilinear_kernel(double x) {
 // count; k[o·ksize + t] fixed-point weights. Returns ksize.
 static int precompute_coeffs(int in_size, double in0, double in1, int out_size,
                              ResampleFilter filter, int **bounds_out, int32_t **k_out) {
-    double support_k = filter == RESAMPLE_BICUBIC ? 2.0 : 1.0;
-    double (*kernel)(double) = filter == RESAMPLE_BICUBIC ? bicubic_kernel : bilinear_kernel;
+    double support_k = filter == RESAMPLE_LANCZOS ? 3.0 : filter == RESAMPLE_BICUBIC ? 2.0 : 1.0;
+    double (*kernel)(double) = filter == RESAMPLE_LANCZOS  ? lanczos_kernel
+                               : filter == RESAMPLE_BICUBIC ? bicubic_kernel
+                                                            : bilinear_kernel;
     double scale = (in1 - in0) / out_size;
     double filterscale = scale < 1.0 ? 1.0 : scale;
     double support = support_k * filterscale;
@@ -116,11 +130,12 @@ static void transpose_rgb(uint8_t *restrict dst, const uint8_t *restrict src, si
         }
 }
 
-void image_resize_region(uint8_t *dst, int dw, int dh, const uint8_t *src, int src_stride, int x0,
-                         int y0, int cw, int ch, ResampleFilter filter) {
-    DINO_ASSERT(dw > 0 && dh > 0 && cw > 0 && ch > 0);
-    const uint8_t *base = src + (size_t)y0 * src_stride + (size_t)x0 * 3;
-    int need_h = dw != cw, need_v = dh != ch;
+// Resamples the source region [bx0, bx1) x [by0, by1) (image coordinates
+// of base, which is cw x ch pixels of row stride src_stride; taps stay
+// inside it) to dst (dw, dh): Pillow's ImagingResample with a box.
+static void resize_core(uint8_t *dst, int dw, int dh, const uint8_t *base, int src_stride, int cw,
+                        int ch, double bx0, double by0, double bx1, double by1, int need_h,
+                        int need_v, ResampleFilter filter) {
     if (!need_h && !need_v) {
         for (int y = 0; y < dh; y++) memcpy(dst + (size_t)y * dw * 3, base + (size_t)y * src_stride, (size_t)dw * 3);
         return;
@@ -129,7 +144,7 @@ void image_resize_region(uint8_t *dst, int dw, int dh, const uint8_t *src, int s
     int32_t *kv = NULL;
     int ksv = 0, ybox_first = 0, ybox_last = ch;
     if (need_v) {
-        ksv = precompute_coeffs(ch, 0.0, (double)ch, dh, filter, &bv, &kv);
+        ksv = precompute_coeffs(ch, by0, by1, dh, filter, &bv, &kv);
         ybox_first = bv[0];
         ybox_last = bv[2 * dh - 2] + bv[2 * dh - 1];
     }
@@ -143,7 +158,7 @@ void image_resize_region(uint8_t *dst, int dw, int dh, const uint8_t *src, int s
         // row combination on the transposed region, then transposed back.
         int *bh;
         int32_t *kh;
-        int ksh = precompute_coeffs(cw, 0.0, (double)cw, dw, filter, &bh, &kh);
+        int ksh = precompute_coeffs(cw, bx0, bx1, dw, filter, &bh, &kh);
         int rows = ybox_last - ybox_first;
         uint8_t *tin = mallocCheck((size_t)cw * rows * 3);
         uint8_t *tout = mallocCheck((size_t)dw * rows * 3);
@@ -168,4 +183,24 @@ void image_resize_region(uint8_t *dst, int dw, int dh, const uint8_t *src, int s
     free(mid);
     free(bv);
     free(kv);
+}
+
+void image_resize_region(uint8_t *dst, int dw, int dh, const uint8_t *src, int src_stride, int x0,
+                         int y0, int cw, int ch, ResampleFilter filter) {
+    DINO_ASSERT(dw > 0 && dh > 0 && cw > 0 && ch > 0);
+    const uint8_t *base = src + (size_t)y0 * src_stride + (size_t)x0 * 3;
+    resize_core(dst, dw, dh, base, src_stride, cw, ch, 0.0, 0.0, (double)cw, (double)ch, dw != cw,
+                dh != ch, filter);
+}
+
+void image_resize_box(uint8_t *dst, int dw, int dh, const uint8_t *src, int sw, int sh,
+                      const double box[4], ResampleFilter filter) {
+    DINO_ASSERT(dw > 0 && dh > 0 && sw > 0 && sh > 0);
+    DINO_ASSERT(box[0] >= 0 && box[1] >= 0 && box[2] <= sw && box[3] <= sh && box[0] < box[2] &&
+                box[1] < box[3]);
+    // Pillow resamples an axis unless the size and the box's extent both stay.
+    int need_h = dw != sw || box[0] != 0 || box[2] != dw;
+    int need_v = dh != sh || box[1] != 0 || box[3] != dh;
+    resize_core(dst, dw, dh, src, sw * 3, sw, sh, box[0], box[1], box[2], box[3], need_h, need_v,
+                filter);
 }

@@ -162,6 +162,8 @@ enum {
     G_TORCH_SIZE,
     G_TORCH_DEVICE,
     G_REBUILD_TENSOR_V3,
+    G_NP_RECONSTRUCT,
+    G_NP_NDARRAY,
 };
 
 static const struct {
@@ -188,6 +190,10 @@ static const struct {
     {"numpy.core.multiarray", "scalar", G_NP_SCALAR, 0},
     {"numpy._core.multiarray", "scalar", G_NP_SCALAR, 0},
     {"numpy", "dtype", G_NP_DTYPE, 0},
+    // numpy arrays (the revisited Oxford/Paris ground truth): rebuilt as lists
+    {"numpy.core.multiarray", "_reconstruct", G_NP_RECONSTRUCT, 0},
+    {"numpy._core.multiarray", "_reconstruct", G_NP_RECONSTRUCT, 0},
+    {"numpy", "ndarray", G_NP_NDARRAY, 0},
     {"_codecs", "encode", G_CODECS_ENCODE, 0},
     {"builtins", "set", G_SET, 0},
     {"builtins", "frozenset", G_FROZENSET, 0},
@@ -333,21 +339,18 @@ static PickleValue *tensor_from_args(PickleDoc *d, const PickleValue *args) {
     return t;
 }
 
-// numpy scalar: (dtype, bytes) -> PV_FLOAT or PV_INT.
-static PickleValue *np_scalar(PickleDoc *d, const PickleValue *args) {
-    if (args->type != PV_TUPLE || args->n != 2 || args->items[0]->type != PV_OBJECT ||
-        args->items[1]->type != PV_BYTES)
-        fail(d, "unexpected numpy scalar arguments");
-    const PickleValue *dt = args->items[0], *b = args->items[1];
+// One numpy element of `len` bytes at s, of the dtype dt -> PV_FLOAT, PV_INT
+// or PV_BOOL.
+static PickleValue *np_element(PickleDoc *d, const PickleValue *dt, const char *s, size_t len) {
     const char *descr = dt->state && dt->state->type == PV_STR ? dt->state->s : "";
     int big = dt->i == 1;  // set by BUILD from the byte-order field
     uint8_t raw[8];
-    if (b->len > 8) fail(d, "numpy scalar of %zu bytes is not supported", b->len);
-    for (size_t k = 0; k < b->len; k++) raw[k] = (uint8_t)b->s[big ? b->len - 1 - k : k];
+    if (len > 8) fail(d, "numpy scalar of %zu bytes is not supported", len);
+    for (size_t k = 0; k < len; k++) raw[k] = (uint8_t)s[big ? len - 1 - k : k];
     PickleValue *v;
-    if (descr[0] == 'f' && (b->len == 8 || b->len == 4) && atoi(descr + 1) == (int)b->len) {
+    if (descr[0] == 'f' && (len == 8 || len == 4) && atoi(descr + 1) == (int)len) {
         v = newv(d, PV_FLOAT);
-        if (b->len == 8) {
+        if (len == 8) {
             uint64_t u = le(raw, 8);
             memcpy(&v->f, &u, 8);
         } else {
@@ -356,20 +359,58 @@ static PickleValue *np_scalar(PickleDoc *d, const PickleValue *args) {
             memcpy(&f, &u, 4);
             v->f = f;
         }
-    } else if ((descr[0] == 'i' || descr[0] == 'u') && b->len >= 1 && b->len <= 8 &&
-               atoi(descr + 1) == (int)b->len) {
+    } else if ((descr[0] == 'i' || descr[0] == 'u') && len >= 1 && len <= 8 &&
+               atoi(descr + 1) == (int)len) {
         v = newv(d, PV_INT);
-        uint64_t u = le(raw, (int)b->len);
-        if (descr[0] == 'i' && b->len < 8 && (u >> (8 * b->len - 1)) & 1)
-            u |= ~(uint64_t)0 << (8 * b->len);
+        uint64_t u = le(raw, (int)len);
+        if (descr[0] == 'i' && len < 8 && (u >> (8 * len - 1)) & 1)
+            u |= ~(uint64_t)0 << (8 * len);
         v->i = (int64_t)u;
-    } else if (descr[0] == 'b' && b->len == 1) {
+    } else if (descr[0] == 'b' && len == 1) {
         v = newv(d, PV_BOOL);
         v->i = raw[0] != 0;
     } else {
         fail(d, "numpy scalar of dtype '%s' is not supported", descr);
     }
     return v;
+}
+
+// numpy scalar: (dtype, bytes) -> PV_FLOAT or PV_INT.
+static PickleValue *np_scalar(PickleDoc *d, const PickleValue *args) {
+    if (args->type != PV_TUPLE || args->n != 2 || args->items[0]->type != PV_OBJECT ||
+        args->items[1]->type != PV_BYTES)
+        fail(d, "unexpected numpy scalar arguments");
+    return np_element(d, args->items[0], args->items[1]->s, args->items[1]->len);
+}
+
+// BUILD of numpy.ndarray with (version, shape, dtype, fortran, data): the
+// object becomes a flat PV_LIST of its elements in C order (1-D arrays, or
+// empty ones, are all the ground-truth files hold).
+static void np_array_build(PickleDoc *d, PickleValue *obj, const PickleValue *st) {
+    if (st->type != PV_TUPLE || st->n != 5 || st->items[1]->type != PV_TUPLE ||
+        st->items[2]->type != PV_OBJECT || !st->items[2]->s ||
+        strcmp(st->items[2]->s, "numpy.dtype") != 0)
+        fail(d, "unexpected numpy array state");
+    const PickleValue *shape = st->items[1], *dt = st->items[2], *data = st->items[4];
+    if (shape->n > 1) fail(d, "numpy arrays of %zu dimensions are not supported", shape->n);
+    if (data->type != PV_BYTES && data->type != PV_STR)
+        fail(d, "numpy array data is not a byte string (object arrays are not supported)");
+    const char *descr = dt->state && dt->state->type == PV_STR ? dt->state->s : "";
+    size_t el = descr[0] == 'b' ? 1 : (size_t)atoi(descr + 1);
+    if (el < 1 || el > 8) fail(d, "numpy array of dtype '%s' is not supported", descr);
+    if (shape->n == 1 && (shape->items[0]->type != PV_INT || shape->items[0]->i < 0))
+        fail(d, "numpy array with a bad shape");
+    uint64_t count = shape->n == 0 ? 1 : (uint64_t)shape->items[0]->i;
+    if (count > data->len / el || count * el != data->len)
+        fail(d, "numpy array of %llu elements of %zu bytes holds %zu bytes",
+             (unsigned long long)count, el, data->len);
+    obj->type = PV_LIST;
+    obj->s = NULL;
+    obj->len = 0;
+    obj->state = NULL;
+    obj->items = NULL;
+    obj->n = obj->cap = 0;
+    for (uint64_t k = 0; k < count; k++) push_item(d, obj, np_element(d, dt, data->s + k * el, el));
 }
 
 // _codecs.encode(text, 'latin1'): each code point of the UTF-8 text is a byte.
@@ -423,6 +464,16 @@ static PickleValue *reduce(PickleDoc *d, PickleValue *callable, PickleValue *arg
             return o;
         }
         case G_CODECS_ENCODE: return codecs_encode(d, args);
+        case G_NP_RECONSTRUCT: {
+            // _reconstruct(ndarray, (0,), b'b'): an empty array that BUILD fills.
+            if (args->n < 1 || args->items[0]->type != PV_GLOBAL ||
+                args->items[0]->global_id != G_NP_NDARRAY)
+                fail(d, "numpy _reconstruct of something other than numpy.ndarray");
+            PickleValue *o = newv(d, PV_OBJECT);
+            o->s = args->items[0]->s;
+            o->len = args->items[0]->len;
+            return o;
+        }
         case G_SET:
         case G_FROZENSET: {
             PickleValue *l = newv(d, PV_LIST);
@@ -472,6 +523,10 @@ static void build(PickleDoc *d, PickleValue *obj, PickleValue *state) {
         case PV_TENSOR:
             return;
         case PV_OBJECT:
+            if (obj->s && strcmp(obj->s, "numpy.ndarray") == 0) {
+                np_array_build(d, obj, state);
+                return;
+            }
             if (obj->s && strcmp(obj->s, "numpy.dtype") == 0) {
                 // (version, byteorder, ...): remember big-endian in i.
                 if (state->type == PV_TUPLE && state->n >= 2 && is_str(state->items[1], ">")) obj->i = 1;

@@ -2,7 +2,8 @@
 // (FORMATS.md A1): it builds an inert tree of values and never calls anything.
 // GLOBAL/STACK_GLOBAL must name one of a short allow-list (OrderedDict, the
 // torch tensor/parameter rebuild functions, torch storage classes,
-// argparse.Namespace, numpy scalars and dtypes, _codecs.encode, set/bytes);
+// argparse.Namespace, numpy scalars, dtypes and 1-D arrays (as lists),
+// _codecs.encode, set/bytes);
 // everything else (os.system, builtins.eval, ...) is refused before any value
 // is built from it. Tensors come out as PV_TENSOR values that reference a
 // PV_STORAGE (the persistent id of a zip entry); their offsets, sizes and
