@@ -138,8 +138,8 @@ typedef struct {
 
 static int *concat(const int *a, int na, const int *b, int nb, int *n) {
     int *o = mallocCheck(sizeof(int) * (size_t)(na + nb + 1));
-    memcpy(o, a, sizeof(int) * na);
-    memcpy(o + na, b, sizeof(int) * nb);
+    if (na) memcpy(o, a, sizeof(int) * na);  // a or b may be NULL when empty
+    if (nb) memcpy(o + na, b, sizeof(int) * nb);
     *n = na + nb;
     return o;
 }
