@@ -2,7 +2,7 @@
 // writers: a tiny native checkpoint with every dtype (fuzz/corpus/checkpoint/)
 // and a tiny ViT + head saved as native and safetensors files
 // (fuzz/corpus/model/, fuzz/corpus/safetensors/); and small versions of the
-// shapes that were once quadratic (issue 30): a pickle dict with many and
+// shapes that were once quadratic (docs/RELIABILITY.md): a pickle dict with many and
 // repeated keys, a pickle of many tensors on their own storages (raw and as
 // .pth zips), a native file and a safetensors file of many zero-size
 // tensors and metadata keys. Run once from the

@@ -1,9 +1,9 @@
-// Hostile command lines (issue 30, the CLI's share): numbers that are not
-// whole words, values far outside what a flag can mean, sizes of 0, and a
-// finished training run that is run again. Every case runs the real `dino`
-// binary under a memory cap and a wall-clock limit (tests/bounded.h) and
-// must end with exit 0 and the right result, or exit 1 and one line that
-// names the flag and the value.
+// Hostile command lines (docs/RELIABILITY.md, "Hostile inputs, round 2"):
+// numbers that are not whole words, values far outside what a flag can mean,
+// sizes of 0, and a finished training run that is run again. Every case runs
+// the real `dino` binary under a memory cap and a wall-clock limit
+// (tests/bounded.h) and must end with exit 0 and the right result, or exit 1
+// and one line that names the flag and the value.
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>

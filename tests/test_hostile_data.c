@@ -1,7 +1,8 @@
-// Hostile data inputs (issue 30, the data slice). Every case runs in a child
-// under a memory cap and a wall-clock limit (tests/bounded.h), each about ten
-// times what the fixed code needs, and must end cleanly: a correct result, or
-// exit status 1 with one clear line. Inputs are written here at test time:
+// Hostile data inputs (docs/RELIABILITY.md, "Hostile inputs, round 2"). Every
+// case runs in a child under a memory cap and a wall-clock limit
+// (tests/bounded.h), each about ten times what the fixed code needs, and must
+// end cleanly: a correct result, or exit status 1 with one clear line. Inputs
+// are written here at test time:
 // - a folder with an 89,000,000x1 PNG (87 KB) and a 100,000x1 PNG: the
 //   evaluation Resize's size overflowed int or asked for 19.7 GB; now the
 //   image is skipped and counted like a corrupt one; `attention

@@ -1,7 +1,7 @@
-// Hostile inputs to the evaluation commands (issue 30, the eval slice): each
-// case runs under a memory cap and a wall-clock limit (tests/bounded.h) and
-// must end cleanly, with a correct result or one clear line, within bounds
-// about ten times what the fixed code needs:
+// Hostile inputs to the evaluation commands (docs/RELIABILITY.md, "Hostile
+// inputs, round 2"): each case runs under a memory cap and a wall-clock limit
+// (tests/bounded.h) and must end cleanly, with a correct result or one clear
+// line, within bounds about ten times what the fixed code needs:
 // - --val_freq 0 (was SIGFPE), a batch of 0 in the full-mode probe;
 // - k-NN voting whose cost grew with the largest label (1e8: 12 s);
 // - labels of 2e9, 2^31-1, 2^40 and --num_classes/--num_labels 2e9 (was an

@@ -1,13 +1,13 @@
-// Hostile model files (issue 30, io slice): inputs whose size makes a
-// quadratic reader hang, generated here at test time. Each is read in a
-// forked child under a wall-clock limit and a memory cap (tests/bounded.h)
-// that the linear readers meet many times over: a pickle dict of 300,000
-// keys; 8 MB of one-byte pickle values (refused at a memory limit); a
-// torch.save file of 100,000 tensors; a safetensors header of 200,000
-// zero-size tensors (and 30,000 Hugging Face query/key/value triples); a
-// native checkpoint of 2^20 zero-size tensors and one of 65,536 metadata keys,
-// both with a valid checksum; counts that cannot fit in their header. Also
-// the messages for a storage whose byte size overflows 64 bits and for a
+// Hostile model files (docs/RELIABILITY.md, "Hostile inputs, round 2"): inputs
+// whose size makes a quadratic reader hang, generated here at test time. Each
+// is read in a forked child under a wall-clock limit and a memory cap
+// (tests/bounded.h) that the linear readers meet many times over: a pickle
+// dict of 300,000 keys; 8 MB of one-byte pickle values (refused at a memory
+// limit); a torch.save file of 100,000 tensors; a safetensors header of
+// 200,000 zero-size tensors (and 30,000 Hugging Face query/key/value triples);
+// a native checkpoint of 2^20 zero-size tensors and one of 65,536 metadata
+// keys, both with a valid checksum; counts that cannot fit in their header.
+// Also the messages for a storage whose byte size overflows 64 bits and for a
 // native file cut in half.
 #include <stdarg.h>
 #include <stdio.h>

@@ -30,12 +30,12 @@
 // Gradient tolerance of the single steps, relative to each tensor's scale.
 #define STEP_GRAD_TOL 2e-5
 // Gradient bound of steps 1 and 2 when chained from our own step 0. Worst
-// measured errors (relative to the tensor's scale, over both fixtures and
-// both chunkings), on an AMD EPYC (AVX2) with -march=native and
-// -march=x86-64-v3 alike: 3.6e-5 under OpenBLAS's Sandybridge kernel, 2.2e-5
-// under Haswell and Zen; on an Intel Xeon (AVX-512) under SkylakeX: 3.6e-5
-// (issue 24). The single steps of the same runs stay below 1e-5. The bound
-// is about three times the worst.
+// measured errors (relative to the tensor's scale, over both fixtures and both
+// chunkings), on an AMD EPYC (AVX2) with -march=native and -march=x86-64-v3
+// alike: 3.6e-5 under OpenBLAS's Sandybridge kernel, 2.2e-5 under Haswell and
+// Zen; on an Intel Xeon (AVX-512) under SkylakeX: 3.6e-5 (measured by an
+// earlier session). The single steps of the same runs stay below 1e-5. The
+// bound is about three times the worst.
 #define CHAIN_GRAD_TOL 1e-4
 
 static double dbl(const FixtureTensor *t, size_t i) {
