@@ -37,11 +37,7 @@ int cmd_attention(int argc, char **argv) {
     EvalModelArgs ma;
     eval_model_args_default(&ma);
     ArgSpec specs[] = {
-        {"pretrained_weights", ARG_STRING, &ma.pretrained_weights, "model file (.pth, .safetensors, native)"},
-        {"checkpoint_key", ARG_STRING, &ma.checkpoint_key, "teacher or student, for training checkpoints"},
-        {"arch", ARG_STRING, &ma.arch, "expected architecture (default: the file's)"},
-        {"patch_size", ARG_INT, &ma.patch_size, "expected patch size (0: the file's)", ARG_RANGE(0, ARG_MAX_PATCH)},
-        {"heads", ARG_INT, &ma.heads, "attention heads, for files that do not record them (0: dim/64)", ARG_RANGE(0, ARG_MAX_HEADS)},
+        EVAL_MODEL_FILE_ARG_SPECS(ma),
         {"image_size", ARG_INT_LIST, &image_size, "resize to H W (or the shorter side to one value); default: as is", ARG_RANGE(1, ATTENTION_MAX_IMAGE_SIDE)},
         {"threshold", ARG_STRING, &threshold_arg, "mass kept by the masks (0: no masks)"},
         {"out", ARG_STRING, &out, "output folder"},

@@ -130,11 +130,7 @@ int cmd_copy_detect(int argc, char **argv) {
     EvalModelArgs ma;
     eval_model_args_default(&ma);
     ArgSpec specs[] = {
-        {"pretrained_weights", ARG_STRING, &ma.pretrained_weights, "model file (.pth, .safetensors, native)"},
-        {"checkpoint_key", ARG_STRING, &ma.checkpoint_key, "teacher or student, for training checkpoints"},
-        {"arch", ARG_STRING, &ma.arch, "expected architecture (vit_tiny/small/base); default: the file's"},
-        {"patch_size", ARG_INT, &ma.patch_size, "expected patch size (0: the file's)", ARG_RANGE(0, ARG_MAX_PATCH)},
-        {"heads", ARG_INT, &ma.heads, "attention heads, for files that do not record them (0: dim/64)", ARG_RANGE(0, ARG_MAX_HEADS)},
+        EVAL_MODEL_FILE_ARG_SPECS(ma),
         {"data_path", ARG_STRING, &ma.data_path, "the Copydays folder (original/, strong/, jpegqual/N/, crops/N/)"},
         {"whitening_path", ARG_STRING, &whitening_path, "images to learn the PCA whitening on (none: no whitening)"},
         {"distractors_path", ARG_STRING, &distractors_path, "images added to the database as distractors"},

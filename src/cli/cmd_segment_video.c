@@ -78,11 +78,7 @@ int cmd_segment_video(int argc, char **argv) {
     EvalModelArgs ma;
     eval_model_args_default(&ma);
     ArgSpec specs[] = {
-        {"pretrained_weights", ARG_STRING, &ma.pretrained_weights, "model file (.pth, .safetensors, native)"},
-        {"checkpoint_key", ARG_STRING, &ma.checkpoint_key, "teacher or student, for training checkpoints"},
-        {"arch", ARG_STRING, &ma.arch, "expected architecture (default: the file's)"},
-        {"patch_size", ARG_INT, &ma.patch_size, "expected patch size (0: the file's)", ARG_RANGE(0, ARG_MAX_PATCH)},
-        {"heads", ARG_INT, &ma.heads, "attention heads, for files that do not record them (0: dim/64)", ARG_RANGE(0, ARG_MAX_HEADS)},
+        EVAL_MODEL_FILE_ARG_SPECS(ma),
         {"frames", ARG_STRING, &frames_dir, "folder of the video's frames (.jpg/.jpeg/.png, in name order)"},
         {"mask", ARG_STRING, &mask_path, "the first frame's objects: an indexed PNG (0 background, 1..K)"},
         {"output_dir", ARG_STRING, &out, "folder for the masks (one PNG per frame) and overlay.png"},

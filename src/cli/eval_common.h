@@ -29,12 +29,17 @@ typedef struct {
 
 void eval_model_args_default(EvalModelArgs *a);
 
-#define EVAL_MODEL_ARG_SPECS(ma)                                                                  \
+// Flag rows of the model file, shared by every command that loads one; the
+// second set adds the dataset and the features taken from it.
+#define EVAL_MODEL_FILE_ARG_SPECS(ma)                                                             \
     {"pretrained_weights", ARG_STRING, &(ma).pretrained_weights, "model file (.pth, .safetensors, native)"}, \
     {"checkpoint_key", ARG_STRING, &(ma).checkpoint_key, "teacher or student, for training checkpoints"}, \
     {"arch", ARG_STRING, &(ma).arch, "expected architecture (vit_tiny/small/base); default: the file's"}, \
     {"patch_size", ARG_INT, &(ma).patch_size, "expected patch size (0: the file's)", ARG_RANGE(0, ARG_MAX_PATCH)}, \
-    {"heads", ARG_INT, &(ma).heads, "attention heads, for files that do not record them (0: dim/64)", ARG_RANGE(0, ARG_MAX_HEADS)}, \
+    {"heads", ARG_INT, &(ma).heads, "attention heads, for files that do not record them (0: dim/64)", ARG_RANGE(0, ARG_MAX_HEADS)}
+
+#define EVAL_MODEL_ARG_SPECS(ma)                                                                  \
+    EVAL_MODEL_FILE_ARG_SPECS(ma),                                                                \
     {"data_path", ARG_STRING, &(ma).data_path, "dataset (ImageFolder, IDX, CIFAR, list, folder)"}, \
     {"crop", ARG_INT, &(ma).crop, "centre-crop size after resizing to crop*256/224 (0: the model's img_size)", ARG_RANGE(0, ARG_MAX_IMAGE_SIDE)}, \
     {"n_last_blocks", ARG_INT, &(ma).n_last_blocks, "concatenate the CLS tokens of the last n blocks", ARG_RANGE(1, VIT_MAX_DEPTH)}, \
