@@ -1,4 +1,5 @@
 #include "bounded.h"
+#include "testlib.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -87,20 +88,6 @@ static int supervise(pid_t pid, int rfd, double limit_s, Bounded *out) {
     return 0;
 }
 
-static int dino_path(char *path, size_t n) {
-    char exe[1024];
-    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (k <= 0) return -1;
-    exe[k] = 0;
-    for (int up = 0; up < 2; up++) {  // .../build/tests/test_x -> .../build
-        char *slash = strrchr(exe, '/');
-        if (!slash) return -1;
-        *slash = 0;
-    }
-    snprintf(path, n, "%s/dino", exe);
-    return access(path, X_OK) == 0 ? 0 : -1;
-}
-
 // Forks a child whose stdout and stderr go into a pipe and whose limits are
 // set. Returns the child's pid in the parent (with the pipe's read end in
 // *rfd), 0 in the child, -1 when it could not.
@@ -126,8 +113,8 @@ static pid_t fork_bounded(size_t mem_mb, int *rfd) {
 
 int bounded_dino(const char *const *argv, double limit_s, size_t mem_mb, Bounded *out) {
     memset(out, 0, sizeof *out);
-    char path[1100];
-    if (dino_path(path, sizeof path) != 0) return -1;
+    const char *path = test_dino_path();
+    if (!path) return -1;
     const char *full[128];
     int n = 0;
     full[n++] = path;

@@ -407,35 +407,12 @@ static void test_names(void) {
     }
 }
 
-// Runs `dino ARGS` (build/dino, next to this test's folder) and captures its
-// output. Returns the exit status, or -1 when the binary is not there.
-static int run_dino(const char *args, char *out, size_t outlen) {
-    char exe[1024], cmd[4096];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n <= 0) return -1;
-    exe[n] = 0;
-    for (int up = 0; up < 2; up++) {  // .../build/tests/test_dinov2 -> .../build
-        char *slash = strrchr(exe, '/');
-        if (!slash) return -1;
-        *slash = 0;
-    }
-    snprintf(cmd, sizeof cmd, "%s/dino", exe);
-    if (access(cmd, X_OK) != 0) return -1;
-    snprintf(cmd, sizeof cmd, "%s/dino %s 2>&1", exe, args);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t k = fread(out, 1, outlen - 1, p);
-    out[k] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 // `dino info` and `dino attention` on the model with registers.
 static void test_cli(const char *dir) {
     static char out[65536];
     char args[2048];
     snprintf(args, sizeof args, "info %s --heads 2", test_fixture_path("dinov2_reg.pth"));
-    int rc = run_dino(args, out, sizeof out);
+    int rc = test_run_dino(args, out, sizeof out);
     if (rc < 0) {
         printf("     build/dino not found next to the tests: CLI checks not run\n");
         return;
@@ -445,7 +422,7 @@ static void test_cli(const char *dir) {
     snprintf(args, sizeof args, "attention %s --pretrained_weights %s --heads 2 --image_size 56 84 "
              "--threshold 0 --out %s/att", test_fixture_path("data_photo.jpg"),
              test_fixture_path("dinov2_reg.pth"), dir);
-    rc = run_dino(args, out, sizeof out);
+    rc = test_run_dino(args, out, sizeof out);
     CHECK(rc == 0 && strstr(out, "register columns dropped"), "dino attention says the registers are "
           "dropped: %.400s", out);
     char path[1024], err[1024];

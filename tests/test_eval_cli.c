@@ -34,19 +34,7 @@
 #include "tiny_vit.h"
 
 static char DIR_[256];
-static char DINO[600];  // the dino binary of this build: <build>/dino next to <build>/tests/
-
-static int run(const char *cmd, char *out, size_t n) {
-    char full[8192];
-    snprintf(full, sizeof full, "%s 2>&1", cmd);
-    FILE *p = popen(full, "r");
-    if (!p) return -1;
-    size_t k = fread(out, 1, n - 1, p);
-    while (k > 0 && out[k - 1] == '\n') k--;  // the final newline
-    out[k] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+static const char *DINO;  // the dino binary of this build
 
 static int one_line(const char *s) { return *s && !strchr(s, '\n'); }
 
@@ -84,12 +72,8 @@ static void make_image(uint8_t *rgb, int w, int h, int cls, int k) {
 int main(int argc, char **argv) {
     (void)argc;
     dino_set_threads(2);
-    snprintf(DINO, sizeof DINO, "%s", argv[0]);
-    char *slash = strrchr(DINO, '/');
-    if (slash) *slash = 0;  // <build>/tests
-    slash = strrchr(DINO, '/');
-    if (slash) strcpy(slash, "/dino");
-    else snprintf(DINO, sizeof DINO, "build/dino");
+    DINO = test_dino_path();
+    if (!DINO) DINO = "build/dino";
     snprintf(DIR_, sizeof DIR_, "/tmp/dino_test_eval_cli_%d", (int)getpid());
     char path[1024], cmd[4096], out[16384], err[1024];
     mkdir(DIR_, 0755);
@@ -129,7 +113,7 @@ int main(int argc, char **argv) {
     // dino features -> .npy, compared with the in-process pipeline.
     snprintf(cmd, sizeof cmd, "%s features --threads 2 --pretrained_weights %s --data_path %s/ds "
              "--output_dir %s/feat", DINO, model_path, DIR_, DIR_);
-    int rc = run(cmd, out, sizeof out);
+    int rc = test_run_command(cmd, out, sizeof out);
     CHECK(rc == 0, "dino features runs (exit %d)", rc);
     if (rc) printf("%s", out);
     NpyInfo info;
@@ -164,7 +148,7 @@ int main(int argc, char **argv) {
 
     // k-NN from the files and from the model.
     snprintf(cmd, sizeof cmd, "%s knn --threads 2 --features_dir %s/feat --nb_knn 1 3", DINO, DIR_);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run_command(cmd, out, sizeof out);
     CHECK(rc == 0 && strstr(out, "1-NN classifier result: Top1: 100.0000"), "dino knn --features_dir: %s",
           rc ? out : "100%");
     char first[16384];
@@ -172,16 +156,16 @@ int main(int argc, char **argv) {
     *strstr(first, "k-NN time") = 0;
     snprintf(cmd, sizeof cmd, "%s knn --threads 2 --pretrained_weights %s --data_path %s/ds --nb_knn 1 3 2>/dev/null", DINO,
              model_path, DIR_);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run_command(cmd, out, sizeof out);
     CHECK(rc == 0 && strstr(out, first), "dino knn from the model prints the same results as from files");
     snprintf(cmd, sizeof cmd, "%s linear --threads 2 --features_dir %s/feat --epochs 30 --lr 10", DINO, DIR_);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run_command(cmd, out, sizeof out);
     CHECK(rc == 0 && strstr(out, "Top-1 test accuracy: 100.0"), "dino linear on the features reaches 100%%");
 
     // Full mode: augmented views through the backbone every epoch.
     snprintf(cmd, sizeof cmd, "%s linear --threads 2 --full --pretrained_weights %s --data_path %s/ds "
              "--n_last_blocks 1 --epochs 5 --lr 10 --batch_size_per_gpu 4 2>/dev/null", DINO, model_path, DIR_);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run_command(cmd, out, sizeof out);
     CHECK(rc == 0 && strstr(out, "full mode") && strstr(out, "epoch 4:"), "dino linear --full runs 5 epochs (exit %d)", rc);
     if (rc == 0) printf("     %s\n", strstr(out, "Top-1") ? strstr(out, "Top-1") : out);
     {
@@ -216,7 +200,7 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/ds/val/a/0.png", DIR_);
     snprintf(cmd, sizeof cmd, "%s attention %s --threads 2 --pretrained_weights %s --out %s/att --threshold 0.6", DINO,
              path, model_path, DIR_);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run_command(cmd, out, sizeof out);
     CHECK(rc == 0, "dino attention runs (exit %d)", rc);
     if (rc) printf("%s", out);
     const char *files[] = {"img.png", "attn-head0.png", "attn-head2.png", "mask_th0.6_head1.png",
@@ -277,7 +261,7 @@ int main(int argc, char **argv) {
         for (int k = 0; k < 2; k++) {
             snprintf(cmd, sizeof cmd, "%s attention %s --threads 2 --pretrained_weights %s --checkpoint_key %s "
                      "--image_size 40 60 --heads 3 --out %s/e2e_%s", DINO, img_path, pth, keys[k], DIR_, keys[k]);
-            rc = run(cmd, out, sizeof out);
+            rc = test_run_command(cmd, out, sizeof out);
             CHECK(rc == 0, "dino attention on the .pth checkpoint, key %s (exit %d) %s", keys[k], rc, rc ? out : "");
             snprintf(path, sizeof path, "%s/e2e_%s/attn_maps.npy", DIR_, keys[k]);
             float *got = npy_read_f32(path, &info, err, sizeof err);
@@ -305,21 +289,21 @@ int main(int argc, char **argv) {
     // Errors: one line, exit status 1.
     snprintf(cmd, sizeof cmd, "%s attention %s/ds/val/a/0.png --pretrained_weights %s --arch vit_small --out %s/att", DINO,
              DIR_, model_path, DIR_);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run_command(cmd, out, sizeof out);
     CHECK(rc == 1 && strstr(out, "different architecture") && one_line(out), "wrong architecture: %s", out);
     snprintf(path, sizeof path, "%s/not_an_image.png", DIR_);
     FILE *f = fopen(path, "w");
     fputs("this is text, not a PNG\n", f);
     fclose(f);
     snprintf(cmd, sizeof cmd, "%s attention %s --pretrained_weights %s --out %s/att", DINO, path, model_path, DIR_);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run_command(cmd, out, sizeof out);
     CHECK(rc == 1 && strstr(out, "not_an_image.png") && one_line(out), "unreadable image: %s", out);
     snprintf(cmd, sizeof cmd, "%s attention %s/ds/val/a/0.png --pretrained_weights %s --out %s/att", DINO, DIR_, path, DIR_);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run_command(cmd, out, sizeof out);
     CHECK(rc == 1 && one_line(out), "a model file that is not one: %s", out);
     snprintf(cmd, sizeof cmd, "%s knn --train_features %s/feat/train_features.npy --val_features %s/feat/val_features.npy", DINO,
              DIR_, DIR_);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run_command(cmd, out, sizeof out);
     CHECK(rc == 1 && strstr(out, "labels") && one_line(out), "k-NN without labels: %s", out);
     // A plain folder of images has no labels.
     snprintf(path, sizeof path, "%s/plain", DIR_);
@@ -327,7 +311,7 @@ int main(int argc, char **argv) {
     snprintf(cmd, sizeof cmd, "cp %s/ds/train/a/*.png %s/plain/", DIR_, DIR_);
     if (system(cmd) != 0) printf("     cp failed\n");
     snprintf(cmd, sizeof cmd, "%s knn --pretrained_weights %s --data_path %s/plain 2>&1 | tail -1", DINO, model_path, DIR_);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run_command(cmd, out, sizeof out);
     CHECK(strstr(out, "needs labels") != NULL, "k-NN on an unlabelled folder: %s", out);
 
     // Which row is which image: <split>_paths.txt in row order.
@@ -346,7 +330,7 @@ int main(int argc, char **argv) {
     // A plain folder is one set: features.npy, labels.npy, paths.txt; no train_/val_ copies.
     snprintf(cmd, sizeof cmd, "%s features --threads 2 --pretrained_weights %s --data_path %s/plain "
              "--output_dir %s/plain_feat", DINO, model_path, DIR_, DIR_);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run_command(cmd, out, sizeof out);
     snprintf(path, sizeof path, "%s/plain_feat/features.npy", DIR_);
     float *clean = npy_read_f32(path, &info, err, sizeof err);
     CHECK(rc == 0 && clean && info.shape[0] == 6, "features on a plain folder: one set of 6 rows (exit %d)", rc);
@@ -366,10 +350,10 @@ int main(int argc, char **argv) {
     fclose(bad);
     snprintf(cmd, sizeof cmd, "%s features --threads 2 --pretrained_weights %s --data_path %s/plain "
              "--output_dir %s/plain_feat2", DINO, model_path, DIR_, DIR_);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run_command(cmd, out, sizeof out);
     CHECK(rc == 1 && strstr(out, "2b.jpg") && strstr(out, "unreadable"), "a corrupt image stops dino features%s%s", rc == 1 ? "" : ": ", rc == 1 ? "" : out);
     snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " --skip_unreadable");
-    rc = run(cmd, out, sizeof out);
+    rc = test_run_command(cmd, out, sizeof out);
     CHECK(rc == 0 && strstr(out, "skipped 1 unreadable image"), "--skip_unreadable goes on and says so%s%s", rc == 0 ? "" : ": ", rc == 0 ? "" : out);
     snprintf(path, sizeof path, "%s/plain_feat2/features.npy", DIR_);
     float *kept = npy_read_f32(path, &info, err, sizeof err);

@@ -35,19 +35,7 @@
 #include "rng.h"
 #include "testlib.h"
 
-static char DINO[600];
-
-static int run(const char *cmd, char *out, size_t n) {
-    char full[8192];
-    snprintf(full, sizeof full, "%s 2>&1", cmd);
-    FILE *p = popen(full, "r");
-    if (!p) return -1;
-    size_t k = fread(out, 1, n - 1, p);
-    while (k > 0 && out[k - 1] == '\n') k--;
-    out[k] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+static const char *DINO;  // the dino binary of this build
 
 static int same_ints(const int *a, int na, const FixtureTensor *t) {
     if ((size_t)na != t->numel) return 0;
@@ -281,7 +269,7 @@ static void end_to_end(void) {
     for (int ms = 0; ms < 2; ms++) {
         snprintf(cmd, sizeof cmd, "%s retrieve --threads 2 --heads 3 --pretrained_weights %s --data_path %s "
                  "--query %s --topk 3%s 2>/dev/null", DINO, model, dir, path2, ms ? " --multiscale" : "");
-        int rc = run(cmd, out, sizeof out);
+        int rc = test_run_command(cmd, out, sizeof out);
         char want[1200];
         snprintf(want, sizeof want, "\n   1  1.0000  %s/img3.png\n   2  ", dir);
         CHECK(rc == 0 && strstr(out, want) && !strstr(out, "\n   4 "),
@@ -315,7 +303,7 @@ static void end_to_end(void) {
     }
     snprintf(cmd, sizeof cmd, "%s retrieve --threads 2 --heads 3 --pretrained_weights %s --dataset roxford5k "
              "--data_path %s --imsize 40 2>/dev/null", DINO, model, root);
-    int rc = run(cmd, out, sizeof out);
+    int rc = test_run_command(cmd, out, sizeof out);
     double mapM = -1, mapH = -1, m1 = -1, h1 = -1, e1 = -1;
     const char *l1 = strstr(out, ">> roxford5k: mAP M: "), *l2 = strstr(out, ">> roxford5k: mP@k[ 1  5 10] M: [");
     const char *l3 = strstr(out, "mP@k[ 1  5 10] E: [");
@@ -331,7 +319,7 @@ static void end_to_end(void) {
 
     snprintf(cmd, sizeof cmd, "%s retrieve --heads 3 --pretrained_weights %s --dataset rparis6k --data_path %s",
              DINO, model, root);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run_command(cmd, out, sizeof out);
     CHECK(rc == 1 && strstr(out, "gnd_rparis6k.pkl") && !strchr(out, '\n'), "a missing ground truth: %s", out);
 }
 
@@ -375,7 +363,7 @@ static void copy_detect(void) {
                  wh ? " --whitening_path %s/whit --distractors_path %s/distr" : "");
         char full[4200];
         snprintf(full, sizeof full, cmd, root, root);
-        int rc = run(full, out, sizeof out);
+        int rc = test_run_command(full, out, sizeof out);
         double strong = -1;
         const char *s = strstr(out, "eval on strong mAP=");
         if (s) sscanf(s, "eval on strong mAP=%lf", &strong);
@@ -385,13 +373,13 @@ static void copy_detect(void) {
               wh ? " with whitening and distractors" : "", strong, rc ? ": " : "", rc ? out : "");
     }
     snprintf(cmd, sizeof cmd, "%s copy-detect --heads 3 --pretrained_weights %s --data_path %s/whit", DINO, model, root);
-    int rc = run(cmd, out, sizeof out);
+    int rc = test_run_command(cmd, out, sizeof out);
     CHECK(rc == 1 && strstr(out, "not a Copydays folder") && !strchr(out, '\n'), "no original/: %s", out);
     snprintf(path, sizeof path, "%s/jpegqual/30/im00_o.jpg", root);
     remove(path);
     snprintf(cmd, sizeof cmd, "%s copy-detect --heads 3 --imsize 32 --pretrained_weights %s --data_path %s", DINO,
              model, root);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run_command(cmd, out, sizeof out);
     CHECK(rc == 1 && strstr(out, "jpegqual/30 holds 7 .jpg images but original/ holds 8") != NULL,
           "a block of the wrong size: %s", strstr(out, "error") ? strstr(out, "error") : out);
 }
@@ -400,12 +388,8 @@ int main(int argc, char **argv) {
     (void)argc;
     test_passive_openmp(argv);
     dino_set_threads(2);
-    snprintf(DINO, sizeof DINO, "%s", argv[0]);
-    char *slash = strrchr(DINO, '/');
-    if (slash) *slash = 0;
-    slash = strrchr(DINO, '/');
-    if (slash) strcpy(slash, "/dino");
-    else snprintf(DINO, sizeof DINO, "build/dino");
+    DINO = test_dino_path();
+    if (!DINO) DINO = "build/dino";
     test_tmpdir("retrieve");
     gnd_pickles();
     inputs_and_descriptors();

@@ -36,19 +36,7 @@
 #include "testlib.h"
 #include "tiny_vit.h"
 
-static char DINO[600];
-
-static int run(const char *cmd, char *out, size_t n) {
-    char full[9000];
-    snprintf(full, sizeof full, "%s 2>&1", cmd);
-    FILE *p = popen(full, "r");
-    if (!p) return -1;
-    size_t k = fread(out, 1, n - 1, p);
-    while (k > 0 && out[k - 1] == '\n') k--;
-    out[k] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+static const char *DINO;  // the dino binary of this build
 
 static int one_line(const char *s) { return *s && !strchr(s, '\n'); }
 
@@ -218,7 +206,7 @@ static void against_reference(const char *dir) {
     snprintf(cmd, sizeof cmd, "%s segment-video --quiet --heads 3 --pretrained_weights %s --frames %s --mask %s "
              "--output_dir %s/ref_out --image_size %d --n_last_frames %d --size_mask_neighborhood %d --topk %d",
              DINO, model, frames, path, dir, sc.image_size, sc.n_last_frames, sc.neighborhood, sc.topk);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run_command(cmd, out, sizeof out);
     CHECK(rc == 0, "dino segment-video runs on the .pth model (exit %d)", rc);
     if (rc) printf("%s\n", out);
     LabelMap want, ties;
@@ -264,12 +252,8 @@ static int parse_global(const char *out, double v[7]) {
 int main(int argc, char **argv) {
     (void)argc;
     dino_set_threads(2);
-    snprintf(DINO, sizeof DINO, "%s", argv[0]);
-    char *slash = strrchr(DINO, '/');
-    if (slash) *slash = 0;
-    slash = strrchr(DINO, '/');
-    if (slash) strcpy(slash, "/dino");
-    else snprintf(DINO, sizeof DINO, "build/dino");
+    DINO = test_dino_path();
+    if (!DINO) DINO = "build/dino";
     const char *dir = test_tmpdir("segment_video");
     char path[4096], cmd[8192], out[16384], err[256] = "";
 
@@ -312,7 +296,7 @@ int main(int argc, char **argv) {
     // --image_size 64: 160x80 frames become 128x64, a 16x8 grid of patches.
     snprintf(cmd, sizeof cmd, "%s segment-video --threads 2 --pretrained_weights %s --frames %s --mask %s/00000.png "
              "--output_dir %s --image_size 64 --size_mask_neighborhood 4", DINO, model_path, frames, ann, res);
-    int rc = run(cmd, out, sizeof out);
+    int rc = test_run_command(cmd, out, sizeof out);
     CHECK(rc == 0, "dino segment-video runs (exit %d)", rc);
     if (rc) printf("%s\n", out);
     CHECK(strstr(out, "resized to 128x64") && strstr(out, "frame 6/6"), "it reports the resized size and a progress line per frame");
@@ -337,7 +321,7 @@ int main(int argc, char **argv) {
     free(ov);
 
     snprintf(cmd, sizeof cmd, "%s davis-eval --results %s --annotations %s/", DINO, res, ann);  // "ann/" names ann
-    rc = run(cmd, out, sizeof out);
+    rc = test_run_command(cmd, out, sizeof out);
     double g[7] = {0}, s[7] = {0};
     int parsed = rc == 0 && parse_global(out, g);  // before the checks that print g
     CHECK(parsed, "dino davis-eval runs and prints the global table (exit %d)", rc);
@@ -347,7 +331,7 @@ int main(int argc, char **argv) {
     CHECK(parsed && in_range, "J&F, J and F means and recalls lie in [0, 1], decays in [-1, 1]");
     CHECK(strstr(out, "ann_1") && strstr(out, "ann_2"), "the per-sequence table names both objects");
     snprintf(cmd, sizeof cmd, "%s davis-eval --results %s --annotations %s", DINO, still, ann);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run_command(cmd, out, sizeof out);
     int still_ok = rc == 0 && parse_global(out, s);
     CHECK(still_ok, "the still baseline scores too");
     CHECK(g[1] > s[1] + 0.1, "propagation follows the moving objects: J %.3f beats the first mask repeated, J %.3f",
@@ -365,7 +349,7 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/val.txt", dir);
     test_write_file(path, "ann\n", 4);
     snprintf(cmd, sizeof cmd, "%s davis-eval --results %s --annotations %s --sequences %s", DINO, tree, dir, path);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run_command(cmd, out, sizeof out);
     double t[7] = {0};
     int listed_ok = rc == 0 && parse_global(out, t) && t[0] == g[0] && strstr(out, "ann_2");
     CHECK(listed_ok,
@@ -380,7 +364,7 @@ int main(int argc, char **argv) {
     }
     snprintf(cmd, sizeof cmd, "%s segment-video --pretrained_weights %s --frames %s --mask %s --output_dir %s/e1",
              DINO, model_path, frames, path, dir);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run_command(cmd, out, sizeof out);
     CHECK(rc == 1 && one_line(out) && strstr(out, "colour.png") && strstr(out, "indexed"),
           "an RGB mask, not an indexed PNG: one line naming it (%s)", out);
     snprintf(path, sizeof path, "%s/00006.jpg", frames);
@@ -388,7 +372,7 @@ int main(int argc, char **argv) {
     image_write_jpeg(path, small, 40, 20, 90, err, sizeof err);
     snprintf(cmd, sizeof cmd, "%s segment-video --quiet --image_size 64 --pretrained_weights %s --frames %s --mask %s/00000.png --output_dir %s/e2",
              DINO, model_path, frames, ann, dir);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run_command(cmd, out, sizeof out);
     CHECK(rc == 1 && one_line(out) && strstr(out, "00006.jpg") && strstr(out, "40x20"),
           "a frame of another size: one line naming it (%s)", out);
     unlink(path);
@@ -397,17 +381,17 @@ int main(int argc, char **argv) {
     mkdir(path, 0755);
     snprintf(cmd, sizeof cmd, "%s segment-video --pretrained_weights %s --frames %s --mask %s/00000.png --output_dir %s/e3",
              DINO, model_path, path, ann, dir);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run_command(cmd, out, sizeof out);
     CHECK(rc == 1 && one_line(out) && strstr(out, "empty") && strstr(out, "no frames"),
           "an empty frames folder: one line (%s)", out);
     snprintf(cmd, sizeof cmd, "%s segment-video --pretrained_weights %s --frames %s --mask %s/00000.png --output_dir %s/",
              DINO, model_path, frames, ann, frames);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run_command(cmd, out, sizeof out);
     CHECK(rc == 1 && one_line(out) && strstr(out, "overwrite"), "the frames folder as the output folder: refused (%s)", out);
     snprintf(path, sizeof path, "%s/00003.png", res);
     unlink(path);
     snprintf(cmd, sizeof cmd, "%s davis-eval --results %s --annotations %s", DINO, res, ann);
-    rc = run(cmd, out, sizeof out);
+    rc = test_run_command(cmd, out, sizeof out);
     CHECK(rc == 1 && one_line(out) && strstr(out, "00003.png") && strstr(out, "missing"),
           "a missing result file: one line naming it (%s)", out);
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int g_pass, g_fail;
@@ -132,4 +133,47 @@ void test_passive_openmp(char **argv) {
     if (getenv("OMP_WAIT_POLICY")) return;
     setenv("OMP_WAIT_POLICY", "passive", 1);
     execv("/proc/self/exe", argv);  // returns only on failure: carry on as is
+}
+
+const char *test_dino_path(void) {
+    static char path[1100];
+    char exe[1024];
+    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (k <= 0) return NULL;
+    exe[k] = 0;
+    for (int up = 0; up < 2; up++) {  // .../build/tests/test_x -> .../build
+        char *slash = strrchr(exe, '/');
+        if (!slash) return NULL;
+        *slash = 0;
+    }
+    snprintf(path, sizeof path, "%s/dino", exe);
+    return access(path, X_OK) == 0 ? path : NULL;
+}
+
+int test_run_command(const char *cmd, char *out, size_t n) {
+    size_t len = strlen(cmd) + 8;
+    char *full = malloc(len);
+    if (!full) return -1;
+    snprintf(full, len, "%s 2>&1", cmd);
+    fflush(stdout);
+    FILE *p = popen(full, "r");
+    free(full);
+    if (!p) return -1;
+    size_t k = fread(out, 1, n - 1, p);
+    while (k > 0 && out[k - 1] == '\n') k--;
+    out[k] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int test_run_dino(const char *args, char *out, size_t n) {
+    const char *dino = test_dino_path();
+    if (!dino) return -1;
+    size_t len = strlen(dino) + strlen(args) + 2;
+    char *cmd = malloc(len);
+    if (!cmd) return -1;
+    snprintf(cmd, len, "%s %s", dino, args);
+    int rc = test_run_command(cmd, out, n);
+    free(cmd);
+    return rc;
 }

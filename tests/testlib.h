@@ -42,4 +42,14 @@ void test_passive_openmp(char **argv);
 // A path under tests/fixtures/, found from the repository root or tests/.
 const char *test_fixture_path(const char *name);
 
+// The dino binary of this test's build (<build>/dino beside <build>/tests/),
+// or NULL when it is not there.
+const char *test_dino_path(void);
+// Runs a shell command with its stderr merged into stdout; out receives up to
+// n−1 bytes of the output, without the trailing line ends. Returns the exit
+// status, or -1 when the command could not run or did not exit.
+int test_run_command(const char *cmd, char *out, size_t n);
+// test_run_command of "<dino> ARGS"; -1 when there is no binary.
+int test_run_dino(const char *args, char *out, size_t n);
+
 #endif
