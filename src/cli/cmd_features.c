@@ -17,7 +17,6 @@
 #include "cli/eval_common.h"
 #include "commands.h"
 #include "common.h"
-#include "data/dataset.h"
 #include "cuda/train_plan.h"
 #include "eval/npy.h"
 #include "io/atomic_file.h"
@@ -40,16 +39,6 @@ static void check_one_line_paths(char *const *paths, int64_t n, const char *data
         if (strchr(paths[i], '\n') || strchr(paths[i], '\r'))
             dino_die("%s: image %lld has a line break in its file name, which a paths file cannot "
                      "hold; rename it", data_path, (long long)i);
-}
-
-// Whether --data_path holds separate train and val images.
-static int data_has_splits(const char *data_path) {
-    char err[1024];
-    Dataset *ds = dataset_open(data_path, SPLIT_TRAIN, err, sizeof err);
-    if (!ds) dino_die("%s", err);
-    int s = dataset_has_splits(ds);
-    dataset_close(ds);
-    return s;
 }
 
 int cmd_features(int argc, char **argv) {
@@ -77,13 +66,13 @@ int cmd_features(int argc, char **argv) {
     if (avgpool_concat) ma.avgpool = 2;  // FeatureConfig.avgpool 2: concatenated
     if (!ma.pretrained_weights) dino_die("dino features needs --pretrained_weights FILE");
     if (!ma.data_path) dino_die("dino features needs --data_path PATH");
-    // No --split (or both) on a dataset without splits: one set, unprefixed.
-    int one_set = (!split || !strcmp(split, "both")) && !data_has_splits(ma.data_path);
+    // No --split (or both) on a dataset without splits: one set, unprefixed,
+    // known once the train split is open.
+    int both = !split || !strcmp(split, "both"), one_set = 0;
     if (!split) split = "both";
-    int do_split[2] = {!strcmp(split, "train") || !strcmp(split, "both"),
-                       !strcmp(split, "val") || !strcmp(split, "test") || !strcmp(split, "both")};
+    int do_split[2] = {!strcmp(split, "train") || both,
+                       !strcmp(split, "val") || !strcmp(split, "test") || both};
     if (!do_split[0] && !do_split[1]) dino_die("--split must be train, val or both, got '%s'", split);
-    if (one_set) do_split[1] = 0;
     ma.record_paths = 1;
     if (patch_tokens && (ma.avgpool || ma.n_last_blocks != 1))
         dino_die("--patch_tokens writes the last block's tokens; drop --avgpool_patchtokens and --n_last_blocks");
@@ -96,12 +85,13 @@ int cmd_features(int argc, char **argv) {
     const char *names[2] = {"train", "val"};
     for (int s = 0; s < 2; s++) {
         if (!do_split[s]) continue;
-        char prefix[16];
-        snprintf(prefix, sizeof prefix, "%s%s", one_set ? "" : names[s], one_set ? "" : "_");
-        const char *what = one_set ? "all" : names[s];
         double t0 = dino_now();
         EvalFeatures f;
         eval_features_from_model(&ma, &em, s, patch_tokens, &f);
+        if (s == 0 && both && !f.has_splits) one_set = 1, do_split[1] = 0;
+        char prefix[16];
+        snprintf(prefix, sizeof prefix, "%s%s", one_set ? "" : names[s], one_set ? "" : "_");
+        const char *what = one_set ? "all" : names[s];
         if (f.n == 0) dino_die("%s: no readable image (%lld skipped)", ma.data_path, (long long)f.n_skipped);
         if (f.paths) check_one_line_paths(f.paths, f.n, ma.data_path);
         char path[4096], err[1024];

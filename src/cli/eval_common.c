@@ -101,6 +101,7 @@ void eval_features_from_model(const EvalModelArgs *a, const EvalModel *em, int s
         dino_die("%s: %s", a->data_path, err);
     out->d = features_dim(&em->m.vit, &fc);
     out->num_classes = dataset_num_classes(ds);
+    out->has_splits = dataset_has_splits(ds);
     dino_info("%s (%s split): %s; crop %d; %lld floats per image from %s",
               dataset_describe(ds), split ? "val" : "train", em->desc, fc.crop,
               (long long)out->d, a->pretrained_weights);

@@ -66,6 +66,7 @@ typedef struct {
     int64_t d;
     int labelled;     // every sample has a label
     int num_classes;  // from the dataset (0: unlabelled)
+    int has_splits;   // the dataset holds separate train and val images
     // With EvalModelArgs.record_paths: the file of each row (NULL for IDX and
     // CIFAR), and the unreadable files left out under skip_unreadable.
     char **paths;
