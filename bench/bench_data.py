@@ -1,7 +1,7 @@
 """Loader benchmark: dino.c's loader vs torchvision's DINO augmentation.
 
 Both produce 2x224 + 8x96 crops per image (DataAugmentationDINO as in
-SPEC §5) from the same JPEG files, with 2 workers each, in one run. There are
+docs/DINO.md §5) from the same JPEG files, with 2 workers each, in one run. There are
 no real photo collections on the build machine, so ~64 photo-like 500x375
 JPEGs are made from the real photos available (tests/fixtures/data_photo.jpg,
 plus any extra paths given with --photos): random crops, flips and colour

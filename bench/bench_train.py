@@ -1,11 +1,11 @@
 """PyTorch's side of `dino bench train`: one DINO training step as the reference
-runs it (SPEC.md §2–§4, §6), timed on synthetic multi-crop batches.
+runs it (docs/DINO.md §2–§4, §6), timed on synthetic multi-crop batches.
 
 The backbone is timm's VisionTransformer (class token, LayerNorm eps 1e-6,
 drop path, dynamic_img_size so the 96-px crops interpolate the position
 embedding); the head, the multi-crop wrapper, the loss, per-parameter
 gradient clipping, the two AdamW parameter groups, the teacher EMA and the
-centre update are written here from SPEC.md. One step = teacher forward on the
+centre update are written here from docs/DINO.md. One step = teacher forward on the
 2 global crops (no_grad), student forward on all crops, DINO loss, zero_grad,
 backward, clip_gradients, AdamW step, EMA, centre update (fp32, CPU).
 The model's dimensions come as flags; bench/run.sh passes the ones

@@ -2,7 +2,7 @@
 one GPU, as strong as plain PyTorch makes it, timed on synthetic multi-crop
 batches already on the device.
 
-Model and step follow SPEC.md (§1–§4, §6) and need only torch (no timm): a
+Model and step follow docs/DINO.md (§1–§4, §6) and need only torch (no timm): a
 ViT with class token, bicubic position-embedding interpolation for the local
 crops, LayerNorm eps 1e-6, exact GELU, stochastic depth; attention through
 F.scaled_dot_product_attention (flash / memory-efficient kernels); the DINO

@@ -1,7 +1,7 @@
 """What the two PyTorch training benchmarks share (bench/bench_train.py on
 the CPU with timm's ViT, bench/bench_train_gpu.py on a GPU with its own
 ViT): the model and recipe flags (the same names and defaults as
-`dino bench train`), the DINO loss (SPEC.md §4), the AdamW parameter groups
+`dino bench train`), the DINO loss (docs/DINO.md §4), the AdamW parameter groups
 (no weight decay on biases and norms, §6), and the analytic FLOP count of
 one step that `dino bench train` also prints. Needs only torch.
 """

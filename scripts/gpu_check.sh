@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check (issue 9), one script for a machine with an NVIDIA GPU, nvcc
+# The GPU check (docs/GPU.md), one script for a machine with an NVIDIA GPU, nvcc
 # and PyTorch (system python3; nothing is installed, nothing is downloaded):
 #   0. checks what the stages need (GPU, nvcc, the C libraries' headers,
 #      torch with CUDA, numpy) and says what is missing, in one line each,

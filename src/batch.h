@@ -1,6 +1,6 @@
 // A training batch as the loader hands it to the model: crops grouped by
 // resolution, each group one contiguous crop-major buffer, exactly the
-// concatenation the reference's MultiCropWrapper builds (SPEC §3).
+// concatenation the reference's MultiCropWrapper builds (docs/DINO.md §3).
 #ifndef DINO_BATCH_H
 #define DINO_BATCH_H
 

@@ -1,4 +1,4 @@
-// The DINO projection head (SPEC §2): an MLP (Linear-GELU-...-Linear to the
+// The DINO projection head (docs/DINO.md §2): an MLP (Linear-GELU-...-Linear to the
 // bottleneck), L2 normalisation, and a weight-normalised last layer
 // (w = g·v/||v||, per output row; g fixed at 1 when norm_last_layer).
 // BatchNorm in the head (use_bn_in_head) is not implemented.

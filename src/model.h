@@ -1,7 +1,7 @@
 // A DINO network: ViT backbone + projection head over one flat parameter
 // buffer whose table uses the reference's names ("backbone.*", "head.*").
 // The multi-crop pass runs each resolution group through the backbone once
-// and the head once over all CLS features, in crop-major order (SPEC §3); the
+// and the head once over all CLS features, in crop-major order (docs/DINO.md §3); the
 // training pass does the same in chunks of images.
 #ifndef DINO_MODEL_H
 #define DINO_MODEL_H

@@ -5,7 +5,7 @@
 // function says whether it writes or accumulates. GEMMs go through cblas with
 // the transposes folded into the call (weights are never copied), and BLAS is
 // never called from inside an OpenMP parallel region. Numerics follow PyTorch
-// (FORMATS.md B7-B9): LayerNorm with biased variance and eps inside the sqrt,
+// (docs/ENGINE.md, Numerics): LayerNorm with biased variance and eps inside the sqrt,
 // exact erf GELU, softmax attention with scale hd^-0.5, F.normalize, the old
 // weight_norm, and bicubic interpolation with align_corners=False.
 #ifndef DINO_OPS_H
@@ -27,7 +27,7 @@ void linear_backward(float *dinp, float *dw, float *db, const float *dout, const
 void linear_residual_forward(float *out, const float *res, const float *inp, const float *w,
                              const float *b, const float *scale, int B, int T, int C, int OC);
 
-// ---- patch embedding as a GEMM over unfolded patches (FORMATS.md B9) ----
+// ---- patch embedding as a GEMM over unfolded patches (docs/DINO.md §1) ----
 // cols (B·GH·GW, C·p·p) from img (B,C,H,W), GH = H/p, GW = W/p (the remainder
 // is dropped like Conv2d's floor); each row in (channel, ky, kx) order.
 void patch_unfold(float *cols, const float *img, int B, int C, int H, int W, int p);

@@ -1,4 +1,4 @@
-// The Vision Transformer backbone (SPEC §1): configuration, parameter layout,
+// The Vision Transformer backbone (docs/DINO.md §1): configuration, parameter layout,
 // forward and backward over a batch of images of one resolution. Parameters
 // live in a flat buffer described by vit_param_table; ViTWeights holds
 // pointers into such a buffer (the weights, or the gradients, which share the

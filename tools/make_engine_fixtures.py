@@ -1,6 +1,6 @@
 """Writes the reference fixtures of the engine tests (tests/test_vit.c, tests/test_model.c).
 
-The model is DINO's (SPEC.md §1-§3) written out in PyTorch: ViT with DINO's
+The model is DINO's (docs/DINO.md §1-§3) written out in PyTorch: ViT with DINO's
 interpolate_pos_encoding (bicubic, scale_factor=(n+0.1)/sqrt(N), no
 recompute_scale_factor), DINOHead with the old weight_norm, MultiCropWrapper.
 The script checks the ViT against timm's VisionTransformer where both apply
@@ -117,7 +117,7 @@ class ViT(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=1e-6)
 
     def interpolate_pos_encoding(self, x, w, h):
-        # DINO's code (SPEC §1): w, h are image dims 2 and 3.
+        # DINO's code (docs/DINO.md §1): w, h are image dims 2 and 3.
         npatch = x.shape[1] - 1
         N = self.pos_embed.shape[1] - 1
         if npatch == N and w == h:

@@ -78,7 +78,7 @@ def timm_model(sd, D, depth, heads, mlp, patch, chans, img):
 
 
 def hf_state(sd, depth, D):
-    """Our (timm/DINO) names -> Hugging Face ViTModel names (FORMATS.md A3)."""
+    """Our (timm/DINO) names -> Hugging Face ViTModel names (docs/FORMATS.md §4)."""
     h = {
         "embeddings.cls_token": sd["cls_token"],
         "embeddings.position_embeddings": sd["pos_embed"],

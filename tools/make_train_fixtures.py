@@ -1,5 +1,5 @@
 """Reference fixtures for the training code (tests/test_loss.c, test_optim.c,
-test_schedule.c, test_train_step.c), written from SPEC.md §4 and §6 with
+test_schedule.c, test_train_step.c), written from docs/DINO.md §4 and §6 with
 PyTorch and numpy as the oracle. Inputs come from fixture_io.fill so the C
 tests regenerate them instead of reading them.
 
@@ -35,9 +35,9 @@ def split_double(x):
     return np.stack([hi, mid, lo])
 
 
-# ---------------------------------------------------------------- loss (SPEC §4)
+# ---------------------------------------------------------------- loss (docs/DINO.md §4)
 class RefDINOLoss:
-    """DINOLoss as SPEC §4 describes it."""
+    """DINOLoss as docs/DINO.md §4 describes it."""
 
     def __init__(self, out_dim, ncrops, warmup_teacher_temp, teacher_temp,
                  warmup_teacher_temp_epochs, nepochs, student_temp=0.1, center_momentum=0.9,
@@ -129,9 +129,9 @@ def make_loss():
     write(os.path.join(OUT, "train_loss.bin"), out)
 
 
-# ---------------------------------------------------------------- optimizers (SPEC §6, FORMATS B6)
+# ---------------------------------------------------------------- optimizers (docs/DINO.md §6)
 class RefLARS(torch.optim.Optimizer):
-    """LARS as SPEC §6 describes DINO's utils.LARS: weight decay and the trust
+    """LARS as docs/DINO.md §6 describes DINO's utils.LARS: weight decay and the trust
     ratio only for tensors with ndim != 1, then heavy-ball momentum."""
 
     def __init__(self, params, lr=0, weight_decay=0, momentum=0.9, eta=0.001):
@@ -231,9 +231,9 @@ def make_optim():
     write(os.path.join(OUT, "train_optim.bin"), out)
 
 
-# ---------------------------------------------------------------- schedules (SPEC §6)
+# ---------------------------------------------------------------- schedules (docs/DINO.md §6)
 def cosine_scheduler(base_value, final_value, epochs, niter_per_ep, warmup_epochs=0, start_warmup_value=0):
-    """The reference's cosine_scheduler as SPEC §6 describes it."""
+    """The reference's cosine_scheduler as docs/DINO.md §6 describes it."""
     warmup = np.array([])
     wi = warmup_epochs * niter_per_ep
     if warmup_epochs > 0:
@@ -267,9 +267,9 @@ def make_schedule():
 
 
 
-# ---------------------------------------------------------------- full training steps (SPEC §4, §6)
+# ---------------------------------------------------------------- full training steps (docs/DINO.md §4, §6)
 # The tiny model is the engine fixtures' (tools/make_engine_fixtures.py: ViT,
-# DINOHead, MultiCropWrapper written from SPEC), initialised with the same
+# DINOHead, MultiCropWrapper written from docs/DINO.md), initialised with the same
 # seeded fill scheme, so tests/test_train_step.c regenerates it in C.
 STEP_CFG = dict(img=16, patch=4, dim=24, depth=2, heads=2, hidden=32, bottleneck=16, out_dim=64,
                 B=2, n_local=2, local=8, niter=2, epochs=4, lr=0.3, min_lr=1e-5, warmup_epochs=0,
@@ -369,7 +369,7 @@ def make_step(koleo=0.0, out_name="train_step.bin"):
             m = len(norms) // 2
             clip = float(np.float32((norms[m - 1] + norms[m]) / 2))
         nclipped = 0  # counted over the tensors that keep their gradient this step
-        for n_, p in student.named_parameters():  # clip_gradients (SPEC §6 step 4)
+        for n_, p in student.named_parameters():  # clip_gradients (docs/DINO.md §6)
             if p.grad is not None:
                 n = p.grad.data.norm(2)
                 # a norm this close to the threshold is clipped or not by summation order

@@ -1,5 +1,5 @@
 // `dino attention IMAGE --pretrained_weights F --out DIR`: the last block's
-// CLS attention per head, as visualize_attention.py (SPEC §10). The image is
+// CLS attention per head, as visualize_attention.py (docs/DINO.md §10). The image is
 // optionally resized (--image_size H W as Resize((H, W)), one value as
 // Resize(int) on the shorter side; bilinear like the reference; default: the
 // image's own size — the reference resizes to 480x480), normalised, cropped

@@ -1,4 +1,4 @@
-// `dino knn`: the reference's weighted k-NN evaluation (SPEC §8). Features
+// `dino knn`: the reference's weighted k-NN evaluation (docs/DINO.md §8). Features
 // come either from .npy files (--train_features/--train_labels/--val_features/
 // --val_labels, e.g. written by `dino features`) or from a model run over a
 // dataset (--pretrained_weights + --data_path, as eval_knn.py), which is

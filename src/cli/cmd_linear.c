@@ -1,4 +1,4 @@
-// `dino linear`: the reference's linear probe (SPEC §9) in its fast mode:
+// `dino linear`: the reference's linear probe (docs/DINO.md §9) in its fast mode:
 // features are computed once (from .npy files, or by running the model over
 // the dataset once with the evaluation transform) and the classifier trains
 // on them for --epochs. Prints per-epoch lines and the best validation top-1,

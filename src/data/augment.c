@@ -1,7 +1,7 @@
 // Multi-crop augmentation: parameter drawing mirrors the order and the
 // float32/double arithmetic of torchvision's RandomResizedCrop, flip,
 // RandomApply(ColorJitter), RandomGrayscale and DINO's GaussianBlur and
-// Solarization (AUGMENT.md §1-§10), but from our keyed stream, not torch's
+// Solarization (docs/AUGMENTATION.md), but from our keyed stream, not torch's
 // MT19937. Pixel operations are the Pillow-exact ones of src/image/.
 #include "data/augment.h"
 

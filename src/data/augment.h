@@ -1,4 +1,4 @@
-// DINO's multi-crop augmentation (SPEC §5, AUGMENT.md): 2 global + N local
+// DINO's multi-crop augmentation (docs/DINO.md §5, docs/AUGMENTATION.md): 2 global + N local
 // RandomResizedCrops (bicubic), flip, colour jitter, grayscale, Gaussian
 // blur, solarize (global 2), ToTensor+Normalize. Split into drawing the
 // random parameters of one crop (from a stream keyed by seed, epoch, dataset
@@ -43,7 +43,7 @@ typedef struct {
 int augment_num_crops(const AugmentConfig *cfg);
 int augment_crop_size(const AugmentConfig *cfg, int crop);
 
-// RandomResizedCrop.get_params (AUGMENT.md §2) for a W×H image with scale
+// RandomResizedCrop.get_params (docs/AUGMENTATION.md §2) for a W×H image with scale
 // range [s0, s1] and ratio (3/4, 4/3): float32 draws, half-to-even rounding,
 // 10 attempts then the centre fallback.
 void augment_rrc_params(Rng *r, int W, int H, float s0, float s1, int *i, int *j, int *h, int *w);

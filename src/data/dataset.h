@@ -1,4 +1,4 @@
-// Datasets: where images come from (SPEC §5, issue 3). One --data_path
+// Datasets: where images come from (docs/DINO.md §5). One --data_path
 // argument is recognised as an ImageFolder tree (classes = sorted sub-folder
 // names), a plain folder of images (recursive, unlabeled), a text file listing
 // paths with optional integer labels, IDX files (MNIST / Fashion-MNIST, raw or

@@ -1,6 +1,6 @@
 // In-memory datasets: IDX (MNIST, Fashion-MNIST; raw or gzip, read through
 // zlib's gzread which also passes uncompressed files through) and CIFAR-10/100
-// binary batches. FORMATS.md §A5 gives the layouts.
+// binary batches. docs/FORMATS.md §6 gives the layouts.
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-// Attention maps as the reference's visualize_attention.py (SPEC §10): the
+// Attention maps as the reference's visualize_attention.py (docs/DINO.md §10): the
 // last block's CLS-query attention over the patch keys, one map per head;
 // the threshold mask (sort ascending, normalise to sum 1, cumulative sum,
 // keep where it exceeds 1 − threshold, unsort), and the pictures: heat maps

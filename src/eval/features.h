@@ -1,4 +1,4 @@
-// Frozen-backbone features (SPEC §8, §9): runs a ViT over a dataset with the
+// Frozen-backbone features (docs/DINO.md §8, §9): runs a ViT over a dataset with the
 // evaluation transform (resize to crop·256/224 bicubic, centre crop,
 // normalise) in batches, decoding on the data loader's worker threads while
 // the forward pass runs on OpenMP/OpenBLAS, and writes one row per sample in

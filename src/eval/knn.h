@@ -1,5 +1,5 @@
 // Weighted k-nearest-neighbour classification, as the reference's
-// eval_knn.py (SPEC §8): features L2-normalised, cosine similarity, the k most
+// eval_knn.py (docs/DINO.md §8): features L2-normalised, cosine similarity, the k most
 // similar training samples each vote for their label with weight exp(sim/T),
 // top-1 and top-min(5,k) accuracy in percent. Similarities come from blocked
 // cblas_sgemm and each test row keeps a partial top-k heap, so no N×M matrix

@@ -1,4 +1,4 @@
-// The reference's linear probe (eval_linear.py, SPEC §9) on frozen features:
+// The reference's linear probe (eval_linear.py, docs/DINO.md §9) on frozen features:
 // one Linear(dim, classes) with weight N(0, 0.01) and zero bias, cross-entropy
 // loss (mean over the batch), SGD with momentum 0.9 and no dampening or
 // Nesterov, weight decay 0 by default, learning rate lr·batch/256 annealed by

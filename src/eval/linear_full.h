@@ -1,4 +1,4 @@
-// The reference's full linear-probe mode (eval_linear.py, SPEC §9): every
+// The reference's full linear-probe mode (eval_linear.py, docs/DINO.md §9): every
 // epoch the frozen backbone sees freshly augmented training images —
 // RandomResizedCrop(crop) with torchvision's defaults (scale 0.08–1, ratio
 // 3/4–4/3, bilinear), horizontal flip with p = 0.5, ToTensor, Normalize — and

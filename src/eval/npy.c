@@ -1,4 +1,4 @@
-// .npy reading and writing (see npy.h; FORMATS.md A4). The header is a
+// .npy reading and writing (see npy.h; docs/FORMATS.md §6). The header is a
 // Python dict literal; we parse exactly the three keys NumPy writes and
 // reject anything else, like NumPy's own reader.
 #include "eval/npy.h"

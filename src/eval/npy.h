@@ -1,4 +1,4 @@
-// NumPy .npy files (FORMATS.md A4): the exchange format for features and
+// NumPy .npy files (docs/FORMATS.md §6): the exchange format for features and
 // labels. Writing produces version 1.0 (2.0 for huge headers) with the header
 // padded to a multiple of 64 bytes, exactly what np.save writes. Reading
 // accepts versions 1-3, little- and big-endian float/int/uint/bool dtypes and

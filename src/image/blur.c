@@ -1,7 +1,7 @@
 // Pillow's GaussianBlur: three passes of an extended box blur (Gwosdek et al.
 // 2011) horizontally, then three vertically, each pass rounding to uint8,
 // edges replicated. The box radius and weights follow BoxBlur.c's float32
-// arithmetic (AUGMENT.md §7).
+// arithmetic (docs/AUGMENTATION.md §6).
 #include "image/ops.h"
 
 #include <math.h>

@@ -1,7 +1,7 @@
 // Pillow's colour operations as torchvision's PIL path calls them:
 // Image.blend-based ImageEnhance (Brightness, Contrast, Color), RGB->L,
 // the HSV round trip of adjust_hue, grayscale, solarize, flip, and
-// ToTensor+Normalize. Float32/double mixes follow AUGMENT.md §5-§9.
+// ToTensor+Normalize. Float32/double mixes follow docs/AUGMENTATION.md §4-§8.
 #include "image/ops.h"
 
 #include <math.h>

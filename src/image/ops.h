@@ -2,7 +2,7 @@
 // torchvision's PIL path runs for DINO: bicubic/bilinear resampling with
 // antialias, Brightness/Contrast/Color/hue, RGB->L, Gaussian (extended box)
 // blur, solarize, flip, ToTensor+Normalize. Arithmetic follows
-// /work/shared/AUGMENT.md step by step; these files are compiled with
+// docs/AUGMENTATION.md step by step; these files are compiled with
 // -ffp-contract=off so float rounding matches Pillow's builds.
 #ifndef DINO_IMAGE_OPS_H
 #define DINO_IMAGE_OPS_H

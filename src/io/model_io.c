@@ -3,7 +3,7 @@
 // names are normalised to the reference's backbone names ("blocks.0.attn.qkv.weight")
 // and DINO head names ("head.mlp.0.weight"): prefixes "module." and "backbone."
 // are removed anywhere in a key (as load_pretrained_weights does), and Hugging
-// Face names are mapped per FORMATS.md A3 with query/key/value fused into qkv.
+// Face names are mapped per docs/FORMATS.md §4 with query/key/value fused into qkv.
 // The architecture is inferred from the shapes, the model is built, and every
 // table entry is filled from exactly one tensor whose shape must agree.
 #include "io/model_io.h"

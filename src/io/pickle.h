@@ -1,5 +1,5 @@
 // A safe reader for the subset of Python's pickle that torch.save writes
-// (FORMATS.md A1): it builds an inert tree of values and never calls anything.
+// (docs/FORMATS.md §2): it builds an inert tree of values and never calls anything.
 // GLOBAL/STACK_GLOBAL must name one of a short allow-list (OrderedDict, the
 // torch tensor/parameter rebuild functions, torch storage classes,
 // argparse.Namespace, numpy scalars, dtypes and 1-D arrays (as lists),

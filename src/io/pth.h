@@ -1,4 +1,4 @@
-// Reader for PyTorch's torch.save files (FORMATS.md A1, zip format since
+// Reader for PyTorch's torch.save files (docs/FORMATS.md §2, zip format since
 // torch 1.6): the zip is opened with libzip, the root folder is taken from the
 // first entry, data.pkl is parsed by the safe pickle reader (pickle.h) and
 // tensor storages (data/<key>, STORED entries) are read on demand, checked

@@ -1,4 +1,4 @@
-// safetensors files (FORMATS.md A2): u64 header length, a JSON header (parsed
+// safetensors files (docs/FORMATS.md §3): u64 header length, a JSON header (parsed
 // with cJSON) naming each tensor's dtype, shape and byte range, then the data.
 // The reader applies the reference implementation's checks (header at most
 // 100 MB, valid UTF-8 JSON, ranges contiguous from 0 with no gap, overlap or

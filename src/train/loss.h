@@ -1,4 +1,4 @@
-// The DINO objective (SPEC §4): cross-entropy between the centred, sharpened
+// The DINO objective (docs/DINO.md §4): cross-entropy between the centred, sharpened
 // teacher distribution of each global crop and the student distribution of
 // every other crop, its gradient with respect to the student logits, the
 // teacher-temperature schedule, the centre update (split into a batch sum,

@@ -1,5 +1,5 @@
 // Optimizer arithmetic, written to round exactly as PyTorch's CPU kernels do
-// (see FORMATS.md B6): Python-double scalars are cast to float32 once,
+// (see docs/DINO.md §6): Python-double scalars are cast to float32 once,
 // `add(x, alpha=a)` and `lerp` are fused multiply-adds as in ATen's
 // vectorised kernels, bias corrections are computed in double.
 #include "train/optim.h"

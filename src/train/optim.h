@@ -1,5 +1,5 @@
 // Optimizers and the other per-step parameter updates of DINO training
-// (SPEC §6, FORMATS.md B6): AdamW with PyTorch's exact float32 arithmetic,
+// (docs/DINO.md §6): AdamW with PyTorch's exact float32 arithmetic,
 // SGD with momentum, DINO's LARS, per-tensor gradient clipping and the
 // teacher EMA. All work on flat buffers described by one ParamTable; the
 // reference's parameter groups come from ParamInfo.no_decay (group 1, weight

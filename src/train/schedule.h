@@ -1,4 +1,4 @@
-// Per-iteration schedules of DINO training (SPEC §6): the reference's
+// Per-iteration schedules of DINO training (docs/DINO.md §6): the reference's
 // cosine_scheduler — a numpy linspace warm-up (both ends included), then a
 // cosine from base to final over the remaining iterations — evaluated in
 // double exactly as numpy does, at any global iteration without building the
