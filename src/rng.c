@@ -74,3 +74,14 @@ void fixture_fill(float *x, size_t n, uint64_t seed, float lo, float hi) {
         x[i] = (float)((double)lo + ((double)hi - (double)lo) * (double)u);
     }
 }
+
+void rng_shuffle_order(Rng *r, int64_t *order, int64_t n) {
+    for (int64_t i = 0; i < n; i++) order[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(rng_uniform_double(r) * (double)(i + 1));
+        if (j > i) j = i;  // u < 1, but guard the product's rounding
+        int64_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+}

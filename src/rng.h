@@ -25,6 +25,9 @@ uint32_t rng_below(Rng *r, uint32_t n);  // uniform integer in [0, n), unbiased
 double rng_normal(Rng *r);          // standard normal (Box-Muller)
 // Normal(0, std) truncated to the absolute bounds [lo, hi], by rejection.
 float rng_trunc_normal(Rng *r, float std, float lo, float hi);
+// Sets order to 0..n-1 in a uniformly random order (Fisher-Yates, last
+// element first).
+void rng_shuffle_order(Rng *r, int64_t *order, int64_t n);
 
 // Deterministic test values: x[i] = float(lo + (hi-lo)·u_i), computed in double, with
 // u_i = (splitmix64(seed·2^32 + i) >> 40) / 2^24. tools/fixture_io.py computes

@@ -1,6 +1,5 @@
 // The `dino` subcommands: one file each in src/cli/ (cmd_<name>.c), dispatched
-// from main.c. Declared weak so that a build lists every command even while
-// one is being written; main.c reports a missing one instead of running it.
+// from main.c.
 #ifndef DINO_CLI_COMMANDS_H
 #define DINO_CLI_COMMANDS_H
 
@@ -12,7 +11,7 @@ typedef struct {
     const char *summary;
 } Command;
 
-#define DINO_COMMAND(name) int cmd_##name(int argc, char **argv) __attribute__((weak))
+#define DINO_COMMAND(name) int cmd_##name(int argc, char **argv)
 DINO_COMMAND(train);
 DINO_COMMAND(features);
 DINO_COMMAND(knn);

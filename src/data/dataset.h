@@ -10,12 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct {
-    int w, h;       // pixels
-    uint8_t *rgb;   // (h, w, 3), row-major, owned
-} Image;
-
-void image_free(Image *im);
+#include "image/image.h"
 
 typedef enum { SPLIT_TRAIN = 0, SPLIT_TEST = 1 } Split;
 

@@ -1,5 +1,6 @@
-// The Dataset structure shared by the dataset readers (dataset.c for the
-// dispatch and file-based sources, dataset_arrays.c for IDX and CIFAR).
+// The Dataset structure shared by the dataset readers (dataset_core.c for the
+// shared accessors, dataset.c for the dispatch and file-based sources,
+// dataset_arrays.c for IDX and CIFAR).
 // Not part of the public contract: code outside src/data uses dataset.h.
 #ifndef DINO_DATASET_INTERNAL_H
 #define DINO_DATASET_INTERNAL_H

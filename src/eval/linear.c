@@ -279,15 +279,12 @@ int linear_probe(const LinearConfig *cfg, const float *train_x, const int64_t *t
     res->best_top1 = -1;
     int rc = 0;
     for (int e = 0; e < cfg->epochs && rc == 0; e++) {
-        for (int64_t i = 0; i < n_train; i++) order[i] = i;
         if (cfg->shuffle) {
             Rng r;
             rng_stream(&r, cfg->seed, 0x5ff1e, (uint64_t)e, 0);
-            for (int64_t i = n_train - 1; i > 0; i--) {
-                int64_t j = (int64_t)(rng_uniform_double(&r) * (double)(i + 1));
-                if (j > i) j = i;
-                int64_t t = order[i]; order[i] = order[j]; order[j] = t;
-            }
+            rng_shuffle_order(&r, order, n_train);
+        } else {
+            for (int64_t i = 0; i < n_train; i++) order[i] = i;
         }
         float lr = (float)linear_lr_at(base_lr, e, cfg->epochs);
         double tl = linear_train_epoch(&lc, &opt, train_x, train_y, n_train, order,

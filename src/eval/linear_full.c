@@ -69,14 +69,9 @@ int linear_probe_full(const ViTConfig *cfg, const ViTWeights *w, const Dataset *
     res->best_top1 = -1;
     int rc = 0;
     for (int e = 0; e < lcfg->epochs && rc == 0; e++) {
-        for (int64_t k = 0; k < N; k++) order[k] = k;
         Rng r;
         rng_stream(&r, lcfg->seed, 0x5ff1e, (uint64_t)e, 1);
-        for (int64_t k = N - 1; k > 0; k--) {
-            int64_t m = (int64_t)(rng_uniform_double(&r) * (double)(k + 1));
-            if (m > k) m = k;
-            int64_t t = order[k]; order[k] = order[m]; order[m] = t;
-        }
+        rng_shuffle_order(&r, order, N);
         float lr = (float)linear_lr_at(base_lr, e, lcfg->epochs);
         double loss_sum = 0;
         int64_t steps = 0;

@@ -360,3 +360,10 @@ int image_write_jpeg(const char *path, const uint8_t *rgb, int w, int h, int qua
     if (fclose(f) != 0) return dino_errf(err, errlen, "%s: write error", path);
     return 0;
 }
+
+void image_free(Image *im) {
+    if (!im) return;
+    free(im->rgb);
+    im->rgb = NULL;
+    im->w = im->h = 0;
+}

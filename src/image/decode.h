@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "data/dataset.h"
+#include "image/image.h"
 
 // Pillow's MAX_IMAGE_PIXELS: larger images are refused before any pixel
 // memory is allocated (decompression bombs). The fuzz build (scripts/fuzz.sh)
