@@ -62,7 +62,7 @@ static void test_misc(const char *file) {
     CHECK(h && b && d && !memcmp(h, base, 48) && !memcmp(b, base, 48) && !memcmp(d, base, 48),
           "%s: float16, bfloat16 and float64 storages convert exactly", file);
     const PickleValue *ph = pickle_dict_get(r, "h"), *pbf = pickle_dict_get(r, "b");
-    CHECK(ph && ph->storage->st == PST_F16 && pbf && pbf->storage->st == PST_BF16,
+    CHECK(ph && ph->storage->st == DT_F16 && pbf && pbf->storage->st == DT_BF16,
           "%s: HalfStorage and BFloat16Storage recognised", file);
     float *iv = read_tensor(f, r, "i", &n);
     CHECK(iv && n == 5 && iv[4] == 4.0f, "%s: an int64 tensor", file);

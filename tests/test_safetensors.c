@@ -35,7 +35,7 @@ static void test_python_files(void) {
     CHECK(f != NULL, "safetensors written by Python opens (%s)", f ? "ok" : err);
     if (f) {
         const SafeTensor *q = safetensors_find(f, "blocks.1.attn.qkv.weight");
-        CHECK(f->n == 30 && q && q->dtype == SF_F32 && q->ndim == 2 && q->shape[0] == 192 &&
+        CHECK(f->n == 30 && q && q->dtype == DT_F32 && q->ndim == 2 && q->shape[0] == 192 &&
                   q->shape[1] == 64,
               "30 tensors; blocks.1.attn.qkv.weight is F32 [192, 64]");
         const SafeTensor *pw = safetensors_find(f, "patch_embed.proj.weight");
@@ -53,7 +53,7 @@ static void test_python_files(void) {
         int rc = t ? safetensors_read_f32(f, t, v, err, sizeof err) : -1;
         int plausible = rc == 0;
         for (int i = 0; plausible && i < 128; i++) plausible = v[i] > 0.7f && v[i] < 1.3f;
-        CHECK(t && t->dtype == SF_BF16 && plausible, "bf16 norm.weight converts to values near 1");
+        CHECK(t && t->dtype == DT_BF16 && plausible, "bf16 norm.weight converts to values near 1");
         safetensors_close(f);
     }
 }

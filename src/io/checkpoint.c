@@ -37,16 +37,9 @@
 
 _Static_assert(sizeof(float) == 4, "float must be IEEE binary32");
 
+// Bytes per element of a dtype code the native format stores; 0 for others.
 static size_t dtype_size(uint32_t dt) {
-    switch (dt) {
-        case DT_F32: return 4;
-        case DT_F16: return 2;
-        case DT_BF16: return 2;
-        case DT_I32: return 4;
-        case DT_I64: return 8;
-        case DT_U8: return 1;
-        default: return 0;
-    }
+    return dt < DT_NATIVE_COUNT ? (size_t)dtype_traits((DType)dt)->bits / 8 : 0;
 }
 
 static int host_is_little_endian(void) {

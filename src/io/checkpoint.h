@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { DT_F32 = 0, DT_F16 = 1, DT_BF16 = 2, DT_I32 = 3, DT_I64 = 4, DT_U8 = 5 } DType;
+#include "io/dtype.h"
 
 typedef struct CkptWriter CkptWriter;
 // Starts writing `path` (through path.tmp). Returns NULL and fills err on failure.

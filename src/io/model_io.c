@@ -15,7 +15,6 @@
 #include <string.h>
 
 #include "common.h"
-#include "io/half.h"
 #include "io/key_index.h"
 #include "io/pickle.h"
 #include "io/pth.h"
@@ -70,18 +69,6 @@ static const char *meta_get(const Source *s, const char *key) {
     if (s->kind == SRC_NATIVE) return ckpt_meta(s->ck, key);
     if (s->kind == SRC_SAFE) return safetensors_meta(s->sf, key);
     return NULL;
-}
-
-static const char *ckpt_dtype_name(DType t) {
-    switch (t) {
-        case DT_F32: return "float32";
-        case DT_F16: return "float16";
-        case DT_BF16: return "bfloat16";
-        case DT_I32: return "int32";
-        case DT_I64: return "int64";
-        case DT_U8: return "uint8";
-    }
-    return "?";
 }
 
 static Entry *add_entry(Source *s, const char *name) {
@@ -372,7 +359,7 @@ static int collect_pth_dict(Source *s, const PickleValue *d, char *err, size_t e
         if (pth_storage_check(s->pth, v->storage, err, errlen)) return -1;
         Entry *e = add_entry(s, k->s);
         e->pv = v;
-        e->dtype = pickle_storage_name(v->storage->st);
+        e->dtype = dtype_traits(v->storage->st)->name;
         e->ndim = v->ndim;
         for (int j = 0; j < v->ndim; j++) e->shape[j] = v->shape[j];
         e->numel = pth_tensor_numel(v);
@@ -428,7 +415,7 @@ static int source_open(Source *s, const char *path, const char *key, char *err, 
             Entry *e = add_entry(s, t->name + (with_prefix ? strlen(prefix) : 0));
             snprintf(e->orig, sizeof e->orig, "%s", t->name);
             e->ct = t;
-            e->dtype = ckpt_dtype_name(t->dtype);
+            e->dtype = dtype_traits(t->dtype)->name;
             e->ndim = t->ndim;
             memcpy(e->shape, t->shape, sizeof e->shape);
             e->numel = t->numel;
@@ -480,7 +467,7 @@ static int source_open(Source *s, const char *path, const char *key, char *err, 
             const SafeTensor *t = &s->sf->t[i];
             Entry *e = add_entry(s, t->name);
             e->st = t;
-            e->dtype = safetensors_dtype_name(t->dtype);
+            e->dtype = dtype_traits(t->dtype)->safetensors;
             e->ndim = t->ndim;
             for (int j = 0; j < t->ndim; j++) e->shape[j] = t->shape[j];
             e->numel = t->numel;
@@ -497,19 +484,6 @@ static int source_open(Source *s, const char *path, const char *key, char *err, 
     return 0;
 }
 
-static float ckpt_elem(const CkptTensor *t, size_t i) {
-    const uint8_t *p = t->data;
-    switch (t->dtype) {
-        case DT_F32: { float v; memcpy(&v, p + 4 * i, 4); return v; }
-        case DT_F16: { uint16_t v; memcpy(&v, p + 2 * i, 2); return half_to_f32(v); }
-        case DT_BF16: { uint16_t v; memcpy(&v, p + 2 * i, 2); return bf16_to_f32(v); }
-        case DT_I32: { int32_t v; memcpy(&v, p + 4 * i, 4); return (float)v; }
-        case DT_I64: { int64_t v; memcpy(&v, p + 8 * i, 8); return (float)v; }
-        case DT_U8: return (float)p[i];
-    }
-    return 0;
-}
-
 static int entry_read(Source *s, Entry *e, float *out, char *err, size_t errlen) {
     e->used = 1;
     if (e->parts[0]) {
@@ -519,8 +493,7 @@ static int entry_read(Source *s, Entry *e, float *out, char *err, size_t errlen)
         return 0;
     }
     if (e->ct) {
-        if (e->ct->dtype == DT_F32) memcpy(out, e->ct->data, e->numel * 4);
-        else for (size_t i = 0; i < e->numel; i++) out[i] = ckpt_elem(e->ct, i);
+        dtype_read_f32(e->ct->dtype, e->ct->data, out, e->numel);
         return 0;
     }
     if (e->pv) {

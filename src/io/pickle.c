@@ -169,23 +169,23 @@ enum {
 static const struct {
     const char *module, *name;
     int id;
-    PickleStorageType st;
+    DType st;
 } ALLOWED[] = {
     {"collections", "OrderedDict", G_ORDERED_DICT, 0},
     {"torch._utils", "_rebuild_tensor_v2", G_REBUILD_TENSOR_V2, 0},
     {"torch._utils", "_rebuild_tensor_v3", G_REBUILD_TENSOR_V3, 0},
     {"torch._utils", "_rebuild_parameter", G_REBUILD_PARAMETER, 0},
     {"torch._utils", "_rebuild_parameter_with_state", G_REBUILD_PARAMETER_WITH_STATE, 0},
-    {"torch", "DoubleStorage", G_STORAGE, PST_F64},
-    {"torch", "FloatStorage", G_STORAGE, PST_F32},
-    {"torch", "HalfStorage", G_STORAGE, PST_F16},
-    {"torch", "BFloat16Storage", G_STORAGE, PST_BF16},
-    {"torch", "LongStorage", G_STORAGE, PST_I64},
-    {"torch", "IntStorage", G_STORAGE, PST_I32},
-    {"torch", "ShortStorage", G_STORAGE, PST_I16},
-    {"torch", "CharStorage", G_STORAGE, PST_I8},
-    {"torch", "ByteStorage", G_STORAGE, PST_U8},
-    {"torch", "BoolStorage", G_STORAGE, PST_BOOL},
+    {"torch", "DoubleStorage", G_STORAGE, DT_F64},
+    {"torch", "FloatStorage", G_STORAGE, DT_F32},
+    {"torch", "HalfStorage", G_STORAGE, DT_F16},
+    {"torch", "BFloat16Storage", G_STORAGE, DT_BF16},
+    {"torch", "LongStorage", G_STORAGE, DT_I64},
+    {"torch", "IntStorage", G_STORAGE, DT_I32},
+    {"torch", "ShortStorage", G_STORAGE, DT_I16},
+    {"torch", "CharStorage", G_STORAGE, DT_I8},
+    {"torch", "ByteStorage", G_STORAGE, DT_U8},
+    {"torch", "BoolStorage", G_STORAGE, DT_BOOL},
     {"argparse", "Namespace", G_NAMESPACE, 0},
     {"numpy.core.multiarray", "scalar", G_NP_SCALAR, 0},
     {"numpy._core.multiarray", "scalar", G_NP_SCALAR, 0},
@@ -892,17 +892,6 @@ const PickleValue *pickle_attr(const PickleValue *obj, const char *name) {
     return pickle_dict_get(obj->state, name);
 }
 
-size_t pickle_storage_elsize(PickleStorageType t) {
-    static const size_t sz[PST_COUNT] = {8, 4, 2, 2, 8, 4, 2, 1, 1, 1};
-    return (unsigned)t < PST_COUNT ? sz[t] : 0;
-}
-
-const char *pickle_storage_name(PickleStorageType t) {
-    static const char *nm[PST_COUNT] = {"float64", "float32", "float16", "bfloat16", "int64",
-                                        "int32",   "int16",   "int8",    "uint8",    "bool"};
-    return (unsigned)t < PST_COUNT ? nm[t] : "?";
-}
-
 // ---------------------------------------------------------------- repr
 
 typedef struct {
@@ -946,7 +935,7 @@ static void repr(Out *o, const PickleValue *v, int depth) {
         case PV_GLOBAL: out(o, "<%s>", v->s); break;
         case PV_STORAGE: out(o, "<storage %s>", v->s); break;
         case PV_TENSOR: {
-            out(o, "tensor %s[", pickle_storage_name(v->storage->st));
+            out(o, "tensor %s[", dtype_traits(v->storage->st)->name);
             for (int k = 0; k < v->ndim; k++) out(o, "%s%lld", k ? ", " : "", (long long)v->shape[k]);
             out(o, "]");
             break;

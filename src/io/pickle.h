@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "io/dtype.h"
+
 typedef enum {
     PV_NONE,
     PV_BOOL,
@@ -30,14 +32,6 @@ typedef enum {
     PV_OBJECT,   // an inert instance: argparse.Namespace, numpy.dtype
 } PickleType;
 
-// Element types of torch storages.
-typedef enum {
-    PST_F64, PST_F32, PST_F16, PST_BF16, PST_I64, PST_I32, PST_I16, PST_I8, PST_U8, PST_BOOL,
-    PST_COUNT
-} PickleStorageType;
-
-size_t pickle_storage_elsize(PickleStorageType t);
-const char *pickle_storage_name(PickleStorageType t);  // "float32", ...
 
 typedef struct PickleValue PickleValue;
 struct PickleValue {
@@ -51,7 +45,7 @@ struct PickleValue {
     size_t n, cap;        // items (pairs for a dict)
     int global_id;        // PV_GLOBAL: which allow-listed name (internal)
     // PV_STORAGE
-    PickleStorageType st;
+    DType st;             // element type of the storage
     uint64_t numel;       // elements, as recorded in the persistent id
     // PV_TENSOR
     PickleValue *storage;

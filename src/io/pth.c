@@ -13,7 +13,6 @@
 #include <zlib.h>
 
 #include "common.h"
-#include "io/half.h"
 
 #define PTH_MAX_PICKLE ((zip_uint64_t)1 << 30)
 
@@ -250,10 +249,10 @@ PthFile *pth_open(const char *path, char *err, size_t errlen) {
 // filled when that product does not fit in 64 bits.
 static int storage_nbytes(const PthFile *f, const PickleValue *s, uint64_t *nbytes, char *err,
                           size_t errlen) {
-    size_t es = pickle_storage_elsize(s->st);
+    size_t es = (size_t)dtype_traits(s->st)->bits / 8;
     if (s->numel > UINT64_MAX / es) {
         dino_errf(err, errlen, "%s: storage '%s' declares %llu %s elements, more than 2^64 bytes",
-                f->path, s->s, (unsigned long long)s->numel, pickle_storage_name(s->st));
+                f->path, s->s, (unsigned long long)s->numel, dtype_traits(s->st)->name);
         return -1;
     }
     *nbytes = s->numel * es;
@@ -311,26 +310,11 @@ static const uint8_t *storage_bytes(PthFile *f, const PickleValue *s, char *err,
     return buf;
 }
 
-static float elem_f32(const uint8_t *base, PickleStorageType st, uint64_t i) {
-    switch (st) {
-        case PST_F64: { double v; memcpy(&v, base + 8 * i, 8); return (float)v; }
-        case PST_F32: { float v; memcpy(&v, base + 4 * i, 4); return v; }
-        case PST_F16: { uint16_t v; memcpy(&v, base + 2 * i, 2); return half_to_f32(v); }
-        case PST_BF16: { uint16_t v; memcpy(&v, base + 2 * i, 2); return bf16_to_f32(v); }
-        case PST_I64: { int64_t v; memcpy(&v, base + 8 * i, 8); return (float)v; }
-        case PST_I32: { int32_t v; memcpy(&v, base + 4 * i, 4); return (float)v; }
-        case PST_I16: { int16_t v; memcpy(&v, base + 2 * i, 2); return (float)v; }
-        case PST_I8: return (float)(int8_t)base[i];
-        case PST_U8: return (float)base[i];
-        default: return 0;
-    }
-}
-
 int pth_tensor_read_f32(PthFile *f, const PickleValue *t, float *out, char *err, size_t errlen) {
     DINO_ASSERT(t && t->type == PV_TENSOR);
     const PickleValue *s = t->storage;
-    if (s->st == PST_BOOL) {
-        dino_errf(err, errlen, "%s: a bool tensor cannot be read as float", f->path);
+    if (!dtype_traits(s->st)->reads_as_f32) {
+        dino_errf(err, errlen, "%s: a %s tensor cannot be read as float", f->path, dtype_traits(s->st)->name);
         return -1;
     }
     size_t numel = pth_tensor_numel(t);
@@ -346,18 +330,14 @@ int pth_tensor_read_f32(PthFile *f, const PickleValue *t, float *out, char *err,
     }
     if (contiguous) {
         uint64_t o = (uint64_t)t->offset;
-        if (s->st == PST_F32) {
-            memcpy(out, base + 4 * o, numel * 4);
-        } else {
-            for (size_t i = 0; i < numel; i++) out[i] = elem_f32(base, s->st, o + i);
-        }
+        dtype_read_f32(s->st, base + (size_t)o * (size_t)(dtype_traits(s->st)->bits / 8), out, numel);
         return 0;
     }
     int64_t idx[8] = {0};
     for (size_t i = 0; i < numel; i++) {
         uint64_t e = (uint64_t)t->offset;
         for (int k = 0; k < t->ndim; k++) e += (uint64_t)idx[k] * (uint64_t)t->stride[k];
-        out[i] = elem_f32(base, s->st, e);
+        out[i] = dtype_elem_f32(s->st, base, e);
         for (int k = t->ndim - 1; k >= 0; k--) {
             if (++idx[k] < t->shape[k]) break;
             idx[k] = 0;

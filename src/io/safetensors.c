@@ -17,22 +17,7 @@
 
 #include "common.h"
 #include "io/atomic_file.h"
-#include "io/half.h"
 
-static const struct {
-    const char *name;
-    int bits;
-} DT[SF_DTYPE_COUNT] = {
-    {"BOOL", 8},  {"U8", 8},        {"I8", 8},      {"I16", 16},         {"U16", 16},
-    {"I32", 32},  {"U32", 32},      {"I64", 64},    {"U64", 64},         {"F16", 16},
-    {"BF16", 16}, {"F32", 32},      {"F64", 64},    {"C64", 64},         {"F8_E5M2", 8},
-    {"F8_E4M3", 8}, {"F8_E8M0", 8}, {"F8_E4M3FNUZ", 8}, {"F8_E5M2FNUZ", 8}, {"F4", 4},
-    {"F6_E2M3", 6}, {"F6_E3M2", 6},
-};
-
-const char *safetensors_dtype_name(SafeDType t) {
-    return (unsigned)t < SF_DTYPE_COUNT ? DT[t].name : "?";
-}
 
 static int utf8_valid(const uint8_t *s, size_t n) {
     size_t i = 0;
@@ -181,11 +166,9 @@ SafeFile *safetensors_open(const char *path, char *err, size_t errlen) {
         const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
         if (!cJSON_IsObject(e) || !cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(off))
             FAIL("%s: tensor '%s' lacks dtype, shape or data_offsets", path, t->name);
-        int d;
-        for (d = 0; d < SF_DTYPE_COUNT; d++)
-            if (strcmp(dt->valuestring, DT[d].name) == 0) break;
-        if (d == SF_DTYPE_COUNT) FAIL("%s: tensor '%s' has unknown dtype '%s'", path, t->name, dt->valuestring);
-        t->dtype = (SafeDType)d;
+        int d = dtype_from_safetensors(dt->valuestring);
+        if (d < 0) FAIL("%s: tensor '%s' has unknown dtype '%s'", path, t->name, dt->valuestring);
+        t->dtype = (DType)d;
         int nd = cJSON_GetArraySize(sh);
         if (nd > 8) FAIL("%s: tensor '%s' has %d dimensions (at most 8 are supported)", path, t->name, nd);
         t->ndim = nd;
@@ -202,13 +185,13 @@ SafeFile *safetensors_open(const char *path, char *err, size_t errlen) {
             !json_u64(off->child->next, &t->end))
             FAIL("%s: tensor '%s' has bad data_offsets", path, t->name);
         if (t->end < t->begin) FAIL("%s: tensor '%s' ends before it begins", path, t->name);
-        uint64_t bits = (uint64_t)DT[d].bits;
+        uint64_t bits = (uint64_t)dtype_traits((DType)d)->bits;
         if (numel > UINT64_MAX / bits) FAIL("%s: tensor '%s' is impossibly large", path, t->name);
         if ((numel * bits) % 8 != 0)
             FAIL("%s: tensor '%s' does not fill a whole number of bytes", path, t->name);
         if (numel * bits / 8 != t->end - t->begin)
             FAIL("%s: tensor '%s' declares shape x %s = %llu bytes but data_offsets span %llu", path,
-                 t->name, DT[d].name, (unsigned long long)(numel * bits / 8),
+                 t->name, dtype_traits((DType)d)->safetensors, (unsigned long long)(numel * bits / 8),
                  (unsigned long long)(t->end - t->begin));
         t->numel = (size_t)numel;
     }
@@ -260,21 +243,17 @@ const char *safetensors_meta(const SafeFile *f, const char *key) {
 
 int safetensors_read_f32(const SafeFile *f, const SafeTensor *t, float *out, char *err,
                          size_t errlen) {
-    size_t es;
-    switch (t->dtype) {
-        case SF_F32: case SF_I32: case SF_U32: es = 4; break;
-        case SF_F16: case SF_BF16: case SF_I16: case SF_U16: es = 2; break;
-        case SF_F64: case SF_I64: case SF_U64: es = 8; break;
-        case SF_I8: case SF_U8: es = 1; break;
-        default:
-            dino_errf(err, errlen, "%s: tensor '%s' has dtype %s, which cannot be read as float32",
-                    f->path, t->name, DT[t->dtype].name);
-            return -1;
+    const DTypeTraits *tr = dtype_traits(t->dtype);
+    if (!tr->reads_as_f32) {
+        dino_errf(err, errlen, "%s: tensor '%s' has dtype %s, which cannot be read as float32",
+                  f->path, t->name, tr->safetensors);
+        return -1;
     }
+    size_t es = (size_t)tr->bits / 8;
     size_t nbytes = t->numel * es;
     if (nbytes == 0) return 0;
     // f32 reads straight into out; others go through a staging buffer.
-    uint8_t *buf = t->dtype == SF_F32 ? (uint8_t *)out : mallocCheck(nbytes);
+    uint8_t *buf = t->dtype == DT_F32 ? (uint8_t *)out : mallocCheck(nbytes);
     size_t got = 0;
     while (got < nbytes) {
         ssize_t r = pread(f->fd, buf + got, nbytes - got, (off_t)(f->data_start + t->begin + got));
@@ -287,26 +266,8 @@ int safetensors_read_f32(const SafeFile *f, const SafeTensor *t, float *out, cha
         }
         got += (size_t)r;
     }
-    if (t->dtype == SF_F32) return 0;
-    for (size_t i = 0; i < t->numel; i++) {
-        const uint8_t *p = buf + i * es;
-        float v = 0;
-        switch (t->dtype) {
-            case SF_F16: { uint16_t h; memcpy(&h, p, 2); v = half_to_f32(h); break; }
-            case SF_BF16: { uint16_t h; memcpy(&h, p, 2); v = bf16_to_f32(h); break; }
-            case SF_F64: { double x; memcpy(&x, p, 8); v = (float)x; break; }
-            case SF_I64: { int64_t x; memcpy(&x, p, 8); v = (float)x; break; }
-            case SF_U64: { uint64_t x; memcpy(&x, p, 8); v = (float)x; break; }
-            case SF_I32: { int32_t x; memcpy(&x, p, 4); v = (float)x; break; }
-            case SF_U32: { uint32_t x; memcpy(&x, p, 4); v = (float)x; break; }
-            case SF_I16: { int16_t x; memcpy(&x, p, 2); v = (float)x; break; }
-            case SF_U16: { uint16_t x; memcpy(&x, p, 2); v = (float)x; break; }
-            case SF_I8: v = (float)(int8_t)p[0]; break;
-            case SF_U8: v = (float)p[0]; break;
-            default: break;
-        }
-        out[i] = v;
-    }
+    if (t->dtype == DT_F32) return 0;
+    dtype_read_f32(t->dtype, buf, out, t->numel);
     free(buf);
     return 0;
 }

@@ -12,17 +12,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum {
-    SF_BOOL, SF_U8, SF_I8, SF_I16, SF_U16, SF_I32, SF_U32, SF_I64, SF_U64, SF_F16, SF_BF16,
-    SF_F32, SF_F64, SF_C64, SF_F8_E5M2, SF_F8_E4M3, SF_F8_E8M0, SF_F8_E4M3FNUZ, SF_F8_E5M2FNUZ,
-    SF_F4, SF_F6_E2M3, SF_F6_E3M2, SF_DTYPE_COUNT
-} SafeDType;
-
-const char *safetensors_dtype_name(SafeDType t);
+#include "io/dtype.h"
 
 typedef struct {
     char *name;
-    SafeDType dtype;
+    DType dtype;
     int ndim;
     int64_t shape[8];
     size_t numel;
