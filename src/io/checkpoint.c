@@ -353,19 +353,21 @@ int ckpt_is_native(const char *path) {
 
 static int has_nul(const uint8_t *p, size_t n) { return memchr(p, 0, n) != NULL; }
 
-Ckpt *ckpt_open(const char *path, char *err, size_t errlen) {
-    uint8_t *buf;
-    size_t size;
-    if (read_whole_file(path, &buf, &size, err, errlen)) return NULL;
-    Ckpt *c = callocCheck(1, sizeof *c);
-    c->buf = buf;
-    c->size = size;
-#define FAIL(...)                             \
-    do {                                      \
-        dino_errf(err, errlen, __VA_ARGS__);    \
-        ckpt_close(c);                        \
-        return NULL;                          \
+// The preamble's fields (docs/FORMATS.md §1).
+typedef struct {
+    uint32_t n_meta, n_t;
+    uint64_t header, data_offset, data_len;
+} Preamble;
+
+#define FAIL(...)                            \
+    do {                                     \
+        dino_errf(err, errlen, __VA_ARGS__); \
+        return -1;                           \
     } while (0)
+
+// Checks magic, size, checksum, version and layout before anything is parsed.
+static int check_preamble(const uint8_t *buf, size_t size, const char *path, Preamble *p,
+                          char *err, size_t errlen) {
     if (size < 8 || memcmp(buf, CKPT_MAGIC, 8) != 0)
         FAIL("%s is not a dino.c native file (wrong magic bytes)", path);
     if (!host_is_little_endian())
@@ -415,17 +417,21 @@ Ckpt *ckpt_open(const char *path, char *err, size_t errlen) {
         header - CKPT_PREAMBLE)
         FAIL("%s is corrupt: %u metadata entries and %u tensors cannot fit in a %llu-byte header",
              path, n_meta, n_t, (unsigned long long)header);
+    *p = (Preamble){n_meta, n_t, header, data_offset, data_len};
+    return 0;
+}
 
-    Cursor cu = {buf, CKPT_PREAMBLE, header, 0};
+static int read_meta(Ckpt *c, Cursor *cu, uint32_t n_meta, const char *path, char *err,
+                     size_t errlen) {
     c->keys = callocCheck(n_meta ? n_meta : 1, sizeof *c->keys);
     c->values = callocCheck(n_meta ? n_meta : 1, sizeof *c->values);
     for (uint32_t i = 0; i < n_meta; i++) {
         const uint8_t *k, *v;
-        uint32_t kl = cur_u32(&cu);
-        if (kl == 0 || kl > CKPT_MAX_KEY || cur_take(&cu, kl, &k))
+        uint32_t kl = cur_u32(cu);
+        if (kl == 0 || kl > CKPT_MAX_KEY || cur_take(cu, kl, &k))
             FAIL("%s is corrupt: metadata key %u has a bad length", path, i);
-        uint32_t vl = cur_u32(&cu);
-        if (vl > CKPT_MAX_VALUE || cur_take(&cu, vl, &v))
+        uint32_t vl = cur_u32(cu);
+        if (vl > CKPT_MAX_VALUE || cur_take(cu, vl, &v))
             FAIL("%s is corrupt: metadata value %u has a bad length", path, i);
         if (has_nul(k, kl) || has_nul(v, vl))
             FAIL("%s is corrupt: metadata entry %u contains a NUL byte", path, i);
@@ -439,52 +445,76 @@ Ckpt *ckpt_open(const char *path, char *err, size_t errlen) {
         if (key_index_add(&c->meta_index, 0, c->keys[i], kl, i) != i)
             FAIL("%s is corrupt: metadata key '%s' appears twice", path, c->keys[i]);
     }
-    c->t = callocCheck(n_t ? n_t : 1, sizeof *c->t);
+    return 0;
+}
+
+static int read_tensor_table(Ckpt *c, Cursor *cu, const Preamble *p, const char *path, char *err,
+                             size_t errlen) {
+    c->t = callocCheck(p->n_t ? p->n_t : 1, sizeof *c->t);
     uint64_t prev_end = 0;
-    for (uint32_t i = 0; i < n_t; i++) {
+    for (uint32_t i = 0; i < p->n_t; i++) {
         CkptTensor *t = &c->t[i];
         const uint8_t *nm;
-        uint32_t nl = cur_u32(&cu);
-        if (nl == 0 || nl >= sizeof t->name || cur_take(&cu, nl, &nm) || has_nul(nm, nl))
+        uint32_t nl = cur_u32(cu);
+        if (nl == 0 || nl >= sizeof t->name || cur_take(cu, nl, &nm) || has_nul(nm, nl))
             FAIL("%s is corrupt: tensor %u has a bad name length", path, i);
         memcpy(t->name, nm, nl);
         t->name[nl] = 0;
-        uint32_t dt = cur_u32(&cu);
-        uint32_t nd = cur_u32(&cu);
+        uint32_t dt = cur_u32(cu);
+        uint32_t nd = cur_u32(cu);
         size_t es = dtype_size(dt);
-        if (cu.bad || es == 0) FAIL("%s is corrupt: tensor '%s' has unknown dtype %u", path, t->name, dt);
+        if (cu->bad || es == 0) FAIL("%s is corrupt: tensor '%s' has unknown dtype %u", path, t->name, dt);
         if (nd > 8) FAIL("%s is corrupt: tensor '%s' has %u dimensions (max 8)", path, t->name, nd);
         t->dtype = (DType)dt;
         t->ndim = (int)nd;
         uint64_t numel = 1;
         for (uint32_t d = 0; d < nd; d++) {
-            uint64_t s = cur_u64(&cu);
+            uint64_t s = cur_u64(cu);
             if (s > (uint64_t)INT64_MAX || (s && numel > UINT64_MAX / s))
                 FAIL("%s is corrupt: tensor '%s' has an impossible shape", path, t->name);
             t->shape[d] = (int64_t)s;
             numel *= s;
         }
-        uint64_t off = cur_u64(&cu), nbytes = cur_u64(&cu);
-        if (cu.bad) FAIL("%s is corrupt: the tensor table runs past its header", path);
+        uint64_t off = cur_u64(cu), nbytes = cur_u64(cu);
+        if (cu->bad) FAIL("%s is corrupt: the tensor table runs past its header", path);
         if (numel > UINT64_MAX / es || numel * es != nbytes)
             FAIL("%s is corrupt: tensor '%s' has %llu bytes for its shape", path, t->name,
                  (unsigned long long)nbytes);
-        if (off % CKPT_ALIGN != 0 || off < prev_end || off > data_len || nbytes > data_len - off)
+        if (off % CKPT_ALIGN != 0 || off < prev_end || off > p->data_len || nbytes > p->data_len - off)
             FAIL("%s is corrupt: tensor '%s' lies outside the data section or overlaps another",
                  path, t->name);
         prev_end = off + nbytes;
         t->numel = (size_t)numel;
-        t->data = buf + data_offset + off;
+        t->data = c->buf + p->data_offset + off;
         c->n_t = (int)i + 1;
     }
-    if (cu.pos != header) FAIL("%s is corrupt: %llu unused header bytes", path,
-                               (unsigned long long)(header - cu.pos));
+    if (cu->pos != p->header)
+        FAIL("%s is corrupt: %llu unused header bytes", path, (unsigned long long)(p->header - cu->pos));
     for (int i = 0; i < c->n_t; i++)
         if (key_index_add(&c->tensor_index, 0, c->t[i].name, strlen(c->t[i].name), (size_t)i) !=
             (size_t)i)
             FAIL("%s is corrupt: tensor '%s' appears twice", path, c->t[i].name);
+    return 0;
+}
 #undef FAIL
+
+Ckpt *ckpt_open(const char *path, char *err, size_t errlen) {
+    uint8_t *buf;
+    size_t size;
+    if (read_whole_file(path, &buf, &size, err, errlen)) return NULL;
+    Ckpt *c = callocCheck(1, sizeof *c);
+    c->buf = buf;
+    c->size = size;
+    Preamble p;
+    Cursor cu;
+    if (check_preamble(buf, size, path, &p, err, errlen)) goto fail;
+    cu = (Cursor){buf, CKPT_PREAMBLE, p.header, 0};
+    if (read_meta(c, &cu, p.n_meta, path, err, errlen)) goto fail;
+    if (read_tensor_table(c, &cu, &p, path, err, errlen)) goto fail;
     return c;
+fail:
+    ckpt_close(c);
+    return NULL;
 }
 
 const char *ckpt_meta(const Ckpt *c, const char *key) {

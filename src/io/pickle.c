@@ -607,6 +607,9 @@ static PickleValue *tuple_from(PickleDoc *d, size_t from) {
     return t;
 }
 
+// The interpreter loop: one switch over the opcodes. Long by design (about
+// 220 lines): each case is a few lines, and keeping every opcode in one place
+// is what lets a reader check the whole allow-list at a glance.
 static void run(PickleDoc *d) {
     for (;;) {
         uint8_t op = *take(d, 1);

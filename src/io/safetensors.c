@@ -90,113 +90,74 @@ int safetensors_sniff(const char *path) {
     return len >= 2 && len <= SAFETENSORS_MAX_HEADER && (b[8] == '{' || b[8] == ' ');
 }
 
-SafeFile *safetensors_open(const char *path, char *err, size_t errlen) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) {
-        dino_errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    SafeFile *f = callocCheck(1, sizeof *f);
-    f->fd = fd;
-    f->path = strdup(path);
-    DINO_ASSERT(f->path);
-    char *hdr = NULL;
-    cJSON *root = NULL;
-    SafeTensor **order = NULL;
-#define FAIL(...)                          \
-    do {                                   \
+#define FAIL(...)                            \
+    do {                                     \
         dino_errf(err, errlen, __VA_ARGS__); \
-        goto fail;                         \
+        return -1;                           \
     } while (0)
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) FAIL("%s is not a regular file", path);
-    f->file_size = (uint64_t)st.st_size;
-    if (f->file_size < 8) FAIL("%s is not a safetensors file (shorter than 8 bytes)", path);
-    uint8_t lb[8];
-    if (pread(fd, lb, 8, 0) != 8) FAIL("cannot read %s: %s", path, strerror(errno));
-    uint64_t n = 0;
-    for (int i = 7; i >= 0; i--) n = (n << 8) | lb[i];
-    if (n > SAFETENSORS_MAX_HEADER)
-        FAIL("%s: safetensors header of %llu bytes exceeds the 100 MB limit (not a safetensors "
-             "file?)", path, (unsigned long long)n);
-    if (8 + n > f->file_size)
-        FAIL("%s is truncated: its safetensors header needs %llu bytes but the file has %llu", path,
-             (unsigned long long)(8 + n), (unsigned long long)f->file_size);
-    f->data_start = 8 + n;
-    hdr = mallocCheck(n + 1);
-    if (n && pread(fd, hdr, n, 8) != (ssize_t)n) FAIL("cannot read %s: %s", path, strerror(errno));
-    hdr[n] = 0;
-    if (!utf8_valid((const uint8_t *)hdr, n)) FAIL("%s: the safetensors header is not valid UTF-8", path);
-    if (memchr(hdr, 0, n)) FAIL("%s: the safetensors header contains a NUL byte", path);
-    const char *end = NULL;
-    root = cJSON_ParseWithLengthOpts(hdr, n, &end, 0);
-    if (!root) FAIL("%s: the safetensors header is not valid JSON", path);
-    for (const char *q = end; q && q < hdr + n; q++)
-        if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r')
-            FAIL("%s: bytes after the safetensors header's JSON", path);
-    if (!cJSON_IsObject(root)) FAIL("%s: the safetensors header is not a JSON object", path);
 
-    int count = 0;
-    for (cJSON *e = root->child; e; e = e->next) count++;
-    f->t = callocCheck((size_t)(count ? count : 1), sizeof *f->t);
-    for (cJSON *e = root->child; e; e = e->next) {
-        if (!e->string) FAIL("%s: malformed safetensors header", path);
-        if (strcmp(e->string, "__metadata__") == 0) {
-            if (f->n_meta || f->meta_key) FAIL("%s: __metadata__ appears twice", path);
-            if (!cJSON_IsObject(e)) FAIL("%s: __metadata__ is not an object", path);
-            int m = 0;
-            for (cJSON *k = e->child; k; k = k->next) m++;
-            f->meta_key = callocCheck((size_t)(m ? m : 1), sizeof(char *));
-            f->meta_value = callocCheck((size_t)(m ? m : 1), sizeof(char *));
-            for (cJSON *k = e->child; k; k = k->next) {
-                if (!cJSON_IsString(k)) FAIL("%s: __metadata__ value '%s' is not a string", path, k->string);
-                f->meta_key[f->n_meta] = strdup(k->string);
-                f->meta_value[f->n_meta] = strdup(k->valuestring);
-                f->n_meta++;
-            }
-            continue;
-        }
-        SafeTensor *t = &f->t[f->n];
-        t->name = strdup(e->string);
-        DINO_ASSERT(t->name);
-        f->n++;
-        if (!*t->name) FAIL("%s: a tensor has an empty name", path);
-        const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
-        const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
-        const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
-        if (!cJSON_IsObject(e) || !cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(off))
-            FAIL("%s: tensor '%s' lacks dtype, shape or data_offsets", path, t->name);
-        int d = dtype_from_safetensors(dt->valuestring);
-        if (d < 0) FAIL("%s: tensor '%s' has unknown dtype '%s'", path, t->name, dt->valuestring);
-        t->dtype = (DType)d;
-        int nd = cJSON_GetArraySize(sh);
-        if (nd > 8) FAIL("%s: tensor '%s' has %d dimensions (at most 8 are supported)", path, t->name, nd);
-        t->ndim = nd;
-        uint64_t numel = 1;
-        int k = 0;
-        for (const cJSON *s = sh->child; s; s = s->next, k++) {
-            uint64_t v;
-            if (!json_u64(s, &v)) FAIL("%s: tensor '%s' has a bad shape", path, t->name);
-            if (v && numel > UINT64_MAX / v) FAIL("%s: tensor '%s' has a shape that overflows", path, t->name);
-            numel *= v;
-            t->shape[k] = (int64_t)v;
-        }
-        if (cJSON_GetArraySize(off) != 2 || !json_u64(off->child, &t->begin) ||
-            !json_u64(off->child->next, &t->end))
-            FAIL("%s: tensor '%s' has bad data_offsets", path, t->name);
-        if (t->end < t->begin) FAIL("%s: tensor '%s' ends before it begins", path, t->name);
-        uint64_t bits = (uint64_t)dtype_traits((DType)d)->bits;
-        if (numel > UINT64_MAX / bits) FAIL("%s: tensor '%s' is impossibly large", path, t->name);
-        if ((numel * bits) % 8 != 0)
-            FAIL("%s: tensor '%s' does not fill a whole number of bytes", path, t->name);
-        if (numel * bits / 8 != t->end - t->begin)
-            FAIL("%s: tensor '%s' declares shape x %s = %llu bytes but data_offsets span %llu", path,
-                 t->name, dtype_traits((DType)d)->safetensors, (unsigned long long)(numel * bits / 8),
-                 (unsigned long long)(t->end - t->begin));
-        t->numel = (size_t)numel;
+// The __metadata__ object: strings to strings, once.
+static int read_metadata(SafeFile *f, const cJSON *e, const char *path, char *err, size_t errlen) {
+    if (f->n_meta || f->meta_key) FAIL("%s: __metadata__ appears twice", path);
+    if (!cJSON_IsObject(e)) FAIL("%s: __metadata__ is not an object", path);
+    int m = 0;
+    for (const cJSON *k = e->child; k; k = k->next) m++;
+    f->meta_key = callocCheck((size_t)(m ? m : 1), sizeof(char *));
+    f->meta_value = callocCheck((size_t)(m ? m : 1), sizeof(char *));
+    for (const cJSON *k = e->child; k; k = k->next) {
+        if (!cJSON_IsString(k)) FAIL("%s: __metadata__ value '%s' is not a string", path, k->string);
+        f->meta_key[f->n_meta] = strdup(k->string);
+        f->meta_value[f->n_meta] = strdup(k->valuestring);
+        f->n_meta++;
     }
-    // Contiguity, as the reference reader checks it.
-    order = mallocCheck((size_t)(f->n ? f->n : 1) * sizeof *order);
+    return 0;
+}
+
+// One tensor's entry: dtype, shape and data_offsets, whose span must be the
+// shape's bytes exactly. t->name is already set.
+static int read_tensor_entry(SafeTensor *t, const cJSON *e, const char *path, char *err,
+                             size_t errlen) {
+    if (!*t->name) FAIL("%s: a tensor has an empty name", path);
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
+    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
+    const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
+    if (!cJSON_IsObject(e) || !cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(off))
+        FAIL("%s: tensor '%s' lacks dtype, shape or data_offsets", path, t->name);
+    int d = dtype_from_safetensors(dt->valuestring);
+    if (d < 0) FAIL("%s: tensor '%s' has unknown dtype '%s'", path, t->name, dt->valuestring);
+    t->dtype = (DType)d;
+    int nd = cJSON_GetArraySize(sh);
+    if (nd > 8) FAIL("%s: tensor '%s' has %d dimensions (at most 8 are supported)", path, t->name, nd);
+    t->ndim = nd;
+    uint64_t numel = 1;
+    int k = 0;
+    for (const cJSON *s = sh->child; s; s = s->next, k++) {
+        uint64_t v;
+        if (!json_u64(s, &v)) FAIL("%s: tensor '%s' has a bad shape", path, t->name);
+        if (v && numel > UINT64_MAX / v) FAIL("%s: tensor '%s' has a shape that overflows", path, t->name);
+        numel *= v;
+        t->shape[k] = (int64_t)v;
+    }
+    if (cJSON_GetArraySize(off) != 2 || !json_u64(off->child, &t->begin) ||
+        !json_u64(off->child->next, &t->end))
+        FAIL("%s: tensor '%s' has bad data_offsets", path, t->name);
+    if (t->end < t->begin) FAIL("%s: tensor '%s' ends before it begins", path, t->name);
+    uint64_t bits = (uint64_t)dtype_traits(t->dtype)->bits;
+    if (numel > UINT64_MAX / bits) FAIL("%s: tensor '%s' is impossibly large", path, t->name);
+    if ((numel * bits) % 8 != 0)
+        FAIL("%s: tensor '%s' does not fill a whole number of bytes", path, t->name);
+    if (numel * bits / 8 != t->end - t->begin)
+        FAIL("%s: tensor '%s' declares shape x %s = %llu bytes but data_offsets span %llu", path,
+             t->name, dtype_traits(t->dtype)->safetensors, (unsigned long long)(numel * bits / 8),
+             (unsigned long long)(t->end - t->begin));
+    t->numel = (size_t)numel;
+    return 0;
+}
+
+// Unique names, and data that tiles the data section exactly, as the
+// reference reader checks it. `order` has room for f->n pointers.
+static int check_layout(const SafeFile *f, SafeTensor **order, const char *path, char *err,
+                        size_t errlen) {
     for (int i = 0; i < f->n; i++) order[i] = &f->t[i];
     qsort(order, (size_t)f->n, sizeof *order, cmp_name);
     for (int i = 1; i < f->n; i++)
@@ -216,12 +177,114 @@ SafeFile *safetensors_open(const char *path, char *err, size_t errlen) {
     if (pos != f->file_size - f->data_start)
         FAIL("%s: %llu bytes after the last tensor (not a valid safetensors file)", path,
              (unsigned long long)(f->file_size - f->data_start - pos));
+    return 0;
+}
+#undef FAIL
+
+// Reads the header's bytes: the length, then that many bytes of UTF-8 with no
+// NUL. Returns the NUL-terminated header (malloc'd) or NULL with err filled.
+static char *read_header(SafeFile *f, const char *path, uint64_t *len, char *err, size_t errlen) {
+    struct stat st;
+    if (fstat(f->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        dino_errf(err, errlen, "%s is not a regular file", path);
+        return NULL;
+    }
+    f->file_size = (uint64_t)st.st_size;
+    uint8_t lb[8];
+    if (f->file_size < 8) {
+        dino_errf(err, errlen, "%s is not a safetensors file (shorter than 8 bytes)", path);
+        return NULL;
+    }
+    if (pread(f->fd, lb, 8, 0) != 8) {
+        dino_errf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = (n << 8) | lb[i];
+    if (n > SAFETENSORS_MAX_HEADER) {
+        dino_errf(err, errlen, "%s: safetensors header of %llu bytes exceeds the 100 MB limit (not "
+                  "a safetensors file?)", path, (unsigned long long)n);
+        return NULL;
+    }
+    if (8 + n > f->file_size) {
+        dino_errf(err, errlen, "%s is truncated: its safetensors header needs %llu bytes but the "
+                  "file has %llu", path, (unsigned long long)(8 + n), (unsigned long long)f->file_size);
+        return NULL;
+    }
+    f->data_start = 8 + n;
+    char *hdr = mallocCheck(n + 1);
+    hdr[n] = 0;
+    int bad = 1;
+    if (n && pread(f->fd, hdr, n, 8) != (ssize_t)n)
+        dino_errf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+    else if (!utf8_valid((const uint8_t *)hdr, n))
+        dino_errf(err, errlen, "%s: the safetensors header is not valid UTF-8", path);
+    else if (memchr(hdr, 0, n))
+        dino_errf(err, errlen, "%s: the safetensors header contains a NUL byte", path);
+    else
+        bad = 0;
+    if (bad) {
+        free(hdr);
+        return NULL;
+    }
+    *len = n;
+    return hdr;
+}
+
+SafeFile *safetensors_open(const char *path, char *err, size_t errlen) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        dino_errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    SafeFile *f = callocCheck(1, sizeof *f);
+    f->fd = fd;
+    f->path = strdup(path);
+    DINO_ASSERT(f->path);
+    cJSON *root = NULL;
+    SafeTensor **order = NULL;
+    uint64_t n = 0;
+    char *hdr = read_header(f, path, &n, err, errlen);
+#define FAIL(...)                            \
+    do {                                     \
+        dino_errf(err, errlen, __VA_ARGS__); \
+        goto fail;                           \
+    } while (0)
+    if (!hdr) goto fail;
+    const char *end = NULL;
+    root = cJSON_ParseWithLengthOpts(hdr, n, &end, 0);
+    if (!root) FAIL("%s: the safetensors header is not valid JSON", path);
+    for (const char *q = end; q && q < hdr + n; q++)
+        if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r')
+            FAIL("%s: bytes after the safetensors header's JSON", path);
+    if (!cJSON_IsObject(root)) FAIL("%s: the safetensors header is not a JSON object", path);
+#undef FAIL
+
+    int count = 0;
+    for (cJSON *e = root->child; e; e = e->next) count++;
+    f->t = callocCheck((size_t)(count ? count : 1), sizeof *f->t);
+    for (cJSON *e = root->child; e; e = e->next) {
+        if (!e->string) {
+            dino_errf(err, errlen, "%s: malformed safetensors header", path);
+            goto fail;
+        }
+        if (strcmp(e->string, "__metadata__") == 0) {
+            if (read_metadata(f, e, path, err, errlen)) goto fail;
+            continue;
+        }
+        SafeTensor *t = &f->t[f->n];
+        t->name = strdup(e->string);
+        DINO_ASSERT(t->name);
+        f->n++;
+        if (read_tensor_entry(t, e, path, err, errlen)) goto fail;
+    }
+    order = mallocCheck((size_t)(f->n ? f->n : 1) * sizeof *order);
+    if (check_layout(f, order, path, err, errlen)) goto fail;
     free(order);
     cJSON_Delete(root);
     free(hdr);
     return f;
 fail:
-#undef FAIL
     free(order);
     cJSON_Delete(root);
     free(hdr);
