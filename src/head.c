@@ -77,14 +77,14 @@ void head_init(const HeadConfig *cfg, HeadWeights *w, uint64_t seed) {
         int in, out;
         layer_dims(cfg, i, &in, &out);
         Rng r;
-        rng_stream(&r, seed, 2, (uint64_t)idx, 0);
+        rng_stream(&r, RNG_INIT_HEAD, seed, (uint64_t)idx, 0, 0);
         for (size_t j = 0; j < (size_t)out * in; j++)
             w->mlp_w[i][j] = rng_trunc_normal(&r, 0.02f, -2.0f, 2.0f);
         memset(w->mlp_b[i], 0, (size_t)out * sizeof(float));
     }
     for (int o = 0; o < cfg->out_dim; o++) w->weight_g[o] = 1.0f;
     Rng r;
-    rng_stream(&r, seed, 2, (uint64_t)idx + 1, 0);
+    rng_stream(&r, RNG_INIT_HEAD, seed, (uint64_t)idx + 1, 0, 0);
     // nn.Linear default: kaiming_uniform(a=√5) = U(±1/√in).
     float bound = 1.0f / sqrtf((float)cfg->bottleneck);
     for (size_t j = 0; j < (size_t)cfg->out_dim * cfg->bottleneck; j++)

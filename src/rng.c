@@ -11,8 +11,9 @@ uint64_t splitmix64(uint64_t x) {
     return x ^ (x >> 31);
 }
 
-void rng_stream(Rng *r, uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
-    uint64_t k = splitmix64(seed);
+void rng_stream(Rng *r, RngDomain domain, uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
+    uint64_t k = splitmix64((uint64_t)domain * 0x9FB21C651E98DF25ull);
+    k = splitmix64(k ^ seed);
     k = splitmix64(k ^ a);
     k = splitmix64(k ^ (b * 0xD1B54A32D192ED03ull));
     k = splitmix64(k ^ (c * 0x8CB92BA72F3D8DD7ull));

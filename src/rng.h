@@ -15,8 +15,24 @@ typedef struct {
 
 uint64_t splitmix64(uint64_t x);
 
-// A stream keyed by (seed, a, b, c): distinct keys give independent streams.
-void rng_stream(Rng *r, uint64_t seed, uint64_t a, uint64_t b, uint64_t c);
+// What a stream is for: the first key of every stream, so that no two uses
+// can draw the same numbers whatever their other keys (tests/test_rng.c).
+typedef enum {
+    RNG_INIT_BACKBONE = 1,  // (parameter slot)
+    RNG_INIT_HEAD,          // (layer)
+    RNG_AUGMENT,            // (epoch, sample, crop)
+    RNG_DATA_ORDER,         // (epoch): the training loader's shuffle
+    RNG_DROP_PATH,          // (iteration, crop group, block branch)
+    RNG_LINEAR_INIT,        // the linear probe's weights
+    RNG_LINEAR_ORDER,       // (epoch, mode): the linear probe's shuffle
+    RNG_LINEAR_AUGMENT,     // (epoch, sample): the full linear probe's crops
+    RNG_TEST,               // test code's own streams
+    RNG_DOMAIN_COUNT
+} RngDomain;
+
+// A stream keyed by (domain, seed, a, b, c): distinct keys give independent
+// streams.
+void rng_stream(Rng *r, RngDomain domain, uint64_t seed, uint64_t a, uint64_t b, uint64_t c);
 uint64_t rng_u64(Rng *r);
 uint32_t rng_u32(Rng *r);
 float rng_uniform(Rng *r);          // [0,1), 24 random bits

@@ -196,7 +196,7 @@ void vit_init(const ViTConfig *cfg, ViTWeights *w, uint64_t seed) {
     for (int i = 0; i < n; i++) {
         float *x = *s[i].ptr;
         Rng r;
-        rng_stream(&r, seed, 1, (uint64_t)i, 0);  // stream: (seed, backbone, parameter index)
+        rng_stream(&r, RNG_INIT_BACKBONE, seed, (uint64_t)i, 0, 0);
         if (s[i].init == INIT_TRUNC) {
             // cls_token, pos_embed, Linear weights: trunc_normal(std .02, [-2, 2])
             for (size_t j = 0; j < s[i].numel; j++) x[j] = rng_trunc_normal(&r, 0.02f, -2.0f, 2.0f);

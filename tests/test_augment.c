@@ -171,7 +171,7 @@ static void test_rrc_fallback(void) {
     // A 1000x10 strip: no crop with ratio in [3/4, 4/3] fits in 10 tries at
     // scale >= 0.4, so the centre fallback h = H, w = round(H·4/3) = 13 is used.
     Rng r;
-    rng_stream(&r, 3, 0, 0, 0);
+    rng_stream(&r, RNG_TEST, 3, 0, 0, 0);
     int i, j, h, w, fallback = 1;
     for (int t = 0; t < 50; t++) {
         augment_rrc_params(&r, 1000, 10, 0.4f, 1.0f, &i, &j, &h, &w);

@@ -90,7 +90,7 @@ static void brute_vote(const float *sim, const int64_t *idx, int kmax, int64_t n
 
 static void random_labels(int64_t *lab, int64_t n, int nc, uint64_t seed) {
     Rng r;
-    rng_stream(&r, seed, 1, 2, 3);
+    rng_stream(&r, RNG_TEST, seed, 1, 2, 3);
     for (int64_t i = 0; i < n; i++) lab[i] = rng_below(&r, (uint32_t)nc);
 }
 
@@ -99,7 +99,7 @@ static void test_exact_ties(void) {
     const int d = 12, kmax = 200, nc = 7;
     float *tr = mallocCheck(ntr * d * sizeof(float)), *te = mallocCheck(nte * d * sizeof(float));
     Rng r;
-    rng_stream(&r, 11, 0, 0, 0);
+    rng_stream(&r, RNG_TEST, 11, 0, 0, 0);
     // Entries in {-1, -7/8, ..., 1}: products are multiples of 1/64, sums of 12 are exact.
     for (int64_t i = 0; i < ntr * d; i++) tr[i] = ((int)rng_below(&r, 17) - 8) / 8.0f;
     for (int64_t i = 0; i < nte * d; i++) te[i] = ((int)rng_below(&r, 17) - 8) / 8.0f;

@@ -18,6 +18,11 @@ static void check_fill(const Fixture *fx, const char *name, uint64_t seed, float
     free(x);
 }
 
+static int cmp_u64(const void *x, const void *y) {
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return a < b ? -1 : a > b;
+}
+
 int main(void) {
     Fixture fx = fixture_load("core_fill.dfx");
     check_fill(&fx, "fill_s0_m1_1", 0, -1.0f, 1.0f);
@@ -26,9 +31,9 @@ int main(void) {
     fixture_free(&fx);
 
     Rng a, b, c;
-    rng_stream(&a, 1, 2, 3, 4);
-    rng_stream(&b, 1, 2, 3, 4);
-    rng_stream(&c, 1, 2, 3, 5);
+    rng_stream(&a, RNG_TEST, 1, 2, 3, 4);
+    rng_stream(&b, RNG_TEST, 1, 2, 3, 4);
+    rng_stream(&c, RNG_TEST, 1, 2, 3, 5);
     int same = 1, differ = 0;
     for (int i = 0; i < 100; i++) {
         uint64_t x = rng_u64(&a), y = rng_u64(&b), z = rng_u64(&c);
@@ -38,8 +43,34 @@ int main(void) {
     CHECK(same, "equal keys give equal streams");
     CHECK(differ == 100, "a different key gives a different stream (%d/100 differ)", differ);
 
+    // Domains: every (domain, seed, a, b, c) over a grid that includes the
+    // keys the uses pass (small indices, all ones) starts differently, so
+    // e.g. the backbone init of slot i no longer replays the augmentation of
+    // sample i in epoch 1.
+    {
+        const uint64_t seeds[3] = {0, 1, 42}, keys[4] = {0, 1, 2, UINT64_MAX};
+        size_t n = 0, cap = (size_t)RNG_DOMAIN_COUNT * 3 * 64;
+        uint64_t *first = malloc(cap * sizeof *first);
+        for (int d = 1; d < RNG_DOMAIN_COUNT; d++)
+            for (int s = 0; s < 3; s++)
+                for (int i = 0; i < 64; i++) {
+                    Rng q;
+                    rng_stream(&q, (RngDomain)d, seeds[s], keys[i & 3], keys[(i >> 2) & 3], keys[i >> 4]);
+                    first[n++] = rng_u64(&q);
+                }
+        qsort(first, n, sizeof *first, cmp_u64);
+        int dup = 0;
+        for (size_t i = 1; i < n; i++) dup += first[i] == first[i - 1];
+        CHECK(dup == 0, "no two of %zu (domain, seed, keys) streams start alike (%d repeats)", n, dup);
+        free(first);
+        Rng init, aug;
+        rng_stream(&init, RNG_INIT_BACKBONE, 0, 3, 0, 0);
+        rng_stream(&aug, RNG_AUGMENT, 0, 3, 0, 0);
+        CHECK(rng_u64(&init) != rng_u64(&aug), "the same keys in two domains give two streams");
+    }
+
     Rng r;
-    rng_stream(&r, 42, 0, 0, 0);
+    rng_stream(&r, RNG_TEST, 42, 0, 0, 0);
     const int n = 200000;
     double sum = 0, sum2 = 0, nsum = 0, nsum2 = 0;
     float umin = 1, umax = 0;

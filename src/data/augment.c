@@ -114,7 +114,7 @@ void augment_draw(const AugmentConfig *cfg, int crop, int W, int H, Rng *r, Crop
 void augment_params_for(const AugmentConfig *cfg, uint64_t seed, int epoch, int64_t index,
                         int crop, int W, int H, CropParams *p) {
     Rng r;
-    rng_stream(&r, seed, (uint64_t)epoch, (uint64_t)index, (uint64_t)crop);
+    rng_stream(&r, RNG_AUGMENT, seed, (uint64_t)epoch, (uint64_t)index, (uint64_t)crop);
     augment_draw(cfg, crop, W, H, &r, p);
 }
 

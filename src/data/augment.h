@@ -49,7 +49,7 @@ int augment_crop_size(const AugmentConfig *cfg, int crop);
 void augment_rrc_params(Rng *r, int W, int H, float s0, float s1, int *i, int *j, int *h, int *w);
 // All random parameters of crop `crop`, drawn from r in the order of the reference.
 void augment_draw(const AugmentConfig *cfg, int crop, int W, int H, Rng *r, CropParams *p);
-// The keyed stream: rng_stream(seed, epoch, index, crop).
+// The keyed stream: rng_stream(RNG_AUGMENT, seed, epoch, index, crop).
 void augment_params_for(const AugmentConfig *cfg, uint64_t seed, int epoch, int64_t index,
                         int crop, int W, int H, CropParams *p);
 

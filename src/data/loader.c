@@ -71,17 +71,12 @@ void loader_config_default(LoaderConfig *cfg) {
 static void build_order(const Loader *l, int epoch, int64_t *out) {
     int64_t n = l->n;
     int64_t *perm = mallocCheck(sizeof(int64_t) * (size_t)n);
-    for (int64_t k = 0; k < n; k++) perm[k] = k;
     if (l->cfg.shuffle) {
-        // Fisher-Yates from a stream no sample uses (index = crop = all ones).
         Rng r;
-        rng_stream(&r, l->cfg.seed, (uint64_t)epoch, UINT64_MAX, UINT64_MAX);
-        for (int64_t k = n - 1; k > 0; k--) {
-            int64_t z = (int64_t)(rng_u64(&r) % (uint64_t)(k + 1));
-            int64_t t = perm[k];
-            perm[k] = perm[z];
-            perm[z] = t;
-        }
+        rng_stream(&r, RNG_DATA_ORDER, l->cfg.seed, (uint64_t)epoch, 0, 0);
+        rng_shuffle_order(&r, perm, n);
+    } else {
+        for (int64_t k = 0; k < n; k++) perm[k] = k;
     }
     // DistributedSampler: pad to per_rank·world by wrapping, take rank::world.
     for (int64_t k = 0; k < l->per_rank; k++) {

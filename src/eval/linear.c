@@ -68,7 +68,7 @@ void linear_init(LinearClassifier *lc, int dim, int num_classes, uint64_t seed) 
     lc->w = mallocCheck((size_t)dim * num_classes * sizeof(float));
     lc->b = callocCheck((size_t)num_classes, sizeof(float));
     Rng r;
-    rng_stream(&r, seed, 0x11ea7, 0, 0);
+    rng_stream(&r, RNG_LINEAR_INIT, seed, 0, 0, 0);
     for (size_t i = 0; i < (size_t)dim * num_classes; i++) lc->w[i] = (float)(0.01 * rng_normal(&r));
 }
 
@@ -281,7 +281,7 @@ int linear_probe(const LinearConfig *cfg, const float *train_x, const int64_t *t
     for (int e = 0; e < cfg->epochs && rc == 0; e++) {
         if (cfg->shuffle) {
             Rng r;
-            rng_stream(&r, cfg->seed, 0x5ff1e, (uint64_t)e, 0);
+            rng_stream(&r, RNG_LINEAR_ORDER, cfg->seed, (uint64_t)e, 0, 0);
             rng_shuffle_order(&r, order, n_train);
         } else {
             for (int64_t i = 0; i < n_train; i++) order[i] = i;

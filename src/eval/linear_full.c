@@ -14,7 +14,7 @@
 void linear_train_view(const Image *im, int crop, uint64_t seed, int epoch, int64_t index,
                        float *out) {
     Rng r;
-    rng_stream(&r, seed, 0x11ea70000ULL + (uint64_t)epoch, (uint64_t)index, 0);
+    rng_stream(&r, RNG_LINEAR_AUGMENT, seed, (uint64_t)epoch, (uint64_t)index, 0);
     int i, j, h, w;
     augment_rrc_params(&r, im->w, im->h, 0.08f, 1.0f, &i, &j, &h, &w);
     // The fallback box can overhang by a rounding pixel; keep it inside.
@@ -70,7 +70,7 @@ int linear_probe_full(const ViTConfig *cfg, const ViTWeights *w, const Dataset *
     int rc = 0;
     for (int e = 0; e < lcfg->epochs && rc == 0; e++) {
         Rng r;
-        rng_stream(&r, lcfg->seed, 0x5ff1e, (uint64_t)e, 1);
+        rng_stream(&r, RNG_LINEAR_ORDER, lcfg->seed, (uint64_t)e, 1, 0);
         rng_shuffle_order(&r, order, N);
         float lr = (float)linear_lr_at(base_lr, e, lcfg->epochs);
         double loss_sum = 0;

@@ -147,7 +147,6 @@ static void ensure_buffers(Trainer *t, const Batch *b) {
     t->acts_groups = b->n_groups;
 }
 
-#define DROP_SEED_TAG 0x64726f7070617468ull  // "droppath": streams apart from the data's
 
 void trainer_drop_scales(const TrainConfig *cfg, const ViTConfig *vit, int64_t it, int group,
                          int Bg, float *out) {
@@ -163,7 +162,7 @@ void trainer_drop_scales(const TrainConfig *cfg, const ViTConfig *vit, int64_t i
                 continue;
             }
             Rng r;
-            rng_stream(&r, (uint64_t)cfg->seed ^ DROP_SEED_TAG, (uint64_t)it, (uint64_t)group,
+            rng_stream(&r, RNG_DROP_PATH, (uint64_t)cfg->seed, (uint64_t)it, (uint64_t)group,
                        (uint64_t)(l * 2 + br));
             // mask = floor(keep + U[0,1)), output = x / keep · mask
             for (int b = 0; b < Bg; b++) o[b] = floorf(keep + rng_uniform(&r)) >= 1.0f ? 1.0f / keep : 0.0f;
