@@ -146,7 +146,7 @@ static int hf_map(char *name, size_t cap, int *part) {
             return 1;
         }
     if (starts_with(n, "pooler.") || starts_with(n, "classifier.") ||
-        strcmp(n, "embeddings.mask_token") == 0)
+        strcmp(n, "embeddings.mask_token") == 0 || starts_with(n, "rope_embeddings."))
         return 0;
     int layer, off = 0;
     if (sscanf(n, "encoder.layer.%d.%n", &layer, &off) == 1 && off > 0) {
