@@ -323,6 +323,12 @@ static void test_files(const char *dir) {
     snprintf(path, sizeof path, "%s/with_pos.safetensors", dir);
     if (!write_variant(&m, p, path, NULL, "pos_embed"))
         expect_refused(path, 0, "also a pos_embed", "storage tokens next to a learned pos_embed");
+    float *per = p + m.table.p[param_table_find(&m.table, "backbone.rope_embed.periods")].offset, keep = per[1];
+    per[1] = 0.0f;
+    snprintf(path, sizeof path, "%s/zero_period.safetensors", dir);
+    if (!write_variant(&m, p, path, NULL, NULL))
+        expect_refused(path, 0, "not a positive period", "a zero RoPE period");
+    per[1] = keep;
     expect_refused(test_fixture_path("dinov3_mlp.pth"), 2, "rope_embed.periods is for head size 16",
                    "--heads 2 against periods made for 4 heads");
     truncated_copy("dinov3_swiglu_hf.safetensors", dir, "cut.safetensors", 0.6, path, sizeof path);

@@ -1013,6 +1013,13 @@ static int load_from_source(Source *s, const ModelLoadOptions *opt, DinoModel *m
             memset(dst, 0, m->table.p[i].numel * sizeof(float));  // DINOv3 without qkv bias
         else if (entry_read(s, src[i], dst, err, errlen))
             goto fail;
+        if (!strcmp(tn, "rope_embed.periods"))
+            for (size_t j = 0; j < m->table.p[i].numel; j++)
+                if (!(dst[j] > 0 && dst[j] < 1e30f)) {  // NaN included
+                    dino_errf(err, errlen, "%s: rope_embed.periods holds %g, not a positive period", s->path,
+                              (double)dst[j]);
+                    goto fail;
+                }
     }
     // A tensor of the backbone that was not used means a model we do not
     // understand (e.g. more blocks than the numbering suggests).
