@@ -56,7 +56,35 @@ static const char *dinov2_size(int dim) {
     return NULL;
 }
 
+// DINOv3's sizes by width ("+": the SwiGLU variants S+, L+, H+; patch 16).
+static const char *dinov3_size(int dim, int swiglu) {
+    switch (dim) {
+        case 384: return swiglu ? "S+" : "S";
+        case 768: return swiglu ? NULL : "B";
+        case 1024: return swiglu ? "L+" : "L";
+        case 1280: return swiglu ? "H+" : NULL;
+        case 4096: return swiglu ? "7B" : NULL;
+    }
+    return NULL;
+}
+
+// "DINOv3 ViT-S/16, 4 storage tokens, RoPE: D=384 ...".
+static void describe_dinov3(const ViTConfig *cfg, char *buf, size_t n) {
+    const char *sz = dinov3_size(cfg->dim, cfg->swiglu);
+    char fam[64];
+    if (sz && cfg->layerscale) snprintf(fam, sizeof fam, "DINOv3 ViT-%s/%d", sz, cfg->patch);
+    else snprintf(fam, sizeof fam, "DINOv3-style ViT/%d", cfg->patch);
+    snprintf(buf, n, "%s, %d storage token%s, RoPE: D=%d depth=%d heads=%d mlp=%d%s img=%d in_chans=%d "
+             "eps=%g%s rope_base=%g", fam, cfg->n_registers, cfg->n_registers == 1 ? "" : "s", cfg->dim,
+             cfg->depth, cfg->heads, cfg->mlp_hidden, cfg->swiglu ? " (SwiGLU)" : "", cfg->img_size,
+             cfg->in_chans, (double)cfg->ln_eps, cfg->layerscale ? " layerscale" : "", (double)cfg->rope_base);
+}
+
 void vit_config_describe(const ViTConfig *cfg, char *buf, size_t n) {
+    if (cfg->rope_base > 0) {
+        describe_dinov3(cfg, buf, n);
+        return;
+    }
     if (!vit_config_is_plain(cfg)) {
         // "DINOv2 ViT-S/14 with 4 registers: D=384 ...": LayerScale marks DINOv2.
         const char *sz = dinov2_size(cfg->dim);
@@ -87,7 +115,7 @@ int vit_eval_crop(const ViTConfig *cfg) { return cfg->layerscale ? 224 : cfg->im
 
 int vit_config_is_plain(const ViTConfig *cfg) {
     return !cfg->n_registers && !cfg->layerscale && !cfg->swiglu &&
-           cfg->pos_interp == VIT_POS_INTERP_DINO;
+           cfg->pos_interp == VIT_POS_INTERP_DINO && cfg->rope_base == 0;
 }
 
 int vit_tokens(const ViTConfig *cfg, int H, int W) {
@@ -103,10 +131,13 @@ void vit_param_table(const ViTConfig *cfg, ParamTable *t, const char *prefix) {
     DINO_ASSERT(cfg->n_registers >= 0);
     int64_t D = cfg->dim, H4 = cfg->mlp_hidden, F1 = fc1_rows(cfg), g = vit_grid(cfg), p = cfg->patch;
     char name[PARAM_NAME_MAX];
+    int rope = cfg->rope_base > 0;
     param_table_add(t, prefix, "cls_token", 3, (int64_t[]){1, 1, D});
-    param_table_add(t, prefix, "pos_embed", 3, (int64_t[]){1, 1 + g * g, D});
+    if (!rope) param_table_add(t, prefix, "pos_embed", 3, (int64_t[]){1, 1 + g * g, D});
     if (cfg->n_registers)
-        param_table_add(t, prefix, "register_tokens", 3, (int64_t[]){1, cfg->n_registers, D});
+        param_table_add(t, prefix, rope ? "storage_tokens" : "register_tokens", 3,
+                        (int64_t[]){1, cfg->n_registers, D});
+    if (rope) param_table_add(t, prefix, "rope_embed.periods", 1, (int64_t[]){vit_rope_nperiods(cfg)});
     param_table_add(t, prefix, "patch_embed.proj.weight", 4, (int64_t[]){D, cfg->in_chans, p, p});
     param_table_add(t, prefix, "patch_embed.proj.bias", 1, (int64_t[]){D});
     const char *fc1 = cfg->swiglu ? "mlp.w12" : "mlp.fc1", *fc2 = cfg->swiglu ? "mlp.w3" : "mlp.fc2";
@@ -137,7 +168,7 @@ void vit_param_table(const ViTConfig *cfg, ParamTable *t, const char *prefix) {
 // Walks the parameters in table order; every caller below visits them in the
 // same order, so binding and initialisation cannot drift from the table.
 // `init` says how vit_init fills the slot.
-enum { INIT_TRUNC, INIT_CONV, INIT_ONE, INIT_ZERO };
+enum { INIT_TRUNC, INIT_CONV, INIT_ONE, INIT_ZERO, INIT_ROPE };
 typedef struct {
     float **ptr;
     size_t numel;
@@ -150,9 +181,11 @@ static int vit_slots(const ViTConfig *cfg, ViTWeights *w, ParamSlot *s) {
     size_t D = cfg->dim, H4 = cfg->mlp_hidden, F1 = fc1_rows(cfg), g = vit_grid(cfg), p = cfg->patch;
     int n = 0;
 #define SLOT(field, size, how) s[n++] = (ParamSlot){&(field), (size), (how)}
+    int rope = cfg->rope_base > 0;
     SLOT(w->cls_token, D, INIT_TRUNC);
-    SLOT(w->pos_embed, (1 + g * g) * D, INIT_TRUNC);
+    if (!rope) SLOT(w->pos_embed, (1 + g * g) * D, INIT_TRUNC);
     if (cfg->n_registers) SLOT(w->registers, (size_t)cfg->n_registers * D, INIT_TRUNC);
+    if (rope) SLOT(w->rope_periods, (size_t)vit_rope_nperiods(cfg), INIT_ROPE);
     SLOT(w->patch_w, D * cfg->in_chans * p * p, INIT_CONV);
     SLOT(w->patch_b, D, INIT_CONV);
     for (int l = 0; l < cfg->depth; l++) {
@@ -203,12 +236,72 @@ void vit_init(const ViTConfig *cfg, ViTWeights *w, uint64_t seed) {
         } else if (s[i].init == INIT_CONV) {
             // Conv2d default: kaiming_uniform(a=√5) = U(±1/√fan_in), bias the same bound.
             for (size_t j = 0; j < s[i].numel; j++) x[j] = (2.0f * rng_uniform(&r) - 1.0f) * bound;
+        } else if (s[i].init == INIT_ROPE) {
+            vit_rope_default_periods(cfg, x);
         } else if (s[i].init == INIT_ONE) {
             for (size_t j = 0; j < s[i].numel; j++) x[j] = 1.0f;  // LayerNorm weight, LayerScale
         } else {
             memset(x, 0, s[i].numel * sizeof(float));  // biases
         }
     }
+}
+
+// ---------------------------------------------------------------- RoPE
+
+int vit_rope_nperiods(const ViTConfig *cfg) { return cfg->dim / cfg->heads / 4; }
+
+// As the official RopePositionEmbedding makes them in float32:
+// base ** (2·arange(n) / (head_dim/2)).
+void vit_rope_default_periods(const ViTConfig *cfg, float *out) {
+    int n = vit_rope_nperiods(cfg);
+    float half = (float)(2 * n);
+    for (int j = 0; j < n; j++) out[j] = powf(cfg->rope_base, (float)(2 * j) / half);
+}
+
+// The sin and cos tables (Np, head_dim) of a gh x gw patch grid, as the
+// official code: patch centres (i + 0.5)/g mapped to [-1, 1] per axis
+// ("separate" normalisation), angle 2π·coord/period for the head_dim/4
+// periods, first for the row coordinate then the column, the head_dim/2
+// angles then repeated once (rotate_half pairs dimension d with d + head_dim/2).
+// No coordinate shift, jitter or rescale: those are training-time only.
+static void rope_tables(const float *periods, int nper, int gh, int gw, float *sin_t, float *cos_t) {
+    int Dh = 4 * nper;
+    const float two_pi = (float)(2.0 * M_PI);
+    for (int i = 0; i < gh; i++)
+        for (int j = 0; j < gw; j++) {
+            float c[2] = {2.0f * (((float)i + 0.5f) / (float)gh) - 1.0f,
+                          2.0f * (((float)j + 0.5f) / (float)gw) - 1.0f};
+            size_t row = ((size_t)i * gw + j) * Dh;
+            for (int d = 0; d < Dh / 2; d++) {
+                float ang = two_pi * c[d / nper] / periods[d % nper];
+                float sv = sinf(ang), cv = cosf(ang);
+                sin_t[row + d] = sin_t[row + d + Dh / 2] = sv;
+                cos_t[row + d] = cos_t[row + d + Dh / 2] = cv;
+            }
+        }
+}
+
+// Rotates the queries and keys of the patch tokens (1 .. Np of each image's
+// T; CLS and the storage tokens after them are left alone) in qkv (B, T, 3D):
+// x·cos + rotate_half(x)·sin per head, rotate_half(x) = [-x2, x1].
+static void rope_apply(float *qkv, const float *sin_t, const float *cos_t, int B, int T, int Np, int D,
+                       int NH) {
+    int Dh = D / NH, h2 = Dh / 2;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int p = 0; p < Np; p++) {
+            float *row = qkv + ((size_t)b * T + 1 + p) * 3 * D;
+            const float *sn = sin_t + (size_t)p * Dh, *cs = cos_t + (size_t)p * Dh;
+            for (int qk = 0; qk < 2; qk++)
+                for (int h = 0; h < NH; h++) {
+                    float *x = row + (size_t)qk * D + (size_t)h * Dh;
+                    for (int d = 0; d < h2; d++) {
+                        float x1 = x[d], x2 = x[d + h2];
+                        x[d] = x1 * cs[d] - x2 * sn[d];
+                        x[d + h2] = x2 * cs[d + h2] + x1 * sn[d + h2];
+                    }
+                }
+        }
 }
 
 // ---------------------------------------------------------------- position embedding
@@ -291,7 +384,8 @@ struct ViTActs {
     float *mem;     // every buffer below is carved out of this block
     int owns_mem;   // 0: the caller's (vit_acts_create_in)
     float *cols;    // (B·Np, C·p·p) unfolded patches
-    float *pos;     // (T, D) position embedding for this size
+    float *pos;     // (T, D) position embedding for this size (unused with RoPE)
+    float *rope_sin, *rope_cos;  // RoPE: (Np, head_dim) tables for this size, or NULL
     float *res;     // nslots × (B,T,D): residual stream (train: every block input + output)
     float *mid;     // train: depth × (B,T,D) stream after the attention branch
     float *ln;                 // (B,T,D) LayerNorm output, shared (recomputed in backward)
@@ -331,7 +425,7 @@ static void acts_layout(ViTActs *a, const ViTConfig *cfg, int B, int H, int W, i
                         Carve *c) {
     DINO_ASSERT(mode == VIT_ACTS_INFER || mode == VIT_ACTS_TRAIN || mode == VIT_ACTS_TRAIN_LEAN);
     int train = mode != VIT_ACTS_INFER;
-    DINO_ASSERT(!train || vit_config_is_plain(cfg));  // DINOv2's options are inference only
+    DINO_ASSERT(!train || vit_config_is_plain(cfg));  // DINOv2's and DINOv3's options are inference only
     a->att_blocks = mode == VIT_ACTS_TRAIN ? cfg->depth : 1;
     a->Bmax = a->B = B;
     a->H = H;
@@ -365,6 +459,10 @@ static void acts_layout(ViTActs *a, const ViTConfig *cfg, int B, int H, int W, i
     a->drop = carve(c, (size_t)2 * cfg->depth * B);
     if (a->R) a->regs = carve(c, (size_t)B * a->R * a->D);
     if (cfg->swiglu) a->glu = carve(c, BT * a->H4);
+    if (cfg->rope_base > 0) {
+        a->rope_sin = carve(c, (size_t)a->Np * (a->D / a->NH));
+        a->rope_cos = carve(c, (size_t)a->Np * (a->D / a->NH));
+    }
     if (train) {
         a->mid = carve(c, L * btd);
         a->stats1 = carve(c, L * 2 * BT);
@@ -486,9 +584,12 @@ void vit_forward(const ViTConfig *cfg, const ViTWeights *w, ViTActs *a, const fl
     patch_unfold(a->cols, images, B, cfg->in_chans, a->H, a->W, cfg->patch);
     float *tok = a->atty;  // (B·Np, D) scratch; atty is rewritten by block 0
     PROF(PROF_PATCH, linear_forward(tok, a->cols, w->patch_w, w->patch_b, B * Np, a->CPP, D));
-    vit_interpolate_pos(cfg, w->pos_embed, a->H, a->W, a->pos);
+    int rope = cfg->rope_base > 0;
+    if (rope) rope_tables(w->rope_periods, vit_rope_nperiods(cfg), a->H / cfg->patch, a->W / cfg->patch,
+                          a->rope_sin, a->rope_cos);
+    else vit_interpolate_pos(cfg, w->pos_embed, a->H, a->W, a->pos);
     float *x0 = slot(a, 0);
-    const float *pos = a->pos;
+    const float *pos = rope ? NULL : a->pos;
 #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
@@ -498,6 +599,10 @@ void vit_forward(const ViTConfig *cfg, const ViTWeights *w, ViTActs *a, const fl
                 continue;
             }
             const float *src = t == 0 ? w->cls_token : tok + ((size_t)b * Np + t - 1) * D;
+            if (!pos) {  // RoPE: positions enter in attention
+                memcpy(dst, src, (size_t)D * sizeof(float));
+                continue;
+            }
             const float *pe = pos + (size_t)t * D;
             for (int j = 0; j < D; j++) dst[j] = src[j] + pe[j];
         }
@@ -519,6 +624,7 @@ void vit_forward(const ViTConfig *cfg, const ViTWeights *w, ViTActs *a, const fl
         PROF(PROF_LN, layernorm_forward(ln1, m1, m1 ? m1 + BT : NULL, xin, w->blocks[l].ln1_w,
                           w->blocks[l].ln1_b, (int)BT, D, eps));
         PROF(PROF_QKV, linear_forward(qkv, ln1, w->blocks[l].qkv_w, w->blocks[l].qkv_b, (int)BT, D, 3 * D));
+        if (rope) PROF(PROF_ATTN, rope_apply(qkv, a->rope_sin, a->rope_cos, B, T, Np, D, NH));
         // Inference keeps only the last block's probabilities (vit_last_attention).
         float *att = a->train || l == L - 1 ? att_of(a, l) : NULL;
         PROF(PROF_ATTN, attention_forward(atty, att, qkv, B, T, D, NH));

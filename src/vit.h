@@ -28,6 +28,11 @@ typedef struct {
     int layerscale;      // per-channel gains blocks.i.ls1/ls2.gamma on both branches
     int swiglu;          // SwiGLU MLP: mlp.w12 (2·mlp_hidden, D), mlp.w3 (D, mlp_hidden)
     int pos_interp;      // VIT_POS_INTERP_*: how pos_embed is resized
+    // DINOv3 (docs/ENGINE.md), 0 otherwise; inference only: > 0 gives axial
+    // 2D RoPE on the patch tokens' queries and keys with periods
+    // rope_embed.periods (base^(2j/(head_dim/2)) as made), no pos_embed, and
+    // the extra tokens named storage_tokens.
+    float rope_base;
 } ViTConfig;
 
 // Position-embedding resizing: DINO's and official DINOv2's scale factor
@@ -35,8 +40,8 @@ typedef struct {
 // output size with antialiasing (PyTorch's separable antialiased bicubic).
 enum { VIT_POS_INTERP_DINO = 0, VIT_POS_INTERP_SIZE = 1, VIT_POS_INTERP_SIZE_AA = 2 };
 
-// 1 when the configuration uses none of the DINOv2 options (what training
-// and the CUDA engine support).
+// 1 when the configuration uses none of the DINOv2/DINOv3 options (what
+// training and the CUDA engine support).
 int vit_config_is_plain(const ViTConfig *cfg);
 
 // Presets "vit_tiny", "vit_small", "vit_base" (and "deit_*" aliases) with the
@@ -45,6 +50,10 @@ int vit_config_preset(ViTConfig *cfg, const char *arch, int patch);
 // A one-line description ("vit_small/16: D=384 depth=12 heads=6 ...").
 void vit_config_describe(const ViTConfig *cfg, char *buf, size_t n);
 int vit_grid(const ViTConfig *cfg);  // img_size / patch
+// RoPE: how many periods (head_dim/4), and the ones the official code makes
+// from rope_base (float32, base^(2j/(head_dim/2))).
+int vit_rope_nperiods(const ViTConfig *cfg);
+void vit_rope_default_periods(const ViTConfig *cfg, float *out);
 // The evaluation crop when none is given: img_size, but 224 for DINOv2's
 // LayerScale models (made for 518 px, evaluated at 224 by dinov2/eval).
 int vit_eval_crop(const ViTConfig *cfg);
@@ -55,12 +64,15 @@ int vit_tokens(const ViTConfig *cfg, int H, int W);
 // Appends the backbone's entries in the reference state_dict order
 // (cls_token, pos_embed, [register_tokens], patch_embed.proj.{weight,bias},
 // blocks.i.* [with ls1.gamma after attn.proj, ls2.gamma after the MLP], norm.*).
+// With RoPE: cls_token, [storage_tokens], rope_embed.periods (head_dim/4),
+// then as above.
 void vit_param_table(const ViTConfig *cfg, ParamTable *t, const char *prefix);
 
 typedef struct {
     float *cls_token;   // (D)
-    float *pos_embed;   // (1 + grid², D)
+    float *pos_embed;   // (1 + grid², D); NULL with RoPE
     float *registers;   // (n_registers, D), or NULL
+    float *rope_periods;  // (head_dim/4) with RoPE, or NULL
     float *patch_w;     // (D, C·p·p): Conv2d weight viewed as a matrix
     float *patch_b;     // (D)
     struct {

@@ -72,8 +72,9 @@ int cmd_attention(int argc, char **argv) {
            threshold > 0 ? " mask_th*.png," : "");
     // vit_last_attention has dropped the registers' rows and columns.
     if (cfg->n_registers)
-        printf("the model has %d registers: the maps are CLS attention to patch tokens only, the "
-               "register columns dropped\n", cfg->n_registers);
+        printf("the model has %d %s: the maps are CLS attention to patch tokens only, the "
+               "%s columns dropped\n", cfg->n_registers, cfg->rope_base > 0 ? "storage tokens" : "registers",
+               cfg->rope_base > 0 ? "storage-token" : "register");
     free(maps);
     attention_input_free(&in);
     eval_model_free(&em);

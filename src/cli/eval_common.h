@@ -36,7 +36,7 @@ void eval_model_args_default(EvalModelArgs *a);
     {"checkpoint_key", ARG_STRING, &(ma).checkpoint_key, "teacher or student, for training checkpoints"}, \
     {"arch", ARG_STRING, &(ma).arch, "expected architecture (vit_tiny/small/base); default: the file's"}, \
     {"patch_size", ARG_INT, &(ma).patch_size, "expected patch size (0: the file's)", ARG_RANGE(0, ARG_MAX_PATCH)}, \
-    {"heads", ARG_INT, &(ma).heads, "attention heads, for files that do not record them (0: dim/64)", ARG_RANGE(0, ARG_MAX_HEADS)}
+    {"heads", ARG_INT, &(ma).heads, "attention heads, for files that do not record them (0: dim/64; DINOv3: from rope_embed.periods)", ARG_RANGE(0, ARG_MAX_HEADS)}
 
 #define EVAL_MODEL_ARG_SPECS(ma)                                                                  \
     EVAL_MODEL_FILE_ARG_SPECS(ma),                                                                \

@@ -34,8 +34,8 @@ extern "C" CudaFeatures *cuda_features_create(const ViTConfig *cfg, const ViTWei
                                               size_t errlen) {
     if (cuda_require_device(err, errlen) < 0) return NULL;
     if (!vit_config_is_plain(cfg)) {
-        dino_errf(err, errlen, "--device cuda runs DINO's ViT only; this model's DINOv2 options "
-                  "(registers, LayerScale, SwiGLU, position-embedding resize) run on the CPU");
+        dino_errf(err, errlen, "--device cuda runs DINO's ViT only; this model's DINOv2/DINOv3 options "
+                  "(registers, LayerScale, SwiGLU, position-embedding resize, RoPE) run on the CPU");
         return NULL;
     }
     int keep = cfg->depth < VIT_CUDA_KEEP_LAST ? cfg->depth : VIT_CUDA_KEEP_LAST;

@@ -35,8 +35,11 @@ struct Entry {
     const CkptTensor *ct;
     const PickleValue *pv;
     const SafeTensor *st;
-    Entry *parts[3];  // a fused qkv: query, key, value
+    Entry *parts[3];  // a fused qkv: query, key, value (DINOv3: a missing key bias reads as 0);
+                      // a fused SwiGLU w12: w1 (gate), w2 (up)
+    int nparts;
     int is_part;      // consumed through a fused entry
+    int mask_at;      // DINOv3: 1 + index of the bias_mask multiplied into this bias, or 0
     int used;
 };
 
@@ -50,6 +53,8 @@ typedef struct {
     int n, cap;
     int hf;               // Hugging Face names were mapped
     int hf_dinov2;        // ... of a Dinov2Model (LayerScale or registers seen)
+    int hf_dinov3;        // ... of a DINOv3ViTModel
+    int dinov3;           // a DINOv3 file (RoPE, storage tokens), official or Hugging Face
     int pos_no_cls;       // timm's DINOv2 with registers: pos_embed has no CLS row
     const char *key;      // the checkpoint key that was selected, or NULL
     const PickleValue *dict;  // pth: the selected dict
@@ -107,6 +112,7 @@ static int hf_map(char *name, size_t cap, int *part) {
     *part = -1;
     if (starts_with(n, "vit.")) n += 4;
     else if (starts_with(n, "dinov2.")) n += 7;  // Dinov2ForImageClassification's backbone
+    else if (starts_with(n, "model.layer.")) n += 6;  // DINOv3ViTModel's modules (the hub has layer.N)
     static const char *const fixed[][2] = {
         {"embeddings.cls_token", "cls_token"},
         {"embeddings.register_tokens", "register_tokens"},
@@ -115,6 +121,11 @@ static int hf_map(char *name, size_t cap, int *part) {
         {"embeddings.patch_embeddings.projection.bias", "patch_embed.proj.bias"},
         {"layernorm.weight", "norm.weight"},
         {"layernorm.bias", "norm.bias"},
+        // DINOv3ViTModel: a bare Conv2d and the official final-norm name.
+        {"embeddings.patch_embeddings.weight", "patch_embed.proj.weight"},
+        {"embeddings.patch_embeddings.bias", "patch_embed.proj.bias"},
+        {"norm.weight", "norm.weight"},
+        {"norm.bias", "norm.bias"},
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (strcmp(n, fixed[i][0]) == 0) {
@@ -122,11 +133,12 @@ static int hf_map(char *name, size_t cap, int *part) {
             return 1;
         }
     if (starts_with(n, "pooler.") || starts_with(n, "classifier.") ||
-        strcmp(n, "embeddings.mask_token") == 0)
+        strcmp(n, "embeddings.mask_token") == 0 || starts_with(n, "rope_embeddings."))
         return 0;
     int layer, off = 0;
     if (sscanf(n, "encoder.layer.%d.%n", &layer, &off) == 1 && off > 0) {
     } else if (sscanf(n, "layers.%d.%n", &layer, &off) == 1 && off > 0) {
+    } else if (sscanf(n, "layer.%d.%n", &layer, &off) == 1 && off > 0) {
     } else {
         return -1;
     }
@@ -143,6 +155,10 @@ static int hf_map(char *name, size_t cap, int *part) {
         {"norm1.", "norm1."},                          {"norm2.", "norm2."},
         {"layer_scale1.", "ls1."},                     {"layer_scale2.", "ls2."},
         {"mlp.weights_in.", "mlp.w12."},               {"mlp.weights_out.", "mlp.w3."},
+        // DINOv3: up/down, and SwiGLU's gate (w1); with a gate, up is w2 and
+        // down w3 (map_hf_names renames them).
+        {"mlp.up_proj.", "mlp.fc1."},                  {"mlp.down_proj.", "mlp.fc2."},
+        {"mlp.gate_proj.", "mlp.w12.#0"},
     };
     for (size_t i = 0; i < sizeof blk / sizeof blk[0]; i++) {
         if (!starts_with(rest, blk[i][0])) continue;
@@ -153,7 +169,7 @@ static int hf_map(char *name, size_t cap, int *part) {
         const char *hash = strchr(to, '#');
         if (hash) {
             *part = hash[1] - '0';
-            snprintf(tmp, sizeof tmp, "blocks.%d.attn.qkv.%s", layer, leaf);
+            snprintf(tmp, sizeof tmp, "blocks.%d.%.*s%s", layer, (int)(hash - to), to, leaf);
         } else {
             snprintf(tmp, sizeof tmp, "blocks.%d.%s%s", layer, to, leaf);
         }
@@ -163,17 +179,27 @@ static int hf_map(char *name, size_t cap, int *part) {
     return -1;
 }
 
+// DINOv3ViTModel's own names: its bare patch Conv2d, its layer.N / model.layer.N blocks.
+static int is_hf_dinov3_name(const char *n) {
+    return !strcmp(n, "embeddings.patch_embeddings.weight") || starts_with(n, "model.layer.") ||
+           (starts_with(n, "layer.") && n[6] >= '0' && n[6] <= '9');
+}
+
 static int is_hf_name(const char *n) {
     if (starts_with(n, "vit.")) n += 4;
     else if (starts_with(n, "dinov2.")) n += 7;
     return starts_with(n, "embeddings.") || starts_with(n, "encoder.layer.") ||
-           (starts_with(n, "layers.") && strstr(n, "attention.")) ;
+           (starts_with(n, "layers.") && strstr(n, "attention.")) || is_hf_dinov3_name(n);
 }
 
-// Pairs every query part "X#0" with its key and value parts "X#1" and "X#2"
-// (the last of each when a name repeats) and checks that the three agree.
-// Writes one triple of entry indices per query into trip; returns how many,
-// or -1 with err filled.
+// Parts per fused tensor: SwiGLU's w12 has two (w1, w2), qkv three.
+static int parts_of(const char *base) { return strstr(base, "mlp.w12.") ? 2 : 3; }
+
+// Pairs every first part "X#0" (a query, SwiGLU's w1) with the others "X#1"
+// and "X#2" (the last of each when a name repeats) and checks that they
+// agree. A DINOv3 file may lack the key bias (Hugging Face's k_proj has
+// none): that part stays -1 and reads as zeros. Writes one triple of entry
+// indices per first part into trip; returns how many, or -1 with err filled.
 static int match_qkv_parts(Source *s, int (*trip)[3], char *err, size_t errlen) {
     KeyIndex parts = {0};
     // Added from the end: the first add of a name wins, so this keeps the last.
@@ -186,18 +212,21 @@ static int match_qkv_parts(Source *s, int (*trip)[3], char *err, size_t errlen) 
         if (!q->is_part || l < 2 || strcmp(q->name + l - 2, "#0")) continue;
         char base[160], nm[sizeof base + 16];
         snprintf(base, sizeof base, "%.*s", (int)(l - 2), q->name);
-        int at[3] = {i, -1, -1};
-        for (int k = 1; k < 3; k++) {
+        int at[3] = {i, -1, -1}, np = parts_of(base);
+        for (int k = 1; k < np; k++) {
             snprintf(nm, sizeof nm, "%s#%d", base, k);
             size_t j = key_index_get(&parts, 0, nm, strlen(nm));
             if (j != KEY_INDEX_NONE) at[k] = (int)j;
         }
-        if (at[1] < 0 || at[2] < 0) {
-            dino_errf(err, errlen, "%s: %s has a query without its key or value", s->path, base);
+        int no_key_bias = s->dinov3 && at[1] < 0 && at[2] >= 0 && np == 3 && strstr(base, ".bias");
+        if ((at[1] < 0 && !no_key_bias) || (np == 3 && at[2] < 0)) {
+            dino_errf(err, errlen, "%s: %s has a %s without its %s", s->path, base, np == 3 ? "query" : "gate",
+                      np == 3 ? "key or value" : "up projection");
             nt = -1;
             break;
         }
-        for (int k = 1; k < 3 && nt >= 0; k++) {
+        for (int k = 1; k < np && nt >= 0; k++) {
+            if (at[k] < 0) continue;
             const Entry *p = &s->e[at[k]];
             if (p->ndim != q->ndim || p->numel != q->numel || memcmp(p->shape, q->shape, sizeof q->shape)) {
                 dino_errf(err, errlen, "%s: query, key and value of %s differ in shape", s->path, base);
@@ -215,25 +244,30 @@ static int match_qkv_parts(Source *s, int (*trip)[3], char *err, size_t errlen) 
     return nt;
 }
 
-// Appends the fused qkv entry of one query/key/value triple: rows [q; k; v].
+// Appends the fused entry of one query/key/value triple, rows [q; k; v]
+// (or of SwiGLU's w1/w2 pair, rows [w1; w2]).
 static void add_fused(Source *s, const int trip[3]) {
     const char *qname = s->e[trip[0]].name;
     char base[160];
     snprintf(base, sizeof base, "%.*s", (int)(strlen(qname) - 2), qname);
     Entry *f = add_entry(s, base);  // may move s->e
     const Entry *Q = &s->e[trip[0]];
-    snprintf(f->orig, sizeof f->orig, "%.140s (+ key, value)", Q->orig);
+    int np = parts_of(base);
+    snprintf(f->orig, sizeof f->orig, "%.140s %s", Q->orig, np == 3 ? "(+ key, value)" : "(+ w2)");
     f->dtype = Q->dtype;
     f->ndim = Q->ndim;
     memcpy(f->shape, Q->shape, sizeof f->shape);
-    f->shape[0] *= 3;
-    f->numel = 3 * Q->numel;
-    for (int k = 0; k < 3; k++)
-        f->parts[k] = (Entry *)(intptr_t)(trip[k] + 1);  // indices until the array stops moving
+    f->shape[0] *= np;
+    f->numel = (size_t)np * Q->numel;
+    f->nparts = np;
+    for (int k = 0; k < np; k++)  // indices until the array stops moving; 0: a zero part
+        f->parts[k] = (Entry *)(intptr_t)(trip[k] + 1);
 }
 
-// Maps Hugging Face names (dropping those with no backbone meaning) and
-// fuses query/key/value into qkv.
+static void rename_in_blocks(Source *s, const char *from, const char *to);
+
+// Maps Hugging Face names (dropping those with no backbone meaning), marking
+// query/key/value (and DINOv3's SwiGLU gate/up) as parts for fuse_parts.
 static int map_hf_names(Source *s, char *err, size_t errlen) {
     s->hf = 1;
     int kept = 0;
@@ -247,7 +281,8 @@ static int map_hf_names(Source *s, char *err, size_t errlen) {
                     "(not a supported model)", s->path, e->orig);
             return -1;
         }
-        if (strstr(e->name, ".ls1.") || !strcmp(e->name, "register_tokens")) s->hf_dinov2 = 1;
+        if (!s->hf_dinov3 && (strstr(e->name, ".ls1.") || !strcmp(e->name, "register_tokens"))) s->hf_dinov2 = 1;
+        if (s->hf_dinov3 && !strcmp(e->name, "register_tokens")) snprintf(e->name, sizeof e->name, "storage_tokens");
         if (part >= 0) {
             size_t l = strlen(e->name);
             snprintf(e->name + l, sizeof e->name - l, "#%d", part);
@@ -256,6 +291,27 @@ static int map_hf_names(Source *s, char *err, size_t errlen) {
         s->e[kept++] = *e;
     }
     s->n = kept;
+    // DINOv3's SwiGLU: with a gate (w1), up_proj is w2 and down_proj w3.
+    int gated = 0;
+    for (int i = 0; s->hf_dinov3 && i < s->n; i++) gated |= strstr(s->e[i].name, ".mlp.w12.") != NULL;
+    if (gated) {
+        for (int i = 0; i < s->n; i++) {
+            char *n = s->e[i].name, *at = strstr(n, ".mlp.fc1.");
+            if (at) {
+                char leaf[64];
+                snprintf(leaf, sizeof leaf, "%s", at + 9);
+                snprintf(at, sizeof s->e[i].name - (size_t)(at - n), ".mlp.w12.%s#1", leaf);
+                s->e[i].is_part = 1;
+            }
+        }
+        rename_in_blocks(s, "mlp.fc2.", "mlp.w3.");
+    }
+    return 0;
+}
+
+// Fuses the parts marked "#k" (query/key/value; SwiGLU's w1/w2) into one
+// entry each.
+static int fuse_parts(Source *s, char *err, size_t errlen) {
     int (*trip)[3] = mallocCheck((size_t)(s->n ? s->n : 1) * sizeof *trip);
     int nt = match_qkv_parts(s, trip, err, errlen);
     for (int t = 0; t < nt; t++) add_fused(s, trip[t]);
@@ -264,6 +320,43 @@ static int map_hf_names(Source *s, char *err, size_t errlen) {
     for (int i = 0; i < s->n; i++)
         for (int k = 0; k < 3; k++)
             if (s->e[i].parts[k]) s->e[i].parts[k] = &s->e[(intptr_t)s->e[i].parts[k] - 1];
+    return 0;
+}
+
+// The official DINOv3 SwiGLU's separate w1 (gate) and w2 (up) as parts of w12.
+static void map_dinov3_official(Source *s) {
+    for (int i = 0; i < s->n; i++) {
+        char *n = s->e[i].name;
+        int blk, off = 0;
+        if (sscanf(n, "blocks.%d.%n", &blk, &off) != 1 || off == 0) continue;
+        int k = starts_with(n + off, "mlp.w1.") ? 0 : starts_with(n + off, "mlp.w2.") ? 1 : -1;
+        if (k < 0) continue;
+        char tmp[160];
+        snprintf(tmp, sizeof tmp, "blocks.%d.mlp.w12.%s#%d", blk, n + off + 7, k);
+        snprintf(n, sizeof s->e[i].name, "%s", tmp);
+        s->e[i].is_part = 1;
+    }
+}
+
+// mask_k_bias: each blocks.i.attn.qkv.bias_mask is multiplied into its bias
+// when read (the official forward uses bias·bias_mask).
+static int link_bias_masks(Source *s, char *err, size_t errlen) {
+    for (int i = 0; i < s->n; i++) {
+        const char *n = s->e[i].name;
+        size_t l = strlen(n);
+        if (l < 5 || strcmp(n + l - 5, "_mask") || !strstr(n, ".attn.qkv.bias_mask")) continue;
+        char bias[160];
+        snprintf(bias, sizeof bias, "%.*s", (int)(l - 5), n);
+        Entry *b = find(s, bias);
+        if (!b) continue;  // no bias, nothing to mask (left unused: refused as an unknown tensor)
+        if (b->numel != s->e[i].numel) {
+            dino_errf(err, errlen, "%s: %s has %zu values for a bias of %zu", s->path, s->e[i].orig,
+                      s->e[i].numel, b->numel);
+            return -1;
+        }
+        b->mask_at = i + 1;
+        s->e[i].used = 1;
+    }
     return 0;
 }
 
@@ -328,8 +421,18 @@ static int normalise(Source *s, char *err, size_t errlen) {
         unchunk(s->e[i].name);
         if (is_hf_name(s->e[i].name)) hf = 1;
     }
+    // DINOv3: storage tokens or RoPE periods (official and ours), its Hugging
+    // Face names, or our metadata.
+    for (int i = 0; i < s->n; i++) {
+        const char *n = s->e[i].name;
+        if (is_hf_dinov3_name(n)) s->hf_dinov3 = 1;
+        if (!strcmp(n, "storage_tokens") || !strcmp(n, "rope_embed.periods")) s->dinov3 = 1;
+    }
+    if (s->hf_dinov3 || meta_get(s, "vit.rope_base")) s->dinov3 = 1;
     if (hf && map_hf_names(s, err, errlen)) return -1;
     if (!hf) map_timm_dinov2(s);
+    if (!hf && s->dinov3) map_dinov3_official(s);
+    if (fuse_parts(s, err, errlen)) return -1;
     for (int i = 0; i < s->n; i++) {
         const Entry *e = &s->e[i];
         if (e->is_part) continue;
@@ -340,7 +443,7 @@ static int normalise(Source *s, char *err, size_t errlen) {
             return -1;
         }
     }
-    return 0;
+    return s->dinov3 ? link_bias_masks(s, err, errlen) : 0;
 }
 
 // Collects the tensors of one dict. A tensor with more elements than its
@@ -487,10 +590,23 @@ static int source_open(Source *s, const char *path, const char *key, char *err, 
 static int entry_read(Source *s, Entry *e, float *out, char *err, size_t errlen) {
     e->used = 1;
     if (e->parts[0]) {
-        size_t per = e->numel / 3;
-        for (int k = 0; k < 3; k++)
-            if (entry_read(s, e->parts[k], out + (size_t)k * per, err, errlen)) return -1;
+        size_t per = e->numel / (size_t)e->nparts;
+        for (int k = 0; k < e->nparts; k++) {
+            if (!e->parts[k]) memset(out + (size_t)k * per, 0, per * sizeof(float));  // DINOv3's absent key bias
+            else if (entry_read(s, e->parts[k], out + (size_t)k * per, err, errlen)) return -1;
+        }
         return 0;
+    }
+    if (e->mask_at) {
+        Entry *m = &s->e[e->mask_at - 1];
+        int at = e->mask_at;
+        e->mask_at = 0;
+        float *mask = mallocCheck(e->numel * sizeof(float));
+        int rc = entry_read(s, e, out, err, errlen) || entry_read(s, m, mask, err, errlen);
+        for (size_t i = 0; !rc && i < e->numel; i++) out[i] *= mask[i];
+        free(mask);
+        e->mask_at = at;
+        return rc ? -1 : 0;
     }
     if (e->ct) {
         dtype_read_f32(e->ct->dtype, e->ct->data, out, e->numel);
@@ -535,6 +651,7 @@ static int infer_vit(Source *s, const ModelLoadOptions *opt, ViTConfig *cfg, cha
         {"blocks.0.ls1.weight", "LayerScale named as open_clip does"},
         {"blocks.0.attn.q_norm.weight", "q/k normalisation"},
         {"fc_norm.weight", "average pooling with fc_norm"},
+        {"cls_norm.weight", "a separate norm for CLS and storage tokens (untie_cls_and_patch_norms)"},
     };
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++)
         if (find(s, unsupported[i][0])) {
@@ -544,7 +661,12 @@ static int infer_vit(Source *s, const ModelLoadOptions *opt, ViTConfig *cfg, cha
     Entry *pw = find(s, "patch_embed.proj.weight");
     Entry *cls = find(s, "cls_token");
     Entry *pos = find(s, "pos_embed");
-    if (!pw || !cls || !pos) {
+    if (s->dinov3 && pos) {
+        dino_errf(err, errlen, "%s has DINOv3's storage tokens or RoPE periods and also a pos_embed: "
+                  "not a supported ViT", s->path);
+        return -1;
+    }
+    if (!pw || !cls || (!pos && !s->dinov3)) {
         dino_errf(err, errlen, "%s is not a supported ViT: no %s tensor%s", s->path,
                 !pw ? "patch_embed.proj.weight" : !cls ? "cls_token" : "pos_embed",
                 s->key ? "" : " (for a training checkpoint, choose --checkpoint_key)");
@@ -565,8 +687,8 @@ static int infer_vit(Source *s, const ModelLoadOptions *opt, ViTConfig *cfg, cha
                 (long long)D);
         return -1;
     }
-    int64_t T = (int64_t)(pos->numel / (size_t)D), g, cls_row = s->pos_no_cls ? 0 : 1;
-    if ((int64_t)pos->numel != T * D || T < 1 + cls_row || !isqrt_exact(T - cls_row, &g)) {
+    int64_t T = pos ? (int64_t)(pos->numel / (size_t)D) : 0, g = 0, cls_row = s->pos_no_cls ? 0 : 1;
+    if (pos && ((int64_t)pos->numel != T * D || T < 1 + cls_row || !isqrt_exact(T - cls_row, &g))) {
         dino_errf(err, errlen, "%s: pos_embed has %zu values, not (%sa square grid) x D=%lld", s->path,
                 pos->numel, cls_row ? "1 + " : "", (long long)D);
         return -1;
@@ -593,10 +715,11 @@ static int infer_vit(Source *s, const ModelLoadOptions *opt, ViTConfig *cfg, cha
                   w12 ? "w12" : "fc1", w12 ? "2 x " : "");
         return -1;
     }
-    // DINOv2: registers (1, R, D), LayerScale on every block, SwiGLU.
-    Entry *reg = find(s, "register_tokens");
+    // DINOv2: registers (1, R, D), LayerScale on every block, SwiGLU; DINOv3's storage tokens alike.
+    const char *regname = s->dinov3 ? "storage_tokens" : "register_tokens";
+    Entry *reg = find(s, regname);
     if (reg && (reg->numel % (size_t)D || reg->numel == 0 || reg->numel / (size_t)D > 64)) {
-        dino_errf(err, errlen, "%s: register_tokens has %zu values, not (1..64) x D=%lld", s->path,
+        dino_errf(err, errlen, "%s: %s has %zu values, not (1..64) x D=%lld", s->path, regname,
                   reg->numel, (long long)D);
         return -1;
     }
@@ -619,12 +742,23 @@ static int infer_vit(Source *s, const ModelLoadOptions *opt, ViTConfig *cfg, cha
         }
         cfg->pos_interp = k;
     }
-    if (!find(s, "blocks.0.attn.qkv.bias")) {
+    // DINOv3's ViT-7B has no qkv bias: read as zeros (load_from_source).
+    if (!find(s, "blocks.0.attn.qkv.bias") && !s->dinov3) {
         dino_errf(err, errlen, "%s is not a supported ViT: its attention has no qkv bias", s->path);
         return -1;
     }
     int heads = opt && opt->heads > 0 ? opt->heads : 0;
     if (!heads && !meta_int(s, "vit.heads", &heads)) meta_int(s, "arg.num_heads", &heads);
+    // DINOv3: rope_embed.periods holds head_dim/4 values, which gives the
+    // heads; without it, head_dim 64 as every release but ViT-7B (4096 = 32 x 128).
+    Entry *per = s->dinov3 ? find(s, "rope_embed.periods") : NULL;
+    if (per && (per->numel == 0 || D % (int64_t)(4 * per->numel))) {
+        dino_errf(err, errlen, "%s: rope_embed.periods has %zu values, which fits no head size of D=%lld",
+                  s->path, per->numel, (long long)D);
+        return -1;
+    }
+    if (!heads && per) heads = (int)(D / (int64_t)(4 * per->numel));
+    if (!heads && s->dinov3 && D == 4096) heads = 32;
     if (!heads) {
         if (D % 64) {
             dino_errf(err, errlen, "%s: cannot infer the number of attention heads for D=%lld (not a "
@@ -638,15 +772,44 @@ static int infer_vit(Source *s, const ModelLoadOptions *opt, ViTConfig *cfg, cha
         dino_errf(err, errlen, "%s: D=%lld is not divisible into %d heads", s->path, (long long)D, heads);
         return -1;
     }
+    if (s->dinov3 && (D / heads) % 4) {
+        dino_errf(err, errlen, "%s: head size %lld is not a multiple of 4, which 2D RoPE needs", s->path,
+                  (long long)(D / heads));
+        return -1;
+    }
+    if (per && (size_t)(D / heads / 4) != per->numel) {
+        dino_errf(err, errlen, "%s: %d heads give head size %lld, but rope_embed.periods is for head size %zu",
+                  s->path, heads, (long long)(D / heads), 4 * per->numel);
+        return -1;
+    }
     cfg->dim = (int)D;
     cfg->in_chans = (int)pw->shape[1];
     cfg->patch = (int)pw->shape[2];
     cfg->img_size = (int)(g * pw->shape[2]);
+    if (s->dinov3) {
+        // No position grid: the size it was made for (224) unless recorded.
+        int img = 224;
+        if (meta_int(s, "vit.img_size", &img) && (img < cfg->patch || img > (1 << 16))) img = 224;
+        cfg->img_size = img;
+        cfg->rope_base = 100.0f;  // every release (pos_embed_rope_base)
+        const char *rb = meta_get(s, "vit.rope_base");
+        if (rb) {
+            char *end;
+            double v = strtod(rb, &end);
+            if (end == rb || *end || !(v > 1 && v < 1e9)) {
+                dino_errf(err, errlen, "%s: vit.rope_base '%.40s' is not a base > 1", s->path, rb);
+                return -1;
+            }
+            cfg->rope_base = (float)v;
+        }
+        cfg->pos_interp = VIT_POS_INTERP_DINO;  // unused: no pos_embed
+    }
     cfg->depth = depth;
     cfg->heads = heads;
     cfg->mlp_hidden = (int)(w12 ? fc1->shape[0] / 2 : fc1->shape[0]);
-    // transformers' ViTConfig says 1e-12, its Dinov2Config 1e-6 as the reference.
-    cfg->ln_eps = s->hf && !s->hf_dinov2 ? 1e-12f : 1e-6f;
+    // transformers' ViTConfig says 1e-12, its Dinov2Config 1e-6 as the
+    // reference; DINOv3 uses 1e-5 ("layernormbf16") in every release.
+    cfg->ln_eps = s->dinov3 ? 1e-5f : s->hf && !s->hf_dinov2 ? 1e-12f : 1e-6f;
     const char *eps = meta_get(s, "vit.ln_eps");
     if (eps) {
         char *end;
@@ -750,6 +913,15 @@ static void shape_str(const int64_t *shape, int ndim, char *buf, size_t n) {
     if (k < n) snprintf(buf + k, n - k, "]");
 }
 
+// DINOv3 tensors a file may lack: the RoPE periods (a non-persistent buffer
+// in transformers: made from the base) and the qkv bias of ViT-7B (zeros).
+static int dinov3_default(const ViTConfig *vit, const char *name) {
+    if (vit->rope_base <= 0) return 0;
+    size_t l = strlen(name);
+    return !strcmp(name, "rope_embed.periods") ||
+           (starts_with(name, "blocks.") && l > 14 && !strcmp(name + l - 14, ".attn.qkv.bias"));
+}
+
 // Infers, builds and fills. On failure m is zeroed and *params NULL.
 static int load_from_source(Source *s, const ModelLoadOptions *opt, DinoModel *m, float **params,
                             char *err, size_t errlen) {
@@ -778,6 +950,10 @@ static int load_from_source(Source *s, const ModelLoadOptions *opt, DinoModel *m
         const char *nm = pi->name;
         if (starts_with(nm, "backbone.")) nm += 9;
         Entry *e = find(s, nm);
+        if (!e && dinov3_default(&vit, nm)) {  // filled below
+            src[i] = NULL;
+            continue;
+        }
         if (!e) {
             dino_errf(err, errlen, "%s is missing tensor '%s' for the inferred architecture", s->path, nm);
             goto fail;
@@ -803,7 +979,20 @@ static int load_from_source(Source *s, const ModelLoadOptions *opt, DinoModel *m
             memset(dst, 0, (size_t)vit.dim * sizeof(float));
             dst += vit.dim;
         }
-        if (entry_read(s, src[i], dst, err, errlen)) goto fail;
+        const char *tn = m->table.p[i].name + (starts_with(m->table.p[i].name, "backbone.") ? 9 : 0);
+        if (!src[i] && !strcmp(tn, "rope_embed.periods"))
+            vit_rope_default_periods(&vit, dst);
+        else if (!src[i])
+            memset(dst, 0, m->table.p[i].numel * sizeof(float));  // DINOv3 without qkv bias
+        else if (entry_read(s, src[i], dst, err, errlen))
+            goto fail;
+        if (!strcmp(tn, "rope_embed.periods"))
+            for (size_t j = 0; j < m->table.p[i].numel; j++)
+                if (!(dst[j] > 0 && dst[j] < 1e30f)) {  // NaN included
+                    dino_errf(err, errlen, "%s: rope_embed.periods holds %g, not a positive period", s->path,
+                              (double)dst[j]);
+                    goto fail;
+                }
     }
     // A tensor of the backbone that was not used means a model we do not
     // understand (e.g. more blocks than the numbering suggests).
@@ -863,6 +1052,7 @@ static int config_kv(const DinoModel *m, KV *kv) {
     PUT("vit.depth", "%d", m->vit.depth);
     PUT("vit.heads", "%d", m->vit.heads);
     PUT("vit.mlp_hidden", "%d", m->vit.mlp_hidden);
+    if (m->vit.rope_base > 0) PUT("vit.rope_base", "%.9g", (double)m->vit.rope_base);
     if (m->vit.pos_interp != VIT_POS_INTERP_DINO)
         PUT("vit.pos_interp", "%s", m->vit.pos_interp == VIT_POS_INTERP_SIZE ? "size" : "size_aa");
     {
@@ -962,7 +1152,8 @@ int model_describe(const char *path, const ModelLoadOptions *opt, FILE *out, int
         case SRC_PTH: fprintf(out, "format: PyTorch torch.save zip (.pth)\n"); break;
         case SRC_SAFE:
             fprintf(out, "format: safetensors (%s names), %d tensors\n",
-                    s.hf_dinov2 ? "Hugging Face Dinov2" : s.hf ? "Hugging Face ViT" : "timm/DINO", s.sf->n);
+                    s.hf_dinov3 ? "Hugging Face DINOv3" : s.hf_dinov2 ? "Hugging Face Dinov2"
+                    : s.hf ? "Hugging Face ViT" : s.dinov3 ? "official DINOv3" : "timm/DINO", s.sf->n);
             break;
     }
     if (s.kind == SRC_NATIVE || s.kind == SRC_SAFE) {

@@ -5,7 +5,9 @@
 // as the reference's load_pretrained_weights does), timm-style safetensors and
 // Hugging Face ViTModel safetensors (query/key/value fused into qkv, LayerNorm
 // eps 1e-12), and DINOv2 (official .pth, Hugging Face Dinov2 safetensors:
-// registers, LayerScale, SwiGLU, the resize mode of the file's origin). The architecture is inferred from tensor shapes (heads = D/64,
+// registers, LayerScale, SwiGLU, the resize mode of the file's origin), and
+// DINOv3 (official .pth, Hugging Face DINOv3ViTModel safetensors: RoPE,
+// storage tokens, masked key bias). The architecture is inferred from tensor shapes (heads = D/64,
 // as in every DINO ViT, unless overridden); 16-bit and 64-bit floats are
 // converted to float32. Nothing is half-loaded: on any error the model is left
 // empty and the buffer is not allocated.
