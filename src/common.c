@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -132,4 +133,27 @@ int dino_other_running_tasks(void) {
     int ok = fscanf(f, "%*f %*f %*f %d/%d", &running, &total) == 2;
     fclose(f);
     return ok && running >= 1 ? running - 1 : -1;
+}
+
+int dino_make_dirs(const char *path, char *err, size_t errlen) {
+    char buf[4096];
+    if (!*path || strlen(path) >= sizeof buf)
+        return dino_errf(err, errlen, "cannot create the folder '%s': bad path", path);
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0777) && errno != EEXIST) break;
+        *p = '/';
+    }
+    if (mkdir(path, 0777) && errno != EEXIST) {
+        dino_errf(err, errlen, "cannot create the folder %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        dino_errf(err, errlen, "cannot create the folder %s: a file of that name is in the way", path);
+        return -1;
+    }
+    return 0;
 }

@@ -42,6 +42,10 @@ void dino_fwrite_at(const void *p, size_t size, size_t n, FILE *f, const char *f
 #define freadCheck(p, s, n, f) dino_fread_at((p), (s), (n), (f), __FILE__, __LINE__)
 #define fwriteCheck(p, s, n, f) dino_fwrite_at((p), (s), (n), (f), __FILE__, __LINE__)
 
+// Creates the folder `path` and any missing parents (mkdir -p). 0, or -1 with
+// err naming the folder and the reason.
+int dino_make_dirs(const char *path, char *err, size_t errlen);
+
 // Seconds on a monotonic clock.
 double dino_now(void);
 

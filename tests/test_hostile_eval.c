@@ -137,6 +137,19 @@ static void val_freq_zero(void) {
              strstr(b.output, "epoch 0: lr 0.5 train loss") && !strstr(line_with(&b, "epoch 0:"), "val");
     CHECK(ok && b.seconds < 10, "linear --val_freq 0: exit %d signal %d in %.2f s: %s", b.exit_code,
           b.signal, b.seconds, strstr(b.output, "Top-1") ? line_with(&b, "Top-1") : bounded_first_line(&b));
+    // --output_dir: missing parents are made; a file in the way is refused before training.
+    char od[1024], weight[1200];
+    snprintf(od, sizeof od, "%s/vf/probe/out", DIR_);
+    snprintf(weight, sizeof weight, "%s/linear_weight.npy", od);
+    const char *nested[] = {"linear", "--features_dir", fd, "--epochs", "1", "--output_dir", od, NULL};
+    b = run_dino(nested, 20, MEM_MB);
+    CHECK(exited_cleanly(&b, 0) && access(weight, F_OK) == 0,
+          "linear --output_dir makes missing folders: exit %d: %s", b.exit_code, bounded_first_line(&b));
+    const char *blocked[] = {"linear", "--features_dir", fd, "--epochs", "1", "--output_dir", weight, NULL};
+    b = run_dino(blocked, 20, MEM_MB);
+    CHECK(exited_cleanly(&b, 1) && strstr(line_with(&b, "error"), "in the way") && !strstr(b.output, "epoch 0"),
+          "linear --output_dir onto a file is refused before training: exit %d: %s", b.exit_code,
+          line_with(&b, "error"));
     const char *neg[] = {"linear", "--features_dir", fd, "--epochs", "2", "--val_freq", "-3", NULL};
     b = run_dino(neg, 20, MEM_MB);
     CHECK(exited_cleanly(&b, 1) && strstr(line_with(&b, "val_freq"), "-3"),

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "args.h"
 #include "cli/eval_common.h"
@@ -76,9 +75,8 @@ int cmd_features(int argc, char **argv) {
     ma.record_paths = 1;
     if (patch_tokens && (ma.avgpool || ma.n_last_blocks != 1))
         dino_die("--patch_tokens writes the last block's tokens; drop --avgpool_patchtokens and --n_last_blocks");
-    struct stat st;
-    if (stat(output_dir, &st) != 0 && mkdir(output_dir, 0755) != 0)
-        dino_die("cannot create the output folder %s", output_dir);
+    char err_dir[1024];
+    if (dino_make_dirs(output_dir, err_dir, sizeof err_dir)) dino_die("%s", err_dir);
 
     EvalModel em;
     eval_model_load(&ma, &em);

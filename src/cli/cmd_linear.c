@@ -110,6 +110,9 @@ int cmd_linear(int argc, char **argv) {
         "(--train_features F --train_labels F --val_features F --val_labels F | "
         "--pretrained_weights FILE --data_path PATH) [flags]";
     args_parse("linear", usage, specs, argc, argv, NULL, 0);
+    char err_dir[1024];
+    // Before training, so a long probe is not lost to a folder that cannot be made.
+    if (output_dir && dino_make_dirs(output_dir, err_dir, sizeof err_dir)) dino_die("%s", err_dir);
     cfg.seed = (uint64_t)seed;
     ma.batch_size = cfg.batch_size;  // one batch size, as in the reference
 

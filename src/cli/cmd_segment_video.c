@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "args.h"
 #include "cli/eval_common.h"
@@ -121,8 +120,8 @@ int cmd_segment_video(int argc, char **argv) {
 
     EvalModel em;
     eval_model_load(&ma, &em);
-    struct stat st;
-    if (stat(out, &st) != 0 && mkdir(out, 0755) != 0) dino_die("cannot create the output folder %s", out);
+    char err_dir[1024];
+    if (dino_make_dirs(out, err_dir, sizeof err_dir)) dino_die("%s", err_dir);
     // Masks are named like the frames: writing them beside .png frames would overwrite the video.
     char *real_out = realpath(out, NULL), *real_frames = realpath(frames_dir, NULL);
     if (real_out && real_frames && !strcmp(real_out, real_frames))

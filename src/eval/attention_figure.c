@@ -1,11 +1,9 @@
 // attention_figure.h: input preparation and the pictures of `dino attention`.
 #include "eval/attention_figure.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "common.h"
 #include "eval/attnmap.h"
@@ -111,11 +109,7 @@ static int write_masks(const char *dir, const AttentionInput *in, const float *m
 
 int attention_figure_write(const char *out_dir, const AttentionInput *in, const float *maps, int nh,
                            int patch, double threshold, char *err, size_t errlen) {
-    struct stat st;
-    if (stat(out_dir, &st) != 0 && mkdir(out_dir, 0755) != 0) {
-        dino_errf(err, errlen, "cannot create the output folder %s: %s", out_dir, strerror(errno));
-        return -1;
-    }
+    if (dino_make_dirs(out_dir, err, errlen)) return -1;
     int W = in->W, H = in->H, n = in->gh * in->gw;
     int64_t shape[3] = {nh, in->gh, in->gw};
     char path[4096];
