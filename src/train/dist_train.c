@@ -1,9 +1,8 @@
 // Data-parallel training glue (see dist_train.h): configuration agreement,
 // the start-up report, state broadcast, global-batch drop-path masks, loss
-// statistics and the fault-injection test hooks.
+// statistics.
 #include "train/dist_train.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,7 +159,7 @@ void dist_drop_scales(const TrainConfig *c, const ViTConfig *vit, int64_t it, in
     free(all);
 }
 
-// ---------------------------------------------------------------- statistics and hooks
+// ---------------------------------------------------------------- statistics
 
 void dist_reduce_loss_stats(LossStats *ls) {
     if (dist_world() <= 1) return;
@@ -169,29 +168,4 @@ void dist_reduce_loss_stats(LossStats *ls) {
     ls->loss = v[0];
     ls->teacher_entropy = v[1];
     ls->teacher_mean_entropy = v[2];
-}
-
-static int64_t env_step(const char *name) {
-    const char *s = getenv(name);
-    return s && *s ? strtoll(s, NULL, 10) : -1;
-}
-
-void dist_fault_hook(int64_t it) {
-    int64_t die = env_step("DINO_DIST_DIE_AT_STEP"), hang = env_step("DINO_DIST_HANG_AT_STEP");
-    if (die < 0 && hang < 0) return;
-    const char *rs = getenv("DINO_DIST_FAULT_RANK");
-    int who = rs && *rs ? atoi(rs) : 1;
-    if (dist_rank() != who) return;
-    if (it == die) {
-        fprintf(stderr, "dino: test hook: rank %d kills itself before iteration %lld (DINO_DIST_DIE_AT_STEP)\n", who,
-                (long long)it);
-        fflush(stderr);
-        raise(SIGKILL);
-    }
-    if (it == hang) {
-        fprintf(stderr, "dino: test hook: rank %d hangs before iteration %lld (DINO_DIST_HANG_AT_STEP)\n", who,
-                (long long)it);
-        fflush(stderr);
-        for (;;) pause();
-    }
 }
