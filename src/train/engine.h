@@ -6,7 +6,7 @@
 // (src/cuda/train_cuda.cu) stand behind it. What is the same for every
 // engine — the schedules, the drop-path factors, which tensors are frozen,
 // the clipping policy, the loss statistics over ranks and the finiteness
-// check — is decided once, above it, in trainer_step (train/trainer_step.c),
+// check — is decided once, above it, in trainer_step (train/trainer.c),
 // and reaches the engine as an EngineStep.
 #ifndef DINO_TRAIN_ENGINE_H
 #define DINO_TRAIN_ENGINE_H

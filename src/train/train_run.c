@@ -365,7 +365,9 @@ int train_run(const TrainConfig *cfg, const TrainHooks *hooks, char *err, size_t
     r->lead = c->rank == 0;
     if (!r->lead) c->quiet = 1;
     if (r->lead) warn_if_machine_busy(c->world_size, dino_get_threads(), hooks->wait_policy_set);
-    if (run_open(r, err, errlen)) return -1;  // the caller exits: no cleanup, no MPI finalize
+    // On an error the caller exits without finalizing MPI, so that the
+    // launcher ends the other ranks.
+    if (run_open(r, err, errlen)) return run_close(r), -1;
     // Running a finished run again changes nothing, not even log.txt, so a
     // script may simply re-run the command until it succeeds.
     if (r->first_it >= r->total || (c->stop_after_steps > 0 && r->first_it >= c->stop_after_steps)) {
@@ -386,7 +388,8 @@ int train_run(const TrainConfig *cfg, const TrainHooks *hooks, char *err, size_t
     if (!c->quiet) run_describe(r);
     if (c->eval_knn_every > 0 && !hooks->eval)
         dino_warn("--eval_knn_every: k-NN evaluation during training is not part of this build; ignored");
-    if (train_log_open(&r->log, r->log_path, r->lead, c->koleo_loss_weight > 0, err, errlen)) return -1;
+    if (train_log_open(&r->log, r->log_path, r->lead, c->koleo_loss_weight > 0, err, errlen))
+        return run_close(r), -1;
 
     struct sigaction sa, old_int, old_term;
     memset(&sa, 0, sizeof sa);
@@ -399,7 +402,7 @@ int train_run(const TrainConfig *cfg, const TrainHooks *hooks, char *err, size_t
     int status = run_epochs(r, err, errlen);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
-    if (status < 0) return -1;
+    if (status < 0) return run_close(r), -1;
     // A run whose last checkpoint could not be written must not look successful.
     if (r->ckpt_failed) {
         fprintf(stderr, "dino train: error: the last checkpoint could not be written; %s holds the previous one\n",
