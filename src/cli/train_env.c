@@ -20,6 +20,8 @@ void train_hooks_from_env(TrainHooks *h) {
     // DINO_CUDA_DEBUG_SYNC=1: wait for and check every phase of a CUDA step (docs/GPU.md).
     const char *dbg = getenv("DINO_CUDA_DEBUG_SYNC");
     h->engine.debug_sync = dbg && *dbg && strcmp(dbg, "0") != 0;
+    // DINO_CUDA_GEMM: fp32, tf32 (default) or bf16 GEMMs on the GPU (docs/GPU.md).
+    h->engine.cuda_gemm = getenv("DINO_CUDA_GEMM");
     // Fault injection (docs/RELIABILITY.md, docs/DISTRIBUTED.md).
     h->inject_nan_at = env_int("DINO_INJECT_NAN_AT_STEP", -1);
     h->faults.die_at = env_int("DINO_DIST_DIE_AT_STEP", -1);

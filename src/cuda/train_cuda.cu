@@ -131,8 +131,12 @@ extern "C" TrainEngine *train_engine_cuda_create(TrainState *st, const EngineOpt
                   optim_kind_name(st->opt->kind));
         return NULL;
     }
-    CudaGemmMode mode;
-    if (cuda_gemm_mode_from_env(&mode, err, errlen)) return NULL;
+    CudaGemmMode mode = CUDA_GEMM_TF32;
+    const char *gemm = o ? o->cuda_gemm : NULL;
+    if (gemm && *gemm && cuda_gemm_mode_parse(gemm, &mode)) {
+        dino_errf(err, errlen, "DINO_CUDA_GEMM must be fp32, tf32 or bf16, got '%s'", gemm);
+        return NULL;
+    }
     CudaTrainer *c = (CudaTrainer *)callocCheck(1, sizeof *c);
     c->base.ops = &cuda_engine_ops;
     c->base.kind = DEVICE_CUDA;

@@ -55,6 +55,7 @@ const char *train_engine_feature_name(EngineFeature f);
 typedef struct {
     size_t chunk_bytes;  // CPU: the student's activation budget per chunk (0: the default, 640 MiB)
     int debug_sync;      // CUDA: wait for and check every phase of a step
+    const char *cuda_gemm;  // CUDA: the GEMM kind, fp32, tf32 or bf16 (NULL or "": tf32; docs/GPU.md)
     int quiet;           // no start-up lines (every rank but 0)
     int koleo;           // the run uses KoLeo (the CPU student keeps its features)
 } EngineOptions;

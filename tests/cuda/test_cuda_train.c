@@ -56,9 +56,9 @@ static void check_update(const char *what, const float *gpu_new, const float *cp
 static Trainer *make_trainer(const TrainConfig *c, DeviceKind dev, const char *gemm) {
     TrainConfig x = *c;
     x.device = (int)dev;
-    if (gemm) setenv("DINO_CUDA_GEMM", gemm, 1);
+    EngineOptions eo = {.cuda_gemm = gemm};
     char err[512];
-    Trainer *t = trainer_create(&x, 10, err, sizeof err);
+    Trainer *t = trainer_create_with(&x, 10, &eo, err, sizeof err);
     if (!t) dino_die("trainer_create (%s): %s", device_name(dev), err);
     return t;
 }
