@@ -36,9 +36,10 @@ typedef struct {
     char value[96];
 } DistMismatch;
 
-void dist_check_config(const TrainConfig *c, int64_t dataset_images, int64_t niter_per_ep) {
+int dist_check_config(const TrainConfig *c, int64_t dataset_images, int64_t niter_per_ep, char *err,
+                      size_t errlen) {
     const int W = dist_world(), rank = dist_rank();
-    if (W <= 1) return;
+    if (W <= 1) return 0;
     DistItem mine[DIST_MAX_ITEMS], root[DIST_MAX_ITEMS];
     memset(mine, 0, sizeof mine);
     int n = dist_config_items(c, dataset_images, niter_per_ep, mine);
@@ -61,16 +62,14 @@ void dist_check_config(const TrainConfig *c, int64_t dataset_images, int64_t nit
             fprintf(stderr, "dino: error: ranks disagree on the configuration: rank %d has %s%s %s, rank 0 has %s\n", r,
                     strchr(x->key, ' ') ? "" : "--", x->key, all[r].value, x->value);
         }
-        fprintf(stderr, "dino: error: every rank must be started with the same flags and the same data "
-                        "(%d of %d ranks differ); stopping\n", bad, W);
         fflush(stderr);
     }
     free(all);
-    if (bad) {
-        dist_barrier();  // let rank 0 print before anyone exits
-        dist_finalize();
-        exit(1);
-    }
+    if (!bad) return 0;
+    dist_barrier();  // let rank 0 print before anyone stops
+    dist_finalize();
+    return dino_errf(err, errlen, "every rank must be started with the same flags and the same data "
+                                  "(%d of %d ranks differ); stopping", bad, W);
 }
 
 // ---------------------------------------------------------------- report

@@ -29,9 +29,11 @@ int dist_config_items(const TrainConfig *c, int64_t dataset_images, int64_t nite
                       DistItem *items);
 
 // Compares the settings that must agree (model, optimisation, data, stopping)
-// and the dataset size with rank 0's; on any difference every rank exits
-// with status 1 after rank 0 names the rank, the flag and both values.
-void dist_check_config(const TrainConfig *c, int64_t dataset_images, int64_t niter_per_ep);
+// and the dataset size with rank 0's. On any difference rank 0 names the
+// rank, the flag and both values, MPI is finalized, and every rank returns
+// -1 with err filled (then it must stop); else 0.
+int dist_check_config(const TrainConfig *c, int64_t dataset_images, int64_t niter_per_ep, char *err,
+                      size_t errlen);
 
 // One line on rank 0 ("distributed: N ranks on H hosts ..."); with `full`
 // one line per rank: host, pid, compute threads, loader threads.

@@ -185,7 +185,7 @@ static int run_open(Run *r, char *err, size_t errlen) {
     if (r->niter <= 0)
         return dino_errf(err, errlen, "--data_path %s has %lld images, fewer than one batch of --batch_size_per_gpu %d",
                          c->data_path, (long long)dataset_size(r->ds), c->batch_size_per_gpu);
-    dist_check_config(c, dataset_size(r->ds), r->niter);
+    if (dist_check_config(c, dataset_size(r->ds), r->niter, err, errlen)) return -1;
     if (!(r->t = trainer_create_with(c, r->niter, &r->hooks->engine, err, errlen))) return -1;
     snprintf(r->ckpt_path, sizeof r->ckpt_path, "%s/checkpoint.dino", c->output_dir);
     snprintf(r->log_path, sizeof r->log_path, "%s/log.txt", c->output_dir);
