@@ -659,9 +659,10 @@ void vit_intermediate(const ViTConfig *cfg, const ViTWeights *w, const ViTActs *
                       float *out) {
     int L = cfg->depth;
     DINO_ASSERT(n >= 1 && n <= L);
+    // The caller sized the pass (vit_acts_create's keep) for the blocks it asks for.
     if (n > a->nslots - 1)
-        dino_die("the last %d blocks were asked for, but an inference pass keeps only the last %d",
-                 n, a->nslots - 1);
+        dino_fatal_at(__FILE__, __LINE__, "the last %d blocks were asked for, but an inference pass keeps only the last %d",
+                      n, a->nslots - 1);
     size_t BT = (size_t)a->B * a->T, BTv = (size_t)a->B * a->Tv;
     for (int k = 0; k < n; k++) {
         const float *x = slot(a, L - n + k + 1);

@@ -96,7 +96,7 @@ static int eval_loader_skips(void *arg) {
     lc.shuffle = 0;
     lc.drop_last = 0;
     lc.threads = 1;
-    Loader *l = loader_create(ds, &lc);
+    Loader *l = loader_create(ds, &lc, NULL, 0);
     loader_start(l, 0, 0);
     const Batch *b = loader_next(l);
     int ok = b && b->B == 2 && b->indices[0] == 0 && b->indices[1] == 0 && loader_bad_count(l) == 1;
@@ -255,7 +255,7 @@ static int all_bad_two_threads(void *arg) {
     lc.batch_size = 4;
     lc.threads = 2;
     lc.max_warnings = 0;
-    Loader *l = loader_create(ds, &lc);
+    Loader *l = loader_create(ds, &lc, NULL, 0);
     loader_start(l, 0, 0);
     const Batch *b = loader_next(l);
     const char *why = loader_error(l);

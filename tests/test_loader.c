@@ -56,7 +56,7 @@ static void make_jpegs(const char *name, int n, int w, int h) {
 }
 
 static uint64_t run_epoch(const Dataset *ds, LoaderConfig cfg, int epoch, int64_t step, uint64_t *per_step, int max_steps) {
-    Loader *l = loader_create(ds, &cfg);
+    Loader *l = loader_create(ds, &cfg, NULL, 0);
     loader_start(l, epoch, step);
     uint64_t h = 0;
     const Batch *b;
@@ -88,7 +88,7 @@ int main(void) {
     cfg.aug.local_size = 16;
     cfg.aug.n_local = 3;
     cfg.seed = 7;
-    Loader *l = loader_create(ds, &cfg);
+    Loader *l = loader_create(ds, &cfg, NULL, 0);
     CHECK(loader_steps_per_epoch(l) == 3, "drop_last: 13 images, batch 4 -> 3 steps");
     loader_start(l, 0, 0);
     const Batch *b = loader_next(l);
@@ -113,7 +113,7 @@ int main(void) {
     loader_free(l);
 
     // Orders: permutations, differing by epoch and seed.
-    l = loader_create(ds, &cfg);
+    l = loader_create(ds, &cfg, NULL, 0);
     int seen[13] = {0}, same = 1;
     for (int k = 0; k < 13; k++) {
         seen[loader_index(l, 0, k)]++;
@@ -128,11 +128,11 @@ int main(void) {
     c3.world_size = 3;
     c3.shuffle = 1;
     LoaderConfig c1 = cfg;
-    Loader *all = loader_create(ds, &c1);
+    Loader *all = loader_create(ds, &c1, NULL, 0);
     int shard_ok = 1, count[13] = {0};
     for (int r = 0; r < 3; r++) {
         c3.rank = r;
-        Loader *lr = loader_create(ds, &c3);
+        Loader *lr = loader_create(ds, &c3, NULL, 0);
         shard_ok &= loader_samples_per_epoch(lr) == 5;
         for (int k = 0; k < 5; k++) {
             int64_t g = r + 3 * k;
@@ -160,7 +160,7 @@ int main(void) {
     LoaderConfig cl = cfg;
     cl.drop_last = 0;
     cl.threads = 2;
-    l = loader_create(ds, &cl);
+    l = loader_create(ds, &cl, NULL, 0);
     loader_start(l, 0, 0);
     int last_b = 0, steps = 0;
     while ((b = loader_next(l))) { last_b = b->B; steps++; }
@@ -177,7 +177,7 @@ int main(void) {
     ce.eval_crop = 32;
     ce.shuffle = 0;
     ce.drop_last = 0;
-    l = loader_create(ds, &ce);
+    l = loader_create(ds, &ce, NULL, 0);
     loader_start(l, 0, 0);
     b = loader_next(l);
     CHECK(b && b->n_groups == 1 && b->groups[0].size == 32 && b->indices[0] == 0 && b->indices[3] == 3,
@@ -201,7 +201,7 @@ int main(void) {
     cb.shuffle = 0;
     cb.batch_size = 6;
     cb.threads = 2;
-    l = loader_create(ds, &cb);
+    l = loader_create(ds, &cb, NULL, 0);
     loader_start(l, 0, 0);
     b = loader_next(l);
     // Order: c0/000 (bad) c0/003 c1/001 (bad) c1/004 (bad) c2/002 c2/005.
@@ -221,7 +221,7 @@ int main(void) {
     ds = dataset_open(path, SPLIT_TRAIN, err, sizeof err);
     LoaderConfig ca = cfg;
     ca.batch_size = 1;
-    Loader *la = loader_create(ds, &ca);
+    Loader *la = loader_create(ds, &ca, NULL, 0);
     loader_start(la, 0, 0);
     const Batch *none = loader_next(la);
     const char *why = loader_error(la);

@@ -153,11 +153,19 @@ static TrainConfig long_run(const char *name) {
     return c;
 }
 
+// train_run with no hooks; an error that stops the run is printed.
+static int run_train(const TrainConfig *c) {
+    char err[1024];
+    int rc = train_run(c, NULL, err, sizeof err);
+    if (rc < 0) fprintf(stderr, "train_run: %s\n", err);
+    return rc;
+}
+
 static int sigterm_child(void) {
     TrainConfig e = long_run("e");
     fflush(NULL);
     pid_t pid = fork();
-    if (pid == 0) _exit(train_run(&e));
+    if (pid == 0) _exit(run_train(&e));
     char elog[600];
     snprintf(elog, sizeof elog, "%s/log.txt", e.output_dir);
     for (int i = 0; i < 6000; i++) {  // at most 60 s
@@ -186,7 +194,7 @@ int main(int argc, char **argv) {
     int sig_code = sigterm_child();
 
     TrainConfig a = tiny("a");
-    CHECK(train_run(&a) == 0, "uninterrupted run finished");
+    CHECK(run_train(&a) == 0, "uninterrupted run finished");
     char p[600];
     snprintf(p, sizeof p, "%s/log.txt", a.output_dir);
     size_t n;
@@ -198,20 +206,20 @@ int main(int argc, char **argv) {
     // Stopped mid-epoch (after 2 of 3 iterations), then at an epoch boundary, then resumed to the end.
     TrainConfig b = tiny("b");
     b.stop_after_steps = 2;
-    CHECK(train_run(&b) == 0, "run b stopped after 2 iterations");
+    CHECK(run_train(&b) == 0, "run b stopped after 2 iterations");
     b.stop_after_steps = 6;
-    CHECK(train_run(&b) == 0, "run b resumed, stopped at iteration 6 (an epoch boundary)");
+    CHECK(run_train(&b) == 0, "run b resumed, stopped at iteration 6 (an epoch boundary)");
     b.stop_after_steps = 0;
-    CHECK(train_run(&b) == 0, "run b resumed to the end");
+    CHECK(run_train(&b) == 0, "run b resumed to the end");
     compare_runs(a.output_dir, b.output_dir, "stopped twice");
 
     // Mid-epoch checkpoints (--checkpoint_every_steps) do not change the run.
     TrainConfig d = tiny("d");
     d.checkpoint_every_steps = 2;
     d.stop_after_steps = 5;
-    CHECK(train_run(&d) == 0, "run d with checkpoints every 2 iterations stopped at 5");
+    CHECK(run_train(&d) == 0, "run d with checkpoints every 2 iterations stopped at 5");
     d.stop_after_steps = 0;
-    CHECK(train_run(&d) == 0, "run d resumed");
+    CHECK(run_train(&d) == 0, "run d resumed");
     compare_runs(a.output_dir, d.output_dir, "checkpoint_every_steps 2");
 
     // SIGTERM (forked first: libgomp's thread pool does not survive a fork):
@@ -226,8 +234,8 @@ int main(int argc, char **argv) {
     int64_t at = (int64_t)te->epoch * 3 + te->step;
     CHECK(lr_ == 0 && at >= 2 && at < 120, "the SIGTERM checkpoint is mid-run, at iteration %lld", (long long)at);
     trainer_free(te);
-    CHECK(train_run(&e) == 0, "resumed after SIGTERM");
-    CHECK(train_run(&eref) == 0, "uninterrupted reference of the SIGTERM run");
+    CHECK(run_train(&e) == 0, "resumed after SIGTERM");
+    CHECK(run_train(&eref) == 0, "uninterrupted reference of the SIGTERM run");
     CHECK(same_file(eref.output_dir, e.output_dir, "checkpoint.dino"),
           "SIGTERM: final checkpoint.dino identical to the uninterrupted run's");
     char *la = test_log_without_timing(eref.output_dir), *lb = test_log_without_timing(e.output_dir);

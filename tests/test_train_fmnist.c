@@ -63,7 +63,7 @@ static void optimisation(void) {
     lc.aug.n_local = c.local_crops_number;
     lc.batch_size = c.batch_size_per_gpu;
     lc.threads = 0;
-    Loader *l = loader_create(ds, &lc);
+    Loader *l = loader_create(ds, &lc, NULL, 0);
     loader_start(l, 0, 0);
     const Batch *b = loader_next(l);
     Trainer *t = trainer_create(&c, loader_steps_per_epoch(l), err, sizeof err);
@@ -98,10 +98,11 @@ static void short_run(void) {
     fflush(stderr);
     FILE *saved = fdopen(dup(fileno(stderr)), "w");
     if (!freopen(path, "w", stderr)) return;
-    int rc = train_run(&c);
+    char err[512] = "";
+    int rc = train_run(&c, NULL, err, sizeof err);
     fflush(stderr);
     dup2(fileno(saved), fileno(stderr));
-    CHECK(rc == 0, "train_run on Fashion-MNIST finished 20 iterations");
+    CHECK(rc == 0, "train_run on Fashion-MNIST finished 20 iterations%s%s", *err ? ": " : "", err);
     size_t n = 0;
     char *line = NULL;
     FILE *f = fopen(path, "r");

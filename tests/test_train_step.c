@@ -164,12 +164,12 @@ static void load_reference_state(Trainer *t, const Fixture *fx, int s, int niter
 
 // The steps, each from the reference's state before it (from_reference) or
 // chained from our own previous step; chunk_kib, when not NULL, sets the
-// student's chunk budget (DINO_TRAIN_CHUNK_KIB) so the pass runs one image per
-// chunk.
+// student's chunk budget (EngineOptions.chunk_bytes, DINO_TRAIN_CHUNK_KIB on
+// the command line) so the pass runs one image per chunk.
 static void run_steps(Fixture *fxp, const char *chunk_kib, int from_reference) {
     Fixture fx = *fxp;
-    if (chunk_kib) setenv("DINO_TRAIN_CHUNK_KIB", chunk_kib, 1);
-    else unsetenv("DINO_TRAIN_CHUNK_KIB");
+    EngineOptions eo = {0};
+    if (chunk_kib) eo.chunk_bytes = (size_t)atol(chunk_kib) << 10;
     printf("-- %s, student chunk budget: %s KiB\n", from_reference ? "single steps from the reference's state" : "chained steps",
            chunk_kib ? chunk_kib : "default");
     const float *cf = fixture_get(&fx, "cfg")->data;
@@ -211,7 +211,7 @@ static void run_steps(Fixture *fxp, const char *chunk_kib, int from_reference) {
     const FixtureTensor *kw = fixture_find(&fx, "koleo");
     c.koleo_loss_weight = kw ? kw->data[0] : 0.0f;
     char err[256];
-    Trainer *t = trainer_create(&c, niter, err, sizeof err);
+    Trainer *t = trainer_create_with(&c, niter, &eo, err, sizeof err);
     CHECK(t != NULL, "trainer_create: %s", t ? "ok" : err);
     if (!t) return;
     const ParamTable *tab = &t->model.table;
@@ -332,6 +332,5 @@ int main(void) {
         }
         fixture_free(&fx);
     }
-    unsetenv("DINO_TRAIN_CHUNK_KIB");
     return test_finish();
 }

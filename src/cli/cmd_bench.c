@@ -17,12 +17,12 @@
 #include "args.h"
 #include "commands.h"
 #include "common.h"
-#include "cuda/train_plan.h"
-#include "cuda/train_cuda.h"
+#include "device.h"
 #include "head.h"
 #include "profile.h"
 #include "rng.h"
 #include "train/trainer.h"
+#include "train_env.h"
 #include "vit.h"
 
 static int cmp_double(const void *a, const void *b) {
@@ -227,7 +227,9 @@ static int bench_train(int argc, char **argv) {
         return 0;
     }
     profile_init_from_env();
-    Trainer *t = trainer_create(&tc, 1000, err, sizeof err);
+    TrainHooks hooks;
+    train_hooks_from_env(&hooks);  // DINO_TRAIN_CHUNK_KIB, DINO_CUDA_DEBUG_SYNC
+    Trainer *t = trainer_create_with(&tc, 1000, &hooks.engine, err, sizeof err);
     if (!t) dino_die("dino bench train: %s", err);
 
     Batch b = batch_synthetic(B, G, NL, Lc, 10);
@@ -236,13 +238,13 @@ static int bench_train(int argc, char **argv) {
     vit_config_describe(&vc, desc, sizeof desc);
     printf("model: %s; head %d-%d-%d -> %d\n", desc, hc.hidden, hc.hidden, hc.bottleneck, hc.out_dim);
     printf("batch %d: 2x%d + %dx%d crops, threads %d\n", B, G, NL, Lc, dino_get_threads());
-    if (t->cuda) printf("device: %s\n", cuda_trainer_device(t->cuda));
+    if (t->engine->kind == DEVICE_CUDA) printf("device: %s\n", t->engine->ops->describe(t->engine));
     StepStats st;
     for (int i = 0; i < warmup; i++) {
         if (trainer_step(t, &b, &st)) dino_die("dino bench train: non-finite loss");
         trainer_advance(t, &st);
     }
-    if (t->cuda) cuda_trainer_sync(t->cuda);
+    t->engine->ops->sync(t->engine);
     profile_reset();
     double *times = mallocCheck((size_t)iters * sizeof(double)), total = 0;
     double cpu0 = process_cpu_seconds();
@@ -252,7 +254,7 @@ static int bench_train(int argc, char **argv) {
         // On the GPU a step returns with its optimizer tail still queued (the
         // next upload overlaps it): steady-state steps are timed back to
         // back, and the last one also waits for the device to finish.
-        if (t->cuda && i == iters - 1) cuda_trainer_sync(t->cuda);
+        if (i == iters - 1) t->engine->ops->sync(t->engine);
         times[i] = dino_now() - t0;
         total += times[i];
         trainer_advance(t, &st);
@@ -272,7 +274,7 @@ static int bench_train(int argc, char **argv) {
     // On a shared machine the CPU time is steadier than the wall time (it
     // still counts the threads' spinning at barriers).
     printf("CPU time per step: %.4f s (all threads, mean)\n", cpu);
-    if (dino_prof_on && !t->cuda) {
+    if (dino_prof_on && t->engine->kind != DEVICE_CUDA) {
         double prof = 0;
         printf("profile (DINO_PROFILE=1, wall seconds per step, of mean step %.4f s):\n", total / iters);
         for (int k = 0; k < PROF_NKINDS; k++) {

@@ -16,7 +16,7 @@
 #include "cli/eval_common.h"
 #include "commands.h"
 #include "common.h"
-#include "cuda/train_plan.h"
+#include "device.h"
 #include "eval/npy.h"
 #include "io/atomic_file.h"
 

@@ -11,7 +11,7 @@
 #include "cli/eval_common.h"
 #include "commands.h"
 #include "common.h"
-#include "cuda/train_plan.h"
+#include "device.h"
 #include "eval/knn.h"
 #include "eval/npy.h"
 

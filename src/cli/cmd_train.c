@@ -5,14 +5,18 @@
 // The flags are the rows of train/train_settings.h plus a few accepted for
 // the reference's command lines. Every number has a range; combinations the
 // model needs (crop sizes on the patch grid, ...) are checked
-// (train_config_check) before any data is read.
+// (train_config_check) before any data is read. The environment's test and
+// tuning knobs (train_hooks_from_env) and the k-NN evaluation reach the run
+// as its TrainHooks.
 #include <stdio.h>
 #include <string.h>
 
 #include "args.h"
 #include "commands.h"
 #include "common.h"
-#include "cuda/train_plan.h"
+#include "device.h"
+#include "eval_common.h"
+#include "train_env.h"
 #include "train/trainer.h"
 
 // --local_rank from a launcher: any rank of a job.
@@ -131,7 +135,12 @@ int cmd_train(int argc, char **argv) {
     if (use_bn_in_head) dino_die("--use_bn_in_head true is not supported (BatchNorm in the head is not implemented)");
     if (use_fp16 == 1) dino_info("--use_fp16 is ignored: training runs in float32 on the CPU");
     if (c.teacher_temp > 0.07) dino_warn("--teacher_temp %g is above 0.07, which the reference calls usually unstable", c.teacher_temp);
-    char err[512];
+    char err[1024];
     if (train_config_check(&c, err, sizeof err)) dino_die("%s", err);
-    return train_run(&c);
+    TrainHooks hooks;
+    train_hooks_from_env(&hooks);
+    hooks.eval = eval_knn_during_training;
+    int rc = train_run(&c, &hooks, err, sizeof err);
+    if (rc < 0) dino_die("%s", err);
+    return rc;
 }

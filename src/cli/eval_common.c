@@ -157,15 +157,13 @@ void eval_features_free(EvalFeatures *f) {
 
 // ---------------------------------------------------------------- training hook
 
-// The trainer's `--eval_knn_every` hook (train_eval_hook, declared weak in
-// src/train/trainer.h): k-NN of the teacher backbone on the training
-// dataset's labelled train/val splits with k = 20 (the reference's "usually
-// best") and T = 0.07, logged as knn_top1/knn_top5 in log.txt. Defined here,
-// in an object the dino binary always links, because a weak reference does
-// not pull a member out of libdino.a.
-
-int train_eval_hook(const TrainConfig *cfg, const DinoModel *model, const float *teacher,
-                    int epoch, char *json, size_t n) {
+// The trainer's `--eval_knn_every` evaluation (TrainHooks.eval, which
+// cmd_train sets): k-NN of the teacher backbone on the training dataset's
+// labelled train/val splits with k = 20 (the reference's "usually best") and
+// T = 0.07, logged as knn_top1/knn_top5 in log.txt.
+int eval_knn_during_training(void *ctx, const TrainConfig *cfg, const DinoModel *model,
+                             const float *teacher, int epoch, char *json, size_t n) {
+    (void)ctx;
     ViTWeights w;
     model_bind(model, (float *)teacher, &w, NULL);  // read only: a forward pass never writes weights
     KnnModelConfig kc;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "model.h"
+#include "train/trainer.h"
 #include "vit.h"
 
 typedef struct {
@@ -103,5 +104,10 @@ typedef struct {
 // dimension or shape, or a label is not below max_classes.
 void eval_labelled_features(const char *command, const FeatureFiles *files, int max_classes,
                             const EvalModelArgs *a, EvalFeatures *train, EvalFeatures *val);
+
+// TrainHooks.eval for `dino train --eval_knn_every` (a TrainEvalFn): the
+// teacher's 20-NN accuracy on the training dataset's train/val splits.
+int eval_knn_during_training(void *ctx, const TrainConfig *cfg, const DinoModel *model,
+                             const float *teacher, int epoch, char *json, size_t n);
 
 #endif

@@ -1,12 +1,13 @@
-// One DINO training step on a CUDA device (train_cuda.h), in the order of
-// src/train/trainer.c's trainer_step: schedules on the host, the batch
-// through pinned staging to the device (copy stream), teacher forward on the
-// global crops, student forward on every crop, loss, centre batch sum,
-// backward, then — once the loss read back on the host is finite —
-// gradient all-reduce (NCCL, several ranks), per-tensor clipping, the
-// last-layer freeze, AdamW, teacher EMA and the centre update. The host
-// waits only for the four loss statistics, while the backward runs; the
-// optimizer tail is left queued so the next batch's upload overlaps it.
+// The CUDA training engine (train/engine.h, train_cuda.h). forward_backward:
+// the batch through pinned staging to the device (copy stream), the step's
+// drop-path factors copied in, teacher forward on the global crops, student
+// forward on every crop, loss, centre batch sum, backward; the host waits
+// only for the loss statistics, while the backward runs. update, once the
+// trainer has found the loss finite: gradient all-reduce (NCCL, several
+// ranks), per-tensor clipping, AdamW with the frozen tensors left alone,
+// teacher EMA and the centre update, left queued so that the next batch's
+// upload overlaps them. The schedules, masks and clipping policy come from
+// the trainer (EngineStep).
 #include <cuda_runtime.h>
 
 #include <math.h>
@@ -18,10 +19,7 @@ extern "C" {
 #include "common.h"
 #include "params.h"
 #include "train/dist.h"
-#include "train/dist_train.h"
-#include "train/loss.h"
-#include "train/schedule.h"
-#include "train/trainer.h"
+#include "train/engine.h"
 }
 #include "cuda/cuda_common.cuh"
 #include "cuda/model_cuda.h"
@@ -40,7 +38,8 @@ extern "C" {
     } while (0)
 #endif
 
-struct CudaTrainer {
+typedef struct {
+    TrainEngine base;                  // first: a TrainEngine* is a CudaTrainer*
     CudaCtx ctx;
     cudaStream_t compute, copy;
     size_t total;                      // floats per flat buffer (the ParamTable's)
@@ -59,14 +58,20 @@ struct CudaTrainer {
     int drop_pending;
     // data parallel
     int world, rank;
-    int debug_sync;                    // DINO_CUDA_DEBUG_SYNC=1: wait and check after each phase
+    int debug_sync;                    // EngineOptions.debug_sync: wait and check after each phase
+    int quiet;
+    int B;                             // the batch of the step in flight
+    float *csum;                       // its centre batch sum (in the arena)
 #ifdef DINO_NCCL
     ncclComm_t comm;
 #endif
     char desc[384];
-};
+} CudaTrainer;
 
-// With DINO_CUDA_DEBUG_SYNC=1 every phase of a step is waited for and
+static void cuda_trainer_free(CudaTrainer *c);
+static void cuda_trainer_upload(CudaTrainer *c);
+
+// With EngineOptions.debug_sync every phase of a step is waited for and
 // checked, so an asynchronous fault is reported with the phase that caused it.
 static void phase_done(CudaTrainer *c, const char *phase) {
     if (!c->debug_sync) return;
@@ -88,14 +93,17 @@ static void free_arena(CudaTrainer *c) {
 }
 
 // Plans and allocates the arena and the staging buffers for batches shaped like b.
-static void ensure_arena(CudaTrainer *c, const Trainer *t, const Batch *b) {
-    if (c->arena && multicrop_plan_matches(&c->ta.plan, b)) return;
+// 0, or -1 with the engine's err filled.
+static int ensure_arena(CudaTrainer *c, const Batch *b) {
+    if (c->arena && multicrop_plan_matches(&c->ta.plan, b)) return 0;
     free_arena(c);
     MultiCropPlan p;
-    char err[256];
-    if (multicrop_plan(&p, b, &t->model.vit, err, sizeof err)) dino_die("--device cuda: %s", err);
-    DINO_ASSERT(p.ncrops == t->ncrops);
-    size_t n = train_arena_layout(&c->ta, &p, &t->model.vit, &t->model.head, 0);
+    char err[200];
+    const DinoModel *m = c->base.state->model;
+    if (multicrop_plan(&p, b, &m->vit, err, sizeof err))
+        return dino_errf(c->base.err, sizeof c->base.err, "--device cuda: %s", err);
+    DINO_ASSERT(p.ncrops == c->base.state->loss->ncrops);
+    size_t n = train_arena_layout(&c->ta, &p, &m->vit, &m->head, 0);
     c->arena = (float *)cuda_malloc(n * sizeof(float));
     CUDA_CHECK(cudaMemsetAsync(c->arena, 0, n * sizeof(float), c->compute));
     // The copy stream is not ordered after the compute stream: the zeroing
@@ -106,24 +114,35 @@ static void ensure_arena(CudaTrainer *c, const Trainer *t, const Batch *b) {
     CUDA_CHECK(cudaMallocHost((void **)&c->drop_host, (c->ta.drop_total ? c->ta.drop_total : 1) * sizeof(float)));
     staging_init(&c->ring);
     c->drop_pending = 0;
-    if (!t->cfg.quiet && t->cfg.rank == 0)
+    if (!c->quiet)
         dino_info("cuda: activation arena %.2f GiB, staging 2 x %.1f MiB pinned", n * 4.0 / (1 << 30),
                   p.pixels_total * 4.0 / (1 << 20));
+    return 0;
 }
 
-extern "C" CudaTrainer *cuda_trainer_create(Trainer *t, char *err, size_t errlen) {
+extern const TrainEngineOps cuda_engine_ops;
+
+extern "C" TrainEngine *train_engine_cuda_create(TrainState *st, const EngineOptions *o, char *err,
+                                                 size_t errlen) {
     int ndev = cuda_require_device(err, errlen);
     if (ndev < 0) return NULL;
-    if (t->opt.kind != OPTIM_ADAMW) {
+    if (st->opt->kind != OPTIM_ADAMW) {
         dino_errf(err, errlen, "--device cuda trains with --optimizer adamw only, got '%s'",
-                  optim_kind_name(t->opt.kind));
+                  optim_kind_name(st->opt->kind));
         return NULL;
     }
-    CudaGemmMode mode;
-    if (cuda_gemm_mode_from_env(&mode, err, errlen)) return NULL;
+    CudaGemmMode mode = CUDA_GEMM_TF32;
+    const char *gemm = o ? o->cuda_gemm : NULL;
+    if (gemm && *gemm && cuda_gemm_mode_parse(gemm, &mode)) {
+        dino_errf(err, errlen, "DINO_CUDA_GEMM must be fp32, tf32 or bf16, got '%s'", gemm);
+        return NULL;
+    }
     CudaTrainer *c = (CudaTrainer *)callocCheck(1, sizeof *c);
-    const char *dbg = getenv("DINO_CUDA_DEBUG_SYNC");
-    c->debug_sync = dbg && *dbg && strcmp(dbg, "0") != 0;
+    c->base.ops = &cuda_engine_ops;
+    c->base.kind = DEVICE_CUDA;
+    c->base.state = st;
+    c->debug_sync = o ? o->debug_sync : 0;
+    c->quiet = o ? o->quiet : 0;
     c->world = dist_world();
     c->rank = dist_rank();
     int dev = device_for_rank(c->rank, ndev);
@@ -137,12 +156,12 @@ extern "C" CudaTrainer *cuda_trainer_create(Trainer *t, char *err, size_t errlen
     CUDA_CHECK(cudaEventCreateWithFlags(&c->loss_ready, cudaEventDisableTiming));
     CUDA_CHECK(cudaEventCreateWithFlags(&c->drop_done, cudaEventDisableTiming));
     CUDA_CHECK(cudaMallocHost((void **)&c->stats_host, 4 * sizeof(double)));
-    c->total = t->model.table.total;
+    c->total = st->model->table.total;
     c->student = (float *)cuda_malloc(c->total * sizeof(float));
     c->teacher = (float *)cuda_malloc(c->total * sizeof(float));
     c->grads = (float *)cuda_malloc(c->total * sizeof(float));
-    cuda_optim_init(&c->opt, &t->model.table);
-    dino_loss_cuda_init(&c->loss, &t->loss);
+    cuda_optim_init(&c->opt, &st->model->table);
+    dino_loss_cuda_init(&c->loss, st->loss);
     cudaDeviceProp prop;
     CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
     snprintf(c->desc, sizeof c->desc, "%s (device %d of %d), sm_%d%d, %.1f GiB, GEMM %s", prop.name, dev,
@@ -161,11 +180,11 @@ extern "C" CudaTrainer *cuda_trainer_create(Trainer *t, char *err, size_t errlen
         return NULL;
 #endif
     }
-    cuda_trainer_upload(c, t);
-    return c;
+    cuda_trainer_upload(c);
+    return &c->base;
 }
 
-extern "C" void cuda_trainer_free(CudaTrainer *c) {
+static void cuda_trainer_free(CudaTrainer *c) {
     if (!c) return;
     cudaStreamSynchronize(c->compute);
     cudaStreamSynchronize(c->copy);
@@ -191,45 +210,45 @@ extern "C" void cuda_trainer_free(CudaTrainer *c) {
     free(c);
 }
 
-extern "C" void cuda_trainer_sync(CudaTrainer *c) {
+static void cuda_trainer_sync(CudaTrainer *c) {
     CUDA_CHECK(cudaStreamSynchronize(c->copy));
     CUDA_CHECK(cudaStreamSynchronize(c->compute));
 }
 
-extern "C" const char *cuda_trainer_device(const CudaTrainer *c) { return c->desc; }
-
-// The state that moves between the Trainer's host buffers and the device,
+// The state that moves between the TrainState's host buffers and the device,
 // buffer by buffer (the AdamW step counts stay on the host in both).
 typedef struct {
     float *dev, *host;
     size_t bytes;
 } StateBuffer;
 
-static int state_buffers(CudaTrainer *c, const Trainer *t, StateBuffer s[5]) {
+static int state_buffers(CudaTrainer *c, const TrainState *t, StateBuffer s[5]) {
     const size_t bytes = c->total * sizeof(float);
     s[0] = StateBuffer{c->student, t->student, bytes};
     s[1] = StateBuffer{c->teacher, t->teacher, bytes};
-    s[2] = StateBuffer{c->opt.m, t->opt.m, bytes};
-    s[3] = StateBuffer{c->opt.v, t->opt.v, bytes};
-    s[4] = StateBuffer{c->loss.center, t->loss.center, (size_t)t->cfg.out_dim * sizeof(float)};
+    s[2] = StateBuffer{c->opt.m, t->opt->m, bytes};
+    s[3] = StateBuffer{c->opt.v, t->opt->v, bytes};
+    s[4] = StateBuffer{c->loss.center, t->loss->center, (size_t)t->loss->out_dim * sizeof(float)};
     return 5;
 }
 
-extern "C" void cuda_trainer_upload(CudaTrainer *c, const Trainer *t) {
+static void cuda_trainer_upload(CudaTrainer *c) {
+    const TrainState *t = c->base.state;
     cuda_trainer_sync(c);
     StateBuffer s[5];
     for (int i = 0, n = state_buffers(c, t, s); i < n; i++) cuda_upload(s[i].dev, s[i].host, s[i].bytes);
-    memcpy(c->opt.step, t->opt.step, (size_t)t->model.table.n * sizeof(int64_t));
+    memcpy(c->opt.step, t->opt->step, (size_t)t->model->table.n * sizeof(int64_t));
     // The copies ran on the legacy default stream, which does not order
     // itself with our non-blocking streams: finish them before any kernel.
     CUDA_CHECK(cudaDeviceSynchronize());
 }
 
-extern "C" void cuda_trainer_download(CudaTrainer *c, const Trainer *t) {
+static void cuda_trainer_download(CudaTrainer *c) {
+    const TrainState *t = c->base.state;
     cuda_trainer_sync(c);
     StateBuffer s[5];
     for (int i = 0, n = state_buffers(c, t, s); i < n; i++) cuda_download(s[i].host, s[i].dev, s[i].bytes);
-    memcpy(t->opt.step, c->opt.step, (size_t)t->model.table.n * sizeof(int64_t));
+    memcpy(t->opt->step, c->opt.step, (size_t)t->model->table.n * sizeof(int64_t));
 }
 
 // Host -> pinned -> device for batch b, double-buffered (train_plan.h).
@@ -249,18 +268,14 @@ static float *upload_batch(CudaTrainer *c, const Batch *b) {
     return dev;
 }
 
-extern "C" int cuda_trainer_step(CudaTrainer *c, Trainer *t, const Batch *b, StepStats *st) {
-    const double t0 = dino_now();
-    const TrainConfig *cf = &t->cfg;
-    const int64_t it = (int64_t)t->epoch * t->niter_per_ep + t->step;
-    const int K = cf->out_dim, B = b->B;
+static int cuda_forward_backward(TrainEngine *e, const EngineStep *in, EngineLoss *out) {
+    CudaTrainer *c = (CudaTrainer *)e;
+    const TrainState *t = e->state;
+    const Batch *b = in->batch;
+    const int K = t->loss->out_dim, B = b->B;
+    const DinoModel *m = t->model;
     cudaStream_t s = c->compute;
-    memset(st, 0, sizeof *st);
-    st->lr = cosine_schedule_at(&t->lr_sched, it);
-    st->wd = cosine_schedule_at(&t->wd_sched, it);
-    st->momentum = cosine_schedule_at(&t->mom_sched, it);
-
-    ensure_arena(c, t, b);
+    if (ensure_arena(c, b)) return -1;
     const MultiCropPlan *p = &c->ta.plan;
     float *arena = c->arena;
     float *images = upload_batch(c, b);
@@ -271,17 +286,18 @@ extern "C" int cuda_trainer_step(CudaTrainer *c, Trainer *t, const Batch *b, Ste
         off += p->pixels[g];
     }
 
-    // Drop-path factors: drawn on the host (keyed by position), copied in.
+    // Drop-path factors: drawn by the trainer (keyed by position), copied in
+    // through pinned memory that the previous step's copy has released.
     const float *drop[BATCH_MAX_GROUPS] = {0};
-    const int use_drop = cf->drop_path_rate > 0;
+    const int use_drop = in->use_drop;
     if (use_drop) {
         if (c->drop_pending) CUDA_CHECK(cudaEventSynchronize(c->drop_done));
         for (int g = 0; g < p->n_groups; g++) {
+            const size_t n = (size_t)2 * m->vit.depth * p->rows[g];
             float *h = c->drop_host + c->ta.drop[g];
-            dist_drop_scales(cf, &t->model.vit, it, g, p->n_crops[g], B, h);
+            memcpy(h, in->drop[g], n * sizeof(float));
             float *d = arena + c->ta.student_vit[g].drop;
-            CUDA_CHECK(cudaMemcpyAsync(d, h, (size_t)2 * t->model.vit.depth * p->rows[g] * sizeof(float),
-                                      cudaMemcpyHostToDevice, s));
+            CUDA_CHECK(cudaMemcpyAsync(d, h, n * sizeof(float), cudaMemcpyHostToDevice, s));
             drop[g] = d;
         }
         CUDA_CHECK(cudaEventRecord(c->drop_done, s));
@@ -289,10 +305,10 @@ extern "C" int cuda_trainer_step(CudaTrainer *c, Trainer *t, const Batch *b, Ste
     }
 
     // Teacher: the global crops, no drop path; student: every crop.
-    const float *tl = model_cuda_forward(&c->ctx, &t->model, c->teacher, p, 1, &c->ta.teacher_vit,
+    const float *tl = model_cuda_forward(&c->ctx, m, c->teacher, p, 1, &c->ta.teacher_vit,
                                          &c->ta.teacher_head, arena, c->ta.tfeat, gimg, NULL, s);
     phase_done(c, "teacher forward");
-    const float *sl = model_cuda_forward(&c->ctx, &t->model, c->student, p, p->n_groups,
+    const float *sl = model_cuda_forward(&c->ctx, m, c->student, p, p->n_groups,
                                          c->ta.student_vit, &c->ta.student_head, arena, c->ta.sfeat,
                                          gimg, use_drop ? drop : NULL, s);
     phase_done(c, "student forward");
@@ -300,58 +316,66 @@ extern "C" int cuda_trainer_step(CudaTrainer *c, Trainer *t, const Batch *b, Ste
     CUDA_CHECK(cudaEventRecord(c->consumed[slot], s));  // the images are read
     staging_consumed(&c->ring, slot);
 
-    float *dlogits = arena + c->ta.dlogits, *csum = arena + c->ta.center_sum;
-    dino_loss_forward_backward_cuda(&c->loss, dlogits, sl, tl, B, t->epoch, s);
+    float *dlogits = arena + c->ta.dlogits;
+    c->csum = arena + c->ta.center_sum;
+    c->B = B;
+    dino_loss_forward_backward_cuda(&c->loss, dlogits, sl, tl, B, in->epoch, s);
     CUDA_CHECK(cudaMemcpyAsync(c->stats_host, c->loss.stats, 4 * sizeof(double), cudaMemcpyDeviceToHost, s));
     CUDA_CHECK(cudaEventRecord(c->loss_ready, s));
     phase_done(c, "loss");
-    dino_center_batch_sum_cuda(csum, tl, 2 * B, K, s);
+    dino_center_batch_sum_cuda(c->csum, tl, 2 * B, K, s);
     cuda_memset0(c->grads, c->total * sizeof(float), s);
-    model_cuda_backward(&c->ctx, &t->model, c->student, c->grads, p, c->ta.student_vit,
+    model_cuda_backward(&c->ctx, m, c->student, c->grads, p, c->ta.student_vit,
                         &c->ta.scratch, &c->ta.student_head, arena, c->ta.sfeat, c->ta.dfeat,
                         dlogits, use_drop ? drop : NULL, s);
     phase_done(c, "backward");
 
     // The loss decides whether anything changes; the backward runs meanwhile.
     CUDA_CHECK(cudaEventSynchronize(c->loss_ready));
-    LossStats ls;
-    ls.loss = c->stats_host[0];
-    ls.teacher_entropy = c->stats_host[1];
-    ls.teacher_mean_entropy = c->stats_host[2];
-    ls.teacher_temp = dino_teacher_temp(&t->loss, t->epoch);
-    dist_reduce_loss_stats(&ls);
-    st->loss = ls.loss;
-    st->teacher_temp = ls.teacher_temp;
-    st->teacher_entropy = ls.teacher_entropy;
-    st->teacher_mean_entropy = ls.teacher_mean_entropy;
-    if (!isfinite(ls.loss) || !isfinite((float)ls.loss)) {
-        st->seconds = dino_now() - t0;
-        return -1;
-    }
-
-#ifdef DINO_NCCL
-    if (c->world > 1) {
-        // The same places as the CPU path: the centre's sum, the gradients
-        // averaged before clipping (as DDP).
-        NCCL_CHECK(ncclAllReduce(csum, csum, (size_t)K, ncclFloat, ncclSum, c->comm, s));
-        NCCL_CHECK(ncclAllReduce(c->grads, c->grads, c->total, ncclFloat, ncclAvg, c->comm, s));
-    }
-#endif
-    const ParamTable *tab = &t->model.table;
-    for (int i = 0; i < tab->n; i++)
-        t->skip[i] = t->epoch < cf->freeze_last_layer && strstr(tab->p[i].name, "last_layer") != NULL;
-    if (cf->clip_grad > 0) clip_gradients_cuda(&c->opt, c->grads, (float)cf->clip_grad, t->skip, NULL, s);
-    adamw_step_cuda(&c->opt, c->student, c->grads, st->lr, st->wd, t->skip, s);
-    ema_update_cuda(c->teacher, c->student, c->total, st->momentum, s);
-    const int W = cf->world_size > 0 ? cf->world_size : 1;
-    dino_center_update_cuda(&c->loss, csum, (int64_t)2 * B * W, s);
-    phase_done(c, "all-reduce, clip, AdamW, EMA, centre");
-    st->seconds = dino_now() - t0;
+    out->ls.loss = c->stats_host[0];
+    out->ls.teacher_entropy = c->stats_host[1];
+    out->ls.teacher_mean_entropy = c->stats_host[2];
+    out->ls.teacher_temp = dino_teacher_temp(t->loss, in->epoch);
+    out->koleo = 0;
     return 0;
 }
 
-extern "C" size_t cuda_trainer_fetch(CudaTrainer *c, CudaTrainerTensor which, float *host,
-                                     size_t n) {
+static void cuda_update(TrainEngine *e, const EngineStep *in) {
+    CudaTrainer *c = (CudaTrainer *)e;
+    const TrainState *t = e->state;
+    const int K = t->loss->out_dim;
+    cudaStream_t s = c->compute;
+#ifdef DINO_NCCL
+    if (c->world > 1) {
+        // The same places as the CPU engine: the centre's sum, the gradients
+        // averaged before clipping (as DDP).
+        NCCL_CHECK(ncclAllReduce(c->csum, c->csum, (size_t)K, ncclFloat, ncclSum, c->comm, s));
+        NCCL_CHECK(ncclAllReduce(c->grads, c->grads, c->total, ncclFloat, ncclAvg, c->comm, s));
+    }
+#else
+    (void)K;
+#endif
+    if (in->clip_grad > 0) clip_gradients_cuda(&c->opt, c->grads, in->clip_grad, in->frozen, NULL, s);
+    adamw_step_cuda(&c->opt, c->student, c->grads, in->lr, in->wd, in->frozen, s);
+    ema_update_cuda(c->teacher, c->student, c->total, in->momentum, s);
+    dino_center_update_cuda(&c->loss, c->csum, (int64_t)2 * c->B * t->world, s);
+    phase_done(c, "all-reduce, clip, AdamW, EMA, centre");
+}
+
+static void engine_upload(TrainEngine *e) { cuda_trainer_upload((CudaTrainer *)e); }
+static void engine_download(TrainEngine *e) { cuda_trainer_download((CudaTrainer *)e); }
+static void engine_sync(TrainEngine *e) { cuda_trainer_sync((CudaTrainer *)e); }
+static const char *engine_describe(const TrainEngine *e) { return ((const CudaTrainer *)e)->desc; }
+static void engine_free(TrainEngine *e) { cuda_trainer_free((CudaTrainer *)e); }
+
+const TrainEngineOps cuda_engine_ops = {
+    "cuda",          cuda_forward_backward, cuda_update,     engine_upload,
+    engine_download, engine_sync,           engine_describe, engine_free,
+};
+
+extern "C" size_t cuda_engine_fetch(TrainEngine *e, CudaTrainerTensor which, float *host, size_t n) {
+    DINO_ASSERT(e->kind == DEVICE_CUDA);
+    CudaTrainer *c = (CudaTrainer *)e;
     cuda_trainer_sync(c);
     const float *src = NULL;
     size_t have = 0;

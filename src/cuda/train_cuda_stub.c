@@ -1,6 +1,6 @@
 // The CUDA entry points (trainer, features) in a build without CUDA (no -DDINO_CUDA):
 // creating one refuses with the sentence the command line also prints, and
-// the others are unreachable because no CudaTrainer can exist. With
+// the others are unreachable because no CUDA engine can exist. With
 // make CUDA=1 this file compiles to nothing and src/cuda/train_cuda.cu
 // provides the real functions.
 #ifndef DINO_CUDA
@@ -23,34 +23,17 @@ void cuda_features_tokens(CudaFeatures *f, const float *images, int B, float *to
     DINO_ASSERT(f != NULL && 0);  // no CudaFeatures exists in this build
 }
 
-CudaTrainer *cuda_trainer_create(Trainer *t, char *err, size_t errlen) {
-    (void)t;
+TrainEngine *train_engine_cuda_create(TrainState *state, const EngineOptions *o, char *err,
+                                      size_t errlen) {
+    (void)state, (void)o;
     dino_errf(err, errlen, "--device cuda: this build has no CUDA; rebuild with make CUDA=1");
     return NULL;
 }
 
-void cuda_trainer_free(CudaTrainer *c) { DINO_ASSERT(c == NULL); }
-void cuda_trainer_upload(CudaTrainer *c, const Trainer *t) {
-    (void)t;
-    DINO_ASSERT(c == NULL);
-}
-void cuda_trainer_download(CudaTrainer *c, const Trainer *t) {
-    (void)t;
-    DINO_ASSERT(c == NULL);
-}
-void cuda_trainer_sync(CudaTrainer *c) { DINO_ASSERT(c == NULL); }
-const char *cuda_trainer_device(const CudaTrainer *c) { return c ? "?" : "none"; }
-
-size_t cuda_trainer_fetch(CudaTrainer *c, CudaTrainerTensor which, float *host, size_t n) {
-    (void)which, (void)host, (void)n;
-    DINO_ASSERT(c != NULL && 0);  // no CudaTrainer exists in this build
+size_t cuda_engine_fetch(TrainEngine *e, CudaTrainerTensor which, float *host, size_t n) {
+    (void)e, (void)which, (void)host, (void)n;
+    DINO_ASSERT(0);  // no CUDA engine exists in this build
     return 0;
-}
-
-int cuda_trainer_step(CudaTrainer *c, Trainer *t, const Batch *b, StepStats *st) {
-    (void)t, (void)b, (void)st;
-    DINO_ASSERT(c != NULL && 0);  // no CudaTrainer exists in this build
-    return -1;
 }
 #else
 typedef int dino_cuda_stub_unused;  // ISO C wants a non-empty translation unit

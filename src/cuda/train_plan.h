@@ -1,6 +1,6 @@
 // Host-side planning for the CUDA training engine, in plain C so that it is
-// built and tested on every machine, GPU or not: the device selector of the
-// command line (--device cpu|cuda), the layout of the one device activation
+// built and tested on every machine, GPU or not: the GPU of each rank
+// (the --device selector itself is src/device.h), the layout of the one device activation
 // arena (every buffer of the teacher pass, the student's multi-crop forward
 // and backward, the head and the loss, as offsets into one allocation made
 // once), the per-group plan of a multi-crop batch (which rows of the
@@ -18,21 +18,12 @@ extern "C" {
 #include <stdint.h>
 
 #include "batch.h"
+#include "device.h"
 #include "head.h"
 #include "vit.h"
 
 
-// ---------------------------------------------------------------- device selector
-
-typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1 } DeviceKind;
-
-// 1 when this build has the CUDA engine (make CUDA=1), else 0.
-int device_cuda_compiled(void);
-// "cpu" or "cuda" -> kind. Returns 0, or -1 with err holding one sentence:
-// an unknown name, or "cuda" in a build without CUDA ("this build has no
-// CUDA; rebuild with make CUDA=1").
-int device_parse(const char *name, DeviceKind *kind, char *err, size_t errlen);
-const char *device_name(DeviceKind kind);
+// ---------------------------------------------------------------- device of a rank
 
 // The GPU a rank uses: its node-local rank from the launcher's environment
 // (OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID, SLURM_LOCALID, LOCAL_RANK,

@@ -247,7 +247,7 @@ static void stop_workers(Loader *l) {
     l->n_threads = 0;
 }
 
-Loader *loader_create(const Dataset *ds, const LoaderConfig *cfg) {
+Loader *loader_create(const Dataset *ds, const LoaderConfig *cfg, char *err, size_t errlen) {
     DINO_ASSERT(cfg->batch_size > 0 && cfg->world_size > 0 && cfg->rank >= 0 &&
                 cfg->rank < cfg->world_size);
     Loader *l = callocCheck(1, sizeof(Loader));
@@ -256,7 +256,11 @@ Loader *loader_create(const Dataset *ds, const LoaderConfig *cfg) {
     if (l->cfg.prefetch < 1) l->cfg.prefetch = 1;
     if (l->cfg.threads < 0) l->cfg.threads = 0;
     l->n = dataset_size(ds);
-    if (l->n <= 0) dino_die("%s: the dataset is empty", dataset_describe(ds));
+    if (l->n <= 0) {
+        free(l);
+        dino_errf(err, errlen, "%s: the dataset is empty", dataset_describe(ds));
+        return NULL;
+    }
     l->per_rank = (l->n + cfg->world_size - 1) / cfg->world_size;
     l->steps = cfg->drop_last ? l->per_rank / cfg->batch_size
                               : (l->per_rank + cfg->batch_size - 1) / cfg->batch_size;
@@ -318,8 +322,17 @@ void loader_start(Loader *l, int epoch, int64_t step) {
     if (l->n_threads > 0) {
         l->threads = mallocCheck(sizeof(pthread_t) * (size_t)l->n_threads);
         for (int t = 0; t < l->n_threads; t++)
-            if (pthread_create(&l->threads[t], NULL, worker_main, l) != 0)
-                dino_die("cannot start loader thread %d", t);
+            if (pthread_create(&l->threads[t], NULL, worker_main, l) != 0) {
+                // Fewer workers, or none (loader_next then builds each batch
+                // itself): the batches are the same, only slower.
+                dino_warn("cannot start loader thread %d; going on with %d", t, t);
+                l->n_threads = t;
+                break;
+            }
+        if (!l->n_threads) {
+            free(l->threads);
+            l->threads = NULL;
+        }
     }
 }
 
@@ -390,7 +403,8 @@ void loader_free(Loader *l) {
 }
 
 double loader_bench(const Dataset *ds, const LoaderConfig *cfg, int n_batches) {
-    Loader *l = loader_create(ds, cfg);
+    Loader *l = loader_create(ds, cfg, NULL, 0);
+    if (!l) return 0;  // an empty dataset
     int64_t images = 0;
     int epoch = 0;
     double t0 = dino_now();

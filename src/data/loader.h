@@ -40,7 +40,8 @@ void loader_config_default(LoaderConfig *cfg);
 
 typedef struct Loader Loader;
 
-Loader *loader_create(const Dataset *ds, const LoaderConfig *cfg);
+// NULL with err filled when the dataset is empty.
+Loader *loader_create(const Dataset *ds, const LoaderConfig *cfg, char *err, size_t errlen);
 void loader_free(Loader *l);
 
 // Number of samples this rank sees per epoch (after padding) and batches per epoch.
@@ -64,7 +65,7 @@ const char *loader_error(const Loader *l);
 int64_t loader_bad_count(const Loader *l);
 
 // Throughput benchmark (`dino augment --bench N`): N batches from `ds`,
-// returns images per second.
+// returns images per second (0 for an empty dataset).
 double loader_bench(const Dataset *ds, const LoaderConfig *cfg, int n_batches);
 
 #endif

@@ -10,7 +10,7 @@
 
 #include "common.h"
 #include "cuda/features_cuda.h"
-#include "cuda/train_plan.h"
+#include "device.h"
 #include "data/loader.h"
 
 // An inference pass keeps the outputs of the last 4 blocks (VIT_KEEP_LAST in vit.c).
@@ -143,7 +143,8 @@ int features_extract_skipping(const ViTConfig *cfg, const ViTWeights *w, const D
     lc.drop_last = 0;
     lc.threads = fc->threads;
     lc.prefetch = 2;
-    Loader *ld = loader_create(ds, &lc);
+    Loader *ld = loader_create(ds, &lc, err, errlen);
+    if (!ld) return -1;
     int64_t dim = features_dim(cfg, fc);
     // --device cuda: the forward on the GPU, the rows from its tokens here.
     const int nblk = fc->patch_tokens ? 1 : fc->n_last_blocks;

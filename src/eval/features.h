@@ -35,7 +35,7 @@ typedef struct {
     int patch_tokens;   // 0
     int threads;        // loader worker threads (0: on the caller's thread)
     int verbose;        // progress lines on stderr
-    int device;         // 0 cpu, 1 cuda (DeviceKind, src/cuda/train_plan.h; make CUDA=1)
+    int device;         // 0 cpu, 1 cuda (DeviceKind, src/device.h; make CUDA=1)
 } FeatureConfig;
 
 void feature_config_default(FeatureConfig *c);

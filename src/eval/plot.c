@@ -1,4 +1,4 @@
-// Log reading (cJSON) and curve drawing (PLplot, pngcairo); see plot.h.
+// Log reading (train_log.h's parser) and curve drawing (PLplot, pngcairo); see plot.h.
 #include "eval/plot.h"
 
 #include <cjson/cJSON.h>
@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "train/train_log.h"
 
 static PlotSeries *series_get(PlotLog *log, const char *name) {
     for (int i = 0; i < log->n_series; i++)
@@ -46,32 +47,10 @@ void plot_log_free(PlotLog *log) {
     memset(log, 0, sizeof *log);
 }
 
-// A number, or a string holding one (our trainer's meta is strings).
-static int json_number(const cJSON *v, double *out) {
-    if (cJSON_IsNumber(v)) {
-        *out = v->valuedouble;
-        return 1;
-    }
-    if (cJSON_IsString(v) && v->valuestring && *v->valuestring) {
-        char *end;
-        double d = strtod(v->valuestring, &end);
-        if (*end == 0) {
-            *out = d;
-            return 1;
-        }
-    }
-    return 0;
-}
-
 typedef struct {
     double epoch, step, it;
     int has_epoch, has_step, has_it;
 } RecordPos;
-
-static int json_key_number(const cJSON *obj, const char *key, double *out) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    return v && json_number(v, out);
-}
 
 int plot_log_read(const char *path, PlotLog *log, char *err, size_t errlen) {
     memset(log, 0, sizeof *log);
@@ -90,10 +69,9 @@ int plot_log_read(const char *path, PlotLog *log, char *err, size_t errlen) {
         char *p = line;
         while (*p == ' ' || *p == '\t') p++;
         if (*p == '\n' || *p == 0) continue;
-        cJSON *obj = cJSON_Parse(p);
-        if (!obj || !cJSON_IsObject(obj)) {
+        cJSON *obj = train_log_parse_line(p);
+        if (!obj) {
             log->n_bad++;
-            cJSON_Delete(obj);
             continue;
         }
         if (log->n_lines == pos_cap) {
@@ -102,13 +80,13 @@ int plot_log_read(const char *path, PlotLog *log, char *err, size_t errlen) {
         }
         RecordPos *r = &pos[log->n_lines];
         memset(r, 0, sizeof *r);
-        r->has_epoch = json_key_number(obj, "epoch", &r->epoch);
-        r->has_step = json_key_number(obj, "step", &r->step);
-        r->has_it = json_key_number(obj, "it", &r->it) || json_key_number(obj, "iteration", &r->it);
+        r->has_epoch = train_log_key_number(obj, "epoch", &r->epoch);
+        r->has_step = train_log_key_number(obj, "step", &r->step);
+        r->has_it = train_log_key_number(obj, "it", &r->it) || train_log_key_number(obj, "iteration", &r->it);
         for (const cJSON *it = obj->child; it; it = it->next) {
             double y;
             if (!it->string || !strcmp(it->string, "epoch") || !strcmp(it->string, "step") ||
-                !strcmp(it->string, "it") || !strcmp(it->string, "iteration") || !json_number(it, &y))
+                !strcmp(it->string, "it") || !strcmp(it->string, "iteration") || !train_log_number(it, &y))
                 continue;
             PlotSeries *s = series_get(log, it->string);
             if (s) series_add(s, (double)log->n_lines, y);

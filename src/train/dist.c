@@ -13,18 +13,22 @@
 
 #include "common.h"
 
-double dist_timeout_seconds(void) {
-    const char *s = getenv("DINO_DIST_TIMEOUT");
-    double v = s ? atof(s) : 0;
-    return v > 0 ? v : 1800.0;
-}
+static double g_timeout = 1800.0;
+
+double dist_timeout_seconds(void) { return g_timeout; }
+
+static void set_timeout(double seconds) { g_timeout = seconds > 0 ? seconds : 1800.0; }
 
 #ifndef DINO_MPI
 
 // ---------------------------------------------------------------- world of one
 
 int dist_compiled(void) { return 0; }
-int dist_init(void) { return 1; }
+int dist_init(double timeout_seconds, char *err, size_t errlen) {
+    (void)err, (void)errlen;
+    set_timeout(timeout_seconds);
+    return 1;
+}
 void dist_finalize(void) {}
 int dist_rank(void) { return 0; }
 int dist_world(void) { return 1; }
@@ -106,8 +110,9 @@ static void check(int rc, const char *what) {
 
 int dist_compiled(void) { return 1; }
 
-int dist_init(void) {
+int dist_init(double timeout_seconds, char *err, size_t errlen) {
     if (g_started) return g_world;
+    set_timeout(timeout_seconds);
     // Only a launcher sets these; a plain `dino train` stays a world of one
     // and never touches MPI (no singleton start-up, no network probing).
     if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK")) return 1;
@@ -117,14 +122,14 @@ int dist_init(void) {
         int provided = 0;
         // Only the main thread calls MPI (the loader's and OpenMP's threads never do).
         if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
-            dino_die("MPI could not start (mpirun environment found, MPI_Init failed)");
+            return dino_errf(err, errlen, "MPI could not start (mpirun environment found, MPI_Init failed)");
     }
     g_started = 1;
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_world);
     if (g_world > 1 && pthread_create(&g_watchdog, NULL, watchdog_main, NULL) != 0)
-        dino_die("cannot start the MPI watchdog thread");
+        return dino_errf(err, errlen, "cannot start the MPI watchdog thread");
     return g_world;
 }
 

@@ -17,9 +17,10 @@ typedef enum { DIST_SUM = 0, DIST_AVG = 1 } DistOp;
 // 1 when this build can run distributed (compiled with MPI).
 int dist_compiled(void);
 // Starts MPI when the process was launched by mpirun (its environment says
-// so); idempotent. Returns the world size. Dies with one sentence when MPI
-// cannot start.
-int dist_init(void);
+// so); idempotent. timeout_seconds: see dist_timeout_seconds (<= 0: the
+// default). Returns the world size, or -1 with err filled when MPI cannot
+// start.
+int dist_init(double timeout_seconds, char *err, size_t errlen);
 // Finalizes MPI if dist_init started it (call once, at the end of the run).
 void dist_finalize(void);
 int dist_rank(void);   // 0 .. world-1 (0 before dist_init)
@@ -44,8 +45,9 @@ void dist_barrier(void);
 void dist_abort(int code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
 
 // Seconds a rank waits inside one collective before it concludes that
-// another rank died or hangs and aborts the job (DINO_DIST_TIMEOUT, default
-// 1800: rank 0 alone writes checkpoints and runs the k-NN hook meanwhile).
+// another rank died or hangs and aborts the job (dist_init's; the command
+// line reads DINO_DIST_TIMEOUT; default 1800: rank 0 alone writes
+// checkpoints and runs the k-NN hook meanwhile).
 double dist_timeout_seconds(void);
 
 #endif

@@ -1,9 +1,8 @@
 // Data-parallel training glue (see dist_train.h): configuration agreement,
 // the start-up report, state broadcast, global-batch drop-path masks, loss
-// statistics and the fault-injection test hooks.
+// statistics.
 #include "train/dist_train.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,9 +36,10 @@ typedef struct {
     char value[96];
 } DistMismatch;
 
-void dist_check_config(const TrainConfig *c, int64_t dataset_images, int64_t niter_per_ep) {
+int dist_check_config(const TrainConfig *c, int64_t dataset_images, int64_t niter_per_ep, char *err,
+                      size_t errlen) {
     const int W = dist_world(), rank = dist_rank();
-    if (W <= 1) return;
+    if (W <= 1) return 0;
     DistItem mine[DIST_MAX_ITEMS], root[DIST_MAX_ITEMS];
     memset(mine, 0, sizeof mine);
     int n = dist_config_items(c, dataset_images, niter_per_ep, mine);
@@ -62,16 +62,14 @@ void dist_check_config(const TrainConfig *c, int64_t dataset_images, int64_t nit
             fprintf(stderr, "dino: error: ranks disagree on the configuration: rank %d has %s%s %s, rank 0 has %s\n", r,
                     strchr(x->key, ' ') ? "" : "--", x->key, all[r].value, x->value);
         }
-        fprintf(stderr, "dino: error: every rank must be started with the same flags and the same data "
-                        "(%d of %d ranks differ); stopping\n", bad, W);
         fflush(stderr);
     }
     free(all);
-    if (bad) {
-        dist_barrier();  // let rank 0 print before anyone exits
-        dist_finalize();
-        exit(1);
-    }
+    if (!bad) return 0;
+    dist_barrier();  // let rank 0 print before anyone stops
+    dist_finalize();
+    return dino_errf(err, errlen, "every rank must be started with the same flags and the same data "
+                                  "(%d of %d ranks differ); stopping", bad, W);
 }
 
 // ---------------------------------------------------------------- report
@@ -160,7 +158,7 @@ void dist_drop_scales(const TrainConfig *c, const ViTConfig *vit, int64_t it, in
     free(all);
 }
 
-// ---------------------------------------------------------------- statistics and hooks
+// ---------------------------------------------------------------- statistics
 
 void dist_reduce_loss_stats(LossStats *ls) {
     if (dist_world() <= 1) return;
@@ -169,29 +167,4 @@ void dist_reduce_loss_stats(LossStats *ls) {
     ls->loss = v[0];
     ls->teacher_entropy = v[1];
     ls->teacher_mean_entropy = v[2];
-}
-
-static int64_t env_step(const char *name) {
-    const char *s = getenv(name);
-    return s && *s ? strtoll(s, NULL, 10) : -1;
-}
-
-void dist_fault_hook(int64_t it) {
-    int64_t die = env_step("DINO_DIST_DIE_AT_STEP"), hang = env_step("DINO_DIST_HANG_AT_STEP");
-    if (die < 0 && hang < 0) return;
-    const char *rs = getenv("DINO_DIST_FAULT_RANK");
-    int who = rs && *rs ? atoi(rs) : 1;
-    if (dist_rank() != who) return;
-    if (it == die) {
-        fprintf(stderr, "dino: test hook: rank %d kills itself before iteration %lld (DINO_DIST_DIE_AT_STEP)\n", who,
-                (long long)it);
-        fflush(stderr);
-        raise(SIGKILL);
-    }
-    if (it == hang) {
-        fprintf(stderr, "dino: test hook: rank %d hangs before iteration %lld (DINO_DIST_HANG_AT_STEP)\n", who,
-                (long long)it);
-        fflush(stderr);
-        for (;;) pause();
-    }
 }

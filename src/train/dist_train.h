@@ -2,8 +2,8 @@
 // communication layer (dist.h): the check that every rank runs the same
 // configuration, the start-up report, copying rank 0's state (fresh or
 // resumed) to every rank, drop-path masks that match a single process at
-// the same global batch, the loss statistics averaged over ranks, and the
-// fault-injection hooks the tests use. Every function is a no-op or the
+// the same global batch, and the loss statistics averaged over ranks (the
+// tests' fault injection is dist_faults.h). Every function is a no-op or the
 // single-process behaviour in a world of one.
 #ifndef DINO_TRAIN_DIST_TRAIN_H
 #define DINO_TRAIN_DIST_TRAIN_H
@@ -29,9 +29,11 @@ int dist_config_items(const TrainConfig *c, int64_t dataset_images, int64_t nite
                       DistItem *items);
 
 // Compares the settings that must agree (model, optimisation, data, stopping)
-// and the dataset size with rank 0's; on any difference every rank exits
-// with status 1 after rank 0 names the rank, the flag and both values.
-void dist_check_config(const TrainConfig *c, int64_t dataset_images, int64_t niter_per_ep);
+// and the dataset size with rank 0's. On any difference rank 0 names the
+// rank, the flag and both values, MPI is finalized, and every rank returns
+// -1 with err filled (then it must stop); else 0.
+int dist_check_config(const TrainConfig *c, int64_t dataset_images, int64_t niter_per_ep, char *err,
+                      size_t errlen);
 
 // One line on rank 0 ("distributed: N ranks on H hosts ..."); with `full`
 // one line per rank: host, pid, compute threads, loader threads.
@@ -52,11 +54,5 @@ void dist_drop_scales(const TrainConfig *c, const ViTConfig *vit, int64_t it, in
 // Averages loss, teacher_entropy and teacher_mean_entropy over the ranks
 // (the loss is a mean over equal per-rank batches, so this is the global one).
 void dist_reduce_loss_stats(LossStats *ls);
-
-// Test hooks, read from the environment at every iteration `it`:
-// DINO_DIST_DIE_AT_STEP=k kills rank DINO_DIST_FAULT_RANK (default 1) with
-// SIGKILL before iteration k; DINO_DIST_HANG_AT_STEP=k makes it sleep for
-// ever there instead (the others' watchdog must end the job).
-void dist_fault_hook(int64_t it);
 
 #endif

@@ -6,7 +6,8 @@
 #include <string.h>
 
 #include "common.h"
-#include "cuda/train_plan.h"
+#include "device.h"
+#include "train/engine.h"
 #include "train/trainer.h"
 
 #define X(name_, field, kind_, def_, fmnist_, lo, hi, resume_, ranks, help_)                       \
@@ -159,6 +160,12 @@ int train_config_check(const TrainConfig *cfg, char *err, size_t errlen) {
         snprintf(err, errlen, "unknown --optimizer '%s' (adamw, sgd, lars)", cfg->optimizer);
         return -1;
     }
+    if (kind != OPTIM_ADAMW &&
+        !train_engine_supports(cfg->device, kind == OPTIM_SGD ? ENGINE_OPTIM_SGD : ENGINE_OPTIM_LARS)) {
+        snprintf(err, errlen, "--device %s trains with --optimizer adamw only, got '%s'",
+                 device_name(cfg->device), cfg->optimizer);
+        return -1;
+    }
     if (cfg->warmup_epochs > cfg->epochs || cfg->warmup_teacher_temp_epochs > cfg->epochs) {
         snprintf(err, errlen, "--warmup_epochs (%d) and --warmup_teacher_temp_epochs (%d) cannot exceed --epochs (%d)",
                  cfg->warmup_epochs, cfg->warmup_teacher_temp_epochs, cfg->epochs);
@@ -169,7 +176,7 @@ int train_config_check(const TrainConfig *cfg, char *err, size_t errlen) {
                               "feature's nearest neighbour is another image of the batch)");
         return -1;
     }
-    if (cfg->koleo_loss_weight > 0 && cfg->device == DEVICE_CUDA) {
+    if (cfg->koleo_loss_weight > 0 && !train_engine_supports(cfg->device, ENGINE_KOLEO)) {
         snprintf(err, errlen, "--koleo_loss_weight (on in --preset fmnist) runs on the CPU only; "
                               "pass --koleo_loss_weight 0 with --device cuda");
         return -1;
@@ -180,7 +187,7 @@ int train_config_check(const TrainConfig *cfg, char *err, size_t errlen) {
                  cfg->centering ? cfg->centering : "");
         return -1;
     }
-    if (sinkhorn && cfg->device == DEVICE_CUDA) {
+    if (sinkhorn && !train_engine_supports(cfg->device, ENGINE_SINKHORN_KNOPP)) {
         snprintf(err, errlen, "--centering sinkhorn_knopp (--preset fmnist's) runs on the CPU only; "
                       "pass --centering centering for the GPU's loss, the reference's");
         return -1;

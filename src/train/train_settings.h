@@ -6,9 +6,9 @@
 // come the TrainConfig struct (trainer.h), the defaults and the preset, the
 // `dino train` flags (cli/cmd_train.c), the range checks of
 // train_config_check, the configuration a checkpoint records and compares on
-// resume (trainer.c), and the configuration ranks compare at start-up
+// resume (train_checkpoint.c), and the configuration ranks compare at start-up
 // (dist_train.c). Adding a setting is one line here (and, when resuming
-// compares it, one line in trainer.c's recorded_later, for the checkpoints
+// compares it, one line in train_checkpoint.c's recorded_later, for the checkpoints
 // written before it was recorded).
 #ifndef DINO_TRAIN_TRAIN_SETTINGS_H
 #define DINO_TRAIN_TRAIN_SETTINGS_H
@@ -111,7 +111,7 @@
       "final weight decay (cosine)") \
     X(clip_grad, clip_grad, DOUBLE, TS_N(3.0), TS_SAME, 0, TRAIN_MAX_CLIP, WARN, AGREE, \
       "per-tensor gradient norm clip (0: off)") \
-    /* recorded through global_batch (trainer.c): a run may resume on another number of ranks */ \
+    /* recorded through global_batch (train_checkpoint.c): a run may resume on another number of ranks */ \
     X(batch_size_per_gpu, batch_size_per_gpu, INT, TS_N(64), TS_N(64), 1, ARG_MAX_BATCH, RECORD, AGREE, \
       "images per batch") \
     /* The short schedule: 2 epochs, about 10 minutes on 2 cores (docs/TRAINING.md). */ \

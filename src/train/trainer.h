@@ -1,9 +1,11 @@
-// DINO training (SPEC §4, §6, §7): the configuration with the reference's
-// flag names and defaults, the student/teacher/optimizer/loss state, one
-// training iteration on a Batch, checkpoints that capture the exact position
-// (epoch, step) so a resumed run is bit-identical to an uninterrupted one,
-// and the run loop with logging, the collapse monitor, signal handling and
-// the non-finite-loss stop. cmd_train.c only parses flags and calls train_run.
+// DINO training: the configuration (train_settings.h's table), the
+// student/teacher/optimizer/loss state and one iteration on a Batch
+// (trainer.c, over the engine of train/engine.h), checkpoints that capture
+// the exact position (epoch, step) so a resumed run is bit-identical to an
+// uninterrupted one (train_checkpoint.c), and the run loop with logging
+// (train_log.h), the collapse monitor, signal handling and the
+// non-finite-loss stop (train_run.c). The command line parses flags and the
+// environment, and calls train_run with a TrainHooks.
 #ifndef DINO_TRAIN_TRAINER_H
 #define DINO_TRAIN_TRAINER_H
 
@@ -12,9 +14,12 @@
 
 #include "batch.h"
 #include "model.h"
+#include "train/dist_faults.h"
+#include "train/engine.h"
 #include "train/loss.h"
 #include "train/optim.h"
 #include "train/schedule.h"
+#include "train/train_log.h"
 #include "train/train_settings.h"
 
 // The settings of a run (train_settings.h lists them, with their flags and
@@ -45,15 +50,6 @@ int train_config_model(const TrainConfig *c, ViTConfig *vit, HeadConfig *head, c
 // naming the flags. trainer_create runs it too.
 int train_config_check(const TrainConfig *c, char *err, size_t errlen);
 
-// Statistics of one iteration.
-typedef struct {
-    double loss;
-    double lr, wd, momentum, teacher_temp;
-    double teacher_entropy, teacher_mean_entropy;
-    double koleo;  // the KoLeo loss before its weight (0 when off); loss includes weight·koleo
-    double seconds;
-} StepStats;
-
 typedef struct {
     TrainConfig cfg;
     DinoModel model;
@@ -69,27 +65,32 @@ typedef struct {
     // running sums of the current epoch (the reference's MetricLogger averages)
     double ep_loss, ep_lr, ep_wd;
     int64_t ep_count;
-    // work buffers, sized on the first batch
-    MultiCropActs *sacts, *tacts;
-    int acts_B, acts_sizes[BATCH_MAX_GROUPS], acts_groups;
-    float *drop[BATCH_MAX_GROUPS];
-    float *center_sum;
-    uint8_t *skip;
-    float *grad_norms;
-    double koleo_sum;  // KoLeo losses of the step's global crops, summed by the pass
-    struct CudaTrainer *cuda;  // --device cuda: the device engine (src/cuda/train_cuda.h), else NULL
+    // the step's inputs that every engine shares (trainer_step)
+    uint8_t *last_layer;  // per tensor: part of the head's last layer
+    uint8_t *skip;        // per tensor: frozen this step (cancel_gradients_last_layer)
+    float *grad_norms;    // per tensor: the norms the CPU engine's clipping saw
+    float *drop[BATCH_MAX_GROUPS];  // drop-path factors of the step, per group
+    size_t drop_cap[BATCH_MAX_GROUPS];
+    TrainState state;     // what the engine reads and writes: the buffers above
+    TrainEngine *engine;  // cfg.device's engine
+    char err[256];        // trainer_step's -2: what went wrong
 } Trainer;
 
-// Builds model, optimizer, loss and schedules for niter_per_ep iterations per
-// epoch; initialises the student from cfg->seed and copies it to the teacher.
-// NULL with err filled for a bad configuration.
+// Builds model, optimizer, loss, schedules and cfg->device's engine for
+// niter_per_ep iterations per epoch; initialises the student from cfg->seed
+// and copies it to the teacher. eo sets the engine's knobs (chunk size,
+// debug sync; NULL: defaults; its quiet and koleo follow cfg). NULL with err
+// filled for a bad configuration or an engine that cannot start.
+Trainer *trainer_create_with(const TrainConfig *cfg, int64_t niter_per_ep, const EngineOptions *eo,
+                             char *err, size_t errlen);
 Trainer *trainer_create(const TrainConfig *cfg, int64_t niter_per_ep, char *err, size_t errlen);
 void trainer_free(Trainer *t);
 
 // One iteration at position (t->epoch, t->step) on batch b: teacher on the
 // global crops, student on all, loss, backward, clipping, last-layer freeze,
-// optimizer, EMA, centre. Returns 0, or -1 if the loss is not finite (then
-// nothing was changed). Does not advance the position.
+// optimizer, EMA, centre. Returns 0, -1 if the loss is not finite (then
+// nothing was changed), or -2 when the engine failed (t->err says why).
+// Does not advance the position.
 int trainer_step(Trainer *t, const Batch *b, StepStats *st);
 // Advances the position by one iteration and adds st to the epoch sums.
 void trainer_advance(Trainer *t, const StepStats *st);
@@ -108,15 +109,34 @@ int trainer_save(const Trainer *t, const char *path, char *err, size_t errlen);
 // through dino_warn. 0, or -1.
 int trainer_load(Trainer *t, const char *path, char *err, size_t errlen);
 
-// Hook for periodic evaluation (`--eval_knn_every`): defined by the
-// evaluation code when it is linked in (weak otherwise). Called at the end of
+// Periodic evaluation (`--eval_knn_every`): called on rank 0 at the end of
 // every eval_knn_every-th epoch with the teacher weights; writes a JSON
-// fragment (e.g. "\"knn_top1\": 71.2") into json and returns 0.
-int train_eval_hook(const TrainConfig *cfg, const DinoModel *model, const float *teacher,
-                    int epoch, char *json, size_t n) __attribute__((weak));
+// fragment (e.g. "\"knn_top1\": 71.2") into json and returns 0, or -1 when
+// it was skipped.
+typedef int (*TrainEvalFn)(void *ctx, const TrainConfig *cfg, const DinoModel *model,
+                           const float *teacher, int epoch, char *json, size_t n);
+
+// What the caller adds to a run beyond its settings: none of it changes
+// what a successful run computes.
+typedef struct {
+    TrainEvalFn eval;        // NULL: this build cannot evaluate (--eval_knn_every is then ignored)
+    void *eval_ctx;
+    int64_t inject_nan_at;   // >= 0: a NaN in the first pixel of that global iteration's batch (tests)
+    DistFaults faults;       // a rank that dies or hangs at an iteration (tests, dist_faults.h)
+    double dist_timeout;     // seconds in one collective before the job is ended (0: 1800, dist.h)
+    int wait_policy_set;     // OMP_WAIT_POLICY is set: the busy-machine warning suggests no policy
+    EngineOptions engine;    // the engine's knobs (its quiet and koleo follow the settings)
+} TrainHooks;
+
+// No evaluation, no faults, default engine knobs.
+void train_hooks_default(TrainHooks *h);
 
 // The whole run: data, resume from output_dir/checkpoint.dino, epochs,
-// logging, checkpoints, signals. Returns the process exit status.
-int train_run(const TrainConfig *cfg);
+// logging, checkpoints, signals. Returns the process exit status (0; 1 for a
+// non-finite loss or a checkpoint that could not be written; 128 + signal
+// when interrupted), or -1 with err filled when the run cannot start or its
+// data fails (the caller then exits without finalizing MPI, so the launcher
+// ends the other ranks).
+int train_run(const TrainConfig *cfg, const TrainHooks *hooks, char *err, size_t errlen);
 
 #endif

@@ -18,7 +18,7 @@
 #include "common.h"
 #include "cuda/ops_cuda.h"
 #include "cuda/train_cuda.h"
-#include "cuda/train_plan.h"
+#include "device.h"
 #include "../testlib.h"
 #include "cuda_testutil.h"
 #include "train/trainer.h"
@@ -56,9 +56,9 @@ static void check_update(const char *what, const float *gpu_new, const float *cp
 static Trainer *make_trainer(const TrainConfig *c, DeviceKind dev, const char *gemm) {
     TrainConfig x = *c;
     x.device = (int)dev;
-    if (gemm) setenv("DINO_CUDA_GEMM", gemm, 1);
+    EngineOptions eo = {.cuda_gemm = gemm};
     char err[512];
-    Trainer *t = trainer_create(&x, 10, err, sizeof err);
+    Trainer *t = trainer_create_with(&x, 10, &eo, err, sizeof err);
     if (!t) dino_die("trainer_create (%s): %s", device_name(dev), err);
     return t;
 }
@@ -132,7 +132,7 @@ static void compare_step(Trainer *cpu, Trainer *gpu, const Batch *b, const Bound
     CHECK(trainer_step(cpu, b, &sc) == 0, "%s: CPU step", tag);
     double t1 = dino_now();
     CHECK(trainer_step(gpu, b, &sg) == 0, "%s: GPU step", tag);
-    cuda_trainer_sync(gpu->cuda);
+    gpu->engine->ops->sync(gpu->engine);
     double t2 = dino_now();
     printf("%s: CPU step %.3f s, GPU step %.3f s (first steps include set-up)\n", tag, t1 - t0, t2 - t1);
     char what[96];
@@ -149,16 +149,16 @@ static void compare_step(Trainer *cpu, Trainer *gpu, const Batch *b, const Bound
     CHECK(sg.lr == sc.lr && sg.wd == sc.wd && sg.momentum == sc.momentum, "%s: schedules identical", tag);
 
     float *buf = mallocCheck((size_t)rows * K * sizeof(float));
-    cuda_trainer_fetch(gpu->cuda, CUDA_TENSOR_TEACHER_LOGITS, buf, (size_t)2 * b->B * K);
+    cuda_engine_fetch(gpu->engine, CUDA_TENSOR_TEACHER_LOGITS, buf, (size_t)2 * b->B * K);
     snprintf(what, sizeof what, "%s: teacher logits", tag);
-    check_rel(what, buf, head_output(cpu->tacts->head), (size_t)2 * b->B * K, bd->logits);  // teacher: one pass
-    cuda_trainer_fetch(gpu->cuda, CUDA_TENSOR_STUDENT_LOGITS, buf, (size_t)rows * K);
+    check_rel(what, buf, train_engine_cpu_teacher_logits(cpu->engine), (size_t)2 * b->B * K, bd->logits);  // teacher: one pass
+    cuda_engine_fetch(gpu->engine, CUDA_TENSOR_STUDENT_LOGITS, buf, (size_t)rows * K);
     snprintf(what, sizeof what, "%s: student logits", tag);
     check_rel(what, buf, ref.logits, (size_t)rows * K, bd->logits);
-    cuda_trainer_fetch(gpu->cuda, CUDA_TENSOR_STUDENT_FEATURES, buf, (size_t)rows * cpu->model.vit.dim);
+    cuda_engine_fetch(gpu->engine, CUDA_TENSOR_STUDENT_FEATURES, buf, (size_t)rows * cpu->model.vit.dim);
     snprintf(what, sizeof what, "%s: student CLS features", tag);
     check_rel(what, buf, ref.features, (size_t)rows * cpu->model.vit.dim, bd->logits);
-    cuda_trainer_fetch(gpu->cuda, CUDA_TENSOR_DLOGITS, buf, (size_t)rows * K);
+    cuda_engine_fetch(gpu->engine, CUDA_TENSOR_DLOGITS, buf, (size_t)rows * K);
     snprintf(what, sizeof what, "%s: dloss/dstudent logits", tag);
     check_rel(what, buf, ref.dlogits, (size_t)rows * K, bd->dlogits);
     free(buf);
@@ -167,11 +167,11 @@ static void compare_step(Trainer *cpu, Trainer *gpu, const Batch *b, const Bound
     free(ref.dlogits);
 
     float *g = mallocCheck(n * sizeof(float));
-    cuda_trainer_fetch(gpu->cuda, CUDA_TENSOR_GRADS, g, n);
+    cuda_engine_fetch(gpu->engine, CUDA_TENSOR_GRADS, g, n);
     check_grads(cpu, g, bd->grads, tag);
     free(g);
 
-    cuda_trainer_download(gpu->cuda, gpu);
+    gpu->engine->ops->download(gpu->engine);
     snprintf(what, sizeof what, "%s: student update (AdamW)", tag);
     check_update(what, gpu->student, cpu->student, old, n, bd->update);
     snprintf(what, sizeof what, "%s: teacher update (EMA)", tag);
@@ -191,7 +191,7 @@ static void compare_step(Trainer *cpu, Trainer *gpu, const Batch *b, const Bound
     memcpy(gpu->opt.m, cpu->opt.m, n * sizeof(float));
     memcpy(gpu->opt.v, cpu->opt.v, n * sizeof(float));
     memcpy(gpu->loss.center, cpu->loss.center, (size_t)K * sizeof(float));
-    cuda_trainer_upload(gpu->cuda, gpu);
+    gpu->engine->ops->upload(gpu->engine);
 }
 
 // Fresh CPU and GPU trainers (GEMMs in `gemm`) compared over one step on b.
@@ -216,11 +216,11 @@ static void check_determinism(const TrainConfig *c, const Batch *b, const char *
     }
     const size_t n = a->model.table.total;
     float *ga = mallocCheck(n * sizeof(float)), *gz = mallocCheck(n * sizeof(float));
-    cuda_trainer_fetch(a->cuda, CUDA_TENSOR_GRADS, ga, n);
-    cuda_trainer_fetch(z->cuda, CUDA_TENSOR_GRADS, gz, n);
+    cuda_engine_fetch(a->engine, CUDA_TENSOR_GRADS, ga, n);
+    cuda_engine_fetch(z->engine, CUDA_TENSOR_GRADS, gz, n);
     int grads_same = !memcmp(ga, gz, n * sizeof(float));
-    cuda_trainer_download(a->cuda, a);
-    cuda_trainer_download(z->cuda, z);
+    a->engine->ops->download(a->engine);
+    z->engine->ops->download(z->engine);
     CHECK(ok && grads_same && !memcmp(a->student, z->student, n * sizeof(float)) &&
               !memcmp(a->teacher, z->teacher, n * sizeof(float)) &&
               !memcmp(a->opt.v, z->opt.v, n * sizeof(float)) &&
@@ -244,7 +244,7 @@ static void check_nan_refusal(const TrainConfig *c, Batch *b) {
     StepStats st;
     int rc = trainer_step(t, b, &st);
     b->groups[0].pixels[0] = saved;
-    cuda_trainer_download(t->cuda, t);
+    t->engine->ops->download(t->engine);
     int64_t steps = 0;
     for (int i = 0; i < t->model.table.n; i++) steps += t->opt.step[i];
     CHECK(rc == -1 && !memcmp(before, t->student, n * sizeof(float)) &&
@@ -300,7 +300,7 @@ int main(void) {
     Batch b = batch_synthetic(c.batch_size_per_gpu, c.global_crop_size, c.local_crops_number, c.local_crop_size, 100);
     {
         Trainer *cpu = make_trainer(&c, DEVICE_CPU, NULL), *gpu = make_trainer(&c, DEVICE_CUDA, "fp32");
-        printf("device: %s\n", cuda_trainer_device(gpu->cuda));
+        printf("device: %s\n", gpu->engine->ops->describe(gpu->engine));
         for (int s = 0; s < 3; s++) {
             char tag[64];
             snprintf(tag, sizeof tag, "tiny fp32 step %d", s);
