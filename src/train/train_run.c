@@ -2,14 +2,12 @@
 // logging (train_log.h), the collapse monitor, the ETA, checkpoints, signals
 // and the non-finite-loss stop. Evaluation and fault injection come in
 // through TrainHooks; errors go back to the caller, which alone exits.
-#include <errno.h>
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -34,20 +32,6 @@ static void on_signal(int sig) {
         return;
     }
     g_stop_signal = sig;
-}
-
-static int mkdir_p(const char *path) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0777) && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) && errno != EEXIST) return -1;
-    struct stat st;
-    return stat(buf, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
 }
 
 static void fmt_duration(double s, char *buf, size_t n) {
@@ -174,9 +158,9 @@ static void loader_config_of(const TrainConfig *c, LoaderConfig *lc) {
 // Data, loader, trainer, and the resumed state. 0, or -1 with err filled.
 static int run_open(Run *r, char *err, size_t errlen) {
     TrainConfig *c = &r->c;
-    if (r->lead && mkdir_p(c->output_dir))
-        return dino_errf(err, errlen, "cannot create --output_dir '%s': %s", c->output_dir, strerror(errno));
     char e[1024];
+    if (r->lead && dino_make_dirs(c->output_dir, e, sizeof e))
+        return dino_errf(err, errlen, "--output_dir: %s", e);
     if (!(r->ds = dataset_open(c->data_path, SPLIT_TRAIN, e, sizeof e)))
         return dino_errf(err, errlen, "--data_path: %s", e);
     loader_config_of(c, &r->lc);
