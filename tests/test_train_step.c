@@ -23,6 +23,7 @@
 #include "fixture.h"
 #include "rng.h"
 #include "testlib.h"
+#include "train/drop_path.h"
 #include "train/trainer.h"
 
 #define STEP_IMG_SEED 9000
@@ -95,10 +96,10 @@ static void drop_path_masks(void) {
     ViTConfig v = {.depth = 4};
     const int Bg = 4000;
     float *a = malloc(sizeof(float) * 4 * 2 * Bg), *b = malloc(sizeof(float) * 4 * 2 * Bg);
-    trainer_drop_scales(&c, &v, 17, 1, Bg, a);
-    trainer_drop_scales(&c, &v, 17, 1, Bg, b);
+    drop_path_scales(c.drop_path_rate, (uint64_t)c.seed, v.depth, 17, 1, Bg, a);
+    drop_path_scales(c.drop_path_rate, (uint64_t)c.seed, v.depth, 17, 1, Bg, b);
     CHECK(!memcmp(a, b, sizeof(float) * 4 * 2 * Bg), "drop-path masks are a function of (seed, it, group, block)");
-    trainer_drop_scales(&c, &v, 18, 1, Bg, b);
+    drop_path_scales(c.drop_path_rate, (uint64_t)c.seed, v.depth, 18, 1, Bg, b);
     CHECK(memcmp(a, b, sizeof(float) * 4 * 2 * Bg) != 0, "drop-path masks change with the iteration");
     int ok = 1;
     for (int l = 0; l < 4; l++) {

@@ -2,6 +2,7 @@
 // the start-up report, state broadcast, global-batch drop-path masks, loss
 // statistics.
 #include "train/dist_train.h"
+#include "train/drop_path.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,13 +144,13 @@ void dist_drop_scales(const TrainConfig *c, const ViTConfig *vit, int64_t it, in
                       int n_crops, int B, float *out) {
     const int W = c->world_size > 0 ? c->world_size : 1, r = c->rank;
     if (W == 1) {
-        trainer_drop_scales(c, vit, it, group, n_crops * B, out);
+        drop_path_scales(c->drop_path_rate, (uint64_t)c->seed, vit->depth, it, group, n_crops * B, out);
         return;
     }
     DINO_ASSERT(r >= 0 && r < W);
     const size_t Bg = (size_t)n_crops * B, BgW = Bg * W;
     float *all = mallocCheck((size_t)vit->depth * 2 * BgW * sizeof(float));
-    trainer_drop_scales(c, vit, it, group, (int)BgW, all);
+    drop_path_scales(c->drop_path_rate, (uint64_t)c->seed, vit->depth, it, group, (int)BgW, all);
     for (int lb = 0; lb < vit->depth * 2; lb++)
         for (int k = 0; k < n_crops; k++)
             for (int i = 0; i < B; i++)

@@ -45,7 +45,7 @@ void dist_report(const TrainConfig *c, int loader_threads, int full);
 void dist_sync_trainer(Trainer *t);
 
 // Drop-path factors of this rank's crops of group g (depth·2·n_crops·B
-// values, layout as trainer_drop_scales): the factors a single process with
+// values, layout as drop_path_scales): the factors a single process with
 // a batch of B·world would draw for the same images. With DistributedSampler
 // order, local image i of rank r is image world·i + r of that global batch.
 void dist_drop_scales(const TrainConfig *c, const ViTConfig *vit, int64_t it, int group,

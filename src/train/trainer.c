@@ -16,7 +16,6 @@
 #include <string.h>
 
 #include "common.h"
-#include "rng.h"
 #include "train/dist.h"
 #include "train/dist_train.h"
 
@@ -107,28 +106,6 @@ void trainer_advance(Trainer *t, const StepStats *st) {
     t->step++;
 }
 
-
-void trainer_drop_scales(const TrainConfig *cfg, const ViTConfig *vit, int64_t it, int group,
-                         int Bg, float *out) {
-    const int L = vit->depth;
-    for (int l = 0; l < L; l++) {
-        // linspace(0, drop_path_rate, depth)[l]
-        float rate = L > 1 ? (float)((double)cfg->drop_path_rate * l / (L - 1)) : 0.0f;
-        float keep = 1.0f - rate;
-        for (int br = 0; br < 2; br++) {
-            float *o = out + (size_t)(l * 2 + br) * Bg;
-            if (rate <= 0.0f) {
-                for (int b = 0; b < Bg; b++) o[b] = 1.0f;
-                continue;
-            }
-            Rng r;
-            rng_stream(&r, RNG_DROP_PATH, (uint64_t)cfg->seed, (uint64_t)it, (uint64_t)group,
-                       (uint64_t)(l * 2 + br));
-            // mask = floor(keep + U[0,1)), output = x / keep · mask
-            for (int b = 0; b < Bg; b++) o[b] = floorf(keep + rng_uniform(&r)) >= 1.0f ? 1.0f / keep : 0.0f;
-        }
-    }
-}
 
 // ---------------------------------------------------------------- one iteration
 

@@ -95,10 +95,6 @@ int trainer_step(Trainer *t, const Batch *b, StepStats *st);
 // Advances the position by one iteration and adds st to the epoch sums.
 void trainer_advance(Trainer *t, const StepStats *st);
 
-// The drop-path factors of group g at global iteration `it` (depth·2·Bg
-// values, 0 or 1/keep), from streams keyed by (seed, it, group, block·2+branch).
-void trainer_drop_scales(const TrainConfig *cfg, const ViTConfig *vit, int64_t it, int group,
-                         int Bg, float *out);
 
 // Checkpoint: everything trainer_step reads, plus the position, the epoch's
 // running sums and the configuration. Atomic. 0, or -1 with err filled.

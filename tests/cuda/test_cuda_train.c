@@ -21,6 +21,7 @@
 #include "device.h"
 #include "../testlib.h"
 #include "cuda_testutil.h"
+#include "train/drop_path.h"
 #include "train/trainer.h"
 
 // Normalised error bounds (||Δ||/||ref||) for fp32 GEMMs and for TF32.
@@ -104,7 +105,7 @@ static RefRows reference_rows(Trainer *cpu, const Batch *b) {
     for (int g = 0; g < b->n_groups && c->drop_path_rate > 0; g++) {
         int Bg = b->groups[g].n_crops * b->B;
         drop[g] = mallocCheck((size_t)2 * cpu->model.vit.depth * Bg * sizeof(float));
-        trainer_drop_scales(c, &cpu->model.vit, it, g, Bg, drop[g]);
+        drop_path_scales(c->drop_path_rate, (uint64_t)c->seed, cpu->model.vit.depth, it, g, Bg, drop[g]);
     }
     MultiCropActs *sa = multicrop_acts_create(&cpu->model, b, b->n_groups, 0);
     memcpy(r.logits, multicrop_forward(&cpu->model, cpu->student, sa, b, drop), (size_t)rows * K * sizeof(float));
