@@ -1,0 +1,136 @@
+"""Writes the reference fixtures of the ResNet tests (tests/test_resnet.c).
+
+The model is torchvision's ResNet with its own Bottleneck (v1.5, the stride
+on the 3x3 conv) and fc = Identity, as the reference's MultiCropWrapper uses
+resnet50(). For a small fixture the stage widths are those of resnet50
+divided by 16 (planes 4, 8, 16, 32, so every stage's first block has a
+downsample, as in resnet50) with blocks [2, 1, 2, 1]; the stem stays
+torchvision's (conv 7x7/2 with 64 channels, max-pool 3x3/2). The "small"
+case swaps the stem for conv 3x3/1 and no max-pool (28 px inputs). The script
+first checks that the same code at planes 64..512 and blocks [3, 4, 6, 3]
+is torchvision's resnet50() (state_dict keys and shapes, and its output on one
+image with the same weights).
+
+Values are regenerated in C with fixture_fill, so only outputs are stored:
+  tensor i of the state_dict without num_batches_tracked (conv weights, then
+  BatchNorm weight, bias, running_mean, running_var)
+      = fill(shape, PARAM_SEED + i, lo, hi) with (lo, hi) from param_range();
+  images of case k = fill((B, 3, S, S), IMG_SEED + 16*k, -2, 2);
+  R = fill((B, D), R_SEED + k, -1, 1); the loss is sum(features * R).
+Per case: "<tag>.eval" (features in eval mode), "<tag>.train" (features in
+train mode, batch statistics), "<tag>.grad.<name>" for every parameter,
+"<tag>.after.<name>" for every running statistic after the train forward.
+The reference runs in float64 (weights and inputs are float32 values).
+
+Run: PY=$(tools/venv.sh); $PY tools/make_resnet_fixtures.py
+"""
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torchvision
+from torchvision.models.resnet import Bottleneck, ResNet
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_io import fill, write  # noqa: E402
+
+PARAM_SEED = 1000
+IMG_SEED = 5000
+R_SEED = 7000
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures")
+
+
+def param_range(name, shape):
+    """tests/test_resnet.c has the same rule."""
+    if name.endswith("running_mean"):
+        return -0.3, 0.3
+    if name.endswith("running_var"):
+        return 0.5, 2.0
+    if name.endswith(".bias"):
+        return -0.2, 0.2
+    if len(shape) == 1:  # BatchNorm weight
+        return 0.5, 1.5
+    fan_in = int(np.prod(shape)) // shape[0]
+    a = float(np.float32(math.sqrt(6.0 / fan_in)))  # He-uniform: activations keep their scale
+    return -a, a
+
+
+class ScaledResNet(ResNet):
+    """torchvision's ResNet whose stages have planes // div."""
+
+    def __init__(self, layers, div, small_stem=False):
+        self.div = div
+        super().__init__(Bottleneck, layers)
+        self.fc = nn.Identity()
+        if small_stem:
+            self.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            self.maxpool = nn.Identity()
+
+    def _make_layer(self, block, planes, blocks, stride=1, dilate=False):
+        return super()._make_layer(block, planes // self.div, blocks, stride, dilate)
+
+
+def tensors(model):
+    return [(k, v) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")]
+
+
+def fill_model(model):
+    with torch.no_grad():
+        for i, (name, t) in enumerate(tensors(model)):
+            lo, hi = param_range(name, tuple(t.shape))
+            t.copy_(torch.from_numpy(fill(tuple(t.shape), PARAM_SEED + i, lo, hi)).to(t.dtype))
+
+
+def check_resnet50():
+    ours = ScaledResNet([3, 4, 6, 3], 1)
+    ref = torchvision.models.resnet50()
+    ref.fc = nn.Identity()
+    a, b = ours.state_dict(), ref.state_dict()
+    assert list(a) == list(b), "key order differs from torchvision's resnet50"
+    assert all(a[k].shape == b[k].shape for k in a)
+    fill_model(ours)
+    ref.load_state_dict(ours.state_dict())
+    ours.eval(), ref.eval()
+    x = torch.from_numpy(fill((1, 3, 64, 64), IMG_SEED, -2, 2))
+    with torch.no_grad():
+        assert torch.equal(ours(x), ref(x))
+        assert ref(x).shape == (1, 2048)
+
+
+def case(out, tag, k, small_stem, B, S):
+    model = ScaledResNet([2, 1, 2, 1], 16, small_stem).double()
+    fill_model(model)
+    x = torch.from_numpy(fill((B, 3, S, S), IMG_SEED + 16 * k, -2, 2)).double()
+    model.eval()
+    with torch.no_grad():
+        out[f"{tag}.eval"] = model(x)
+    model.train()
+    feat = model(x)
+    R = torch.from_numpy(fill(tuple(feat.shape), R_SEED + k, -1, 1)).double()
+    (feat * R).sum().backward()
+    out[f"{tag}.train"] = feat.detach()
+    for name, p in model.named_parameters():
+        out[f"{tag}.grad.{name}"] = p.grad
+    for name, t in model.state_dict().items():
+        if "running" in name:
+            out[f"{tag}.after.{name}"] = t
+    print(f"{tag}: {B}x3x{S}x{S} -> {tuple(feat.shape)}, "
+          f"{sum(p.numel() for p in model.parameters())} parameters")
+
+
+def main():
+    torch.manual_seed(0)
+    check_resnet50()
+    out = {}
+    case(out, "std", 0, False, 3, 64)
+    case(out, "small", 1, True, 4, 28)
+    path = os.path.join(OUT, "resnet_engine.bin")
+    write(path, out)
+    print("wrote", path, os.path.getsize(path), "bytes")
+
+
+if __name__ == "__main__":
+    main()
