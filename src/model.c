@@ -24,7 +24,35 @@ void model_build(DinoModel *m, const ViTConfig *vit, const HeadConfig *head, int
     }
 }
 
+void model_build_resnet(DinoModel *m, const ResNetConfig *rn, const HeadConfig *head, int has_head) {
+    memset(m, 0, sizeof *m);
+    m->backbone = MODEL_BACKBONE_RESNET;
+    m->resnet = *rn;
+    if (head) m->head = *head;
+    m->has_head = has_head;
+    param_table_init(&m->table);
+    resnet_param_table(rn, &m->table, "backbone.");
+    if (has_head) {
+        DINO_ASSERT(head && head->in_dim == resnet_out_dim(rn));
+        head_param_table(head, &m->table, "head.");
+    }
+}
+
 void model_free(DinoModel *m) { param_table_free(&m->table); }
+
+int model_feature_dim(const DinoModel *m) {
+    return m->backbone == MODEL_BACKBONE_RESNET ? resnet_out_dim(&m->resnet) : m->vit.dim;
+}
+
+void model_describe_backbone(const DinoModel *m, char *buf, size_t n) {
+    if (m->backbone == MODEL_BACKBONE_RESNET) resnet_config_describe(&m->resnet, buf, n);
+    else vit_config_describe(&m->vit, buf, n);
+}
+
+void model_bind_resnet(const DinoModel *m, float *base, ResNetWeights *rw) {
+    DINO_ASSERT(m->backbone == MODEL_BACKBONE_RESNET);
+    resnet_weights_bind(rw, &m->resnet, base);
+}
 
 // Offset of the head's first parameter: the backbone's size.
 static size_t head_offset(const DinoModel *m) {
@@ -34,7 +62,8 @@ static size_t head_offset(const DinoModel *m) {
 }
 
 void model_bind(const DinoModel *m, float *base, ViTWeights *vw, HeadWeights *hw) {
-    if (vw) vit_weights_bind(vw, &m->vit, base);
+    if (vw && m->backbone == MODEL_BACKBONE_RESNET) memset(vw, 0, sizeof *vw);
+    else if (vw) vit_weights_bind(vw, &m->vit, base);
     if (hw) {
         memset(hw, 0, sizeof *hw);
         if (m->has_head) head_weights_bind(hw, &m->head, base + head_offset(m));
@@ -45,11 +74,18 @@ void model_init(const DinoModel *m, float *params, uint64_t seed) {
     ViTWeights vw;
     HeadWeights hw;
     model_bind(m, params, &vw, &hw);
-    vit_init(&m->vit, &vw, seed);
+    if (m->backbone == MODEL_BACKBONE_RESNET) {
+        ResNetWeights rw;
+        model_bind_resnet(m, params, &rw);
+        resnet_init(&m->resnet, &rw, seed);
+    } else {
+        vit_init(&m->vit, &vw, seed);
+    }
     if (m->has_head) head_init(&m->head, &hw, seed);
 }
 
 MultiCropActs *multicrop_acts_create(const DinoModel *m, const Batch *b, int n_groups, int train) {
+    DINO_ASSERT(m->backbone == MODEL_BACKBONE_VIT);
     DINO_ASSERT(n_groups >= 1 && n_groups <= b->n_groups && n_groups <= BATCH_MAX_GROUPS);
     MultiCropActs *a = callocCheck(1, sizeof *a);
     a->n_groups = n_groups;
@@ -140,6 +176,7 @@ void multicrop_backward(const DinoModel *m, const float *params, float *grads, M
 
 MultiCropActs *multicrop_train_acts_create(const DinoModel *m, const Batch *b, size_t max_bytes,
                                            int whole_first_group) {
+    DINO_ASSERT(m->backbone == MODEL_BACKBONE_VIT);
     DINO_ASSERT(m->has_head && b->n_groups >= 1 && b->n_groups <= BATCH_MAX_GROUPS);
     MultiCropActs *a = callocCheck(1, sizeof *a);
     a->n_groups = b->n_groups;

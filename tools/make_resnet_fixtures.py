@@ -22,8 +22,20 @@ train mode, batch statistics), "<tag>.grad.<name>" for every parameter,
 "<tag>.after.<name>" for every running statistic after the train forward.
 The reference runs in float64 (weights and inputs are float32 values).
 
+Model files for loading (tests/test_resnet_io.c), of the "std" model with
+its filled weights (the teacher) in torchvision's layout:
+  resnet_tiny.pth       the state_dict as torch.save writes it (with
+                        num_batches_tracked), like dino_resnet50_pretrain.pth;
+  resnet_tiny_full.pth  a DINO training checkpoint as the reference writes it
+                        for a ResNet (teacher and student wrapped in
+                        DistributedDataParallel: module.backbone.*, module.head.*),
+                        the student's weights = the teacher's + 0.01;
+and "pth.teacher" / "pth.student": their eval-mode features of
+fill((2, 3, 64, 64), IMG_SEED + 32, -2, 2).
+
 Run: PY=$(tools/venv.sh); $PY tools/make_resnet_fixtures.py
 """
+import argparse
 import math
 import os
 import sys
@@ -121,12 +133,47 @@ def case(out, tag, k, small_stem, B, S):
           f"{sum(p.numel() for p in model.parameters())} parameters")
 
 
+def head_state(in_dim, hidden, bottleneck, out):
+    r = lambda seed, *sh: torch.from_numpy(fill(sh, seed, -0.2, 0.2))  # noqa: E731
+    return {
+        "mlp.0.weight": r(1, hidden, in_dim), "mlp.0.bias": r(2, hidden),
+        "mlp.2.weight": r(3, hidden, hidden), "mlp.2.bias": r(4, hidden),
+        "mlp.4.weight": r(5, bottleneck, hidden), "mlp.4.bias": r(6, bottleneck),
+        "last_layer.weight_g": torch.ones(out, 1),
+        "last_layer.weight_v": r(7, out, bottleneck),
+    }
+
+
+def model_files(out):
+    model = ScaledResNet([2, 1, 2, 1], 16, False)
+    fill_model(model)
+    model.eval()
+    sd = model.state_dict()
+    torch.save(sd, os.path.join(OUT, "resnet_tiny.pth"))
+    student_sd = {k: (v + 0.01 if v.is_floating_point() else v.clone()) for k, v in sd.items()}
+    head = head_state(128, 32, 16, 64)
+    teacher = {"module.backbone." + k: v for k, v in sd.items()}
+    teacher.update({"module.head." + k: v for k, v in head.items()})
+    student = {"module.backbone." + k: v for k, v in student_sd.items()}
+    student.update({"module.head." + k: v + 0.01 for k, v in head.items()})
+    args = argparse.Namespace(arch="resnet50", out_dim=64, norm_last_layer=True, use_bn_in_head=False,
+                              optimizer="sgd", lr=0.03, weight_decay=1e-4, weight_decay_end=1e-4)
+    torch.save({"teacher": teacher, "student": student, "epoch": 3, "args": args},
+               os.path.join(OUT, "resnet_tiny_full.pth"))
+    x = torch.from_numpy(fill((2, 3, 64, 64), IMG_SEED + 32, -2, 2))
+    with torch.no_grad():
+        out["pth.teacher"] = model(x)
+        model.load_state_dict(student_sd)
+        out["pth.student"] = model(x)
+
+
 def main():
     torch.manual_seed(0)
     check_resnet50()
     out = {}
     case(out, "std", 0, False, 3, 64)
     case(out, "small", 1, True, 4, 28)
+    model_files(out)
     path = os.path.join(OUT, "resnet_engine.bin")
     write(path, out)
     print("wrote", path, os.path.getsize(path), "bytes")

@@ -121,6 +121,8 @@ int cmd_segment_video(int argc, char **argv) {
 
     EvalModel em;
     eval_model_load(&ma, &em);
+    eval_model_require_vit(&ma, &em, "video segmentation propagates labels over a ViT's patch tokens; "
+                           "a ResNet has none");
     struct stat st;
     if (stat(out, &st) != 0 && mkdir(out, 0755) != 0) dino_die("cannot create the output folder %s", out);
     // Masks are named like the frames: writing them beside .png frames would overwrite the video.
