@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "model_resnet.h"
 
 void model_build(DinoModel *m, const ViTConfig *vit, const HeadConfig *head, int has_head) {
     memset(m, 0, sizeof *m);
@@ -85,7 +86,7 @@ void model_init(const DinoModel *m, float *params, uint64_t seed) {
 }
 
 MultiCropActs *multicrop_acts_create(const DinoModel *m, const Batch *b, int n_groups, int train) {
-    DINO_ASSERT(m->backbone == MODEL_BACKBONE_VIT);
+    if (m->backbone == MODEL_BACKBONE_RESNET) return resnet_multicrop_acts_create(m, b, n_groups, train, 0);
     DINO_ASSERT(n_groups >= 1 && n_groups <= b->n_groups && n_groups <= BATCH_MAX_GROUPS);
     MultiCropActs *a = callocCheck(1, sizeof *a);
     a->n_groups = n_groups;
@@ -112,6 +113,7 @@ void multicrop_acts_free(MultiCropActs *a) {
     if (!a) return;
     for (int g = 0; g < a->n_groups; g++) {
         vit_acts_free(a->vit[g]);
+        resnet_acts_free(a->rn[g]);
         free(a->dtokens[g]);
     }
     head_acts_free(a->head);
@@ -126,6 +128,7 @@ void multicrop_acts_free(MultiCropActs *a) {
 const float *multicrop_forward(const DinoModel *m, const float *params, MultiCropActs *a,
                                const Batch *b, float *const *drop_scale) {
     DINO_ASSERT(b->B == a->B);
+    if (m->backbone == MODEL_BACKBONE_RESNET) return resnet_multicrop_forward(m, (float *)params, a, b);
     ViTWeights vw;
     HeadWeights hw;
     model_bind(m, (float *)params, &vw, &hw);
@@ -151,6 +154,10 @@ const float *multicrop_forward(const DinoModel *m, const float *params, MultiCro
 void multicrop_backward(const DinoModel *m, const float *params, float *grads, MultiCropActs *a,
                         const float *dlogits) {
     DINO_ASSERT(a->train);
+    if (m->backbone == MODEL_BACKBONE_RESNET) {
+        resnet_multicrop_backward(m, params, grads, a, dlogits);
+        return;
+    }
     ViTWeights vw, gw;
     HeadWeights hw, ghw;
     model_bind(m, (float *)params, &vw, &hw);
@@ -176,7 +183,7 @@ void multicrop_backward(const DinoModel *m, const float *params, float *grads, M
 
 MultiCropActs *multicrop_train_acts_create(const DinoModel *m, const Batch *b, size_t max_bytes,
                                            int whole_first_group) {
-    DINO_ASSERT(m->backbone == MODEL_BACKBONE_VIT);
+    if (m->backbone == MODEL_BACKBONE_RESNET) return resnet_multicrop_acts_create(m, b, b->n_groups, 1, 1);
     DINO_ASSERT(m->has_head && b->n_groups >= 1 && b->n_groups <= BATCH_MAX_GROUPS);
     MultiCropActs *a = callocCheck(1, sizeof *a);
     a->n_groups = b->n_groups;
@@ -228,6 +235,10 @@ MultiCropActs *multicrop_train_acts_create(const DinoModel *m, const Batch *b, s
 void multicrop_train_pass(const DinoModel *m, const float *params, float *grads, MultiCropActs *a,
                           const Batch *b, float *const *drop_scale, MultiCropLossFn loss_fn,
                           MultiCropFeatureFn feature_fn, void *ctx) {
+    if (m->backbone == MODEL_BACKBONE_RESNET) {
+        resnet_multicrop_train_pass(m, (float *)params, grads, a, b, loss_fn, feature_fn, ctx);
+        return;
+    }
     DINO_ASSERT(a->arena && b->B == a->B && b->n_groups == a->n_groups);
     ViTWeights vw, gw;
     HeadWeights hw, ghw;

@@ -47,6 +47,7 @@ typedef struct {
     int sizes[BATCH_MAX_GROUPS];
     int n_crops[BATCH_MAX_GROUPS];
     struct ViTActs *vit[BATCH_MAX_GROUPS];
+    struct ResNetActs *rn[BATCH_MAX_GROUPS];  // a ResNet backbone instead (model_resnet.c)
     HeadActs *head;
     float *features;  // (total crops·B, D): CLS features in crop-major order
     float *dfeatures;
@@ -59,6 +60,13 @@ typedef struct {
     float *drop_chunk;                 // (2·depth, chunk rows) drop-path factors
 } MultiCropActs;
 
+// A ResNet backbone runs its BatchNorms as the reference trains them, student
+// and teacher alike: batch statistics over each resolution group (all-reduced
+// over the ranks, SyncBatchNorm), and every forward updates the running
+// statistics held in `params` (so multicrop_forward writes them, as torch's
+// train-mode forward does). Its chunked training pass runs whole groups, the
+// unit its statistics are taken over; drop_scale does not apply.
+//
 // Activations for the first n_groups groups of batches shaped like `b`.
 MultiCropActs *multicrop_acts_create(const DinoModel *m, const Batch *b, int n_groups, int train);
 void multicrop_acts_free(MultiCropActs *a);

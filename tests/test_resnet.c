@@ -23,6 +23,7 @@
 #include "conv.h"
 #include "engine_fill.h"
 #include "fixture.h"
+#include "model.h"
 #include "resnet.h"
 #include "rng.h"
 #include "testlib.h"
@@ -134,6 +135,68 @@ static void fixture_case(const Fixture *fx, const char *tag, int k, int small_st
     param_table_free(&t);
 }
 
+// The multi-crop pass over the "std" backbone + a DINO head, in both forms:
+// multicrop_forward + multicrop_backward, and the training pass
+// (multicrop_train_pass, one whole group at a time), whose loss callback
+// sees the logits and hands back dL/dlogits = R.
+typedef struct {
+    const float *R, *want;
+    int out_dim;
+    float *logits;  // (rows, out_dim) as the chunks saw them
+} McLoss;
+
+static void mc_loss(void *ctx, float *dlogits, const float *logits, int row0, int nrows) {
+    McLoss *c = ctx;
+    size_t n = (size_t)nrows * c->out_dim, at = (size_t)row0 * c->out_dim;
+    memcpy(c->logits + at, logits, n * sizeof(float));
+    memcpy(dlogits, c->R + at, n * sizeof(float));
+}
+
+static void multicrop_case(const Fixture *fx, int train_pass) {
+    printf("-- multi-crop, %s\n", train_pass ? "multicrop_train_pass" : "multicrop_forward + backward");
+    ResNetConfig rc;
+    tiny_config(&rc, 0);
+    HeadConfig hc;
+    head_config_default(&hc, 128, 64);
+    hc.hidden = 32, hc.bottleneck = 16, hc.nlayers = 3, hc.norm_last_layer = 0;
+    DinoModel m;
+    model_build_resnet(&m, &rc, &hc, 1);
+    float *params = callocCheck(m.table.total, sizeof(float)), *grads = callocCheck(m.table.total, sizeof(float));
+    fill_params(&m.table, params);
+    const int B = 4, rows = 20, L = 48;
+    Batch b = {.B = B, .n_groups = 2};
+    b.groups[0] = (CropGroup){64, 2, mallocCheck((size_t)2 * B * 3 * 64 * 64 * sizeof(float))};
+    b.groups[1] = (CropGroup){L, 3, mallocCheck((size_t)3 * B * 3 * L * L * sizeof(float))};
+    fixture_fill(b.groups[0].pixels, (size_t)2 * B * 3 * 64 * 64, ENGINE_IMG_SEED + 48, -2.0f, 2.0f);
+    fixture_fill(b.groups[1].pixels, (size_t)3 * B * 3 * L * L, ENGINE_IMG_SEED + 49, -2.0f, 2.0f);
+    float *R = mallocCheck((size_t)rows * 64 * sizeof(float)), *logits = mallocCheck((size_t)rows * 64 * sizeof(float));
+    fixture_fill(R, (size_t)rows * 64, ENGINE_R_SEED + 3, -1.0f, 1.0f);
+    MultiCropActs *a;
+    if (train_pass) {
+        a = multicrop_train_acts_create(&m, &b, 1, 0);
+        McLoss c = {R, NULL, 64, logits};
+        multicrop_train_pass(&m, params, grads, a, &b, NULL, mc_loss, NULL, &c);
+    } else {
+        a = multicrop_acts_create(&m, &b, 2, 1);
+        memcpy(logits, multicrop_forward(&m, params, a, &b, NULL), (size_t)rows * 64 * sizeof(float));
+        multicrop_backward(&m, params, grads, a, R);
+    }
+    cmp(fx, "mc.logits", logits, (size_t)rows * 64, TOL_FWD);
+    int n_grad = 0;
+    char key[200];
+    for (int i = 0; i < m.table.n; i++) {
+        const ParamInfo *p = &m.table.p[i];
+        snprintf(key, sizeof key, "mc.%s.%s", p->buffer ? "after" : "grad", p->name);
+        cmp(fx, key, (p->buffer ? params : grads) + p->offset, p->numel, p->buffer ? TOL_FWD : TOL_GRAD);
+        n_grad += !p->buffer;
+    }
+    CHECK(n_grad == 70 + 7, "every backbone (70) and head (7) parameter compared (%d)", n_grad);
+    multicrop_acts_free(a);
+    free(b.groups[0].pixels), free(b.groups[1].pixels);
+    free(R), free(logits), free(params), free(grads);
+    model_free(&m);
+}
+
 // The full resnet50 table: torchvision's 320 tensors without num_batches_tracked
 // (53 convolutions, 53 BatchNorms of 4), 25,557,032 - 2,049,000 (fc) weights.
 static void check_resnet50_table(void) {
@@ -209,6 +272,8 @@ int main(int argc, char **argv) {
     Fixture fx = fixture_load("resnet_engine.bin");
     fixture_case(&fx, "std", 0, 0, 3, 64);
     fixture_case(&fx, "small", 1, 1, 4, 28);
+    multicrop_case(&fx, 0);
+    multicrop_case(&fx, 1);
     fixture_free(&fx);
     return test_finish();
 }

@@ -33,6 +33,16 @@ its filled weights (the teacher) in torchvision's layout:
 and "pth.teacher" / "pth.student": their eval-mode features of
 fill((2, 3, 64, 64), IMG_SEED + 32, -2, 2).
 
+The multi-crop case "mc" (tests/test_resnet.c): the reference's
+MultiCropWrapper over the "std" backbone and a DINOHead (128 -> 32 -> 16 ->
+64, 3 layers, norm_last_layer False), in train mode, on a batch of B = 4
+with 2 global crops of 64 px (fill(seed IMG_SEED + 48)) and 3 local crops of
+48 px (seed IMG_SEED + 49), each group crop-major (crop c of image b at row
+c*B + b); parameter i of the table (backbone.* then head.*) filled as above;
+loss sum(logits * R), R = fill((20, 64), R_SEED + 3): "mc.logits",
+"mc.grad.<name>", "mc.after.<running statistic>" (updated by both groups'
+forwards, the global group's first).
+
 Run: PY=$(tools/venv.sh); $PY tools/make_resnet_fixtures.py
 """
 import argparse
@@ -167,6 +177,41 @@ def model_files(out):
         out["pth.student"] = model(x)
 
 
+def multicrop_case(out):
+    from make_engine_fixtures import DINOHead
+
+    class Wrapper(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = ScaledResNet([2, 1, 2, 1], 16, False)
+            self.head = DINOHead(128, 64, norm_last_layer=False, nlayers=3, hidden_dim=32,
+                                 bottleneck_dim=16)
+
+        def forward(self, groups):
+            return self.head(torch.cat([self.backbone(g) for g in groups]))
+
+    model = Wrapper().double()
+    fill_model(model)
+    model.train()
+    # Sizes where BatchNorm's last stages see enough values that float32
+    # itself stays within the tests' tolerance (PyTorch's float32 run: logits
+    # 3.4e-6, gradients 1.1e-5 of their scale; at B = 2 with 32 px local crops
+    # 8.8e-6 and 3.1e-5).
+    B = 4
+    groups = [torch.from_numpy(fill((2 * B, 3, 64, 64), IMG_SEED + 48, -2, 2)).double(),
+              torch.from_numpy(fill((3 * B, 3, 48, 48), IMG_SEED + 49, -2, 2)).double()]
+    logits = model(groups)
+    R = torch.from_numpy(fill(tuple(logits.shape), R_SEED + 3, -1, 1)).double()
+    (logits * R).sum().backward()
+    out["mc.logits"] = logits.detach()
+    for name, p in model.named_parameters():
+        out[f"mc.grad.{name}"] = p.grad
+    for name, t in model.state_dict().items():
+        if "running" in name:
+            out[f"mc.after.{name}"] = t
+    print(f"mc: logits {tuple(logits.shape)}")
+
+
 def main():
     torch.manual_seed(0)
     check_resnet50()
@@ -174,6 +219,7 @@ def main():
     case(out, "std", 0, False, 3, 64)
     case(out, "small", 1, True, 4, 28)
     model_files(out)
+    multicrop_case(out)
     path = os.path.join(OUT, "resnet_engine.bin")
     write(path, out)
     print("wrote", path, os.path.getsize(path), "bytes")
