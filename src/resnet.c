@@ -95,6 +95,21 @@ static int block_dims(const ResNetConfig *cfg, BlockDims *d) {
     return n;
 }
 
+double resnet_forward_macs(const ResNetConfig *cfg, int H, int W) {
+    BlockDims d[RESNET_MAX_BLOCKS];
+    int nb = block_dims(cfg, d), k = cfg->stem_kernel;
+    int h = conv_out_size(H, k, cfg->stem_stride, k / 2), w = conv_out_size(W, k, cfg->stem_stride, k / 2);
+    double macs = (double)h * w * cfg->stem_width * cfg->in_chans * k * k;
+    if (cfg->stem_pool) h = conv_out_size(h, 3, 2, 1), w = conv_out_size(w, 3, 2, 1);
+    for (int i = 0; i < nb; i++) {
+        int oh = conv_out_size(h, 3, d[i].stride, 1), ow = conv_out_size(w, 3, d[i].stride, 1);
+        macs += (double)h * w * d[i].inner * d[i].in + (double)oh * ow * d[i].inner * d[i].inner * 9 +
+                (double)oh * ow * d[i].out * d[i].inner + (d[i].ds ? (double)oh * ow * d[i].out * d[i].in : 0);
+        h = oh, w = ow;
+    }
+    return macs;
+}
+
 // ---------------------------------------------------------------- parameters
 
 // Every parameter in table order; bind, init and the table walk the same list.

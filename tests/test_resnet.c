@@ -216,6 +216,10 @@ static void check_resnet50_table(void) {
     CHECK(buffers == 106, "running statistics: %d", buffers);
     CHECK(learn == 23508032, "learnable weights: %zu (resnet50 without fc: 23,508,032)", learn);
     CHECK(resnet_out_dim(&cfg) == 2048, "features: %d", resnet_out_dim(&cfg));
+    // Convolution multiply-adds counted by forward hooks on torchvision's resnet50.
+    CHECK(resnet_forward_macs(&cfg, 224, 224) == 4087136256.0 && resnet_forward_macs(&cfg, 96, 96) == 750698496.0,
+          "conv multiply-adds at 224 and 96 px: %.0f, %.0f (torchvision: 4087136256, 750698496)",
+          resnet_forward_macs(&cfg, 224, 224), resnet_forward_macs(&cfg, 96, 96));
     int i = param_table_find(&t, "backbone.layer4.0.downsample.0.weight");
     CHECK(i >= 0 && t.p[i].shape[0] == 2048 && t.p[i].shape[1] == 1024, "layer4.0.downsample.0.weight");
     i = param_table_find(&t, "backbone.layer2.0.conv2.weight");
