@@ -47,7 +47,7 @@ int resnet_n_blocks(const ResNetConfig *cfg) {
     return n;
 }
 
-static int is_resnet50(const ResNetConfig *cfg) {
+int resnet_config_is_resnet50(const ResNetConfig *cfg) {
     ResNetConfig r;
     resnet_config_preset(&r, "resnet50");
     r.in_chans = cfg->in_chans;
@@ -57,7 +57,7 @@ static int is_resnet50(const ResNetConfig *cfg) {
 void resnet_config_describe(const ResNetConfig *cfg, char *buf, size_t n) {
     snprintf(buf, n, "%s: %d-d, blocks [%d,%d,%d,%d], planes [%d,%d,%d,%d], width/group %d, "
              "expansion %d, stem %dx%d/%d%s, in_chans=%d, BatchNorm eps=%g",
-             is_resnet50(cfg) ? "resnet50" : "resnet (custom)", resnet_out_dim(cfg),
+             resnet_config_is_resnet50(cfg) ? "resnet50" : "resnet (custom)", resnet_out_dim(cfg),
              cfg->blocks[0], cfg->blocks[1], cfg->blocks[2], cfg->blocks[3], cfg->planes[0],
              cfg->planes[1], cfg->planes[2], cfg->planes[3], cfg->width_per_group, cfg->expansion,
              cfg->stem_kernel, cfg->stem_kernel, cfg->stem_stride,

@@ -36,6 +36,8 @@ typedef struct {
 int resnet_config_preset(ResNetConfig *cfg, const char *arch);
 // Replaces the stem with conv 3x3/1 and no max-pool (28 px inputs).
 void resnet_config_small_stem(ResNetConfig *cfg);
+// 1 when cfg is torchvision's resnet50 (any number of input channels).
+int resnet_config_is_resnet50(const ResNetConfig *cfg);
 // A one-line description ("resnet50: 2048-d, blocks [3,4,6,3], ...").
 void resnet_config_describe(const ResNetConfig *cfg, char *buf, size_t n);
 int resnet_out_dim(const ResNetConfig *cfg);

@@ -247,6 +247,11 @@ static void check_cli(void) {
              plain, ds, fdir);
     rc = test_run_dino(cmd, out, sizeof out);
     CHECK(rc == 1 && one_line(out) && strstr(out, "ResNet"), "--arch vit_small against a ResNet file: %s", out);
+    snprintf(cmd, sizeof cmd, "features --pretrained_weights %s --arch resnet50 --data_path %s --output_dir %s",
+             plain, ds, fdir);
+    rc = test_run_dino(cmd, out, sizeof out);
+    CHECK(rc == 1 && one_line(out) && strstr(out, "custom ResNet, not --arch resnet50"),
+          "--arch resnet50 against a reduced ResNet: %s", out);
 }
 
 int main(int argc, char **argv) {

@@ -42,8 +42,9 @@ void eval_model_load(const EvalModelArgs *a, EvalModel *em) {
     const ViTConfig *c = &em->m.vit;
     model_describe_backbone(&em->m, em->desc, sizeof em->desc);
     if (em->m.backbone == MODEL_BACKBONE_RESNET) {
-        if (a->arch && strcmp(a->arch, "resnet50"))
-            dino_die("%s holds a ResNet, not --arch %s: %s", a->pretrained_weights, a->arch, em->desc);
+        if (a->arch && (strcmp(a->arch, "resnet50") || !resnet_config_is_resnet50(&em->m.resnet)))
+            dino_die("%s holds a %s, not --arch %s: %s", a->pretrained_weights,
+                     resnet_config_is_resnet50(&em->m.resnet) ? "resnet50" : "custom ResNet", a->arch, em->desc);
         if (a->patch_size)
             dino_die("--patch_size does not apply to %s, a ResNet (%s)", a->pretrained_weights, em->desc);
         model_bind_resnet(&em->m, em->params, &em->rw);
