@@ -26,6 +26,7 @@
 #include "vit.h"
 
 int bench_resnet(int argc, char **argv);  // cmd_bench_resnet.c
+double sgemm_gflops(int n);               // an n³ sgemm's GFLOP/s, measured now
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -60,7 +61,7 @@ static double vit_forward_macs(const ViTConfig *c, int H, int W) {
     return patch + c->depth * block;
 }
 
-static double sgemm_gflops(int n) {
+double sgemm_gflops(int n) {
     float *a = alignedAllocCheck((size_t)n * n * sizeof(float));
     float *b = alignedAllocCheck((size_t)n * n * sizeof(float));
     float *c = alignedAllocCheck((size_t)n * n * sizeof(float));
