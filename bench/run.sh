@@ -13,7 +13,10 @@
 # process) after TRAIN_WARMUP (2: the first steps pay for the page faults of
 # the activation arena, over 1 GB for ViT-S/16; with 1 + 1 steps two runs of
 # the same line differed by 30% on an Intel Xeon), ITERS (2 timed inference
-# batches for ViT-B, 3 for ViT-S), SKIP_DATA=1. The spread column is
+# batches for ViT-B, 3 for ViT-S), RESNET_BATCH (8, ResNet-50 inference at
+# 224), RESNET_STEP_BATCH (2 images of 2x224+8x96 crops: the teacher and
+# student passes of a DINO step with a ResNet-50, bench/bench_resnet.py),
+# SKIP_DATA=1, SKIP_RESNET=1. The spread column is
 # (max − min) / median of the rounds' images/s, ours and PyTorch's. The whole
 # run takes ~20 minutes on 2 cores.
 set -euo pipefail
@@ -25,6 +28,8 @@ TRAIN_BATCH=${TRAIN_BATCH:-2}
 FMNIST_BATCH=${FMNIST_BATCH:-64}
 INFER_BATCH=${INFER_BATCH:-8}
 VITB_BATCH=${VITB_BATCH:-4}
+RESNET_BATCH=${RESNET_BATCH:-8}
+RESNET_STEP_BATCH=${RESNET_STEP_BATCH:-2}
 ITERS=${ITERS:-2}
 TRAIN_ITERS=${TRAIN_ITERS:-4}
 TRAIN_WARMUP=${TRAIN_WARMUP:-2}
@@ -65,6 +70,16 @@ run_pair infer_vits16 \
 run_pair infer_vitb16 \
   "'$DINO' --threads $THREADS bench forward --arch vit_base --batch $VITB_BATCH --size 224 --iters $ITERS" \
   "'$PY' bench/bench_forward.py --arch vit_base_patch16_224 --threads $THREADS --batch $VITB_BATCH --size 224 --iters $ITERS"
+names="train_vits16 train_fmnist infer_vits16 infer_vitb16"
+if [ "${SKIP_RESNET:-0}" != 1 ]; then
+  run_pair infer_resnet50 \
+    "'$DINO' --threads $THREADS bench resnet --batch $RESNET_BATCH --iters $((ITERS + 1))" \
+    "'$PY' bench/bench_resnet.py --threads $THREADS --batch $RESNET_BATCH --iters $((ITERS + 1))"
+  run_pair step_resnet50 \
+    "'$DINO' --threads $THREADS bench resnet --step --batch $RESNET_STEP_BATCH --iters $ITERS" \
+    "'$PY' bench/bench_resnet.py --step --threads $THREADS --batch $RESNET_STEP_BATCH --iters $ITERS"
+  names="$names infer_resnet50 step_resnet50"
+fi
 
 if [ "${SKIP_DATA:-0}" != 1 ]; then
   echo "-- data pipeline (bench/bench_data.py: dino augment --bench vs torchvision DataLoader, 2 workers)"
@@ -97,7 +112,7 @@ spread() {
 }
 echo "| benchmark | dino.c img/s | PyTorch img/s | speed-up | spread of rounds (dino.c / PyTorch) | dino.c GFLOP/s (% of sgemm) | PyTorch GFLOP/s (% of sgemm) | peak RSS dino.c | peak RSS PyTorch | RSS ratio |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
-for name in train_vits16 train_fmnist infer_vits16 infer_vitb16; do
+for name in $names; do
   if [[ $name == train_* ]]; then ips='s/^images\/s: \([0-9.]*\).*/\1/p'; gf='s/^GFLOP\/s: \([0-9.]*\) (median).*/\1/p'
   else ips='s/^median: .* s per batch, \([0-9.]*\) images\/s.*/\1/p'; gf='s/^median: .* images\/s, \([0-9.]*\) GFLOP\/s/\1/p'; fi
   oi=$(med "$ips" "$out/$name".ours.*); ti=$(med "$ips" "$out/$name".torch.*)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "model_resnet.h"
 
 void model_build(DinoModel *m, const ViTConfig *vit, const HeadConfig *head, int has_head) {
     memset(m, 0, sizeof *m);
@@ -24,7 +25,35 @@ void model_build(DinoModel *m, const ViTConfig *vit, const HeadConfig *head, int
     }
 }
 
+void model_build_resnet(DinoModel *m, const ResNetConfig *rn, const HeadConfig *head, int has_head) {
+    memset(m, 0, sizeof *m);
+    m->backbone = MODEL_BACKBONE_RESNET;
+    m->resnet = *rn;
+    if (head) m->head = *head;
+    m->has_head = has_head;
+    param_table_init(&m->table);
+    resnet_param_table(rn, &m->table, "backbone.");
+    if (has_head) {
+        DINO_ASSERT(head && head->in_dim == resnet_out_dim(rn));
+        head_param_table(head, &m->table, "head.");
+    }
+}
+
 void model_free(DinoModel *m) { param_table_free(&m->table); }
+
+int model_feature_dim(const DinoModel *m) {
+    return m->backbone == MODEL_BACKBONE_RESNET ? resnet_out_dim(&m->resnet) : m->vit.dim;
+}
+
+void model_describe_backbone(const DinoModel *m, char *buf, size_t n) {
+    if (m->backbone == MODEL_BACKBONE_RESNET) resnet_config_describe(&m->resnet, buf, n);
+    else vit_config_describe(&m->vit, buf, n);
+}
+
+void model_bind_resnet(const DinoModel *m, float *base, ResNetWeights *rw) {
+    DINO_ASSERT(m->backbone == MODEL_BACKBONE_RESNET);
+    resnet_weights_bind(rw, &m->resnet, base);
+}
 
 // Offset of the head's first parameter: the backbone's size.
 static size_t head_offset(const DinoModel *m) {
@@ -34,7 +63,8 @@ static size_t head_offset(const DinoModel *m) {
 }
 
 void model_bind(const DinoModel *m, float *base, ViTWeights *vw, HeadWeights *hw) {
-    if (vw) vit_weights_bind(vw, &m->vit, base);
+    if (vw && m->backbone == MODEL_BACKBONE_RESNET) memset(vw, 0, sizeof *vw);
+    else if (vw) vit_weights_bind(vw, &m->vit, base);
     if (hw) {
         memset(hw, 0, sizeof *hw);
         if (m->has_head) head_weights_bind(hw, &m->head, base + head_offset(m));
@@ -45,11 +75,18 @@ void model_init(const DinoModel *m, float *params, uint64_t seed) {
     ViTWeights vw;
     HeadWeights hw;
     model_bind(m, params, &vw, &hw);
-    vit_init(&m->vit, &vw, seed);
+    if (m->backbone == MODEL_BACKBONE_RESNET) {
+        ResNetWeights rw;
+        model_bind_resnet(m, params, &rw);
+        resnet_init(&m->resnet, &rw, seed);
+    } else {
+        vit_init(&m->vit, &vw, seed);
+    }
     if (m->has_head) head_init(&m->head, &hw, seed);
 }
 
 MultiCropActs *multicrop_acts_create(const DinoModel *m, const Batch *b, int n_groups, int train) {
+    if (m->backbone == MODEL_BACKBONE_RESNET) return resnet_multicrop_acts_create(m, b, n_groups, train, 0);
     DINO_ASSERT(n_groups >= 1 && n_groups <= b->n_groups && n_groups <= BATCH_MAX_GROUPS);
     MultiCropActs *a = callocCheck(1, sizeof *a);
     a->n_groups = n_groups;
@@ -76,6 +113,7 @@ void multicrop_acts_free(MultiCropActs *a) {
     if (!a) return;
     for (int g = 0; g < a->n_groups; g++) {
         vit_acts_free(a->vit[g]);
+        resnet_acts_free(a->rn[g]);
         free(a->dtokens[g]);
     }
     head_acts_free(a->head);
@@ -90,6 +128,7 @@ void multicrop_acts_free(MultiCropActs *a) {
 const float *multicrop_forward(const DinoModel *m, const float *params, MultiCropActs *a,
                                const Batch *b, float *const *drop_scale) {
     DINO_ASSERT(b->B == a->B);
+    if (m->backbone == MODEL_BACKBONE_RESNET) return resnet_multicrop_forward(m, (float *)params, a, b);
     ViTWeights vw;
     HeadWeights hw;
     model_bind(m, (float *)params, &vw, &hw);
@@ -115,6 +154,10 @@ const float *multicrop_forward(const DinoModel *m, const float *params, MultiCro
 void multicrop_backward(const DinoModel *m, const float *params, float *grads, MultiCropActs *a,
                         const float *dlogits) {
     DINO_ASSERT(a->train);
+    if (m->backbone == MODEL_BACKBONE_RESNET) {
+        resnet_multicrop_backward(m, params, grads, a, dlogits);
+        return;
+    }
     ViTWeights vw, gw;
     HeadWeights hw, ghw;
     model_bind(m, (float *)params, &vw, &hw);
@@ -140,6 +183,7 @@ void multicrop_backward(const DinoModel *m, const float *params, float *grads, M
 
 MultiCropActs *multicrop_train_acts_create(const DinoModel *m, const Batch *b, size_t max_bytes,
                                            int whole_first_group) {
+    if (m->backbone == MODEL_BACKBONE_RESNET) return resnet_multicrop_acts_create(m, b, b->n_groups, 1, 1);
     DINO_ASSERT(m->has_head && b->n_groups >= 1 && b->n_groups <= BATCH_MAX_GROUPS);
     MultiCropActs *a = callocCheck(1, sizeof *a);
     a->n_groups = b->n_groups;
@@ -191,6 +235,10 @@ MultiCropActs *multicrop_train_acts_create(const DinoModel *m, const Batch *b, s
 void multicrop_train_pass(const DinoModel *m, const float *params, float *grads, MultiCropActs *a,
                           const Batch *b, float *const *drop_scale, MultiCropLossFn loss_fn,
                           MultiCropFeatureFn feature_fn, void *ctx) {
+    if (m->backbone == MODEL_BACKBONE_RESNET) {
+        resnet_multicrop_train_pass(m, (float *)params, grads, a, b, loss_fn, feature_fn, ctx);
+        return;
+    }
     DINO_ASSERT(a->arena && b->B == a->B && b->n_groups == a->n_groups);
     ViTWeights vw, gw;
     HeadWeights hw, ghw;

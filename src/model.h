@@ -9,10 +9,16 @@
 #include "batch.h"
 #include "head.h"
 #include "params.h"
+#include "resnet.h"
 #include "vit.h"
 
+// Which backbone a DinoModel has. The multi-crop passes below run ViTs only.
+typedef enum { MODEL_BACKBONE_VIT = 0, MODEL_BACKBONE_RESNET = 1 } ModelBackbone;
+
 typedef struct {
-    ViTConfig vit;
+    ModelBackbone backbone;
+    ViTConfig vit;        // MODEL_BACKBONE_VIT
+    ResNetConfig resnet;  // MODEL_BACKBONE_RESNET
     HeadConfig head;
     int has_head;      // 0 for a backbone-only model (evaluation, official weights)
     ParamTable table;  // "backbone.*" then "head.*"
@@ -20,8 +26,17 @@ typedef struct {
 
 // Builds the table. has_head = 0 leaves out the head.
 void model_build(DinoModel *m, const ViTConfig *vit, const HeadConfig *head, int has_head);
+// The same with a ResNet backbone (resnet.h; "backbone.conv1.weight", ...).
+void model_build_resnet(DinoModel *m, const ResNetConfig *rn, const HeadConfig *head, int has_head);
 void model_free(DinoModel *m);
-// Points backbone and head pointers into a buffer laid out as m->table.
+// Width of the backbone's feature (ViT: D; ResNet: the pooled 2048).
+int model_feature_dim(const DinoModel *m);
+// A one-line description of the backbone (vit_config_describe / resnet_config_describe).
+void model_describe_backbone(const DinoModel *m, char *buf, size_t n);
+// ResNet weights bound in a buffer laid out as m->table (ResNet models only).
+void model_bind_resnet(const DinoModel *m, float *base, ResNetWeights *rw);
+// Points backbone and head pointers into a buffer laid out as m->table (vw
+// is left zeroed for a ResNet backbone: see model_bind_resnet).
 void model_bind(const DinoModel *m, float *base, ViTWeights *vw, HeadWeights *hw);
 void model_init(const DinoModel *m, float *params, uint64_t seed);
 
@@ -32,6 +47,7 @@ typedef struct {
     int sizes[BATCH_MAX_GROUPS];
     int n_crops[BATCH_MAX_GROUPS];
     struct ViTActs *vit[BATCH_MAX_GROUPS];
+    struct ResNetActs *rn[BATCH_MAX_GROUPS];  // a ResNet backbone instead (model_resnet.c)
     HeadActs *head;
     float *features;  // (total crops·B, D): CLS features in crop-major order
     float *dfeatures;
@@ -44,6 +60,13 @@ typedef struct {
     float *drop_chunk;                 // (2·depth, chunk rows) drop-path factors
 } MultiCropActs;
 
+// A ResNet backbone runs its BatchNorms as the reference trains them, student
+// and teacher alike: batch statistics over each resolution group (all-reduced
+// over the ranks, SyncBatchNorm), and every forward updates the running
+// statistics held in `params` (so multicrop_forward writes them, as torch's
+// train-mode forward does). Its chunked training pass runs whole groups, the
+// unit its statistics are taken over; drop_scale does not apply.
+//
 // Activations for the first n_groups groups of batches shaped like `b`.
 MultiCropActs *multicrop_acts_create(const DinoModel *m, const Batch *b, int n_groups, int train);
 void multicrop_acts_free(MultiCropActs *a);

@@ -20,6 +20,8 @@ typedef struct {
     size_t numel;
     int no_decay;   // reference group 1: names ending in ".bias" and 1-D tensors
     int trainable;  // 0 for head.last_layer.weight_g when norm_last_layer
+    int buffer;     // 1 for BatchNorm running statistics: state, not a parameter
+                    // (no gradient, no optimizer step, no teacher EMA)
 } ParamInfo;
 
 typedef struct {

@@ -49,6 +49,7 @@ int cmd_attention(int argc, char **argv) {
     if (image_decode_file(pos[0], 0, &im, err, sizeof err) != 0) dino_die("%s", err);
     EvalModel em;
     eval_model_load(&ma, &em);
+    eval_model_require_vit(&ma, &em, "a ResNet has no attention maps (dino attention needs a ViT)");
     const ViTConfig *cfg = &em.m.vit;
     int p = cfg->patch, nh = cfg->heads;
     AttentionInput in;

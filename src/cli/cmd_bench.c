@@ -25,6 +25,9 @@
 #include "train_env.h"
 #include "vit.h"
 
+int bench_resnet(int argc, char **argv);  // cmd_bench_resnet.c
+double sgemm_gflops(int n);               // an n³ sgemm's GFLOP/s, measured now
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -58,7 +61,7 @@ static double vit_forward_macs(const ViTConfig *c, int H, int W) {
     return patch + c->depth * block;
 }
 
-static double sgemm_gflops(int n) {
+double sgemm_gflops(int n) {
     float *a = alignedAllocCheck((size_t)n * n * sizeof(float));
     float *b = alignedAllocCheck((size_t)n * n * sizeof(float));
     float *c = alignedAllocCheck((size_t)n * n * sizeof(float));
@@ -316,10 +319,12 @@ int cmd_bench(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         printf("usage: dino bench forward|train [flags]   (dino bench forward --help)\n"
                "  forward   ViT inference pass: images/s and GFLOP/s\n"
-               "  train     one DINO training step (trainer_step) on synthetic crops\n");
+               "  train     one DINO training step (trainer_step) on synthetic crops\n"
+               "  resnet    ResNet-50: inference, or the DINO step's passes (--step)\n");
         return argc < 2 ? 1 : 0;
     }
     if (!strcmp(argv[1], "forward")) return bench_forward(argc, argv);
     if (!strcmp(argv[1], "train")) return bench_train(argc, argv);
-    dino_die("dino bench: unknown benchmark '%s' (available: forward, train)", argv[1]);
+    if (!strcmp(argv[1], "resnet")) return bench_resnet(argc, argv);
+    dino_die("dino bench: unknown benchmark '%s' (available: forward, train, resnet)", argv[1]);
 }

@@ -33,7 +33,7 @@ int cmd_convert(int argc, char **argv) {
     if (model_load(pos[0], &opt, &m, &params, err, sizeof err)) dino_die("%s", err);
     if (model_save(pos[1], &m, params, err, sizeof err)) dino_die("%s", err);
     char desc[256];
-    vit_config_describe(&m.vit, desc, sizeof desc);
+    model_describe_backbone(&m, desc, sizeof desc);
     printf("wrote %s: %s%s, %zu parameters\n", pos[1], desc, m.has_head ? " + DINO head" : "",
            m.table.total);
     free(params);

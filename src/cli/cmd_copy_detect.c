@@ -157,6 +157,8 @@ int cmd_copy_detect(int argc, char **argv) {
 
     EvalModel em;
     eval_model_load(&ma, &em);
+    eval_model_require_vit(&ma, &em, "copy detection pools a ViT's CLS and patch tokens "
+                           "(eval_copy_detection.py builds ViTs only); a ResNet has no tokens");
     const ViTConfig *cfg = &em.m.vit;
     if (imsize < cfg->patch) dino_die("--imsize %d is smaller than the model's patch size %d", imsize, cfg->patch);
     double pass = (double)vit_acts_bytes(cfg, batch, imsize, imsize, VIT_ACTS_INFER);

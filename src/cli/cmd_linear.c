@@ -47,6 +47,8 @@ static int linear_full_mode(const EvalModelArgs *ma, const LinearConfig *cfg, in
         dino_die("dino linear --full needs --pretrained_weights and --data_path");
     EvalModel em;
     eval_model_load(ma, &em);
+    eval_model_require_vit(ma, &em, "linear --full runs a ViT; for a ResNet's 2048-d features use "
+                           "dino linear without --full");
     EvalFeatures fv;
     eval_features_from_model(ma, &em, 1, 0, &fv);
     if (!fv.labelled) dino_die("dino linear needs labels, but the val split of %s has none", ma->data_path);

@@ -42,8 +42,13 @@ static void describe_image(const Describer *ds, const Image *im0, const char *na
     int w, h;
     float *x = retrieval_thumbnail_tensor(im, ds->imsize, &w, &h);
     char err[512];
-    if (retrieval_cls_descriptor(&ds->em->m.vit, &ds->em->w, x, h, w, ds->multiscale, out, err,
-                                 sizeof err) != 0)
+    const EvalModel *em = ds->em;
+    int rc = em->m.backbone == MODEL_BACKBONE_RESNET
+                 ? retrieval_resnet_descriptor(&em->m.resnet, (ResNetWeights *)&em->rw, x, h, w,
+                                               ds->multiscale, out, err, sizeof err)
+                 : retrieval_cls_descriptor(&em->m.vit, &em->w, x, h, w, ds->multiscale, out, err,
+                                            sizeof err);
+    if (rc != 0)
         dino_die("%s: %s", name, err);
     free(x);
     image_free(&cropped);
@@ -94,7 +99,7 @@ static void nearest_images(const Describer *ds, const char *data_path, const cha
     if (!set) dino_die("%s", err);
     int64_t n = dataset_size(set);
     if (n > (int64_t)1 << 30) dino_die("%s: %lld images is more than dino retrieve ranks", data_path, (long long)n);
-    int D = ds->em->m.vit.dim;
+    int D = model_feature_dim(&ds->em->m);
     float *q = mallocCheck(sizeof(float) * D), *db = mallocCheck(sizeof(float) * (size_t)n * D);
     describe_file(ds, query, NULL, q);
     dino_info("%s: %s; %s, thumbnails of %d px", dataset_describe(set), ds->em->desc,
@@ -200,7 +205,7 @@ static void benchmark(const Describer *ds, const char *root, const char *dataset
     RevisitedGnd g;
     if (revisited_gnd_load(gnd_path, &g, err, sizeof err) != 0) dino_die("%s", err);
     if (g.n < 1 || g.nq < 1) dino_die("%s: no database images or no queries", gnd_path);
-    int D = ds->em->m.vit.dim;
+    int D = model_feature_dim(&ds->em->m);
     float *db = mallocCheck(sizeof(float) * (size_t)g.n * D);
     float *qf = mallocCheck(sizeof(float) * (size_t)g.nq * D);
     dino_info("%s: %d database images, %d queries; %s; %s, thumbnails of %d px%s", gnd_path, g.n,

@@ -120,6 +120,8 @@ int cmd_segment_video(int argc, char **argv) {
 
     EvalModel em;
     eval_model_load(&ma, &em);
+    eval_model_require_vit(&ma, &em, "video segmentation propagates labels over a ViT's patch tokens; "
+                           "a ResNet has none");
     char err_dir[1024];
     if (dino_make_dirs(out, err_dir, sizeof err_dir)) dino_die("%s", err_dir);
     // Masks are named like the frames: writing them beside .png frames would overwrite the video.

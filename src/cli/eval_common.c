@@ -40,7 +40,19 @@ void eval_model_load(const EvalModelArgs *a, EvalModel *em) {
     if (model_load(a->pretrained_weights, &opt, &em->m, &em->params, err, sizeof err) != 0)
         dino_die("%s", err);
     const ViTConfig *c = &em->m.vit;
-    vit_config_describe(c, em->desc, sizeof em->desc);
+    model_describe_backbone(&em->m, em->desc, sizeof em->desc);
+    if (em->m.backbone == MODEL_BACKBONE_RESNET) {
+        if (a->arch && (strcmp(a->arch, "resnet50") || !resnet_config_is_resnet50(&em->m.resnet)))
+            dino_die("%s holds a %s, not --arch %s: %s", a->pretrained_weights,
+                     resnet_config_is_resnet50(&em->m.resnet) ? "resnet50" : "custom ResNet", a->arch, em->desc);
+        if (a->patch_size)
+            dino_die("--patch_size does not apply to %s, a ResNet (%s)", a->pretrained_weights, em->desc);
+        model_bind_resnet(&em->m, em->params, &em->rw);
+        model_bind(&em->m, em->params, &em->w, NULL);
+        return;
+    }
+    if (a->arch && !strcmp(a->arch, "resnet50"))
+        dino_die("%s holds a ViT, not --arch resnet50: %s", a->pretrained_weights, em->desc);
     if (a->arch || a->patch_size) {
         ViTConfig want;
         int patch = a->patch_size ? a->patch_size : c->patch;
@@ -56,6 +68,11 @@ void eval_model_load(const EvalModelArgs *a, EvalModel *em) {
     model_bind(&em->m, em->params, &em->w, NULL);
 }
 
+void eval_model_require_vit(const EvalModelArgs *a, const EvalModel *em, const char *why) {
+    if (em->m.backbone == MODEL_BACKBONE_RESNET)
+        dino_die("%s holds a ResNet (%s): %s", a->pretrained_weights, em->desc, why);
+}
+
 void eval_model_free(EvalModel *em) {
     free(em->params);
     model_free(&em->m);
@@ -63,6 +80,9 @@ void eval_model_free(EvalModel *em) {
 }
 
 int eval_crop(const EvalModelArgs *a, const EvalModel *em) {
+    // A ResNet: 224, or 28 for the small stem of 28 px images.
+    if (em->m.backbone == MODEL_BACKBONE_RESNET)
+        return a->crop > 0 ? a->crop : em->m.resnet.stem_pool ? 224 : 28;
     int crop = a->crop > 0 ? a->crop : vit_eval_crop(&em->m.vit);
     if (crop < em->m.vit.patch)
         dino_die("--crop %d is smaller than the model's patch size %d", crop, em->m.vit.patch);
@@ -97,9 +117,11 @@ void eval_features_from_model(const EvalModelArgs *a, const EvalModel *em, int s
     out->n = dataset_size(ds);
     // Sizes checked before the (n, d) output is allocated: a huge --crop makes d huge too.
     int batch = out->n < fc.batch_size ? (int)out->n : fc.batch_size;
-    if (out->n > 0 && features_check(&em->m.vit, &fc, batch, err, sizeof err) != 0)
+    int resnet = em->m.backbone == MODEL_BACKBONE_RESNET;
+    if (out->n > 0 && (resnet ? features_check_resnet(&em->m.resnet, &fc, batch, err, sizeof err)
+                              : features_check(&em->m.vit, &fc, batch, err, sizeof err)) != 0)
         dino_die("%s: %s", a->data_path, err);
-    out->d = features_dim(&em->m.vit, &fc);
+    out->d = resnet ? model_feature_dim(&em->m) : features_dim(&em->m.vit, &fc);
     out->num_classes = dataset_num_classes(ds);
     out->has_splits = dataset_has_splits(ds);
     dino_info("%s (%s split): %s; crop %d; %lld floats per image from %s",
@@ -108,8 +130,10 @@ void eval_features_from_model(const EvalModelArgs *a, const EvalModel *em, int s
     out->x = mallocCheck((size_t)out->n * out->d * sizeof(float));
     out->labels = mallocCheck((size_t)out->n * sizeof(int64_t));
     uint8_t *kept = a->skip_unreadable ? mallocCheck((size_t)out->n) : NULL;
-    if (features_extract_skipping(&em->m.vit, &em->w, ds, &fc, out->x, out->labels, kept, err,
-                                  sizeof err) != 0)
+    if ((resnet ? features_extract_resnet(&em->m.resnet, (ResNetWeights *)&em->rw, ds, &fc, out->x,
+                                          out->labels, kept, err, sizeof err)
+                : features_extract_skipping(&em->m.vit, &em->w, ds, &fc, out->x, out->labels, kept,
+                                            err, sizeof err)) != 0)
         dino_die("%s: %s", a->data_path, err);
     if (a->record_paths && dataset_path(ds, 0)) {
         out->paths = mallocCheck((size_t)out->n * sizeof(char *));

@@ -35,7 +35,7 @@ void eval_model_args_default(EvalModelArgs *a);
 #define EVAL_MODEL_FILE_ARG_SPECS(ma)                                                             \
     {"pretrained_weights", ARG_STRING, &(ma).pretrained_weights, "model file (.pth, .safetensors, native)"}, \
     {"checkpoint_key", ARG_STRING, &(ma).checkpoint_key, "teacher or student, for training checkpoints"}, \
-    {"arch", ARG_STRING, &(ma).arch, "expected architecture (vit_tiny/small/base); default: the file's"}, \
+    {"arch", ARG_STRING, &(ma).arch, "expected architecture (vit_tiny/small/base, resnet50); default: the file's"}, \
     {"patch_size", ARG_INT, &(ma).patch_size, "expected patch size (0: the file's)", ARG_RANGE(0, ARG_MAX_PATCH)}, \
     {"heads", ARG_INT, &(ma).heads, "attention heads, for files that do not record them (0: dim/64; DINOv3: from rope_embed.periods)", ARG_RANGE(0, ARG_MAX_HEADS)}
 
@@ -49,14 +49,19 @@ void eval_model_args_default(EvalModelArgs *a);
 typedef struct {
     DinoModel m;
     float *params;
-    ViTWeights w;
-    char desc[160];
+    ViTWeights w;      // a ViT backbone
+    ResNetWeights rw;  // a ResNet backbone (m.backbone)
+    char desc[256];
 } EvalModel;
 
 // Loads a->pretrained_weights (backbone only, a->checkpoint_key of training
-// checkpoints) and checks --arch/--patch_size against it.
+// checkpoints) and checks --arch/--patch_size against it. A ResNet loads too
+// (--arch resnet50); commands that need a ViT check em->m.backbone.
 void eval_model_load(const EvalModelArgs *a, EvalModel *em);
 void eval_model_free(EvalModel *em);
+// Dies with one line naming the file when em holds a ResNet: `why` says what
+// the command needs that a ResNet has not ("a ResNet has no attention maps").
+void eval_model_require_vit(const EvalModelArgs *a, const EvalModel *em, const char *why);
 // The crop a run uses: a->crop, or vit_eval_crop (img_size; 224 for DINOv2).
 int eval_crop(const EvalModelArgs *a, const EvalModel *em);
 

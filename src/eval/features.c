@@ -125,15 +125,14 @@ int features_extract(const ViTConfig *cfg, const ViTWeights *w, const Dataset *d
     return features_extract_skipping(cfg, w, ds, fc, out, labels, NULL, err, errlen);
 }
 
-int features_extract_skipping(const ViTConfig *cfg, const ViTWeights *w, const Dataset *ds,
-                              const FeatureConfig *fc, float *out, int64_t *labels,
-                              uint8_t *kept, char *err, size_t errlen) {
-    if (fc->batch_size < 1) return dino_errf(err, errlen, "batch_size must be >= 1");
+// One batch of transformed images (B, 3, crop, crop) to rows (B, dim).
+typedef void (*FeatureRowsFn)(void *ctx, const float *pixels, int B, float *rows);
+
+// The loader loop shared by every backbone: rows of batch B go to out[index].
+static int extract_loop(FeatureRowsFn fn, void *ctx, int64_t dim, int B, const Dataset *ds,
+                        const FeatureConfig *fc, float *out, int64_t *labels, uint8_t *kept,
+                        char *err, size_t errlen) {
     int64_t N = dataset_size(ds);
-    if (N < 1) return dino_errf(err, errlen, "the dataset is empty");
-    // A batch larger than the dataset needs no more room than the dataset.
-    int B = N < fc->batch_size ? (int)N : fc->batch_size;
-    if (features_check(cfg, fc, B, err, errlen)) return -1;
     LoaderConfig lc;
     loader_config_default(&lc);
     lc.mode = LOADER_EVAL;
@@ -145,21 +144,6 @@ int features_extract_skipping(const ViTConfig *cfg, const ViTWeights *w, const D
     lc.prefetch = 2;
     Loader *ld = loader_create(ds, &lc, err, errlen);
     if (!ld) return -1;
-    int64_t dim = features_dim(cfg, fc);
-    // --device cuda: the forward on the GPU, the rows from its tokens here.
-    const int nblk = fc->patch_tokens ? 1 : fc->n_last_blocks;
-    CudaFeatures *gpu = NULL;
-    float *gtok = NULL;
-    if (fc->device == DEVICE_CUDA) {
-        gpu = cuda_features_create(cfg, w, B, fc->crop, nblk, err, errlen);
-        if (!gpu) {
-            loader_free(ld);
-            return -1;
-        }
-        size_t T = (size_t)vit_tokens(cfg, fc->crop, fc->crop);
-        gtok = mallocCheck((size_t)nblk * B * T * cfg->dim * sizeof(float));
-    }
-    struct ViTActs *acts = gpu ? NULL : vit_acts_create(cfg, B, fc->crop, fc->crop, 0);
     int64_t *seen = callocCheck((size_t)N, sizeof(int64_t));
     float *rows = mallocCheck((size_t)B * dim * sizeof(float));
     double t0 = dino_now(), last_report = t0;
@@ -174,14 +158,7 @@ int features_extract_skipping(const ViTConfig *cfg, const ViTWeights *w, const D
                       (long long)loader_bad_count(ld));
             break;
         }
-        if (gpu) {
-            int T = vit_tokens(cfg, fc->crop, fc->crop);
-            size_t per = (size_t)b->B * T * cfg->dim;
-            cuda_features_tokens(gpu, b->groups[0].pixels, b->B, gtok);
-            rows_from_tokens(cfg, fc, gtok + (size_t)(nblk - 1) * per, gtok, b->B, T, rows);
-        } else {
-            features_from_images(cfg, w, acts, b->groups[0].pixels, b->B, fc, rows);
-        }
+        fn(ctx, b->groups[0].pixels, b->B, rows);
         for (int i = 0; i < b->B; i++) {
             int64_t idx = b->indices[i];
             DINO_ASSERT(idx >= 0 && idx < N);
@@ -220,9 +197,103 @@ int features_extract_skipping(const ViTConfig *cfg, const ViTWeights *w, const D
             }
     free(seen);
     free(rows);
-    free(gtok);
-    cuda_features_free(gpu);
-    vit_acts_free(acts);
     loader_free(ld);
+    return rc;
+}
+
+typedef struct {
+    const ViTConfig *cfg;
+    const ViTWeights *w;
+    const FeatureConfig *fc;
+    struct ViTActs *acts;
+    CudaFeatures *gpu;
+    float *gtok;
+} VitRows;
+
+static void vit_rows(void *ctx, const float *pixels, int B, float *rows) {
+    VitRows *v = ctx;
+    const FeatureConfig *fc = v->fc;
+    if (v->gpu) {
+        // --device cuda: the forward on the GPU, the rows from its tokens here.
+        int T = vit_tokens(v->cfg, fc->crop, fc->crop), nblk = fc->patch_tokens ? 1 : fc->n_last_blocks;
+        size_t per = (size_t)B * T * v->cfg->dim;
+        cuda_features_tokens(v->gpu, pixels, B, v->gtok);
+        rows_from_tokens(v->cfg, fc, v->gtok + (size_t)(nblk - 1) * per, v->gtok, B, T, rows);
+    } else {
+        features_from_images(v->cfg, v->w, v->acts, pixels, B, fc, rows);
+    }
+}
+
+// A batch larger than the dataset needs no more room than the dataset.
+static int batch_for(const Dataset *ds, const FeatureConfig *fc, char *err, size_t errlen) {
+    if (fc->batch_size < 1) return dino_errf(err, errlen, "batch_size must be >= 1");
+    int64_t N = dataset_size(ds);
+    if (N < 1) return dino_errf(err, errlen, "the dataset is empty");
+    return N < fc->batch_size ? (int)N : fc->batch_size;
+}
+
+int features_extract_skipping(const ViTConfig *cfg, const ViTWeights *w, const Dataset *ds,
+                              const FeatureConfig *fc, float *out, int64_t *labels,
+                              uint8_t *kept, char *err, size_t errlen) {
+    int B = batch_for(ds, fc, err, errlen);
+    if (B < 0 || features_check(cfg, fc, B, err, errlen)) return -1;
+    VitRows v = {cfg, w, fc, NULL, NULL, NULL};
+    const int nblk = fc->patch_tokens ? 1 : fc->n_last_blocks;
+    if (fc->device == DEVICE_CUDA) {
+        v.gpu = cuda_features_create(cfg, w, B, fc->crop, nblk, err, errlen);
+        if (!v.gpu) return -1;
+        size_t T = (size_t)vit_tokens(cfg, fc->crop, fc->crop);
+        v.gtok = mallocCheck((size_t)nblk * B * T * cfg->dim * sizeof(float));
+    } else {
+        v.acts = vit_acts_create(cfg, B, fc->crop, fc->crop, 0);
+    }
+    int rc = extract_loop(vit_rows, &v, features_dim(cfg, fc), B, ds, fc, out, labels, kept, err, errlen);
+    free(v.gtok);
+    cuda_features_free(v.gpu);
+    vit_acts_free(v.acts);
+    return rc;
+}
+
+// ---------------------------------------------------------------- ResNet
+
+int features_check_resnet(const ResNetConfig *cfg, const FeatureConfig *fc, int batch, char *err,
+                          size_t errlen) {
+    if (fc->n_last_blocks != 1 || fc->avgpool || fc->patch_tokens)
+        return dino_errf(err, errlen, "a ResNet gives its %d-d pooled features only (no n_last_blocks, "
+                         "avgpool_patchtokens or patch tokens)", resnet_out_dim(cfg));
+    if (fc->device != DEVICE_CPU) return dino_errf(err, errlen, "ResNet features run on the CPU only");
+    if (batch < 1) return dino_errf(err, errlen, "batch_size must be >= 1");
+    int min = cfg->stem_pool ? 2 * cfg->stem_stride : cfg->stem_stride;
+    if (fc->crop < min) return dino_errf(err, errlen, "crop %d is too small for a ResNet", fc->crop);
+    double bytes = (double)batch * 3.0 * fc->crop * fc->crop * 4 * 40;  // a bound before the exact count
+    if (bytes <= FEATURES_MAX_PASS_BYTES)
+        bytes = (double)resnet_acts_bytes(cfg, batch, fc->crop, fc->crop, 0);
+    if (bytes > FEATURES_MAX_PASS_BYTES)
+        return dino_errf(err, errlen, "crop %d at a batch of %d images needs %.3g GiB for one forward "
+                         "pass, above the limit of %.0f GiB; use a smaller crop or batch", fc->crop,
+                         batch, bytes / (1 << 30), FEATURES_MAX_PASS_BYTES / (1 << 30));
+    return 0;
+}
+
+typedef struct {
+    const ResNetConfig *cfg;
+    ResNetWeights *w;
+    ResNetActs *acts;
+} ResNetRows;
+
+static void resnet_rows(void *ctx, const float *pixels, int B, float *rows) {
+    ResNetRows *r = ctx;
+    resnet_forward(r->cfg, r->w, r->acts, pixels, B, 0);
+    memcpy(rows, resnet_output(r->acts), (size_t)B * resnet_out_dim(r->cfg) * sizeof(float));
+}
+
+int features_extract_resnet(const ResNetConfig *cfg, ResNetWeights *w, const Dataset *ds,
+                            const FeatureConfig *fc, float *out, int64_t *labels, uint8_t *kept,
+                            char *err, size_t errlen) {
+    int B = batch_for(ds, fc, err, errlen);
+    if (B < 0 || features_check_resnet(cfg, fc, B, err, errlen)) return -1;
+    ResNetRows r = {cfg, w, resnet_acts_create(cfg, B, fc->crop, fc->crop, 0)};
+    int rc = extract_loop(resnet_rows, &r, resnet_out_dim(cfg), B, ds, fc, out, labels, kept, err, errlen);
+    resnet_acts_free(r.acts);
     return rc;
 }

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "data/dataset.h"
+#include "resnet.h"
 #include "vit.h"
 
 // The most memory one forward pass may take (activations, intermediate
@@ -67,5 +68,16 @@ int features_extract(const ViTConfig *cfg, const ViTWeights *w, const Dataset *d
 int features_extract_skipping(const ViTConfig *cfg, const ViTWeights *w, const Dataset *ds,
                               const FeatureConfig *fc, float *out, int64_t *labels,
                               uint8_t *kept, char *err, size_t errlen);
+
+// A ResNet backbone: its pooled features (resnet_out_dim per image) in
+// evaluation mode (running statistics), as the reference's eval scripts take
+// model(x) of a resnet50 with fc = identity. features_check_resnet refuses
+// what a ResNet has no counterpart for (n_last_blocks > 1, avgpool, patch
+// tokens, the CUDA device) and passes beyond FEATURES_MAX_PASS_BYTES.
+int features_check_resnet(const ResNetConfig *cfg, const FeatureConfig *fc, int batch, char *err,
+                          size_t errlen);
+int features_extract_resnet(const ResNetConfig *cfg, ResNetWeights *w, const Dataset *ds,
+                            const FeatureConfig *fc, float *out, int64_t *labels, uint8_t *kept,
+                            char *err, size_t errlen);
 
 #endif

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 
+#include "resnet.h"
 #include "vit.h"
 
 // The CLS token of x (3, H, W), L2-normalised, into out (D). With
@@ -14,6 +15,9 @@
 // 0, or -1 with err filled when a scale leaves less than one patch.
 int retrieval_cls_descriptor(const ViTConfig *cfg, const ViTWeights *w, const float *x, int H,
                              int W, int multiscale, float *out, char *err, size_t errlen);
+// The same with a ResNet's pooled feature (evaluation mode) for the CLS token.
+int retrieval_resnet_descriptor(const ResNetConfig *cfg, ResNetWeights *w, const float *x, int H,
+                                int W, int multiscale, float *out, char *err, size_t errlen);
 
 // Copy-detection descriptors of B images x (B, 3, S, S), run with acts made
 // by vit_acts_create(cfg, >= B, S, S, 0): per image the CLS token followed

@@ -89,6 +89,7 @@ static Entry *add_entry(Source *s, const char *name) {
 }
 
 static int starts_with(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
+static int ends_with(const char *s, const char *suf);
 
 // Removes every occurrence of `pat` from s, in place.
 static void remove_all(char *s, const char *pat) {
@@ -820,6 +821,73 @@ static int infer_vit(Source *s, const ModelLoadOptions *opt, ViTConfig *cfg, cha
     return 0;
 }
 
+// A torchvision ResNet state_dict (conv1, bn1, layer1..4 of Bottlenecks).
+static int is_resnet(Source *s) { return find(s, "conv1.weight") && find(s, "layer1.0.conv1.weight"); }
+
+static int entry_dims(const Entry *e, int ndim, int64_t a, int64_t b) {
+    return e && e->ndim == ndim && e->shape[0] == a && (b < 0 || e->shape[1] == b);
+}
+
+// Stage widths from the first block of each stage: conv1 (inner, in), conv3
+// (planes·4, inner), as torchvision's Bottleneck (expansion 4); the stem from
+// conv1's kernel (7: torchvision's 7x7/2 + max-pool; 3: the small 3x3/1
+// stem) unless the file's metadata says.
+static int infer_resnet(Source *s, ResNetConfig *cfg, char *err, size_t errlen) {
+    resnet_config_preset(cfg, "resnet50");
+    Entry *c1 = find(s, "conv1.weight");
+    if (c1->ndim != 4 || c1->shape[2] != c1->shape[3] || c1->shape[0] < 1 || c1->shape[0] > 4096 ||
+        c1->shape[1] < 1 || c1->shape[1] > 64 || c1->shape[2] < 1 || c1->shape[2] > 15)
+        return dino_errf(err, errlen, "%s: conv1.weight is not a plausible ResNet stem kernel", s->path);
+    cfg->in_chans = (int)c1->shape[1];
+    cfg->stem_width = (int)c1->shape[0];
+    cfg->stem_kernel = (int)c1->shape[2];
+    if (cfg->stem_kernel == 3) resnet_config_small_stem(cfg);
+    else if (cfg->stem_kernel != 7 && !meta_get(s, "resnet.stem_stride"))
+        return dino_errf(err, errlen, "%s: a %dx%d stem is neither torchvision's 7x7 nor the small 3x3",
+                         s->path, cfg->stem_kernel, cfg->stem_kernel);
+    int v;
+    if (meta_int(s, "resnet.stem_stride", &v) && v >= 1 && v <= 8) cfg->stem_stride = v;
+    if (meta_int(s, "resnet.stem_pool", &v)) cfg->stem_pool = v != 0;
+    const char *eps = meta_get(s, "resnet.bn_eps");
+    if (eps) {
+        char *end;
+        double x = strtod(eps, &end);
+        if (end != eps && !*end && x > 0 && x < 1) cfg->bn_eps = (float)x;
+    }
+    if (!find(s, "layer1.0.conv3.weight"))
+        return dino_errf(err, errlen, "%s is a ResNet of basic blocks (resnet18/34), not of bottlenecks "
+                         "(resnet50): not supported", s->path);
+    char name[64];
+    int64_t in = cfg->stem_width, wpg = 0, total = 0;
+    for (int st = 0; st < RESNET_STAGES; st++) {
+        int n = 0;
+        for (;; n++) {
+            snprintf(name, sizeof name, "layer%d.%d.conv1.weight", st + 1, n);
+            if (!find(s, name)) break;
+            if (++total > RESNET_MAX_BLOCKS)
+                return dino_errf(err, errlen, "%s has more than %d ResNet blocks", s->path, RESNET_MAX_BLOCKS);
+        }
+        snprintf(name, sizeof name, "layer%d.0.conv1.weight", st + 1);
+        Entry *a = find(s, name);
+        snprintf(name, sizeof name, "layer%d.0.conv3.weight", st + 1);
+        Entry *c = find(s, name);
+        if (!n || !entry_dims(a, 4, a ? a->shape[0] : 0, in) || !c || c->ndim != 4 ||
+            c->shape[1] != a->shape[0] || c->shape[0] % 4 || c->shape[0] < 4 || a->shape[0] > (1 << 16))
+            return dino_errf(err, errlen, "%s: layer%d.0 is missing or is not a bottleneck taking %lld "
+                             "channels", s->path, st + 1, (long long)in);
+        int64_t planes = c->shape[0] / 4, inner = a->shape[0];
+        if ((inner * 64) % planes || (wpg && inner * 64 / planes != wpg))
+            return dino_errf(err, errlen, "%s: layer%d's inner width %lld does not follow the other "
+                             "stages' width per group", s->path, st + 1, (long long)inner);
+        wpg = inner * 64 / planes;
+        cfg->planes[st] = (int)planes;
+        cfg->blocks[st] = n;
+        in = c->shape[0];
+    }
+    cfg->width_per_group = (int)wpg;
+    return 0;
+}
+
 static int pth_args_bool(const Source *s, const char *name, int *out) {
     if (s->kind != SRC_PTH) return 0;
     const PickleValue *args = pickle_dict_get(pth_root(s->pth), "args");
@@ -927,11 +995,14 @@ static int load_from_source(Source *s, const ModelLoadOptions *opt, DinoModel *m
                             char *err, size_t errlen) {
     ModelHeadMode mode = opt ? opt->head : MODEL_HEAD_AUTO;
     ViTConfig vit;
+    ResNetConfig rn;
     HeadConfig head;
-    if (infer_vit(s, opt, &vit, err, errlen)) return -1;
+    int resnet = is_resnet(s);
+    memset(&vit, 0, sizeof vit);
+    if (resnet ? infer_resnet(s, &rn, err, errlen) : infer_vit(s, opt, &vit, err, errlen)) return -1;
     int has_head = 0;
     if (mode != MODEL_HEAD_NONE) {
-        int r = infer_head(s, vit.dim, &head, err, errlen);
+        int r = infer_head(s, resnet ? resnet_out_dim(&rn) : vit.dim, &head, err, errlen);
         if (r < 0) return -1;
         has_head = r;
         if (!has_head && mode == MODEL_HEAD_REQUIRE) {
@@ -940,7 +1011,8 @@ static int load_from_source(Source *s, const ModelLoadOptions *opt, DinoModel *m
             return -1;
         }
     }
-    model_build(m, &vit, has_head ? &head : NULL, has_head);
+    if (resnet) model_build_resnet(m, &rn, has_head ? &head : NULL, has_head);
+    else model_build(m, &vit, has_head ? &head : NULL, has_head);
     float *p = NULL;
     // Every tensor is found and its shape checked before memory is allocated,
     // so the allocation is bounded by what the file really holds.
@@ -999,6 +1071,13 @@ static int load_from_source(Source *s, const ModelLoadOptions *opt, DinoModel *m
     for (int i = 0; i < s->n; i++) {
         const Entry *e = &s->e[i];
         if (e->used || e->is_part) continue;
+        // (A ResNet's BatchNorm counters are not needed: momentum 0.1 is fixed.)
+        if (resnet && !ends_with(e->name, "num_batches_tracked") &&
+            (starts_with(e->name, "layer") || starts_with(e->name, "conv1.") || starts_with(e->name, "bn1."))) {
+            dino_errf(err, errlen, "%s: tensor '%s' does not belong to the inferred architecture "
+                    "(not a supported ResNet)", s->path, e->orig);
+            goto fail;
+        }
         if (starts_with(e->name, "blocks.") || starts_with(e->name, "patch_embed.") ||
             starts_with(e->name, "norm.")) {
             dino_errf(err, errlen, "%s: tensor '%s' does not belong to the inferred architecture "
@@ -1045,6 +1124,14 @@ static int config_kv(const DinoModel *m, KV *kv) {
     int n = 0;
 #define PUT(key, ...) (snprintf(kv[n].k, sizeof kv[n].k, "%s", key), \
                        snprintf(kv[n].v, sizeof kv[n].v, __VA_ARGS__), n++)
+    if (m->backbone == MODEL_BACKBONE_RESNET) {
+        // The stem's stride and pooling are not in the tensor shapes.
+        PUT("backbone", "resnet");
+        PUT("resnet.stem_stride", "%d", m->resnet.stem_stride);
+        PUT("resnet.stem_pool", "%d", m->resnet.stem_pool);
+        PUT("resnet.bn_eps", "%g", (double)m->resnet.bn_eps);
+        goto head;
+    }
     PUT("vit.img_size", "%d", m->vit.img_size);
     PUT("vit.patch", "%d", m->vit.patch);
     PUT("vit.in_chans", "%d", m->vit.in_chans);
@@ -1064,6 +1151,7 @@ static int config_kv(const DinoModel *m, KV *kv) {
         }
         PUT("vit.ln_eps", "%s", e);
     }
+head:
     if (m->has_head) {
         PUT("head.out_dim", "%d", m->head.out_dim);
         PUT("head.nlayers", "%d", m->head.nlayers);
@@ -1184,7 +1272,7 @@ int model_describe(const char *path, const ModelLoadOptions *opt, FILE *out, int
     char lerr[512];
     if (load_from_source(&s, opt, &m, &params, lerr, sizeof lerr) == 0) {
         char desc[256];
-        vit_config_describe(&m.vit, desc, sizeof desc);
+        model_describe_backbone(&m, desc, sizeof desc);
         fprintf(out, "architecture: %s\n", desc);
         if (m.has_head)
             fprintf(out, "head: in=%d hidden=%d bottleneck=%d out=%d nlayers=%d norm_last_layer=%d\n",
