@@ -194,6 +194,24 @@ static void test_features(void) {
         free(got);
         free(want);
     }
+    // --register_tokens: the final-norm registers, (R·D) per image, as the fixture's.
+    FeatureConfig fc;
+    feature_config_default(&fc);
+    fc.crop = S;
+    fc.tokens = FEATURE_TOKENS_REGISTER;
+    int64_t rdim = features_dim(&m.vit, &fc);
+    CHECK(rdim == (int64_t)m.vit.n_registers * D && m.vit.n_registers == 4, "register tokens: %lld floats per image",
+          (long long)rdim);
+    float *regs = malloc((size_t)B * rdim * sizeof(float));
+    features_from_images(&m.vit, &w, a, x, B, &fc, regs);
+    engine_close("register tokens as features", regs, fixture_get(&g_fx, "reg/pth/56x56/regs")->data,
+                 (size_t)B * rdim, TOL);
+    free(regs);
+    char err[256];
+    m.vit.n_registers = 0;  // the same request on a model without registers is refused
+    CHECK(features_check(&m.vit, &fc, B, err, sizeof err) != 0 && strstr(err, "no register"),
+          "register tokens of a model without registers are refused: %s", err);
+    m.vit.n_registers = 4;
     vit_acts_free(a);
     free(x);
     free(p);
@@ -432,6 +450,15 @@ static void test_cli(const char *dir) {
     CHECK(maps && info.ndim == 3 && info.shape[0] == 2 && info.shape[1] == 4 && info.shape[2] == 6,
           "attn_maps.npy is (heads 2, 4, 6): one value per patch, none for the registers");
     free(maps);
+    snprintf(args, sizeof args, "features --pretrained_weights %s --heads 2 --data_path %s --crop 56 "
+             "--register_tokens true --output_dir %s/regs", test_fixture_path("dinov2_reg.pth"),
+             test_fixture_path("data_photo.jpg"), dir);
+    rc = test_run_dino(args, out, sizeof out);
+    snprintf(path, sizeof path, "%s/regs/features.npy", dir);
+    float *regs = rc == 0 ? npy_read_f32(path, &info, err, sizeof err) : NULL;
+    CHECK(regs && info.ndim == 3 && info.shape[0] == 1 && info.shape[1] == 4 && info.shape[2] == 32,
+          "dino features --register_tokens writes (images 1, registers 4, D 32): exit %d: %.300s", rc, out);
+    free(regs);
 }
 
 int main(int argc, char **argv) {

@@ -98,12 +98,12 @@ int main(void) {
     engine_close("avgpool features (CLS and mean patch interleaved)", feat,
                  fixture_get(&fx, "feat_avgpool")->data, 2 * D, 5e-6);
     fc.avgpool = 0;
-    fc.patch_tokens = 1;
+    fc.tokens = FEATURE_TOKENS_PATCH;
     features_from_images(&cfg, &w, a, img, 1, &fc, feat);
     engine_close("patch tokens", feat, fixture_get(&fx, "tokens")->data + D, (size_t)(T - 1) * D, 5e-6);
 
     // features_dim
-    fc.patch_tokens = 0;
+    fc.tokens = FEATURE_TOKENS_NONE;
     fc.n_last_blocks = 4;
     fc.avgpool = 0;
     CHECK(features_dim(&cfg, &fc) == 4 * D, "dim with 4 blocks = 4D");
@@ -111,7 +111,7 @@ int main(void) {
     fc.avgpool = 1;
     CHECK(features_dim(&cfg, &fc) == 2 * D, "dim with avgpool = 2D");
     fc.avgpool = 0;
-    fc.patch_tokens = 1;
+    fc.tokens = FEATURE_TOKENS_PATCH;
     fc.crop = 32;
     CHECK(features_dim(&cfg, &fc) == 16 * D, "dim of patch tokens at crop 32 = 16D");
 

@@ -1,7 +1,7 @@
 // `dino features`: runs a model (teacher by default) over a dataset with the
 // reference's evaluation transform and writes float32 .npy files numpy reads:
 // OUT/{train,val}_features.npy (N, dim) — or (N, patches, D) with
-// --patch_tokens — and OUT/{train,val}_labels.npy (N) int64, -1 where the
+// --patch_tokens, (N, registers, D) with --register_tokens — and OUT/{train,val}_labels.npy (N) int64, -1 where the
 // dataset has no labels; OUT/{train,val}_paths.txt names the image of each
 // row, one path per line (folder and list datasets). A dataset without
 // train/val splits (a plain folder, a list) gives one set: OUT/features.npy,
@@ -17,6 +17,7 @@
 #include "commands.h"
 #include "common.h"
 #include "device.h"
+#include "eval/features.h"
 #include "eval/npy.h"
 #include "io/atomic_file.h"
 
@@ -42,7 +43,7 @@ static void check_one_line_paths(char *const *paths, int64_t n, const char *data
 
 int cmd_features(int argc, char **argv) {
     const char *output_dir = ".", *split = NULL, *device = "cpu";
-    int patch_tokens = 0, avgpool_concat = 0;
+    int patch_tokens = 0, register_tokens = 0, avgpool_concat = 0;
     EvalModelArgs ma;
     eval_model_args_default(&ma);
     ArgSpec specs[] = {
@@ -51,6 +52,7 @@ int cmd_features(int argc, char **argv) {
         {"split", ARG_STRING, &split, "train, val or both (default: both, or the one set of a dataset without splits)"},
         {"skip_unreadable", ARG_BOOL, &ma.skip_unreadable, "leave unreadable images out (listed in skipped.txt) instead of stopping"},
         {"patch_tokens", ARG_BOOL, &patch_tokens, "write every final-norm patch token (N, patches, D)"},
+        {"register_tokens", ARG_BOOL, &register_tokens, "write every final-norm register (DINOv2) or storage (DINOv3) token (N, registers, D)"},
         {"avgpool_concat", ARG_BOOL, &avgpool_concat, "CLS tokens then the mean patch token, concatenated (DINOv2's linear eval)"},
         {"output_dir", ARG_STRING, &output_dir, "where the .npy files go"},
         {"device", ARG_STRING, &device, "cpu, or cuda (a build with make CUDA=1; docs/GPU.md)"},
@@ -73,8 +75,12 @@ int cmd_features(int argc, char **argv) {
                        !strcmp(split, "val") || !strcmp(split, "test") || both};
     if (!do_split[0] && !do_split[1]) dino_die("--split must be train, val or both, got '%s'", split);
     ma.record_paths = 1;
-    if (patch_tokens && (ma.avgpool || ma.n_last_blocks != 1))
-        dino_die("--patch_tokens writes the last block's tokens; drop --avgpool_patchtokens and --n_last_blocks");
+    if (patch_tokens && register_tokens) dino_die("--patch_tokens and --register_tokens: choose one");
+    const char *tokens_flag = patch_tokens ? "--patch_tokens" : "--register_tokens";
+    if ((patch_tokens || register_tokens) && (ma.avgpool || ma.n_last_blocks != 1))
+        dino_die("%s writes the last block's tokens; drop --avgpool_patchtokens, --avgpool_concat and "
+                 "--n_last_blocks", tokens_flag);
+    int tokens = patch_tokens ? FEATURE_TOKENS_PATCH : register_tokens ? FEATURE_TOKENS_REGISTER : FEATURE_TOKENS_NONE;
     char err_dir[1024];
     if (dino_make_dirs(output_dir, err_dir, sizeof err_dir)) dino_die("%s", err_dir);
 
@@ -85,7 +91,7 @@ int cmd_features(int argc, char **argv) {
         if (!do_split[s]) continue;
         double t0 = dino_now();
         EvalFeatures f;
-        eval_features_from_model(&ma, &em, s, patch_tokens, &f);
+        eval_features_from_model(&ma, &em, s, tokens, &f);
         if (s == 0 && both && !f.has_splits) one_set = 1, do_split[1] = 0;
         char prefix[16];
         snprintf(prefix, sizeof prefix, "%s%s", one_set ? "" : names[s], one_set ? "" : "_");
@@ -95,7 +101,7 @@ int cmd_features(int argc, char **argv) {
         char path[4096], err[1024];
         int64_t shape[3] = {f.n, f.d, 0};
         int ndim = 2;
-        if (patch_tokens) {
+        if (tokens != FEATURE_TOKENS_NONE) {
             shape[1] = f.d / em.m.vit.dim;
             shape[2] = em.m.vit.dim;
             ndim = 3;

@@ -97,7 +97,7 @@ static char *dup_str(const char *s) {
 }
 
 void eval_features_from_model(const EvalModelArgs *a, const EvalModel *em, int split,
-                              int patch_tokens, EvalFeatures *out) {
+                              int tokens, EvalFeatures *out) {
     memset(out, 0, sizeof *out);
     if (!a->data_path) dino_die("no dataset given: pass --data_path");
     char err[1024];
@@ -109,7 +109,7 @@ void eval_features_from_model(const EvalModelArgs *a, const EvalModel *em, int s
     fc.batch_size = a->batch_size;
     fc.n_last_blocks = a->n_last_blocks;
     fc.avgpool = a->avgpool;
-    fc.patch_tokens = patch_tokens;
+    fc.tokens = tokens;
     fc.device = a->device;
     int th = dino_get_threads();
     fc.threads = th < 1 ? 1 : th > 8 ? 8 : th;

@@ -83,10 +83,11 @@ typedef struct {
 void eval_features_free(EvalFeatures *f);
 
 // Runs the model over split `split` (0 train, 1 val) of a->data_path with
-// the evaluation transform; patch_tokens selects every patch token instead
+// the evaluation transform; tokens (FEATURE_TOKENS_*) selects every patch or
+// register token instead
 // of the CLS features.
 void eval_features_from_model(const EvalModelArgs *a, const EvalModel *em, int split,
-                              int patch_tokens, EvalFeatures *out);
+                              int tokens, EvalFeatures *out);
 
 // .npy inputs of `dino knn` and `dino linear`: the four files, or a folder
 // written by `dino features` holding train_/val_{features,labels}.npy.

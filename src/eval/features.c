@@ -22,16 +22,17 @@ void feature_config_default(FeatureConfig *c) {
     c->batch_size = 128;
     c->n_last_blocks = 1;
     c->avgpool = 0;
-    c->patch_tokens = 0;
+    c->tokens = FEATURE_TOKENS_NONE;
     c->threads = 2;
 }
 
 int64_t features_dim(const ViTConfig *cfg, const FeatureConfig *fc) {
     int64_t D = cfg->dim;
-    if (fc->patch_tokens) {
+    if (fc->tokens == FEATURE_TOKENS_PATCH) {
         int64_t g = fc->crop / cfg->patch;
         return g * g * D;
     }
+    if (fc->tokens == FEATURE_TOKENS_REGISTER) return (int64_t)cfg->n_registers * D;
     return D * (fc->n_last_blocks + (fc->avgpool ? 1 : 0));
 }
 
@@ -45,12 +46,16 @@ int features_check(const ViTConfig *cfg, const FeatureConfig *fc, int batch, cha
     if (fc->n_last_blocks > FEATURES_MAX_BLOCKS)
         return dino_errf(err, errlen, "n_last_blocks can be at most %d", FEATURES_MAX_BLOCKS);
     if (batch < 1) return dino_errf(err, errlen, "batch_size must be >= 1");
+    if (fc->tokens == FEATURE_TOKENS_REGISTER && cfg->n_registers == 0)
+        return dino_errf(err, errlen, "the model has no register or storage tokens");
+    if (fc->tokens == FEATURE_TOKENS_REGISTER && fc->device == DEVICE_CUDA)
+        return dino_errf(err, errlen, "register tokens are extracted on the CPU only");
     // The attention probabilities (batch, heads, T, T) first, in double: the
     // exact count below multiplies sizes that could overflow for a huge crop.
     double grid = (double)(fc->crop / cfg->patch), tokens = grid * grid + 1;
     double bytes = 4.0 * batch * cfg->heads * tokens * tokens;
     if (bytes <= FEATURES_MAX_PASS_BYTES) {
-        int nblk = fc->patch_tokens ? 1 : fc->n_last_blocks;
+        int nblk = fc->tokens != FEATURE_TOKENS_NONE ? 1 : fc->n_last_blocks;
         bytes = (double)vit_acts_bytes(cfg, batch, fc->crop, fc->crop, VIT_ACTS_INFER) +
                 4.0 * batch * (double)features_dim(cfg, fc) +
                 (nblk > 1 ? 4.0 * nblk * batch * tokens * cfg->dim : 0);
@@ -68,7 +73,7 @@ int features_check(const ViTConfig *cfg, const FeatureConfig *fc, int batch, cha
 static void rows_from_tokens(const ViTConfig *cfg, const FeatureConfig *fc, const float *last,
                              const float *inter, int B, int T, float *out) {
     int D = cfg->dim;
-    if (fc->patch_tokens) {
+    if (fc->tokens == FEATURE_TOKENS_PATCH) {
         for (int b = 0; b < B; b++)
             memcpy(out + (size_t)b * (T - 1) * D, last + ((size_t)b * T + 1) * D,
                    (size_t)(T - 1) * D * sizeof(float));
@@ -108,7 +113,11 @@ static void rows_from_tokens(const ViTConfig *cfg, const FeatureConfig *fc, cons
 void features_from_images(const ViTConfig *cfg, const ViTWeights *w, struct ViTActs *acts,
                           const float *images, int B, const FeatureConfig *fc, float *out) {
     vit_forward(cfg, w, acts, images, B, NULL);
-    int D = cfg->dim, T = vit_acts_tokens(acts), n = fc->patch_tokens ? 1 : fc->n_last_blocks;
+    if (fc->tokens == FEATURE_TOKENS_REGISTER) {
+        memcpy(out, vit_register_tokens(acts), (size_t)B * cfg->n_registers * cfg->dim * sizeof(float));
+        return;
+    }
+    int D = cfg->dim, T = vit_acts_tokens(acts), n = fc->tokens != FEATURE_TOKENS_NONE ? 1 : fc->n_last_blocks;
     if (n == 1) {
         rows_from_tokens(cfg, fc, vit_output(acts), vit_output(acts), B, T, out);
         return;
@@ -215,7 +224,7 @@ static void vit_rows(void *ctx, const float *pixels, int B, float *rows) {
     const FeatureConfig *fc = v->fc;
     if (v->gpu) {
         // --device cuda: the forward on the GPU, the rows from its tokens here.
-        int T = vit_tokens(v->cfg, fc->crop, fc->crop), nblk = fc->patch_tokens ? 1 : fc->n_last_blocks;
+        int T = vit_tokens(v->cfg, fc->crop, fc->crop), nblk = fc->tokens != FEATURE_TOKENS_NONE ? 1 : fc->n_last_blocks;
         size_t per = (size_t)B * T * v->cfg->dim;
         cuda_features_tokens(v->gpu, pixels, B, v->gtok);
         rows_from_tokens(v->cfg, fc, v->gtok + (size_t)(nblk - 1) * per, v->gtok, B, T, rows);
@@ -238,7 +247,7 @@ int features_extract_skipping(const ViTConfig *cfg, const ViTWeights *w, const D
     int B = batch_for(ds, fc, err, errlen);
     if (B < 0 || features_check(cfg, fc, B, err, errlen)) return -1;
     VitRows v = {cfg, w, fc, NULL, NULL, NULL};
-    const int nblk = fc->patch_tokens ? 1 : fc->n_last_blocks;
+    const int nblk = fc->tokens != FEATURE_TOKENS_NONE ? 1 : fc->n_last_blocks;
     if (fc->device == DEVICE_CUDA) {
         v.gpu = cuda_features_create(cfg, w, B, fc->crop, nblk, err, errlen);
         if (!v.gpu) return -1;
@@ -258,7 +267,7 @@ int features_extract_skipping(const ViTConfig *cfg, const ViTWeights *w, const D
 
 int features_check_resnet(const ResNetConfig *cfg, const FeatureConfig *fc, int batch, char *err,
                           size_t errlen) {
-    if (fc->n_last_blocks != 1 || fc->avgpool || fc->patch_tokens)
+    if (fc->n_last_blocks != 1 || fc->avgpool || fc->tokens != FEATURE_TOKENS_NONE)
         return dino_errf(err, errlen, "a ResNet gives its %d-d pooled features only (no n_last_blocks, "
                          "avgpool_patchtokens or patch tokens)", resnet_out_dim(cfg));
     if (fc->device != DEVICE_CPU) return dino_errf(err, errlen, "ResNet features run on the CPU only");

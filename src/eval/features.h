@@ -12,7 +12,9 @@
 //                      reference's shapes fail) the mean is appended, (n+1)·D
 //   avgpool = 2        the CLS tokens, then the mean patch token, concatenated
 //                      for any n (DINOv2's create_linear_input), (n+1)·D
-//   patch_tokens       every final-norm patch token, (T−1)·D per sample
+//   tokens = PATCH     every final-norm patch token, (T−1)·D per sample
+//   tokens = REGISTER  every final-norm register (DINOv2) or storage (DINOv3)
+//                      token, R·D per sample
 #ifndef DINO_EVAL_FEATURES_H
 #define DINO_EVAL_FEATURES_H
 
@@ -28,12 +30,15 @@
 // smaller batch computes the same features.
 #define FEATURES_MAX_PASS_BYTES ((double)((int64_t)16 << 30))
 
+// Rows of whole token sets instead of CLS-based features.
+enum { FEATURE_TOKENS_NONE = 0, FEATURE_TOKENS_PATCH = 1, FEATURE_TOKENS_REGISTER = 2 };
+
 typedef struct {
     int crop;           // evaluation crop size (224)
     int batch_size;     // images per forward pass (128)
     int n_last_blocks;  // 1
     int avgpool;        // 0; 1 as DINO; 2 concatenated as DINOv2
-    int patch_tokens;   // 0
+    int tokens;         // FEATURE_TOKENS_NONE: rows from CLS (and the mean patch)
     int threads;        // loader worker threads (0: on the caller's thread)
     int verbose;        // progress lines on stderr
     int device;         // 0 cpu, 1 cuda (DeviceKind, src/device.h; make CUDA=1)
