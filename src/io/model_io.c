@@ -645,8 +645,8 @@ static int isqrt_exact(int64_t n, int64_t *r) {
     return 0;
 }
 
-static int infer_vit(Source *s, const ModelLoadOptions *opt, ViTConfig *cfg, char *err, size_t errlen) {
-    memset(cfg, 0, sizeof *cfg);
+// Layouts we recognise but do not run, refused with what they have.
+static int refuse_unsupported(Source *s, char *err, size_t errlen) {
     static const char *const unsupported[][2] = {
         {"dist_token", "a distillation token (DeiT-distilled)"},
         {"blocks.0.ls1.weight", "LayerScale named as open_clip does"},
@@ -659,6 +659,96 @@ static int infer_vit(Source *s, const ModelLoadOptions *opt, ViTConfig *cfg, cha
             dino_errf(err, errlen, "%s is not a supported ViT: it has %s", s->path, unsupported[i][1]);
             return -1;
         }
+    return 0;
+}
+
+// Position embeddings are resized as the file's own code does: the official
+// models with registers and Hugging Face's by output size (with antialiasing
+// for registers), the others by DINO's scale factor; a recorded
+// vit.pos_interp wins. Needs cfg->n_registers.
+static int infer_pos_interp(Source *s, ViTConfig *cfg, char *err, size_t errlen) {
+    cfg->pos_interp = cfg->n_registers ? VIT_POS_INTERP_SIZE_AA
+                      : s->hf_dinov2 ? VIT_POS_INTERP_SIZE : VIT_POS_INTERP_DINO;
+    const char *pi = meta_get(s, "vit.pos_interp");
+    if (pi) {
+        static const char *const modes[] = {"dino", "size", "size_aa"};
+        int k = 0;
+        while (k < 3 && strcmp(pi, modes[k])) k++;
+        if (k == 3) {
+            dino_errf(err, errlen, "%s: unknown vit.pos_interp '%.40s' (dino, size, size_aa)", s->path, pi);
+            return -1;
+        }
+        cfg->pos_interp = k;
+    }
+    return 0;
+}
+
+// The number of heads: --heads, else the file's record, else (DINOv3) from
+// rope_embed.periods (head_dim/4 values), else head size 64 as every DINO
+// release but DINOv3's ViT-7B (4096 = 32 x 128).
+static int infer_heads(Source *s, const ModelLoadOptions *opt, int64_t D, int *heads_out, char *err,
+                       size_t errlen) {
+    int heads = opt && opt->heads > 0 ? opt->heads : 0;
+    if (!heads && !meta_int(s, "vit.heads", &heads)) meta_int(s, "arg.num_heads", &heads);
+    Entry *per = s->dinov3 ? find(s, "rope_embed.periods") : NULL;
+    if (per && (per->numel == 0 || D % (int64_t)(4 * per->numel))) {
+        dino_errf(err, errlen, "%s: rope_embed.periods has %zu values, which fits no head size of D=%lld",
+                  s->path, per->numel, (long long)D);
+        return -1;
+    }
+    if (!heads && per) heads = (int)(D / (int64_t)(4 * per->numel));
+    if (!heads && s->dinov3 && D == 4096) heads = 32;
+    if (!heads) {
+        if (D % 64) {
+            dino_errf(err, errlen, "%s: cannot infer the number of attention heads for D=%lld (not a "
+                    "multiple of 64, the head size of every DINO ViT); give it with --heads",
+                    s->path, (long long)D);
+            return -1;
+        }
+        heads = (int)(D / 64);
+    }
+    if (heads <= 0 || D % heads) {
+        dino_errf(err, errlen, "%s: D=%lld is not divisible into %d heads", s->path, (long long)D, heads);
+        return -1;
+    }
+    if (s->dinov3 && (D / heads) % 4) {
+        dino_errf(err, errlen, "%s: head size %lld is not a multiple of 4, which 2D RoPE needs", s->path,
+                  (long long)(D / heads));
+        return -1;
+    }
+    if (per && (size_t)(D / heads / 4) != per->numel) {
+        dino_errf(err, errlen, "%s: %d heads give head size %lld, but rope_embed.periods is for head size %zu",
+                  s->path, heads, (long long)(D / heads), 4 * per->numel);
+        return -1;
+    }
+    *heads_out = heads;
+    return 0;
+}
+
+// DINOv3: no position grid (img_size: the size it was made for, 224, unless
+// recorded) and the RoPE base (100 in every release, unless recorded).
+static int dinov3_settings(Source *s, ViTConfig *cfg, char *err, size_t errlen) {
+    int img = 224;
+    if (meta_int(s, "vit.img_size", &img) && (img < cfg->patch || img > (1 << 16))) img = 224;
+    cfg->img_size = img;
+    cfg->rope_base = 100.0f;  // every release (pos_embed_rope_base)
+    const char *rb = meta_get(s, "vit.rope_base");
+    if (rb) {
+        char *end;
+        double v = strtod(rb, &end);
+        if (end == rb || *end || !(v > 1 && v < 1e9)) {
+            dino_errf(err, errlen, "%s: vit.rope_base '%.40s' is not a base > 1", s->path, rb);
+            return -1;
+        }
+        cfg->rope_base = (float)v;
+    }
+    cfg->pos_interp = VIT_POS_INTERP_DINO;  // unused: no pos_embed
+    return 0;
+}
+
+static int infer_vit(Source *s, const ModelLoadOptions *opt, ViTConfig *cfg, char *err, size_t errlen) {
+    memset(cfg, 0, sizeof *cfg);
+    if (refuse_unsupported(s, err, errlen)) return -1;
     Entry *pw = find(s, "patch_embed.proj.weight");
     Entry *cls = find(s, "cls_token");
     Entry *pos = find(s, "pos_embed");
@@ -727,84 +817,19 @@ static int infer_vit(Source *s, const ModelLoadOptions *opt, ViTConfig *cfg, cha
     cfg->n_registers = reg ? (int)(reg->numel / (size_t)D) : 0;
     cfg->layerscale = find(s, "blocks.0.ls1.gamma") != NULL;
     cfg->swiglu = w12 != NULL;
-    // Position embeddings are resized as the file's own code does: the
-    // official models with registers and Hugging Face's by output size (with
-    // antialiasing for registers), the others by DINO's scale factor.
-    cfg->pos_interp = cfg->n_registers ? VIT_POS_INTERP_SIZE_AA
-                      : s->hf_dinov2 ? VIT_POS_INTERP_SIZE : VIT_POS_INTERP_DINO;
-    const char *pi = meta_get(s, "vit.pos_interp");
-    if (pi) {
-        static const char *const modes[] = {"dino", "size", "size_aa"};
-        int k = 0;
-        while (k < 3 && strcmp(pi, modes[k])) k++;
-        if (k == 3) {
-            dino_errf(err, errlen, "%s: unknown vit.pos_interp '%.40s' (dino, size, size_aa)", s->path, pi);
-            return -1;
-        }
-        cfg->pos_interp = k;
-    }
+    if (infer_pos_interp(s, cfg, err, errlen)) return -1;
     // DINOv3's ViT-7B has no qkv bias: read as zeros (load_from_source).
     if (!find(s, "blocks.0.attn.qkv.bias") && !s->dinov3) {
         dino_errf(err, errlen, "%s is not a supported ViT: its attention has no qkv bias", s->path);
         return -1;
     }
-    int heads = opt && opt->heads > 0 ? opt->heads : 0;
-    if (!heads && !meta_int(s, "vit.heads", &heads)) meta_int(s, "arg.num_heads", &heads);
-    // DINOv3: rope_embed.periods holds head_dim/4 values, which gives the
-    // heads; without it, head_dim 64 as every release but ViT-7B (4096 = 32 x 128).
-    Entry *per = s->dinov3 ? find(s, "rope_embed.periods") : NULL;
-    if (per && (per->numel == 0 || D % (int64_t)(4 * per->numel))) {
-        dino_errf(err, errlen, "%s: rope_embed.periods has %zu values, which fits no head size of D=%lld",
-                  s->path, per->numel, (long long)D);
-        return -1;
-    }
-    if (!heads && per) heads = (int)(D / (int64_t)(4 * per->numel));
-    if (!heads && s->dinov3 && D == 4096) heads = 32;
-    if (!heads) {
-        if (D % 64) {
-            dino_errf(err, errlen, "%s: cannot infer the number of attention heads for D=%lld (not a "
-                    "multiple of 64, the head size of every DINO ViT); give it with --heads",
-                    s->path, (long long)D);
-            return -1;
-        }
-        heads = (int)(D / 64);
-    }
-    if (heads <= 0 || D % heads) {
-        dino_errf(err, errlen, "%s: D=%lld is not divisible into %d heads", s->path, (long long)D, heads);
-        return -1;
-    }
-    if (s->dinov3 && (D / heads) % 4) {
-        dino_errf(err, errlen, "%s: head size %lld is not a multiple of 4, which 2D RoPE needs", s->path,
-                  (long long)(D / heads));
-        return -1;
-    }
-    if (per && (size_t)(D / heads / 4) != per->numel) {
-        dino_errf(err, errlen, "%s: %d heads give head size %lld, but rope_embed.periods is for head size %zu",
-                  s->path, heads, (long long)(D / heads), 4 * per->numel);
-        return -1;
-    }
+    int heads;
+    if (infer_heads(s, opt, D, &heads, err, errlen)) return -1;
     cfg->dim = (int)D;
     cfg->in_chans = (int)pw->shape[1];
     cfg->patch = (int)pw->shape[2];
     cfg->img_size = (int)(g * pw->shape[2]);
-    if (s->dinov3) {
-        // No position grid: the size it was made for (224) unless recorded.
-        int img = 224;
-        if (meta_int(s, "vit.img_size", &img) && (img < cfg->patch || img > (1 << 16))) img = 224;
-        cfg->img_size = img;
-        cfg->rope_base = 100.0f;  // every release (pos_embed_rope_base)
-        const char *rb = meta_get(s, "vit.rope_base");
-        if (rb) {
-            char *end;
-            double v = strtod(rb, &end);
-            if (end == rb || *end || !(v > 1 && v < 1e9)) {
-                dino_errf(err, errlen, "%s: vit.rope_base '%.40s' is not a base > 1", s->path, rb);
-                return -1;
-            }
-            cfg->rope_base = (float)v;
-        }
-        cfg->pos_interp = VIT_POS_INTERP_DINO;  // unused: no pos_embed
-    }
+    if (s->dinov3 && dinov3_settings(s, cfg, err, errlen)) return -1;
     cfg->depth = depth;
     cfg->heads = heads;
     cfg->mlp_hidden = (int)(w12 ? fc1->shape[0] / 2 : fc1->shape[0]);
