@@ -124,6 +124,38 @@ static int is_dir(const char *p) {
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+// The sum of the block's query APs over the top k of the database (db:
+// originals first). Positives: original i, or for 'strong' every original
+// whose name starts with the query's first 4 characters; queries with none
+// are counted in *no_positive. sim, order (n_db) and ranks (k) are scratch.
+static double block_ap_sum(const float *qf, const Names *q, const Names *originals, const float *db,
+                           int n_db, int D2, int k, int strong, float *sim, int *order, int *ranks,
+                           int *no_positive) {
+    double sum_ap = 0;
+    for (int i = 0; i < q->n; i++) {
+        const float *x = qf + (size_t)i * D2;
+        for (int j = 0; j < n_db; j++) {
+            double s = 0;
+            for (int c = 0; c < D2; c++) s += (double)x[c] * db[(size_t)j * D2 + c];
+            sim[j] = (float)s;
+            order[j] = j;
+        }
+        g_sim = sim;
+        qsort(order, (size_t)n_db, sizeof(int), by_similarity);
+        int n_pos = 0, found = 0;
+        for (int j = 0; j < originals->n; j++)
+            n_pos += strong ? !strncmp(originals->v[j], q->v[i], 4) : j == i;
+        for (int r = 0; r < k; r++) {
+            int j = order[r];
+            int pos = j < originals->n && (strong ? !strncmp(originals->v[j], q->v[i], 4) : j == i);
+            if (pos) ranks[found++] = r;
+        }
+        if (n_pos == 0) (*no_positive)++;
+        else sum_ap += retrieval_ap_from_ranks(ranks, found, n_pos);
+    }
+    return sum_ap;
+}
+
 int cmd_copy_detect(int argc, char **argv) {
     const char *whitening_path = NULL, *distractors_path = NULL;
     int imsize = 320, batch = 16, topk = 20;
@@ -221,31 +253,9 @@ int cmd_copy_detect(int argc, char **argv) {
             qf = y;
         }
         retrieval_l2_normalize(qf, q.n, D2);
-        double sum_ap = 0;
         int no_positive = 0;
-        for (int i = 0; i < q.n; i++) {
-            const float *x = qf + (size_t)i * D2;
-            for (int j = 0; j < n_db; j++) {
-                double s = 0;
-                for (int c = 0; c < D2; c++) s += (double)x[c] * db[(size_t)j * D2 + c];
-                sim[j] = (float)s;
-                order[j] = j;
-            }
-            g_sim = sim;
-            qsort(order, (size_t)n_db, sizeof(int), by_similarity);
-            // Positives: original i, or for 'strong' every original whose
-            // name starts with the query's first 4 characters.
-            int n_pos = 0, found = 0;
-            for (int j = 0; j < originals.n; j++)
-                n_pos += strong ? !strncmp(originals.v[j], q.v[i], 4) : j == i;
-            for (int r = 0; r < k; r++) {
-                int j = order[r];
-                int pos = j < originals.n && (strong ? !strncmp(originals.v[j], q.v[i], 4) : j == i);
-                if (pos) ranks[found++] = r;
-            }
-            if (n_pos == 0) no_positive++;
-            else sum_ap += retrieval_ap_from_ranks(ranks, found, n_pos);
-        }
+        double sum_ap = block_ap_sum(qf, &q, &originals, db, n_db, D2, k, strong, sim, order, ranks,
+                                     &no_positive);
         printf("eval on %s mAP=%.3f\n", BLOCKS[bl], sum_ap / q.n);
         if (no_positive)
             dino_warn("%s: %d queries have no original with the same first 4 characters; they count "

@@ -69,6 +69,26 @@ static void load_frame(const char *dir, const char *name, int want_w, int want_h
                  path, im->w, im->h, want_w, want_h);
 }
 
+// The first frame and its mask: an indexed PNG of the frame's size whose
+// labels all have a palette colour.
+static void load_first(const char *mask_path, const char *frames_dir, const char *name, LabelMap *mask,
+                       Image *first) {
+    char err[1024];
+    if (label_png_read(mask_path, mask, err, sizeof err) != 0) dino_die("%s", err);
+    if (!mask->indexed)
+        dino_die("%s is a greyscale PNG, not an indexed (palette) PNG; the first-frame mask must be one, as DAVIS annotations are",
+                 mask_path);
+    load_frame(frames_dir, name, 0, 0, first);
+    if (mask->w != first->w || mask->h != first->h)
+        dino_die("%s is %dx%d but the first frame %s/%s is %dx%d", mask_path, mask->w, mask->h, frames_dir,
+                 name, first->w, first->h);
+    int maxl = 0;
+    for (size_t i = 0; i < (size_t)mask->w * mask->h; i++)
+        if (mask->labels[i] > maxl) maxl = mask->labels[i];
+    if (maxl >= mask->ncolors)
+        dino_die("%s holds label %d but its palette has %d colours", mask_path, maxl, mask->ncolors);
+}
+
 int cmd_segment_video(int argc, char **argv) {
     const char *frames_dir = NULL, *mask_path = NULL, *out = NULL;
     int quiet = 0;
@@ -100,23 +120,11 @@ int cmd_segment_video(int argc, char **argv) {
     if (sc.image_size < 1 || sc.image_size > 8192) dino_die("--image_size must lie in [1, 8192], got %d", sc.image_size);
 
     char err[1024], path[4096];
-    LabelMap mask;
-    if (label_png_read(mask_path, &mask, err, sizeof err) != 0) dino_die("%s", err);
-    if (!mask.indexed)
-        dino_die("%s is a greyscale PNG, not an indexed (palette) PNG; the first-frame mask must be one, as DAVIS annotations are",
-                 mask_path);
     int nframes;
     char **names = list_frames(frames_dir, &nframes);
+    LabelMap mask;
     Image first;
-    load_frame(frames_dir, names[0], 0, 0, &first);
-    if (mask.w != first.w || mask.h != first.h)
-        dino_die("%s is %dx%d but the first frame %s/%s is %dx%d", mask_path, mask.w, mask.h, frames_dir,
-                 names[0], first.w, first.h);
-    int maxl = 0;
-    for (size_t i = 0; i < (size_t)mask.w * mask.h; i++)
-        if (mask.labels[i] > maxl) maxl = mask.labels[i];
-    if (maxl >= mask.ncolors)
-        dino_die("%s holds label %d but its palette has %d colours", mask_path, maxl, mask.ncolors);
+    load_first(mask_path, frames_dir, names[0], &mask, &first);
 
     EvalModel em;
     eval_model_load(&ma, &em);
