@@ -1,0 +1,169 @@
+// bf16 mode (docs/ENGINE.md, "bf16 mode") on a small ViT against
+// tools/make_bf16_fixtures.py:
+// - the bf16 path (the emulated backend on CPUs without bf16) against
+//   PyTorch running the same mixed precision (matmul inputs rounded to
+//   bf16, fp32 sums, fp32 elsewhere). Both compute the same thing, but fp32
+//   summation order moves some values across a bf16 rounding boundary, and
+//   on this random-weight model such flips spread: PyTorch's own scheme
+//   with fp32 sums and with double sums differ by 6.6e-4 RMS (1.4e-3 max)
+//   of the tokens' scale, while bf16 vs fp32 is 2.7e-3 RMS. So: RMS <=
+//   1.5e-3 and max <= 3e-3 of the scale (an fp32 run fails the RMS bound),
+//   and the bf16 tokens must be >= 1.5e-3 RMS away from fp32;
+// - against PyTorch's CPU autocast in bf16: a bf16-sized tolerance, since
+//   autocast also rounds each Linear output and runs LayerNorm, softmax and
+//   GELU on bf16 tensors (the fixture script prints the gap: 2.6e-3 of the
+//   tokens' scale, 7.1e-3 of the attention's); on its own this check cannot
+//   tell bf16 from fp32 (autocast is 3.5e-3 from fp32), the tight one can;
+// - the bf16 path visibly differs from fp32 (it is on), CLS features keep
+//   cosine >= 0.999 to fp32, and the bf16 weight copy made once gives the
+//   same bits as rounding the weights on every call;
+// - native oneDNN bf16 through the same checks, or a one-line skip naming
+//   the missing instruction set.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "engine_fill.h"
+#include "fixture.h"
+#include "gemm.h"
+#include "model.h"
+#include "testlib.h"
+#include "vit.h"
+
+#define B 2
+#define IMG 64
+#define CASE 20
+
+static ViTConfig config(void) {
+    ViTConfig vc = {.img_size = IMG, .patch = 8, .in_chans = 3, .dim = 96, .depth = 3, .heads = 3,
+                    .mlp_hidden = 384, .ln_eps = 1e-6f};
+    return vc;
+}
+
+typedef struct {
+    float *tokens, *attn_cls;  // (B,T,D), (B,NH,T)
+    size_t nt, na;
+} Out;
+
+static Out run(const ViTConfig *vc, const ViTWeights *w, const float *images) {
+    ViTActs *a = vit_acts_create(vc, B, IMG, IMG, 0);
+    vit_forward(vc, w, a, images, B, NULL);
+    int T = vit_acts_tokens(a), NH = vc->heads;
+    Out o = {.nt = (size_t)B * T * vc->dim, .na = (size_t)B * NH * T};
+    o.tokens = mallocCheck(o.nt * sizeof(float));
+    o.attn_cls = mallocCheck(o.na * sizeof(float));
+    memcpy(o.tokens, vit_output(a), o.nt * sizeof(float));
+    const float *att = vit_last_attention(a);
+    for (size_t bh = 0; bh < (size_t)B * NH; bh++)
+        memcpy(o.attn_cls + bh * T, att + bh * T * T, (size_t)T * sizeof(float));
+    vit_acts_free(a);
+    return o;
+}
+
+static void out_free(Out *o) { free(o->tokens), free(o->attn_cls); }
+
+// CLS cosine of each image between two token sets.
+static double min_cls_cosine(const float *a, const float *b, int T, int D) {
+    double worst = 1;
+    for (int i = 0; i < B; i++) {
+        const float *x = a + (size_t)i * T * D, *y = b + (size_t)i * T * D;
+        double xy = 0, xx = 0, yy = 0;
+        for (int j = 0; j < D; j++) xy += (double)x[j] * y[j], xx += (double)x[j] * x[j], yy += (double)y[j] * y[j];
+        worst = fmin(worst, xy / sqrt(xx * yy));
+    }
+    return worst;
+}
+
+// RMS of a - b relative to the RMS of b.
+static double rms_rel(const float *a, const float *b, size_t n) {
+    double e = 0, s = 0;
+    for (size_t i = 0; i < n; i++) e += ((double)a[i] - b[i]) * ((double)a[i] - b[i]), s += (double)b[i] * b[i];
+    return sqrt(e / s);
+}
+
+// Tolerances relative to each tensor's scale (see the file comment).
+#define TOL_SAME_SCHEME 3e-3
+#define RMS_SAME_SCHEME 1.5e-3
+#define RMS_FROM_FP32 1.5e-3
+#define TOL_AUTOCAST_TOKENS 1e-2
+#define TOL_AUTOCAST_ATTN 2e-2
+
+static void check_bf16(const char *name, const Fixture *fx, const ViTConfig *vc, const ViTWeights *w,
+                       const float *params, size_t nparams, const float *images, const Out *f32) {
+    int T = vit_tokens(vc, IMG, IMG);
+    gemm_set_autocast_bf16(1);
+    CHECK(gemm_autocast_bf16(), "%s: autocast on", name);
+    CHECK(gemm_bf16_weights_add(params, nparams) == 0, "%s: bf16 weight copy made", name);
+    Out o = run(vc, w, images);
+    char what[128];
+    snprintf(what, sizeof what, "%s tokens vs PyTorch, same mixed precision", name);
+    engine_close(what, o.tokens, fixture_get(fx, "tokens_mixed")->data, o.nt, TOL_SAME_SCHEME);
+    snprintf(what, sizeof what, "%s CLS attention vs PyTorch, same mixed precision", name);
+    engine_close(what, o.attn_cls, fixture_get(fx, "attn_cls_mixed")->data, o.na, TOL_SAME_SCHEME);
+    snprintf(what, sizeof what, "%s tokens vs PyTorch bf16 autocast", name);
+    engine_close(what, o.tokens, fixture_get(fx, "tokens_autocast")->data, o.nt, TOL_AUTOCAST_TOKENS);
+    snprintf(what, sizeof what, "%s CLS attention vs PyTorch bf16 autocast", name);
+    engine_close(what, o.attn_cls, fixture_get(fx, "attn_cls_autocast")->data, o.na, TOL_AUTOCAST_ATTN);
+    const float *mixed = fixture_get(fx, "tokens_mixed")->data;
+    double r = rms_rel(o.tokens, mixed, o.nt);
+    CHECK(r <= RMS_SAME_SCHEME, "%s: tokens vs PyTorch same scheme, RMS %.2e <= %.1e", name, r, RMS_SAME_SCHEME);
+    r = rms_rel(o.tokens, fixture_get(fx, "tokens_autocast")->data, o.nt);
+    CHECK(r <= 5e-3, "%s: tokens vs PyTorch autocast, RMS %.2e <= 5e-3", name, r);
+    double d = rms_rel(o.tokens, f32->tokens, o.nt);
+    CHECK(d >= RMS_FROM_FP32, "%s: differs from fp32 by a bf16-sized amount (RMS %.2e)", name, d);
+    double cs = min_cls_cosine(o.tokens, f32->tokens, T, vc->dim);
+    CHECK(cs >= 0.999, "%s: CLS features' cosine to fp32 >= 0.999 (%.6f)", name, cs);
+    // Without the weight copy, every call rounds the weights itself: same bits.
+    gemm_bf16_weights_remove(params);
+    Out rr = run(vc, w, images);
+    CHECK(!memcmp(rr.tokens, o.tokens, o.nt * sizeof(float)),
+          "%s: the bf16 weight copy gives the same bits as rounding per call", name);
+    out_free(&rr), out_free(&o);
+    gemm_set_autocast_bf16(0);
+}
+
+int main(int argc, char **argv) {
+    test_passive_openmp(argv);
+    (void)argc;
+    dino_set_threads(2);
+    Fixture fx = fixture_load("bf16_vit.dfx");
+    ViTConfig vc = config();
+    DinoModel m;
+    model_build(&m, &vc, NULL, 0);
+    float *params = alignedAllocCheck(m.table.total * sizeof(float));
+    engine_fill_params(&m.table, params);
+    ViTWeights w;
+    model_bind(&m, params, &w, NULL);
+    size_t ni = (size_t)B * 3 * IMG * IMG;
+    float *images = alignedAllocCheck(ni * sizeof(float));
+    fixture_fill(images, ni, ENGINE_IMG_SEED + 16 * CASE, -2.0f, 2.0f);
+
+    Out f32 = run(&vc, &w, images);
+    engine_close("fp32 tokens vs PyTorch fp32", f32.tokens, fixture_get(&fx, "tokens_fp32")->data, f32.nt, 1e-5);
+    engine_close("fp32 CLS attention vs PyTorch fp32", f32.attn_cls, fixture_get(&fx, "attn_cls_fp32")->data,
+                 f32.na, 1e-5);
+
+    char err[256];
+    CHECK(gemm_set_bf16_backend(GEMM_BF16_EMULATED, err, sizeof err) == 0, "emulated bf16 selectable");
+    check_bf16("emulated bf16", &fx, &vc, &w, params, m.table.total, images, &f32);
+
+    if (gemm_set_bf16_backend(GEMM_BF16_ONEDNN, err, sizeof err) == 0)
+        check_bf16("oneDNN bf16", &fx, &vc, &w, params, m.table.total, images, &f32);
+    else
+        printf("skip native oneDNN bf16: %s\n", err);
+
+    // No bf16 backend: autocast stays off and the pass is fp32's, bit for bit.
+    gemm_set_bf16_backend(GEMM_BF16_NONE, NULL, 0);
+    gemm_set_autocast_bf16(1);
+    CHECK(!gemm_autocast_bf16(), "without a bf16 backend autocast stays off");
+    Out n = run(&vc, &w, images);
+    CHECK(!memcmp(n.tokens, f32.tokens, f32.nt * sizeof(float)), "without bf16: fp32's bits");
+    gemm_set_autocast_bf16(0);
+    out_free(&n), out_free(&f32);
+    free(images), free(params);
+    model_free(&m);
+    fixture_free(&fx);
+    return test_finish();
+}
