@@ -110,7 +110,10 @@ void gemm_f32(GemmTrans ta, GemmTrans tb, int M, int N, int K, float alpha, cons
 // ---------------------------------------------------------------- bf16
 
 static int g_autocast;
-void gemm_set_autocast_bf16(int on) { g_autocast = on != 0; }
+void gemm_set_autocast_bf16(int on) {
+    g_autocast = on != 0;
+    if (on && gemm_bf16_backend() == GEMM_BF16_NONE) gemm_bf16_say_unavailable();
+}
 int gemm_autocast_bf16(void) { return g_autocast && gemm_bf16_backend() != GEMM_BF16_NONE; }
 
 // Registered weight buffers and their bf16 copies.

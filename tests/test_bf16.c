@@ -17,6 +17,18 @@
 // - the bf16 path visibly differs from fp32 (it is on), CLS features keep
 //   cosine >= 0.999 to fp32, and the bf16 weight copy made once gives the
 //   same bits as rounding the weights on every call;
+// - training: the gradients of sum(tokens·Rt) for a few parameters against
+//   PyTorch's same mixed precision in the backward pass (its products on
+//   bf16-rounded operands, the incoming gradient rounded too). Gradients are
+//   more sensitive to the rounding flips: PyTorch's fp32-sum and double-sum
+//   versions differ by 0.6e-3 to 2.6e-3 RMS per tensor, bf16 from fp32 by
+//   1.2e-3 to 4.6e-3. So: RMS <= 4e-3 per tensor (1.5x that noise; an
+//   fp32 backward fails it on two tensors, a wrong product on all), and the
+//   whole gradient >= 1e-3 RMS away from the fp32 one;
+// - a DINO training step (the fmnist preset) with --use_bf16: its loss
+//   within 1% of the fp32 step's, its gradients bf16-close to fp32's, and its
+//   checkpoint (fp32 master weights) resumed by an fp32 trainer with the
+//   same weights;
 // - native oneDNN bf16 through the same checks, or a one-line skip naming
 //   the missing instruction set.
 #include <math.h>
@@ -28,8 +40,10 @@
 #include "engine_fill.h"
 #include "fixture.h"
 #include "gemm.h"
+#include "batch.h"
 #include "model.h"
 #include "testlib.h"
+#include "train/trainer.h"
 #include "vit.h"
 
 #define B 2
@@ -124,6 +138,99 @@ static void check_bf16(const char *name, const Fixture *fx, const ViTConfig *vc,
     gemm_set_autocast_bf16(0);
 }
 
+static const char *const GRADS[] = {"blocks.0.attn.proj.weight", "pos_embed", "cls_token",
+                                     "blocks.1.norm1.weight", "blocks.2.attn.proj.bias",
+                                     "patch_embed.proj.bias"};
+
+// Gradients of sum(tokens·Rt) (a training pass), all parameters.
+static float *train_grads(const DinoModel *m, const ViTConfig *vc, const ViTWeights *w,
+                          const float *images) {
+    ViTActs *a = vit_acts_create(vc, B, IMG, IMG, 1);
+    vit_forward(vc, w, a, images, B, NULL);
+    size_t nt = (size_t)B * vit_acts_tokens(a) * vc->dim;
+    float *rt = mallocCheck(nt * sizeof(float));
+    fixture_fill(rt, nt, ENGINE_RT_SEED + CASE, -1.0f, 1.0f);
+    float *g = callocCheck(m->table.total, sizeof(float));
+    ViTWeights gw;
+    model_bind(m, g, &gw, NULL);
+    vit_backward(vc, w, &gw, a, rt, NULL);
+    free(rt);
+    vit_acts_free(a);
+    return g;
+}
+
+static void check_train(const char *name, const Fixture *fx, const DinoModel *m, const ViTConfig *vc,
+                        const ViTWeights *w, const float *images, const float *g32) {
+    gemm_set_autocast_bf16(1);
+    float *g = train_grads(m, vc, w, images);
+    gemm_set_autocast_bf16(0);
+    for (size_t i = 0; i < sizeof GRADS / sizeof *GRADS; i++) {
+        char key[128];
+        snprintf(key, sizeof key, "backbone.%s", GRADS[i]);
+        int k = param_table_find(&m->table, key);
+        CHECK(k >= 0, "%s in the table", key);
+        if (k < 0) continue;
+        const ParamInfo *p = &m->table.p[k];
+        snprintf(key, sizeof key, "grad_mixed.%s", GRADS[i]);
+        const FixtureTensor *want = fixture_get(fx, key);
+        CHECK(want->numel == p->numel, "%s: size", key);
+        if (want->numel != p->numel) continue;
+        double r = rms_rel(g + p->offset, want->data, p->numel);
+        CHECK(r <= 4e-3, "%s training: %s vs PyTorch same scheme, RMS %.2e <= 4e-3", name, GRADS[i], r);
+    }
+    double d = rms_rel(g, g32, m->table.total);
+    CHECK(d >= 1e-3, "%s training: gradients differ from fp32 by a bf16-sized amount (RMS %.2e)", name, d);
+    free(g);
+}
+
+static Trainer *fmnist_trainer(int use_bf16) {
+    TrainConfig c;
+    train_config_default(&c);
+    train_config_preset_fmnist(&c);
+    c.batch_size_per_gpu = 2;
+    c.local_crops_number = 2;
+    c.use_bf16 = use_bf16;
+    c.quiet = 1;
+    char err[256];
+    Trainer *t = trainer_create(&c, 10, err, sizeof err);
+    CHECK(t != NULL, "trainer_create (use_bf16 %d): %s", use_bf16, t ? "ok" : err);
+    return t;
+}
+
+static void check_train_step(const char *name) {
+    Trainer *t32 = fmnist_trainer(0), *t16 = fmnist_trainer(1);
+    if (!t32 || !t16) return;
+    size_t n = t32->model.table.total;
+    CHECK(!memcmp(t32->student, t16->student, n * sizeof(float)), "%s: both trainers start equal", name);
+    Batch b = batch_synthetic(2, t32->cfg.global_crop_size, 2, t32->cfg.local_crop_size, 10);
+    StepStats s32, s16;
+    gemm_set_autocast_bf16(0);
+    int rc32 = trainer_step(t32, &b, &s32);
+    gemm_set_autocast_bf16(1);  // what trainer_create(use_bf16 = 1) set
+    int rc16 = trainer_step(t16, &b, &s16);
+    CHECK(rc32 == 0 && rc16 == 0, "%s: both steps ran", name);
+    CHECK(fabs(s16.loss - s32.loss) <= 0.01 * fabs(s32.loss), "%s: step loss %.6f vs fp32 %.6f (within 1%%)",
+          name, (double)s16.loss, (double)s32.loss);
+    // (The first step's learning rate is 0 in warm-up: compare the gradients.)
+    double d = rms_rel(t16->grads, t32->grads, n);
+    CHECK(d > 1e-4 && d < 5e-2, "%s: the bf16 step's gradients differ from fp32's by a bf16-sized amount (RMS %.2e)", name, d);
+    const char *path = test_tmp_path("bf16.dino");
+    char err[256];
+    CHECK(trainer_save(t16, path, err, sizeof err) == 0, "%s: bf16 run's checkpoint written", name);
+    gemm_set_autocast_bf16(0);
+    Trainer *r = fmnist_trainer(0);
+    if (r) {
+        int lr = trainer_load(r, path, err, sizeof err);
+        CHECK(lr == 0, "%s: an fp32 trainer resumes the bf16 checkpoint (%s)", name, lr ? err : "ok");
+        CHECK(!memcmp(r->student, t16->student, n * sizeof(float)) && !memcmp(r->teacher, t16->teacher, n * sizeof(float)),
+              "%s: with the same fp32 student and teacher", name);
+        trainer_free(r);
+    }
+    batch_free(&b);
+    trainer_free(t32), trainer_free(t16);
+    gemm_set_autocast_bf16(0);
+}
+
 int main(int argc, char **argv) {
     test_passive_openmp(argv);
     (void)argc;
@@ -145,13 +252,19 @@ int main(int argc, char **argv) {
     engine_close("fp32 CLS attention vs PyTorch fp32", f32.attn_cls, fixture_get(&fx, "attn_cls_fp32")->data,
                  f32.na, 1e-5);
 
+    float *g32 = train_grads(&m, &vc, &w, images);
     char err[256];
     CHECK(gemm_set_bf16_backend(GEMM_BF16_EMULATED, err, sizeof err) == 0, "emulated bf16 selectable");
     check_bf16("emulated bf16", &fx, &vc, &w, params, m.table.total, images, &f32);
+    check_train("emulated bf16", &fx, &m, &vc, &w, images, g32);
+    test_tmpdir("bf16");
+    check_train_step("emulated bf16");
 
-    if (gemm_set_bf16_backend(GEMM_BF16_ONEDNN, err, sizeof err) == 0)
+    if (gemm_set_bf16_backend(GEMM_BF16_ONEDNN, err, sizeof err) == 0) {
         check_bf16("oneDNN bf16", &fx, &vc, &w, params, m.table.total, images, &f32);
-    else
+        check_train("oneDNN bf16", &fx, &m, &vc, &w, images, g32);
+        check_train_step("oneDNN bf16");
+    } else
         printf("skip native oneDNN bf16: %s\n", err);
 
     // No bf16 backend: autocast stays off and the pass is fp32's, bit for bit.
@@ -162,6 +275,8 @@ int main(int argc, char **argv) {
     CHECK(!memcmp(n.tokens, f32.tokens, f32.nt * sizeof(float)), "without bf16: fp32's bits");
     gemm_set_autocast_bf16(0);
     out_free(&n), out_free(&f32);
+    free(g32);
+    test_tmpdir_remove();
     free(images), free(params);
     model_free(&m);
     fixture_free(&fx);

@@ -285,7 +285,7 @@ static double head_macs(const HeadConfig *h) {
 
 static int bench_train(int argc, char **argv) {
     const char *preset = "default", *device = "cpu";
-    int batch = 0, iters = 3, warmup = 1, print_config = 0, profile_parts = 1;
+    int batch = 0, iters = 3, warmup = 1, print_config = 0, profile_parts = 1, use_bf16 = 0;
     ArgSpec specs[] = {
         {"preset", ARG_STRING, &preset, "default (ViT-S/16, 2x224 + 8x96, out_dim 65536) or fmnist"},
         {"batch", ARG_INT, &batch, "images per step (0: 8 for default, the preset's for fmnist)", ARG_RANGE(0, ARG_MAX_BATCH)},
@@ -296,6 +296,7 @@ static int bench_train(int argc, char **argv) {
         {"profile_parts", ARG_BOOL, &profile_parts,
          "with DINO_PROFILE=1, also time clipping, AdamW and EMA once each"},
         {"device", ARG_STRING, &device, "cpu, or cuda (make CUDA=1): time the step on the GPU"},
+        EVAL_USE_BF16_ARG_SPEC(use_bf16),
         {NULL, 0, NULL, NULL},
     };
     args_parse("bench train", "[flags]", specs, argc - 1, argv + 1, NULL, 0);
@@ -306,6 +307,8 @@ static int bench_train(int argc, char **argv) {
     train_config_default(&tc);
     tc.device = (int)dk;
     if (!strcmp(preset, "fmnist")) train_config_preset_fmnist(&tc);
+    tc.use_bf16 = use_bf16;
+    if (use_bf16 && dk == DEVICE_CUDA) dino_die("dino bench train: --use_bf16 runs on the CPU only");
     else if (strcmp(preset, "default") != 0)
         dino_die("dino bench train: unknown --preset '%s' (default, fmnist)", preset);
     tc.batch_size_per_gpu = batch ? batch : (!strcmp(preset, "fmnist") ? tc.batch_size_per_gpu : 8);
@@ -343,6 +346,7 @@ static int bench_train(int argc, char **argv) {
     printf("model: %s; head %d-%d-%d -> %d\n", desc, hc.hidden, hc.hidden, hc.bottleneck, hc.out_dim);
     printf("batch %d: 2x%d + %dx%d crops, threads %d\n", B, G, NL, Lc, dino_get_threads());
     if (t->cuda) printf("device: %s\n", cuda_trainer_device(t->cuda));
+    else print_precision(use_bf16, B * 2 * vit_tokens(&vc, G, G), vc.dim);
     StepStats st;
     for (int i = 0; i < warmup; i++) {
         if (trainer_step(t, &b, &st)) dino_die("dino bench train: non-finite loss");
@@ -410,6 +414,7 @@ static int bench_train(int argc, char **argv) {
     }
     printf("params: %zu floats (student, teacher, grads, 2 AdamW moments)\n", t->model.table.total);
     printf("sgemm 1024^3 on this machine: %.1f GFLOP/s\n", sgemm_gflops(1024));
+    if (use_bf16) print_bf16_roofline();
     free(times);
     batch_free(&b);
     trainer_free(t);

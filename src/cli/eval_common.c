@@ -62,11 +62,8 @@ void eval_model_load(const EvalModelArgs *a, EvalModel *em) {
 
 void eval_use_bf16(int on, const float *params, size_t n) {
     if (!on) return;
-    if (gemm_bf16_backend() == GEMM_BF16_NONE) {
-        gemm_bf16_say_unavailable();
-        return;
-    }
-    gemm_set_autocast_bf16(1);
+    gemm_set_autocast_bf16(1);  // says so once where the CPU has no bf16
+    if (!gemm_autocast_bf16()) return;
     if (gemm_bf16_weights_add(params, n)) dino_die("--use_bf16: too many models loaded at once");
 }
 

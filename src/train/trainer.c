@@ -24,6 +24,7 @@
 #include "cuda/train_cuda.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "gemm.h"
 #include "io/checkpoint.h"
 #include "io/model_io.h"
 #include "profile.h"
@@ -36,6 +37,7 @@
 
 Trainer *trainer_create(const TrainConfig *cfg, int64_t niter_per_ep, char *err, size_t errlen) {
     if (train_config_check(cfg, err, errlen)) return NULL;
+    gemm_set_autocast_bf16(cfg->use_bf16);  // the model's matmuls (src/gemm.h); fp32 elsewhere
     if (niter_per_ep <= 0) {
         snprintf(err, errlen, "the iterations per epoch must be positive");
         return NULL;
