@@ -29,6 +29,9 @@
 //   within 1% of the fp32 step's, its gradients bf16-close to fp32's, and its
 //   checkpoint (fp32 master weights) resumed by an fp32 trainer with the
 //   same weights;
+// - the flag: every inference command lists --use_bf16; `bench forward
+//   --use_bf16 true` runs bf16 (emulated here) or, without bf16, says why in
+//   one line and runs fp32;
 // - native oneDNN bf16 through the same checks, or a one-line skip naming
 //   the missing instruction set.
 #include <math.h>
@@ -231,6 +234,39 @@ static void check_train_step(const char *name) {
     gemm_set_autocast_bf16(0);
 }
 
+static void check_cli(void) {
+    const char *dino = test_dino_path();
+    if (!dino) {
+        CHECK(0, "the dino binary is built");
+        return;
+    }
+    static const char *const cmds[] = {"features", "knn", "linear", "attention", "retrieve",
+                                       "copy-detect", "segment-video", "bench forward", "bench train",
+                                       "train"};
+    char out[16384], cmd[512];
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
+        snprintf(cmd, sizeof cmd, "%s --help", cmds[i]);
+        int rc = test_run_dino(cmd, out, sizeof out);
+        CHECK(rc == 0 && strstr(out, "--use_bf16") && strstr(out, "Default false: fp32"),
+              "dino %s --help describes --use_bf16 and its fp32 default", cmds[i]);
+    }
+    // bench train's --preset still parses with the flag rows added.
+    int prc = test_run_dino("bench train --preset fmnist --print_config 1", out, sizeof out);
+    CHECK(prc == 0 && strstr(out, "--embed_dim 128"), "bench train --preset fmnist still works");
+    const char *run = "--threads 1 bench forward --arch vit_tiny --patch_size 8 --size 32 --batch 1 --iters 1 "
+                      "--warmup 0 --use_bf16 true";
+    snprintf(cmd, sizeof cmd, "DINO_BF16=emulate '%s' %s", dino, run);
+    int rc = test_run_command(cmd, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "precision: bf16"), "bench forward --use_bf16 true runs bf16 (%s)",
+          gemm_bf16_native_available(NULL, 0) ? "native" : "emulated");
+    if (!gemm_bf16_native_available(NULL, 0)) {
+        rc = test_run_dino(run, out, sizeof out);
+        CHECK(rc == 0 && strstr(out, "bf16 asked for, but this CPU has neither AVX512-BF16 nor AMX") &&
+                  strstr(out, "precision: fp32"),
+              "without bf16 (and no emulation) it says why in one line and runs fp32");
+    }
+}
+
 int main(int argc, char **argv) {
     test_passive_openmp(argv);
     (void)argc;
@@ -266,6 +302,8 @@ int main(int argc, char **argv) {
         check_train_step("oneDNN bf16");
     } else
         printf("skip native oneDNN bf16: %s\n", err);
+
+    check_cli();
 
     // No bf16 backend: autocast stays off and the pass is fp32's, bit for bit.
     gemm_set_bf16_backend(GEMM_BF16_NONE, NULL, 0);

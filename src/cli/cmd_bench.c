@@ -307,10 +307,10 @@ static int bench_train(int argc, char **argv) {
     train_config_default(&tc);
     tc.device = (int)dk;
     if (!strcmp(preset, "fmnist")) train_config_preset_fmnist(&tc);
-    tc.use_bf16 = use_bf16;
-    if (use_bf16 && dk == DEVICE_CUDA) dino_die("dino bench train: --use_bf16 runs on the CPU only");
     else if (strcmp(preset, "default") != 0)
         dino_die("dino bench train: unknown --preset '%s' (default, fmnist)", preset);
+    tc.use_bf16 = use_bf16;
+    if (use_bf16 && dk == DEVICE_CUDA) dino_die("dino bench train: --use_bf16 runs on the CPU only");
     tc.batch_size_per_gpu = batch ? batch : (!strcmp(preset, "fmnist") ? tc.batch_size_per_gpu : 8);
     tc.freeze_last_layer = 0;  // time the full step: the last layer is updated too
     // bench/bench_train.py has the reference's loss, so both sides centre
