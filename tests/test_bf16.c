@@ -260,7 +260,8 @@ static void check_cli(void) {
     CHECK(rc == 0 && strstr(out, "precision: bf16"), "bench forward --use_bf16 true runs bf16 (%s)",
           gemm_bf16_native_available(NULL, 0) ? "native" : "emulated");
     if (!gemm_bf16_native_available(NULL, 0)) {
-        rc = test_run_dino(run, out, sizeof out);
+        snprintf(cmd, sizeof cmd, "env -u DINO_BF16 '%s' %s", dino, run);
+        rc = test_run_command(cmd, out, sizeof out);
         CHECK(rc == 0 && strstr(out, "bf16 asked for, but this CPU has neither AVX512-BF16 nor AMX") &&
                   strstr(out, "precision: fp32"),
               "without bf16 (and no emulation) it says why in one line and runs fp32");
