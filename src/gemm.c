@@ -107,6 +107,13 @@ void gemm_f32(GemmTrans ta, GemmTrans tb, int M, int N, int K, float alpha, cons
     blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+int gemm_batched_f32(int nb0, int nb1, int M, int N, int K, float alpha, const float *A,
+                     const int64_t a_str[4], const float *B, const int64_t b_str[4], float *C,
+                     const int64_t c_str[4]) {
+    if (nb0 <= 0 || nb1 <= 0 || M <= 0 || N <= 0 || K <= 0) return -1;
+    return onednn_batched_matmul(0, nb0, nb1, M, N, K, alpha, A, a_str, B, b_str, C, c_str);
+}
+
 // ---------------------------------------------------------------- bf16
 
 static int g_autocast;

@@ -38,6 +38,13 @@ void gemm_bf16(GemmTrans ta, GemmTrans tb, int M, int N, int K, float alpha, con
 int gemm_bf16_native(GemmTrans ta, GemmTrans tb, int M, int N, int K, float alpha,
                      const uint16_t *A, int lda, const uint16_t *B, int ldb, float beta, float *C,
                      int ldc);
+// Batched fp32 products on oneDNN in one call (attention-shaped work):
+// C[i][j] (M,N) = alpha·A[i][j] (M,K) · B[i][j] (K,N), i < nb0, j < nb1,
+// each operand given by four strides in elements (batch i, batch j, row,
+// column); C is overwritten. Returns -1 (C untouched) where oneDNN cannot.
+int gemm_batched_f32(int nb0, int nb1, int M, int N, int K, float alpha, const float *A,
+                     const int64_t a_str[4], const float *B, const int64_t b_str[4], float *C,
+                     const int64_t c_str[4]);
 // gemm_bf16 when bf16 is set, gemm_f32 otherwise.
 static inline void gemm_prec(int bf16, GemmTrans ta, GemmTrans tb, int M, int N, int K, float alpha,
                              const float *A, int lda, const float *B, int ldb, float beta, float *C,

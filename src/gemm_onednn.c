@@ -45,10 +45,28 @@ const char *onednn_isa_str(void) {
     return "none";
 }
 
+// A matmul's shape: A (…, M, K) · B (…, K, N) -> C (…, M, N) with up to two
+// batch dims in front (nd = 2 or 4), every operand with its own strides.
+// Built with memset first, so memcmp compares keys.
 typedef struct {
-    int bf16, ta, tb, M, N, K, lda, ldb, ldc;
+    int bf16, nd;
+    int64_t dims[3][4], str[3][4];  // A, B, C
     float alpha, beta;
 } Key;
+
+// The 2-D key of a cblas-style call.
+static Key key_2d(int bf16, int ta, int tb, int M, int N, int K, int lda, int ldb, int ldc,
+                  float alpha, float beta) {
+    Key k;
+    memset(&k, 0, sizeof k);
+    k.bf16 = bf16, k.nd = 2, k.alpha = alpha, k.beta = beta;
+    // op(A) (M,K): A stored M×K (strides lda,1) or K×M (strides 1,lda).
+    int64_t d[3][2] = {{M, K}, {K, N}, {M, N}};
+    int64_t st[3][2] = {{ta ? 1 : lda, ta ? lda : 1}, {tb ? 1 : ldb, tb ? ldb : 1}, {ldc, 1}};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 2; j++) k.dims[i][j] = d[i][j], k.str[i][j] = st[i][j];
+    return k;
+}
 
 typedef struct {
     Key key;
@@ -64,27 +82,21 @@ static Entry g_cache[CACHE_MAX];
 static int g_ncache;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static int key_eq(const Key *a, const Key *b) {
-    return a->bf16 == b->bf16 && a->ta == b->ta && a->tb == b->tb && a->M == b->M &&
-           a->N == b->N && a->K == b->K && a->lda == b->lda && a->ldb == b->ldb &&
-           a->ldc == b->ldc && !memcmp(&a->alpha, &b->alpha, sizeof(float)) &&
-           !memcmp(&a->beta, &b->beta, sizeof(float));
-}
+static int key_eq(const Key *a, const Key *b) { return !memcmp(a, b, sizeof *a); }
 
 // The primitive descriptor of a key, or NULL when oneDNN has no implementation.
 static dnnl_primitive_desc_t make_pd(const Key *k) {
     dnnl_data_type_t in = k->bf16 ? dnnl_bf16 : dnnl_f32;
-    dnnl_memory_desc_t a_md, b_md, c_md;
-    // op(A) (M,K): A stored M×K (strides lda,1) or K×M (strides 1,lda).
-    dnnl_dims_t a_dims = {k->M, k->K}, a_str = {k->ta ? 1 : k->lda, k->ta ? k->lda : 1};
-    dnnl_dims_t b_dims = {k->K, k->N}, b_str = {k->tb ? 1 : k->ldb, k->tb ? k->ldb : 1};
-    dnnl_dims_t c_dims = {k->M, k->N}, c_str = {k->ldc, 1};
-    if (dnnl_memory_desc_init_by_strides(&a_md, 2, a_dims, in, a_str) != dnnl_success ||
-        dnnl_memory_desc_init_by_strides(&b_md, 2, b_dims, in, b_str) != dnnl_success ||
-        dnnl_memory_desc_init_by_strides(&c_md, 2, c_dims, dnnl_f32, c_str) != dnnl_success)
-        return NULL;
+    dnnl_memory_desc_t md3[3];
+    for (int i = 0; i < 3; i++) {
+        dnnl_dims_t dims, str;
+        for (int j = 0; j < k->nd; j++) dims[j] = k->dims[i][j], str[j] = k->str[i][j];
+        if (dnnl_memory_desc_init_by_strides(&md3[i], k->nd, dims, i == 2 ? dnnl_f32 : in, str) != dnnl_success)
+            return NULL;
+    }
+    const dnnl_memory_desc_t *a_md = &md3[0], *b_md = &md3[1], *c_md = &md3[2];
     dnnl_matmul_desc_t md;
-    if (dnnl_matmul_desc_init(&md, &a_md, &b_md, NULL, &c_md) != dnnl_success) return NULL;
+    if (dnnl_matmul_desc_init(&md, a_md, b_md, NULL, c_md) != dnnl_success) return NULL;
     dnnl_primitive_attr_t attr;
     if (dnnl_primitive_attr_create(&attr) != dnnl_success) return NULL;
     dnnl_post_ops_t po = NULL;
@@ -157,28 +169,46 @@ static int run(const Entry *e, const void *A, const void *B, float *C) {
     return rc;
 }
 
-int onednn_matmul(int bf16, int ta, int tb, int M, int N, int K, float alpha, const void *A,
-                  int lda, const void *B, int ldb, float beta, float *C, int ldc) {
+// Looks the key up (creating and caching its primitive) and runs it.
+static int matmul_key(const Key *k, const void *A, const void *B, float *C) {
     if (onednn_ready(NULL, 0)) return -1;
-    Key k = {bf16, ta, tb, M, N, K, lda, ldb, ldc, alpha, beta};
     const Entry *e = NULL;
     pthread_mutex_lock(&g_lock);
     for (int i = g_ncache - 1; i >= 0 && !e; i--)
-        if (key_eq(&g_cache[i].key, &k)) e = &g_cache[i];
-    if (!e && g_ncache < CACHE_MAX && make_entry(&k, &g_cache[g_ncache]) == 0) e = &g_cache[g_ncache++];
+        if (key_eq(&g_cache[i].key, k)) e = &g_cache[i];
+    if (!e && g_ncache < CACHE_MAX && make_entry(k, &g_cache[g_ncache]) == 0) e = &g_cache[g_ncache++];
     pthread_mutex_unlock(&g_lock);
     if (e) return run(e, A, B, C);
     // The cache is full: a primitive for this call only.
     Entry tmp;
-    if (make_entry(&k, &tmp)) return -1;
+    if (make_entry(k, &tmp)) return -1;
     int rc = run(&tmp, A, B, C);
     dnnl_primitive_destroy(tmp.prim);
     return rc;
 }
 
+int onednn_matmul(int bf16, int ta, int tb, int M, int N, int K, float alpha, const void *A,
+                  int lda, const void *B, int ldb, float beta, float *C, int ldc) {
+    Key k = key_2d(bf16, ta, tb, M, N, K, lda, ldb, ldc, alpha, beta);
+    return matmul_key(&k, A, B, C);
+}
+
+int onednn_batched_matmul(int bf16, int nb0, int nb1, int M, int N, int K, float alpha,
+                          const void *A, const int64_t a_str[4], const void *B,
+                          const int64_t b_str[4], float *C, const int64_t c_str[4]) {
+    Key k;
+    memset(&k, 0, sizeof k);
+    k.bf16 = bf16, k.nd = 4, k.alpha = alpha, k.beta = 0.0f;
+    int64_t d[3][4] = {{nb0, nb1, M, K}, {nb0, nb1, K, N}, {nb0, nb1, M, N}};
+    const int64_t *st[3] = {a_str, b_str, c_str};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 4; j++) k.dims[i][j] = d[i][j], k.str[i][j] = st[i][j];
+    return matmul_key(&k, A, B, C);
+}
+
 int onednn_impl_name(int bf16, int M, int N, int K, char *buf, size_t n) {
     if (onednn_ready(NULL, 0)) return -1;
-    Key k = {bf16, 0, 1, M, N, K, K, K, N, 1.0f, 0.0f};
+    Key k = key_2d(bf16, 0, 1, M, N, K, K, K, N, 1.0f, 0.0f);
     dnnl_primitive_desc_t pd = make_pd(&k);
     if (!pd) return -1;
     const char *s = NULL;

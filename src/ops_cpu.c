@@ -516,6 +516,21 @@ FMA_FN void attention_forward(float *out, float *att, const float *qkv, int B, i
     }
 }
 
+int attention_forward_batched(float *out, float *S, const float *qkv, int B, int T, int D, int NH) {
+    int64_t hd = D / NH, D3 = 3 * (int64_t)D, TT = (int64_t)T * T;
+    // q, k, v of (sample b, head h, token t, channel d) at b·T·3D + t·3D + part·D + h·hd + d.
+    const int64_t q_str[4] = {T * D3, hd, D3, 1};
+    const int64_t kt_str[4] = {T * D3, hd, 1, D3};  // Kᵀ: (d, t)
+    const int64_t s_str[4] = {NH * TT, TT, T, 1};
+    const int64_t o_str[4] = {(int64_t)T * D, hd, D, 1};
+    float scale = 1.0f / sqrtf((float)hd);
+    if (gemm_batched_f32(B, NH, T, T, (int)hd, scale, qkv, q_str, qkv + D, kt_str, S, s_str)) return -1;
+    size_t rows = (size_t)B * NH * T;
+#pragma omp parallel for if (rows * T > PAR_MIN_WORK)
+    for (size_t r = 0; r < rows; r++) softmax_row(S + r * T, T);
+    return gemm_batched_f32(B, NH, T, (int)hd, T, 1.0f, S, s_str, qkv + 2 * D, q_str, out, o_str);
+}
+
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
                                int B, int T, int D, int NH) {
     int hd = D / NH, D3 = 3 * D, Tr = RUP(T, 6), Tc = RUP(T, 16), hp = RUP(hd, 16);

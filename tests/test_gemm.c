@@ -3,7 +3,8 @@
 // backend bit-identical to a direct cblas_sgemm call; oneDNN's cached
 // primitives giving the same bits when reused; bf16 rounding (nearest even)
 // on hand-picked values; the bf16 emulation equal to an fp32 product of
-// bf16-rounded inputs, and visibly different from the fp32 product; native
+// bf16-rounded inputs, and visibly different from the fp32 product; the
+// attention forward as oneDNN batched matmuls equal to our kernel's; native
 // oneDNN bf16 against the same reference where the CPU has it (skipped with
 // the missing instruction set named otherwise).
 #include <cblas.h>
@@ -14,6 +15,7 @@
 
 #include "common.h"
 #include "gemm.h"
+#include "ops.h"
 #include "rng.h"
 #include "testlib.h"
 
@@ -149,6 +151,30 @@ static void check_openblas_identity(void) {
     free(A), free(B), free(C1), free(C2);
 }
 
+// attention_forward_batched (two batched oneDNN matmuls) against
+// attention_forward, with T not a multiple of any tile, at 2 heads and 6.
+static void check_attention_batched(void) {
+    static const int cfg[][4] = {{2, 37, 64, 2}, {1, 197, 384, 6}};  // B, T, D, NH
+    for (int c = 0; c < 2; c++) {
+        int B = cfg[c][0], T = cfg[c][1], D = cfg[c][2], NH = cfg[c][3];
+        size_t nq = (size_t)B * T * 3 * D, no = (size_t)B * T * D, ns = (size_t)B * NH * T * T;
+        float *qkv = mallocCheck(nq * 4), *o1 = mallocCheck(no * 4), *o2 = mallocCheck(no * 4);
+        float *a1 = mallocCheck(ns * 4), *S = mallocCheck(ns * 4);
+        fixture_fill(qkv, nq, 40 + c, -2.0f, 2.0f);
+        attention_forward(o1, a1, qkv, B, T, D, NH);
+        int rc = attention_forward_batched(o2, S, qkv, B, T, D, NH);
+        CHECK(rc == 0, "batched attention runs (B %d, T %d, %d heads)", B, T, NH);
+        if (rc == 0) {
+            char what[96];
+            snprintf(what, sizeof what, "batched attention output, T %d", T);
+            test_close(what, o2, o1, no, 2e-6, 1e-5);
+            snprintf(what, sizeof what, "batched attention probabilities, T %d", T);
+            test_close(what, S, a1, ns, 1e-7, 1e-5);
+        }
+        free(qkv), free(o1), free(o2), free(a1), free(S);
+    }
+}
+
 int main(int argc, char **argv) {
     test_passive_openmp(argv);
     (void)argc;
@@ -164,6 +190,7 @@ int main(int argc, char **argv) {
     CHECK(dnnl, "oneDNN fp32 backend selectable (%s)", dnnl ? "ok" : err);
     if (dnnl) run_cases("oneDNN fp32", gemm_f32, 0, 2e-6);
     gemm_set_f32_backend(GEMM_OPENBLAS, NULL, 0);
+    check_attention_batched();
 
     // The emulation: the fp32 product of bf16-rounded inputs, to fp32
     // accuracy; bf16 has 8 significant bits, so against the unrounded

@@ -3,6 +3,8 @@
 // --backward the training forward plus backward, on random weights and images, and reports images/s and the achieved GFLOP/s
 // next to the machine's plain sgemm rate measured in the same run, so the
 // numbers can be compared with bench/bench_forward.py (PyTorch, same shapes).
+// `attention` times the attention core both ways (our per-head kernel,
+// oneDNN batched matmuls) at ViT-S/16's 197 and 37 tokens.
 // `gemm` times the GEMM backends of src/gemm.h side by side on the shapes
 // that decide the fp32 backend (docs/ENGINE.md, "GEMM backends").
 // `train` builds a Trainer (src/train/trainer.h) and times trainer_step on a
@@ -10,6 +12,7 @@
 // report the median step, the analytic GFLOP/s, the peak RSS, and with
 // DINO_PROFILE=1 where the time of a step goes by layer kind.
 #include <cblas.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +27,7 @@
 #include "gemm.h"
 #include "cuda/train_cuda.h"
 #include "head.h"
+#include "ops.h"
 #include "profile.h"
 #include "rng.h"
 #include "train/trainer.h"
@@ -272,6 +276,62 @@ static int bench_gemm(int argc, char **argv) {
     return 0;
 }
 
+// Medians of `reps` calls of each method, the two alternated call by call
+// (a shared machine's load then weighs on both alike), after one untimed
+// call each; t[1] < 0 where oneDNN cannot run it.
+static void attention_times(double t[2], float *o1, float *o2, float *S, const float *qkv, int B,
+                            int T, int D, int NH, int reps) {
+    double *v = mallocCheck((size_t)2 * reps * sizeof(double));
+    int ok = 1;
+    for (int r = -1; r < reps; r++) {
+        double t0 = dino_now();
+        attention_forward(o1, NULL, qkv, B, T, D, NH);
+        double t1 = dino_now();
+        if (ok) ok = attention_forward_batched(o2, S, qkv, B, T, D, NH) == 0;
+        double t2 = dino_now();
+        if (r >= 0) v[r] = t1 - t0, v[reps + r] = t2 - t1;
+    }
+    t[0] = median(v, reps);
+    t[1] = ok ? median(v + reps, reps) : -1;
+    free(v);
+}
+
+static int bench_attention(int argc, char **argv) {
+    int reps = 10;
+    ArgSpec specs[] = {
+        {"reps", ARG_INT, &reps, "timed calls per case and method (the median is printed)", ARG_RANGE(1, 10000)},
+        {NULL, 0, NULL, NULL},
+    };
+    args_parse("bench attention", "[flags]", specs, argc - 1, argv + 1, NULL, 0);
+    // ViT-S/16: 6 heads of 64; 8 images at 224 (197 tokens), 16 crops at 96 (37).
+    static const struct {
+        int B, T;
+    } cases[] = {{8, 197}, {16, 37}};
+    const int D = 384, NH = 6;
+    printf("threads %d; ViT-S/16 attention core (D %d, %d heads), forward only, fp32\n", dino_get_threads(), D, NH);
+    printf("%-18s %14s %14s %12s\n", "case", "ours ms", "oneDNN ms", "max |diff|");
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        int B = cases[c].B, T = cases[c].T;
+        size_t nq = (size_t)B * T * 3 * D, no = (size_t)B * T * D;
+        float *qkv = alignedAllocCheck(nq * sizeof(float)), *o1 = alignedAllocCheck(no * sizeof(float));
+        float *o2 = alignedAllocCheck(no * sizeof(float));
+        float *S = alignedAllocCheck((size_t)B * NH * T * T * sizeof(float));
+        fixture_fill(qkv, nq, 5, -2.0f, 2.0f);
+        double t[2];
+        attention_times(t, o1, o2, S, qkv, B, T, D, NH, reps);
+        double a = t[0], b = t[1];
+        double diff = 0;
+        for (size_t i = 0; b >= 0 && i < no; i++) diff = fmax(diff, fabs((double)o1[i] - o2[i]));
+        char name[32], bs[32] = "n/a", ds[32] = "n/a";
+        snprintf(name, sizeof name, "%d x %d tokens", B, T);
+        if (b >= 0) snprintf(bs, sizeof bs, "%.3f", b * 1e3), snprintf(ds, sizeof ds, "%.2e", diff);
+        printf("%-18s %14.3f %14s %12s\n", name, a * 1e3, bs, ds);
+        free(qkv), free(o1), free(o2), free(S);
+    }
+    printf("median of %d calls each, alternated; oneDNN: S = scale·Q·Kᵀ and out = softmax(S)·V as one batched matmul each\n", reps);
+    return 0;
+}
+
 // Multiply-adds of the DINO head on one row (MLP, then the last layer).
 static double head_macs(const HeadConfig *h) {
     double m = 0, in = h->in_dim;
@@ -423,14 +483,16 @@ static int bench_train(int argc, char **argv) {
 
 int cmd_bench(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        printf("usage: dino bench forward|train|gemm [flags]   (dino bench forward --help)\n"
+        printf("usage: dino bench forward|train|gemm|attention [flags]   (dino bench forward --help)\n"
                "  forward   ViT inference pass: images/s and GFLOP/s\n"
                "  gemm      OpenBLAS, oneDNN fp32 and oneDNN bf16 GEMM rates at 1024^3 and ViT-S shapes\n"
+               "  attention the attention core: our kernel against oneDNN batched matmuls\n"
                "  train     one DINO training step (trainer_step) on synthetic crops\n");
         return argc < 2 ? 1 : 0;
     }
     if (!strcmp(argv[1], "forward")) return bench_forward(argc, argv);
     if (!strcmp(argv[1], "train")) return bench_train(argc, argv);
     if (!strcmp(argv[1], "gemm")) return bench_gemm(argc, argv);
-    dino_die("dino bench: unknown benchmark '%s' (available: forward, train, gemm)", argv[1]);
+    if (!strcmp(argv[1], "attention")) return bench_attention(argc, argv);
+    dino_die("dino bench: unknown benchmark '%s' (available: forward, train, gemm, attention)", argv[1]);
 }
