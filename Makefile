@@ -43,7 +43,10 @@ INCS   := -Isrc $(if $(BLAS_INC),-I$(BLAS_INC)) $(PKG_CFLAGS) $(PLPLOT_CFLAGS) $
 # -fno-math-errno: sqrtf and friends need not set errno, so loops that call them
 # (AdamW's update) vectorise; every value stays the same (IEEE sqrt is exact).
 ALL_CFLAGS := -std=c11 $(OPT) $(NATIVE) -fno-math-errno -fopenmp -g $(WARN) $(DEFS) $(INCS) $(CFLAGS)
-LIBS   := $(BLAS_LIBS) $(PKG_LIBS) $(PLPLOT_LIBS) $(MPI_LIBS) -ljpeg -lm -fopenmp $(LDFLAGS)
+# oneDNN (libdnnl-dev): the matmul primitive behind src/gemm.h (fp32 on
+# AVX-512 CPUs, bf16 on AVX512-BF16/AMX; docs/ENGINE.md "GEMM backends").
+DNNL_LIBS := -ldnnl
+LIBS   := $(BLAS_LIBS) $(DNNL_LIBS) $(PKG_LIBS) $(PLPLOT_LIBS) $(MPI_LIBS) -ljpeg -lm -fopenmp $(LDFLAGS)
 
 # Files whose arithmetic must match Pillow bit for bit: no FMA contraction.
 EXACT_SRCS := $(wildcard src/image/*.c)
@@ -165,6 +168,7 @@ bench: $(BIN)
 config:
 	@echo "cc:       $(CC) $(NATIVE)"
 	@echo "openblas: $(if $(BLAS_DIR),$(BLAS_DIR) (OpenMP build),system default)"
+	@echo "onednn:   $(if $(wildcard /usr/include/dnnl.h),$(DNNL_LIBS),MISSING: run scripts/setup.sh (libdnnl-dev))"
 	@echo "packages: $(if $(PKG_LIBS),$(PKG_LIBS),MISSING: run scripts/setup.sh)"
 	@echo "plplot:   $(if $(PLPLOT_LIBS),$(PLPLOT_LIBS),missing)"
 	@echo "mpi:      $(if $(filter 1,$(MPI)),$(MPI_LIBS) (data-parallel training),off (single process))"

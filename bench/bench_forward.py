@@ -6,9 +6,14 @@ torch.no_grad(), forward_features on a (batch, 3, size, size) input, with
 torch.set_num_threads(threads). Prints images/s and GFLOP/s with the same
 analytic FLOP count as src/cli/cmd_bench.c.
 
+With --bf16 the pass runs under torch.autocast("cpu", dtype=torch.bfloat16),
+PyTorch's mixed precision (what `dino bench forward --use_bf16 true` is
+compared with).
+
 Run: PY=$(tools/venv.sh); $PY bench/bench_forward.py --threads 2 --batch 8 --size 224 --iters 10
 """
 import argparse
+import contextlib
 import resource
 import statistics
 import time
@@ -35,18 +40,21 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--backward", action="store_true",
                     help="train mode forward + backward of sum(tokens*R) (grads of all weights)")
+    ap.add_argument("--bf16", action="store_true", help="under CPU autocast in bf16")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    amp = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if args.bf16 else contextlib.nullcontext
     m = timm.create_model(args.arch, pretrained=False, num_classes=0,
                           img_size=args.size, dynamic_img_size=False).eval()
     x = torch.randn(args.batch, 3, args.size, args.size)
 
     def step():
         if not args.backward:
-            with torch.no_grad():
+            with torch.no_grad(), amp():
                 m.forward_features(x)
             return
-        out = m.forward_features(x)
+        with amp():
+            out = m.forward_features(x).float()
         m.zero_grad(set_to_none=False)
         (out * R).sum().backward()
 
@@ -68,6 +76,8 @@ def main():
     if args.backward:
         flops *= 3
     print(f"torch {torch.__version__}, timm {timm.__version__}, threads {torch.get_num_threads()}")
+    print(f"precision: {'bf16 autocast' if args.bf16 else 'fp32'}, "
+          f"cpu capability {torch.backends.cpu.get_cpu_capability()}")
     print(f"model: {args.arch}, batch {args.batch}, {args.size}x{args.size}")
     what = "forward+backward" if args.backward else "forward"
     print(f"{what}: mean {mean:.4f} s, best {best:.4f} s per batch over {args.iters} iters")

@@ -7,13 +7,17 @@ embedding); the head, the multi-crop wrapper, the loss, per-parameter
 gradient clipping, the two AdamW parameter groups, the teacher EMA and the
 centre update are written here from docs/DINO.md. One step = teacher forward on the
 2 global crops (no_grad), student forward on all crops, DINO loss, zero_grad,
-backward, clip_gradients, AdamW step, EMA, centre update (fp32, CPU).
+backward, clip_gradients, AdamW step, EMA, centre update (fp32, CPU). With
+--bf16 the two forwards and the loss run under torch.autocast("cpu",
+dtype=torch.bfloat16), where the reference puts its fp16 autocast; the
+optimizer, EMA and weights stay fp32.
 The model's dimensions come as flags; bench/run.sh passes the ones
 `dino bench train --print_config 1` prints, so both sides run the same shapes.
 
 Run: PY=$(tools/venv.sh); $PY bench/bench_train.py --threads 2 --batch 8 --iters 3
 """
 import argparse
+import contextlib
 import resource
 import statistics
 import time
@@ -82,8 +86,10 @@ def main():
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--bf16", action="store_true", help="forwards and loss under CPU autocast in bf16")
     add_model_args(ap)
     a = ap.parse_args()
+    amp = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if a.bf16 else contextlib.nullcontext
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
 
@@ -115,10 +121,12 @@ def main():
             g["lr"] = 1e-4
             if g["weight_decay"] != 0.0:
                 g["weight_decay"] = 0.04
-        with torch.no_grad():
-            t_out = teacher(images[:2])
-        s_out = student(images)
-        loss = dino_loss(s_out, t_out, center, ncrops, a.teacher_temp)
+        with amp():
+            with torch.no_grad():
+                t_out = teacher(images[:2])
+            s_out = student(images)
+            loss = dino_loss(s_out, t_out, center, ncrops, a.teacher_temp)
+        t_out = t_out.float()
         opt.zero_grad()
         loss.backward()
         if a.clip_grad > 0:
@@ -144,6 +152,8 @@ def main():
     med = statistics.median(times)
     flops = step_flops(a)
     print(f"torch {torch.__version__}, timm {timm.__version__}, threads {torch.get_num_threads()}")
+    print(f"precision: {'bf16 autocast' if a.bf16 else 'fp32'}, "
+          f"cpu capability {torch.backends.cpu.get_cpu_capability()}")
     print(f"model: D={a.embed_dim} depth={a.depth} heads={a.num_heads} patch={a.patch_size}; "
           f"batch {B}: 2x{G} + {a.local_crops_number}x{L} crops, out_dim {a.out_dim}")
     print(f"loss {loss:.4f}")

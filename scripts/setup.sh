@@ -7,6 +7,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential pkg-config
   libopenblas-openmp-dev   # GEMM, threaded with OpenMP like our kernels
+  libdnnl-dev              # oneDNN matmul: fp32 GEMMs on AVX-512, bf16 on AVX512-BF16/AMX
   libjpeg62-turbo-dev      # JPEG decoding (libjpeg-turbo)
   libpng-dev zlib1g-dev    # PNG reading and writing
   libzip-dev               # the zip container of PyTorch .pth files

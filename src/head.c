@@ -4,13 +4,13 @@
 // variant.
 #include "head.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common.h"
+#include "gemm.h"
 #include "ops.h"
 #include "profile.h"
 #include "rng.h"
@@ -232,7 +232,7 @@ static void head_flush(const HeadConfig *cfg, const HeadWeights *w, HeadWeights 
     float *dg = cfg->norm_last_layer ? NULL : g->weight_g;
     for (int o0 = 0; o0 < O; o0 += DW_BLOCK) {
         int ob = O - o0 < DW_BLOCK ? O - o0 : DW_BLOCK;
-        PROF(PROF_B_HEAD_LAST, cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ob, K, P, 1.0f, a->pdout + o0, O,
+        PROF(PROF_B_HEAD_LAST, gemm_prec(gemm_autocast_bf16(), GEMM_T, GEMM_N, ob, K, P, 1.0f, a->pdout + o0, O,
                                            a->pz, K, 0.0f, a->dWb, K));
         PROF(PROF_B_HEAD_LAST, weightnorm_backward(dg ? dg + o0 : NULL, g->weight_v + (size_t)o0 * K, a->dWb,
                                                    w->weight_g + o0, w->weight_v + (size_t)o0 * K, a->vnorm + o0,

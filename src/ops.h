@@ -67,6 +67,13 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int B,
                         int T, int D, int NH);
 
+// The same forward as two batched matmuls on oneDNN (one call each for all
+// samples and heads: S = scale·Q·Kᵀ, out = softmax(S)·V) and a row softmax,
+// for comparing the two (`dino bench attention`); fp32 only. S (B,NH,T,T)
+// is scratch and holds the probabilities afterwards. Returns -1 where
+// oneDNN cannot run it.
+int attention_forward_batched(float *out, float *S, const float *qkv, int B, int T, int D, int NH);
+
 // ---- residual stream / drop path ----
 // out[b] = scale[b]·inp[b] for samples of n floats (per-sample stochastic
 // depth mask factor; 0 or 1/keep). out (B,n).

@@ -1,10 +1,10 @@
-// CPU fp32 layer functions declared in ops.h: cblas for every GEMM (called
-// only from serial code, since the OpenMP build of OpenBLAS nests badly), and
+// CPU layer functions declared in ops.h: src/gemm.h for every Linear GEMM
+// (called only from serial code: OpenBLAS and oneDNN share our OpenMP pool,
+// and nested regions run badly; bf16 inputs under gemm_autocast_bf16), and
 // OpenMP loops for the element-wise and row-wise kernels, which are written so
 // that GCC vectorises them.
 #include "ops.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "gemm.h"
 
 // Parallelise a loop only when it has enough work to pay for waking threads.
 #define PAR_MIN_WORK 32768
@@ -22,24 +23,23 @@ void linear_forward(float *out, const float *inp, const float *w, const float *b
                     int OC) {
     // Filling out with the bias and letting the GEMM accumulate (beta = 1)
     // costs one pass over out, instead of a zeroing pass and a bias pass.
+    int bf16 = gemm_autocast_bf16();
     float beta = 0.0f;
     if (b) {
 #pragma omp parallel for if ((size_t)N * OC > PAR_MIN_WORK)
         for (int i = 0; i < N; i++) memcpy(out + (size_t)i * OC, b, (size_t)OC * sizeof(float));
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, beta, out,
-                OC);
+    gemm_prec(bf16, GEMM_N, GEMM_T, N, OC, C, 1.0f, inp, C, w, C, beta, out, OC);
 }
 
 void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                      const float *w, int N, int C, int OC) {
+    int bf16 = gemm_autocast_bf16();
     if (dinp)  // dinp (N,C) = dout (N,OC) · w (OC,C)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C,
-                    0.0f, dinp, C);
+        gemm_prec(bf16, GEMM_N, GEMM_N, N, C, OC, 1.0f, dout, OC, w, C, 0.0f, dinp, C);
     if (dw)  // dw (OC,C) += doutᵀ · inp
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C,
-                    1.0f, dw, C);
+        gemm_prec(bf16, GEMM_T, GEMM_N, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
     if (db) {
         // Column sums, each thread owning a slice of columns.
 #pragma omp parallel for if ((size_t)N * OC > PAR_MIN_WORK)
@@ -58,7 +58,7 @@ void linear_backward(float *dinp, float *dw, float *db, const float *dout, const
 void linear_residual_forward(float *out, const float *res, const float *inp, const float *w,
                              const float *b, const float *scale, int B, int T, int C, int OC) {
     size_t rows = (size_t)B * T;
-    int all_one = 1;
+    int all_one = 1, bf16 = gemm_autocast_bf16();
     if (scale)
         for (int s = 0; s < B; s++) all_one &= scale[s] == 1.0f;
     if (!all_one && out != res) {
@@ -86,13 +86,12 @@ void linear_residual_forward(float *out, const float *res, const float *inp, con
             memcpy(o, r, (size_t)OC * sizeof(float));
     }
     if (all_one) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, OC, C, 1.0f, inp, C, w, C,
-                    1.0f, out, OC);
+        gemm_prec(bf16, GEMM_N, GEMM_T, (int)rows, OC, C, 1.0f, inp, C, w, C, 1.0f, out, OC);
     } else {
         for (int s = 0; s < B; s++) {
             if (scale[s] == 0.0f) continue;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OC, C, scale[s],
-                        inp + (size_t)s * T * C, C, w, C, 1.0f, out + (size_t)s * T * OC, OC);
+            gemm_prec(bf16, GEMM_N, GEMM_T, T, OC, C, scale[s], inp + (size_t)s * T * C, C, w, C,
+                      1.0f, out + (size_t)s * T * OC, OC);
         }
     }
 }
@@ -465,6 +464,13 @@ static void unpack(float *dst, int ld, const float *src, int lds, int rows, int 
         memcpy(dst + (size_t)r * ld, src + (size_t)r * lds, (size_t)cols * sizeof(float));
 }
 
+// bf16 mode (gemm_autocast_bf16): the attention matmuls' inputs are rounded
+// to bf16 once packed, and the kernel sums in fp32 (autocast's numerics; the
+// speed stays fp32's). Serial: it runs inside the per-head tasks.
+static void round_bf16_inplace(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = bf16_to_f32(bf16_from_f32(x[i]));
+}
+
 // S (Tr x Tc) = softmax rows of scale·Q·Kᵀ for the T real rows, from packed
 // Qp (Tr x hp) and Kᵀ (hp x Tc). One out-of-line copy, so that the backward's
 // recomputation is bit-identical to the forward.
@@ -480,7 +486,7 @@ FMA_FN void attention_forward(float *out, float *att, const float *qkv, int B, i
     int hd = D / NH, D3 = 3 * D, Tr = RUP(T, 6), Tc = RUP(T, 16), hp = RUP(hd, 16);
     int Tn = Tr > Tc ? Tr : Tc;
     float scale = 1.0f / sqrtf((float)hd);
-    int tasks = B * NH;
+    int tasks = B * NH, bf16 = gemm_autocast_bf16();
 #pragma omp parallel if (tasks > 1 && (size_t)tasks * T * T * hd > PAR_MIN_WORK)
     {
         float *Qp = alignedAllocCheck(((size_t)Tn * hp * 4 + (size_t)Tr * Tc) * sizeof(float));
@@ -493,10 +499,16 @@ FMA_FN void attention_forward(float *out, float *att, const float *qkv, int B, i
             pack(Qp, Tr, hp, q, D3, T, hd);
             pack_t(KT, hp, Tc, q + D, D3, T, hd);
             pack(Vp, T, hp, q + 2 * D, D3, T, hd);
+            if (bf16) {
+                round_bf16_inplace(Qp, (size_t)Tr * hp);
+                round_bf16_inplace(KT, (size_t)hp * Tc);
+                round_bf16_inplace(Vp, (size_t)T * hp);
+            }
             attention_probs(S, Qp, KT, T, Tr, Tc, hp, hd, scale);
             if (att)
                 for (int i = 0; i < T; i++)
                     memcpy(att + ((size_t)t * T + i) * T, S + (size_t)i * Tc, (size_t)T * sizeof(float));
+            if (bf16) round_bf16_inplace(S, (size_t)Tr * Tc);
             gemm_tile(Yp, hp, S, Tc, Vp, hp, Tr, hp, T, 1.0f);  // P·V over the T real keys
             unpack(out + (size_t)b * T * D + h * hd, D, Yp, hp, T, hd);
         }
@@ -504,12 +516,27 @@ FMA_FN void attention_forward(float *out, float *att, const float *qkv, int B, i
     }
 }
 
+int attention_forward_batched(float *out, float *S, const float *qkv, int B, int T, int D, int NH) {
+    int64_t hd = D / NH, D3 = 3 * (int64_t)D, TT = (int64_t)T * T;
+    // q, k, v of (sample b, head h, token t, channel d) at b·T·3D + t·3D + part·D + h·hd + d.
+    const int64_t q_str[4] = {T * D3, hd, D3, 1};
+    const int64_t kt_str[4] = {T * D3, hd, 1, D3};  // Kᵀ: (d, t)
+    const int64_t s_str[4] = {NH * TT, TT, T, 1};
+    const int64_t o_str[4] = {(int64_t)T * D, hd, D, 1};
+    float scale = 1.0f / sqrtf((float)hd);
+    if (gemm_batched_f32(B, NH, T, T, (int)hd, scale, qkv, q_str, qkv + D, kt_str, S, s_str)) return -1;
+    size_t rows = (size_t)B * NH * T;
+#pragma omp parallel for if (rows * T > PAR_MIN_WORK)
+    for (size_t r = 0; r < rows; r++) softmax_row(S + r * T, T);
+    return gemm_batched_f32(B, NH, T, (int)hd, T, 1.0f, S, s_str, qkv + 2 * D, q_str, out, o_str);
+}
+
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
                                int B, int T, int D, int NH) {
     int hd = D / NH, D3 = 3 * D, Tr = RUP(T, 6), Tc = RUP(T, 16), hp = RUP(hd, 16);
     int Tn = Tr > Tc ? Tr : Tc;
     float scale = 1.0f / sqrtf((float)hd);
-    int tasks = B * NH;
+    int tasks = B * NH, bf16 = gemm_autocast_bf16();
 #pragma omp parallel if (tasks > 1 && (size_t)tasks * T * T * hd > PAR_MIN_WORK)
     {
         float *dYp = alignedAllocCheck(((size_t)Tn * hp * 5 + (size_t)Tr * Tc * 3) * sizeof(float));
@@ -525,6 +552,12 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
             pack_t(VT, hp, Tc, q + 2 * D, D3, T, hd);
             pack(Qp, Tr, hp, q, D3, T, hd);
             pack(Kp, T, hp, q + D, D3, T, hd);
+            if (bf16) {
+                round_bf16_inplace(dYp, (size_t)Tr * hp);
+                round_bf16_inplace(VT, (size_t)hp * Tc);
+                round_bf16_inplace(Qp, (size_t)Tr * hp);
+                round_bf16_inplace(Kp, (size_t)T * hp);
+            }
             const float *P;
             int ldp;
             if (att) {
@@ -533,10 +566,12 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
                 // The probabilities again, with the forward's packing, kernel and
                 // softmax (so bit-identical), in dST (free until dSᵀ) with Kᵀ in G.
                 pack_t(G, hp, Tc, q + D, D3, T, hd);
+                if (bf16) round_bf16_inplace(G, (size_t)hp * Tc);
                 attention_probs(dST, Qp, G, T, Tr, Tc, hp, hd, scale);
                 P = dST, ldp = Tc;
             }
             pack_t(PT, Tr, Tc, P, ldp, T, T);
+            if (bf16) round_bf16_inplace(PT, (size_t)Tr * Tc);
             // dV = Pᵀ·dY
             gemm_tile(G, hp, PT, Tc, dYp, hp, Tr, hp, T, 1.0f);
             unpack(dq + 2 * D, D3, G, hp, T, hd);
@@ -552,6 +587,7 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
                 memset(g + T, 0, (size_t)(Tc - T) * sizeof(float));
             }
             memset(dS + (size_t)T * Tc, 0, (size_t)(Tr - T) * Tc * sizeof(float));
+            if (bf16) round_bf16_inplace(dS, (size_t)Tr * Tc);
             // dQ = scale·dS·K, dK = scale·dSᵀ·Q
             gemm_tile(G, hp, dS, Tc, Kp, hp, Tr, hp, T, scale);
             unpack(dq, D3, G, hp, T, hd);

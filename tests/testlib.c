@@ -1,6 +1,8 @@
 // The test harness declared in testlib.h.
 #include "testlib.h"
 
+#include "gemm.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -176,4 +178,13 @@ int test_run_dino(const char *args, char *out, size_t n) {
     int rc = test_run_command(cmd, out, n);
     free(cmd);
     return rc;
+}
+
+// DINO_GEMM / DINO_BF16 reach the library through the command line; test
+// binaries call the library directly, so they honour the same variables here
+// (`DINO_GEMM=onednn scripts/run_tests.sh build` runs the suite on oneDNN).
+__attribute__((constructor)) static void test_gemm_choice(void) {
+    char err[256];
+    if ((getenv("DINO_GEMM") || getenv("DINO_BF16")) && gemm_choose(getenv("DINO_GEMM"), getenv("DINO_BF16"), err, sizeof err))
+        fprintf(stderr, "testlib: %s\n", err);
 }

@@ -62,7 +62,7 @@ int cmd_train(int argc, char **argv) {
     const ExtraFlag extras[] = {
         {NULL, {"preset", ARG_STRING, &preset_flag, "fmnist: small-data defaults for Fashion-MNIST (also used when --data_path is omitted)"}},
         {"head_nlayers", {"use_bn_in_head", ARG_BOOL, &use_bn_in_head, "BatchNorm in the head (not supported)"}},
-        {"koleo_loss_weight", {"use_fp16", ARG_BOOL, &use_fp16, "mixed precision (accepted; ignored on the CPU)"}},
+        {"koleo_loss_weight", {"use_fp16", ARG_BOOL, &use_fp16, "the reference's fp16 mixed precision (accepted; ignored: use --use_bf16)"}},
         {"dist", {"dist_url", ARG_STRING, &dist_url, "accepted for compatibility; single process"}},
         {"dist", {"local_rank", ARG_INT, &local_rank, "accepted for compatibility; single process", ARG_RANGE(0, TRAIN_MAX_LOCAL_RANK)}},
     };
@@ -133,7 +133,9 @@ int cmd_train(int argc, char **argv) {
         }
     }
     if (use_bn_in_head) dino_die("--use_bn_in_head true is not supported (BatchNorm in the head is not implemented)");
-    if (use_fp16 == 1) dino_info("--use_fp16 is ignored: training runs in float32 on the CPU");
+    if (use_fp16 == 1 && !c.use_bf16)
+        dino_info("--use_fp16 is ignored: training runs in float32; --use_bf16 true gives bf16 mixed precision");
+    if (c.use_bf16 && c.device == DEVICE_CUDA) dino_die("--use_bf16 runs on the CPU only; leave it out with --device cuda");
     if (c.teacher_temp > 0.07) dino_warn("--teacher_temp %g is above 0.07, which the reference calls usually unstable", c.teacher_temp);
     char err[1024];
     if (train_config_check(&c, err, sizeof err)) dino_die("%s", err);

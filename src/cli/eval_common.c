@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "gemm.h"
 #include "data/dataset.h"
 #include "eval/features.h"
 #include "eval/knn_model.h"
@@ -66,6 +67,16 @@ void eval_model_load(const EvalModelArgs *a, EvalModel *em) {
                      a->arch, em->desc);
     }
     model_bind(&em->m, em->params, &em->w, NULL);
+    if (a->use_bf16 && a->device != 0)
+        dino_die("--use_bf16 runs on the CPU only; leave it out with --device cuda");
+    eval_use_bf16(a->use_bf16, em->params, em->m.table.total);
+}
+
+void eval_use_bf16(int on, const float *params, size_t n) {
+    if (!on) return;
+    gemm_set_autocast_bf16(1);  // says so once where the CPU has no bf16
+    if (!gemm_autocast_bf16()) return;
+    if (gemm_bf16_weights_add(params, n)) dino_die("--use_bf16: too many models loaded at once");
 }
 
 void eval_model_require_vit(const EvalModelArgs *a, const EvalModel *em, const char *why) {
@@ -74,6 +85,7 @@ void eval_model_require_vit(const EvalModelArgs *a, const EvalModel *em, const c
 }
 
 void eval_model_free(EvalModel *em) {
+    if (em->params) gemm_bf16_weights_remove(em->params);
     free(em->params);
     model_free(&em->m);
     memset(em, 0, sizeof *em);

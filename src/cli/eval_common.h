@@ -26,6 +26,7 @@ typedef struct {
     int device;         // 0 cpu, 1 cuda: where the forward passes run (dino features --device)
     int skip_unreadable;  // leave unreadable images out instead of stopping (dino features)
     int record_paths;     // fill EvalFeatures.paths and .skipped (dino features)
+    int use_bf16;         // --use_bf16: the backbone's matmuls with bf16 inputs (src/gemm.h)
 } EvalModelArgs;
 
 void eval_model_args_default(EvalModelArgs *a);
@@ -37,7 +38,15 @@ void eval_model_args_default(EvalModelArgs *a);
     {"checkpoint_key", ARG_STRING, &(ma).checkpoint_key, "teacher or student, for training checkpoints"}, \
     {"arch", ARG_STRING, &(ma).arch, "expected architecture (vit_tiny/small/base, resnet50); default: the file's"}, \
     {"patch_size", ARG_INT, &(ma).patch_size, "expected patch size (0: the file's)", ARG_RANGE(0, ARG_MAX_PATCH)}, \
-    {"heads", ARG_INT, &(ma).heads, "attention heads, for files that do not record them (0: dim/64; DINOv3: from rope_embed.periods)", ARG_RANGE(0, ARG_MAX_HEADS)}
+    {"heads", ARG_INT, &(ma).heads, "attention heads, for files that do not record them (0: dim/64; DINOv3: from rope_embed.periods)", ARG_RANGE(0, ARG_MAX_HEADS)}, \
+    EVAL_USE_BF16_ARG_SPEC((ma).use_bf16)
+
+// --use_bf16, shared with `dino bench forward` (docs/ENGINE.md, "bf16 mode").
+#define EVAL_USE_BF16_ARG_SPEC(var)                                                               \
+    {"use_bf16", ARG_BOOL, &(var), "bf16 mixed precision (PyTorch CPU autocast): the backbone's Linear " \
+     "layers and attention matmuls take bf16 inputs and sum in fp32; LayerNorm, softmax, GELU and " \
+     "outputs stay fp32. Default false: fp32 throughout. CPUs without AVX512-BF16 or AMX run fp32 " \
+     "and say so"}
 
 #define EVAL_MODEL_ARG_SPECS(ma)                                                                  \
     EVAL_MODEL_FILE_ARG_SPECS(ma),                                                                \
@@ -62,6 +71,9 @@ void eval_model_free(EvalModel *em);
 // Dies with one line naming the file when em holds a ResNet: `why` says what
 // the command needs that a ResNet has not ("a ResNet has no attention maps").
 void eval_model_require_vit(const EvalModelArgs *a, const EvalModel *em, const char *why);
+// --use_bf16 on: autocast on and a bf16 copy of the weights made once; off:
+// nothing. eval_model_load calls it; bench calls it on its own weights.
+void eval_use_bf16(int on, const float *params, size_t n);
 // The crop a run uses: a->crop, or vit_eval_crop (img_size; 224 for DINOv2).
 int eval_crop(const EvalModelArgs *a, const EvalModel *em);
 

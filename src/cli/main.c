@@ -8,6 +8,7 @@
 #include "args.h"
 #include "commands.h"
 #include "common.h"
+#include "gemm.h"
 
 static const Command COMMANDS[] = {
     {"train", cmd_train, "train a ViT with DINO on a folder or dataset of images"},
@@ -65,6 +66,11 @@ static int take_threads_flag(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     argc = take_threads_flag(argc, argv);
+    // The GEMM backends' overrides (docs/ENGINE.md, "GEMM backends").
+    char gerr[256];
+    if ((getenv("DINO_GEMM") || getenv("DINO_BF16")) &&
+        gemm_choose(getenv("DINO_GEMM"), getenv("DINO_BF16"), gerr, sizeof gerr))
+        dino_warn("%s", gerr);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
         return argc < 2 ? 1 : 0;

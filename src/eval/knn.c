@@ -7,7 +7,6 @@
 // rule costs nothing on the fast path.
 #include "eval/knn.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,6 +14,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "gemm.h"
 
 #define KNN_TEST_BLOCK 512
 #define KNN_TRAIN_BLOCK 4096
@@ -130,8 +130,8 @@ void knn_search(const float *train, int64_t n_train, const float *test, int64_t 
         for (int64_t r0 = 0; r0 < n_train; r0 += rb) {
             int64_t nr = n_train - r0 < rb ? n_train - r0 : rb;
             // tile (nt, nr) = test[t0:t0+nt] · train[r0:r0+nr]ᵀ
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nt, (int)nr, d, 1.0f,
-                        test + t0 * d, d, train + r0 * d, d, 0.0f, tile, (int)nr);
+            gemm_f32(GEMM_N, GEMM_T, (int)nt, (int)nr, d, 1.0f, test + t0 * d, d, train + r0 * d,
+                     d, 0.0f, tile, (int)nr);
 #pragma omp parallel for schedule(static)
             for (int64_t i = 0; i < nt; i++) {
                 const float *row = tile + i * nr;

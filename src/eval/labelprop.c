@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm.h"
+
 // Rows of x (n, d) divided by max(‖row‖, 1e-12), as F.normalize does.
 static void normalise_rows(const float *x, int n, int d, float *y) {
     for (int i = 0; i < n; i++) {
@@ -54,8 +56,8 @@ static int propagate_dense(const LabelProp *lp, const float *tn, float *const *s
     float *aff = malloc(sizeof(float) * (size_t)hw * nsrc);
     if (!aff) return -1;
     for (int f = 0; f < ncontext; f++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hw, hw, d, 1.0f, tn, d, sn[f], d, 0.0f,
-                    aff + (size_t)f * hw, nsrc);
+        gemm_f32(GEMM_N, GEMM_T, hw, hw, d, 1.0f, tn, d, sn[f], d, 0.0f, aff + (size_t)f * hw,
+                 nsrc);
     int failed = 0;
 #pragma omp parallel
     {

@@ -3,7 +3,6 @@
 // dW = dlogitsᵀ·X (sgemm), db = Σ dlogits, then PyTorch's SGD update.
 #include "eval/linear.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +10,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "gemm.h"
 #include "rng.h"
 
 void linear_config_default(LinearConfig *c) {
@@ -142,13 +142,11 @@ double linear_train_epoch(LinearClassifier *lc, LinearSgd *opt, const float *x,
             yb[i] = y[k];
         }
         for (int i = 0; i < B; i++) memcpy(lg + (size_t)i * C, lc->b, (size_t)C * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, C, D, 1.0f, xb, D, lc->w, D, 1.0f,
-                    lg, C);
+        gemm_f32(GEMM_N, GEMM_T, B, C, D, 1.0f, xb, D, lc->w, D, 1.0f, lg, C);
         loss_sum += softmax_xent(lg, yb, B, C);
         n_batches++;
         // gw (C, D) = dlogitsᵀ (C, B) · xb (B, D)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, D, B, 1.0f, lg, C, xb, D, 0.0f,
-                    gw, D);
+        gemm_f32(GEMM_T, GEMM_N, C, D, B, 1.0f, lg, C, xb, D, 0.0f, gw, D);
         for (int c = 0; c < C; c++) {
             float acc = 0;
             for (int i = 0; i < B; i++) acc += lg[(size_t)i * C + c];
@@ -176,8 +174,7 @@ void linear_evaluate(const LinearClassifier *lc, const float *x, const int64_t *
     for (int64_t s = 0; s < n; s += chunk) {
         int B = (int)(n - s < chunk ? n - s : chunk);
         for (int i = 0; i < B; i++) memcpy(lg + (size_t)i * C, lc->b, (size_t)C * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, C, D, 1.0f, x + (size_t)s * D, D,
-                    lc->w, D, 1.0f, lg, C);
+        gemm_f32(GEMM_N, GEMM_T, B, C, D, 1.0f, x + (size_t)s * D, D, lc->w, D, 1.0f, lg, C);
         for (int i = 0; i < B; i++) {
             const float *l = lg + (size_t)i * C;
             int64_t t = y[s + i];

@@ -176,6 +176,9 @@
       "no progress lines") \
     X(device, device, DEVICE, TS_N(0), TS_SAME, 0, 0, WARN, AGREE, \
       "cpu, or cuda (a build with make CUDA=1; docs/GPU.md)") \
+    /* Master weights, gradients, AdamW moments, EMA and checkpoints stay fp32, so a run may resume in the other precision. */ \
+    X(use_bf16, use_bf16, BOOL, TS_N(0), TS_SAME, 0, 0, RECORD, AGREE, \
+      "bf16 mixed precision (PyTorch CPU autocast): every Linear and attention matmul of the forward and backward passes takes bf16 inputs and sums in fp32; LayerNorm, softmax, GELU, the loss, the optimizer, the EMA and the weights stay fp32. Default false: fp32 throughout. CPUs without AVX512-BF16 or AMX run fp32 and say so (docs/ENGINE.md)") \
     X(dist, dist_report, BOOL, TS_N(0), TS_SAME, 0, 0, PER_RUN("what to print"), \
       MAY_DIFFER("only rank 0 prints the report"), \
       "report every rank (host, pid, threads) at start-up; run under mpirun for data parallelism (docs/DISTRIBUTED.md)")

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "gemm.h"
 #include "train/dist.h"
 #include "train/dist_train.h"
 
@@ -24,6 +25,7 @@
 Trainer *trainer_create_with(const TrainConfig *cfg, int64_t niter_per_ep, const EngineOptions *eo,
                              char *err, size_t errlen) {
     if (train_config_check(cfg, err, errlen)) return NULL;
+    gemm_set_autocast_bf16(cfg->use_bf16);  // the model's matmuls (src/gemm.h); fp32 elsewhere
     if (niter_per_ep <= 0) {
         snprintf(err, errlen, "the iterations per epoch must be positive");
         return NULL;

@@ -1,0 +1,32 @@
+// oneDNN's matmul primitive behind src/gemm.h (internal to the GEMM seam).
+#ifndef DINO_GEMM_ONEDNN_H
+#define DINO_GEMM_ONEDNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// 0 when oneDNN's CPU engine works here; -1 with the reason otherwise.
+int onednn_ready(char *err, size_t n);
+// oneDNN's effective CPU instruction set: its enum value and a name.
+unsigned onednn_isa(void);
+const char *onednn_isa_str(void);
+// 1 when the effective ISA includes AVX512-BF16 (AMX implies it).
+int onednn_has_bf16(void);
+// 1 when the effective ISA includes AVX-512 (avx512_core).
+int onednn_has_avx512(void);
+// C = alpha·op(A)·op(B) + beta·C as in gemm.h. bf16: A and B hold bf16
+// (uint16_t) elements with the given leading dims, C stays fp32. Returns 0,
+// or -1 when oneDNN has no implementation for it (the caller falls back).
+int onednn_matmul(int bf16, int ta, int tb, int M, int N, int K, float alpha, const void *A,
+                  int lda, const void *B, int ldb, float beta, float *C, int ldc);
+// Batched: C[i][j] (M,N) = alpha·A[i][j] (M,K) · B[i][j] (K,N) for i < nb0,
+// j < nb1, each operand described by its four strides (batch i, batch j,
+// row, column) in elements; C is overwritten. Returns 0 or -1 as above.
+int onednn_batched_matmul(int bf16, int nb0, int nb1, int M, int N, int K, float alpha,
+                          const void *A, const int64_t a_str[4], const void *B,
+                          const int64_t b_str[4], float *C, const int64_t c_str[4]);
+// The implementation oneDNN picks for a packed M×K · K×N (B transposed, as a
+// Linear) matmul, or -1.
+int onednn_impl_name(int bf16, int M, int N, int K, char *buf, size_t n);
+
+#endif
