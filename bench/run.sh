@@ -86,7 +86,12 @@ run_pair infer_vits16 \
 run_pair infer_vitb16 \
   "'$DINO' --threads $THREADS bench forward --arch vit_base --batch $VITB_BATCH --size 224 --iters $ITERS" \
   "'$PY' bench/bench_forward.py --arch vit_base_patch16_224 --threads $THREADS --batch $VITB_BATCH --size 224 --iters $ITERS"
-names="train_vits16 train_fmnist infer_vits16 infer_vitb16"
+# DINOv2 ViT-S/14 (LayerScale, patch 14) at 224 on both sides: timm's
+# vit_small_patch14_dinov2 built at img_size 224, ours with its grid at 224.
+run_pair infer_dinov2_vits14 \
+  "'$DINO' --threads $THREADS bench forward --arch dinov2_vits14 --batch $INFER_BATCH --size 224 --iters $((ITERS + 1))" \
+  "'$PY' bench/bench_forward.py --arch vit_small_patch14_dinov2 --threads $THREADS --batch $INFER_BATCH --size 224 --iters $((ITERS + 1))"
+names="train_vits16 train_fmnist infer_vits16 infer_vitb16 infer_dinov2_vits14"
 if [ "${SKIP_RESNET:-0}" != 1 ]; then
   run_pair infer_resnet50 \
     "'$DINO' --threads $THREADS bench resnet --batch $RESNET_BATCH --iters $((ITERS + 1))" \

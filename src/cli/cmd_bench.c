@@ -121,7 +121,7 @@ static int bench_forward(int argc, char **argv) {
     const char *arch = "vit_small";
     int patch = 16, batch = 8, size = 224, height = 0, iters = 10, warmup = 1, backward = 0, use_bf16 = 0;
     ArgSpec specs[] = {
-        {"arch", ARG_STRING, &arch, "vit_tiny, vit_small, vit_base (deit_* aliases)"},
+        {"arch", ARG_STRING, &arch, "vit_tiny, vit_small, vit_base (deit_* aliases), or dinov2_vits14 (LayerScale, patch 14)"},
         {"patch_size", ARG_INT, &patch, "patch size", ARG_RANGE(1, ARG_MAX_PATCH)},
         {"batch", ARG_INT, &batch, "images per forward pass", ARG_RANGE(1, ARG_MAX_BATCH)},
         {"size", ARG_INT, &size, "image width (and height unless --height)", ARG_RANGE(1, ARG_MAX_IMAGE_SIDE)},
@@ -137,8 +137,13 @@ static int bench_forward(int argc, char **argv) {
     profile_init_from_env();
     if (!height) height = size;
     ViTConfig cfg;
+    // DINOv2's ViT-S/14 with its position grid made for the benchmark's size
+    // (as timm's vit_small_patch14_dinov2 at img_size=size): no resize per pass.
+    int dinov2 = !strcmp(arch, "dinov2_vits14");
+    if (dinov2) arch = "vit_small", patch = 14;
     if (vit_config_preset(&cfg, arch, patch) != 0)
         dino_die("dino bench forward: unknown --arch '%s' or bad --patch_size %d", arch, patch);
+    if (dinov2) cfg.layerscale = 1, cfg.img_size = size / patch * patch;
     if (size < patch || height < patch)
         dino_die("dino bench forward: the image (%dx%d) is smaller than one patch (%d)", height,
                  size, patch);
