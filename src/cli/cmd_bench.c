@@ -351,6 +351,40 @@ static double head_macs(const HeadConfig *h) {
     return m + (double)h->bottleneck * h->out_dim;
 }
 
+// DINO_PROFILE=1: the model's layer kinds per step, then (profile_parts) the
+// trainer's own passes timed once each on its buffers, outside the step.
+static void print_train_profile(Trainer *t, const TrainConfig *tc, double total, int iters,
+                                int profile_parts) {
+    double prof = 0;
+    printf("profile (DINO_PROFILE=1, wall seconds per step, of mean step %.4f s):\n", total / iters);
+    for (int k = 0; k < PROF_NKINDS; k++) {
+        double sec = profile_seconds((ProfKind)k) / iters;
+        prof += sec;
+        printf("  %-22s %8.4f s %5.1f%%\n", profile_name((ProfKind)k), sec, 100 * sec * iters / total);
+    }
+    printf("  %-22s %8.4f s %5.1f%%\n", "(model total)", prof, 100 * prof * iters / total);
+    if (profile_parts) {
+        // The trainer's own passes, timed once each on its buffers (outside the step).
+        const ParamTable *tab = &t->model.table;
+        double a0 = dino_now(), a1 = a0;  // (the loss is a profile kind inside the step)
+        clip_gradients(tab, t->grads, (float)tc->clip_grad, t->skip, t->grad_norms);
+        double a2 = dino_now();
+        optim_step(&t->opt, t->student, t->grads, 1e-4, 0.04, t->skip);
+        double a3 = dino_now();
+        ema_update(t->teacher, t->student, tab->total, 0.996);
+        double a4 = dino_now();
+        memset(t->grads, 0, tab->total * sizeof(float));
+        double a5 = dino_now();
+        double parts = (a5 - a0), step = total / iters;
+        printf("  %-22s %8.4f s %5.1f%%\n", "clip_gradients", a2 - a1, 100 * (a2 - a1) / step);
+        printf("  %-22s %8.4f s %5.1f%%\n", "AdamW", a3 - a2, 100 * (a3 - a2) / step);
+        printf("  %-22s %8.4f s %5.1f%%\n", "EMA", a4 - a3, 100 * (a4 - a3) / step);
+        printf("  %-22s %8.4f s %5.1f%%\n", "zero grads", a5 - a4, 100 * (a5 - a4) / step);
+        printf("  %-22s %8.4f s %5.1f%%\n", "(unaccounted)", step - prof - parts,
+               100 * (step - prof - parts) / step);
+    }
+}
+
 static int bench_train(int argc, char **argv) {
     const char *preset = "default", *device = "cpu";
     int batch = 0, iters = 3, warmup = 1, print_config = 0, profile_parts = 1, use_bf16 = 0;
@@ -452,36 +486,7 @@ static int bench_train(int argc, char **argv) {
     // On a shared machine the CPU time is steadier than the wall time (it
     // still counts the threads' spinning at barriers).
     printf("CPU time per step: %.4f s (all threads, mean)\n", cpu);
-    if (dino_prof_on && t->engine->kind != DEVICE_CUDA) {
-        double prof = 0;
-        printf("profile (DINO_PROFILE=1, wall seconds per step, of mean step %.4f s):\n", total / iters);
-        for (int k = 0; k < PROF_NKINDS; k++) {
-            double sec = profile_seconds((ProfKind)k) / iters;
-            prof += sec;
-            printf("  %-22s %8.4f s %5.1f%%\n", profile_name((ProfKind)k), sec, 100 * sec * iters / total);
-        }
-        printf("  %-22s %8.4f s %5.1f%%\n", "(model total)", prof, 100 * prof * iters / total);
-        if (profile_parts) {
-            // The trainer's own passes, timed once each on its buffers (outside the step).
-            const ParamTable *tab = &t->model.table;
-            double a0 = dino_now(), a1 = a0;  // (the loss is a profile kind inside the step)
-            clip_gradients(tab, t->grads, (float)tc.clip_grad, t->skip, t->grad_norms);
-            double a2 = dino_now();
-            optim_step(&t->opt, t->student, t->grads, 1e-4, 0.04, t->skip);
-            double a3 = dino_now();
-            ema_update(t->teacher, t->student, tab->total, 0.996);
-            double a4 = dino_now();
-            memset(t->grads, 0, tab->total * sizeof(float));
-            double a5 = dino_now();
-            double parts = (a5 - a0), step = total / iters;
-            printf("  %-22s %8.4f s %5.1f%%\n", "clip_gradients", a2 - a1, 100 * (a2 - a1) / step);
-            printf("  %-22s %8.4f s %5.1f%%\n", "AdamW", a3 - a2, 100 * (a3 - a2) / step);
-            printf("  %-22s %8.4f s %5.1f%%\n", "EMA", a4 - a3, 100 * (a4 - a3) / step);
-            printf("  %-22s %8.4f s %5.1f%%\n", "zero grads", a5 - a4, 100 * (a5 - a4) / step);
-            printf("  %-22s %8.4f s %5.1f%%\n", "(unaccounted)", step - prof - parts,
-                   100 * (step - prof - parts) / step);
-        }
-    }
+    if (dino_prof_on && t->engine->kind != DEVICE_CUDA) print_train_profile(t, &tc, total, iters, profile_parts);
     printf("params: %zu floats (student, teacher, grads, 2 AdamW moments)\n", t->model.table.total);
     printf("sgemm 1024^3 on this machine: %.1f GFLOP/s\n", sgemm_gflops(1024));
     if (use_bf16) print_bf16_roofline();
