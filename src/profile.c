@@ -1,7 +1,6 @@
 // Per-layer-kind wall-time totals for DINO_PROFILE=1 (see profile.h).
 #include "profile.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 int dino_prof_on = 0;
@@ -15,10 +14,7 @@ static const char *const prof_names[PROF_NKINDS] = {
     "loss (in the step)",
 };
 
-void profile_init_from_env(void) {
-    const char *s = getenv("DINO_PROFILE");
-    dino_prof_on = s && *s && strcmp(s, "0") != 0;
-}
+void profile_set(int on) { dino_prof_on = on != 0; }
 
 void profile_reset(void) { memset(prof_total, 0, sizeof prof_total); }
 

@@ -1,6 +1,5 @@
-// Optional wall-time profile of the engine by layer kind: DINO_PROFILE=1 in
-// the environment (read by profile_init_from_env, which `dino bench` calls)
-// makes the PROF() wrappers in vit.c / head.c accumulate seconds per kind;
+// Optional wall-time profile of the engine by layer kind: profile_set(1)
+// (`dino bench` calls it for DINO_PROFILE=1 in the environment) makes the PROF() wrappers in vit.c / head.c accumulate seconds per kind;
 // when off, a wrapper costs one predictable branch on a global flag and no
 // clock reads. The totals are process-wide and meant for benchmarks only
 // (calls are timed from the thread that makes them, outside OpenMP regions).
@@ -19,8 +18,8 @@ typedef enum {
 
 extern int dino_prof_on;
 
-// Turns profiling on when DINO_PROFILE is set to something other than "0".
-void profile_init_from_env(void);
+// Turns profiling on or off.
+void profile_set(int on);
 void profile_reset(void);
 void profile_add(ProfKind k, double seconds);
 double profile_seconds(ProfKind k);

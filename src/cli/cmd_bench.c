@@ -117,6 +117,12 @@ static void print_bf16_roofline(void) {
 // days already.
 #define BENCH_MAX_ITERS 1000000
 
+// An environment switch: set to anything but "" or "0".
+static int env_flag(const char *name) {
+    const char *s = getenv(name);
+    return s && *s && strcmp(s, "0") != 0;
+}
+
 static int bench_forward(int argc, char **argv) {
     const char *arch = "vit_small";
     int patch = 16, batch = 8, size = 224, height = 0, iters = 10, warmup = 1, backward = 0, use_bf16 = 0;
@@ -134,7 +140,7 @@ static int bench_forward(int argc, char **argv) {
         {NULL, 0, NULL, NULL},
     };
     args_parse("bench forward", "[flags]", specs, argc - 1, argv + 1, NULL, 0);
-    profile_init_from_env();
+    profile_set(env_flag("DINO_PROFILE"));
     if (!height) height = size;
     ViTConfig cfg;
     // DINOv2's ViT-S/14 with its position grid made for the benchmark's size
@@ -437,7 +443,7 @@ static int bench_train(int argc, char **argv) {
                tc.momentum_teacher, tc.warmup_teacher_temp);
         return 0;
     }
-    profile_init_from_env();
+    profile_set(env_flag("DINO_PROFILE"));
     TrainHooks hooks;
     train_hooks_from_env(&hooks);  // DINO_TRAIN_CHUNK_KIB, DINO_CUDA_DEBUG_SYNC
     Trainer *t = trainer_create_with(&tc, 1000, &hooks.engine, err, sizeof err);
