@@ -55,4 +55,22 @@ static inline int engine_close(const char *what, const float *got, const float *
     return test_close(what, got, want, n, rel * (mx > 0 ? mx : 1.0), rel);
 }
 
+// DINOv2's linear-eval rows (create_linear_input), written from final-norm
+// tokens: for each of B images, the CLS tokens of blocks[0..n-1] (each
+// (B, T, D)), then the mean of the last block's T − 1 patch tokens.
+static inline void engine_avgpool_concat_ref(float *want, const float *const *blocks, int n, int B,
+                                             int T, int D) {
+    const float *last = blocks[n - 1];
+    for (int b = 0; b < B; b++) {
+        float *o = want + (size_t)b * (n + 1) * D;
+        for (int k = 0; k < n; k++)
+            memcpy(o + (size_t)k * D, blocks[k] + (size_t)b * T * D, (size_t)D * sizeof(float));
+        for (int j = 0; j < D; j++) {
+            double s = 0;
+            for (int t = 1; t < T; t++) s += last[((size_t)b * T + t) * D + j];
+            o[(size_t)n * D + j] = (float)(s / (T - 1));
+        }
+    }
+}
+
 #endif

@@ -177,16 +177,8 @@ static void test_features(void) {
         int64_t dim = features_dim(&m.vit, &fc);
         float *got = malloc((size_t)B * dim * sizeof(float)), *want = malloc((size_t)B * dim * sizeof(float));
         features_from_images(&m.vit, &w, a, x, B, &fc, got);
-        for (int b = 0; b < B; b++) {
-            float *o = want + (size_t)b * dim;
-            if (n == 2) memcpy(o, in0 + (size_t)b * T * D, (size_t)D * sizeof(float));
-            memcpy(o + (size_t)(n - 1) * D, tok + (size_t)b * T * D, (size_t)D * sizeof(float));
-            for (int j = 0; j < D; j++) {
-                double s = 0;
-                for (int t = 1; t < T; t++) s += tok[((size_t)b * T + t) * D + j];
-                o[(size_t)n * D + j] = (float)(s / (T - 1));
-            }
-        }
+        const float *blocks[2] = {n == 2 ? in0 : tok, tok};
+        engine_avgpool_concat_ref(want, blocks, n, B, T, D);
         char what[96];
         snprintf(what, sizeof what, "n_last_blocks %d, avgpool_concat: (%d+1)·D features", n, n);
         CHECK(dim == (int64_t)(n + 1) * D, "%s: dim %lld", what, (long long)dim);

@@ -195,15 +195,8 @@ static void test_features(void) {
     int64_t dim = features_dim(&m.vit, &fc);
     float *got = malloc((size_t)B * dim * sizeof(float)), *want = malloc((size_t)B * dim * sizeof(float));
     features_from_images(&m.vit, &w, a, x, B, &fc, got);
-    for (int b = 0; b < B; b++) {
-        float *o = want + (size_t)b * dim;
-        memcpy(o, tok + (size_t)b * T * D, (size_t)D * sizeof(float));
-        for (int j = 0; j < D; j++) {
-            double s = 0;
-            for (int t = 1; t < T; t++) s += tok[((size_t)b * T + t) * D + j];
-            o[D + j] = (float)(s / (T - 1));
-        }
-    }
+    const float *blocks[1] = {tok};
+    if (dim == 2 * D) engine_avgpool_concat_ref(want, blocks, 1, B, T, D);
     CHECK(dim == 2 * D, "avgpool_concat: 2·D features (%lld)", (long long)dim);
     if (dim == 2 * D) engine_close("CLS after the final norm, then the mean patch token", got, want,
                                    (size_t)B * dim, TOL);
