@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "arena.h"
 #include "conv.h"
 #include "rng.h"
 
@@ -251,17 +252,8 @@ struct ResNetActs {
     float *gp[2], *gi1, *gi2, *g3, *gd;
 };
 
-// A bump allocator: counts when base is NULL, carves 64-byte-aligned pieces otherwise.
-typedef struct {
-    char *base;
-    size_t off;
-} Bump;
-
-static float *take(Bump *m, size_t floats) {
-    size_t at = m->off;
-    m->off += (floats * sizeof(float) + 63) & ~(size_t)63;
-    return m->base ? (float *)(m->base + at) : NULL;
-}
+// Activations are regions of one block at 64-byte (16-float) boundaries (arena.h).
+#define RESNET_ACTS_ALIGN_FLOATS 16
 
 static ConvShape conv_shape(int C, int OC, int k, int stride, int pad, int B, int H, int W) {
     ConvShape s = {.C = C, .OC = OC, .k = k, .stride = stride, .pad = pad};
@@ -270,7 +262,7 @@ static ConvShape conv_shape(int C, int OC, int k, int stride, int pad, int B, in
 }
 
 // Shapes for B images, then (when m is given) the buffers.
-static void plan(ResNetActs *a, const ResNetConfig *cfg, int B, int H, int W, int keep, Bump *m) {
+static void plan(ResNetActs *a, const ResNetConfig *cfg, int B, int H, int W, int keep, Arena *m) {
     BlockDims d[RESNET_MAX_BLOCKS];
     int nb = block_dims(cfg, d), k = cfg->stem_kernel;
     a->n_blocks = nb;
@@ -300,27 +292,27 @@ static void plan(ResNetActs *a, const ResNetConfig *cfg, int B, int H, int W, in
     }
     if (!m) return;
     size_t stem_out = (size_t)cfg->stem_width * B * a->stem.OH * a->stem.OW;
-    a->img = take(m, (size_t)cfg->in_chans * B * H * W);
-    a->scratch = take(m, scr);
-    a->feat = take(m, (size_t)B * resnet_out_dim(cfg));
-    a->s_mean = take(m, cfg->stem_width);
-    a->s_rstd = take(m, cfg->stem_width);
+    a->img = arena_take_ptr(m, (size_t)cfg->in_chans * B * H * W);
+    a->scratch = arena_take_ptr(m, scr);
+    a->feat = arena_take_ptr(m, (size_t)B * resnet_out_dim(cfg));
+    a->s_mean = arena_take_ptr(m, cfg->stem_width);
+    a->s_rstd = arena_take_ptr(m, cfg->stem_width);
     float *pp[2] = {NULL, NULL}, *S1 = NULL, *S2 = NULL, *S3 = NULL, *S4 = NULL;
     if (keep) {
-        a->s_t = take(m, stem_out);
-        a->s_a = take(m, stem_out);
+        a->s_t = arena_take_ptr(m, stem_out);
+        a->s_a = arena_take_ptr(m, stem_out);
         if (cfg->stem_pool) {
-            a->s_p = take(m, (size_t)cfg->stem_width * B * a->PH * a->PW);
-            a->argmax = (int *)take(m, (size_t)cfg->stem_width * B * a->PH * a->PW);
+            a->s_p = arena_take_ptr(m, (size_t)cfg->stem_width * B * a->PH * a->PW);
+            a->argmax = (int *)arena_take_ptr(m, (size_t)cfg->stem_width * B * a->PH * a->PW);
         } else {
             a->s_p = a->s_a;
         }
-        S4 = take(m, s3);  // the downsample's BatchNorm output, added at once
+        S4 = arena_take_ptr(m, s3);  // the downsample's BatchNorm output, added at once
     } else {
-        pp[0] = take(m, ping);
-        pp[1] = take(m, ping);
-        S1 = take(m, s1), S2 = take(m, s2), S3 = take(m, s3), S4 = take(m, s3);
-        a->s_t = a->s_a = cfg->stem_pool ? take(m, stem_out) : pp[0];
+        pp[0] = arena_take_ptr(m, ping);
+        pp[1] = arena_take_ptr(m, ping);
+        S1 = arena_take_ptr(m, s1), S2 = arena_take_ptr(m, s2), S3 = arena_take_ptr(m, s3), S4 = arena_take_ptr(m, s3);
+        a->s_t = a->s_a = cfg->stem_pool ? arena_take_ptr(m, stem_out) : pp[0];
         a->s_p = pp[0];
     }
     const float *x = a->s_p;
@@ -330,12 +322,12 @@ static void plan(ResNetActs *a, const ResNetConfig *cfg, int B, int H, int W, in
         size_t n_in = (size_t)b->c1.B * b->c1.H * b->c1.W, n_out = (size_t)b->c3.B * b->c3.H * b->c3.W;
         b->x = (float *)x;
         if (keep) {
-            b->t1 = take(m, bd->inner * n_in), b->a1 = take(m, bd->inner * n_in);
-            b->t2 = take(m, bd->inner * n_out), b->a2 = take(m, bd->inner * n_out);
-            b->t3 = take(m, (size_t)bd->out * n_out);
-            b->td = bd->ds ? take(m, (size_t)bd->out * n_out) : NULL;
+            b->t1 = arena_take_ptr(m, bd->inner * n_in), b->a1 = arena_take_ptr(m, bd->inner * n_in);
+            b->t2 = arena_take_ptr(m, bd->inner * n_out), b->a2 = arena_take_ptr(m, bd->inner * n_out);
+            b->t3 = arena_take_ptr(m, (size_t)bd->out * n_out);
+            b->td = bd->ds ? arena_take_ptr(m, (size_t)bd->out * n_out) : NULL;
             b->dn = S4;
-            b->out = take(m, (size_t)bd->out * n_out);
+            b->out = arena_take_ptr(m, (size_t)bd->out * n_out);
         } else {
             b->t1 = b->a1 = S1, b->t2 = b->a2 = S2, b->t3 = S3;
             b->td = b->dn = S4;
@@ -343,26 +335,27 @@ static void plan(ResNetActs *a, const ResNetConfig *cfg, int B, int H, int W, in
         }
         int ch[4] = {bd->inner, bd->inner, bd->out, bd->out};
         for (int j = 0; j < 4; j++) {
-            b->mean[j] = j < 3 || bd->ds ? take(m, ch[j]) : NULL;
-            b->rstd[j] = j < 3 || bd->ds ? take(m, ch[j]) : NULL;
+            b->mean[j] = j < 3 || bd->ds ? arena_take_ptr(m, ch[j]) : NULL;
+            b->rstd[j] = j < 3 || bd->ds ? arena_take_ptr(m, ch[j]) : NULL;
         }
         x = b->out;
     }
     if (keep) {
         size_t gmax = ping > stem_out ? ping : stem_out;
-        a->gp[0] = take(m, gmax), a->gp[1] = take(m, gmax);
-        a->gi1 = take(m, s1 > stem_out ? s1 : stem_out), a->gi2 = take(m, s2);
-        a->g3 = take(m, s3), a->gd = take(m, s3);
+        a->gp[0] = arena_take_ptr(m, gmax), a->gp[1] = arena_take_ptr(m, gmax);
+        a->gi1 = arena_take_ptr(m, s1 > stem_out ? s1 : stem_out), a->gi2 = arena_take_ptr(m, s2);
+        a->g3 = arena_take_ptr(m, s3), a->gd = arena_take_ptr(m, s3);
     }
 }
 
 size_t resnet_acts_bytes(const ResNetConfig *cfg, int B, int H, int W, int keep) {
     ResNetActs *a = callocCheck(1, sizeof *a);
-    Bump m = {NULL, 0};
+    Arena m;
+    arena_init(&m, NULL, RESNET_ACTS_ALIGN_FLOATS);
     plan(a, cfg, B, H, W, keep, NULL);
     plan(a, cfg, B, H, W, keep, &m);
     free(a);
-    return m.off;
+    return m.total * sizeof(float);
 }
 
 ResNetActs *resnet_acts_create(const ResNetConfig *cfg, int B, int H, int W, int keep) {
@@ -372,7 +365,8 @@ ResNetActs *resnet_acts_create(const ResNetConfig *cfg, int B, int H, int W, int
     a->cfg = *cfg;
     a->B = B, a->H = H, a->W = W, a->keep = keep;
     a->mem = alignedAllocCheck(bytes ? bytes : 64);
-    Bump m = {a->mem, 0};
+    Arena m;
+    arena_init(&m, a->mem, RESNET_ACTS_ALIGN_FLOATS);
     plan(a, cfg, B, H, W, keep, &m);
     return a;
 }

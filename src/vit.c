@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arena.h"
 #include "common.h"
 #include "ops.h"
 #include "profile.h"
@@ -404,25 +405,16 @@ struct ViTActs {
     float *dres, *dbr, *dln, *datty, *dqkv, *dh, *dcols, *dpos;
 };
 
-// Buffers are carved from one block at 64-byte boundaries; with base NULL
-// only the size is counted (vit_acts_bytes).
-typedef struct {
-    float *base;
-    size_t used;  // floats
-} Carve;
-
-static float *carve(Carve *c, size_t n) {
-    size_t at = c->used;
-    c->used += (n + 15) / 16 * 16;
-    return c->base ? c->base + at : NULL;
-}
+// Buffers are carved from one block at 64-byte (16-float) boundaries; with
+// base NULL only the size is counted (vit_acts_bytes).
+#define VIT_ACTS_ALIGN_FLOATS 16
 
 // Fills the sizes of a and points its buffers into c. VIT_ACTS_TRAIN_LEAN
 // keeps the attention probabilities of the last block only (at 224 px they are
 // NH·T floats per token and block, a fifth of a block's activations):
 // attention_backward recomputes the others, for ~10% more attention time.
 static void acts_layout(ViTActs *a, const ViTConfig *cfg, int B, int H, int W, int mode,
-                        Carve *c) {
+                        Arena *c) {
     DINO_ASSERT(mode == VIT_ACTS_INFER || mode == VIT_ACTS_TRAIN || mode == VIT_ACTS_TRAIN_LEAN);
     int train = mode != VIT_ACTS_INFER;
     DINO_ASSERT(!train || vit_config_is_plain(cfg));  // DINOv2's and DINOv3's options are inference only
@@ -446,46 +438,47 @@ static void acts_layout(ViTActs *a, const ViTConfig *cfg, int B, int H, int W, i
     size_t L = train ? (size_t)cfg->depth : 1;
     int keep = cfg->depth < VIT_KEEP_LAST ? cfg->depth : VIT_KEEP_LAST;
     a->nslots = train ? cfg->depth + 1 : keep + 1;
-    a->cols = carve(c, (size_t)B * a->Np * a->CPP);
-    a->pos = carve(c, (size_t)a->T * a->D);
-    a->res = carve(c, a->nslots * btd);
-    a->ln = carve(c, btd);
-    a->qkv = carve(c, L * 3 * btd);
-    a->att = carve(c, (size_t)a->att_blocks * BT * a->NH * a->T);
-    a->atty = carve(c, L * btd);
-    a->fc1 = carve(c, L * BT * a->F1);
-    a->out = carve(c, btd);
-    a->statsf = carve(c, 2 * BT);
-    a->drop = carve(c, (size_t)2 * cfg->depth * B);
-    if (a->R) a->regs = carve(c, (size_t)B * a->R * a->D);
-    if (cfg->swiglu) a->glu = carve(c, BT * a->H4);
+    a->cols = arena_take_ptr(c, (size_t)B * a->Np * a->CPP);
+    a->pos = arena_take_ptr(c, (size_t)a->T * a->D);
+    a->res = arena_take_ptr(c, a->nslots * btd);
+    a->ln = arena_take_ptr(c, btd);
+    a->qkv = arena_take_ptr(c, L * 3 * btd);
+    a->att = arena_take_ptr(c, (size_t)a->att_blocks * BT * a->NH * a->T);
+    a->atty = arena_take_ptr(c, L * btd);
+    a->fc1 = arena_take_ptr(c, L * BT * a->F1);
+    a->out = arena_take_ptr(c, btd);
+    a->statsf = arena_take_ptr(c, 2 * BT);
+    a->drop = arena_take_ptr(c, (size_t)2 * cfg->depth * B);
+    if (a->R) a->regs = arena_take_ptr(c, (size_t)B * a->R * a->D);
+    if (cfg->swiglu) a->glu = arena_take_ptr(c, BT * a->H4);
     if (cfg->rope_base > 0) {
-        a->rope_sin = carve(c, (size_t)a->Np * (a->D / a->NH));
-        a->rope_cos = carve(c, (size_t)a->Np * (a->D / a->NH));
+        a->rope_sin = arena_take_ptr(c, (size_t)a->Np * (a->D / a->NH));
+        a->rope_cos = arena_take_ptr(c, (size_t)a->Np * (a->D / a->NH));
     }
     if (train) {
-        a->mid = carve(c, L * btd);
-        a->stats1 = carve(c, L * 2 * BT);
-        a->stats2 = carve(c, L * 2 * BT);
-        a->hbuf = carve(c, BT * a->H4);
-        a->gbuf = carve(c, BT * a->H4);
-        a->dres = carve(c, btd);
-        a->dbr = carve(c, btd);
-        a->dln = carve(c, btd);
-        a->datty = carve(c, btd);
-        a->dqkv = carve(c, 3 * btd);
-        a->dh = carve(c, BT * a->H4);
-        a->dcols = carve(c, (size_t)B * a->Np * a->CPP);
-        a->dpos = carve(c, (size_t)a->T * a->D);
+        a->mid = arena_take_ptr(c, L * btd);
+        a->stats1 = arena_take_ptr(c, L * 2 * BT);
+        a->stats2 = arena_take_ptr(c, L * 2 * BT);
+        a->hbuf = arena_take_ptr(c, BT * a->H4);
+        a->gbuf = arena_take_ptr(c, BT * a->H4);
+        a->dres = arena_take_ptr(c, btd);
+        a->dbr = arena_take_ptr(c, btd);
+        a->dln = arena_take_ptr(c, btd);
+        a->datty = arena_take_ptr(c, btd);
+        a->dqkv = arena_take_ptr(c, 3 * btd);
+        a->dh = arena_take_ptr(c, BT * a->H4);
+        a->dcols = arena_take_ptr(c, (size_t)B * a->Np * a->CPP);
+        a->dpos = arena_take_ptr(c, (size_t)a->T * a->D);
     }
 }
 
 size_t vit_acts_bytes(const ViTConfig *cfg, int B, int H, int W, int mode) {
     DINO_ASSERT(B >= 1 && H >= cfg->patch && W >= cfg->patch);
     ViTActs a;
-    Carve c = {NULL, 0};
+    Arena c;
+    arena_init(&c, NULL, VIT_ACTS_ALIGN_FLOATS);
     acts_layout(&a, cfg, B, H, W, mode, &c);
-    return c.used * sizeof(float);
+    return c.total * sizeof(float);
 }
 
 ViTActs *vit_acts_create_in(const ViTConfig *cfg, int B, int H, int W, int mode, void *mem) {
@@ -495,7 +488,8 @@ ViTActs *vit_acts_create_in(const ViTConfig *cfg, int B, int H, int W, int mode,
     a->mem = mem ? mem : alignedAllocCheck(bytes);
     DINO_ASSERT(((uintptr_t)a->mem & 63) == 0);
     memset(a->mem, 0, bytes);
-    Carve c = {a->mem, 0};
+    Arena c;
+    arena_init(&c, a->mem, VIT_ACTS_ALIGN_FLOATS);
     acts_layout(a, cfg, B, H, W, mode, &c);
     return a;
 }

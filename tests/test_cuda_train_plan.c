@@ -126,7 +126,7 @@ static void test_device_for_rank(void) {
 
 static void test_arena(void) {
     Arena a;
-    arena_init(&a);
+    arena_init(&a, NULL, ARENA_ALIGN_FLOATS);
     size_t o1 = arena_take(&a, 1), o2 = arena_take(&a, 0), o3 = arena_take(&a, 65), o4 = arena_take(&a, 64);
     CHECK(o1 == 0 && o2 == 64 && o3 == 128 && o4 == 256 && a.total == 320 && a.regions == 4,
           "arena offsets 0 64 128 256 total 320 (got %zu %zu %zu %zu %zu)", o1, o2, o3, o4, a.total);
@@ -270,7 +270,7 @@ static void test_res_slots(void) {
             for (int B = 1; B <= 3; B += 2) {
                 VitCudaLayout l;
                 Arena a;
-                arena_init(&a);
+                arena_init(&a, NULL, ARENA_ALIGN_FLOATS);
                 vit_cuda_layout(&l, &a, &v, 3, 16, 16, train, 0);
                 l.B = B;  // features' view of a smaller last batch
                 l.btd = (size_t)B * l.T * l.D;

@@ -61,7 +61,7 @@ extern "C" CudaFeatures *cuda_features_create(const ViTConfig *cfg, const ViTWei
     param_table_free(&t);
     vit_weights_bind(&f->w, cfg, f->params);
     Arena a;
-    arena_init(&a);
+    arena_init(&a, NULL, ARENA_ALIGN_FLOATS);
     vit_cuda_layout(&f->l, &a, cfg, batch, crop, crop, 0, 0);
     f->images = arena_take(&a, (size_t)batch * cfg->in_chans * crop * crop);
     f->inter = arena_take(&a, (size_t)n_last_blocks * f->l.btd);

@@ -30,17 +30,6 @@ int device_for_rank(int rank, int ndevices) {
 
 // ---------------------------------------------------------------- arena
 
-void arena_init(Arena *a) { memset(a, 0, sizeof *a); }
-
-size_t arena_take(Arena *a, size_t n) {
-    size_t off = a->total;
-    if (n == 0) n = 1;
-    size_t rounded = (n + ARENA_ALIGN_FLOATS - 1) / ARENA_ALIGN_FLOATS * ARENA_ALIGN_FLOATS;
-    DINO_ASSERT(rounded >= n);  // no wrap-around
-    a->total += rounded;
-    a->regions++;
-    return off;
-}
 
 // ---------------------------------------------------------------- ViT activations
 
@@ -216,7 +205,7 @@ size_t train_arena_layout(TrainArena *ta, const MultiCropPlan *p, const ViTConfi
     memset(ta, 0, sizeof *ta);
     ta->plan = *p;
     Arena a;
-    arena_init(&a);
+    arena_init(&a, NULL, ARENA_ALIGN_FLOATS);
     const int K = head->out_dim, D = vit->dim, B = p->B;
     vit_cuda_layout(&ta->teacher_vit, &a, vit, p->rows[0], p->size[0], p->size[0], 0,
                     fused_attention);

@@ -17,6 +17,7 @@ extern "C" {
 #include <stddef.h>
 #include <stdint.h>
 
+#include "arena.h"
 #include "batch.h"
 #include "device.h"
 #include "head.h"
@@ -32,19 +33,10 @@ int device_for_rank(int rank, int ndevices);
 
 // ---------------------------------------------------------------- arena
 
-// Offsets are in floats; every region starts on a 256-byte boundary (64
-// floats), the alignment cuBLASLt and vectorised kernels want.
+// Device buffers are regions of one allocation laid out by arena.h (offsets
+// in floats, counted with base NULL); every region starts on a 256-byte
+// boundary (64 floats), the alignment cuBLASLt and vectorised kernels want.
 #define ARENA_ALIGN_FLOATS 64
-
-typedef struct {
-    size_t total;  // floats in the arena so far (aligned)
-    int regions;   // regions taken
-} Arena;
-
-void arena_init(Arena *a);
-// Reserves n floats (n may be 0: a 1-float region, so offsets stay distinct)
-// and returns the region's offset.
-size_t arena_take(Arena *a, size_t n);
 
 // ---------------------------------------------------------------- ViT activations
 
