@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "bf16_check.h"
 #include "engine_fill.h"
 #include "eval/features.h"
 #include "eval/npy.h"
@@ -204,6 +205,7 @@ static void test_features(void) {
     CHECK(features_check(&m.vit, &fc, B, err, sizeof err) != 0 && strstr(err, "no register"),
           "register tokens of a model without registers are refused: %s", err);
     m.vit.n_registers = 4;
+    bf16_check_model("DINOv2 with registers", &m.vit, &w, p, m.table.total, x, B, S, S);
     vit_acts_free(a);
     free(x);
     free(p);

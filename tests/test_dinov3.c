@@ -19,6 +19,7 @@
 
 #include "common.h"
 #include "data/augment.h"
+#include "bf16_check.h"
 #include "engine_fill.h"
 #include "eval/features.h"
 #include "eval/npy.h"
@@ -200,6 +201,7 @@ static void test_features(void) {
     CHECK(dim == 2 * D, "avgpool_concat: 2·D features (%lld)", (long long)dim);
     if (dim == 2 * D) engine_close("CLS after the final norm, then the mean patch token", got, want,
                                    (size_t)B * dim, TOL);
+    bf16_check_model("DINOv3 (RoPE, SwiGLU, storage tokens)", &m.vit, &w, p, m.table.total, x, B, S, S);
     free(got);
     free(want);
     vit_acts_free(a);
