@@ -17,6 +17,17 @@
 #include "rng.h"
 
 int resnet_config_preset(ResNetConfig *cfg, const char *arch) {
+    if (!strcmp(arch, "resnet_tiny")) {
+        // resnet50's widths / 16 (a 16-channel stem, planes 4..32), one
+        // bottleneck per stage, the small stem: 128-d features of a 28 px image.
+        resnet_config_preset(cfg, "resnet50");
+        static const int tp[] = {4, 8, 16, 32}, tb[] = {1, 1, 1, 1};
+        memcpy(cfg->planes, tp, sizeof tp);
+        memcpy(cfg->blocks, tb, sizeof tb);
+        cfg->stem_width = 16;
+        resnet_config_small_stem(cfg);
+        return 0;
+    }
     if (strcmp(arch, "resnet50")) return -1;
     memset(cfg, 0, sizeof *cfg);
     cfg->in_chans = 3;
@@ -55,10 +66,17 @@ int resnet_config_is_resnet50(const ResNetConfig *cfg) {
     return !memcmp(&r, cfg, sizeof r);
 }
 
+int resnet_config_is_tiny(const ResNetConfig *cfg) {
+    ResNetConfig r;
+    resnet_config_preset(&r, "resnet_tiny");
+    r.in_chans = cfg->in_chans;
+    return !memcmp(&r, cfg, sizeof r);
+}
+
 void resnet_config_describe(const ResNetConfig *cfg, char *buf, size_t n) {
     snprintf(buf, n, "%s: %d-d, blocks [%d,%d,%d,%d], planes [%d,%d,%d,%d], width/group %d, "
              "expansion %d, stem %dx%d/%d%s, in_chans=%d, BatchNorm eps=%g",
-             resnet_config_is_resnet50(cfg) ? "resnet50" : "resnet (custom)", resnet_out_dim(cfg),
+             resnet_config_is_resnet50(cfg) ? "resnet50" : resnet_config_is_tiny(cfg) ? "resnet_tiny" : "resnet (custom)", resnet_out_dim(cfg),
              cfg->blocks[0], cfg->blocks[1], cfg->blocks[2], cfg->blocks[3], cfg->planes[0],
              cfg->planes[1], cfg->planes[2], cfg->planes[3], cfg->width_per_group, cfg->expansion,
              cfg->stem_kernel, cfg->stem_kernel, cfg->stem_stride,

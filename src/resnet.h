@@ -32,12 +32,16 @@ typedef struct {
     float bn_momentum;          // 0.1
 } ResNetConfig;
 
-// "resnet50" (torchvision's), or -1.
+// "resnet50" (torchvision's), "resnet_tiny" (a reduced model for 28 px
+// images and tests: resnet50's widths / 16, a 16-channel stem and planes 4,
+// 8, 16, 32, one bottleneck per stage, the small stem, 128-d features), or -1.
 int resnet_config_preset(ResNetConfig *cfg, const char *arch);
 // Replaces the stem with conv 3x3/1 and no max-pool (28 px inputs).
 void resnet_config_small_stem(ResNetConfig *cfg);
 // 1 when cfg is torchvision's resnet50 (any number of input channels).
 int resnet_config_is_resnet50(const ResNetConfig *cfg);
+// 1 when cfg is the "resnet_tiny" preset (any number of input channels).
+int resnet_config_is_tiny(const ResNetConfig *cfg);
 // A one-line description ("resnet50: 2048-d, blocks [3,4,6,3], ...").
 void resnet_config_describe(const ResNetConfig *cfg, char *buf, size_t n);
 int resnet_out_dim(const ResNetConfig *cfg);

@@ -2,7 +2,8 @@
 // dino train` at 2 × 8 images against one process at 16 on a tiny ViT and
 // Fashion-MNIST for 3 iterations (adamw, and sgd without clipping, where a
 // sum instead of an average of the gradients would show 2× steps, and the
-// Sinkhorn-Knopp teacher, whose sums span the ranks), resuming
+// Sinkhorn-Knopp teacher, whose sums span the ranks; and a small ResNet,
+// whose SyncBatchNorm statistics span the ranks), resuming
 // a 2-rank checkpoint in one process, two ranks started with different flags,
 // and a rank that dies or hangs (the job must end with an error, not hang).
 // The two runs see the same images, crops and drop-path masks; they differ
@@ -208,6 +209,11 @@ int main(int argc, char **argv) {
     // DINOv2's Sinkhorn-Knopp teacher normalises over the global batch: each
     // rank balancing only its own rows changes the loss by about 1e-2.
     compare_runs("sinkhorn", "--centering sinkhorn_knopp", 1e-5, 1e-4, 1e-5);
+    // A ResNet (resnet_tiny) with the reference's ResNet optimizer: its
+    // BatchNorms are SyncBatchNorm, so 2 ranks of 8 normalise with the
+    // statistics of all 16 images, as one process does (BatchNorm over each
+    // rank's 8 alone changes the loss by far more than these bounds).
+    compare_runs("resnet", "--arch resnet_tiny --optimizer sgd --clip_grad 0 --lr 0.05", 3e-5, 1e-4, 5e-5);
 
     // 2. Resume a 2-rank checkpoint (after 2 iterations) in one process at the
     // same global batch: the third iteration matches the uninterrupted runs.

@@ -43,17 +43,23 @@ void eval_model_load(const EvalModelArgs *a, EvalModel *em) {
     const ViTConfig *c = &em->m.vit;
     model_describe_backbone(&em->m, em->desc, sizeof em->desc);
     if (em->m.backbone == MODEL_BACKBONE_RESNET) {
-        if (a->arch && (strcmp(a->arch, "resnet50") || !resnet_config_is_resnet50(&em->m.resnet)))
+        ResNetConfig want;
+        int same = a->arch && resnet_config_preset(&want, a->arch) == 0;
+        if (same) want.in_chans = em->m.resnet.in_chans, same = !memcmp(&want, &em->m.resnet, sizeof want);
+        if (a->arch && !same)
             dino_die("%s holds a %s, not --arch %s: %s", a->pretrained_weights,
-                     resnet_config_is_resnet50(&em->m.resnet) ? "resnet50" : "custom ResNet", a->arch, em->desc);
+                     resnet_config_is_resnet50(&em->m.resnet) ? "resnet50"
+                     : resnet_config_is_tiny(&em->m.resnet) ? "resnet_tiny" : "custom ResNet",
+                     a->arch, em->desc);
         if (a->patch_size)
             dino_die("--patch_size does not apply to %s, a ResNet (%s)", a->pretrained_weights, em->desc);
         model_bind_resnet(&em->m, em->params, &em->rw);
         model_bind(&em->m, em->params, &em->w, NULL);
         return;
     }
-    if (a->arch && !strcmp(a->arch, "resnet50"))
-        dino_die("%s holds a ViT, not --arch resnet50: %s", a->pretrained_weights, em->desc);
+    ResNetConfig rn;
+    if (a->arch && resnet_config_preset(&rn, a->arch) == 0)
+        dino_die("%s holds a ViT, not --arch %s: %s", a->pretrained_weights, a->arch, em->desc);
     if (a->arch || a->patch_size) {
         ViTConfig want;
         int patch = a->patch_size ? a->patch_size : c->patch;
@@ -211,7 +217,15 @@ int eval_knn_during_training(void *ctx, const TrainConfig *cfg, const DinoModel 
     KnnResult r;
     char err[512];
     double t0 = dino_now();
-    if (knn_evaluate_model(&model->vit, &w, &kc, &r, err, sizeof err) != 0) {
+    ResNetWeights rw;
+    int rc;
+    if (model->backbone == MODEL_BACKBONE_RESNET) {
+        model_bind_resnet(model, (float *)teacher, &rw);  // evaluation mode: running statistics, not written
+        rc = knn_evaluate_resnet(&model->resnet, &rw, &kc, &r, err, sizeof err);
+    } else {
+        rc = knn_evaluate_model(&model->vit, &w, &kc, &r, err, sizeof err);
+    }
+    if (rc != 0) {
         dino_warn("epoch %d: k-NN evaluation skipped: %s", epoch, err);
         return -1;
     }

@@ -18,9 +18,16 @@ void knn_model_config_default(KnnModelConfig *c, const char *data_path) {
     knn_config_default(&c->knn);
 }
 
-static int split_features(const ViTConfig *cfg, const ViTWeights *w, const KnnModelConfig *c,
-                          Split split, float **x, int64_t **labels, int64_t *n, int64_t *d,
-                          char *err, size_t errlen) {
+// The backbone whose features are scored: a ViT, or a ResNet when rn is set.
+typedef struct {
+    const ViTConfig *cfg;
+    const ViTWeights *w;
+    const ResNetConfig *rn;
+    ResNetWeights *rw;
+} Backbone;
+
+static int split_features(const Backbone *bb, const KnnModelConfig *c, Split split, float **x,
+                          int64_t **labels, int64_t *n, int64_t *d, char *err, size_t errlen) {
     Dataset *ds = dataset_open(c->data_path, split, err, errlen);
     if (!ds) return -1;
     const char *which = split == SPLIT_TRAIN ? "train" : "val";
@@ -32,20 +39,23 @@ static int split_features(const ViTConfig *cfg, const ViTWeights *w, const KnnMo
     }
     FeatureConfig fc;
     feature_config_default(&fc);
-    fc.crop = c->crop > 0 ? c->crop : vit_eval_crop(cfg);
+    // A ResNet: 224 px, or 28 px for the small stem (28 px images), as `dino knn`.
+    fc.crop = c->crop > 0 ? c->crop : bb->rn ? (bb->rn->stem_pool ? 224 : 28) : vit_eval_crop(bb->cfg);
     fc.batch_size = c->batch_size;
     fc.threads = c->threads;
     *n = dataset_size(ds);
     // Sizes checked before the (n, d) output is allocated.
     int batch = *n < fc.batch_size ? (int)*n : fc.batch_size;
-    if (*n > 0 && features_check(cfg, &fc, batch, err, errlen) != 0) {
+    if (*n > 0 && (bb->rn ? features_check_resnet(bb->rn, &fc, batch, err, errlen)
+                          : features_check(bb->cfg, &fc, batch, err, errlen)) != 0) {
         dataset_close(ds);
         return -1;
     }
-    *d = features_dim(cfg, &fc);
+    *d = bb->rn ? resnet_out_dim(bb->rn) : features_dim(bb->cfg, &fc);
     *x = mallocCheck((size_t)*n * *d * sizeof(float));
     *labels = mallocCheck((size_t)*n * sizeof(int64_t));
-    int rc = features_extract(cfg, w, ds, &fc, *x, *labels, err, errlen);
+    int rc = bb->rn ? features_extract_resnet(bb->rn, bb->rw, ds, &fc, *x, *labels, NULL, err, errlen)
+                    : features_extract(bb->cfg, bb->w, ds, &fc, *x, *labels, err, errlen);
     dataset_close(ds);
     if (rc) {
         free(*x);
@@ -56,12 +66,12 @@ static int split_features(const ViTConfig *cfg, const ViTWeights *w, const KnnMo
     return rc;
 }
 
-int knn_evaluate_model(const ViTConfig *cfg, const ViTWeights *w, const KnnModelConfig *c,
-                       KnnResult *results, char *err, size_t errlen) {
+static int knn_evaluate_backbone(const Backbone *bb, const KnnModelConfig *c, KnnResult *results,
+                                 char *err, size_t errlen) {
     float *tr = NULL, *te = NULL;
     int64_t *trl = NULL, *tel = NULL, ntr, nte, d, d2;
-    if (split_features(cfg, w, c, SPLIT_TRAIN, &tr, &trl, &ntr, &d, err, errlen)) return -1;
-    if (split_features(cfg, w, c, SPLIT_TEST, &te, &tel, &nte, &d2, err, errlen)) {
+    if (split_features(bb, c, SPLIT_TRAIN, &tr, &trl, &ntr, &d, err, errlen)) return -1;
+    if (split_features(bb, c, SPLIT_TEST, &te, &tel, &nte, &d2, err, errlen)) {
         free(tr);
         free(trl);
         return -1;
@@ -72,4 +82,16 @@ int knn_evaluate_model(const ViTConfig *cfg, const ViTWeights *w, const KnnModel
     free(te);
     free(tel);
     return rc;
+}
+
+int knn_evaluate_model(const ViTConfig *cfg, const ViTWeights *w, const KnnModelConfig *c,
+                       KnnResult *results, char *err, size_t errlen) {
+    Backbone bb = {cfg, w, NULL, NULL};
+    return knn_evaluate_backbone(&bb, c, results, err, errlen);
+}
+
+int knn_evaluate_resnet(const ResNetConfig *cfg, ResNetWeights *w, const KnnModelConfig *c,
+                        KnnResult *results, char *err, size_t errlen) {
+    Backbone bb = {NULL, NULL, cfg, w};
+    return knn_evaluate_backbone(&bb, c, results, err, errlen);
 }

@@ -10,11 +10,12 @@
 #include <stdint.h>
 
 #include "eval/knn.h"
+#include "resnet.h"
 #include "vit.h"
 
 typedef struct {
     const char *data_path;  // any labelled dataset with train and val/test splits
-    int crop;               // evaluation crop (0: cfg->img_size)
+    int crop;               // evaluation crop (0: cfg->img_size; a ResNet: 224, or 28 for the small stem)
     int batch_size;         // images per forward pass (128)
     int threads;            // loader threads (0: on the calling thread)
     KnnConfig knn;          // k values, temperature (reference defaults)
@@ -26,5 +27,10 @@ void knn_model_config_default(KnnModelConfig *c, const char *data_path);
 // a split without labels, unreadable images).
 int knn_evaluate_model(const ViTConfig *cfg, const ViTWeights *w, const KnnModelConfig *c,
                        KnnResult *results, char *err, size_t errlen);
+
+// The same for a ResNet backbone (its pooled features in evaluation mode;
+// w is only read).
+int knn_evaluate_resnet(const ResNetConfig *cfg, ResNetWeights *w, const KnnModelConfig *c,
+                        KnnResult *results, char *err, size_t errlen);
 
 #endif

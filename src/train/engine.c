@@ -5,7 +5,7 @@
 
 int train_engine_supports(DeviceKind kind, EngineFeature f) {
     if (kind == DEVICE_CPU) return 1;
-    // The CUDA engine: AdamW and the reference's centring only.
+    // The CUDA engine: ViTs with AdamW and the reference's centring only.
     (void)f;
     return 0;
 }
@@ -16,6 +16,7 @@ const char *train_engine_feature_name(EngineFeature f) {
     case ENGINE_SINKHORN_KNOPP: return "Sinkhorn-Knopp";
     case ENGINE_OPTIM_SGD: return "SGD";
     case ENGINE_OPTIM_LARS: return "LARS";
+    case ENGINE_RESNET: return "ResNet";
     }
     return "?";
 }

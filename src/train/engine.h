@@ -44,6 +44,7 @@ typedef enum {
     ENGINE_SINKHORN_KNOPP = 1,  // DINOv2's Sinkhorn-Knopp teacher (--centering sinkhorn_knopp)
     ENGINE_OPTIM_SGD = 2,       // --optimizer sgd
     ENGINE_OPTIM_LARS = 3,      // --optimizer lars
+    ENGINE_RESNET = 4,          // a ResNet backbone (--arch resnet50, resnet_tiny)
 } EngineFeature;
 
 // 1 when the engine of `kind` supports f, else 0 (every engine trains AdamW

@@ -75,7 +75,7 @@ static void student_loss_rows(void *ctx, float *dlogits, const float *logits, in
 static void student_koleo_rows(void *ctx, float *dfeatures, const float *features, int row0,
                                int nrows) {
     CpuEngine *c = ctx;
-    const int B = c->B, D = c->base.state->model->vit.dim;
+    const int B = c->B, D = model_feature_dim(c->base.state->model);
     if (row0 >= 2 * B) return;
     DINO_ASSERT(row0 == 0 && nrows == 2 * B);
     for (int k = 0; k < 2; k++)
@@ -123,7 +123,7 @@ static void cpu_update(TrainEngine *e, const EngineStep *in) {
     dist_allreduce_f32(s->grads, tab->total, DIST_AVG);  // before clipping, as DDP
     if (in->clip_grad > 0) clip_gradients(tab, s->grads, in->clip_grad, in->frozen, s->grad_norms);
     optim_step(s->opt, s->student, s->grads, in->lr, in->wd, in->frozen);
-    ema_update(s->teacher, s->student, tab->total, in->momentum);
+    ema_update_params(tab, s->teacher, s->student, in->momentum);
     if (c->centre) dino_center_update(s->loss, c->center_sum, (int64_t)2 * c->B * s->world);
 }
 

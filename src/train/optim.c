@@ -191,3 +191,17 @@ void ema_update(float *teacher, const float *student, size_t n, double m) {
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) teacher[i] = teacher[i] * mf + om * student[i];
 }
+
+void ema_update_params(const ParamTable *t, float *teacher, const float *student, double m) {
+    // Runs of consecutive non-buffer tensors, each one ema_update.
+    int i = 0;
+    while (i < t->n) {
+        if (t->p[i].buffer) {
+            i++;
+            continue;
+        }
+        size_t lo = t->p[i].offset, hi = lo;
+        while (i < t->n && !t->p[i].buffer) hi = t->p[i].offset + t->p[i].numel, i++;
+        ema_update(teacher + lo, student + lo, hi - lo, m);
+    }
+}

@@ -48,5 +48,9 @@ void clip_gradients(const ParamTable *t, float *grads, float clip, const uint8_t
 // θ_t ← m·θ_t + (1−m)·θ_s over n floats, rounded as the reference's
 // mul_(m).add_((1−m)·θ_s).
 void ema_update(float *teacher, const float *student, size_t n, double m);
+// The teacher EMA of the reference, over parameters only: the table's
+// buffers (BatchNorm running statistics) keep what the teacher's own
+// forwards made of them. A table without buffers is one ema_update.
+void ema_update_params(const ParamTable *t, float *teacher, const float *student, double m);
 
 #endif

@@ -191,7 +191,7 @@ static void run_describe(const Run *r) {
     const Trainer *t = r->t;
     const TrainConfig *c = &r->c;
     char desc[256];
-    vit_config_describe(&t->model.vit, desc, sizeof desc);
+    model_describe_backbone(&t->model, desc, sizeof desc);
     size_t ntrain = 0;
     for (int i = 0; i < t->model.table.n; i++)
         if (t->model.table.p[i].trainable) ntrain += t->model.table.p[i].numel;

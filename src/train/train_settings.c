@@ -56,11 +56,56 @@ void train_setting_format(const TrainSetting *s, const TrainConfig *c, char *buf
     }
 }
 
+int train_config_is_resnet(const TrainConfig *c) {
+    ResNetConfig rn;
+    return c->arch && resnet_config_preset(&rn, c->arch) == 0;
+}
+
+// The DINO head on a backbone of width in_dim, as the head flags shape it.
+static int head_from_flags(const TrainConfig *c, int in_dim, HeadConfig *head, char *err, size_t errlen) {
+    if (c->out_dim <= 0) return snprintf(err, errlen, "--out_dim must be positive"), -1;
+    head_config_default(head, in_dim, c->out_dim);
+    if (c->head_hidden_dim > 0) head->hidden = c->head_hidden_dim;
+    if (c->head_bottleneck_dim > 0) head->bottleneck = c->head_bottleneck_dim;
+    if (c->head_nlayers > 0) head->nlayers = c->head_nlayers;
+    if (head->nlayers > HEAD_MAX_LAYERS)
+        return snprintf(err, errlen, "--head_nlayers %d is more than %d", head->nlayers, HEAD_MAX_LAYERS), -1;
+    head->norm_last_layer = c->norm_last_layer;
+    return 0;
+}
+
+int train_config_resnet(const TrainConfig *c, ResNetConfig *rn, HeadConfig *head, char *err,
+                        size_t errlen) {
+    if (!c->arch || resnet_config_preset(rn, c->arch) != 0)
+        return snprintf(err, errlen, "--arch '%s' is not a ResNet (resnet50, resnet_tiny)", c->arch ? c->arch : ""), -1;
+    // Any crop size passes through a ResNet (every stage keeps at least one
+    // pixel); the ViT's patch grid does not apply.
+    if (c->global_crop_size <= 0 || c->local_crop_size <= 0)
+        return snprintf(err, errlen, "--global_crop_size and --local_crop_size must be positive"), -1;
+    return head_from_flags(c, resnet_out_dim(rn), head, err, errlen);
+}
+
+int train_config_build_model(const TrainConfig *c, DinoModel *m, char *err, size_t errlen) {
+    HeadConfig head;
+    if (train_config_is_resnet(c)) {
+        ResNetConfig rn;
+        if (train_config_resnet(c, &rn, &head, err, errlen)) return -1;
+        model_build_resnet(m, &rn, &head, 1);
+        return 0;
+    }
+    ViTConfig vit;
+    if (train_config_model(c, &vit, &head, err, errlen)) return -1;
+    model_build(m, &vit, &head, 1);
+    return 0;
+}
+
 int train_config_model(const TrainConfig *c, ViTConfig *vit, HeadConfig *head, char *err,
                        size_t errlen) {
+    if (train_config_is_resnet(c))
+        return snprintf(err, errlen, "--arch %s is a ResNet, not a ViT", c->arch), -1;
     if (c->patch_size <= 0) return snprintf(err, errlen, "--patch_size must be positive, got %d", c->patch_size), -1;
     if (vit_config_preset(vit, c->arch, c->patch_size) != 0) {
-        snprintf(err, errlen, "unknown --arch '%s' (vit_tiny, vit_small, vit_base, deit_tiny, deit_small)", c->arch);
+        snprintf(err, errlen, "unknown --arch '%s' (vit_tiny, vit_small, vit_base, deit_tiny, deit_small, resnet50, resnet_tiny)", c->arch);
         return -1;
     }
     if (c->embed_dim > 0) vit->dim = c->embed_dim;
@@ -83,15 +128,7 @@ int train_config_model(const TrainConfig *c, ViTConfig *vit, HeadConfig *head, c
                         c->local_crop_size, vit->patch), -1;
     if (c->drop_path_rate < 0 || c->drop_path_rate >= 1)
         return snprintf(err, errlen, "--drop_path_rate must be in [0, 1), got %g", c->drop_path_rate), -1;
-    if (c->out_dim <= 0) return snprintf(err, errlen, "--out_dim must be positive"), -1;
-    head_config_default(head, vit->dim, c->out_dim);
-    if (c->head_hidden_dim > 0) head->hidden = c->head_hidden_dim;
-    if (c->head_bottleneck_dim > 0) head->bottleneck = c->head_bottleneck_dim;
-    if (c->head_nlayers > 0) head->nlayers = c->head_nlayers;
-    if (head->nlayers > HEAD_MAX_LAYERS)
-        return snprintf(err, errlen, "--head_nlayers %d is more than %d", head->nlayers, HEAD_MAX_LAYERS), -1;
-    head->norm_last_layer = c->norm_last_layer;
-    return 0;
+    return head_from_flags(c, vit->dim, head, err, errlen);
 }
 
 // A value for a message: floats as the flag was typed (%g), doubles exactly.
@@ -153,8 +190,18 @@ int train_config_check(const TrainConfig *cfg, char *err, size_t errlen) {
         return -1;
     }
     ViTConfig vit;
+    ResNetConfig rn;
     HeadConfig head;
-    if (train_config_model(cfg, &vit, &head, err, errlen)) return -1;
+    if (train_config_is_resnet(cfg)) {
+        if (train_config_resnet(cfg, &rn, &head, err, errlen)) return -1;
+        if (!train_engine_supports(cfg->device, ENGINE_RESNET)) {
+            snprintf(err, errlen, "--device %s trains ViTs only; --arch %s (a ResNet) trains on --device cpu",
+                     device_name(cfg->device), cfg->arch);
+            return -1;
+        }
+    } else if (train_config_model(cfg, &vit, &head, err, errlen)) {
+        return -1;
+    }
     OptimKind kind;
     if (optim_kind_parse(cfg->optimizer, &kind)) {
         snprintf(err, errlen, "unknown --optimizer '%s' (adamw, sgd, lars)", cfg->optimizer);

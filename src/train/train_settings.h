@@ -67,7 +67,7 @@
 //  X(flag, field, kind, default, fmnist preset, min, max, resume, ranks, help)
 #define TRAIN_SETTINGS(X) \
     X(arch, arch, STRING, TS_S("vit_small"), TS_S("vit_tiny"), 0, 0, MUST, AGREE, \
-      "vit_tiny, vit_small, vit_base (deit_tiny, deit_small)") \
+      "vit_tiny, vit_small, vit_base (deit_tiny, deit_small); resnet50 (torchvision's), or resnet_tiny (a reduced ResNet for 28 px images: resnet50's widths / 16, one bottleneck per stage, a 16-channel conv 3x3/1 stem without max-pool, 128-d); a ResNet ignores the ViT's --patch_size, --embed_dim, --depth, --num_heads, --img_size and --drop_path_rate, and trains on the CPU only") \
     /* A 4-block ViT of width 128 on 7-px patches: 16 tokens + CLS (4-px patches, 49 tokens, cost 3x the time per image). */ \
     X(patch_size, patch_size, INT, TS_N(16), TS_N(7), 1, ARG_MAX_PATCH, MUST, AGREE, \
       "patch size in pixels") \

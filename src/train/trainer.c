@@ -30,15 +30,15 @@ Trainer *trainer_create_with(const TrainConfig *cfg, int64_t niter_per_ep, const
         snprintf(err, errlen, "the iterations per epoch must be positive");
         return NULL;
     }
-    ViTConfig vit;
-    HeadConfig head;
-    train_config_model(cfg, &vit, &head, err, errlen);
     OptimKind kind;
     optim_kind_parse(cfg->optimizer, &kind);
     const int sinkhorn = !strcmp(cfg->centering, "sinkhorn_knopp");
     Trainer *t = callocCheck(1, sizeof *t);
     t->cfg = *cfg;
-    model_build(&t->model, &vit, &head, 1);
+    if (train_config_build_model(cfg, &t->model, err, errlen)) {  // checked above: cannot fail
+        free(t);
+        return NULL;
+    }
     size_t n = t->model.table.total;
     t->student = alignedAllocCheck(n * sizeof(float));
     t->teacher = alignedAllocCheck(n * sizeof(float));
@@ -132,7 +132,8 @@ static void step_inputs(Trainer *t, const Batch *b, int64_t it, EngineStep *in, 
     in->frozen = t->skip;
     in->clip_grad = c->clip_grad > 0 ? (float)c->clip_grad : 0.0f;
     in->koleo_weight = c->koleo_loss_weight > 0 ? c->koleo_loss_weight : 0.0f;
-    in->use_drop = c->drop_path_rate > 0;
+    // A ResNet has no stochastic depth (the reference passes drop_path_rate to ViTs only).
+    in->use_drop = c->drop_path_rate > 0 && t->model.backbone == MODEL_BACKBONE_VIT;
     for (int g = 0; in->use_drop && g < b->n_groups; g++) {
         size_t nd = (size_t)t->model.vit.depth * 2 * b->groups[g].n_crops * b->B;
         if (t->drop_cap[g] < nd) {

@@ -45,6 +45,18 @@ void train_setting_format(const TrainSetting *s, const TrainConfig *c, char *buf
 // with err filled for an impossible combination.
 int train_config_model(const TrainConfig *c, ViTConfig *vit, HeadConfig *head, char *err,
                        size_t errlen);
+// 1 when --arch names a ResNet backbone (resnet50, resnet_tiny; resnet.h).
+// A ResNet ignores the ViT's --patch_size, --embed_dim, --depth,
+// --num_heads, --img_size and --drop_path_rate, as the reference builds a
+// torchvision model from --arch alone.
+int train_config_is_resnet(const TrainConfig *c);
+// The ResNet backbone and head the flags describe (a ResNet --arch). 0, or
+// -1 with err filled.
+int train_config_resnet(const TrainConfig *c, ResNetConfig *rn, HeadConfig *head, char *err,
+                        size_t errlen);
+// Builds the model (backbone and head) the flags describe, ViT or ResNet.
+// 0, or -1 with err filled.
+int train_config_build_model(const TrainConfig *c, DinoModel *m, char *err, size_t errlen);
 // Every check of the configuration that needs no data (model shapes, crop
 // sizes on the patch grid, optimizer, schedules, loss): 0, or -1 with err
 // naming the flags. trainer_create runs it too.
