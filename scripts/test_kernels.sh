@@ -4,7 +4,10 @@
 # its own order, so a numeric test that passes only under this CPU's kernel
 # would fail on another user's machine; OPENBLAS_CORETYPE makes this CPU run
 # another's. KERNELS names the kernels to try (default: every one listed
-# below); those this CPU cannot execute are skipped, and said so.
+# below); those this CPU cannot execute are skipped, and said so. The
+# library's GEMMs go to OpenBLAS for these runs (DINO_GEMM=openblas; the
+# default backend is oneDNN where it runs, docs/ENGINE.md), so the suite sees
+# a third summation order besides oneDNN's.
 #   scripts/test_kernels.sh build                  # all that this CPU can run
 #   KERNELS="Haswell SkylakeX" scripts/test_kernels.sh build   # what CI runs
 set -uo pipefail
@@ -30,6 +33,6 @@ for k in $KERNELS; do
     continue
   fi
   echo "== OPENBLAS_CORETYPE=$k on $model"
-  OPENBLAS_CORETYPE=$k scripts/run_tests.sh "$BUILD" || status=1
+  DINO_GEMM=openblas OPENBLAS_CORETYPE=$k scripts/run_tests.sh "$BUILD" || status=1
 done
 exit $status

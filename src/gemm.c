@@ -19,7 +19,7 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 GemmF32Backend gemm_f32_auto_backend(void) {
     if (onednn_ready(NULL, 0)) return GEMM_OPENBLAS;
-    return onednn_has_avx512() ? GEMM_ONEDNN : GEMM_OPENBLAS;
+    return GEMM_ONEDNN;
 }
 
 int gemm_bf16_native_available(char *why, size_t n) {

@@ -6,7 +6,7 @@
 //
 // fp32 backends: OpenBLAS sgemm, or oneDNN's matmul primitive (created once
 // per shape, transposes, leading dims, alpha and beta, then cached). The
-// choice is made once per process from the CPU (gemm_f32_auto_backend), or
+// choice is made once per process (gemm_f32_auto_backend: oneDNN where it runs), or
 // by gemm_choose (the command line's DINO_GEMM=openblas|onednn).
 //
 // bf16 (gemm_bf16): A and B rounded to bf16 (nearest even), products summed
@@ -79,7 +79,8 @@ void gemm_bf16_weights_remove(const float *base);
 int gemm_choose(const char *f32, const char *bf16, char *err, size_t errn);
 // The fp32 backend in use (the CPU rule unless gemm_choose or a setter changed it).
 GemmF32Backend gemm_f32_backend(void);
-// The rule of docs/ENGINE.md: oneDNN where the CPU has AVX-512, OpenBLAS otherwise.
+// The rule of docs/ENGINE.md: oneDNN wherever it runs (it measured ahead of
+// OpenBLAS on every CPU met), OpenBLAS where it cannot start.
 GemmF32Backend gemm_f32_auto_backend(void);
 // Forces a backend (tests, `dino bench gemm`); returns -1 with a message in
 // err when oneDNN cannot run here.

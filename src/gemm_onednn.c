@@ -31,7 +31,6 @@ unsigned onednn_isa(void) { return (unsigned)dnnl_get_effective_cpu_isa(); }
 // ISA values are bit sets: a CPU has an ISA when it has all of its bits.
 static int isa_has(unsigned isa) { return (onednn_isa() & isa) == isa; }
 int onednn_has_bf16(void) { return isa_has(dnnl_cpu_isa_avx512_core_bf16); }
-int onednn_has_avx512(void) { return isa_has(dnnl_cpu_isa_avx512_core); }
 
 const char *onednn_isa_str(void) {
     if (isa_has(dnnl_cpu_isa_avx512_core_amx)) return "avx512_core_amx";

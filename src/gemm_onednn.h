@@ -12,8 +12,7 @@ unsigned onednn_isa(void);
 const char *onednn_isa_str(void);
 // 1 when the effective ISA includes AVX512-BF16 (AMX implies it).
 int onednn_has_bf16(void);
-// 1 when the effective ISA includes AVX-512 (avx512_core).
-int onednn_has_avx512(void);
+
 // C = alpha·op(A)·op(B) + beta·C as in gemm.h. bf16: A and B hold bf16
 // (uint16_t) elements with the given leading dims, C stays fp32. Returns 0,
 // or -1 when oneDNN has no implementation for it (the caller falls back).
