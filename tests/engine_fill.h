@@ -5,6 +5,7 @@
 #define DINO_TESTS_ENGINE_FILL_H
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "params.h"
@@ -53,6 +54,24 @@ static inline int engine_close(const char *what, const float *got, const float *
     double mx = 0;
     for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(want[i]));
     return test_close(what, got, want, n, rel * (mx > 0 ? mx : 1.0), rel);
+}
+
+// The bound of engine_close, quietly: 1 when every element is within it; the
+// worst error as a fraction of the tensor's scale raises *worst, and a
+// failure prints one line naming `what`.
+static inline int engine_close_worst(const char *what, const float *got, const float *want, size_t n,
+                                     double rel, double *worst) {
+    double mx = 0, e = 0;
+    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(want[i]));
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]);
+        if (!(d <= rel * (mx > 0 ? mx : 1) + rel * fabs(want[i]))) ok = 0;
+        e = fmax(e, d / (mx > 0 ? mx : 1));
+    }
+    if (e > *worst) *worst = e;
+    if (!ok) printf("  %s: max error %.3g of the tensor's scale %.3g\n", what, e, mx);
+    return ok;
 }
 
 // DINOv2's linear-eval rows (create_linear_input), written from final-norm

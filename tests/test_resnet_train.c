@@ -55,22 +55,6 @@ static void fill_params(const ParamTable *t, float *buf) {
     }
 }
 
-// |got − want| <= rel·max|want| + rel·|want|, reporting the worst.
-static int close_scaled(const char *what, const float *got, const float *want, size_t n, double rel,
-                        double *worst) {
-    double mx = 0, e = 0;
-    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(want[i]));
-    int ok = 1;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - want[i]);
-        if (!(d <= rel * (mx > 0 ? mx : 1) + rel * fabs(want[i]))) ok = 0;
-        e = fmax(e, d / (mx > 0 ? mx : 1));
-    }
-    if (e > *worst) *worst = e;
-    if (!ok) printf("  %s: max error %.3g of the tensor's scale %.3g\n", what, e, mx);
-    return ok;
-}
-
 // Parameters and running statistics: within atol (a small fraction of the
 // learning rates' sum) + 1e-6 of the tensor's scale.
 static int close_abs(const char *what, const float *got, const float *want, size_t n, double atol,
@@ -233,15 +217,15 @@ static void run_steps(const Fixture *fx, const char *optimizer, int from_referen
             const ParamInfo *p = &tab->p[i];
             snprintf(k, sizeof k, "%d.grad.%s", s, p->name);
             const FixtureTensor *g = fixture_find(fx, k);
-            if (g) okg &= close_scaled(k, t->grads + p->offset, g->data, p->numel, gtol, &wg);
+            if (g) okg &= engine_close_worst(k, t->grads + p->offset, g->data, p->numel, gtol, &wg);
             snprintf(k, sizeof k, "%d.student.%s", s, p->name);
             const float *ws_ = fixture_get(fx, k)->data;
             snprintf(k, sizeof k, "%d.teacher.%s", s, p->name);
             const float *wt_ = fixture_get(fx, k)->data;
             if (p->buffer) {
                 // Running statistics: the batch statistics' rounding, relative to their scale.
-                okr &= close_scaled(k, t->student + p->offset, ws_, p->numel, gtol, &wr);
-                okr &= close_scaled(k, t->teacher + p->offset, wt_, p->numel, gtol, &wr);
+                okr &= engine_close_worst(k, t->student + p->offset, ws_, p->numel, gtol, &wr);
+                okr &= engine_close_worst(k, t->teacher + p->offset, wt_, p->numel, gtol, &wr);
             } else {
                 oks &= close_abs(k, t->student + p->offset, ws_, p->numel, atol, &ws);
                 okt &= close_abs(k, t->teacher + p->offset, wt_, p->numel, atol, &wt);

@@ -44,22 +44,6 @@ static double dbl(const FixtureTensor *t, size_t i) {
     return (double)t->data[i] + (double)t->data[n + i] + (double)t->data[2 * n + i];
 }
 
-// |got − want| <= rel·max|want| + rel·|want| per tensor, reporting the worst.
-static int close_scaled(const char *what, const float *got, const float *want, size_t n, double rel,
-                        double *worst) {
-    double mx = 0, e = 0;
-    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(want[i]));
-    int ok = 1;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - want[i]);
-        if (!(d <= rel * (mx > 0 ? mx : 1) + rel * fabs(want[i]))) ok = 0;
-        e = fmax(e, d / (mx > 0 ? mx : 1));
-    }
-    if (e > *worst) *worst = e;
-    if (!ok) printf("  %s: max error %.3g of the tensor's scale %.3g\n", what, e, mx);
-    return ok;
-}
-
 // Parameters after the optimizer: AdamW divides by sqrt(v), so an element
 // whose gradient is at float32 noise level (a true zero such as the key bias
 // of attention, computed as ±1e-9 by both sides) moves by up to lr in a
@@ -287,7 +271,7 @@ static void run_steps(Fixture *fxp, const char *chunk_kib, int from_reference) {
             snprintf(k, sizeof k, "%d.grad.%s", s, p->name);
             const FixtureTensor *g = fixture_find(&fx, k);
             if (g) {
-                okg &= close_scaled(k, t->grads + p->offset, g->data, p->numel, gtol, &wg);
+                okg &= engine_close_worst(k, t->grads + p->offset, g->data, p->numel, gtol, &wg);
                 for (size_t e = 0; e < p->numel; e++) {
                     float want = g->data[e], got = t->grads[p->offset + e];
                     if (fabsf(got - want) > 1e-2f * fabsf(want) || fabsf(want) < 1e-6f) noisy[p->offset + e] = 1;
