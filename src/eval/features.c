@@ -26,6 +26,11 @@ void feature_config_default(FeatureConfig *c) {
     c->threads = 2;
 }
 
+// Blocks whose outputs a pass keeps: token rows come from the last block only.
+static int blocks_read(const FeatureConfig *fc) {
+    return fc->tokens != FEATURE_TOKENS_NONE ? 1 : fc->n_last_blocks;
+}
+
 int64_t features_dim(const ViTConfig *cfg, const FeatureConfig *fc) {
     int64_t D = cfg->dim;
     if (fc->tokens == FEATURE_TOKENS_PATCH) {
@@ -55,7 +60,7 @@ int features_check(const ViTConfig *cfg, const FeatureConfig *fc, int batch, cha
     double grid = (double)(fc->crop / cfg->patch), tokens = grid * grid + 1;
     double bytes = 4.0 * batch * cfg->heads * tokens * tokens;
     if (bytes <= FEATURES_MAX_PASS_BYTES) {
-        int nblk = fc->tokens != FEATURE_TOKENS_NONE ? 1 : fc->n_last_blocks;
+        int nblk = blocks_read(fc);
         bytes = (double)vit_acts_bytes(cfg, batch, fc->crop, fc->crop, VIT_ACTS_INFER) +
                 4.0 * batch * (double)features_dim(cfg, fc) +
                 (nblk > 1 ? 4.0 * nblk * batch * tokens * cfg->dim : 0);
@@ -117,7 +122,7 @@ void features_from_images(const ViTConfig *cfg, const ViTWeights *w, struct ViTA
         memcpy(out, vit_register_tokens(acts), (size_t)B * cfg->n_registers * cfg->dim * sizeof(float));
         return;
     }
-    int D = cfg->dim, T = vit_acts_tokens(acts), n = fc->tokens != FEATURE_TOKENS_NONE ? 1 : fc->n_last_blocks;
+    int D = cfg->dim, T = vit_acts_tokens(acts), n = blocks_read(fc);
     if (n == 1) {
         rows_from_tokens(cfg, fc, vit_output(acts), vit_output(acts), B, T, out);
         return;
@@ -224,7 +229,7 @@ static void vit_rows(void *ctx, const float *pixels, int B, float *rows) {
     const FeatureConfig *fc = v->fc;
     if (v->gpu) {
         // --device cuda: the forward on the GPU, the rows from its tokens here.
-        int T = vit_tokens(v->cfg, fc->crop, fc->crop), nblk = fc->tokens != FEATURE_TOKENS_NONE ? 1 : fc->n_last_blocks;
+        int T = vit_tokens(v->cfg, fc->crop, fc->crop), nblk = blocks_read(fc);
         size_t per = (size_t)B * T * v->cfg->dim;
         cuda_features_tokens(v->gpu, pixels, B, v->gtok);
         rows_from_tokens(v->cfg, fc, v->gtok + (size_t)(nblk - 1) * per, v->gtok, B, T, rows);
@@ -247,7 +252,7 @@ int features_extract_skipping(const ViTConfig *cfg, const ViTWeights *w, const D
     int B = batch_for(ds, fc, err, errlen);
     if (B < 0 || features_check(cfg, fc, B, err, errlen)) return -1;
     VitRows v = {cfg, w, fc, NULL, NULL, NULL};
-    const int nblk = fc->tokens != FEATURE_TOKENS_NONE ? 1 : fc->n_last_blocks;
+    const int nblk = blocks_read(fc);
     if (fc->device == DEVICE_CUDA) {
         v.gpu = cuda_features_create(cfg, w, B, fc->crop, nblk, err, errlen);
         if (!v.gpu) return -1;
