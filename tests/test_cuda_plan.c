@@ -311,18 +311,13 @@ static void test_plans(void) {
         okm &= cuda_gemm_mode_parse(names[i], &m) == 0 && !strcmp(cuda_gemm_mode_name(m), names[i]);
     okm &= cuda_gemm_mode_parse("fp16", &m) == -1;
     CHECK(okm, "GEMM mode names round-trip; unknown names are refused");
-    // $DINO_CUDA_GEMM as both engines read it: unset or empty -> tf32.
+    // The value of $DINO_CUDA_GEMM as both engines take it: unset or empty -> tf32.
     char err[160] = "";
     int oke = 1;
-    unsetenv("DINO_CUDA_GEMM");
-    oke &= cuda_gemm_mode_from_env(&m, err, sizeof err) == 0 && m == CUDA_GEMM_TF32;
-    setenv("DINO_CUDA_GEMM", "", 1);
-    oke &= cuda_gemm_mode_from_env(&m, err, sizeof err) == 0 && m == CUDA_GEMM_TF32;
-    setenv("DINO_CUDA_GEMM", "bf16", 1);
-    oke &= cuda_gemm_mode_from_env(&m, err, sizeof err) == 0 && m == CUDA_GEMM_BF16;
-    setenv("DINO_CUDA_GEMM", "fp16", 1);
-    oke &= cuda_gemm_mode_from_env(&m, err, sizeof err) == -1 && strstr(err, "DINO_CUDA_GEMM") && strstr(err, "'fp16'");
-    unsetenv("DINO_CUDA_GEMM");
+    oke &= cuda_gemm_mode_choose(NULL, &m, err, sizeof err) == 0 && m == CUDA_GEMM_TF32;
+    oke &= cuda_gemm_mode_choose("", &m, err, sizeof err) == 0 && m == CUDA_GEMM_TF32;
+    oke &= cuda_gemm_mode_choose("bf16", &m, err, sizeof err) == 0 && m == CUDA_GEMM_BF16;
+    oke &= cuda_gemm_mode_choose("fp16", &m, err, sizeof err) == -1 && strstr(err, "DINO_CUDA_GEMM") && strstr(err, "'fp16'");
     CHECK(oke, "DINO_CUDA_GEMM: default tf32, a name picks the mode, a bad value refused (%s)", err);
 }
 

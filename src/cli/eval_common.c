@@ -129,6 +129,7 @@ void eval_features_from_model(const EvalModelArgs *a, const EvalModel *em, int s
     fc.avgpool = a->avgpool;
     fc.tokens = tokens;
     fc.device = a->device;
+    fc.cuda_gemm = getenv("DINO_CUDA_GEMM");  // docs/GPU.md
     int th = dino_get_threads();
     fc.threads = th < 1 ? 1 : th > 8 ? 8 : th;
     fc.verbose = 1;

@@ -35,12 +35,13 @@ extern "C" void cuda_device_describe(int device, char *buf, size_t n) {
              pr.multiProcessorCount, (double)pr.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
 }
 
-extern "C" void cuda_ctx_init(CudaCtx *ctx, int device, CudaGemmMode mode) {
+extern "C" int cuda_ctx_init(CudaCtx *ctx, int device, CudaGemmMode mode, char *err, size_t errlen) {
     memset(ctx, 0, sizeof *ctx);
     int n = cuda_device_count();
-    if (n == 0) dino_die("no CUDA device found (this build needs an NVIDIA GPU and its driver)");
+    if (n == 0) return dino_errf(err, errlen, "no CUDA device found (this build needs an NVIDIA GPU and its driver)");
     if (device < 0 || device >= n)
-        dino_die("CUDA device %d does not exist (found %d device%s)", device, n, n == 1 ? "" : "s");
+        return dino_errf(err, errlen, "CUDA device %d does not exist (found %d device%s)", device, n,
+                         n == 1 ? "" : "s");
     ctx->device = device;
     ctx->mode = mode;
     CUDA_CHECK(cudaSetDevice(device));
@@ -56,6 +57,7 @@ extern "C" void cuda_ctx_init(CudaCtx *ctx, int device, CudaGemmMode mode) {
     ctx->lt = lt;
     ctx->workspace_bytes = CUDA_LT_WORKSPACE;
     CUDA_CHECK(cudaMalloc(&ctx->workspace, ctx->workspace_bytes));
+    return 0;
 }
 
 extern "C" void cuda_ctx_free(CudaCtx *ctx) {

@@ -244,11 +244,10 @@ int cuda_gemm_mode_parse(const char *name, CudaGemmMode *mode) {
     return 0;
 }
 
-int cuda_gemm_mode_from_env(CudaGemmMode *mode, char *err, size_t errlen) {
+int cuda_gemm_mode_choose(const char *name, CudaGemmMode *mode, char *err, size_t errlen) {
     *mode = CUDA_GEMM_TF32;
-    const char *gm = getenv("DINO_CUDA_GEMM");
-    if (gm && *gm && cuda_gemm_mode_parse(gm, mode))
-        return dino_errf(err, errlen, "DINO_CUDA_GEMM must be fp32, tf32 or bf16, got '%s'", gm);
+    if (name && *name && cuda_gemm_mode_parse(name, mode))
+        return dino_errf(err, errlen, "DINO_CUDA_GEMM must be fp32, tf32 or bf16, got '%s'", name);
     return 0;
 }
 

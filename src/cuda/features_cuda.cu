@@ -30,8 +30,8 @@ struct CudaFeatures {
 };
 
 extern "C" CudaFeatures *cuda_features_create(const ViTConfig *cfg, const ViTWeights *w, int batch,
-                                              int crop, int n_last_blocks, char *err,
-                                              size_t errlen) {
+                                              int crop, int n_last_blocks,
+                                              const char *cuda_gemm, char *err, size_t errlen) {
     if (cuda_require_device(err, errlen) < 0) return NULL;
     if (!vit_config_is_plain(cfg)) {
         dino_errf(err, errlen, "--device cuda runs DINO's ViT only; this model's DINOv2/DINOv3 options "
@@ -44,11 +44,14 @@ extern "C" CudaFeatures *cuda_features_create(const ViTConfig *cfg, const ViTWei
         return NULL;
     }
     CudaGemmMode mode;
-    if (cuda_gemm_mode_from_env(&mode, err, errlen)) return NULL;
+    if (cuda_gemm_mode_choose(cuda_gemm, &mode, err, errlen)) return NULL;
     CudaFeatures *f = (CudaFeatures *)callocCheck(1, sizeof *f);
     f->cfg = *cfg;
     f->n = n_last_blocks;
-    cuda_ctx_init(&f->ctx, 0, mode);
+    if (cuda_ctx_init(&f->ctx, 0, mode, err, errlen)) {  // before anything else is made
+        free(f);
+        return NULL;
+    }
     CUDA_CHECK(cudaStreamCreateWithFlags(&f->stream, cudaStreamNonBlocking));
     ParamTable t;
     param_table_init(&t);

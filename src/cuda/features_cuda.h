@@ -20,9 +20,10 @@ typedef struct CudaFeatures CudaFeatures;
 
 // For batches of up to `batch` images of crop x crop and the last
 // n_last_blocks blocks (1..4). w: host weights bound by vit_weights_bind.
+// cuda_gemm: fp32, tf32 or bf16 (NULL or "": tf32; docs/GPU.md).
 // NULL with err filled when there is no device or this build has no CUDA.
 CudaFeatures *cuda_features_create(const ViTConfig *cfg, const ViTWeights *w, int batch, int crop,
-                                   int n_last_blocks, char *err, size_t errlen);
+                                   int n_last_blocks, const char *cuda_gemm, char *err, size_t errlen);
 void cuda_features_free(CudaFeatures *f);
 // images (B, 3, crop, crop) on the host -> tokens (n_last_blocks, B, T, D) on
 // the host: block (depth − n + k) through the final norm for k = 0..n−1 (the

@@ -47,9 +47,10 @@ typedef enum { CUDA_GEMM_FP32 = 0, CUDA_GEMM_TF32 = 1, CUDA_GEMM_BF16 = 2 } Cuda
 // "fp32", "tf32", "bf16" -> mode; -1 for an unknown name (plain C, cuda_plan.c).
 int cuda_gemm_mode_parse(const char *name, CudaGemmMode *mode);
 const char *cuda_gemm_mode_name(CudaGemmMode mode);
-// The mode the engines use: $DINO_CUDA_GEMM when set and not empty, else
-// tf32. Returns 0, or -1 with err naming the bad value (plain C, cuda_plan.c).
-int cuda_gemm_mode_from_env(CudaGemmMode *mode, char *err, size_t errlen);
+// The mode the engines use for a name the command line passes on
+// (DINO_CUDA_GEMM): NULL or "" gives tf32. Returns 0, or -1 with err naming
+// the bad value (plain C, cuda_plan.c).
+int cuda_gemm_mode_choose(const char *name, CudaGemmMode *mode, char *err, size_t errlen);
 
 typedef struct CudaGemmCacheEntry CudaGemmCacheEntry;  // gemm.cu: cached heuristics
 
@@ -72,8 +73,9 @@ int cuda_require_device(char *err, size_t errlen);
 // "NVIDIA H100 80GB HBM3, sm_90, 132 SMs, 79.1 GiB" into buf (for logs).
 void cuda_device_describe(int device, char *buf, size_t n);
 // Selects `device`, creates the cuBLASLt handle and workspace, makes the
-// default memory pool keep freed memory. Exits with a clear message on error.
-void cuda_ctx_init(CudaCtx *ctx, int device, CudaGemmMode mode);
+// default memory pool keep freed memory. Returns 0, or -1 with err saying
+// that no device or no such device exists.
+int cuda_ctx_init(CudaCtx *ctx, int device, CudaGemmMode mode, char *err, size_t errlen);
 void cuda_ctx_free(CudaCtx *ctx);
 // Device memory helpers that exit with file:line on failure.
 void *cuda_malloc(size_t bytes);

@@ -131,12 +131,8 @@ extern "C" TrainEngine *train_engine_cuda_create(TrainState *st, const EngineOpt
                   optim_kind_name(st->opt->kind));
         return NULL;
     }
-    CudaGemmMode mode = CUDA_GEMM_TF32;
-    const char *gemm = o ? o->cuda_gemm : NULL;
-    if (gemm && *gemm && cuda_gemm_mode_parse(gemm, &mode)) {
-        dino_errf(err, errlen, "DINO_CUDA_GEMM must be fp32, tf32 or bf16, got '%s'", gemm);
-        return NULL;
-    }
+    CudaGemmMode mode;
+    if (cuda_gemm_mode_choose(o ? o->cuda_gemm : NULL, &mode, err, errlen)) return NULL;
     CudaTrainer *c = (CudaTrainer *)callocCheck(1, sizeof *c);
     c->base.ops = &cuda_engine_ops;
     c->base.kind = DEVICE_CUDA;
@@ -146,7 +142,10 @@ extern "C" TrainEngine *train_engine_cuda_create(TrainState *st, const EngineOpt
     c->world = dist_world();
     c->rank = dist_rank();
     int dev = device_for_rank(c->rank, ndev);
-    cuda_ctx_init(&c->ctx, dev, mode);
+    if (cuda_ctx_init(&c->ctx, dev, mode, err, errlen)) {  // before anything else is made
+        free(c);
+        return NULL;
+    }
     CUDA_CHECK(cudaStreamCreateWithFlags(&c->compute, cudaStreamNonBlocking));
     CUDA_CHECK(cudaStreamCreateWithFlags(&c->copy, cudaStreamNonBlocking));
     for (int s = 0; s < 2; s++) {

@@ -10,8 +10,8 @@
 #include "common.h"
 
 CudaFeatures *cuda_features_create(const ViTConfig *cfg, const ViTWeights *w, int batch, int crop,
-                                   int n_last_blocks, char *err, size_t errlen) {
-    (void)cfg, (void)w, (void)batch, (void)crop, (void)n_last_blocks;
+                                   int n_last_blocks, const char *cuda_gemm, char *err, size_t errlen) {
+    (void)cfg, (void)w, (void)batch, (void)crop, (void)n_last_blocks, (void)cuda_gemm;
     dino_errf(err, errlen, "--device cuda: this build has no CUDA; rebuild with make CUDA=1");
     return NULL;
 }

@@ -254,7 +254,7 @@ int features_extract_skipping(const ViTConfig *cfg, const ViTWeights *w, const D
     VitRows v = {cfg, w, fc, NULL, NULL, NULL};
     const int nblk = blocks_read(fc);
     if (fc->device == DEVICE_CUDA) {
-        v.gpu = cuda_features_create(cfg, w, B, fc->crop, nblk, err, errlen);
+        v.gpu = cuda_features_create(cfg, w, B, fc->crop, nblk, fc->cuda_gemm, err, errlen);
         if (!v.gpu) return -1;
         size_t T = (size_t)vit_tokens(cfg, fc->crop, fc->crop);
         v.gtok = mallocCheck((size_t)nblk * B * T * cfg->dim * sizeof(float));

@@ -42,6 +42,7 @@ typedef struct {
     int threads;        // loader worker threads (0: on the caller's thread)
     int verbose;        // progress lines on stderr
     int device;         // 0 cpu, 1 cuda (DeviceKind, src/device.h; make CUDA=1)
+    const char *cuda_gemm;  // CUDA: fp32, tf32 or bf16 GEMMs (NULL: tf32; docs/GPU.md)
 } FeatureConfig;
 
 void feature_config_default(FeatureConfig *c);

@@ -19,7 +19,6 @@
 #include "vit.h"
 
 static void run(const char *gemm, double bound, int size, int n, int batch, int B) {
-    setenv("DINO_CUDA_GEMM", gemm, 1);
     ViTConfig cfg;
     vit_config_preset(&cfg, "vit_small", 16);
     ParamTable t;
@@ -40,7 +39,7 @@ static void run(const char *gemm, double bound, int size, int n, int batch, int 
     if (n == 1) memcpy(want, vit_output(a), per * sizeof(float));
     else vit_intermediate(&cfg, &w, a, n, want);
     char err[256];
-    CudaFeatures *f = cuda_features_create(&cfg, &w, batch, size, n, err, sizeof err);
+    CudaFeatures *f = cuda_features_create(&cfg, &w, batch, size, n, gemm, err, sizeof err);
     CHECK(f != NULL, "cuda_features_create: %s", f ? "ok" : err);
     if (!f) return;
     float *got = mallocCheck((size_t)n * per * sizeof(float)), *again = mallocCheck((size_t)n * per * sizeof(float));

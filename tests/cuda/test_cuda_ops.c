@@ -466,7 +466,11 @@ int main(void) {
     char desc[256];
     cuda_device_describe(0, desc, sizeof desc);
     printf("device: %s\n", desc);
-    cuda_ctx_init(&ctx, 0, CUDA_GEMM_FP32);
+    char err[256];
+    if (cuda_ctx_init(&ctx, 0, CUDA_GEMM_FP32, err, sizeof err)) {
+        printf("test_cuda_ops: FAILED: %s\n", err);
+        return 1;
+    }
     for (int m = CUDA_GEMM_FP32; m <= CUDA_GEMM_BF16; m++) {
         ctx.mode = (CudaGemmMode)m;
         test_linear(2 * 197, 384, 384);  // ViT-S/16 tokens of two images
