@@ -14,6 +14,7 @@
 
 #include "cuda/cuda_common.cuh"
 #include "cuda/cuda_elem.h"
+#include "train/loss_terms.h"
 
 #define LOSS_THREADS 512
 
@@ -103,17 +104,9 @@ __global__ void loss_finish_kernel(double *stats, const double *tent, const doub
     for (int k = threadIdx.x; k < K; k += blockDim.x) h += hk[k];
     h = block_sum(h, shd);
     if (threadIdx.x != 0) return;
-    double total = 0.0;
-    for (int iq = 0; iq < 2; iq++)
-        for (int v = 0; v < NC; v++) {
-            if (v == iq) continue;
-            double term = 0.0;
-            for (int b = 0; b < B; b++) term += rowloss[((size_t)v * B + b) * 2 + iq];
-            total += term / B;
-        }
     double hm = 0.0;
     for (int r = 0; r < 2 * B; r++) hm += tent[r];
-    stats[0] = total / (2 * NC - 2);
+    stats[0] = dino_loss_mean_of_terms(rowloss, B, NC);
     stats[1] = hm / (2 * B);
     stats[2] = h;
     stats[3] = temp;

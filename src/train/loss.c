@@ -17,6 +17,7 @@
 
 #include "common.h"
 #include "train/dist.h"
+#include "train/loss_terms.h"
 
 void dino_loss_init(DinoLoss *L, int out_dim, int ncrops, double warmup_teacher_temp,
                     double teacher_temp, int warmup_teacher_temp_epochs) {
@@ -298,20 +299,7 @@ void dino_loss_student(DinoLoss *L, float *dstudent, const float *student, int r
     if (!dstudent) free(lp);
 }
 
-double dino_loss_total(const DinoLoss *L) {
-    const int NC = L->ncrops, B = L->B, nterms = 2 * NC - 2;
-    const double *rowloss = L->rowloss;
-    // Each term is a mean over the batch; the terms are averaged.
-    double total = 0.0;
-    for (int iq = 0; iq < 2; iq++)
-        for (int v = 0; v < NC; v++) {
-            if (v == iq) continue;
-            double term = 0.0;
-            for (int b = 0; b < B; b++) term += rowloss[((size_t)v * B + b) * 2 + iq];
-            total += term / B;
-        }
-    return total / nterms;
-}
+double dino_loss_total(const DinoLoss *L) { return dino_loss_mean_of_terms(L->rowloss, L->B, L->ncrops); }
 
 LossStats dino_loss_forward_backward(DinoLoss *L, float *dstudent, const float *student,
                                      const float *teacher, int B, int epoch) {
