@@ -93,6 +93,17 @@ const char *gemm_onednn_isa_name(void) {
     return onednn_ready(NULL, 0) ? "n/a (no oneDNN engine)" : onednn_isa_str();
 }
 
+void gemm_describe_precision(char *buf, size_t n) {
+    if (gemm_autocast_bf16() && gemm_bf16_backend() == GEMM_BF16_ONEDNN)
+        snprintf(buf, n, "bf16 mixed precision on oneDNN (ISA %s)", gemm_onednn_isa_name());
+    else if (gemm_autocast_bf16())
+        snprintf(buf, n, "bf16 mixed precision, emulated (bf16-rounded inputs, fp32 sgemm)");
+    else if (gemm_f32_backend() == GEMM_ONEDNN)
+        snprintf(buf, n, "fp32 on oneDNN fp32 (ISA %s)", gemm_onednn_isa_name());
+    else
+        snprintf(buf, n, "fp32 on %s", gemm_f32_backend_name(gemm_f32_backend()));
+}
+
 void gemm_onednn_impl(int bf16, int M, int N, int K, char *buf, size_t n) {
     char why[200];
     if (bf16 && !gemm_bf16_native_available(why, sizeof why)) snprintf(buf, n, "n/a: %s", why);

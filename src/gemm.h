@@ -98,6 +98,10 @@ int gemm_set_bf16_backend(GemmBf16Backend b, char *err, size_t errn);
 int gemm_bf16_native_available(char *why, size_t n);
 // oneDNN's CPU instruction set, e.g. "avx2", "avx512_core_amx".
 const char *gemm_onednn_isa_name(void);
+// What the model's matmuls run as now, for a run's log: "fp32 on oneDNN
+// fp32 (ISA avx2)", "bf16 mixed precision on oneDNN (ISA avx512_core_amx)",
+// "bf16 mixed precision, emulated (bf16-rounded inputs, fp32 sgemm)".
+void gemm_describe_precision(char *buf, size_t n);
 // oneDNN's implementation name for a matmul of this shape and precision
 // (e.g. "brg:avx512_core_amx_bf16"), or "n/a: <reason>".
 void gemm_onednn_impl(int bf16, int M, int N, int K, char *buf, size_t n);

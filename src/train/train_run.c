@@ -13,6 +13,7 @@
 #include "common.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "gemm.h"
 #include "train/dist.h"
 #include "train/dist_train.h"
 #include "train/trainer.h"
@@ -201,8 +202,13 @@ static void run_describe(const Run *r) {
     dino_info("data: %s; %d global %d px + %d local %d px crops; %lld iterations per epoch of %d images",
               dataset_describe(r->ds), 2, c->global_crop_size, c->local_crops_number, c->local_crop_size,
               (long long)r->niter, c->batch_size_per_gpu);
-    dino_info("optimizer %s, peak lr %.3g after %d warm-up epochs, %d epochs, %d threads",
-              c->optimizer, t->lr_sched.base, c->warmup_epochs, c->epochs, dino_get_threads());
+    char prec[180] = "";  // the CUDA engine names its own GEMMs
+    if (c->device != DEVICE_CUDA) {
+        memcpy(prec, "; matmuls ", 11);
+        gemm_describe_precision(prec + 10, sizeof prec - 10);
+    }
+    dino_info("optimizer %s, peak lr %.3g after %d warm-up epochs, %d epochs, %d threads%s", c->optimizer,
+              t->lr_sched.base, c->warmup_epochs, c->epochs, dino_get_threads(), prec);
 }
 
 // Every --log_every_steps iterations and at the epoch's end: a step record,
