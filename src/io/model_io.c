@@ -1,5 +1,6 @@
 // Loading and saving DinoModels in every supported format (model_io.h).
-// Each file becomes a list of named tensors readable as float32 (a Source);
+// Each file is read through the one reader interface (tensor_source.h) and its
+// tensors become a list of entries readable as float32 (a Source);
 // names are normalised to the reference's backbone names ("blocks.0.attn.qkv.weight")
 // and DINO head names ("head.mlp.0.weight"): prefixes "module." and "backbone."
 // are removed anywhere in a key (as load_pretrained_weights does), and Hugging
@@ -16,13 +17,10 @@
 
 #include "common.h"
 #include "io/key_index.h"
-#include "io/pickle.h"
-#include "io/pth.h"
 #include "io/safetensors.h"
+#include "io/tensor_source.h"
 
 // ---------------------------------------------------------------- sources
-
-typedef enum { SRC_NATIVE, SRC_PTH, SRC_SAFE } SrcKind;
 
 typedef struct Entry Entry;
 struct Entry {
@@ -32,9 +30,7 @@ struct Entry {
     int ndim;
     int64_t shape[8];
     size_t numel;
-    const CkptTensor *ct;
-    const PickleValue *pv;
-    const SafeTensor *st;
+    int at;           // the tensor's index in the file, or -1 (a fused entry)
     Entry *parts[3];  // a fused qkv: query, key, value (DINOv3: a missing key bias reads as 0);
                       // a fused SwiGLU w12: w1 (gate), w2 (up)
     int nparts;
@@ -44,11 +40,8 @@ struct Entry {
 };
 
 typedef struct {
-    SrcKind kind;
+    TensorSource src;
     const char *path;
-    Ckpt *ck;
-    PthFile *pth;
-    SafeFile *sf;
     Entry *e;
     int n, cap;
     int hf;               // Hugging Face names were mapped
@@ -56,25 +49,17 @@ typedef struct {
     int hf_dinov3;        // ... of a DINOv3ViTModel
     int dinov3;           // a DINOv3 file (RoPE, storage tokens), official or Hugging Face
     int pos_no_cls;       // timm's DINOv2 with registers: pos_embed has no CLS row
-    const char *key;      // the checkpoint key that was selected, or NULL
-    const PickleValue *dict;  // pth: the selected dict
     KeyIndex names;       // entries by normalised name (not the fused parts), for find()
 } Source;
 
 static void source_close(Source *s) {
-    ckpt_close(s->ck);
-    pth_close(s->pth);
-    safetensors_close(s->sf);
+    tensor_source_close(&s->src);
     free(s->e);
     key_index_free(&s->names);
     memset(s, 0, sizeof *s);
 }
 
-static const char *meta_get(const Source *s, const char *key) {
-    if (s->kind == SRC_NATIVE) return ckpt_meta(s->ck, key);
-    if (s->kind == SRC_SAFE) return safetensors_meta(s->sf, key);
-    return NULL;
-}
+static const char *meta_get(Source *s, const char *key) { return tensor_source_meta(&s->src, key); }
 
 static Entry *add_entry(Source *s, const char *name) {
     if (s->n == s->cap) {
@@ -83,6 +68,7 @@ static Entry *add_entry(Source *s, const char *name) {
     }
     Entry *e = &s->e[s->n++];
     memset(e, 0, sizeof *e);
+    e->at = -1;
     snprintf(e->orig, sizeof e->orig, "%s", name);
     snprintf(e->name, sizeof e->name, "%s", name);
     return e;
@@ -447,139 +433,23 @@ static int normalise(Source *s, char *err, size_t errlen) {
     return s->dinov3 ? link_bias_masks(s, err, errlen) : 0;
 }
 
-// Collects the tensors of one dict. A tensor with more elements than its
-// storage (a broadcast view with zero strides) is no model parameter and
-// could make us allocate without bound: refused.
-static int collect_pth_dict(Source *s, const PickleValue *d, char *err, size_t errlen) {
-    int count = 0;
-    for (size_t i = 0; i + 1 < d->n; i += 2) {
-        const PickleValue *k = d->items[i], *v = d->items[i + 1];
-        if (k->type != PV_STR || v->type != PV_TENSOR) continue;
-        if (pth_tensor_numel(v) > v->storage->numel) {
-            dino_errf(err, errlen, "%s: tensor '%.100s' is a broadcast view larger than its storage, "
-                    "not a model parameter", s->path, k->s);
-            return -1;
-        }
-        if (pth_storage_check(s->pth, v->storage, err, errlen)) return -1;
-        Entry *e = add_entry(s, k->s);
-        e->pv = v;
-        e->dtype = dtype_traits(v->storage->st)->name;
-        e->ndim = v->ndim;
-        for (int j = 0; j < v->ndim; j++) e->shape[j] = v->shape[j];
-        e->numel = pth_tensor_numel(v);
-        count++;
-    }
-    return count;
-}
-
-static int count_tensors(const PickleValue *d) {
-    int c = 0;
-    if (!d || d->type != PV_DICT) return 0;
-    for (size_t i = 0; i + 1 < d->n; i += 2)
-        if (d->items[i + 1]->type == PV_TENSOR) c++;
-    return c;
-}
-
-// A native training checkpoint: ours ("dino.kind" = "train") or the
-// trainer's ("format" = "dino.c training checkpoint").
-static int native_is_training(const Ckpt *c) {
-    const char *k = ckpt_meta(c, "dino.kind"), *f = ckpt_meta(c, "format");
-    return (k && !strcmp(k, "train")) || (f && strstr(f, "training checkpoint"));
-}
-
-// Opens `path` in whichever format it is and selects the tensors of one model.
+// Opens `path` in whichever format it is, lists the tensors of one model
+// and normalises their names.
 static int source_open(Source *s, const char *path, const char *key, char *err, size_t errlen) {
     memset(s, 0, sizeof *s);
     s->path = path;
-    const char *want = key ? key : "teacher";
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        dino_errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-        return -1;
-    }
-    fclose(fp);
-    if (ckpt_is_native(path)) {
-        s->kind = SRC_NATIVE;
-        s->ck = ckpt_open(path, err, errlen);
-        if (!s->ck) return -1;
-        char prefix[80];
-        snprintf(prefix, sizeof prefix, "%s.", want);
-        int n = ckpt_n_tensors(s->ck), with_prefix = 0;
-        for (int i = 0; i < n; i++)
-            if (starts_with(ckpt_tensor_at(s->ck, i)->name, prefix)) with_prefix++;
-        if (key && !with_prefix && native_is_training(s->ck)) {
-            dino_errf(err, errlen, "%s is a training checkpoint without a '%s' model", path, key);
-            source_close(s);
-            return -1;
-        }
-        if (with_prefix) s->key = want;
-        for (int i = 0; i < n; i++) {
-            const CkptTensor *t = ckpt_tensor_at(s->ck, i);
-            if (with_prefix && !starts_with(t->name, prefix)) continue;
-            Entry *e = add_entry(s, t->name + (with_prefix ? strlen(prefix) : 0));
-            snprintf(e->orig, sizeof e->orig, "%s", t->name);
-            e->ct = t;
-            e->dtype = dtype_traits(t->dtype)->name;
-            e->ndim = t->ndim;
-            memcpy(e->shape, t->shape, sizeof e->shape);
-            e->numel = t->numel;
-        }
-    } else if (pth_sniff(path)) {
-        s->kind = SRC_PTH;
-        s->pth = pth_open(path, err, errlen);
-        if (!s->pth) return -1;
-        const PickleValue *root = pth_root(s->pth);
-        if (root->type != PV_DICT) {
-            dino_errf(err, errlen, "%s holds a pickled %s, not a dict of tensors (a whole pickled "
-                    "model is not read: save its state_dict())", path,
-                    root->type == PV_TENSOR ? "tensor" : "object");
-            source_close(s);
-            return -1;
-        }
-        const PickleValue *sub = pickle_dict_get(root, want);
-        const PickleValue *d = NULL;
-        if (sub && sub->type == PV_DICT) {
-            d = sub;
-            s->key = want;
-        } else if (count_tensors(root) > 0) {
-            d = root;
-        } else {
-            static const char *const wrappers[] = {"model", "state_dict", "teacher", "student"};
-            for (size_t i = 0; i < 4 && !d; i++) {
-                const PickleValue *w = pickle_dict_get(root, wrappers[i]);
-                if (w && w->type == PV_DICT && count_tensors(w) > 0) {
-                    d = w;
-                    s->key = wrappers[i];
-                }
-            }
-        }
-        if (!d) {
-            dino_errf(err, errlen, "%s has no tensors at its top level nor under '%s'", path, want);
-            source_close(s);
-            return -1;
-        }
-        s->dict = d;
-        if (collect_pth_dict(s, d, err, errlen) < 0) {
-            source_close(s);
-            return -1;
-        }
-    } else if (safetensors_sniff(path)) {
-        s->kind = SRC_SAFE;
-        s->sf = safetensors_open(path, err, errlen);
-        if (!s->sf) return -1;
-        for (int i = 0; i < s->sf->n; i++) {
-            const SafeTensor *t = &s->sf->t[i];
-            Entry *e = add_entry(s, t->name);
-            e->st = t;
-            e->dtype = dtype_traits(t->dtype)->safetensors;
-            e->ndim = t->ndim;
-            for (int j = 0; j < t->ndim; j++) e->shape[j] = t->shape[j];
-            e->numel = t->numel;
-        }
-    } else {
-        dino_errf(err, errlen, "%s is not a dino.c native file, a PyTorch .pth or a safetensors file",
-                path);
-        return -1;
+    if (tensor_source_open(&s->src, path, key, err, errlen)) return -1;
+    int n = tensor_source_count(&s->src);
+    for (int i = 0; i < n; i++) {
+        TensorInfo t;
+        tensor_source_info(&s->src, i, &t);
+        Entry *e = add_entry(s, t.name);
+        snprintf(e->orig, sizeof e->orig, "%s", t.file_name);
+        e->at = i;
+        e->dtype = t.dtype;
+        e->ndim = t.ndim;
+        memcpy(e->shape, t.shape, sizeof e->shape);
+        e->numel = t.numel;
     }
     if (normalise(s, err, errlen)) {
         source_close(s);
@@ -609,23 +479,13 @@ static int entry_read(Source *s, Entry *e, float *out, char *err, size_t errlen)
         e->mask_at = at;
         return rc ? -1 : 0;
     }
-    if (e->ct) {
-        dtype_read_f32(e->ct->dtype, e->ct->data, out, e->numel);
-        return 0;
-    }
-    if (e->pv) {
-        int rc = pth_tensor_read_f32(s->pth, e->pv, out, err, errlen);
-        pth_release_storages(s->pth);
-        return rc;
-    }
-    if (e->st) return safetensors_read_f32(s->sf, e->st, out, err, errlen);
-    DINO_ASSERT(0);
-    return -1;
+    DINO_ASSERT(e->at >= 0);
+    return tensor_source_read_f32(&s->src, e->at, out, e->numel, err, errlen);
 }
 
 // ---------------------------------------------------------------- inference
 
-static int meta_int(const Source *s, const char *key, int *out) {
+static int meta_int(Source *s, const char *key, int *out) {
     const char *v = meta_get(s, key);
     if (!v) return 0;
     char *end;
@@ -760,7 +620,7 @@ static int infer_vit(Source *s, const ModelLoadOptions *opt, ViTConfig *cfg, cha
     if (!pw || !cls || (!pos && !s->dinov3)) {
         dino_errf(err, errlen, "%s is not a supported ViT: no %s tensor%s", s->path,
                 !pw ? "patch_embed.proj.weight" : !cls ? "cls_token" : "pos_embed",
-                s->key ? "" : " (for a training checkpoint, choose --checkpoint_key)");
+                s->src.key ? "" : " (for a training checkpoint, choose --checkpoint_key)");
         return -1;
     }
     if (pw->ndim != 4 || pw->shape[2] != pw->shape[3] || pw->shape[0] <= 0 || pw->shape[1] <= 0 ||
@@ -913,12 +773,14 @@ static int infer_resnet(Source *s, ResNetConfig *cfg, char *err, size_t errlen) 
     return 0;
 }
 
-static int pth_args_bool(const Source *s, const char *name, int *out) {
-    if (s->kind != SRC_PTH) return 0;
-    const PickleValue *args = pickle_dict_get(pth_root(s->pth), "args");
-    const PickleValue *v = pickle_attr(args, name);
-    if (!v || (v->type != PV_BOOL && v->type != PV_INT)) return 0;
-    *out = v->i != 0;
+// A flag recorded as any integer (a .pth's args.* are bools or integers).
+static int meta_flag(Source *s, const char *key, int *out) {
+    const char *v = meta_get(s, key);
+    if (!v) return 0;
+    char *end;
+    long long x = strtoll(v, &end, 10);
+    if (end == v || *end) return 0;
+    *out = x != 0;
     return 1;
 }
 
@@ -970,7 +832,7 @@ static int infer_head(Source *s, int D, HeadConfig *h, char *err, size_t errlen)
     h->out_dim = (int)v->shape[0];
     int nll;
     if (meta_int(s, "head.norm_last_layer", &nll) || meta_int(s, "arg.norm_last_layer", &nll) ||
-        pth_args_bool(s, "norm_last_layer", &nll)) {
+        meta_flag(s, "args.norm_last_layer", &nll)) {
         h->norm_last_layer = nll != 0;
     } else {
         // Without a record, a weight_g of all ones means it was frozen at 1.
@@ -1235,63 +1097,14 @@ int model_save(const char *path, const DinoModel *m, const float *params, char *
 
 // ---------------------------------------------------------------- describe
 
-static void print_pth_overview(FILE *out, const PickleValue *root) {
-    char buf[512];
-    for (size_t i = 0; i + 1 < root->n; i += 2) {
-        const PickleValue *k = root->items[i], *v = root->items[i + 1];
-        if (k->type != PV_STR) continue;
-        if (v->type == PV_TENSOR) continue;
-        if (v->type == PV_DICT && count_tensors(v) > 0) {
-            fprintf(out, "  %s: dict of %d tensors\n", k->s, count_tensors(v));
-            continue;
-        }
-        pickle_repr(v, buf, sizeof buf);
-        if (strlen(buf) >= sizeof buf - 1) strcpy(buf + sizeof buf - 5, "...");
-        fprintf(out, "  %s: %s\n", k->s, buf);
-    }
-}
-
 int model_describe(const char *path, const ModelLoadOptions *opt, FILE *out, int all_tensors,
                    char *err, size_t errlen) {
     Source s;
     if (source_open(&s, path, opt ? opt->checkpoint_key : NULL, err, errlen)) return -1;
     fprintf(out, "file: %s\n", path);
-    switch (s.kind) {
-        case SRC_NATIVE: {
-            fprintf(out, "format: dino.c native (%s), %d tensors\n",
-                    native_is_training(s.ck) ? "training checkpoint" : "model", ckpt_n_tensors(s.ck));
-            break;
-        }
-        case SRC_PTH: fprintf(out, "format: PyTorch torch.save zip (.pth)\n"); break;
-        case SRC_SAFE:
-            fprintf(out, "format: safetensors (%s names), %d tensors\n",
-                    s.hf_dinov3 ? "Hugging Face DINOv3" : s.hf_dinov2 ? "Hugging Face Dinov2"
-                    : s.hf ? "Hugging Face ViT" : s.dinov3 ? "official DINOv3" : "timm/DINO", s.sf->n);
-            break;
-    }
-    if (s.kind == SRC_NATIVE || s.kind == SRC_SAFE) {
-        int nm = s.kind == SRC_NATIVE ? 0 : s.sf->n_meta;
-        if (s.kind == SRC_NATIVE) {
-            // Every entry except the trainer's per-flag "arg.*" copies (its
-            // "args" entry holds them all).
-            int any = 0;
-            for (int i = 0; i < ckpt_n_meta(s.ck); i++) {
-                const char *k, *v;
-                ckpt_meta_at(s.ck, i, &k, &v);
-                if (starts_with(k, "arg.")) continue;
-                if (!any++) fprintf(out, "metadata:\n");
-                fprintf(out, "  %s: %.300s%s\n", k, v, strlen(v) > 300 ? "..." : "");
-            }
-        }
-        for (int i = 0; i < nm; i++) {
-            if (!i) fprintf(out, "metadata:\n");
-            fprintf(out, "  %s: %.200s\n", s.sf->meta_key[i], s.sf->meta_value[i]);
-        }
-    } else {
-        fprintf(out, "contents:\n");
-        print_pth_overview(out, pth_root(s.pth));
-    }
-    if (s.key) fprintf(out, "model: '%s'\n", s.key);
+    tensor_source_describe(&s.src, s.hf_dinov3 ? "Hugging Face DINOv3" : s.hf_dinov2 ? "Hugging Face Dinov2"
+                           : s.hf ? "Hugging Face ViT" : s.dinov3 ? "official DINOv3" : "timm/DINO", out);
+    if (s.src.key) fprintf(out, "model: '%s'\n", s.src.key);
     DinoModel m;
     float *params = NULL;
     char lerr[512];
@@ -1316,7 +1129,7 @@ int model_describe(const char *path, const ModelLoadOptions *opt, FILE *out, int
     }
     int shown = 0, limit = all_tensors ? s.n : 40, count = 0;
     for (int i = 0; i < s.n; i++) count += !s.e[i].is_part;
-    fprintf(out, "tensors (%d%s):\n", count, s.key ? " in the selected model" : "");
+    fprintf(out, "tensors (%d%s):\n", count, s.src.key ? " in the selected model" : "");
     for (int i = 0; i < s.n; i++) {
         const Entry *e = &s.e[i];
         if (e->is_part) continue;
