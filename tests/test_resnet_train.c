@@ -354,6 +354,14 @@ static void groups_and_ema(void) {
     c.device = DEVICE_CUDA;
     int rc = train_config_check(&c, err, sizeof err);
     CHECK(rc != 0 && strstr(err, "ViTs only") && !strchr(err, '\n'), "--arch resnet50 --device cuda refused: %s", err);
+    c.arch = "vit_small";
+    c.use_bn_in_head = 1;
+    rc = train_config_check(&c, err, sizeof err);
+    CHECK(rc != 0 && strstr(err, "--use_bn_in_head") && !strchr(err, '\n'),
+          "--use_bn_in_head true --device cuda refused: %s", err);
+    c.device = DEVICE_CPU;
+    rc = train_config_check(&c, err, sizeof err);
+    CHECK(rc == 0, "--use_bn_in_head true on the CPU passes the checks (%s)", rc ? err : "ok");
 }
 
 // The reference's ResNet recipe through `dino train`: its flags accepted, the
