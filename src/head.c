@@ -1,7 +1,8 @@
 // The DINO projection head declared in head.h: MLP (Linear, GELU, ...,
 // Linear to the bottleneck), F.normalize, and the weight-normalised last layer
-// (w = g·v/||v_row||, applied as a per-row factor every forward). No BatchNorm
-// variant.
+// (w = g·v/||v_row||, applied as a per-row factor every forward), with an
+// optional BatchNorm1d after each hidden Linear: conv.h's BatchNorm over a
+// channel-major copy of the layer's rows.
 #include "head.h"
 
 #include <math.h>
@@ -10,12 +11,16 @@
 #include <string.h>
 
 #include "common.h"
+#include "conv.h"
 #include "gemm.h"
 #include "ops.h"
 #include "profile.h"
 #include "rng.h"
 
 #define L2_EPS 1e-12f
+// nn.BatchNorm1d's defaults.
+#define BN_EPS 1e-5f
+#define BN_MOMENTUM 0.1f
 
 void head_config_default(HeadConfig *cfg, int in_dim, int out_dim) {
     memset(cfg, 0, sizeof *cfg);
@@ -34,20 +39,31 @@ static void layer_dims(const HeadConfig *cfg, int i, int *in, int *out) {
     *out = i == nl - 1 ? cfg->bottleneck : cfg->hidden;
 }
 
+// Whether hidden layer i has a BatchNorm after it.
+static int has_bn(const HeadConfig *cfg, int i) { return cfg->use_bn && i < cfg->nlayers - 1; }
+
 void head_param_table(const HeadConfig *cfg, ParamTable *t, const char *prefix) {
     DINO_ASSERT(cfg->nlayers >= 1 && cfg->nlayers <= HEAD_MAX_LAYERS);
     char name[PARAM_NAME_MAX];
+    // nlayers = 1 is a bare nn.Linear ("mlp.weight"); otherwise a Sequential
+    // whose Linears sit at indices 0, 2, 4, ... (GELUs between), or 0, 3, 6,
+    // ... with a BatchNorm1d after each hidden one.
+    int stride = cfg->use_bn ? 3 : 2;
+    static const char *const bn_leaf[] = {"weight", "bias", "running_mean", "running_var"};
     for (int i = 0; i < cfg->nlayers; i++) {
         int in, out;
         layer_dims(cfg, i, &in, &out);
-        // nlayers = 1 is a bare nn.Linear ("mlp.weight"); otherwise a
-        // Sequential whose Linears sit at indices 0, 2, 4, ... (GELUs between).
         if (cfg->nlayers == 1) snprintf(name, sizeof name, "mlp.weight");
-        else snprintf(name, sizeof name, "mlp.%d.weight", 2 * i);
+        else snprintf(name, sizeof name, "mlp.%d.weight", stride * i);
         param_table_add(t, prefix, name, 2, (int64_t[]){out, in});
         if (cfg->nlayers == 1) snprintf(name, sizeof name, "mlp.bias");
-        else snprintf(name, sizeof name, "mlp.%d.bias", 2 * i);
+        else snprintf(name, sizeof name, "mlp.%d.bias", stride * i);
         param_table_add(t, prefix, name, 1, (int64_t[]){out});
+        for (int k = 0; has_bn(cfg, i) && k < 4; k++) {
+            snprintf(name, sizeof name, "mlp.%d.%s", stride * i + 1, bn_leaf[k]);
+            int ib = param_table_add(t, prefix, name, 1, (int64_t[]){out});
+            if (k >= 2) t->p[ib].buffer = 1, t->p[ib].trainable = 0;
+        }
     }
     int ig = param_table_add(t, prefix, "last_layer.weight_g", 2, (int64_t[]){cfg->out_dim, 1});
     t->p[ig].trainable = !cfg->norm_last_layer;
@@ -64,6 +80,10 @@ void head_weights_bind(HeadWeights *w, const HeadConfig *cfg, float *base) {
         base += (size_t)out * in;
         w->mlp_b[i] = base;
         base += out;
+        if (has_bn(cfg, i)) {
+            float **bn[] = {&w->bn_w[i], &w->bn_b[i], &w->bn_mean[i], &w->bn_var[i]};
+            for (int k = 0; k < 4; k++, base += out) *bn[k] = base;
+        }
     }
     w->weight_g = base;
     base += cfg->out_dim;
@@ -81,6 +101,10 @@ void head_init(const HeadConfig *cfg, HeadWeights *w, uint64_t seed) {
         for (size_t j = 0; j < (size_t)out * in; j++)
             w->mlp_w[i][j] = rng_trunc_normal(&r, 0.02f, -2.0f, 2.0f);
         memset(w->mlp_b[i], 0, (size_t)out * sizeof(float));
+        for (int c = 0; has_bn(cfg, i) && c < out; c++) {
+            w->bn_w[i][c] = 1.0f, w->bn_b[i][c] = 0.0f;
+            w->bn_mean[i][c] = 0.0f, w->bn_var[i][c] = 1.0f;
+        }
     }
     for (int o = 0; o < cfg->out_dim; o++) w->weight_g[o] = 1.0f;
     Rng r;
@@ -94,7 +118,11 @@ void head_init(const HeadConfig *cfg, HeadWeights *w, uint64_t seed) {
 struct HeadActs {
     int Nmax, N, train;
     const float *in;              // (N, in_dim) the caller's input, read by backward
-    float *h[HEAD_MAX_LAYERS];    // (N, out_i) outputs of each MLP Linear
+    float *h[HEAD_MAX_LAYERS];    // (N, out_i) outputs of each MLP Linear (use_bn: of its BatchNorm)
+    // use_bn: each hidden Linear's output channel-major (hidden, N), and its
+    // batch mean and 1/std; bt (hidden, N) scratch.
+    float *xt[HEAD_MAX_LAYERS], *bn_mean[HEAD_MAX_LAYERS], *bn_rstd[HEAD_MAX_LAYERS];
+    float *bt;
     float *gel[HEAD_MAX_LAYERS];  // (N, hidden) GELU of h[i], i < nlayers-1
     float *z, *znorm;             // (N, bottleneck) normalised, (N) norms
     float *wscale, *vnorm;        // (out_dim) g/||v|| and ||v|| of each last-layer row
@@ -128,7 +156,13 @@ HeadActs *head_acts_create_rows(const HeadConfig *cfg, int N, int train, int sum
         layer_dims(cfg, i, &in, &out);
         a->h[i] = alignedAllocCheck((size_t)N * out * sizeof(float));
         if (i < cfg->nlayers - 1) a->gel[i] = alignedAllocCheck((size_t)N * out * sizeof(float));
+        if (has_bn(cfg, i)) {
+            a->xt[i] = alignedAllocCheck((size_t)N * out * sizeof(float));
+            a->bn_mean[i] = alignedAllocCheck((size_t)out * sizeof(float));
+            a->bn_rstd[i] = alignedAllocCheck((size_t)out * sizeof(float));
+        }
     }
+    if (cfg->use_bn && cfg->nlayers > 1) a->bt = alignedAllocCheck((size_t)N * cfg->hidden * sizeof(float));
     a->z = alignedAllocCheck((size_t)N * cfg->bottleneck * sizeof(float));
     a->znorm = alignedAllocCheck((size_t)N * sizeof(float));
     a->wscale = alignedAllocCheck((size_t)cfg->out_dim * sizeof(float));
@@ -159,7 +193,11 @@ void head_acts_free(HeadActs *a) {
         free(a->gel[i]);
         free(a->px[i]);
         free(a->pdh[i]);
+        free(a->xt[i]);
+        free(a->bn_mean[i]);
+        free(a->bn_rstd[i]);
     }
+    free(a->bt);
     free(a->pz);
     free(a->pdout);
     free(a->z);
@@ -194,6 +232,25 @@ static void scale_cols(float *out, const float *in, const float *scale, int N, i
     }
 }
 
+// h (N, C) <- BatchNorm(h) with batch statistics over the N rows (all ranks'),
+// keeping h channel-major in a->xt[i] for the backward.
+static void bn_rows_forward(const HeadWeights *w, HeadActs *a, int i, float *h, int N, int C) {
+    nchw_to_cnhw(a->xt[i], h, N, C, 1);
+    bn_forward_train(a->bt, a->bn_mean[i], a->bn_rstd[i], a->xt[i], w->bn_w[i], w->bn_b[i], w->bn_mean[i],
+                     w->bn_var[i], C, (size_t)N, BN_EPS, BN_MOMENTUM, 1);
+    nchw_to_cnhw(h, a->bt, C, N, 1);
+}
+
+// d (N, C): dL/d(BatchNorm output) in, dL/d(its input) out; the weight and
+// bias gradients accumulate into g.
+static void bn_rows_backward(const HeadWeights *w, HeadWeights *g, HeadActs *a, int i, float *d, int N,
+                             int C) {
+    nchw_to_cnhw(a->bt, d, N, C, 1);
+    bn_backward_train(a->bt, g->bn_w[i], g->bn_b[i], a->bt, a->xt[i], w->bn_w[i], a->bn_mean[i], a->bn_rstd[i],
+                      C, (size_t)N, 1);
+    nchw_to_cnhw(d, a->bt, C, N, 1);
+}
+
 void head_forward_rows(const HeadConfig *cfg, const HeadWeights *w, HeadActs *a, const float *in,
                        int N) {
     DINO_ASSERT(N >= 1 && N <= a->Nmax);
@@ -205,6 +262,7 @@ void head_forward_rows(const HeadConfig *cfg, const HeadWeights *w, HeadActs *a,
         layer_dims(cfg, i, &ci, &co);
         PROF(PROF_HEAD_MLP, linear_forward(a->h[i], x, w->mlp_w[i], w->mlp_b[i], N, ci, co));
         if (i < cfg->nlayers - 1) {
+            if (has_bn(cfg, i)) PROF(PROF_HEAD_MLP, bn_rows_forward(w, a, i, a->h[i], N, co));
             PROF(PROF_HEAD_MLP, gelu_forward(a->gel[i], a->h[i], (size_t)N * co));
             x = a->gel[i];
         } else {
@@ -252,7 +310,7 @@ static void keep_rows(float *dst, const float *src, int N, int C) {
 
 void head_backward_rows(const HeadConfig *cfg, const HeadWeights *w, HeadWeights *g, HeadActs *a,
                         const float *dout, float *din, int first) {
-    DINO_ASSERT(a->train);
+    DINO_ASSERT(a->train && (first || !cfg->use_bn));
     int N = a->N, O = cfg->out_dim, K = cfg->bottleneck;
     if (first) a->npend = 0;
     if (a->npend + N > a->Pmax) head_flush(cfg, w, g, a);
@@ -276,6 +334,7 @@ void head_backward_rows(const HeadConfig *cfg, const HeadWeights *w, HeadWeights
         }
         PROF(PROF_B_HEAD_MLP, linear_backward(dnext, NULL, NULL, dh, x, w->mlp_w[i], N, ci, co));
         PROF(PROF_B_HEAD_MLP, gelu_backward(dnext, a->h[i - 1], dnext, (size_t)N * ci));
+        if (has_bn(cfg, i - 1)) PROF(PROF_B_HEAD_MLP, bn_rows_backward(w, g, a, i - 1, dnext, N, ci));
         float *t = dh;
         dh = dnext;
         dnext = t;

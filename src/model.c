@@ -217,19 +217,90 @@ MultiCropActs *multicrop_train_acts_create(const DinoModel *m, const Batch *b, s
         a->vit[g] = vit_acts_create_in(vc, a->chunk_rows[g], a->sizes[g], a->sizes[g], VIT_ACTS_TRAIN, a->arena);
     // One gradient buffer for every group: only the CLS rows are ever non-zero.
     a->dtokens[0] = callocCheck(dtok, sizeof(float));
-    a->features = callocCheck((size_t)rows_max * D, sizeof(float));
-    a->dfeatures = callocCheck((size_t)rows_max * D, sizeof(float));
+    int rows_all = 0;
+    for (int g = 0; g < b->n_groups; g++) rows_all += b->groups[g].n_crops * b->B;
+    // A head with BatchNorm runs once over every crop (its batch statistics).
+    int head_rows = m->head.use_bn ? rows_all : rows_max;
+    a->features = callocCheck((size_t)head_rows * D, sizeof(float));
+    a->dfeatures = callocCheck((size_t)head_rows * D, sizeof(float));
     // The head's weight gradients are summed over up to 32 MiB of logit
     // gradients (every row of a ViT-S batch of 8, 80 x 65536): one GEMM per
     // layer for all chunks.
-    int rows_all = 0;
-    for (int g = 0; g < b->n_groups; g++) rows_all += b->groups[g].n_crops * b->B;
     int sum_rows = (int)(((size_t)32 << 20) / ((size_t)m->head.out_dim * sizeof(float)));
     if (sum_rows > rows_all) sum_rows = rows_all;
-    a->head = head_acts_create_rows(&m->head, rows_max, 1, sum_rows);
-    a->dlogits = alignedAllocCheck((size_t)rows_max * m->head.out_dim * sizeof(float));
+    a->head = head_acts_create_rows(&m->head, head_rows, 1, sum_rows);
+    a->dlogits = alignedAllocCheck((size_t)head_rows * m->head.out_dim * sizeof(float));
     a->drop_chunk = mallocCheck((size_t)2 * vc->depth * rows_max * sizeof(float));
     return a;
+}
+
+// The drop-path factors of rows r0..r0+n of a group of Bg rows (NULL: none).
+static const float *chunk_drop(const ViTConfig *vc, MultiCropActs *a, const float *drop, int Bg, int r0, int n) {
+    if (!drop) return NULL;
+    for (int k = 0; k < 2 * vc->depth; k++)
+        memcpy(a->drop_chunk + (size_t)k * n, drop + (size_t)k * Bg + r0, (size_t)n * sizeof(float));
+    return a->drop_chunk;
+}
+
+// The CLS rows of the last vit_forward (n images) into feat (n, D).
+static void copy_cls(float *feat, const struct ViTActs *va, int n, int D) {
+    const float *tok = vit_output(va);
+    int T = vit_acts_tokens(va);
+    for (int i = 0; i < n; i++) memcpy(feat + (size_t)i * D, tok + (size_t)i * T * D, (size_t)D * sizeof(float));
+}
+
+// The training pass with BatchNorm in the head, whose statistics are over
+// every crop: the backbone runs forward chunk by chunk keeping only the CLS
+// features, the head runs forward and backward once over all of them, then
+// each chunk runs forward again (the one chunk whose activations are still
+// in the arena excepted) and backward from its features' gradient. The
+// recomputed forward is the same function of the same inputs.
+static void train_pass_bn_head(const DinoModel *m, const ViTWeights *vw, ViTWeights *gw, const HeadWeights *hw,
+                               HeadWeights *ghw, MultiCropActs *a, const Batch *b, float *const *drop_scale,
+                               MultiCropLossFn loss_fn, MultiCropFeatureFn feature_fn, void *ctx) {
+    const ViTConfig *vc = &m->vit;
+    int D = vc->dim, rows = 0, last_g = -1, last_r0 = -1;
+    for (int g = 0; g < a->n_groups; g++) {
+        const CropGroup *cg = &b->groups[g];
+        DINO_ASSERT(cg->size == a->sizes[g] && cg->n_crops == a->n_crops[g]);
+        int Bg = cg->n_crops * b->B;
+        size_t img = (size_t)vc->in_chans * cg->size * cg->size;
+        for (int r0 = 0; r0 < Bg; r0 += a->chunk_rows[g]) {
+            int n = Bg - r0 < a->chunk_rows[g] ? Bg - r0 : a->chunk_rows[g];
+            const float *drop = chunk_drop(vc, a, drop_scale ? drop_scale[g] : NULL, Bg, r0, n);
+            vit_forward(vc, vw, a->vit[g], cg->pixels + (size_t)r0 * img, n, drop);
+            copy_cls(a->features + (size_t)(rows + r0) * D, a->vit[g], n, D);
+            last_g = g, last_r0 = r0;
+        }
+        rows += Bg;
+    }
+    head_forward(&m->head, hw, a->head, a->features, rows);
+    const float *logits = head_output(a->head);
+    size_t O = (size_t)m->head.out_dim;
+    for (int g = 0, row0 = 0; g < a->n_groups; row0 += a->n_crops[g] * b->B, g++)
+        for (int r0 = 0, Bg = a->n_crops[g] * b->B; r0 < Bg; r0 += a->chunk_rows[g]) {
+            int n = Bg - r0 < a->chunk_rows[g] ? Bg - r0 : a->chunk_rows[g];
+            loss_fn(ctx, a->dlogits + (row0 + r0) * O, logits + (row0 + r0) * O, row0 + r0, n);
+        }
+    head_backward(&m->head, hw, ghw, a->head, a->dlogits, a->dfeatures);
+    // Backward from the last chunk run, whose activations need no recomputing.
+    float *dt = a->dtokens[0];
+    for (int g = a->n_groups - 1; g >= 0; g--) {
+        const CropGroup *cg = &b->groups[g];
+        int Bg = cg->n_crops * b->B, T = vit_acts_tokens(a->vit[g]);
+        size_t img = (size_t)vc->in_chans * cg->size * cg->size;
+        rows -= Bg;
+        for (int r0 = (Bg - 1) / a->chunk_rows[g] * a->chunk_rows[g]; r0 >= 0; r0 -= a->chunk_rows[g]) {
+            int n = Bg - r0 < a->chunk_rows[g] ? Bg - r0 : a->chunk_rows[g];
+            const float *drop = chunk_drop(vc, a, drop_scale ? drop_scale[g] : NULL, Bg, r0, n);
+            if (g != last_g || r0 != last_r0) vit_forward(vc, vw, a->vit[g], cg->pixels + (size_t)r0 * img, n, drop);
+            float *df = a->dfeatures + (size_t)(rows + r0) * D;
+            if (feature_fn) feature_fn(ctx, df, a->features + (size_t)(rows + r0) * D, rows + r0, n);
+            for (int i = 0; i < n; i++) memcpy(dt + (size_t)i * T * D, df + (size_t)i * D, (size_t)D * sizeof(float));
+            vit_backward(vc, vw, gw, a->vit[g], dt, NULL);
+            for (int i = 0; i < n; i++) memset(dt + (size_t)i * T * D, 0, (size_t)D * sizeof(float));
+        }
+    }
 }
 
 void multicrop_train_pass(const DinoModel *m, const float *params, float *grads, MultiCropActs *a,
@@ -244,8 +315,12 @@ void multicrop_train_pass(const DinoModel *m, const float *params, float *grads,
     HeadWeights hw, ghw;
     model_bind(m, (float *)params, &vw, &hw);
     model_bind(m, grads, &gw, &ghw);
+    if (m->head.use_bn) {
+        train_pass_bn_head(m, &vw, &gw, &hw, &ghw, a, b, drop_scale, loss_fn, feature_fn, ctx);
+        return;
+    }
     const ViTConfig *vc = &m->vit;
-    int D = vc->dim, L2 = 2 * vc->depth, first = 1, row0 = 0;
+    int D = vc->dim, first = 1, row0 = 0;
     float *dt = a->dtokens[0];
     head_prepare(&m->head, &hw, a->head);
     for (int g = 0; g < a->n_groups; g++) {
@@ -255,17 +330,9 @@ void multicrop_train_pass(const DinoModel *m, const float *params, float *grads,
         size_t img = (size_t)vc->in_chans * cg->size * cg->size;
         for (int r0 = 0; r0 < Bg; r0 += a->chunk_rows[g]) {
             int n = Bg - r0 < a->chunk_rows[g] ? Bg - r0 : a->chunk_rows[g];
-            const float *drop = NULL;
-            if (drop_scale && drop_scale[g]) {
-                for (int k = 0; k < L2; k++)
-                    memcpy(a->drop_chunk + (size_t)k * n, drop_scale[g] + (size_t)k * Bg + r0,
-                           (size_t)n * sizeof(float));
-                drop = a->drop_chunk;
-            }
+            const float *drop = chunk_drop(vc, a, drop_scale ? drop_scale[g] : NULL, Bg, r0, n);
             vit_forward(vc, &vw, a->vit[g], cg->pixels + (size_t)r0 * img, n, drop);
-            const float *tok = vit_output(a->vit[g]);
-            for (int i = 0; i < n; i++)
-                memcpy(a->features + (size_t)i * D, tok + (size_t)i * T * D, (size_t)D * sizeof(float));
+            copy_cls(a->features, a->vit[g], n, D);
             head_forward_rows(&m->head, &hw, a->head, a->features, n);
             loss_fn(ctx, a->dlogits, head_output(a->head), row0 + r0, n);
             head_backward_rows(&m->head, &hw, &ghw, a->head, a->dlogits, a->dfeatures, first);

@@ -86,7 +86,12 @@ void multicrop_backward(const DinoModel *m, const float *params, float *grads, M
 // (at least one image), except that whole_first_group keeps group 0 (the
 // global crops) in one chunk whatever its size, for a loss over the batch's
 // features (KoLeo); the head's weight norm is prepared once per pass and its
-// weight gradients are summed over the chunks (head_backward_rows).
+// weight gradients are summed over the chunks (head_backward_rows). A head
+// with BatchNorm (head.use_bn) takes its statistics over every crop, so it
+// runs forward and backward once over all of them: the backbone's chunks
+// run forward first, keeping only their features, then forward again and
+// backward after the head (the last one run keeps its activations). loss_fn
+// and feature_fn see the same chunks either way.
 MultiCropActs *multicrop_train_acts_create(const DinoModel *m, const Batch *b, size_t max_bytes,
                                            int whole_first_group);
 // Called once per chunk with its logits (nrows, out_dim), rows row0.. of the

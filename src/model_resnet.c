@@ -31,11 +31,16 @@ MultiCropActs *resnet_multicrop_acts_create(const DinoModel *m, const Batch *b, 
         rows += Bg;
         if (Bg > rows_max) rows_max = Bg;
     }
-    int n = rows_mode ? rows_max : rows;
+    // A head with BatchNorm runs over every crop at once (its batch statistics).
+    int bn_head = m->has_head && m->head.use_bn;
+    int n = rows_mode && !bn_head ? rows_max : rows;
     a->features = callocCheck((size_t)n * D, sizeof(float));
     if (train) a->dfeatures = callocCheck((size_t)n * D, sizeof(float));
     if (m->has_head) {
-        if (rows_mode) {
+        if (rows_mode && bn_head) {
+            a->head = head_acts_create(&m->head, rows, 1);
+            a->dlogits = alignedAllocCheck((size_t)rows * m->head.out_dim * sizeof(float));
+        } else if (rows_mode) {
             // Weight gradients summed over up to 32 MiB of logit gradients, as for a ViT.
             int sum_rows = (int)(((size_t)32 << 20) / ((size_t)m->head.out_dim * sizeof(float)));
             if (sum_rows > rows) sum_rows = rows;
@@ -88,10 +93,42 @@ void resnet_multicrop_backward(const DinoModel *m, const float *params, float *g
     }
 }
 
+// The training pass with BatchNorm in the head: every group forward (each
+// keeps its activations), the head forward and backward once over all
+// crops, then every group backward.
+static void train_pass_bn_head(const DinoModel *m, float *params, float *grads, MultiCropActs *a,
+                               const Batch *b, MultiCropLossFn loss_fn, MultiCropFeatureFn feature_fn,
+                               void *ctx) {
+    ResNetWeights rw, gw;
+    model_bind_resnet(m, grads, &gw);
+    model_bind_resnet(m, params, &rw);
+    const float *logits = resnet_multicrop_forward(m, params, a, b);
+    size_t O = (size_t)m->head.out_dim;
+    int D = model_feature_dim(m), row0 = 0;
+    for (int g = 0; g < a->n_groups; row0 += a->n_crops[g] * b->B, g++)
+        loss_fn(ctx, a->dlogits + row0 * O, logits + row0 * O, row0, a->n_crops[g] * b->B);
+    HeadWeights hw, ghw;
+    model_bind(m, params, NULL, &hw);
+    model_bind(m, grads, NULL, &ghw);
+    head_backward(&m->head, &hw, &ghw, a->head, a->dlogits, a->dfeatures);
+    row0 = 0;
+    for (int g = 0; g < a->n_groups; g++) {
+        int n = a->n_crops[g] * b->B;
+        float *df = a->dfeatures + (size_t)row0 * D;
+        if (feature_fn) feature_fn(ctx, df, a->features + (size_t)row0 * D, row0, n);
+        resnet_backward(&m->resnet, &rw, &gw, a->rn[g], df);
+        row0 += n;
+    }
+}
+
 void resnet_multicrop_train_pass(const DinoModel *m, float *params, float *grads, MultiCropActs *a,
                                  const Batch *b, MultiCropLossFn loss_fn,
                                  MultiCropFeatureFn feature_fn, void *ctx) {
     DINO_ASSERT(m->has_head && a->train && b->B == a->B && b->n_groups == a->n_groups);
+    if (m->head.use_bn) {
+        train_pass_bn_head(m, params, grads, a, b, loss_fn, feature_fn, ctx);
+        return;
+    }
     ResNetWeights rw, gw;
     HeadWeights hw, ghw;
     model_bind_resnet(m, params, &rw);

@@ -74,6 +74,37 @@ static inline int engine_close_worst(const char *what, const float *got, const f
     return ok;
 }
 
+// Gradients that BatchNorm in the head makes exactly zero: the bias of a
+// Linear that a BatchNorm follows (the normalisation cancels any shift), and
+// the ViT's final norm bias under a head whose first Linear a BatchNorm
+// follows (the gradient reaching the features sums to zero over the batch).
+// Both sides hold rounding only, so a comparison relative to their own scale
+// means nothing. Returns the table index of the weight whose gradient gives
+// the scale (the Linear's; the norm's) when p is such a bias, else -1.
+static inline int engine_bias_before_bn(const ParamTable *t, const ParamInfo *p) {
+    int k;
+    char name[PARAM_NAME_MAX];
+    if (!strcmp(p->name, "backbone.norm.bias"))
+        return param_table_find(t, "head.mlp.1.running_mean") < 0 ? -1 : param_table_find(t, "backbone.norm.weight");
+    if (!engine_ends_with(p->name, ".bias") || sscanf(p->name, "head.mlp.%d.", &k) != 1) return -1;
+    snprintf(name, sizeof name, "head.mlp.%d.running_mean", k + 1);
+    if (param_table_find(t, name) < 0) return -1;
+    snprintf(name, sizeof name, "head.mlp.%d.weight", k);
+    return param_table_find(t, name);
+}
+
+// Such a gradient against zero: max(|got|, |want|) within rel of `scale`
+// (the gradient engine_bias_before_bn names); the worst fraction raises *worst.
+static inline int engine_zero_close(const char *what, const float *got, const float *want, size_t n,
+                                    const float *scale_of, size_t n_scale, double rel, double *worst) {
+    double scale = 0, e = 0;
+    for (size_t i = 0; i < n_scale; i++) scale = fmax(scale, fabs(scale_of[i]));
+    for (size_t i = 0; i < n; i++) e = fmax(e, fmax(fabs(got[i]), fabs(want[i])) / scale);
+    if (e > *worst) *worst = e;
+    if (!(e <= rel)) printf("  %s: %.3g of the weight gradient's scale, not zero\n", what, e);
+    return e <= rel;
+}
+
 // DINOv2's linear-eval rows (create_linear_input), written from final-norm
 // tokens: for each of B images, the CLS tokens of blocks[0..n-1] (each
 // (B, T, D)), then the mean of the last block's T − 1 patch tokens.

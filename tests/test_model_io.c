@@ -92,6 +92,8 @@ static void test_formats(void) {
         {"io_vit_train.pth", "teacher", MODEL_HEAD_REQUIRE, "train_teacher", 64, 2, 1, 4, 8, 64, 1e-6f, 1},
         {"io_vit_train.pth", "student", MODEL_HEAD_AUTO, "train_student", 64, 2, 1, 4, 8, 64, 1e-6f, 1},
         {"io_vit_train.pth", NULL, MODEL_HEAD_NONE, "train_teacher", 64, 2, 1, 4, 8, 64, 1e-6f, 0},
+        // --use_bn_in_head: BatchNorm1d in the head, num_batches_tracked ignored
+        {"io_vit_bnhead.pth", NULL, MODEL_HEAD_AUTO, "bnhead_teacher", 64, 2, 1, 4, 8, 64, 1e-6f, 1},
         {"io_vit_timm.safetensors", NULL, MODEL_HEAD_AUTO, "bb", 64, 2, 1, 4, 8, 64, 1e-6f, 0},
         {"io_vit_hf.safetensors", NULL, MODEL_HEAD_AUTO, "bb", 64, 2, 1, 4, 8, 64, 1e-12f, 0},
         {"io_vit_bb_f16.pth", NULL, MODEL_HEAD_AUTO, "f16", 64, 2, 1, 4, 8, 64, 1e-6f, 0},
@@ -114,12 +116,14 @@ static void test_formats(void) {
                   v->ln_eps == k->eps && m.has_head == k->has_head,
               "%s: inferred D=%d depth=%d heads=%d patch=%d img=%d mlp=%d eps=%g head=%d", what, v->dim,
               v->depth, v->heads, v->patch, v->img_size, v->mlp_hidden, (double)v->ln_eps, m.has_head);
+        int bn = strstr(k->file, "bnhead") != NULL;
         if (m.has_head)
             CHECK(m.head.in_dim == 64 && m.head.hidden == 48 && m.head.bottleneck == 16 &&
-                      m.head.out_dim == 32 && m.head.nlayers == 3 && m.head.norm_last_layer == 1,
-                  "%s: head in=%d hidden=%d bottleneck=%d out=%d nlayers=%d norm_last_layer=%d", what,
+                      m.head.out_dim == 32 && m.head.nlayers == 3 && m.head.norm_last_layer == 1 &&
+                      m.head.use_bn == bn,
+                  "%s: head in=%d hidden=%d bottleneck=%d out=%d nlayers=%d norm_last_layer=%d use_bn=%d", what,
                   m.head.in_dim, m.head.hidden, m.head.bottleneck, m.head.out_dim, m.head.nlayers,
-                  m.head.norm_last_layer);
+                  m.head.norm_last_layer, m.head.use_bn);
         CHECK(((uintptr_t)p % 64) == 0, "%s: parameter buffer is 64-byte aligned", what);
         check_signatures(what, k->variant, &m, p);
         free(p);
@@ -200,9 +204,10 @@ static int configs_equal(const DinoModel *a, const DinoModel *b) {
 }
 
 static void test_round_trips(void) {
-    const char *sources[] = {"io_vit_train.pth", "io_vit_hf.safetensors", "io_vit2h_bf16.safetensors"};
+    const char *sources[] = {"io_vit_train.pth", "io_vit_hf.safetensors", "io_vit2h_bf16.safetensors",
+                             "io_vit_bnhead.pth"};
     const char *outs[] = {"m.dino", "m.safetensors"};
-    for (int s = 0; s < 3; s++) {
+    for (int s = 0; s < 4; s++) {
         char err[1024];
         DinoModel a;
         float *pa;

@@ -6,6 +6,8 @@
 // centring, per-tensor clipping, the last layer frozen in epoch 0, SGD with
 // momentum (the reference's ResNet recipe) or DINO's LARS over the
 // reference's parameter groups, and the teacher EMA over parameters only.
+// Once more with --use_bn_in_head (resnet_train_sgd_bnhead.bin): BatchNorm1d
+// in the head with batch statistics over all crops of each head call.
 // Per step: loss, schedules, gradients after clipping, student and teacher
 // (parameters and running statistics), centre, as test_train_step.c does for
 // the ViT at its tolerances: each step once from the reference's state before
@@ -72,7 +74,7 @@ static int close_abs(const char *what, const float *got, const float *want, size
     return ok;
 }
 
-static TrainConfig fixture_config(const Fixture *fx, const char *optimizer) {
+static TrainConfig fixture_config(const Fixture *fx, const char *optimizer, int use_bn) {
     const float *cf = fixture_get(fx, "cfg")->data;
     const FixtureTensor *cd = fixture_get(fx, "cfg.d");
     TrainConfig c;
@@ -86,6 +88,7 @@ static TrainConfig fixture_config(const Fixture *fx, const char *optimizer) {
     c.out_dim = (int)cf[4];
     c.head_nlayers = 3;
     c.norm_last_layer = 1;
+    c.use_bn_in_head = use_bn;
     c.batch_size_per_gpu = (int)cf[5];
     c.local_crops_number = (int)cf[6];
     c.epochs = (int)cf[8];
@@ -157,9 +160,10 @@ static void load_reference_state(Trainer *t, const Fixture *fx, int s, int niter
     t->step = s % niter;
 }
 
-static void run_steps(const Fixture *fx, const char *optimizer, int from_reference) {
-    printf("-- %s: %s\n", optimizer, from_reference ? "single steps from the reference's state" : "chained steps");
-    TrainConfig c = fixture_config(fx, optimizer);
+static void run_steps(const Fixture *fx, const char *optimizer, int use_bn, int from_reference) {
+    printf("-- %s%s: %s\n", optimizer, use_bn ? " with BatchNorm in the head" : "",
+           from_reference ? "single steps from the reference's state" : "chained steps");
+    TrainConfig c = fixture_config(fx, optimizer, use_bn);
     const float *cf = fixture_get(fx, "cfg")->data;
     int niter = (int)cf[7], steps = (int)cf[12];
     char err[256];
@@ -180,7 +184,7 @@ static void run_steps(const Fixture *fx, const char *optimizer, int from_referen
         crops_fill(&cr, s);
         StepStats st;
         CHECK(trainer_step(t, &cr.b, &st) == 0, "step %d ran", s);
-        char k[160], what[64];
+        char k[160], k2[160], what[64];
         snprintf(k, sizeof k, "%d.sched", s);
         const FixtureTensor *sc = fixture_get(fx, k);
         CHECK(st.lr == dbl(sc, 0) && st.wd == dbl(sc, 1) && st.momentum == dbl(sc, 2),
@@ -217,7 +221,14 @@ static void run_steps(const Fixture *fx, const char *optimizer, int from_referen
             const ParamInfo *p = &tab->p[i];
             snprintf(k, sizeof k, "%d.grad.%s", s, p->name);
             const FixtureTensor *g = fixture_find(fx, k);
-            if (g) okg &= engine_close_worst(k, t->grads + p->offset, g->data, p->numel, gtol, &wg);
+            int wi = g ? engine_bias_before_bn(tab, p) : -1;
+            if (wi >= 0) {
+                snprintf(k2, sizeof k2, "%d.grad.%s", s, tab->p[wi].name);
+                const FixtureTensor *gw = fixture_get(fx, k2);
+                okg &= engine_zero_close(k, t->grads + p->offset, g->data, p->numel, gw->data, gw->numel, gtol, &wg);
+            } else if (g) {
+                okg &= engine_close_worst(k, t->grads + p->offset, g->data, p->numel, gtol, &wg);
+            }
             snprintf(k, sizeof k, "%d.student.%s", s, p->name);
             const float *ws_ = fixture_get(fx, k)->data;
             snprintf(k, sizeof k, "%d.teacher.%s", s, p->name);
@@ -252,8 +263,8 @@ static void run_steps(const Fixture *fx, const char *optimizer, int from_referen
 // Save after step 0, load into a fresh trainer, run step 1 in both: the
 // states agree bit for bit (BatchNorm running statistics are part of the
 // student and teacher buffers the checkpoint holds).
-static void checkpoint_resume(const Fixture *fx) {
-    TrainConfig c = fixture_config(fx, "sgd");
+static void checkpoint_resume(const Fixture *fx, int use_bn) {
+    TrainConfig c = fixture_config(fx, "sgd", use_bn);
     char dir[128], path[200], err[256];
     snprintf(dir, sizeof dir, "/tmp/dino_test_resnet_train_%d", (int)getpid());
     snprintf(path, sizeof path, "%s.ckpt", dir);
@@ -343,6 +354,14 @@ static void groups_and_ema(void) {
     c.device = DEVICE_CUDA;
     int rc = train_config_check(&c, err, sizeof err);
     CHECK(rc != 0 && strstr(err, "ViTs only") && !strchr(err, '\n'), "--arch resnet50 --device cuda refused: %s", err);
+    c.arch = "vit_small";
+    c.use_bn_in_head = 1;
+    rc = train_config_check(&c, err, sizeof err);
+    CHECK(rc != 0 && strstr(err, "--use_bn_in_head") && !strchr(err, '\n'),
+          "--use_bn_in_head true --device cuda refused: %s", err);
+    c.device = DEVICE_CPU;
+    rc = train_config_check(&c, err, sizeof err);
+    CHECK(rc == 0, "--use_bn_in_head true on the CPU passes the checks (%s)", rc ? err : "ok");
 }
 
 // The reference's ResNet recipe through `dino train`: its flags accepted, the
@@ -378,14 +397,17 @@ int main(int argc, char **argv) {
     (void)argc;
     test_passive_openmp(argv);
     groups_and_ema();
-    const char *opts[] = {"sgd", "lars"};
-    for (int o = 0; o < 2; o++) {
-        char name[64];
-        snprintf(name, sizeof name, "resnet_train_%s.bin", opts[o]);
-        Fixture fx = fixture_load(name);
-        run_steps(&fx, opts[o], 1);
-        run_steps(&fx, opts[o], 0);
-        if (o == 0) checkpoint_resume(&fx);
+    const struct {
+        const char *opt, *file;
+        int use_bn;
+    } runs[] = {{"sgd", "resnet_train_sgd.bin", 0},
+                {"lars", "resnet_train_lars.bin", 0},
+                {"sgd", "resnet_train_sgd_bnhead.bin", 1}};
+    for (int o = 0; o < 3; o++) {
+        Fixture fx = fixture_load(runs[o].file);
+        run_steps(&fx, runs[o].opt, runs[o].use_bn, 1);
+        run_steps(&fx, runs[o].opt, runs[o].use_bn, 0);
+        if (runs[o].opt[0] == 's') checkpoint_resume(&fx, runs[o].use_bn);
         fixture_free(&fx);
     }
     recipe_flags();

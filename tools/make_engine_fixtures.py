@@ -155,15 +155,18 @@ class ViT(nn.Module):
 
 class DINOHead(nn.Module):
     def __init__(self, in_dim, out_dim, norm_last_layer=True, nlayers=3, hidden_dim=2048,
-                 bottleneck_dim=256):
+                 bottleneck_dim=256, use_bn=False):
         super().__init__()
         nlayers = max(nlayers, 1)
         if nlayers == 1:
             self.mlp = nn.Linear(in_dim, bottleneck_dim)
         else:
-            layers = [nn.Linear(in_dim, hidden_dim), nn.GELU()]
+            # use_bn: a BatchNorm1d between each hidden Linear and its GELU
+            hidden = [nn.BatchNorm1d(hidden_dim)] if use_bn else []
+            layers = [nn.Linear(in_dim, hidden_dim), *hidden, nn.GELU()]
             for _ in range(nlayers - 2):
-                layers += [nn.Linear(hidden_dim, hidden_dim), nn.GELU()]
+                hidden = [nn.BatchNorm1d(hidden_dim)] if use_bn else []
+                layers += [nn.Linear(hidden_dim, hidden_dim), *hidden, nn.GELU()]
             layers.append(nn.Linear(hidden_dim, bottleneck_dim))
             self.mlp = nn.Sequential(*layers)
         self.last_layer = nn.utils.weight_norm(nn.Linear(bottleneck_dim, out_dim, bias=False))
@@ -201,7 +204,10 @@ class Dino(nn.Module):
 def fill_params(model):
     names = []
     with torch.no_grad():
-        for i, (name, p) in enumerate(model.state_dict(keep_vars=True).items()):
+        # BatchNorm's num_batches_tracked is no table entry (momentum is fixed)
+        items = [(k, v) for k, v in model.state_dict(keep_vars=True).items()
+                 if not k.endswith("num_batches_tracked")]
+        for i, (name, p) in enumerate(items):
             lo, hi = param_range(name, tuple(p.shape))
             p.copy_(torch.from_numpy(fill(tuple(p.shape), PARAM_SEED + i, lo, hi)))
             names.append(name)

@@ -11,7 +11,9 @@ C regenerates with fixture_fill.
 Models (sizes chosen so the files stay small; heads = D/64 as in DINO):
   A: D=64, 1 head, depth 2, MLP 64, patch 4, 3 channels, img 8 (grid 2)
   B: D=128, 2 heads, depth 1, MLP 64, patch 2, 3 channels, img 4 (grid 2), bf16
-Head: in 64, hidden 48, bottleneck 16, out 32, 3 layers, norm_last_layer.
+Head: in 64, hidden 48, bottleneck 16, out 32, 3 layers, norm_last_layer;
+io_vit_bnhead.pth has the same head with --use_bn_in_head (BatchNorm1d at
+mlp.1 and mlp.4, the Linears at mlp.0, 3, 6, num_batches_tracked kept).
 """
 import argparse
 import io
@@ -66,6 +68,22 @@ def head_state(in_dim, hidden, bottleneck, out, gen):
         "last_layer.weight_g": torch.ones(out, 1),
         "last_layer.weight_v": r(out, bottleneck),
     }
+
+
+def bn_head_state(in_dim, hidden, bottleneck, out, gen):
+    """DINOHead(use_bn=True)'s state_dict keys, in its order, random values
+    (positive running variances; num_batches_tracked an int64 count)."""
+    r = lambda *s: (torch.randn(*s, generator=gen) * 0.1).float()  # noqa: E731
+    sd = {}
+    for i, (o, n) in enumerate([(hidden, in_dim), (hidden, hidden)]):
+        sd[f"mlp.{3 * i}.weight"], sd[f"mlp.{3 * i}.bias"] = r(o, n), r(o)
+        sd[f"mlp.{3 * i + 1}.weight"], sd[f"mlp.{3 * i + 1}.bias"] = 1 + r(o), r(o)
+        sd[f"mlp.{3 * i + 1}.running_mean"], sd[f"mlp.{3 * i + 1}.running_var"] = r(o), 1 + r(o).abs()
+        sd[f"mlp.{3 * i + 1}.num_batches_tracked"] = torch.tensor(7, dtype=torch.int64)
+    sd["mlp.6.weight"], sd["mlp.6.bias"] = r(bottleneck, hidden), r(bottleneck)
+    sd["last_layer.weight_g"] = torch.ones(out, 1)
+    sd["last_layer.weight_v"] = r(out, bottleneck)
+    return sd
 
 
 def timm_model(sd, D, depth, heads, mlp, patch, chans, img):
@@ -313,6 +331,16 @@ def main():
         def forward(self, x):
             return x * self.w
     torch.jit.save(torch.jit.script(Tiny()), P("io_torchscript.pt"))
+
+    # 2b. a training checkpoint's teacher with --use_bn_in_head (its own
+    # generator, so the files above stay as they were).
+    genB = torch.Generator().manual_seed(4321)
+    tB = {"backbone." + k: v for k, v in sdA.items()}
+    tB.update({"head." + k: v for k, v in bn_head_state(64, 48, 16, 32, genB).items()})
+    argsB = argparse.Namespace(arch="vit_tiny", patch_size=4, out_dim=32, norm_last_layer=True,
+                               use_bn_in_head=True)
+    torch.save({"teacher": tB, "epoch": 1, "args": argsB}, P("io_vit_bnhead.pth"))
+    add_sigs(expect, "bnhead_teacher", {k: v for k, v in tB.items() if not k.endswith("num_batches_tracked")})
 
     fixture_io.write(P("io_expect.dfx"), expect)
     total = sum(os.path.getsize(P(f)) for f in os.listdir(out) if f.startswith("io_"))

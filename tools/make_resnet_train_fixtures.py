@@ -19,7 +19,12 @@ as the reference's main_dino.py trains a torchvision --arch:
     decay), then the teacher EMA over student.parameters() /
     teacher.parameters();
   - the optimizer is torch.optim.SGD(momentum 0.9) ("sgd", the reference's
-    ResNet recipe) or DINO's LARS ("lars", RefLARS).
+    ResNet recipe) or DINO's LARS ("lars", RefLARS);
+  - "sgd_bnhead": as "sgd" with --use_bn_in_head (DINOHead(use_bn=True): a
+    BatchNorm1d after each hidden Linear, whose batch statistics are over all
+    crops of one head call: the teacher's 2B global crops, the student's
+    (2 + n_local)·B crops; running statistics updated by each forward, the
+    EMA leaving them alone as the backbone's).
 
 The reference runs in float64 (weights and inputs are float32 values), so the
 fixture holds the exact result that the C code's float32 is compared with.
@@ -36,7 +41,7 @@ when frozen), "s.student.<name>" and "s.teacher.<name>" for every table entry
 (running statistics included), "s.mom.<name>" (the optimizer's momentum
 buffer after the step). "cfg", "cfg.d", "clip".
 
-Usage: PY=$(tools/venv.sh); $PY tools/make_resnet_train_fixtures.py [sgd|lars ...]
+Usage: PY=$(tools/venv.sh); $PY tools/make_resnet_train_fixtures.py [sgd|lars|sgd_bnhead ...]
 """
 import math
 import os
@@ -96,11 +101,11 @@ def tiny_resnet():
 
 
 class Dino(torch.nn.Module):
-    def __init__(self, c):
+    def __init__(self, c, use_bn=False):
         super().__init__()
         self.backbone = tiny_resnet()
         self.head = DINOHead(128, c["out_dim"], norm_last_layer=True, nlayers=3,
-                             hidden_dim=c["hidden"], bottleneck_dim=c["bottleneck"])
+                             hidden_dim=c["hidden"], bottleneck_dim=c["bottleneck"], use_bn=use_bn)
 
     def forward(self, groups):
         """MultiCropWrapper: one backbone pass per resolution group."""
@@ -127,9 +132,10 @@ def crops(s, c):
 
 def make(kind):
     c = CFG
-    student = Dino(c).double()
+    use_bn = kind.endswith("_bnhead")
+    student = Dino(c, use_bn).double()
     fill_model(student)
-    teacher = Dino(c).double()
+    teacher = Dino(c, use_bn).double()
     teacher.load_state_dict(student.state_dict())
     for p in teacher.parameters():
         p.requires_grad = False
@@ -140,7 +146,7 @@ def make(kind):
             continue
         (noreg if name.endswith(".bias") or len(p.shape) == 1 else reg).append(p)
     groups = [{"params": reg}, {"params": noreg, "weight_decay": 0.0}]
-    if kind == "sgd":
+    if kind.startswith("sgd"):
         opt = torch.optim.SGD(groups, lr=0, momentum=0.9, foreach=False)
     else:
         opt = RefLARS(groups)
@@ -218,5 +224,5 @@ def make(kind):
 
 
 if __name__ == "__main__":
-    for k in sys.argv[1:] or ["sgd", "lars"]:
+    for k in sys.argv[1:] or ["sgd", "lars", "sgd_bnhead"]:
         make(k)

@@ -3,7 +3,7 @@ test_schedule.c, test_train_step.c), written from docs/DINO.md §4 and §6 with
 PyTorch and numpy as the oracle. Inputs come from fixture_io.fill so the C
 tests regenerate them instead of reading them.
 
-Usage: PY=$(tools/venv.sh); $PY tools/make_train_fixtures.py [loss|optim|schedule|step|step_koleo ...]
+Usage: PY=$(tools/venv.sh); $PY tools/make_train_fixtures.py [loss|optim|schedule|step|step_koleo|step_bnhead ...]
 """
 import math
 import os
@@ -313,16 +313,25 @@ def make_step_koleo():
     make_step(koleo=0.1, out_name="train_step_koleo.bin")
 
 
-def make_step(koleo=0.0, out_name="train_step.bin"):
+def make_step_bnhead():
+    make_step(use_bn=True, out_name="train_step_bnhead.bin")
+
+
+def make_step(koleo=0.0, out_name="train_step.bin", use_bn=False):
     """koleo > 0: DINOv2's KoLeo on the student's CLS features of each global
-    crop, that weight times their sum added to the DINO loss."""
+    crop, that weight times their sum added to the DINO loss. use_bn: the
+    head with BatchNorm1d (--use_bn_in_head), whose batch statistics are over
+    all crops of one head call (MultiCropWrapper: the teacher's 2B global
+    crops, the student's (2 + n_local)·B), in train mode for both, the
+    running statistics ("s.student.<name>", "s.teacher.<name>" too) moved by
+    each one's own forward and left alone by the EMA."""
     E = _engine()
     c = STEP_CFG
 
     def build():
         vit = E.ViT(c["img"], c["patch"], c["dim"], c["depth"], c["heads"], 4 * c["dim"])
         head = E.DINOHead(c["dim"], c["out_dim"], norm_last_layer=False, nlayers=3,
-                          hidden_dim=c["hidden"], bottleneck_dim=c["bottleneck"])
+                          hidden_dim=c["hidden"], bottleneck_dim=c["bottleneck"], use_bn=use_bn)
         return E.Dino(vit, head)
 
     student = build()
@@ -399,6 +408,10 @@ def make_step(koleo=0.0, out_name="train_step.bin"):
                 out[f"{s}.grad.{n_}"] = grads[n_]
         for n_, p in teacher.named_parameters():
             out[f"{s}.teacher.{n_}"] = p.detach().clone()
+        for name, model in (("student", student), ("teacher", teacher)):
+            for n_, b in model.named_buffers():
+                if not n_.endswith("num_batches_tracked"):
+                    out[f"{s}.{name}.{n_}"] = b.detach().clone()
         # AdamW's moments after the step: with the student, teacher and centre
         # above they are the whole state the next step starts from, so the
         # test can run each step from the reference's state, not its own.
@@ -415,11 +428,13 @@ def make_step(koleo=0.0, out_name="train_step.bin"):
     out["cfg.d"] = split_double([c["lr"], c["min_lr"], c["wd"], c["wd_end"], c["momentum"], c["wtt"], c["tt"]])
     if koleo:
         out["koleo"] = [koleo]
+    if use_bn:
+        out["use_bn_in_head"] = [1]
     write(os.path.join(OUT, out_name), out)
 
 
 if __name__ == "__main__":
-    what = sys.argv[1:] or ["loss", "optim", "schedule", "step", "step_koleo"]
+    what = sys.argv[1:] or ["loss", "optim", "schedule", "step", "step_koleo", "step_bnhead"]
     for w in what:
         globals()["make_" + w]()
         print("wrote", w)

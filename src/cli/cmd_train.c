@@ -56,12 +56,11 @@ int cmd_train(int argc, char **argv) {
     if (preset && strcmp(preset, "fmnist") != 0) dino_die("--preset: unknown preset '%s' (known: fmnist)", preset);
     if (preset || !has_data_path) train_config_preset_fmnist(&c);
 
-    int use_fp16 = 2, use_bn_in_head = 0;  // 2: left at the default (true)
+    int use_fp16 = 2;  // 2: left at the default (true)
     const char *dist_url = "env://", *preset_flag = preset ? preset : "";
     int local_rank = 0;
     const ExtraFlag extras[] = {
         {NULL, {"preset", ARG_STRING, &preset_flag, "fmnist: small-data defaults for Fashion-MNIST (also used when --data_path is omitted)"}},
-        {"head_nlayers", {"use_bn_in_head", ARG_BOOL, &use_bn_in_head, "BatchNorm in the head (not supported)"}},
         {"koleo_loss_weight", {"use_fp16", ARG_BOOL, &use_fp16, "the reference's fp16 mixed precision (accepted; ignored: use --use_bf16)"}},
         {"dist", {"dist_url", ARG_STRING, &dist_url, "accepted for compatibility; single process"}},
         {"dist", {"local_rank", ARG_INT, &local_rank, "accepted for compatibility; single process", ARG_RANGE(0, TRAIN_MAX_LOCAL_RANK)}},
@@ -132,7 +131,6 @@ int cmd_train(int argc, char **argv) {
         default: break;
         }
     }
-    if (use_bn_in_head) dino_die("--use_bn_in_head true is not supported (BatchNorm in the head is not implemented)");
     if (use_fp16 == 1 && !c.use_bf16)
         dino_info("--use_fp16 is ignored: training runs in float32; --use_bf16 true gives bf16 mixed precision");
     if (c.use_bf16 && c.device == DEVICE_CUDA) dino_die("--use_bf16 runs on the CPU only; leave it out with --device cuda");

@@ -315,11 +315,10 @@ int model_infer_head(ModelSource *s, int D, HeadConfig *h, char *err, size_t err
                 "head.last_layer.weight_g and weight_v)", s->path);
         return -1;
     }
-    if (find(s, "head.mlp.1.weight") || find(s, "head.mlp.1.running_mean")) {
-        dino_errf(err, errlen, "%s has BatchNorm in its head (use_bn_in_head), which is not supported",
-                s->path);
-        return -1;
-    }
+    // use_bn_in_head: a BatchNorm1d at index 1 of the Sequential (a GELU,
+    // without tensors, otherwise), and the Linears at 0, 3, 6, ...
+    h->use_bn = !single && (find(s, "head.mlp.1.weight") || find(s, "head.mlp.1.running_mean"));
+    int stride = h->use_bn ? 3 : 2;
     if (first->ndim != 2 || first->shape[1] != D) {
         dino_errf(err, errlen, "%s: the head's first layer does not take D=%d inputs", s->path, D);
         return -1;
@@ -329,7 +328,7 @@ int model_infer_head(ModelSource *s, int D, HeadConfig *h, char *err, size_t err
     if (!single) {
         char name[64];
         for (nl = 1; nl < HEAD_MAX_LAYERS + 1; nl++) {
-            snprintf(name, sizeof name, "head.mlp.%d.weight", 2 * nl);
+            snprintf(name, sizeof name, "head.mlp.%d.weight", stride * nl);
             ModelEntry *e = find(s, name);
             if (!e) break;
             last = e;

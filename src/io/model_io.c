@@ -145,7 +145,7 @@ static int load_from_source(ModelSource *s, const ModelLoadOptions *opt, DinoMod
                     "(not a supported ViT)", s->path, e->orig);
             goto fail;
         }
-        if (has_head && starts_with(e->name, "head.mlp.")) {
+        if (has_head && starts_with(e->name, "head.mlp.") && !ends_with(e->name, "num_batches_tracked")) {
             dino_errf(err, errlen, "%s: head tensor '%s' does not belong to the inferred head", s->path,
                     e->orig);
             goto fail;
@@ -180,6 +180,9 @@ typedef struct {
     char k[48];
     char v[48];
 } KV;
+
+// At most: 10 ViT settings and 6 of the head.
+#define CONFIG_KV_MAX 16
 
 static int config_kv(const DinoModel *m, KV *kv) {
     int n = 0;
@@ -219,22 +222,23 @@ head:
         PUT("head.hidden", "%d", m->head.hidden);
         PUT("head.bottleneck", "%d", m->head.bottleneck);
         PUT("head.norm_last_layer", "%d", m->head.norm_last_layer);
+        if (m->head.use_bn) PUT("head.use_bn", "1");
     }
 #undef PUT
     return n;
 }
 
 void model_meta_write(CkptWriter *w, const DinoModel *m) {
-    KV kv[16];
+    KV kv[CONFIG_KV_MAX];
     int n = config_kv(m, kv);
     for (int i = 0; i < n; i++) ckpt_add_meta(w, kv[i].k, kv[i].v);
 }
 
 int model_save(const char *path, const DinoModel *m, const float *params, char *err, size_t errlen) {
     if (ends_with(path, ".safetensors")) {
-        KV kv[16];
+        KV kv[CONFIG_KV_MAX];
         int nkv = config_kv(m, kv);
-        const char *meta[2 * 17];
+        const char *meta[2 * (CONFIG_KV_MAX + 1)];
         meta[0] = "format";
         meta[1] = "pt";
         for (int i = 0; i < nkv; i++) {
@@ -281,9 +285,9 @@ int model_describe(const char *path, const ModelLoadOptions *opt, FILE *out, int
         model_describe_backbone(&m, desc, sizeof desc);
         fprintf(out, "architecture: %s\n", desc);
         if (m.has_head)
-            fprintf(out, "head: in=%d hidden=%d bottleneck=%d out=%d nlayers=%d norm_last_layer=%d\n",
+            fprintf(out, "head: in=%d hidden=%d bottleneck=%d out=%d nlayers=%d norm_last_layer=%d%s\n",
                     m.head.in_dim, m.head.hidden, m.head.bottleneck, m.head.out_dim, m.head.nlayers,
-                    m.head.norm_last_layer);
+                    m.head.norm_last_layer, m.head.use_bn ? " use_bn=1" : "");
         else
             fprintf(out, "head: none\n");
         size_t bb = 0;

@@ -17,6 +17,7 @@ const char *train_engine_feature_name(EngineFeature f) {
     case ENGINE_OPTIM_SGD: return "SGD";
     case ENGINE_OPTIM_LARS: return "LARS";
     case ENGINE_RESNET: return "ResNet";
+    case ENGINE_BN_HEAD: return "BatchNorm in the head";
     }
     return "?";
 }

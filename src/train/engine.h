@@ -45,6 +45,7 @@ typedef enum {
     ENGINE_OPTIM_SGD = 2,       // --optimizer sgd
     ENGINE_OPTIM_LARS = 3,      // --optimizer lars
     ENGINE_RESNET = 4,          // a ResNet backbone (--arch resnet50, resnet_tiny)
+    ENGINE_BN_HEAD = 5,         // BatchNorm in the head (--use_bn_in_head)
 } EngineFeature;
 
 // 1 when the engine of `kind` supports f, else 0 (every engine trains AdamW

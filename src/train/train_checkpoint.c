@@ -36,6 +36,7 @@ static int config_items(const Trainer *t, CfgItem *it) {
     c.head_bottleneck_dim = h->bottleneck;
     c.head_nlayers = h->nlayers;
     c.norm_last_layer = h->norm_last_layer;
+    c.use_bn_in_head = h->use_bn;
     int n = 0;
     for (int i = 0; i < train_settings_count; i++) {
         const TrainSetting *s = &train_settings[i];
@@ -63,7 +64,7 @@ static int config_items(const Trainer *t, CfgItem *it) {
 static int recorded_later(const char *key, const char **value) {
     static const char *const later[][2] = {
         {"koleo_loss_weight", "0"}, {"blur_sigma", NULL}, {"solarization_prob", NULL},
-        {"jpeg_min_side", NULL},    {"device", NULL},
+        {"jpeg_min_side", NULL},    {"device", NULL},     {"use_bn_in_head", "0"},
     };
     for (size_t i = 0; i < sizeof later / sizeof *later; i++)
         if (!strcmp(key, later[i][0])) return *value = later[i][1], 1;

@@ -196,9 +196,10 @@ static void run_describe(const Run *r) {
     size_t ntrain = 0;
     for (int i = 0; i < t->model.table.n; i++)
         if (t->model.table.p[i].trainable) ntrain += t->model.table.p[i].numel;
-    dino_info("model: %s; head %d -> %d -> %d -> %d (norm_last_layer %s); %.2fM trainable parameters",
+    dino_info("model: %s; head %d -> %d -> %d -> %d (norm_last_layer %s%s); %.2fM trainable parameters",
               desc, t->model.head.in_dim, t->model.head.hidden, t->model.head.bottleneck,
-              t->model.head.out_dim, c->norm_last_layer ? "true" : "false", ntrain / 1e6);
+              t->model.head.out_dim, c->norm_last_layer ? "true" : "false",
+              t->model.head.use_bn ? ", BatchNorm" : "", ntrain / 1e6);
     dino_info("data: %s; %d global %d px + %d local %d px crops; %lld iterations per epoch of %d images",
               dataset_describe(r->ds), 2, c->global_crop_size, c->local_crops_number, c->local_crop_size,
               (long long)r->niter, c->batch_size_per_gpu);

@@ -71,6 +71,7 @@ static int head_from_flags(const TrainConfig *c, int in_dim, HeadConfig *head, c
     if (head->nlayers > HEAD_MAX_LAYERS)
         return snprintf(err, errlen, "--head_nlayers %d is more than %d", head->nlayers, HEAD_MAX_LAYERS), -1;
     head->norm_last_layer = c->norm_last_layer;
+    head->use_bn = c->use_bn_in_head;
     return 0;
 }
 
@@ -200,6 +201,11 @@ int train_config_check(const TrainConfig *cfg, char *err, size_t errlen) {
             return -1;
         }
     } else if (train_config_model(cfg, &vit, &head, err, errlen)) {
+        return -1;
+    }
+    if (head.use_bn && !train_engine_supports(cfg->device, ENGINE_BN_HEAD)) {
+        snprintf(err, errlen, "--device %s has no BatchNorm in the head; --use_bn_in_head true trains on --device cpu",
+                 device_name(cfg->device));
         return -1;
     }
     OptimKind kind;

@@ -90,6 +90,8 @@
       "DINO head bottleneck width") \
     X(head_nlayers, head_nlayers, INT, TS_N(3), TS_SAME, 0, HEAD_MAX_LAYERS, MUST, AGREE, \
       "DINO head MLP layers") \
+    X(use_bn_in_head, use_bn_in_head, BOOL, TS_N(0), TS_SAME, 0, 0, MUST, AGREE, \
+      "BatchNorm1d after each hidden layer of the head, with batch statistics over all crops of the batch (synchronised over ranks), as the reference's DINOHead(use_bn=True); --device cpu only") \
     /* A faster teacher than 0.996, for a run of thousands of steps rather than hundreds of thousands. */ \
     X(momentum_teacher, momentum_teacher, DOUBLE, TS_N(0.996), TS_N(0.99), 0, 1, WARN, AGREE, \
       "base EMA momentum of the teacher (cosine to 1)") \
