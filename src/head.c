@@ -94,8 +94,8 @@ void head_init(const HeadConfig *cfg, HeadWeights *w, uint64_t seed) {
 struct HeadActs {
     int Nmax, N, train;
     const float *in;              // (N, in_dim) the caller's input, read by backward
-    float *h[HEAD_MAX_LAYERS];    // (N, out_i) outputs of each MLP Linear
-    float *gel[HEAD_MAX_LAYERS];  // (N, hidden) GELU of h[i], i < nlayers-1
+    float *h[HEAD_MAX_LAYERS];    // (N, out_i) outputs of each MLP Linear (inference: the last only)
+    float *gel[HEAD_MAX_LAYERS];  // (N, hidden) GELU of h[i], i < nlayers-1 (fused in inference)
     float *z, *znorm;             // (N, bottleneck) normalised, (N) norms
     float *wscale, *vnorm;        // (out_dim) g/||v|| and ||v|| of each last-layer row
     float *logits;                // (N, out_dim)
@@ -203,6 +203,11 @@ void head_forward_rows(const HeadConfig *cfg, const HeadWeights *w, HeadActs *a,
     for (int i = 0; i < cfg->nlayers; i++) {
         int ci, co;
         layer_dims(cfg, i, &ci, &co);
+        if (i < cfg->nlayers - 1 && !a->train) {  // no backward needs h[i]: GELU fused
+            PROF(PROF_HEAD_MLP, linear_gelu_forward(a->gel[i], x, w->mlp_w[i], w->mlp_b[i], N, ci, co));
+            x = a->gel[i];
+            continue;
+        }
         PROF(PROF_HEAD_MLP, linear_forward(a->h[i], x, w->mlp_w[i], w->mlp_b[i], N, ci, co));
         if (i < cfg->nlayers - 1) {
             PROF(PROF_HEAD_MLP, gelu_forward(a->gel[i], a->h[i], (size_t)N * co));
