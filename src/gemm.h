@@ -53,7 +53,7 @@ int gemm_batched_f32(int nb0, int nb1, int M, int N, int K, float alpha, const f
 typedef struct {
     const float *bias;  // (N) added to every row, or NULL
     int gelu;           // exact (erf) GELU after the bias, as PyTorch's nn.GELU
-    const float *res;   // (M,N) laid out as C (leading dim ldc), or NULL; may be C itself
+    const float *res;   // (M,N) laid out as C (leading dim ldc), or NULL; C itself or apart from it
 } GemmEpilogue;
 // A Linear, C (M,N) = epilogue(A (M,K) · Wᵀ) with W stored N×K (ldw), in
 // one oneDNN matmul with the bias and post-ops (bf16 inputs when bf16, as
