@@ -46,6 +46,22 @@ int gemm_bf16_native(GemmTrans ta, GemmTrans tb, int M, int N, int K, float alph
 int gemm_batched_f32(int nb0, int nb1, int M, int N, int K, float alpha, const float *A,
                      const int64_t a_str[4], const float *B, const int64_t b_str[4], float *C,
                      const int64_t c_str[4]);
+// ---- fused Linear epilogues (docs/ENGINE.md, "Fused Linear epilogues") ----
+// What gemm_linear_fused does to the product P = A·Wᵀ before storing it in C:
+// C = gelu(P + bias) when gelu, C = P + bias + res otherwise (bias and res
+// optional; gelu and res not together).
+typedef struct {
+    const float *bias;  // (N) added to every row, or NULL
+    int gelu;           // exact (erf) GELU after the bias, as PyTorch's nn.GELU
+    const float *res;   // (M,N) laid out as C (leading dim ldc), or NULL; C itself or apart from it
+} GemmEpilogue;
+// A Linear, C (M,N) = epilogue(A (M,K) · Wᵀ) with W stored N×K (ldw), in
+// one oneDNN matmul with the bias and post-ops (bf16 inputs when bf16, as
+// gemm_bf16). Returns 0, or -1 with C untouched where the backend in use is
+// OpenBLAS or the bf16 emulation, or oneDNN has no implementation: the
+// caller then runs the GEMM and its separate passes (src/ops_cpu.c).
+int gemm_linear_fused(int bf16, int M, int N, int K, const float *A, int lda, const float *W,
+                      int ldw, float *C, int ldc, const GemmEpilogue *ep);
 // gemm_bf16 when bf16 is set, gemm_f32 otherwise.
 static inline void gemm_prec(int bf16, GemmTrans ta, GemmTrans tb, int M, int N, int K, float alpha,
                              const float *A, int lda, const float *B, int ldb, float beta, float *C,

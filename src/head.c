@@ -118,12 +118,13 @@ void head_init(const HeadConfig *cfg, HeadWeights *w, uint64_t seed) {
 struct HeadActs {
     int Nmax, N, train;
     const float *in;              // (N, in_dim) the caller's input, read by backward
-    float *h[HEAD_MAX_LAYERS];    // (N, out_i) outputs of each MLP Linear (use_bn: of its BatchNorm)
+    float *h[HEAD_MAX_LAYERS];    // (N, out_i) outputs of each MLP Linear (use_bn: of its BatchNorm;
+                                  // inference without BatchNorm: the last only)
     // use_bn: each hidden Linear's output channel-major (hidden, N), and its
     // batch mean and 1/std; bt (hidden, N) scratch.
     float *xt[HEAD_MAX_LAYERS], *bn_mean[HEAD_MAX_LAYERS], *bn_rstd[HEAD_MAX_LAYERS];
     float *bt;
-    float *gel[HEAD_MAX_LAYERS];  // (N, hidden) GELU of h[i], i < nlayers-1
+    float *gel[HEAD_MAX_LAYERS];  // (N, hidden) GELU of h[i], i < nlayers-1 (fused in inference)
     float *z, *znorm;             // (N, bottleneck) normalised, (N) norms
     float *wscale, *vnorm;        // (out_dim) g/||v|| and ||v|| of each last-layer row
     float *logits;                // (N, out_dim)
@@ -260,6 +261,12 @@ void head_forward_rows(const HeadConfig *cfg, const HeadWeights *w, HeadActs *a,
     for (int i = 0; i < cfg->nlayers; i++) {
         int ci, co;
         layer_dims(cfg, i, &ci, &co);
+        // No backward needs h[i], and no BatchNorm sits between: GELU fused.
+        if (i < cfg->nlayers - 1 && !a->train && !has_bn(cfg, i)) {
+            PROF(PROF_HEAD_MLP, linear_gelu_forward(a->gel[i], x, w->mlp_w[i], w->mlp_b[i], N, ci, co));
+            x = a->gel[i];
+            continue;
+        }
         PROF(PROF_HEAD_MLP, linear_forward(a->h[i], x, w->mlp_w[i], w->mlp_b[i], N, ci, co));
         if (i < cfg->nlayers - 1) {
             if (has_bn(cfg, i)) PROF(PROF_HEAD_MLP, bn_rows_forward(w, a, i, a->h[i], N, co));

@@ -17,6 +17,11 @@
 // out (N,OC), inp (N,C), w (OC,C), b (OC) or NULL.
 void linear_forward(float *out, const float *inp, const float *w, const float *b, int N, int C,
                     int OC);
+// out = gelu(inp·Wᵀ + b) in one pass where the GEMM backend fuses it
+// (src/gemm.h), else linear_forward then gelu_forward. For passes that keep
+// no pre-activation for a backward.
+void linear_gelu_forward(float *out, const float *inp, const float *w, const float *b, int N, int C,
+                         int OC);
 // dinp (N,C) is written (skipped when NULL); dw (OC,C) and db (OC) accumulate
 // (either may be NULL).
 void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,

@@ -21,9 +21,12 @@
 
 void linear_forward(float *out, const float *inp, const float *w, const float *b, int N, int C,
                     int OC) {
-    // Filling out with the bias and letting the GEMM accumulate (beta = 1)
-    // costs one pass over out, instead of a zeroing pass and a bias pass.
+    // The bias inside the GEMM where the backend fuses it; otherwise filling
+    // out with the bias and letting the GEMM accumulate (beta = 1) costs one
+    // pass over out, instead of a zeroing pass and a bias pass.
     int bf16 = gemm_autocast_bf16();
+    GemmEpilogue ep = {b, 0, NULL};
+    if (b && gemm_linear_fused(bf16, N, OC, C, inp, C, w, C, out, OC, &ep) == 0) return;
     float beta = 0.0f;
     if (b) {
 #pragma omp parallel for if ((size_t)N * OC > PAR_MIN_WORK)
@@ -31,6 +34,14 @@ void linear_forward(float *out, const float *inp, const float *w, const float *b
         beta = 1.0f;
     }
     gemm_prec(bf16, GEMM_N, GEMM_T, N, OC, C, 1.0f, inp, C, w, C, beta, out, OC);
+}
+
+void linear_gelu_forward(float *out, const float *inp, const float *w, const float *b, int N, int C,
+                         int OC) {
+    GemmEpilogue ep = {b, 1, NULL};
+    if (gemm_linear_fused(gemm_autocast_bf16(), N, OC, C, inp, C, w, C, out, OC, &ep) == 0) return;
+    linear_forward(out, inp, w, b, N, C, OC);
+    gelu_forward(out, out, (size_t)N * OC);
 }
 
 void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
@@ -61,6 +72,8 @@ void linear_residual_forward(float *out, const float *res, const float *inp, con
     int all_one = 1, bf16 = gemm_autocast_bf16();
     if (scale)
         for (int s = 0; s < B; s++) all_one &= scale[s] == 1.0f;
+    GemmEpilogue ep = {b, 0, res};
+    if (all_one && gemm_linear_fused(bf16, (int)rows, OC, C, inp, C, w, C, out, OC, &ep) == 0) return;
     if (!all_one && out != res) {
         // Drop path in training (factors 0 or 1/keep): one GEMM for the whole
         // branch, then out = res + factor·branch, as the reference computes it.

@@ -632,10 +632,14 @@ void vit_forward(const ViTConfig *cfg, const ViTWeights *w, ViTActs *a, const fl
         // x_out = x_mid + s2·fc2(gelu(fc1(ln2(x_mid))))
         PROF(PROF_LN, layernorm_forward(ln2, m2, m2 ? m2 + BT : NULL, xmid, w->blocks[l].ln2_w,
                           w->blocks[l].ln2_b, (int)BT, D, eps));
-        PROF(PROF_FC1, linear_forward(fc1, ln2, w->blocks[l].fc1_w, w->blocks[l].fc1_b, (int)BT, D, F1));
         float *h = a->train ? a->hbuf : cfg->swiglu ? a->glu : fc1;
-        if (cfg->swiglu) PROF(PROF_GELU, swiglu_forward(h, fc1, BT, H4));
-        else PROF(PROF_GELU, gelu_forward(h, fc1, BT * H4));
+        if (!a->train && !cfg->swiglu) {  // no backward: GELU fused into fc1, in place
+            PROF(PROF_FC1, linear_gelu_forward(fc1, ln2, w->blocks[l].fc1_w, w->blocks[l].fc1_b, (int)BT, D, F1));
+        } else {  // training keeps fc1's pre-activation for the backward
+            PROF(PROF_FC1, linear_forward(fc1, ln2, w->blocks[l].fc1_w, w->blocks[l].fc1_b, (int)BT, D, F1));
+            if (cfg->swiglu) PROF(PROF_GELU, swiglu_forward(h, fc1, BT, H4));
+            else PROF(PROF_GELU, gelu_forward(h, fc1, BT * H4));
+        }
         if (cfg->layerscale) {
             PROF(PROF_FC2, linear_forward(a->ln, h, w->blocks[l].fc2_w, w->blocks[l].fc2_b, (int)BT, H4, D));
             layerscale_residual(xout, xmid, w->blocks[l].ls2, a->ln, BT, D);

@@ -6,7 +6,8 @@
 // bf16-rounded inputs, and visibly different from the fp32 product; the
 // attention forward as oneDNN batched matmuls equal to our kernel's; native
 // oneDNN bf16 against the same reference where the CPU has it (skipped with
-// the missing instruction set named otherwise).
+// the missing instruction set named otherwise); the fused Linear epilogues
+// (bias, GELU, residual) on oneDNN against the separate passes in double.
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -175,6 +176,79 @@ static void check_attention_batched(void) {
     }
 }
 
+// gemm_linear_fused against a double reference of the separate passes, C =
+// gelu(A·Wᵀ + bias) or A·Wᵀ + bias + res, with padded leading dims (the
+// padding of C must survive), the residual in its own buffer or in C itself.
+// bf16: inputs rounded to bf16 in the reference. Returns how many ran fused;
+// the others must leave C untouched.
+typedef struct {
+    int M, N, K, pad, bias, gelu, res;  // res: 0 none, 1 own buffer, 2 C itself
+} LinCase;
+
+static const LinCase lin_cases[] = {
+    {37, 29, 64, 3, 1, 0, 0}, {50, 96, 384, 0, 1, 1, 0}, {33, 70, 45, 2, 1, 0, 1},
+    {17, 23, 31, 1, 1, 0, 2}, {40, 48, 96, 5, 0, 0, 1},  {9, 1536, 384, 0, 0, 1, 0},
+};
+
+static void linear_reference(const LinCase *c, const float *A, int lda, const float *W, int ldw,
+                             const float *bias, const float *res, int ldc, int round, float *out) {
+    for (int i = 0; i < c->M; i++)
+        for (int j = 0; j < c->N; j++) {
+            double s = c->bias ? bias[j] : 0.0;
+            for (int k = 0; k < c->K; k++) {
+                float a = A[(size_t)i * lda + k], w = W[(size_t)j * ldw + k];
+                if (round) a = bf16_to_f32(bf16_from_f32(a)), w = bf16_to_f32(bf16_from_f32(w));
+                s += (double)a * w;
+            }
+            if (c->gelu) s = 0.5 * s * (1.0 + erf(s / sqrt(2.0)));
+            if (res) s += res[(size_t)i * ldc + j];
+            out[(size_t)i * ldc + j] = (float)s;
+        }
+}
+
+static int check_linear_fused(int bf16, const char *name) {
+    int fused = 0;
+    for (size_t ci = 0; ci < sizeof lin_cases / sizeof *lin_cases; ci++) {
+        const LinCase *c = &lin_cases[ci];
+        int lda = c->K + c->pad, ldw = c->K + c->pad, ldc = c->N + c->pad;
+        size_t nc = (size_t)c->M * ldc;
+        float *A = mallocCheck((size_t)c->M * lda * 4), *W = mallocCheck((size_t)c->N * ldw * 4);
+        float *bias = mallocCheck((size_t)c->N * 4), *R = mallocCheck(nc * 4);
+        float *C = mallocCheck(nc * 4), *want = mallocCheck(nc * 4);
+        fixture_fill(A, (size_t)c->M * lda, 50 + ci, -1.0f, 1.0f);
+        fixture_fill(W, (size_t)c->N * ldw, 60 + ci, -1.0f, 1.0f);
+        fixture_fill(bias, c->N, 70 + ci, -2.0f, 2.0f);
+        fixture_fill(R, nc, 80 + ci, -3.0f, 3.0f);
+        // C starts as the residual (in place) or as a sentinel, padding included.
+        for (size_t i = 0; i < nc; i++) C[i] = want[i] = c->res == 2 ? R[i] : -7.0f;
+        linear_reference(c, A, lda, W, ldw, c->bias ? bias : NULL, c->res ? R : NULL, ldc, bf16, want);
+        GemmEpilogue ep = {c->bias ? bias : NULL, c->gelu, c->res == 1 ? R : c->res == 2 ? C : NULL};
+        int rc = gemm_linear_fused(bf16, c->M, c->N, c->K, A, lda, W, ldw, C, ldc, &ep);
+        char what[128];
+        snprintf(what, sizeof what, "%s fused linear %dx%dx%d bias %d gelu %d res %d", name, c->M, c->N,
+                 c->K, c->bias, c->gelu, c->res);
+        if (rc == 0) {
+            fused++;
+            // Sums of K <= 384 products in [-1,1]: fp32 error ~1e-6 of a scale of ~10.
+            test_close(what, C, want, nc, 2e-5, 1e-5);
+        } else {
+            int same = 1;
+            for (size_t i = 0; i < nc; i++) same &= C[i] == (c->res == 2 ? R[i] : -7.0f);
+            CHECK(same, "%s: not fused, C untouched", what);
+        }
+        free(A), free(W), free(bias), free(R), free(C), free(want);
+    }
+    return fused;
+}
+
+// GELU and a residual together are not an epilogue of gemm_linear_fused.
+static void check_linear_fused_refuses(void) {
+    float A[4] = {1, 2, 3, 4}, W[4] = {1, 0, 0, 1}, C[4] = {5, 6, 7, 8};
+    GemmEpilogue ep = {NULL, 1, C};
+    CHECK(gemm_linear_fused(0, 2, 2, 2, A, 2, W, 2, C, 2, &ep) == -1 && C[0] == 5.0f && C[3] == 8.0f,
+          "GELU with a residual refused, C untouched");
+}
+
 int main(int argc, char **argv) {
     test_passive_openmp(argv);
     (void)argc;
@@ -189,7 +263,13 @@ int main(int argc, char **argv) {
     int dnnl = gemm_set_f32_backend(GEMM_ONEDNN, err, sizeof err) == 0;
     CHECK(dnnl, "oneDNN fp32 backend selectable (%s)", dnnl ? "ok" : err);
     if (dnnl) run_cases("oneDNN fp32", gemm_f32, 0, 2e-6);
+    if (dnnl) {
+        int n = check_linear_fused(0, "oneDNN fp32");
+        CHECK(n == (int)(sizeof lin_cases / sizeof *lin_cases), "oneDNN fuses every epilogue (%d)", n);
+        check_linear_fused_refuses();
+    }
     gemm_set_f32_backend(GEMM_OPENBLAS, NULL, 0);
+    CHECK(check_linear_fused(0, "OpenBLAS") == 0, "OpenBLAS fuses nothing (the caller's passes run)");
     check_attention_batched();
 
     // The emulation: the fp32 product of bf16-rounded inputs, to fp32
@@ -198,11 +278,13 @@ int main(int argc, char **argv) {
     CHECK(gemm_set_bf16_backend(GEMM_BF16_EMULATED, err, sizeof err) == 0, "bf16 emulation selectable");
     double d = run_cases("bf16 emulated", gemm_bf16, 1, 2e-6);
     CHECK(d > 1e-4 && d < 2e-2, "bf16 emulated vs unrounded fp32: %.2e of the scale (bf16-sized)", d);
+    CHECK(check_linear_fused(1, "bf16 emulated") == 0, "the bf16 emulation fuses nothing");
 
     char why[200];
     if (gemm_set_bf16_backend(GEMM_BF16_ONEDNN, why, sizeof why) == 0) {
         d = run_cases("bf16 oneDNN", gemm_bf16, 1, 2e-6);
         CHECK(d > 1e-4 && d < 2e-2, "bf16 oneDNN vs unrounded fp32: %.2e of the scale", d);
+        check_linear_fused(1, "bf16 oneDNN");
     } else {
         printf("skip native bf16 checks: %s\n", why);
         CHECK(strstr(why, "AVX512-BF16") != NULL, "the skip names the missing instruction set");
