@@ -2,9 +2,10 @@
 // activations laid out channel-major: (C, B, H, W), so that every channel of
 // a batch is one contiguous row, a 1x1 convolution of the whole batch is one
 // GEMM and BatchNorm reduces over contiguous rows. Convolutions (no bias, as
-// in torchvision's ResNet) are im2col + cblas_sgemm over chunks of images
-// (docs/ENGINE.md); backward functions accumulate (+=) weight gradients and
-// say whether they write or accumulate input gradients.
+// in torchvision's ResNet) are oneDNN's convolution primitives when the fp32
+// GEMM backend is oneDNN, else im2col + GEMM over chunks of images
+// (docs/ENGINE.md, "Convolutions"); backward functions accumulate (+=)
+// weight gradients and say whether they write or accumulate input gradients.
 #ifndef DINO_CONV_H
 #define DINO_CONV_H
 
@@ -20,7 +21,7 @@ int conv_out_size(int n, int k, int stride, int pad);
 // Fills the input/output sizes of s from its kernel fields and B, H, W.
 void conv_shape_set(ConvShape *s, int B, int H, int W);
 // Floats of im2col scratch the two functions below need (0 for 1x1 stride-1
-// convolutions, which need none). The chunk of images per GEMM is chosen so
+// convolutions, which need none; oneDNN's path keeps its own buffers). The chunk of images per GEMM is chosen so
 // that this stays at most about CONV_SCRATCH_FLOATS (at least one image).
 #define CONV_SCRATCH_FLOATS ((size_t)8 << 20)
 size_t conv_scratch_floats(const ConvShape *s);

@@ -1,16 +1,18 @@
-// Convolutions of conv.h as im2col + cblas_sgemm. Activations are
-// channel-major (C, B, H, W), so a chunk of nb images of one channel is
-// contiguous and a convolution over the chunk is one GEMM whose output rows
-// land straight in the (OC, B, OH, OW) result (leading dimension B·OH·OW):
-// out[:, chunk] = W (OC, C·k·k) · cols (C·k·k, nb·OH·OW). 1x1 stride-1
-// convolutions, most of a bottleneck's FLOPs, need no unfolding at all and run
-// as one GEMM over the whole batch. BLAS is called from serial code only; the
-// unfolding loops are OpenMP-parallel.
-#include <cblas.h>
+// Convolutions of conv.h: oneDNN's primitives (conv_onednn.c) when the fp32
+// GEMM backend is oneDNN, else (and where oneDNN has none) im2col + GEMM
+// (gemm.h). Activations are channel-major (C, B, H, W), so a chunk of nb
+// images of one channel is contiguous and a convolution over the chunk is one
+// GEMM whose output rows land straight in the (OC, B, OH, OW) result (leading
+// dimension B·OH·OW): out[:, chunk] = W (OC, C·k·k) · cols (C·k·k, nb·OH·OW).
+// 1x1 stride-1 convolutions, most of a bottleneck's FLOPs, need no unfolding
+// at all and run as one GEMM over the whole batch. GEMMs are called from
+// serial code only; the unfolding loops are OpenMP-parallel.
 #include <string.h>
 
 #include "common.h"
 #include "conv.h"
+#include "conv_onednn.h"
+#include "gemm.h"
 
 #define PAR_MIN_WORK 32768
 
@@ -24,6 +26,10 @@ void conv_shape_set(ConvShape *s, int B, int H, int W) {
 }
 
 static int is_pointwise(const ConvShape *s) { return s->k == 1 && s->stride == 1 && s->pad == 0; }
+
+// oneDNN's primitives beat the GEMMs here even on 1x1 convolutions, whose
+// operands they reorder (docs/ENGINE.md, "Convolutions").
+static int use_onednn(void) { return gemm_f32_backend() == GEMM_ONEDNN; }
 
 // Images per GEMM: as many as fit CONV_SCRATCH_FLOATS of columns, at least one.
 static int chunk_images(const ConvShape *s) {
@@ -94,11 +100,11 @@ static void col2im_add(float *din, const float *cols, const ConvShape *s, int b0
 }
 
 void conv2d_forward(float *out, const float *in, const float *w, const ConvShape *s, float *scratch) {
+    if (use_onednn() && onednn_conv_forward(out, in, w, s) == 0) return;
     int K = s->C * s->k * s->k;
     size_t ohw = (size_t)s->OH * s->OW, ld = (size_t)s->B * ohw;
     if (is_pointwise(s)) {  // out (OC, B·HW) = w (OC, C) · in (C, B·HW)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->OC, (int)ld, K, 1.0f, w, K, in,
-                    (int)ld, 0.0f, out, (int)ld);
+        gemm_f32(GEMM_N, GEMM_N, s->OC, (int)ld, K, 1.0f, w, K, in, (int)ld, 0.0f, out, (int)ld);
         return;
     }
     int nbmax = chunk_images(s);
@@ -106,22 +112,26 @@ void conv2d_forward(float *out, const float *in, const float *w, const ConvShape
         int nb = s->B - b0 < nbmax ? s->B - b0 : nbmax;
         int n = (int)(nb * ohw);
         im2col(scratch, in, s, b0, nb);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->OC, n, K, 1.0f, w, K, scratch, n,
-                    0.0f, out + (size_t)b0 * ohw, (int)ld);
+        gemm_f32(GEMM_N, GEMM_N, s->OC, n, K, 1.0f, w, K, scratch, n, 0.0f, out + (size_t)b0 * ohw,
+                 (int)ld);
     }
 }
 
 void conv2d_backward(float *din, float *dw, const float *dout, const float *in, const float *w,
                      const ConvShape *s, float *scratch, int accumulate) {
+    if (use_onednn()) {  // what oneDNN did is off the list below
+        if (dw && onednn_conv_backward_weights(dw, dout, in, s) == 0) dw = NULL;
+        if (din && onednn_conv_backward_data(din, dout, w, s, accumulate) == 0) din = NULL;
+        if (!dw && !din) return;
+    }
     int K = s->C * s->k * s->k;
     size_t ohw = (size_t)s->OH * s->OW, ld = (size_t)s->B * ohw;
     if (is_pointwise(s)) {
         if (dw)  // dw (OC, C) += dout (OC, B·HW) · inᵀ
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->OC, K, (int)ld, 1.0f, dout,
-                        (int)ld, in, (int)ld, 1.0f, dw, K);
+            gemm_f32(GEMM_N, GEMM_T, s->OC, K, (int)ld, 1.0f, dout, (int)ld, in, (int)ld, 1.0f, dw, K);
         if (din)  // din (C, B·HW) = wᵀ · dout
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, (int)ld, s->OC, 1.0f, w, K,
-                        dout, (int)ld, accumulate ? 1.0f : 0.0f, din, (int)ld);
+            gemm_f32(GEMM_T, GEMM_N, K, (int)ld, s->OC, 1.0f, w, K, dout, (int)ld,
+                     accumulate ? 1.0f : 0.0f, din, (int)ld);
         return;
     }
     if (din && !accumulate) memset(din, 0, (size_t)s->C * s->B * s->H * s->W * sizeof(float));
@@ -132,12 +142,10 @@ void conv2d_backward(float *din, float *dw, const float *dout, const float *in, 
         const float *g = dout + (size_t)b0 * ohw;
         if (dw) {
             im2col(scratch, in, s, b0, nb);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->OC, K, n, 1.0f, g, (int)ld,
-                        scratch, n, 1.0f, dw, K);
+            gemm_f32(GEMM_N, GEMM_T, s->OC, K, n, 1.0f, g, (int)ld, scratch, n, 1.0f, dw, K);
         }
         if (din) {  // dcols (K, n) = wᵀ · dout chunk, folded back into din
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, n, s->OC, 1.0f, w, K, g,
-                        (int)ld, 0.0f, scratch, n);
+            gemm_f32(GEMM_T, GEMM_N, K, n, s->OC, 1.0f, w, K, g, (int)ld, 0.0f, scratch, n);
             col2im_add(din, scratch, s, b0, nb);
         }
     }

@@ -70,7 +70,6 @@ static Key key_2d(int bf16, int ta, int tb, int M, int N, int K, int lda, int ld
 typedef struct {
     Key key;
     dnnl_primitive_t prim;
-    size_t scratch;            // bytes of user scratchpad
     dnnl_memory_desc_t md[4];  // src, weights, dst, scratchpad
 } Entry;
 
@@ -130,7 +129,6 @@ static int make_entry(const Key *k, Entry *e) {
         }
         e->md[i] = *m;
     }
-    e->scratch = dnnl_memory_desc_get_size(&e->md[3]);
     int rc = dnnl_primitive_create(&e->prim, pd) == dnnl_success ? 0 : -1;
     dnnl_primitive_desc_destroy(pd);
     return rc;
@@ -141,31 +139,42 @@ static _Thread_local dnnl_stream_t t_stream;
 static _Thread_local void *t_scratch;
 static _Thread_local size_t t_scratch_n;
 
-static int run(const Entry *e, const void *A, const void *B, float *C) {
+dnnl_engine_t onednn_engine(void) { return g_engine; }
+
+int onednn_execute(dnnl_primitive_t prim, int n, const int *arg, const dnnl_memory_desc_t *md,
+                   void *const *ptr) {
     if (!t_stream && dnnl_stream_create(&t_stream, g_engine, dnnl_stream_default_flags) != dnnl_success) {
         t_stream = NULL;
         return -1;
     }
-    if (e->scratch > t_scratch_n) {
-        free(t_scratch);
-        t_scratch = alignedAllocCheck(e->scratch);
-        t_scratch_n = e->scratch;
+    dnnl_memory_t mem[ONEDNN_MAX_ARGS + 1] = {0};
+    dnnl_exec_arg_t args[ONEDNN_MAX_ARGS + 1];
+    int nargs = 0, rc = n > ONEDNN_MAX_ARGS ? -1 : 0;
+    for (int i = 0; i < n && !rc; i++) {
+        void *p = ptr[i];
+        if (arg[i] == DNNL_ARG_SCRATCHPAD) {
+            size_t need = dnnl_memory_desc_get_size(&md[i]);
+            if (!need) continue;
+            if (need > t_scratch_n) {
+                free(t_scratch);
+                t_scratch = alignedAllocCheck(need);
+                t_scratch_n = need;
+            }
+            p = t_scratch;
+        }
+        if (dnnl_memory_create(&mem[nargs], &md[i], g_engine, p) != dnnl_success) rc = -1;
+        else args[nargs] = (dnnl_exec_arg_t){arg[i], mem[nargs]}, nargs++;
     }
-    void *ptr[4] = {(void *)A, (void *)B, C, t_scratch};
-    int argk[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_SCRATCHPAD};
-    dnnl_memory_t mem[4] = {0};
-    dnnl_exec_arg_t args[4];
-    int nargs = 0, rc = 0;
-    for (int i = 0; i < 4 && !rc; i++) {
-        if (i == 3 && !e->scratch) break;
-        if (dnnl_memory_create(&mem[i], &e->md[i], g_engine, ptr[i]) != dnnl_success) rc = -1;
-        else args[nargs++] = (dnnl_exec_arg_t){argk[i], mem[i]};
-    }
-    if (!rc && dnnl_primitive_execute(e->prim, t_stream, nargs, args) != dnnl_success) rc = -1;
+    if (!rc && dnnl_primitive_execute(prim, t_stream, nargs, args) != dnnl_success) rc = -1;
     if (!rc && dnnl_stream_wait(t_stream) != dnnl_success) rc = -1;
-    for (int i = 0; i < 4; i++)
-        if (mem[i]) dnnl_memory_destroy(mem[i]);
+    for (int i = 0; i < nargs; i++) dnnl_memory_destroy(mem[i]);
     return rc;
+}
+
+static int run(const Entry *e, const void *A, const void *B, float *C) {
+    static const int argk[4] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_SCRATCHPAD};
+    void *ptr[4] = {(void *)A, (void *)B, C, NULL};
+    return onednn_execute(e->prim, 4, argk, e->md, ptr);
 }
 
 // Looks the key up (creating and caching its primitive) and runs it.

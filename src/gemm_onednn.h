@@ -2,11 +2,23 @@
 #ifndef DINO_GEMM_ONEDNN_H
 #define DINO_GEMM_ONEDNN_H
 
+#include <dnnl.h>
 #include <stddef.h>
 #include <stdint.h>
 
 // 0 when oneDNN's CPU engine works here; -1 with the reason otherwise.
 int onednn_ready(char *err, size_t n);
+// The process's CPU engine (valid once onednn_ready returned 0); the
+// convolutions of conv_onednn.c share it.
+dnnl_engine_t onednn_engine(void);
+// Runs prim on this thread's stream and waits: argument i is of kind arg[i],
+// described by md[i], at ptr[i]. A DNNL_ARG_SCRATCHPAD argument gets this
+// thread's scratchpad (ptr ignored; skipped when md is empty). Every
+// primitive of the process shares that scratchpad and the stream, so create
+// primitives with dnnl_scratchpad_mode_user. Returns 0 or -1.
+#define ONEDNN_MAX_ARGS 8
+int onednn_execute(dnnl_primitive_t prim, int n, const int *arg, const dnnl_memory_desc_t *md,
+                   void *const *ptr);
 // oneDNN's effective CPU instruction set: its enum value and a name.
 unsigned onednn_isa(void);
 const char *onednn_isa_str(void);

@@ -1,0 +1,230 @@
+// oneDNN convolutions for conv.h (docs/ENGINE.md, "Convolutions"). Our
+// activations are (C, B, H, W), a layout oneDNN's fast kernels do not take,
+// so each primitive is created with its tensors in the layouts it picks
+// ("any": channel-blocked on x86) and every call reorders the operands into
+// them and the result back; accumulation (+=) happens in that last reorder,
+// as a sum post-op. A primitive, its reorders and the layouts are created
+// once per (direction, shape, accumulate) and kept for the process, as the
+// matmuls of gemm_onednn.c are, on the same engine, stream and scratchpad.
+#include "conv_onednn.h"
+
+#include <dnnl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "gemm_onednn.h"
+
+typedef enum { FWD, BWD_DATA, BWD_WEIGHTS } Direction;
+
+// Built with memset first, so memcmp compares keys.
+typedef struct {
+    int dir, acc;
+    ConvShape s;
+} Key;
+
+// Operands: two inputs (0, 1) and the output (2); the scratchpad is slot 3.
+// FWD: in, w -> out. BWD_DATA: dout, w -> din. BWD_WEIGHTS: in, dout -> dw.
+typedef struct {
+    Key key;
+    dnnl_primitive_t conv;
+    int arg[4];
+    dnnl_memory_desc_t md[4];    // the layouts the primitive runs on
+    dnnl_memory_desc_t user[3];  // ours
+    dnnl_primitive_t reorder[3]; // user <-> md[i]; NULL where none is needed
+    dnnl_memory_desc_t reorder_scratch[3];
+} Entry;
+
+#define CACHE_MAX 512
+static Entry g_cache[CACHE_MAX];
+static int g_ncache;
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+
+// (C, B, H, W) in memory, described as oneDNN's logical (B, C, H, W).
+static int act_md(dnnl_memory_desc_t *md, int B, int C, int H, int W) {
+    dnnl_dims_t d = {B, C, H, W}, st = {(int64_t)H * W, (int64_t)B * H * W, W, 1};
+    return dnnl_memory_desc_init_by_strides(md, 4, d, dnnl_f32, st) == dnnl_success ? 0 : -1;
+}
+
+static int any_md(dnnl_memory_desc_t *md, const dnnl_memory_desc_t *like) {
+    return dnnl_memory_desc_init_by_tag(md, 4, like->dims, dnnl_f32, dnnl_format_tag_any) == dnnl_success
+               ? 0 : -1;
+}
+
+static dnnl_primitive_attr_t user_scratch_attr(void) {
+    dnnl_primitive_attr_t attr;
+    if (dnnl_primitive_attr_create(&attr) != dnnl_success) return NULL;
+    if (dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) != dnnl_success) {
+        dnnl_primitive_attr_destroy(attr);
+        return NULL;
+    }
+    return attr;
+}
+
+// The user-layout descriptors of key k: in, w, out.
+static int user_mds(const Key *k, dnnl_memory_desc_t *in, dnnl_memory_desc_t *w, dnnl_memory_desc_t *out) {
+    const ConvShape *s = &k->s;
+    dnnl_dims_t wd = {s->OC, s->C, s->k, s->k};
+    if (act_md(in, s->B, s->C, s->H, s->W) || act_md(out, s->B, s->OC, s->OH, s->OW)) return -1;
+    return dnnl_memory_desc_init_by_tag(w, 4, wd, dnnl_f32, dnnl_abcd) == dnnl_success ? 0 : -1;
+}
+
+// The primitive descriptor of k's direction, on "any" layouts. Padding on
+// the right equals the left one: with Conv2d's floor rule that gives the
+// same output size.
+static dnnl_primitive_desc_t make_pd(const Key *k) {
+    const ConvShape *s = &k->s;
+    dnnl_memory_desc_t in, w, out;
+    if (user_mds(k, &in, &w, &out) || any_md(&in, &in) || any_md(&w, &w) || any_md(&out, &out)) return NULL;
+    dnnl_dims_t st = {s->stride, s->stride}, pad = {s->pad, s->pad};
+    dnnl_convolution_desc_t fd, bd;
+    dnnl_primitive_attr_t attr = user_scratch_attr();
+    if (!attr) return NULL;
+    dnnl_primitive_desc_t hint = NULL, pd = NULL;
+    dnnl_engine_t eng = onednn_engine();
+    if (dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &in, &w,
+                                           NULL, &out, st, pad, pad) == dnnl_success &&
+        dnnl_primitive_desc_create(&hint, &fd, attr, eng, NULL) == dnnl_success) {
+        if (k->dir == FWD) {
+            pd = hint, hint = NULL;
+        } else if (k->dir == BWD_DATA) {
+            if (dnnl_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &in, &w, &out, st,
+                                                         pad, pad) != dnnl_success ||
+                dnnl_primitive_desc_create(&pd, &bd, attr, eng, hint) != dnnl_success)
+                pd = NULL;
+        } else if (dnnl_convolution_backward_weights_desc_init(&bd, dnnl_convolution_direct, &in, &w, NULL,
+                                                               &out, st, pad, pad) != dnnl_success ||
+                   dnnl_primitive_desc_create(&pd, &bd, attr, eng, hint) != dnnl_success) {
+            pd = NULL;
+        }
+    }
+    if (hint) dnnl_primitive_desc_destroy(hint);
+    dnnl_primitive_attr_destroy(attr);
+    return pd;
+}
+
+// A reorder from -> to (adding into to when acc), with its scratchpad's descriptor.
+static int make_reorder(dnnl_primitive_t *r, dnnl_memory_desc_t *scratch, const dnnl_memory_desc_t *from,
+                        const dnnl_memory_desc_t *to, int acc) {
+    dnnl_primitive_attr_t attr = user_scratch_attr();
+    if (!attr) return -1;
+    dnnl_post_ops_t po = NULL;
+    int ok = !acc || (dnnl_post_ops_create(&po) == dnnl_success &&
+                      dnnl_post_ops_append_sum(po, 1.0f) == dnnl_success &&
+                      dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success);
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_engine_t eng = onednn_engine();
+    ok = ok && dnnl_reorder_primitive_desc_create(&pd, from, eng, to, eng, attr) == dnnl_success;
+    const dnnl_memory_desc_t *sm = ok ? dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0) : NULL;
+    if (sm) *scratch = *sm;
+    ok = sm && dnnl_primitive_create(r, pd) == dnnl_success;
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (po) dnnl_post_ops_destroy(po);
+    dnnl_primitive_attr_destroy(attr);
+    return ok ? 0 : -1;
+}
+
+static void entry_destroy(Entry *e) {
+    if (e->conv) dnnl_primitive_destroy(e->conv);
+    for (int i = 0; i < 3; i++)
+        if (e->reorder[i]) dnnl_primitive_destroy(e->reorder[i]);
+    memset(e, 0, sizeof *e);
+}
+
+static int make_entry(const Key *k, Entry *e) {
+    memset(e, 0, sizeof *e);
+    e->key = *k;
+    dnnl_memory_desc_t in, w, out;
+    if (user_mds(k, &in, &w, &out)) return -1;
+    static const int args[3][3] = {{DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
+                                   {DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC},
+                                   {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS}};
+    const dnnl_memory_desc_t *users[3][3] = {{&in, &w, &out}, {&out, &w, &in}, {&in, &out, &w}};
+    dnnl_primitive_desc_t pd = make_pd(k);
+    if (!pd) return -1;
+    int rc = 0;
+    for (int i = 0; i < 4 && !rc; i++) {
+        e->arg[i] = i < 3 ? args[k->dir][i] : DNNL_ARG_SCRATCHPAD;
+        const dnnl_memory_desc_t *m = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, e->arg[i]);
+        if (!m) rc = -1;
+        else e->md[i] = *m;
+    }
+    if (!rc) rc = dnnl_primitive_create(&e->conv, pd) == dnnl_success ? 0 : -1;
+    dnnl_primitive_desc_destroy(pd);
+    for (int i = 0; i < 3 && !rc; i++) {
+        e->user[i] = *users[k->dir][i];
+        int acc = i == 2 && (k->dir == BWD_WEIGHTS || k->acc);
+        if (!acc && dnnl_memory_desc_equal(&e->user[i], &e->md[i])) continue;
+        rc = i < 2 ? make_reorder(&e->reorder[i], &e->reorder_scratch[i], &e->user[i], &e->md[i], 0)
+                   : make_reorder(&e->reorder[i], &e->reorder_scratch[i], &e->md[i], &e->user[i], acc);
+    }
+    if (rc) entry_destroy(e);
+    return rc;
+}
+
+// Per-thread buffers for the operands in the primitive's layouts (grown as needed).
+static _Thread_local void *t_buf[3];
+static _Thread_local size_t t_buf_n[3];
+
+static void *buf(int i, size_t bytes) {
+    if (bytes > t_buf_n[i]) {
+        free(t_buf[i]);
+        t_buf[i] = alignedAllocCheck(bytes);
+        t_buf_n[i] = bytes;
+    }
+    return t_buf[i];
+}
+
+static int reorder_run(const Entry *e, int i, const void *from, void *to) {
+    const dnnl_memory_desc_t *fm = i < 2 ? &e->user[i] : &e->md[i], *tm = i < 2 ? &e->md[i] : &e->user[i];
+    int arg[3] = {DNNL_ARG_FROM, DNNL_ARG_TO, DNNL_ARG_SCRATCHPAD};
+    dnnl_memory_desc_t md[3] = {*fm, *tm, e->reorder_scratch[i]};
+    void *ptr[3] = {(void *)from, to, NULL};
+    return onednn_execute(e->reorder[i], 3, arg, md, ptr);
+}
+
+// Reorders the inputs, runs the convolution, reorders (or adds) the result back.
+static int run(const Entry *e, const float *a, const float *b, float *out) {
+    const float *user[3] = {a, b, out};
+    void *ptr[4] = {(void *)a, (void *)b, out, NULL};
+    for (int i = 0; i < 3; i++)
+        if (e->reorder[i]) ptr[i] = buf(i, dnnl_memory_desc_get_size(&e->md[i]));
+    for (int i = 0; i < 2; i++)
+        if (e->reorder[i] && reorder_run(e, i, user[i], ptr[i])) return -1;
+    if (onednn_execute(e->conv, 4, e->arg, e->md, ptr)) return -1;
+    return e->reorder[2] ? reorder_run(e, 2, ptr[2], out) : 0;
+}
+
+static int conv_key(int dir, int acc, const ConvShape *s, const float *a, const float *b, float *out) {
+    if (onednn_ready(NULL, 0)) return -1;
+    Key k;
+    memset(&k, 0, sizeof k);
+    k.dir = dir, k.acc = acc, k.s = *s;
+    const Entry *e = NULL;
+    pthread_mutex_lock(&g_lock);
+    for (int i = g_ncache - 1; i >= 0 && !e; i--)
+        if (!memcmp(&g_cache[i].key, &k, sizeof k)) e = &g_cache[i];
+    if (!e && g_ncache < CACHE_MAX && make_entry(&k, &g_cache[g_ncache]) == 0) e = &g_cache[g_ncache++];
+    pthread_mutex_unlock(&g_lock);
+    if (e) return run(e, a, b, out);
+    // The cache is full: primitives for this call only.
+    Entry tmp;
+    if (make_entry(&k, &tmp)) return -1;
+    int rc = run(&tmp, a, b, out);
+    entry_destroy(&tmp);
+    return rc;
+}
+
+int onednn_conv_forward(float *out, const float *in, const float *w, const ConvShape *s) {
+    return conv_key(FWD, 0, s, in, w, out);
+}
+
+int onednn_conv_backward_data(float *din, const float *dout, const float *w, const ConvShape *s,
+                              int accumulate) {
+    return conv_key(BWD_DATA, accumulate != 0, s, dout, w, din);
+}
+
+int onednn_conv_backward_weights(float *dw, const float *dout, const float *in, const ConvShape *s) {
+    return conv_key(BWD_WEIGHTS, 1, s, in, dout, dw);
+}
