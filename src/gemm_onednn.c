@@ -231,25 +231,25 @@ int onednn_impl_name(int bf16, int M, int N, int K, char *buf, size_t n) {
 // post-ops (docs/ENGINE.md, "Fused Linear epilogues"). Its own key and cache,
 // so that the plain GEMMs above stay as they are.
 typedef struct {
-    int bf16, M, N, K, lda, ldw, ldc;
+    int M, N, K, lda, ldw, ldc;
     int bias, gelu, res;  // res: 0 none, 1 sum (the residual is C itself), 2 binary add
 } LinKey;
 
+// prim NULL: oneDNN has no implementation for the key (not asked again).
 typedef struct {
     LinKey key;
     dnnl_primitive_t prim;
-    size_t scratch;
-    dnnl_memory_desc_t src, wei, bias, dst, res, pad;
+    dnnl_memory_desc_t md[6];  // src, weights, dst, bias, residual, scratchpad
 } LinEntry;
 
-#define LIN_CACHE_MAX 256
+#define LIN_CACHE_MAX 1024
 static LinEntry g_lin[LIN_CACHE_MAX];
 static int g_nlin;
 static pthread_mutex_t g_lin_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static int md_2d(dnnl_memory_desc_t *md, int64_t r, int64_t c, int64_t sr, int64_t sc, dnnl_data_type_t t) {
+static int md_2d(dnnl_memory_desc_t *md, int64_t r, int64_t c, int64_t sr, int64_t sc) {
     dnnl_dims_t d = {r, c}, s = {sr, sc};
-    return dnnl_memory_desc_init_by_strides(md, 2, d, t, s) == dnnl_success ? 0 : -1;
+    return dnnl_memory_desc_init_by_strides(md, 2, d, dnnl_f32, s) == dnnl_success ? 0 : -1;
 }
 
 // GELU (erf form, as PyTorch's nn.GELU), a sum or a binary add: at most one
@@ -267,85 +267,61 @@ static int linear_post_ops(const LinKey *k, const dnnl_memory_desc_t *res, dnnl_
     return ok ? 0 : -1;
 }
 
-static int make_linear(const LinKey *k, LinEntry *e) {
+// Fills e for k; e->prim stays NULL where oneDNN cannot make the primitive.
+static void make_linear(const LinKey *k, LinEntry *e) {
     memset(e, 0, sizeof *e);
     e->key = *k;
-    dnnl_data_type_t in = k->bf16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t *md = e->md;
     // A (M,K) row-major; W stored (N,K) read as Wᵀ (K,N); bias (1,N); the
     // residual laid out as C.
-    if (md_2d(&e->src, k->M, k->K, k->lda, 1, in) || md_2d(&e->wei, k->K, k->N, 1, k->ldw, in) ||
-        md_2d(&e->bias, 1, k->N, k->N, 1, dnnl_f32) || md_2d(&e->dst, k->M, k->N, k->ldc, 1, dnnl_f32))
-        return -1;
-    e->res = e->dst;
-    dnnl_matmul_desc_t md;
-    if (dnnl_matmul_desc_init(&md, &e->src, &e->wei, k->bias ? &e->bias : NULL, &e->dst) != dnnl_success)
-        return -1;
+    if (md_2d(&md[0], k->M, k->K, k->lda, 1) || md_2d(&md[1], k->K, k->N, 1, k->ldw) ||
+        md_2d(&md[2], k->M, k->N, k->ldc, 1) || md_2d(&md[3], 1, k->N, k->N, 1))
+        return;
+    md[4] = md[2];
+    dnnl_matmul_desc_t desc;
+    if (dnnl_matmul_desc_init(&desc, &md[0], &md[1], k->bias ? &md[3] : NULL, &md[2]) != dnnl_success)
+        return;
     dnnl_primitive_attr_t attr;
-    if (dnnl_primitive_attr_create(&attr) != dnnl_success) return -1;
+    if (dnnl_primitive_attr_create(&attr) != dnnl_success) return;
     dnnl_primitive_desc_t pd = NULL;
     if (dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) != dnnl_success ||
-        linear_post_ops(k, &e->res, attr) ||
-        dnnl_primitive_desc_create(&pd, &md, attr, g_engine, NULL) != dnnl_success)
+        linear_post_ops(k, &md[4], attr) ||
+        dnnl_primitive_desc_create(&pd, &desc, attr, g_engine, NULL) != dnnl_success)
         pd = NULL;
     dnnl_primitive_attr_destroy(attr);
-    if (!pd) return -1;
+    if (!pd) return;
     const dnnl_memory_desc_t *pad = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-    int rc = pad && dnnl_primitive_create(&e->prim, pd) == dnnl_success ? 0 : -1;
-    if (pad) e->pad = *pad, e->scratch = dnnl_memory_desc_get_size(pad);
+    if (pad) {
+        md[5] = *pad;
+        if (dnnl_primitive_create(&e->prim, pd) != dnnl_success) e->prim = NULL;
+    }
     dnnl_primitive_desc_destroy(pd);
-    return rc;
 }
 
-static int run_linear(const LinEntry *e, const void *A, const void *W, const float *bias, float *C,
-                      const float *res) {
-    if (!t_stream && dnnl_stream_create(&t_stream, g_engine, dnnl_stream_default_flags) != dnnl_success) {
-        t_stream = NULL;
-        return -1;
-    }
-    if (e->scratch > t_scratch_n) {
-        free(t_scratch);
-        t_scratch = alignedAllocCheck(e->scratch);
-        t_scratch_n = e->scratch;
-    }
-    int res_arg = DNNL_ARG_ATTR_MULTIPLE_POST_OP(e->key.gelu) | DNNL_ARG_SRC_1;
-    struct {
-        int use, arg;
-        const dnnl_memory_desc_t *md;
-        const void *ptr;
-    } in[6] = {{1, DNNL_ARG_SRC, &e->src, A},
-               {1, DNNL_ARG_WEIGHTS, &e->wei, W},
-               {1, DNNL_ARG_DST, &e->dst, C},
-               {e->key.bias, DNNL_ARG_BIAS, &e->bias, bias},
-               {e->key.res == 2, res_arg, &e->res, res},
-               {e->scratch > 0, DNNL_ARG_SCRATCHPAD, &e->pad, t_scratch}};
-    dnnl_memory_t mem[6] = {0};
-    dnnl_exec_arg_t args[6];
-    int nargs = 0, rc = 0;
-    for (int i = 0; i < 6 && !rc; i++) {
-        if (!in[i].use) continue;
-        if (dnnl_memory_create(&mem[nargs], in[i].md, g_engine, (void *)in[i].ptr) != dnnl_success) rc = -1;
-        else args[nargs] = (dnnl_exec_arg_t){in[i].arg, mem[nargs]}, nargs++;
-    }
-    if (!rc && dnnl_primitive_execute(e->prim, t_stream, nargs, args) != dnnl_success) rc = -1;
-    if (!rc && dnnl_stream_wait(t_stream) != dnnl_success) rc = -1;
-    for (int i = 0; i < nargs; i++) dnnl_memory_destroy(mem[i]);
-    return rc;
-}
-
-int onednn_linear(int bf16, int M, int N, int K, const void *A, int lda, const void *W, int ldw,
-                  float *C, int ldc, const float *bias, int gelu, const float *res) {
+int onednn_linear(int M, int N, int K, const float *A, int lda, const float *W, int ldw, float *C,
+                  int ldc, const float *bias, int gelu, const float *res) {
     if (onednn_ready(NULL, 0) || (gelu && res)) return -1;
-    LinKey k = (LinKey){bf16, M, N, K, lda, ldw, ldc, bias != NULL, gelu != 0, !res ? 0 : res == C ? 1 : 2};
+    LinKey k = (LinKey){M, N, K, lda, ldw, ldc, bias != NULL, gelu != 0, !res ? 0 : res == C ? 1 : 2};
     const LinEntry *e = NULL;
     pthread_mutex_lock(&g_lin_lock);
     for (int i = g_nlin - 1; i >= 0 && !e; i--)
         if (!memcmp(&g_lin[i].key, &k, sizeof k)) e = &g_lin[i];
-    if (!e && g_nlin < LIN_CACHE_MAX && make_linear(&k, &g_lin[g_nlin]) == 0) e = &g_lin[g_nlin++];
+    if (!e && g_nlin < LIN_CACHE_MAX) make_linear(&k, &g_lin[g_nlin]), e = &g_lin[g_nlin++];
     pthread_mutex_unlock(&g_lin_lock);
-    if (e) return run_linear(e, A, W, bias, C, res);
-    LinEntry tmp;  // the cache is full, or oneDNN has no implementation
-    if (make_linear(&k, &tmp)) return -1;
-    int rc = run_linear(&tmp, A, W, bias, C, res);
-    dnnl_primitive_destroy(tmp.prim);
-    return rc;
+    // Without an implementation, or with the cache full, the caller's
+    // unfused GEMM (itself cached) does the work.
+    if (!e || !e->prim) return -1;
+    static const int arg0[6] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS, 0, DNNL_ARG_SCRATCHPAD};
+    int arg[6];
+    dnnl_memory_desc_t md[6];
+    void *ptr[6];
+    void *const all[6] = {(void *)A, (void *)W, C, (void *)bias, (void *)res, NULL};
+    int n = 0;
+    for (int i = 0; i < 6; i++) {
+        if ((i == 3 && !k.bias) || (i == 4 && k.res != 2)) continue;
+        arg[n] = i == 4 ? (DNNL_ARG_ATTR_MULTIPLE_POST_OP(k.gelu) | DNNL_ARG_SRC_1) : arg0[i];
+        md[n] = e->md[i];
+        ptr[n++] = all[i];
+    }
+    return onednn_execute(e->prim, n, arg, md, ptr);
 }

@@ -42,9 +42,9 @@ int onednn_impl_name(int bf16, int M, int N, int K, char *buf, size_t n);
 // A Linear with its epilogue in one primitive (created once per shape and
 // post-op set): C (M,N) = A (M,K) · Wᵀ (W stored N×K, ldw) + bias (N, or
 // NULL), then GELU (erf) when gelu, or + res (M,N, leading dim ldc; may be
-// C itself) when res; not both. Operands as onednn_matmul. Returns 0, or -1
-// when oneDNN has no implementation for it.
-int onednn_linear(int bf16, int M, int N, int K, const void *A, int lda, const void *W, int ldw,
-                  float *C, int ldc, const float *bias, int gelu, const float *res);
+// C itself) when res; not both. fp32. Returns 0, or -1 when oneDNN has no
+// implementation for it or the cache of these primitives is full.
+int onednn_linear(int M, int N, int K, const float *A, int lda, const float *W, int ldw, float *C,
+                  int ldc, const float *bias, int gelu, const float *res);
 
 #endif

@@ -220,6 +220,17 @@ static void test_refusals(void) {
     rc = tensor_source_open(&s, test_fixture_path("io_evil_os_system.pth"), NULL, err, sizeof err);
     CHECK(rc == -1 && strstr(err, "io_evil_os_system.pth") && s.ops == NULL,
           "a .pth the pickle reader refuses is refused here: %s", err);
+    // A safetensors header naming one tensor twice (JSON allows it).
+    static const char hdr[] = "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                              "\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+    unsigned char buf[8 + sizeof hdr - 1 + 4] = {0};
+    buf[0] = (unsigned char)(sizeof hdr - 1);
+    memcpy(buf + 8, hdr, sizeof hdr - 1);
+    const char *twice = test_tmp_path("twice.safetensors");
+    test_write_file(twice, buf, sizeof buf);
+    rc = tensor_source_open(&s, twice, NULL, err, sizeof err);
+    CHECK(rc == -1 && strstr(err, twice) && strstr(err, "'w'") && s.ops == NULL,
+          "a safetensors name given twice is refused: %s", err);
 }
 
 int main(void) {

@@ -30,12 +30,17 @@ int tensor_source_open(TensorSource *s, const char *path, const char *key, char 
         memset(s, 0, sizeof *s);
         return -1;
     }
-    // Names are the reader's own strings, which live until close.
+    // Names are the reader's own strings, which live until close. A name
+    // given twice (a hostile safetensors header can) is refused, not shadowed.
     int n = tensor_source_count(s);
     for (int i = 0; i < n; i++) {
         TensorInfo t;
         tensor_source_info(s, i, &t);
-        key_index_add(&s->names, 0, t.name, strlen(t.name), (size_t)i);
+        if (key_index_add(&s->names, 0, t.name, strlen(t.name), (size_t)i) != (size_t)i) {
+            dino_errf(err, errlen, "%s: two tensors are named '%s'", path, t.name);
+            tensor_source_close(s);
+            return -1;
+        }
     }
     return 0;
 }
