@@ -33,6 +33,33 @@ void conv2d_forward(float *out, const float *in, const float *w, const ConvShape
 void conv2d_backward(float *din, float *dw, const float *dout, const float *in, const float *w,
                      const ConvShape *s, float *scratch, int accumulate);
 
+// ---- Evaluation-mode convolution + BatchNorm2d (+ ReLU) ----
+// out = bn_eval(conv(in, w)), then max(·, 0) when relu, with BatchNorm's
+// running statistics (bn_forward_eval's arguments). On oneDNN's path
+// BatchNorm is folded into the convolution: weights w·a and bias b - mean·a
+// with a = bn_w/√(var+eps), written into fold, and one primitive adds the
+// bias and applies the ReLU (docs/ENGINE.md, "Convolutions"); equal to the
+// three layers in turn up to fp32 rounding. Elsewhere the three layers run
+// in turn. fold: conv_fold_floats(s); scratch: conv_scratch_floats(s).
+size_t conv_fold_floats(const ConvShape *s);
+void conv2d_bn_eval_forward(float *out, const float *in, const float *w, const float *bn_w,
+                            const float *bn_b, const float *bn_mean, const float *bn_var, float eps,
+                            int relu, const ConvShape *s, float *scratch, float *fold);
+// Such layers in a row, each one's output the next one's input (a
+// bottleneck's main branch): on oneDNN's path the intermediates stay in its
+// layout, unreordered; elsewhere (and when oneDNN cannot chain the shapes)
+// each layer runs as above, writing its out. The last layer's out is always
+// written. fold: the sum of the layers' conv_fold_floats.
+typedef struct {
+    ConvShape s;
+    const float *w, *bn_w, *bn_b, *bn_mean, *bn_var;
+    int relu;
+    float *out;
+} ConvBNLayer;
+#define CONV_BN_CHAIN_MAX 4
+void conv2d_bn_eval_chain(const float *in, const ConvBNLayer *l, int n, float eps, float *scratch,
+                          float *fold);
+
 // ---- BatchNorm2d over channel-major rows x (C, N), N = B·H·W ----
 // Batch statistics: mean and biased variance over the N values of each
 // channel (and over every rank's values when sync: SyncBatchNorm, through

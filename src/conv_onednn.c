@@ -6,6 +6,8 @@
 // as a sum post-op. A primitive, its reorders and the layouts are created
 // once per (direction, shape, accumulate) and kept for the process, as the
 // matmuls of gemm_onednn.c are, on the same engine, stream and scratchpad.
+// The evaluation-mode forward with a bias (a folded BatchNorm) runs the bias
+// and the ReLU inside the primitive (a bias operand and an eltwise post-op).
 #include "conv_onednn.h"
 
 #include <dnnl.h>
@@ -16,21 +18,23 @@
 #include "common.h"
 #include "gemm_onednn.h"
 
-typedef enum { FWD, BWD_DATA, BWD_WEIGHTS } Direction;
+typedef enum { FWD, BWD_DATA, BWD_WEIGHTS, FWD_BIAS } Direction;
 
 // Built with memset first, so memcmp compares keys.
 typedef struct {
-    int dir, acc;
+    int dir, acc, relu;
     ConvShape s;
 } Key;
 
-// Operands: two inputs (0, 1) and the output (2); the scratchpad is slot 3.
+// Operands: two inputs (0, 1) and the output (2); the scratchpad is slot 3,
+// FWD_BIAS's bias (in our layout, never reordered) slot 4.
 // FWD: in, w -> out. BWD_DATA: dout, w -> din. BWD_WEIGHTS: in, dout -> dw.
 typedef struct {
     Key key;
     dnnl_primitive_t conv;
-    int arg[4];
-    dnnl_memory_desc_t md[4];    // the layouts the primitive runs on
+    int narg;
+    int arg[5];
+    dnnl_memory_desc_t md[5];    // the layouts the primitive runs on
     dnnl_memory_desc_t user[3];  // ours
     dnnl_primitive_t reorder[3]; // user <-> md[i]; NULL where none is needed
     dnnl_memory_desc_t reorder_scratch[3];
@@ -62,6 +66,19 @@ static dnnl_primitive_attr_t user_scratch_attr(void) {
     return attr;
 }
 
+// The scratchpad attribute plus, when relu, a ReLU post-op.
+static dnnl_primitive_attr_t relu_attr(int relu) {
+    dnnl_primitive_attr_t attr = user_scratch_attr();
+    if (!attr || !relu) return attr;
+    dnnl_post_ops_t po = NULL;
+    int ok = dnnl_post_ops_create(&po) == dnnl_success &&
+             dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f) == dnnl_success &&
+             dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
+    if (po) dnnl_post_ops_destroy(po);
+    if (!ok) dnnl_primitive_attr_destroy(attr);
+    return ok ? attr : NULL;
+}
+
 // The user-layout descriptors of key k: in, w, out.
 static int user_mds(const Key *k, dnnl_memory_desc_t *in, dnnl_memory_desc_t *w, dnnl_memory_desc_t *out) {
     const ConvShape *s = &k->s;
@@ -75,18 +92,21 @@ static int user_mds(const Key *k, dnnl_memory_desc_t *in, dnnl_memory_desc_t *w,
 // same output size.
 static dnnl_primitive_desc_t make_pd(const Key *k) {
     const ConvShape *s = &k->s;
-    dnnl_memory_desc_t in, w, out;
+    dnnl_memory_desc_t in, w, out, bias;
     if (user_mds(k, &in, &w, &out) || any_md(&in, &in) || any_md(&w, &w) || any_md(&out, &out)) return NULL;
-    dnnl_dims_t st = {s->stride, s->stride}, pad = {s->pad, s->pad};
+    dnnl_dims_t st = {s->stride, s->stride}, pad = {s->pad, s->pad}, bd1 = {s->OC};
+    int fused = k->dir == FWD_BIAS;
+    if (fused && dnnl_memory_desc_init_by_tag(&bias, 1, bd1, dnnl_f32, dnnl_a) != dnnl_success) return NULL;
     dnnl_convolution_desc_t fd, bd;
-    dnnl_primitive_attr_t attr = user_scratch_attr();
+    dnnl_primitive_attr_t attr = fused ? relu_attr(k->relu) : user_scratch_attr();
     if (!attr) return NULL;
     dnnl_primitive_desc_t hint = NULL, pd = NULL;
     dnnl_engine_t eng = onednn_engine();
-    if (dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &in, &w,
-                                           NULL, &out, st, pad, pad) == dnnl_success &&
+    if (dnnl_convolution_forward_desc_init(&fd, fused ? dnnl_forward_inference : dnnl_forward_training,
+                                           dnnl_convolution_direct, &in, &w, fused ? &bias : NULL, &out, st,
+                                           pad, pad) == dnnl_success &&
         dnnl_primitive_desc_create(&hint, &fd, attr, eng, NULL) == dnnl_success) {
-        if (k->dir == FWD) {
+        if (k->dir == FWD || fused) {
             pd = hint, hint = NULL;
         } else if (k->dir == BWD_DATA) {
             if (dnnl_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &in, &w, &out, st,
@@ -137,15 +157,17 @@ static int make_entry(const Key *k, Entry *e) {
     e->key = *k;
     dnnl_memory_desc_t in, w, out;
     if (user_mds(k, &in, &w, &out)) return -1;
-    static const int args[3][3] = {{DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
+    static const int args[4][3] = {{DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
                                    {DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC},
-                                   {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS}};
-    const dnnl_memory_desc_t *users[3][3] = {{&in, &w, &out}, {&out, &w, &in}, {&in, &out, &w}};
+                                   {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS},
+                                   {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST}};
+    const dnnl_memory_desc_t *users[4][3] = {{&in, &w, &out}, {&out, &w, &in}, {&in, &out, &w}, {&in, &w, &out}};
     dnnl_primitive_desc_t pd = make_pd(k);
     if (!pd) return -1;
     int rc = 0;
-    for (int i = 0; i < 4 && !rc; i++) {
-        e->arg[i] = i < 3 ? args[k->dir][i] : DNNL_ARG_SCRATCHPAD;
+    e->narg = k->dir == FWD_BIAS ? 5 : 4;
+    for (int i = 0; i < e->narg && !rc; i++) {
+        e->arg[i] = i < 3 ? args[k->dir][i] : i == 3 ? DNNL_ARG_SCRATCHPAD : DNNL_ARG_BIAS;
         const dnnl_memory_desc_t *m = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, e->arg[i]);
         if (!m) rc = -1;
         else e->md[i] = *m;
@@ -185,46 +207,98 @@ static int reorder_run(const Entry *e, int i, const void *from, void *to) {
 }
 
 // Reorders the inputs, runs the convolution, reorders (or adds) the result back.
-static int run(const Entry *e, const float *a, const float *b, float *out) {
+static int run(const Entry *e, const float *a, const float *b, float *out, const float *bias) {
     const float *user[3] = {a, b, out};
-    void *ptr[4] = {(void *)a, (void *)b, out, NULL};
+    void *ptr[5] = {(void *)a, (void *)b, out, NULL, (void *)bias};
     for (int i = 0; i < 3; i++)
         if (e->reorder[i]) ptr[i] = buf(i, dnnl_memory_desc_get_size(&e->md[i]));
     for (int i = 0; i < 2; i++)
         if (e->reorder[i] && reorder_run(e, i, user[i], ptr[i])) return -1;
-    if (onednn_execute(e->conv, 4, e->arg, e->md, ptr)) return -1;
+    if (onednn_execute(e->conv, e->narg, e->arg, e->md, ptr)) return -1;
     return e->reorder[2] ? reorder_run(e, 2, ptr[2], out) : 0;
 }
 
-static int conv_key(int dir, int acc, const ConvShape *s, const float *a, const float *b, float *out) {
-    if (onednn_ready(NULL, 0)) return -1;
-    Key k;
-    memset(&k, 0, sizeof k);
-    k.dir = dir, k.acc = acc, k.s = *s;
+// The cached entry of k, created on first use; NULL when oneDNN has no
+// primitive for it or the cache is full.
+static const Entry *cached(const Key *k) {
     const Entry *e = NULL;
     pthread_mutex_lock(&g_lock);
     for (int i = g_ncache - 1; i >= 0 && !e; i--)
-        if (!memcmp(&g_cache[i].key, &k, sizeof k)) e = &g_cache[i];
-    if (!e && g_ncache < CACHE_MAX && make_entry(&k, &g_cache[g_ncache]) == 0) e = &g_cache[g_ncache++];
+        if (!memcmp(&g_cache[i].key, k, sizeof *k)) e = &g_cache[i];
+    if (!e && g_ncache < CACHE_MAX && make_entry(k, &g_cache[g_ncache]) == 0) e = &g_cache[g_ncache++];
     pthread_mutex_unlock(&g_lock);
-    if (e) return run(e, a, b, out);
+    return e;
+}
+
+static Key key_of(int dir, int acc, int relu, const ConvShape *s) {
+    Key k;
+    memset(&k, 0, sizeof k);
+    k.dir = dir, k.acc = acc, k.relu = relu, k.s = *s;
+    return k;
+}
+
+static int conv_key(int dir, int acc, int relu, const ConvShape *s, const float *a, const float *b, float *out,
+                    const float *bias) {
+    if (onednn_ready(NULL, 0)) return -1;
+    Key k = key_of(dir, acc, relu, s);
+    const Entry *e = cached(&k);
+    if (e) return run(e, a, b, out, bias);
     // The cache is full: primitives for this call only.
     Entry tmp;
     if (make_entry(&k, &tmp)) return -1;
-    int rc = run(&tmp, a, b, out);
+    int rc = run(&tmp, a, b, out, bias);
     entry_destroy(&tmp);
     return rc;
 }
 
 int onednn_conv_forward(float *out, const float *in, const float *w, const ConvShape *s) {
-    return conv_key(FWD, 0, s, in, w, out);
+    return conv_key(FWD, 0, 0, s, in, w, out, NULL);
 }
 
 int onednn_conv_backward_data(float *din, const float *dout, const float *w, const ConvShape *s,
                               int accumulate) {
-    return conv_key(BWD_DATA, accumulate != 0, s, dout, w, din);
+    return conv_key(BWD_DATA, accumulate != 0, 0, s, dout, w, din, NULL);
 }
 
 int onednn_conv_backward_weights(float *dw, const float *dout, const float *in, const ConvShape *s) {
-    return conv_key(BWD_WEIGHTS, 1, s, in, dout, dw);
+    return conv_key(BWD_WEIGHTS, 1, 0, s, in, dout, dw, NULL);
+}
+
+int onednn_conv_forward_bias(float *out, const float *in, const float *w, const float *bias, int relu,
+                             const ConvShape *s) {
+    return conv_key(FWD_BIAS, 0, relu != 0, s, in, w, out, bias);
+}
+
+// Each convolution's output, in the layout its primitive wrote, is the next
+// one's input as is: the chain needs every primitive cached and each output
+// layout equal to the next input's. Intermediates alternate between the
+// per-thread buffers 2 and 0 (an input there is dead once read).
+int onednn_conv_chain_bias(float *out, const float *in, int n, const ConvShape *s, const float *const *w,
+                           const float *const *bias, const int *relu) {
+    const Entry *e[ONEDNN_CHAIN_MAX];
+    if (onednn_ready(NULL, 0) || n < 1 || n > ONEDNN_CHAIN_MAX) return -1;
+    for (int i = 0; i < n; i++) {
+        Key k = key_of(FWD_BIAS, 0, relu[i] != 0, &s[i]);
+        if (!(e[i] = cached(&k))) return -1;
+        if (i && !dnnl_memory_desc_equal(&e[i - 1]->md[2], &e[i]->md[0])) return -1;
+    }
+    void *src = (void *)in;
+    if (e[0]->reorder[0]) {
+        src = buf(0, dnnl_memory_desc_get_size(&e[0]->md[0]));
+        if (reorder_run(e[0], 0, in, src)) return -1;
+    }
+    for (int i = 0, slot = 2; i < n; i++, slot = 2 - slot) {
+        int last = i == n - 1;
+        void *wp = (void *)w[i], *dst = out;
+        if (e[i]->reorder[1]) {
+            wp = buf(1, dnnl_memory_desc_get_size(&e[i]->md[1]));
+            if (reorder_run(e[i], 1, w[i], wp)) return -1;
+        }
+        if (!last || e[i]->reorder[2]) dst = buf(slot, dnnl_memory_desc_get_size(&e[i]->md[2]));
+        void *ptr[5] = {src, wp, dst, NULL, (void *)bias[i]};
+        if (onednn_execute(e[i]->conv, e[i]->narg, e[i]->arg, e[i]->md, ptr)) return -1;
+        if (last && e[i]->reorder[2] && reorder_run(e[i], 2, dst, out)) return -1;
+        src = dst;
+    }
+    return 0;
 }

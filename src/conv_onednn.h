@@ -10,10 +10,22 @@
 #include "conv.h"
 
 int onednn_conv_forward(float *out, const float *in, const float *w, const ConvShape *s);
+// out = conv(in, w) + bias (OC floats), then max(·, 0) when relu, all in one
+// primitive (evaluation only: no backward goes with it).
+int onednn_conv_forward_bias(float *out, const float *in, const float *w, const float *bias, int relu,
+                             const ConvShape *s);
 // din written, or accumulated when accumulate.
 int onednn_conv_backward_data(float *din, const float *dout, const float *w, const ConvShape *s,
                               int accumulate);
 // dw accumulated.
 int onednn_conv_backward_weights(float *dw, const float *dout, const float *in, const ConvShape *s);
+// Convolutions one after another, each (with its bias and ReLU as above)
+// taking the previous one's output, which stays in oneDNN's layout (no
+// reorder out and back in): out = conv_n(... conv_1(in)). s[i], w[i],
+// bias[i], relu[i] for each of the n (at most ONEDNN_CHAIN_MAX). -1 when a
+// primitive is missing or a layout does not chain (nothing written then).
+#define ONEDNN_CHAIN_MAX 4
+int onednn_conv_chain_bias(float *out, const float *in, int n, const ConvShape *s, const float *const *w,
+                           const float *const *bias, const int *relu);
 
 #endif
