@@ -45,20 +45,25 @@ size_t conv_fold_floats(const ConvShape *s);
 void conv2d_bn_eval_forward(float *out, const float *in, const float *w, const float *bn_w,
                             const float *bn_b, const float *bn_mean, const float *bn_var, float eps,
                             int relu, const ConvShape *s, float *scratch, float *fold);
-// Such layers in a row, each one's output the next one's input (a
-// bottleneck's main branch): on oneDNN's path the intermediates stay in its
-// layout, unreordered; elsewhere (and when oneDNN cannot chain the shapes)
-// each layer runs as above, writing its out. The last layer's out is always
-// written. fold: the sum of the layers' conv_fold_floats.
+// ---- Evaluation with activations kept in oneDNN's layout ----
+// Slots (CONV_EVAL_SLOTS, per thread) hold activations in the layouts of
+// oneDNN's primitives, so consecutive layers skip the reorders out of ours
+// and back (docs/ENGINE.md, "Convolutions"). load: in (our layout) into
+// slot, laid out for layer l; step: slot dst = layer l (slot src), adding
+// what dst holds before the ReLU when sum (a residual); store: slot (a
+// step's output) to out in our layout. Each returns 0, or -1 when the
+// backend is not oneDNN or the layouts do not chain; the caller then runs
+// the layers with conv2d_bn_eval_forward. fold: conv_fold_floats(&l->s).
 typedef struct {
     ConvShape s;
     const float *w, *bn_w, *bn_b, *bn_mean, *bn_var;
+    float eps;
     int relu;
-    float *out;
 } ConvBNLayer;
-#define CONV_BN_CHAIN_MAX 4
-void conv2d_bn_eval_chain(const float *in, const ConvBNLayer *l, int n, float eps, float *scratch,
-                          float *fold);
+#define CONV_EVAL_SLOTS 4
+int conv_eval_load(int slot, const float *in, const ConvBNLayer *l, int sum);
+int conv_eval_step(int dst, int src, const ConvBNLayer *l, int sum, float *fold);
+int conv_eval_store(float *out, int slot);
 
 // ---- BatchNorm2d over channel-major rows x (C, N), N = B·H·W ----
 // Batch statistics: mean and biased variance over the N values of each

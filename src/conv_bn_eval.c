@@ -7,7 +7,6 @@
 // stale when they change.
 #include <math.h>
 
-#include "common.h"
 #include "conv.h"
 #include "conv_onednn.h"
 #include "gemm.h"
@@ -44,26 +43,19 @@ void conv2d_bn_eval_forward(float *out, const float *in, const float *w, const f
     if (relu) relu_forward(out, out, (size_t)s->OC * N);
 }
 
-void conv2d_bn_eval_chain(const float *in, const ConvBNLayer *l, int n, float eps, float *scratch,
-                          float *fold) {
-    DINO_ASSERT(n >= 1 && n <= CONV_BN_CHAIN_MAX && CONV_BN_CHAIN_MAX <= ONEDNN_CHAIN_MAX);
-    if (gemm_f32_backend() == GEMM_ONEDNN) {
-        ConvShape s[CONV_BN_CHAIN_MAX];
-        const float *w[CONV_BN_CHAIN_MAX], *bias[CONV_BN_CHAIN_MAX];
-        int relu[CONV_BN_CHAIN_MAX];
-        float *f = fold;
-        for (int i = 0; i < n; i++) {
-            const ConvBNLayer *L = &l[i];
-            fold_bn(f, L->w, L->bn_w, L->bn_b, L->bn_mean, L->bn_var, eps, &L->s);
-            s[i] = L->s, w[i] = f, bias[i] = f + (size_t)L->s.OC * L->s.C * L->s.k * L->s.k;
-            relu[i] = L->relu;
-            f += conv_fold_floats(&L->s);
-        }
-        if (onednn_conv_chain_bias(l[n - 1].out, in, n, s, w, bias, relu) == 0) return;
-    }
-    for (int i = 0; i < n; i++) {
-        const ConvBNLayer *L = &l[i];
-        conv2d_bn_eval_forward(L->out, i ? l[i - 1].out : in, L->w, L->bn_w, L->bn_b, L->bn_mean, L->bn_var,
-                               eps, L->relu, &L->s, scratch, fold);
-    }
+int conv_eval_load(int slot, const float *in, const ConvBNLayer *l, int sum) {
+    if (gemm_f32_backend() != GEMM_ONEDNN) return -1;
+    return onednn_act_load(slot, in, &l->s, l->relu, sum);
+}
+
+int conv_eval_step(int dst, int src, const ConvBNLayer *l, int sum, float *fold) {
+    if (gemm_f32_backend() != GEMM_ONEDNN) return -1;
+    fold_bn(fold, l->w, l->bn_w, l->bn_b, l->bn_mean, l->bn_var, l->eps, &l->s);
+    const float *bias = fold + (size_t)l->s.OC * l->s.C * l->s.k * l->s.k;
+    return onednn_act_conv(dst, src, &l->s, fold, bias, l->relu, sum);
+}
+
+int conv_eval_store(float *out, int slot) {
+    if (gemm_f32_backend() != GEMM_ONEDNN) return -1;
+    return onednn_act_store(out, slot);
 }

@@ -6,8 +6,10 @@
 // as a sum post-op. A primitive, its reorders and the layouts are created
 // once per (direction, shape, accumulate) and kept for the process, as the
 // matmuls of gemm_onednn.c are, on the same engine, stream and scratchpad.
-// The evaluation-mode forward with a bias (a folded BatchNorm) runs the bias
-// and the ReLU inside the primitive (a bias operand and an eltwise post-op).
+// The evaluation-mode forward with a bias (a folded BatchNorm) runs the bias,
+// a residual sum and the ReLU inside the primitive (a bias operand, sum and
+// eltwise post-ops), and can keep activations in the primitives' layouts
+// from one convolution to the next (slots), skipping the reorders between.
 #include "conv_onednn.h"
 
 #include <dnnl.h>
@@ -66,13 +68,15 @@ static dnnl_primitive_attr_t user_scratch_attr(void) {
     return attr;
 }
 
-// The scratchpad attribute plus, when relu, a ReLU post-op.
-static dnnl_primitive_attr_t relu_attr(int relu) {
+// The scratchpad attribute plus, when sum, a sum post-op (the output adds
+// to what the destination holds) and then, when relu, a ReLU post-op.
+static dnnl_primitive_attr_t relu_attr(int relu, int sum) {
     dnnl_primitive_attr_t attr = user_scratch_attr();
-    if (!attr || !relu) return attr;
+    if (!attr || (!relu && !sum)) return attr;
     dnnl_post_ops_t po = NULL;
     int ok = dnnl_post_ops_create(&po) == dnnl_success &&
-             dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f) == dnnl_success &&
+             (!sum || dnnl_post_ops_append_sum(po, 1.0f) == dnnl_success) &&
+             (!relu || dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f) == dnnl_success) &&
              dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
     if (po) dnnl_post_ops_destroy(po);
     if (!ok) dnnl_primitive_attr_destroy(attr);
@@ -98,7 +102,7 @@ static dnnl_primitive_desc_t make_pd(const Key *k) {
     int fused = k->dir == FWD_BIAS;
     if (fused && dnnl_memory_desc_init_by_tag(&bias, 1, bd1, dnnl_f32, dnnl_a) != dnnl_success) return NULL;
     dnnl_convolution_desc_t fd, bd;
-    dnnl_primitive_attr_t attr = fused ? relu_attr(k->relu) : user_scratch_attr();
+    dnnl_primitive_attr_t attr = fused ? relu_attr(k->relu, k->acc) : user_scratch_attr();
     if (!attr) return NULL;
     dnnl_primitive_desc_t hint = NULL, pd = NULL;
     dnnl_engine_t eng = onednn_engine();
@@ -176,7 +180,7 @@ static int make_entry(const Key *k, Entry *e) {
     dnnl_primitive_desc_destroy(pd);
     for (int i = 0; i < 3 && !rc; i++) {
         e->user[i] = *users[k->dir][i];
-        int acc = i == 2 && (k->dir == BWD_WEIGHTS || k->acc);
+        int acc = i == 2 && (k->dir == BWD_WEIGHTS || (k->dir != FWD_BIAS && k->acc));
         if (!acc && dnnl_memory_desc_equal(&e->user[i], &e->md[i])) continue;
         rc = i < 2 ? make_reorder(&e->reorder[i], &e->reorder_scratch[i], &e->user[i], &e->md[i], 0)
                    : make_reorder(&e->reorder[i], &e->reorder_scratch[i], &e->md[i], &e->user[i], acc);
@@ -269,36 +273,68 @@ int onednn_conv_forward_bias(float *out, const float *in, const float *w, const 
     return conv_key(FWD_BIAS, 0, relu != 0, s, in, w, out, bias);
 }
 
-// Each convolution's output, in the layout its primitive wrote, is the next
-// one's input as is: the chain needs every primitive cached and each output
-// layout equal to the next input's. Intermediates alternate between the
-// per-thread buffers 2 and 0 (an input there is dead once read).
-int onednn_conv_chain_bias(float *out, const float *in, int n, const ConvShape *s, const float *const *w,
-                           const float *const *bias, const int *relu) {
-    const Entry *e[ONEDNN_CHAIN_MAX];
-    if (onednn_ready(NULL, 0) || n < 1 || n > ONEDNN_CHAIN_MAX) return -1;
-    for (int i = 0; i < n; i++) {
-        Key k = key_of(FWD_BIAS, 0, relu[i] != 0, &s[i]);
-        if (!(e[i] = cached(&k))) return -1;
-        if (i && !dnnl_memory_desc_equal(&e[i - 1]->md[2], &e[i]->md[0])) return -1;
+// Activation slots: per-thread buffers in the layout of the entry that last
+// wrote them (its input layout for a load, its output layout for a conv).
+typedef struct {
+    void *p;
+    size_t n;
+    const Entry *e;
+    int is_src;
+} Act;
+static _Thread_local Act t_act[ONEDNN_ACT_SLOTS];
+
+static const dnnl_memory_desc_t *act_layout(const Act *a) { return a->is_src ? &a->e->md[0] : &a->e->md[2]; }
+
+static void *act_grow(Act *a, size_t bytes) {
+    if (bytes > a->n) {
+        free(a->p);
+        a->p = alignedAllocCheck(bytes);
+        a->n = bytes;
     }
-    void *src = (void *)in;
-    if (e[0]->reorder[0]) {
-        src = buf(0, dnnl_memory_desc_get_size(&e[0]->md[0]));
-        if (reorder_run(e[0], 0, in, src)) return -1;
+    return a->p;
+}
+
+static const Entry *bias_entry(const ConvShape *s, int relu, int sum) {
+    if (onednn_ready(NULL, 0)) return NULL;
+    Key k = key_of(FWD_BIAS, sum != 0, relu != 0, s);
+    return cached(&k);
+}
+
+int onednn_act_load(int slot, const float *in, const ConvShape *s, int relu, int sum) {
+    const Entry *e = bias_entry(s, relu, sum);
+    if (!e || slot < 0 || slot >= ONEDNN_ACT_SLOTS) return -1;
+    Act *a = &t_act[slot];
+    size_t bytes = dnnl_memory_desc_get_size(&e->md[0]);
+    void *p = act_grow(a, bytes);
+    if (e->reorder[0] ? reorder_run(e, 0, in, p) : (memcpy(p, in, bytes), 0)) return a->e = NULL, -1;
+    a->e = e, a->is_src = 1;
+    return 0;
+}
+
+int onednn_act_conv(int dst, int src, const ConvShape *s, const float *w, const float *bias, int relu, int sum) {
+    const Entry *e = bias_entry(s, relu, sum);
+    if (!e || dst == src || dst < 0 || src < 0 || dst >= ONEDNN_ACT_SLOTS || src >= ONEDNN_ACT_SLOTS) return -1;
+    Act *in = &t_act[src], *out = &t_act[dst];
+    if (!in->e || !dnnl_memory_desc_equal(act_layout(in), &e->md[0])) return -1;
+    if (sum && (!out->e || !dnnl_memory_desc_equal(act_layout(out), &e->md[2]))) return -1;
+    void *wp = (void *)w;
+    if (e->reorder[1]) {
+        wp = buf(1, dnnl_memory_desc_get_size(&e->md[1]));
+        if (reorder_run(e, 1, w, wp)) return -1;
     }
-    for (int i = 0, slot = 2; i < n; i++, slot = 2 - slot) {
-        int last = i == n - 1;
-        void *wp = (void *)w[i], *dst = out;
-        if (e[i]->reorder[1]) {
-            wp = buf(1, dnnl_memory_desc_get_size(&e[i]->md[1]));
-            if (reorder_run(e[i], 1, w[i], wp)) return -1;
-        }
-        if (!last || e[i]->reorder[2]) dst = buf(slot, dnnl_memory_desc_get_size(&e[i]->md[2]));
-        void *ptr[5] = {src, wp, dst, NULL, (void *)bias[i]};
-        if (onednn_execute(e[i]->conv, e[i]->narg, e[i]->arg, e[i]->md, ptr)) return -1;
-        if (last && e[i]->reorder[2] && reorder_run(e[i], 2, dst, out)) return -1;
-        src = dst;
-    }
+    if (!sum) act_grow(out, dnnl_memory_desc_get_size(&e->md[2]));
+    void *ptr[5] = {in->p, wp, out->p, NULL, (void *)bias};
+    out->e = NULL;
+    if (onednn_execute(e->conv, e->narg, e->arg, e->md, ptr)) return -1;
+    out->e = e, out->is_src = 0;
+    return 0;
+}
+
+int onednn_act_store(float *out, int slot) {
+    if (slot < 0 || slot >= ONEDNN_ACT_SLOTS) return -1;
+    const Act *a = &t_act[slot];
+    if (!a->e || a->is_src) return -1;
+    if (a->e->reorder[2]) return reorder_run(a->e, 2, a->p, out);
+    memcpy(out, a->p, dnnl_memory_desc_get_size(&a->e->md[2]));
     return 0;
 }

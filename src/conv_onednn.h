@@ -19,13 +19,16 @@ int onednn_conv_backward_data(float *din, const float *dout, const float *w, con
                               int accumulate);
 // dw accumulated.
 int onednn_conv_backward_weights(float *dw, const float *dout, const float *in, const ConvShape *s);
-// Convolutions one after another, each (with its bias and ReLU as above)
-// taking the previous one's output, which stays in oneDNN's layout (no
-// reorder out and back in): out = conv_n(... conv_1(in)). s[i], w[i],
-// bias[i], relu[i] for each of the n (at most ONEDNN_CHAIN_MAX). -1 when a
-// primitive is missing or a layout does not chain (nothing written then).
-#define ONEDNN_CHAIN_MAX 4
-int onednn_conv_chain_bias(float *out, const float *in, int n, const ConvShape *s, const float *const *w,
-                           const float *const *bias, const int *relu);
+// Activations kept in oneDNN's layouts between evaluation convolutions, in
+// ONEDNN_ACT_SLOTS per-thread slots. load: in (user layout) into slot, in
+// the input layout of the primitive (s, relu, sum) below. conv: slot dst =
+// conv(slot src, w) + bias, plus what dst holds when sum, then max(·, 0)
+// when relu. store: slot (a conv's output) to out in our layout. Each
+// returns -1 when oneDNN has no primitive or a slot's layout is not the one
+// the primitive takes (a caller then starts over on the layers).
+#define ONEDNN_ACT_SLOTS 4
+int onednn_act_load(int slot, const float *in, const ConvShape *s, int relu, int sum);
+int onednn_act_conv(int dst, int src, const ConvShape *s, const float *w, const float *bias, int relu, int sum);
+int onednn_act_store(float *out, int slot);
 
 #endif

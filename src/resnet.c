@@ -266,7 +266,7 @@ struct ResNetActs {
     BlockActs blk[RESNET_MAX_BLOCKS];
     float *feat;               // (B, out_dim)
     float *scratch;            // im2col columns
-    float *fold;               // evaluation: BatchNorm-folded weights and biases of a block's main branch
+    float *fold;               // evaluation: a convolution's BatchNorm-folded weights and bias
     // Backward: block-boundary gradients in turn, inner and output-width scratch.
     float *gp[2], *gi1, *gi2, *g3, *gd;
 };
@@ -313,7 +313,6 @@ static void plan(ResNetActs *a, const ResNetConfig *cfg, int B, int H, int W, in
             if (c[j] > scr) scr = c[j];
             if (f[j] > fold) fold = f[j];
         }
-        if (f[0] + f[1] + f[2] > fold) fold = f[0] + f[1] + f[2];  // the main branch's chain
     }
     if (!m) return;
     size_t stem_out = (size_t)cfg->stem_width * B * a->stem.OH * a->stem.OW;
@@ -447,18 +446,55 @@ static void conv_bn(const ResNetActs *a, float *t, float *out, float *mean, floa
     bn_apply(a, out, mean, rstd, t, bn, s, relu);
 }
 
-// A bottleneck's main branch in evaluation: conv1..conv3 with their folded
-// BatchNorms as one chain (conv.h), into b->out.
-static void main_branch_eval(const ResNetActs *a, BlockActs *b, ResNetBlockWeights *bw) {
-    const ConvShape *s[3] = {&b->c1, &b->c2, &b->c3};
-    const float *cw[3] = {bw->conv1, bw->conv2, bw->conv3};
-    ResNetBN *bn[3] = {&bw->bn1, &bw->bn2, &bw->bn3};
-    float *out[3] = {b->a1, b->a2, b->out};
-    ConvBNLayer l[3];
-    for (int j = 0; j < 3; j++)
-        l[j] = (ConvBNLayer){.s = *s[j], .w = cw[j], .bn_w = bn[j]->w, .bn_b = bn[j]->b, .bn_mean = bn[j]->mean,
-                             .bn_var = bn[j]->var, .relu = j < 2, .out = out[j]};
-    conv2d_bn_eval_chain(b->x, l, 3, a->cfg.bn_eps, a->scratch, a->fold);
+static ConvBNLayer eval_layer(const ResNetActs *a, const ConvShape *s, const float *cw, const ResNetBN *bn,
+                              int relu) {
+    return (ConvBNLayer){.s = *s, .w = cw, .bn_w = bn->w, .bn_b = bn->b, .bn_mean = bn->mean,
+                         .bn_var = bn->var, .eps = a->cfg.bn_eps, .relu = relu};
+}
+
+// The bottlenecks in evaluation with activations in oneDNN's layouts from
+// the first block's input to the last one's output (conv.h's slots): the
+// residual enters conv3 as a sum into the slot holding x, or the
+// downsample's output, before its ReLU. -1 when oneDNN cannot; then only
+// the slots have changed.
+static int trunk_eval(const ResNetActs *a, ResNetWeights *w) {
+    int x = 0, t1 = 1, t2 = 2, d = 3;
+    for (int i = 0; i < a->n_blocks; i++) {
+        const BlockActs *b = &a->blk[i];
+        ResNetBlockWeights *bw = &w->blocks[i];
+        ConvBNLayer l1 = eval_layer(a, &b->c1, bw->conv1, &bw->bn1, 1);
+        ConvBNLayer l2 = eval_layer(a, &b->c2, bw->conv2, &bw->bn2, 1);
+        ConvBNLayer l3 = eval_layer(a, &b->c3, bw->conv3, &bw->bn3, 1);
+        if (i == 0 && conv_eval_load(x, b->x, &l1, 0)) return -1;
+        if (conv_eval_step(t1, x, &l1, 0, a->fold) || conv_eval_step(t2, t1, &l2, 0, a->fold)) return -1;
+        if (bw->ds_conv) {
+            ConvBNLayer ld = eval_layer(a, &b->ds, bw->ds_conv, &bw->ds_bn, 0);
+            if (conv_eval_step(d, x, &ld, 0, a->fold)) return -1;
+            int t = x;
+            x = d, d = t;
+        }
+        if (conv_eval_step(x, t2, &l3, 1, a->fold)) return -1;
+    }
+    return conv_eval_store(a->blk[a->n_blocks - 1].out, x);
+}
+
+// One bottleneck, layer by layer.
+static void block_forward(const ResNetActs *a, BlockActs *b, ResNetBlockWeights *bw, int bs) {
+    conv_bn(a, b->t1, b->a1, b->mean[0], b->rstd[0], b->x, bw->conv1, &bw->bn1, &b->c1, bs, 1);
+    conv_bn(a, b->t2, b->a2, b->mean[1], b->rstd[1], b->a1, bw->conv2, &bw->bn2, &b->c2, bs, 1);
+    conv_bn(a, b->t3, b->out, b->mean[2], b->rstd[2], b->a2, bw->conv3, &bw->bn3, &b->c3, bs, 0);
+    const float *res = b->x;
+    if (bw->ds_conv) {
+        conv_bn(a, b->td, b->dn, b->mean[3], b->rstd[3], b->x, bw->ds_conv, &bw->ds_bn, &b->ds, bs, 0);
+        res = b->dn;
+    }
+    size_t n = out_numel(&b->c3);
+    float *o = b->out;
+#pragma omp parallel for simd if (n > 32768)
+    for (size_t j = 0; j < n; j++) {
+        float v = o[j] + res[j];
+        o[j] = v > 0.0f ? v : 0.0f;
+    }
 }
 
 void resnet_forward(const ResNetConfig *cfg, ResNetWeights *w, ResNetActs *a,
@@ -472,29 +508,8 @@ void resnet_forward(const ResNetConfig *cfg, ResNetWeights *w, ResNetActs *a,
     if (cfg->stem_pool)
         maxpool_forward(a->s_p, a->keep ? a->argmax : NULL, a->s_a, cfg->stem_width * B,
                         a->stem.OH, a->stem.OW, a->PH, a->PW, 3, 2, 1);
-    for (int i = 0; i < a->n_blocks; i++) {
-        BlockActs *b = &a->blk[i];
-        ResNetBlockWeights *bw = &w->blocks[i];
-        if (bs) {
-            conv_bn(a, b->t1, b->a1, b->mean[0], b->rstd[0], b->x, bw->conv1, &bw->bn1, &b->c1, bs, 1);
-            conv_bn(a, b->t2, b->a2, b->mean[1], b->rstd[1], b->a1, bw->conv2, &bw->bn2, &b->c2, bs, 1);
-            conv_bn(a, b->t3, b->out, b->mean[2], b->rstd[2], b->a2, bw->conv3, &bw->bn3, &b->c3, bs, 0);
-        } else {
-            main_branch_eval(a, b, bw);
-        }
-        const float *res = b->x;
-        if (bw->ds_conv) {
-            conv_bn(a, b->td, b->dn, b->mean[3], b->rstd[3], b->x, bw->ds_conv, &bw->ds_bn, &b->ds, bs, 0);
-            res = b->dn;
-        }
-        size_t n = out_numel(&b->c3);
-        float *o = b->out;
-#pragma omp parallel for simd if (n > 32768)
-        for (size_t j = 0; j < n; j++) {
-            float v = o[j] + res[j];
-            o[j] = v > 0.0f ? v : 0.0f;
-        }
-    }
+    if (bs || trunk_eval(a, w))
+        for (int i = 0; i < a->n_blocks; i++) block_forward(a, &a->blk[i], &w->blocks[i], bs);
     const BlockActs *last = &a->blk[a->n_blocks - 1];
     avgpool_forward(a->feat, last->out, last->c3.OC, B, last->c3.OH * last->c3.OW);
 }

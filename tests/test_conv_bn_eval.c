@@ -4,8 +4,8 @@
 // the three layers in turn (conv2d_forward, bn_forward_eval, relu_forward)
 // up to fp32 rounding: within 1e-5 of the tensor's scale (engine_close).
 // Under OpenBLAS the function runs the three layers itself: bit-identical.
-// The same for conv2d_bn_eval_chain over bottleneck-shaped chains (1x1,
-// 3x3 (strided), 1x1), whose intermediates stay in oneDNN's layout.
+// The same for whole bottlenecks run through conv.h's slots, whose
+// activations stay in oneDNN's layout and whose residual is a sum post-op.
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,60 +91,53 @@ static void check_case(const Case *c, const char *label, int have_onednn) {
     free(scr), free(fold), free(want), free(got);
 }
 
-// A bottleneck's main branch: C -> m (1x1, ReLU), m -> m (3x3/stride, ReLU), m -> OC (1x1).
-static void check_chain(int C, int m, int OC, int stride, int B, int H, int W, uint64_t seed, int have_onednn) {
-    int p[3][8] = {{C, m, 1, 1, 0, B, H, W}, {m, m, 3, stride, 1, B, H, W}, {m, OC, 1, 1, 0, B, 0, 0}};
-    Case c[3];
-    ConvBNLayer l[3];
+// A bottleneck through conv.h's slots: x (C) -> m (1x1, ReLU) -> m (3x3 /
+// stride, ReLU) -> OC (1x1) + residual, then ReLU; the residual is x itself
+// (C == OC, stride 1) or a 1x1 / stride downsample's output. Against the
+// layers in turn (oneDNN's convolutions, BatchNorm, add, ReLU).
+static void check_bottleneck(int C, int m, int OC, int stride, int B, int H, int W, uint64_t seed) {
+    int ds = stride != 1 || C != OC;
+    int p[4][8] = {{C, m, 1, 1, 0, B, H, W}, {m, m, 3, stride, 1, B, H, W}, {m, OC, 1, 1, 0, B, 0, 0},
+                   {C, OC, 1, stride, 0, B, H, W}};
+    Case c[4];
+    ConvBNLayer l[4];
     size_t nfold = 0, nscr = 1;
-    float *want[3];
-    for (int j = 0; j < 3; j++) {
+    float *want[4];
+    for (int j = 0; j < 3 + ds; j++) {
         if (j == 2) p[2][6] = c[1].s.OH, p[2][7] = c[1].s.OW;
         c[j] = case_make(p[j], seed + 10 * j);
-        nfold += conv_fold_floats(&c[j].s);
+        if (conv_fold_floats(&c[j].s) > nfold) nfold = conv_fold_floats(&c[j].s);
         if (conv_scratch_floats(&c[j].s) + 1 > nscr) nscr = conv_scratch_floats(&c[j].s) + 1;
         want[j] = mallocCheck(c[j].no * 4);
         l[j] = (ConvBNLayer){.s = c[j].s, .w = c[j].w, .bn_w = c[j].bn[0], .bn_b = c[j].bn[1],
-                             .bn_mean = c[j].bn[2], .bn_var = c[j].bn[3], .relu = j < 2,
-                             .out = mallocCheck(c[j].no * 4)};
+                             .bn_mean = c[j].bn[2], .bn_var = c[j].bn[3], .eps = EPS, .relu = j < 3};
     }
-    float *fold = mallocCheck(nfold * 4), *scr = mallocCheck(nscr * 4);
+    float *fold = mallocCheck(nfold * 4), *scr = mallocCheck(nscr * 4), *got = mallocCheck(c[2].no * 4);
     char err[200] = "", name[160];
-    for (int back = 0; back < 1 + have_onednn; back++) {
-        CHECK(gemm_set_f32_backend(back ? GEMM_ONEDNN : GEMM_OPENBLAS, err, sizeof err) == 0, "backend: %s", err);
-        for (int j = 0; j < 3; j++) {  // the layers in turn, each on the previous reference output
-            free(c[j].in);
-            c[j].in = mallocCheck(j ? c[j - 1].no * 4 : c[0].ni * 4);
-            if (j) memcpy(c[j].in, want[j - 1], c[j - 1].no * 4);
-            else fixture_fill(c[0].in, c[0].ni, seed, -1, 1);
-            unfused(&c[j], want[j], j < 2, scr);
-        }
-        memset(l[2].out, 0x7f, c[2].no * 4);
-        conv2d_bn_eval_chain(c[0].in, l, 3, EPS, scr, fold);
-        snprintf(name, sizeof name, "chain %d->%d->%d/%d->%d, %dx%dx%d %s", C, m, m, stride, OC, B, H, W,
-                 back ? "oneDNN vs unfused" : "im2col");
-        if (back) {
-            engine_close(name, l[2].out, want[2], c[2].no, TOL_FUSED);
-        } else {
-            CHECK(!memcmp(l[2].out, want[2], c[2].no * 4), "%s: the layers, bit for bit", name);
-            continue;
-        }
-        // The chain itself ran in oneDNN (no silent fallback to the layers).
-        ConvShape s[3] = {c[0].s, c[1].s, c[2].s};
-        const float *w[3], *bias[3];
-        int relu[3] = {1, 1, 0};
-        float *f = fold;
-        for (int j = 0; j < 3; j++) w[j] = f, bias[j] = f + c[j].nw, f += conv_fold_floats(&c[j].s);
-        memset(l[2].out, 0x7f, c[2].no * 4);
-        // Where channels are off oneDNN's 8-blocks the layouts may not chain
-        // (-1: the layers ran one by one above); the ResNet's shapes must.
-        int rc = onednn_conv_chain_bias(l[2].out, c[0].in, 3, s, w, bias, relu), blocked = m % 8 == 0;
-        CHECK(rc == 0 || !blocked, "%s: the chain runs (a miss only off the 8-blocks)", name);
-        if (rc == 0) engine_close(name, l[2].out, want[2], c[2].no, TOL_FUSED);
-        else printf("note: %s: oneDNN's layouts do not chain here\n", name);
+    snprintf(name, sizeof name, "bottleneck %d->%d->%d/%d->%d%s, %dx%dx%d", C, m, m, stride, OC,
+             ds ? " + downsample" : "", B, H, W);
+    CHECK(gemm_set_f32_backend(GEMM_OPENBLAS, err, sizeof err) == 0, "OpenBLAS backend: %s", err);
+    CHECK(conv_eval_load(0, c[0].in, &l[0], 0) == -1, "%s: no slots under OpenBLAS", name);
+    CHECK(gemm_set_f32_backend(GEMM_ONEDNN, err, sizeof err) == 0, "oneDNN backend: %s", err);
+    // The layers in turn, each on the previous reference output; the downsample on x.
+    for (int j = 0; j < 3 + ds; j++) {
+        if (j == 1 || j == 2) memcpy(c[j].in, want[j - 1], c[j].ni * 4);
+        if (j == 3) memcpy(c[3].in, c[0].in, c[3].ni * 4);
+        unfused(&c[j], want[j], j < 2, scr);
     }
-    for (int j = 0; j < 3; j++) free(want[j]), free(l[j].out), case_free(&c[j]);
-    free(fold), free(scr);
+    const float *res = ds ? want[3] : c[0].in;
+    for (size_t i = 0; i < c[2].no; i++) want[2][i] = fmaxf(want[2][i] + res[i], 0.0f);
+    int x = 0, rc = conv_eval_load(x, c[0].in, &l[0], 0);
+    rc = rc || conv_eval_step(1, x, &l[0], 0, fold) || conv_eval_step(2, 1, &l[1], 0, fold);
+    if (ds) rc = rc || conv_eval_step(3, x, &l[3], 0, fold), x = 3;
+    rc = rc || conv_eval_step(x, 2, &l[2], 1, fold);
+    memset(got, 0x7f, c[2].no * 4);
+    rc = rc || conv_eval_store(got, x);
+    CHECK(rc == 0, "%s: runs in the slots", name);
+    engine_close(name, got, want[2], c[2].no, TOL_FUSED);
+    CHECK(conv_eval_step(1, 1, &l[0], 0, fold) == -1, "%s: a slot is never both input and output", name);
+    for (int j = 0; j < 3 + ds; j++) free(want[j]), case_free(&c[j]);
+    free(fold), free(scr), free(got);
 }
 
 int main(int argc, char **argv) {
@@ -169,9 +162,11 @@ int main(int argc, char **argv) {
         check_case(&c, label, have_onednn);
         case_free(&c);
     }
-    check_chain(16, 8, 32, 1, 2, 9, 9, 500, have_onednn);
-    check_chain(32, 16, 64, 2, 3, 8, 7, 600, have_onednn);
-    check_chain(12, 4, 16, 2, 2, 7, 7, 700, have_onednn);  // channels off the 8-blocks
+    if (have_onednn) {
+        check_bottleneck(32, 8, 32, 1, 2, 9, 9, 500);   // identity residual
+        check_bottleneck(32, 16, 64, 2, 3, 8, 7, 600);  // downsample, odd side
+        check_bottleneck(16, 8, 32, 1, 2, 6, 6, 700);   // downsample at stride 1
+    }
     gemm_set_f32_backend(was, NULL, 0);
     return test_finish();
 }
