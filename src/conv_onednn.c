@@ -22,7 +22,8 @@
 
 typedef enum { FWD, BWD_DATA, BWD_WEIGHTS, FWD_BIAS } Direction;
 
-// Built with memset first, so memcmp compares keys.
+// Built with memset first, so memcmp compares keys. acc: the result adds
+// to the output (FWD_BIAS: a sum post-op before the ReLU, in its layout).
 typedef struct {
     int dir, acc, relu;
     ConvShape s;

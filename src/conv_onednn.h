@@ -1,9 +1,10 @@
 // oneDNN's convolution primitives behind conv.h (internal to the convolution
-// seam; conv_cpu.c calls them when the fp32 GEMM backend is oneDNN). Same
-// tensors and meaning as conv2d_forward / conv2d_backward: activations
-// (C, B, H, W), weights (OC, C, k, k), no bias. Each returns 0, or -1 when
-// oneDNN has no primitive for the shape (nothing written then); the caller
-// then takes im2col + GEMM.
+// seam; conv_cpu.c and conv_bn_eval.c call them when the fp32 GEMM backend
+// is oneDNN). Same tensors and meaning as conv2d_forward / conv2d_backward:
+// activations (C, B, H, W), weights (OC, C, k, k), no bias but in the
+// evaluation forwards below. Each returns 0, or -1 when oneDNN has no
+// primitive for the shape (nothing written then); the caller then takes
+// im2col + GEMM (or the layers one by one).
 #ifndef DINO_CONV_ONEDNN_H
 #define DINO_CONV_ONEDNN_H
 

@@ -3,7 +3,9 @@
 // output before and after its BatchNorm + ReLU (BatchNorm's backward needs
 // its input, ReLU's its output); inference activations reuse a few buffers
 // whatever the depth: two for the block inputs and outputs in turn, and one
-// per tensor inside a block.
+// per tensor inside a block. Evaluation on oneDNN folds BatchNorm into the
+// convolutions and runs the blocks in oneDNN's own layout (conv.h's slots),
+// leaving those buffers to the layer-by-layer path.
 #include "resnet.h"
 
 #include <math.h>
