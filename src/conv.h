@@ -33,6 +33,38 @@ void conv2d_forward(float *out, const float *in, const float *w, const ConvShape
 void conv2d_backward(float *din, float *dw, const float *dout, const float *in, const float *w,
                      const ConvShape *s, float *scratch, int accumulate);
 
+// ---- Evaluation-mode convolution + BatchNorm2d (+ ReLU) ----
+// out = bn_eval(conv(in, w)), then max(·, 0) when relu, with BatchNorm's
+// running statistics (bn_forward_eval's arguments). On oneDNN's path
+// BatchNorm is folded into the convolution: weights w·a and bias b - mean·a
+// with a = bn_w/√(var+eps), written into fold, and one primitive adds the
+// bias and applies the ReLU (docs/ENGINE.md, "Convolutions"); equal to the
+// three layers in turn up to fp32 rounding. Elsewhere the three layers run
+// in turn. fold: conv_fold_floats(s); scratch: conv_scratch_floats(s).
+size_t conv_fold_floats(const ConvShape *s);
+void conv2d_bn_eval_forward(float *out, const float *in, const float *w, const float *bn_w,
+                            const float *bn_b, const float *bn_mean, const float *bn_var, float eps,
+                            int relu, const ConvShape *s, float *scratch, float *fold);
+// ---- Evaluation with activations kept in oneDNN's layout ----
+// Slots (CONV_EVAL_SLOTS, per thread) hold activations in the layouts of
+// oneDNN's primitives, so consecutive layers skip the reorders out of ours
+// and back (docs/ENGINE.md, "Convolutions"). load: in (our layout) into
+// slot, laid out for layer l; step: slot dst = layer l (slot src), adding
+// what dst holds before the ReLU when sum (a residual); store: slot (a
+// step's output) to out in our layout. Each returns 0, or -1 when the
+// backend is not oneDNN or the layouts do not chain; the caller then runs
+// the layers with conv2d_bn_eval_forward. fold: conv_fold_floats(&l->s).
+typedef struct {
+    ConvShape s;
+    const float *w, *bn_w, *bn_b, *bn_mean, *bn_var;
+    float eps;
+    int relu;
+} ConvBNLayer;
+#define CONV_EVAL_SLOTS 4
+int conv_eval_load(int slot, const float *in, const ConvBNLayer *l, int sum);
+int conv_eval_step(int dst, int src, const ConvBNLayer *l, int sum, float *fold);
+int conv_eval_store(float *out, int slot);
+
 // ---- BatchNorm2d over channel-major rows x (C, N), N = B·H·W ----
 // Batch statistics: mean and biased variance over the N values of each
 // channel (and over every rank's values when sync: SyncBatchNorm, through

@@ -6,6 +6,10 @@
 // as a sum post-op. A primitive, its reorders and the layouts are created
 // once per (direction, shape, accumulate) and kept for the process, as the
 // matmuls of gemm_onednn.c are, on the same engine, stream and scratchpad.
+// The evaluation-mode forward with a bias (a folded BatchNorm) runs the bias,
+// a residual sum and the ReLU inside the primitive (a bias operand, sum and
+// eltwise post-ops), and can keep activations in the primitives' layouts
+// from one convolution to the next (slots), skipping the reorders between.
 #include "conv_onednn.h"
 
 #include <dnnl.h>
@@ -16,21 +20,24 @@
 #include "common.h"
 #include "gemm_onednn.h"
 
-typedef enum { FWD, BWD_DATA, BWD_WEIGHTS } Direction;
+typedef enum { FWD, BWD_DATA, BWD_WEIGHTS, FWD_BIAS } Direction;
 
-// Built with memset first, so memcmp compares keys.
+// Built with memset first, so memcmp compares keys. acc: the result adds
+// to the output (FWD_BIAS: a sum post-op before the ReLU, in its layout).
 typedef struct {
-    int dir, acc;
+    int dir, acc, relu;
     ConvShape s;
 } Key;
 
-// Operands: two inputs (0, 1) and the output (2); the scratchpad is slot 3.
+// Operands: two inputs (0, 1) and the output (2); the scratchpad is slot 3,
+// FWD_BIAS's bias (in our layout, never reordered) slot 4.
 // FWD: in, w -> out. BWD_DATA: dout, w -> din. BWD_WEIGHTS: in, dout -> dw.
 typedef struct {
     Key key;
     dnnl_primitive_t conv;
-    int arg[4];
-    dnnl_memory_desc_t md[4];    // the layouts the primitive runs on
+    int narg;
+    int arg[5];
+    dnnl_memory_desc_t md[5];    // the layouts the primitive runs on
     dnnl_memory_desc_t user[3];  // ours
     dnnl_primitive_t reorder[3]; // user <-> md[i]; NULL where none is needed
     dnnl_memory_desc_t reorder_scratch[3];
@@ -62,6 +69,21 @@ static dnnl_primitive_attr_t user_scratch_attr(void) {
     return attr;
 }
 
+// The scratchpad attribute plus, when sum, a sum post-op (the output adds
+// to what the destination holds) and then, when relu, a ReLU post-op.
+static dnnl_primitive_attr_t relu_attr(int relu, int sum) {
+    dnnl_primitive_attr_t attr = user_scratch_attr();
+    if (!attr || (!relu && !sum)) return attr;
+    dnnl_post_ops_t po = NULL;
+    int ok = dnnl_post_ops_create(&po) == dnnl_success &&
+             (!sum || dnnl_post_ops_append_sum(po, 1.0f) == dnnl_success) &&
+             (!relu || dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f) == dnnl_success) &&
+             dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
+    if (po) dnnl_post_ops_destroy(po);
+    if (!ok) dnnl_primitive_attr_destroy(attr);
+    return ok ? attr : NULL;
+}
+
 // The user-layout descriptors of key k: in, w, out.
 static int user_mds(const Key *k, dnnl_memory_desc_t *in, dnnl_memory_desc_t *w, dnnl_memory_desc_t *out) {
     const ConvShape *s = &k->s;
@@ -75,18 +97,21 @@ static int user_mds(const Key *k, dnnl_memory_desc_t *in, dnnl_memory_desc_t *w,
 // same output size.
 static dnnl_primitive_desc_t make_pd(const Key *k) {
     const ConvShape *s = &k->s;
-    dnnl_memory_desc_t in, w, out;
+    dnnl_memory_desc_t in, w, out, bias;
     if (user_mds(k, &in, &w, &out) || any_md(&in, &in) || any_md(&w, &w) || any_md(&out, &out)) return NULL;
-    dnnl_dims_t st = {s->stride, s->stride}, pad = {s->pad, s->pad};
+    dnnl_dims_t st = {s->stride, s->stride}, pad = {s->pad, s->pad}, bd1 = {s->OC};
+    int fused = k->dir == FWD_BIAS;
+    if (fused && dnnl_memory_desc_init_by_tag(&bias, 1, bd1, dnnl_f32, dnnl_a) != dnnl_success) return NULL;
     dnnl_convolution_desc_t fd, bd;
-    dnnl_primitive_attr_t attr = user_scratch_attr();
+    dnnl_primitive_attr_t attr = fused ? relu_attr(k->relu, k->acc) : user_scratch_attr();
     if (!attr) return NULL;
     dnnl_primitive_desc_t hint = NULL, pd = NULL;
     dnnl_engine_t eng = onednn_engine();
-    if (dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &in, &w,
-                                           NULL, &out, st, pad, pad) == dnnl_success &&
+    if (dnnl_convolution_forward_desc_init(&fd, fused ? dnnl_forward_inference : dnnl_forward_training,
+                                           dnnl_convolution_direct, &in, &w, fused ? &bias : NULL, &out, st,
+                                           pad, pad) == dnnl_success &&
         dnnl_primitive_desc_create(&hint, &fd, attr, eng, NULL) == dnnl_success) {
-        if (k->dir == FWD) {
+        if (k->dir == FWD || fused) {
             pd = hint, hint = NULL;
         } else if (k->dir == BWD_DATA) {
             if (dnnl_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &in, &w, &out, st,
@@ -137,15 +162,17 @@ static int make_entry(const Key *k, Entry *e) {
     e->key = *k;
     dnnl_memory_desc_t in, w, out;
     if (user_mds(k, &in, &w, &out)) return -1;
-    static const int args[3][3] = {{DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
+    static const int args[4][3] = {{DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST},
                                    {DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC},
-                                   {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS}};
-    const dnnl_memory_desc_t *users[3][3] = {{&in, &w, &out}, {&out, &w, &in}, {&in, &out, &w}};
+                                   {DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS},
+                                   {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST}};
+    const dnnl_memory_desc_t *users[4][3] = {{&in, &w, &out}, {&out, &w, &in}, {&in, &out, &w}, {&in, &w, &out}};
     dnnl_primitive_desc_t pd = make_pd(k);
     if (!pd) return -1;
     int rc = 0;
-    for (int i = 0; i < 4 && !rc; i++) {
-        e->arg[i] = i < 3 ? args[k->dir][i] : DNNL_ARG_SCRATCHPAD;
+    e->narg = k->dir == FWD_BIAS ? 5 : 4;
+    for (int i = 0; i < e->narg && !rc; i++) {
+        e->arg[i] = i < 3 ? args[k->dir][i] : i == 3 ? DNNL_ARG_SCRATCHPAD : DNNL_ARG_BIAS;
         const dnnl_memory_desc_t *m = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, e->arg[i]);
         if (!m) rc = -1;
         else e->md[i] = *m;
@@ -154,7 +181,7 @@ static int make_entry(const Key *k, Entry *e) {
     dnnl_primitive_desc_destroy(pd);
     for (int i = 0; i < 3 && !rc; i++) {
         e->user[i] = *users[k->dir][i];
-        int acc = i == 2 && (k->dir == BWD_WEIGHTS || k->acc);
+        int acc = i == 2 && (k->dir == BWD_WEIGHTS || (k->dir != FWD_BIAS && k->acc));
         if (!acc && dnnl_memory_desc_equal(&e->user[i], &e->md[i])) continue;
         rc = i < 2 ? make_reorder(&e->reorder[i], &e->reorder_scratch[i], &e->user[i], &e->md[i], 0)
                    : make_reorder(&e->reorder[i], &e->reorder_scratch[i], &e->md[i], &e->user[i], acc);
@@ -185,46 +212,130 @@ static int reorder_run(const Entry *e, int i, const void *from, void *to) {
 }
 
 // Reorders the inputs, runs the convolution, reorders (or adds) the result back.
-static int run(const Entry *e, const float *a, const float *b, float *out) {
+static int run(const Entry *e, const float *a, const float *b, float *out, const float *bias) {
     const float *user[3] = {a, b, out};
-    void *ptr[4] = {(void *)a, (void *)b, out, NULL};
+    void *ptr[5] = {(void *)a, (void *)b, out, NULL, (void *)bias};
     for (int i = 0; i < 3; i++)
         if (e->reorder[i]) ptr[i] = buf(i, dnnl_memory_desc_get_size(&e->md[i]));
     for (int i = 0; i < 2; i++)
         if (e->reorder[i] && reorder_run(e, i, user[i], ptr[i])) return -1;
-    if (onednn_execute(e->conv, 4, e->arg, e->md, ptr)) return -1;
+    if (onednn_execute(e->conv, e->narg, e->arg, e->md, ptr)) return -1;
     return e->reorder[2] ? reorder_run(e, 2, ptr[2], out) : 0;
 }
 
-static int conv_key(int dir, int acc, const ConvShape *s, const float *a, const float *b, float *out) {
-    if (onednn_ready(NULL, 0)) return -1;
-    Key k;
-    memset(&k, 0, sizeof k);
-    k.dir = dir, k.acc = acc, k.s = *s;
+// The cached entry of k, created on first use; NULL when oneDNN has no
+// primitive for it or the cache is full.
+static const Entry *cached(const Key *k) {
     const Entry *e = NULL;
     pthread_mutex_lock(&g_lock);
     for (int i = g_ncache - 1; i >= 0 && !e; i--)
-        if (!memcmp(&g_cache[i].key, &k, sizeof k)) e = &g_cache[i];
-    if (!e && g_ncache < CACHE_MAX && make_entry(&k, &g_cache[g_ncache]) == 0) e = &g_cache[g_ncache++];
+        if (!memcmp(&g_cache[i].key, k, sizeof *k)) e = &g_cache[i];
+    if (!e && g_ncache < CACHE_MAX && make_entry(k, &g_cache[g_ncache]) == 0) e = &g_cache[g_ncache++];
     pthread_mutex_unlock(&g_lock);
-    if (e) return run(e, a, b, out);
+    return e;
+}
+
+static Key key_of(int dir, int acc, int relu, const ConvShape *s) {
+    Key k;
+    memset(&k, 0, sizeof k);
+    k.dir = dir, k.acc = acc, k.relu = relu, k.s = *s;
+    return k;
+}
+
+static int conv_key(int dir, int acc, int relu, const ConvShape *s, const float *a, const float *b, float *out,
+                    const float *bias) {
+    if (onednn_ready(NULL, 0)) return -1;
+    Key k = key_of(dir, acc, relu, s);
+    const Entry *e = cached(&k);
+    if (e) return run(e, a, b, out, bias);
     // The cache is full: primitives for this call only.
     Entry tmp;
     if (make_entry(&k, &tmp)) return -1;
-    int rc = run(&tmp, a, b, out);
+    int rc = run(&tmp, a, b, out, bias);
     entry_destroy(&tmp);
     return rc;
 }
 
 int onednn_conv_forward(float *out, const float *in, const float *w, const ConvShape *s) {
-    return conv_key(FWD, 0, s, in, w, out);
+    return conv_key(FWD, 0, 0, s, in, w, out, NULL);
 }
 
 int onednn_conv_backward_data(float *din, const float *dout, const float *w, const ConvShape *s,
                               int accumulate) {
-    return conv_key(BWD_DATA, accumulate != 0, s, dout, w, din);
+    return conv_key(BWD_DATA, accumulate != 0, 0, s, dout, w, din, NULL);
 }
 
 int onednn_conv_backward_weights(float *dw, const float *dout, const float *in, const ConvShape *s) {
-    return conv_key(BWD_WEIGHTS, 1, s, in, dout, dw);
+    return conv_key(BWD_WEIGHTS, 1, 0, s, in, dout, dw, NULL);
+}
+
+int onednn_conv_forward_bias(float *out, const float *in, const float *w, const float *bias, int relu,
+                             const ConvShape *s) {
+    return conv_key(FWD_BIAS, 0, relu != 0, s, in, w, out, bias);
+}
+
+// Activation slots: per-thread buffers in the layout of the entry that last
+// wrote them (its input layout for a load, its output layout for a conv).
+typedef struct {
+    void *p;
+    size_t n;
+    const Entry *e;
+    int is_src;
+} Act;
+static _Thread_local Act t_act[ONEDNN_ACT_SLOTS];
+
+static const dnnl_memory_desc_t *act_layout(const Act *a) { return a->is_src ? &a->e->md[0] : &a->e->md[2]; }
+
+static void *act_grow(Act *a, size_t bytes) {
+    if (bytes > a->n) {
+        free(a->p);
+        a->p = alignedAllocCheck(bytes);
+        a->n = bytes;
+    }
+    return a->p;
+}
+
+static const Entry *bias_entry(const ConvShape *s, int relu, int sum) {
+    if (onednn_ready(NULL, 0)) return NULL;
+    Key k = key_of(FWD_BIAS, sum != 0, relu != 0, s);
+    return cached(&k);
+}
+
+int onednn_act_load(int slot, const float *in, const ConvShape *s, int relu, int sum) {
+    const Entry *e = bias_entry(s, relu, sum);
+    if (!e || slot < 0 || slot >= ONEDNN_ACT_SLOTS) return -1;
+    Act *a = &t_act[slot];
+    size_t bytes = dnnl_memory_desc_get_size(&e->md[0]);
+    void *p = act_grow(a, bytes);
+    if (e->reorder[0] ? reorder_run(e, 0, in, p) : (memcpy(p, in, bytes), 0)) return a->e = NULL, -1;
+    a->e = e, a->is_src = 1;
+    return 0;
+}
+
+int onednn_act_conv(int dst, int src, const ConvShape *s, const float *w, const float *bias, int relu, int sum) {
+    const Entry *e = bias_entry(s, relu, sum);
+    if (!e || dst == src || dst < 0 || src < 0 || dst >= ONEDNN_ACT_SLOTS || src >= ONEDNN_ACT_SLOTS) return -1;
+    Act *in = &t_act[src], *out = &t_act[dst];
+    if (!in->e || !dnnl_memory_desc_equal(act_layout(in), &e->md[0])) return -1;
+    if (sum && (!out->e || !dnnl_memory_desc_equal(act_layout(out), &e->md[2]))) return -1;
+    void *wp = (void *)w;
+    if (e->reorder[1]) {
+        wp = buf(1, dnnl_memory_desc_get_size(&e->md[1]));
+        if (reorder_run(e, 1, w, wp)) return -1;
+    }
+    if (!sum) act_grow(out, dnnl_memory_desc_get_size(&e->md[2]));
+    void *ptr[5] = {in->p, wp, out->p, NULL, (void *)bias};
+    out->e = NULL;
+    if (onednn_execute(e->conv, e->narg, e->arg, e->md, ptr)) return -1;
+    out->e = e, out->is_src = 0;
+    return 0;
+}
+
+int onednn_act_store(float *out, int slot) {
+    if (slot < 0 || slot >= ONEDNN_ACT_SLOTS) return -1;
+    const Act *a = &t_act[slot];
+    if (!a->e || a->is_src) return -1;
+    if (a->e->reorder[2]) return reorder_run(a->e, 2, a->p, out);
+    memcpy(out, a->p, dnnl_memory_desc_get_size(&a->e->md[2]));
+    return 0;
 }

@@ -3,7 +3,9 @@
 // output before and after its BatchNorm + ReLU (BatchNorm's backward needs
 // its input, ReLU's its output); inference activations reuse a few buffers
 // whatever the depth: two for the block inputs and outputs in turn, and one
-// per tensor inside a block.
+// per tensor inside a block. Evaluation on oneDNN folds BatchNorm into the
+// convolutions and runs the blocks in oneDNN's own layout (conv.h's slots),
+// leaving those buffers to the layer-by-layer path.
 #include "resnet.h"
 
 #include <math.h>
@@ -266,6 +268,7 @@ struct ResNetActs {
     BlockActs blk[RESNET_MAX_BLOCKS];
     float *feat;               // (B, out_dim)
     float *scratch;            // im2col columns
+    float *fold;               // evaluation: a convolution's BatchNorm-folded weights and bias
     // Backward: block-boundary gradients in turn, inner and output-width scratch.
     float *gp[2], *gi1, *gi2, *g3, *gd;
 };
@@ -289,6 +292,7 @@ static void plan(ResNetActs *a, const ResNetConfig *cfg, int B, int H, int W, in
     a->PW = cfg->stem_pool ? conv_out_size(a->stem.OW, 3, 2, 1) : a->stem.OW;
     int h = a->PH, w = a->PW;
     size_t ping = (size_t)cfg->stem_width * B * h * w, s1 = 0, s2 = 0, s3 = 0, scr = conv_scratch_floats(&a->stem);
+    size_t fold = conv_fold_floats(&a->stem);
     for (int i = 0; i < nb; i++) {
         BlockActs *b = &a->blk[i];
         const BlockDims *bd = &d[i];
@@ -305,8 +309,12 @@ static void plan(ResNetActs *a, const ResNetConfig *cfg, int B, int H, int W, in
         if ((size_t)bd->out * n_out > s3) s3 = (size_t)bd->out * n_out;
         size_t c[] = {conv_scratch_floats(&b->c1), conv_scratch_floats(&b->c2),
                       conv_scratch_floats(&b->c3), bd->ds ? conv_scratch_floats(&b->ds) : 0};
-        for (int j = 0; j < 4; j++)
+        size_t f[] = {conv_fold_floats(&b->c1), conv_fold_floats(&b->c2), conv_fold_floats(&b->c3),
+                      bd->ds ? conv_fold_floats(&b->ds) : 0};
+        for (int j = 0; j < 4; j++) {
             if (c[j] > scr) scr = c[j];
+            if (f[j] > fold) fold = f[j];
+        }
     }
     if (!m) return;
     size_t stem_out = (size_t)cfg->stem_width * B * a->stem.OH * a->stem.OW;
@@ -326,7 +334,8 @@ static void plan(ResNetActs *a, const ResNetConfig *cfg, int B, int H, int W, in
             a->s_p = a->s_a;
         }
         S4 = arena_take_ptr(m, s3);  // the downsample's BatchNorm output, added at once
-    } else {
+    } else {  // evaluation runs only here (training activations need batch statistics)
+        a->fold = arena_take_ptr(m, fold);
         pp[0] = arena_take_ptr(m, ping);
         pp[1] = arena_take_ptr(m, ping);
         S1 = arena_take_ptr(m, s1), S2 = arena_take_ptr(m, s2), S3 = arena_take_ptr(m, s3), S4 = arena_take_ptr(m, s3);
@@ -417,51 +426,92 @@ static size_t out_numel(const ConvShape *s) { return (size_t)s->OC * s->B * s->O
 
 // BatchNorm (+ ReLU when relu) of a convolution's output.
 static void bn_apply(const ResNetActs *a, float *out, float *mean, float *rstd, const float *x,
-                     ResNetBN *bn, const ConvShape *s, int batch_stats, int relu) {
+                     ResNetBN *bn, const ConvShape *s, int relu) {
     const ResNetConfig *cfg = &a->cfg;
     size_t N = (size_t)s->B * s->OH * s->OW;
-    if (batch_stats)
-        bn_forward_train(out, mean, rstd, x, bn->w, bn->b, bn->mean, bn->var, s->OC, N,
-                         cfg->bn_eps, cfg->bn_momentum, a->sync);
-    else
-        bn_forward_eval(out, x, bn->w, bn->b, bn->mean, bn->var, s->OC, N, cfg->bn_eps);
+    bn_forward_train(out, mean, rstd, x, bn->w, bn->b, bn->mean, bn->var, s->OC, N, cfg->bn_eps,
+                     cfg->bn_momentum, a->sync);
     if (relu) relu_forward(out, out, (size_t)s->OC * N);
+}
+
+// Convolution, BatchNorm (+ ReLU when relu): out = layers(in). Batch
+// statistics keep the convolution's output in t and their mean and rstd;
+// evaluation folds BatchNorm into the convolution (conv.h) and writes out only.
+static void conv_bn(const ResNetActs *a, float *t, float *out, float *mean, float *rstd, const float *in,
+                    const float *cw, ResNetBN *bn, const ConvShape *s, int batch_stats, int relu) {
+    if (!batch_stats) {
+        conv2d_bn_eval_forward(out, in, cw, bn->w, bn->b, bn->mean, bn->var, a->cfg.bn_eps, relu, s,
+                               a->scratch, a->fold);
+        return;
+    }
+    conv2d_forward(t, in, cw, s, a->scratch);
+    bn_apply(a, out, mean, rstd, t, bn, s, relu);
+}
+
+static ConvBNLayer eval_layer(const ResNetActs *a, const ConvShape *s, const float *cw, const ResNetBN *bn,
+                              int relu) {
+    return (ConvBNLayer){.s = *s, .w = cw, .bn_w = bn->w, .bn_b = bn->b, .bn_mean = bn->mean,
+                         .bn_var = bn->var, .eps = a->cfg.bn_eps, .relu = relu};
+}
+
+// The bottlenecks in evaluation with activations in oneDNN's layouts from
+// the first block's input to the last one's output (conv.h's slots): the
+// residual enters conv3 as a sum into the slot holding x, or the
+// downsample's output, before its ReLU. -1 when oneDNN cannot; then only
+// the slots have changed.
+static int trunk_eval(const ResNetActs *a, ResNetWeights *w) {
+    int x = 0, t1 = 1, t2 = 2, d = 3;
+    for (int i = 0; i < a->n_blocks; i++) {
+        const BlockActs *b = &a->blk[i];
+        ResNetBlockWeights *bw = &w->blocks[i];
+        ConvBNLayer l1 = eval_layer(a, &b->c1, bw->conv1, &bw->bn1, 1);
+        ConvBNLayer l2 = eval_layer(a, &b->c2, bw->conv2, &bw->bn2, 1);
+        ConvBNLayer l3 = eval_layer(a, &b->c3, bw->conv3, &bw->bn3, 1);
+        if (i == 0 && conv_eval_load(x, b->x, &l1, 0)) return -1;
+        if (conv_eval_step(t1, x, &l1, 0, a->fold) || conv_eval_step(t2, t1, &l2, 0, a->fold)) return -1;
+        if (bw->ds_conv) {
+            ConvBNLayer ld = eval_layer(a, &b->ds, bw->ds_conv, &bw->ds_bn, 0);
+            if (conv_eval_step(d, x, &ld, 0, a->fold)) return -1;
+            int t = x;
+            x = d, d = t;
+        }
+        if (conv_eval_step(x, t2, &l3, 1, a->fold)) return -1;
+    }
+    return conv_eval_store(a->blk[a->n_blocks - 1].out, x);
+}
+
+// One bottleneck, layer by layer.
+static void block_forward(const ResNetActs *a, BlockActs *b, ResNetBlockWeights *bw, int bs) {
+    conv_bn(a, b->t1, b->a1, b->mean[0], b->rstd[0], b->x, bw->conv1, &bw->bn1, &b->c1, bs, 1);
+    conv_bn(a, b->t2, b->a2, b->mean[1], b->rstd[1], b->a1, bw->conv2, &bw->bn2, &b->c2, bs, 1);
+    conv_bn(a, b->t3, b->out, b->mean[2], b->rstd[2], b->a2, bw->conv3, &bw->bn3, &b->c3, bs, 0);
+    const float *res = b->x;
+    if (bw->ds_conv) {
+        conv_bn(a, b->td, b->dn, b->mean[3], b->rstd[3], b->x, bw->ds_conv, &bw->ds_bn, &b->ds, bs, 0);
+        res = b->dn;
+    }
+    size_t n = out_numel(&b->c3);
+    float *o = b->out;
+#pragma omp parallel for simd if (n > 32768)
+    for (size_t j = 0; j < n; j++) {
+        float v = o[j] + res[j];
+        o[j] = v > 0.0f ? v : 0.0f;
+    }
 }
 
 void resnet_forward(const ResNetConfig *cfg, ResNetWeights *w, ResNetActs *a,
                     const float *images, int B, int batch_stats) {
     DINO_ASSERT(B >= 1 && B <= a->B);
     DINO_ASSERT(!a->keep || batch_stats);
+    int bs = batch_stats;
     set_batch(a, B);
     nchw_to_cnhw(a->img, images, B, cfg->in_chans, a->H * a->W);
-    conv2d_forward(a->s_t, a->img, w->conv1, &a->stem, a->scratch);
-    bn_apply(a, a->s_a, a->s_mean, a->s_rstd, a->s_t, &w->bn1, &a->stem, batch_stats, 1);
+    conv_bn(a, a->s_t, a->s_a, a->s_mean, a->s_rstd, a->img, w->conv1, &w->bn1, &a->stem, bs, 1);
     if (cfg->stem_pool)
         maxpool_forward(a->s_p, a->keep ? a->argmax : NULL, a->s_a, cfg->stem_width * B,
                         a->stem.OH, a->stem.OW, a->PH, a->PW, 3, 2, 1);
-    for (int i = 0; i < a->n_blocks; i++) {
-        BlockActs *b = &a->blk[i];
-        ResNetBlockWeights *bw = &w->blocks[i];
-        conv2d_forward(b->t1, b->x, bw->conv1, &b->c1, a->scratch);
-        bn_apply(a, b->a1, b->mean[0], b->rstd[0], b->t1, &bw->bn1, &b->c1, batch_stats, 1);
-        conv2d_forward(b->t2, b->a1, bw->conv2, &b->c2, a->scratch);
-        bn_apply(a, b->a2, b->mean[1], b->rstd[1], b->t2, &bw->bn2, &b->c2, batch_stats, 1);
-        conv2d_forward(b->t3, b->a2, bw->conv3, &b->c3, a->scratch);
-        bn_apply(a, b->out, b->mean[2], b->rstd[2], b->t3, &bw->bn3, &b->c3, batch_stats, 0);
-        const float *res = b->x;
-        if (bw->ds_conv) {
-            conv2d_forward(b->td, b->x, bw->ds_conv, &b->ds, a->scratch);
-            bn_apply(a, b->dn, b->mean[3], b->rstd[3], b->td, &bw->ds_bn, &b->ds, batch_stats, 0);
-            res = b->dn;
-        }
-        size_t n = out_numel(&b->c3);
-        float *o = b->out;
-#pragma omp parallel for simd if (n > 32768)
-        for (size_t j = 0; j < n; j++) {
-            float v = o[j] + res[j];
-            o[j] = v > 0.0f ? v : 0.0f;
-        }
-    }
+    if (bs || trunk_eval(a, w))
+        for (int i = 0; i < a->n_blocks; i++) block_forward(a, &a->blk[i], &w->blocks[i], bs);
     const BlockActs *last = &a->blk[a->n_blocks - 1];
     avgpool_forward(a->feat, last->out, last->c3.OC, B, last->c3.OH * last->c3.OW);
 }
