@@ -8,9 +8,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "fixture.h"
 #include "params.h"
 #include "rng.h"
 #include "testlib.h"
+#include "train/trainer.h"
 
 #define ENGINE_PARAM_SEED 1000
 #define ENGINE_IMG_SEED 5000
@@ -35,6 +37,49 @@ static void engine_param_range(const ParamInfo *p, float *lo, float *hi) {
         float a = (float)(1.0 / sqrt((double)fan_in));
         *lo = -a, *hi = a;
     }
+}
+
+// The ResNet fixture scripts' param_range(): running statistics, biases,
+// 1-D weights (BatchNorm's; weight norm's g too, or g at 1 when g_one, as
+// tools/make_resnet_train_fixtures.py), He-uniform convolutions and Linears;
+// parameter i = fill(shape, ENGINE_PARAM_SEED + i, lo, hi).
+static inline void engine_fill_resnet_params(const ParamTable *t, float *buf, int g_one) {
+    for (int i = 0; i < t->n; i++) {
+        const ParamInfo *p = &t->p[i];
+        float lo, hi;
+        if (engine_ends_with(p->name, "running_mean")) lo = -0.3f, hi = 0.3f;
+        else if (engine_ends_with(p->name, "running_var")) lo = 0.5f, hi = 2.0f;
+        else if (g_one && engine_ends_with(p->name, "weight_g")) lo = 1.0f, hi = 1.0f;
+        else if (engine_ends_with(p->name, ".bias")) lo = -0.2f, hi = 0.2f;
+        else if (p->ndim == 1) lo = 0.5f, hi = 1.5f;
+        else {
+            size_t fan_in = p->numel / (size_t)p->shape[0];
+            hi = (float)sqrt(6.0 / (double)fan_in), lo = -hi;
+        }
+        fixture_fill(buf + p->offset, p->numel, ENGINE_PARAM_SEED + (uint64_t)i, lo, hi);
+    }
+}
+
+// A fixture's doubles, each stored as three floats (hi, mid, lo) in three
+// blocks of numel / 3: element i summed back in double.
+static inline double engine_fixture_double(const FixtureTensor *t, size_t i) {
+    size_t n = t->numel / 3;
+    return (double)t->data[i] + (double)t->data[n + i] + (double)t->data[2 * n + i];
+}
+
+// The schedule both train-step fixture scripts write as "cfg.d" (lr, min_lr,
+// weight decay and its end, teacher momentum, warm-up and final teacher
+// temperature) and the clipping threshold "clip", into c.
+static inline void engine_fixture_schedules(TrainConfig *c, const Fixture *fx) {
+    const FixtureTensor *cd = fixture_get(fx, "cfg.d");
+    c->lr = engine_fixture_double(cd, 0);
+    c->min_lr = engine_fixture_double(cd, 1);
+    c->weight_decay = engine_fixture_double(cd, 2);
+    c->weight_decay_end = engine_fixture_double(cd, 3);
+    c->momentum_teacher = engine_fixture_double(cd, 4);
+    c->warmup_teacher_temp = engine_fixture_double(cd, 5);
+    c->teacher_temp = engine_fixture_double(cd, 6);
+    c->clip_grad = fixture_scalar(fx, "clip");
 }
 
 // Parameter i of the table = fill(shape, ENGINE_PARAM_SEED + i, lo, hi).

@@ -39,23 +39,6 @@ static void tiny_config(ResNetConfig *c, int small_stem) {
     if (small_stem) resnet_config_small_stem(c);
 }
 
-// param_range() of the fixture script.
-static void fill_params(const ParamTable *t, float *buf) {
-    for (int i = 0; i < t->n; i++) {
-        const ParamInfo *p = &t->p[i];
-        float lo, hi;
-        if (engine_ends_with(p->name, "running_mean")) lo = -0.3f, hi = 0.3f;
-        else if (engine_ends_with(p->name, "running_var")) lo = 0.5f, hi = 2.0f;
-        else if (engine_ends_with(p->name, ".bias")) lo = -0.2f, hi = 0.2f;
-        else if (p->ndim == 1) lo = 0.5f, hi = 1.5f;
-        else {
-            size_t fan_in = p->numel / (size_t)p->shape[0];
-            hi = (float)sqrt(6.0 / (double)fan_in), lo = -hi;
-        }
-        fixture_fill(buf + p->offset, p->numel, ENGINE_PARAM_SEED + (uint64_t)i, lo, hi);
-    }
-}
-
 // The first n values of fixture tensor `key` (all of it unless prefix).
 static void cmp_n(const Fixture *fx, const char *key, const float *got, size_t n, double tol,
                   int prefix) {
@@ -76,7 +59,7 @@ static void fixture_case(const Fixture *fx, const char *tag, int k, int small_st
     param_table_init(&t);
     resnet_param_table(&cfg, &t, "");
     float *params = callocCheck(t.total, sizeof(float)), *grads = callocCheck(t.total, sizeof(float));
-    fill_params(&t, params);
+    engine_fill_resnet_params(&t, params, 0);
     ResNetWeights w, g;
     resnet_weights_bind(&w, &cfg, params);
     resnet_weights_bind(&g, &cfg, grads);
@@ -121,7 +104,7 @@ static void fixture_case(const Fixture *fx, const char *tag, int k, int small_st
           tag, n_grad, n_after);
 
     // A smaller batch through the same activations gives the first rows again (eval mode).
-    fill_params(&t, params);
+    engine_fill_resnet_params(&t, params, 0);
     resnet_forward(&cfg, &w, ai, img, B - 1, 0);
     snprintf(key, sizeof key, "%s.eval", tag);
     cmp_n(fx, key, resnet_output(ai), (size_t)(B - 1) * D, TOL_FWD, 1);
@@ -162,7 +145,7 @@ static void multicrop_case(const Fixture *fx, int train_pass) {
     DinoModel m;
     model_build_resnet(&m, &rc, &hc, 1);
     float *params = callocCheck(m.table.total, sizeof(float)), *grads = callocCheck(m.table.total, sizeof(float));
-    fill_params(&m.table, params);
+    engine_fill_resnet_params(&m.table, params, 0);
     const int B = 4, rows = 20, L = 48;
     Batch b = {.B = B, .n_groups = 2};
     b.groups[0] = (CropGroup){64, 2, mallocCheck((size_t)2 * B * 3 * 64 * 64 * sizeof(float))};

@@ -34,29 +34,6 @@
 #define STEP_GRAD_TOL 2e-5
 #define CHAIN_GRAD_TOL 1e-4
 
-static double dbl(const FixtureTensor *t, size_t i) {
-    size_t n = t->numel / 3;
-    return (double)t->data[i] + (double)t->data[n + i] + (double)t->data[2 * n + i];
-}
-
-// param_range() of the fixture script.
-static void fill_params(const ParamTable *t, float *buf) {
-    for (int i = 0; i < t->n; i++) {
-        const ParamInfo *p = &t->p[i];
-        float lo, hi;
-        if (engine_ends_with(p->name, "running_mean")) lo = -0.3f, hi = 0.3f;
-        else if (engine_ends_with(p->name, "running_var")) lo = 0.5f, hi = 2.0f;
-        else if (engine_ends_with(p->name, "weight_g")) lo = 1.0f, hi = 1.0f;
-        else if (engine_ends_with(p->name, ".bias")) lo = -0.2f, hi = 0.2f;
-        else if (p->ndim == 1) lo = 0.5f, hi = 1.5f;
-        else {
-            size_t fan_in = p->numel / (size_t)p->shape[0];
-            hi = (float)sqrt(6.0 / (double)fan_in), lo = -hi;
-        }
-        fixture_fill(buf + p->offset, p->numel, ENGINE_PARAM_SEED + (uint64_t)i, lo, hi);
-    }
-}
-
 // Parameters and running statistics: within atol (a small fraction of the
 // learning rates' sum) + 1e-6 of the tensor's scale.
 static int close_abs(const char *what, const float *got, const float *want, size_t n, double atol,
@@ -76,7 +53,6 @@ static int close_abs(const char *what, const float *got, const float *want, size
 
 static TrainConfig fixture_config(const Fixture *fx, const char *optimizer, int use_bn) {
     const float *cf = fixture_get(fx, "cfg")->data;
-    const FixtureTensor *cd = fixture_get(fx, "cfg.d");
     TrainConfig c;
     train_config_default(&c);
     c.arch = "resnet_tiny";
@@ -95,14 +71,7 @@ static TrainConfig fixture_config(const Fixture *fx, const char *optimizer, int 
     c.warmup_epochs = (int)cf[9];
     c.warmup_teacher_temp_epochs = (int)cf[10];
     c.freeze_last_layer = (int)cf[11];
-    c.lr = dbl(cd, 0);
-    c.min_lr = dbl(cd, 1);
-    c.weight_decay = dbl(cd, 2);
-    c.weight_decay_end = dbl(cd, 3);
-    c.momentum_teacher = dbl(cd, 4);
-    c.warmup_teacher_temp = dbl(cd, 5);
-    c.teacher_temp = dbl(cd, 6);
-    c.clip_grad = fixture_scalar(fx, "clip");
+    engine_fixture_schedules(&c, fx);
     c.koleo_loss_weight = 0;
     c.drop_path_rate = 0.1f;  // the default: a ResNet has no stochastic depth, so it must change nothing
     return c;
@@ -171,7 +140,7 @@ static void run_steps(const Fixture *fx, const char *optimizer, int use_bn, int 
     CHECK(t != NULL, "trainer_create --arch resnet_tiny --optimizer %s: %s", optimizer, t ? "ok" : err);
     if (!t) return;
     const ParamTable *tab = &t->model.table;
-    fill_params(tab, t->student);
+    engine_fill_resnet_params(tab, t->student, 1);
     memcpy(t->teacher, t->student, tab->total * sizeof(float));
     Crops cr;
     crops_init(&cr, &c);
@@ -187,7 +156,7 @@ static void run_steps(const Fixture *fx, const char *optimizer, int use_bn, int 
         char k[160], k2[160], what[64];
         snprintf(k, sizeof k, "%d.sched", s);
         const FixtureTensor *sc = fixture_get(fx, k);
-        CHECK(st.lr == dbl(sc, 0) && st.wd == dbl(sc, 1) && st.momentum == dbl(sc, 2),
+        CHECK(st.lr == engine_fixture_double(sc, 0) && st.wd == engine_fixture_double(sc, 1) && st.momentum == engine_fixture_double(sc, 2),
               "step %d: lr %.17g wd %.17g momentum %.17g equal to the reference's", s, st.lr, st.wd, st.momentum);
         snprintf(k, sizeof k, "%d.temp", s);
         CHECK((float)st.teacher_temp == fixture_scalar(fx, k), "step %d: teacher temperature %g", s, st.teacher_temp);
@@ -272,7 +241,7 @@ static void checkpoint_resume(const Fixture *fx, int use_bn) {
     Trainer *a = trainer_create(&c, 2, err, sizeof err), *b = trainer_create(&c, 2, err, sizeof err);
     if (!a || !b) return;
     const ParamTable *tab = &a->model.table;
-    fill_params(tab, a->student);
+    engine_fill_resnet_params(tab, a->student, 1);
     memcpy(a->teacher, a->student, tab->total * sizeof(float));
     float *init = malloc(tab->total * sizeof(float));
     memcpy(init, a->teacher, tab->total * sizeof(float));

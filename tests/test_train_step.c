@@ -42,11 +42,6 @@
 // bound is about three times the worst.
 #define CHAIN_GRAD_TOL 1e-4
 
-static double dbl(const FixtureTensor *t, size_t i) {
-    size_t n = t->numel / 3;
-    return (double)t->data[i] + (double)t->data[n + i] + (double)t->data[2 * n + i];
-}
-
 // Parameters after the optimizer: AdamW divides by sqrt(v), so an element
 // whose gradient is at float32 noise level (a true zero such as the key bias
 // of attention, computed as ±1e-9 by both sides) moves by up to lr in a
@@ -161,7 +156,6 @@ static void run_steps(Fixture *fxp, const char *chunk_kib, int from_reference) {
     printf("-- %s, student chunk budget: %s KiB\n", from_reference ? "single steps from the reference's state" : "chained steps",
            chunk_kib ? chunk_kib : "default");
     const float *cf = fixture_get(&fx, "cfg")->data;
-    const FixtureTensor *cd = fixture_get(&fx, "cfg.d");
     int img = (int)cf[0], patch = (int)cf[1], dim = (int)cf[2], depth = (int)cf[3], heads = (int)cf[4];
     int hidden = (int)cf[5], bottleneck = (int)cf[6], out_dim = (int)cf[7], B = (int)cf[8];
     int n_local = (int)cf[9], local = (int)cf[10], niter = (int)cf[11], epochs = (int)cf[12];
@@ -188,14 +182,7 @@ static void run_steps(Fixture *fxp, const char *chunk_kib, int from_reference) {
     c.warmup_epochs = (int)cf[13];
     c.warmup_teacher_temp_epochs = (int)cf[14];
     c.freeze_last_layer = (int)cf[15];
-    c.lr = dbl(cd, 0);
-    c.min_lr = dbl(cd, 1);
-    c.weight_decay = dbl(cd, 2);
-    c.weight_decay_end = dbl(cd, 3);
-    c.momentum_teacher = dbl(cd, 4);
-    c.warmup_teacher_temp = dbl(cd, 5);
-    c.teacher_temp = dbl(cd, 6);
-    c.clip_grad = fixture_scalar(&fx, "clip");
+    engine_fixture_schedules(&c, &fx);
     const FixtureTensor *kw = fixture_find(&fx, "koleo");
     c.koleo_loss_weight = kw ? kw->data[0] : 0.0f;
     c.use_bn_in_head = fixture_find(&fx, "use_bn_in_head") != NULL;
@@ -228,7 +215,7 @@ static void run_steps(Fixture *fxp, const char *chunk_kib, int from_reference) {
         char k[160];
         snprintf(k, sizeof k, "%d.sched", s);
         const FixtureTensor *sc = fixture_get(&fx, k);
-        CHECK(st.lr == dbl(sc, 0) && st.wd == dbl(sc, 1) && st.momentum == dbl(sc, 2),
+        CHECK(st.lr == engine_fixture_double(sc, 0) && st.wd == engine_fixture_double(sc, 1) && st.momentum == engine_fixture_double(sc, 2),
               "step %d: lr %.17g wd %.17g momentum %.17g equal to the reference's", s, st.lr, st.wd, st.momentum);
         snprintf(k, sizeof k, "%d.temp", s);
         CHECK((float)st.teacher_temp == fixture_scalar(&fx, k), "step %d: teacher temperature %g", s, st.teacher_temp);

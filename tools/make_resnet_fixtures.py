@@ -66,7 +66,7 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "f
 
 
 def param_range(name, shape):
-    """tests/test_resnet.c has the same rule."""
+    """tests/engine_fill.h has the same rule (engine_fill_resnet_params, g_one 0)."""
     if name.endswith("running_mean"):
         return -0.3, 0.3
     if name.endswith("running_var"):

@@ -55,6 +55,7 @@ from torchvision.models.resnet import Bottleneck
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fixture_io import fill, write  # noqa: E402
 from make_engine_fixtures import DINOHead  # noqa: E402
+from make_resnet_fixtures import param_range as backbone_param_range  # noqa: E402
 from make_resnet_fixtures import ScaledResNet  # noqa: E402
 from make_train_fixtures import RefDINOLoss, RefLARS, cosine_scheduler, split_double  # noqa: E402
 
@@ -69,20 +70,11 @@ CFG = dict(img=28, local=14, hidden=32, bottleneck=16, out_dim=64, B=4, n_local=
 
 
 def param_range(name, shape):
-    """tests/test_resnet_train.c has the same rule."""
-    if name.endswith("running_mean"):
-        return -0.3, 0.3
-    if name.endswith("running_var"):
-        return 0.5, 2.0
+    """make_resnet_fixtures.param_range, and weight norm's g at 1 (the head's
+    last layer); tests/engine_fill.h has the same rule (g_one 1)."""
     if name.endswith("weight_g"):
         return 1.0, 1.0
-    if name.endswith(".bias"):
-        return -0.2, 0.2
-    if len(shape) == 1:  # BatchNorm weight
-        return 0.5, 1.5
-    fan_in = int(np.prod(shape)) // shape[0]
-    a = float(np.float32(math.sqrt(6.0 / fan_in)))
-    return -a, a
+    return backbone_param_range(name, shape)
 
 
 def tiny_resnet():
